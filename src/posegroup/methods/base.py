@@ -1,0 +1,66 @@
+"""The contract every grouping method fulfils, so that data, training, prediction,
+evaluation and the CLI never change when a method is added.
+
+Coordinates: continuous pixel coordinates of the *network input*, where input pixel
+(row i, column j) covers [j, j+1) x [i, i+1), so its centre is (j + 0.5, i + 0.5). A network of
+output stride s puts output cell (i, j) at input position ((j + 0.5) s, (i + 0.5) s): a point at
+input (x, y) is at output (x / s, y / s).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..skeleton import KeypointSet
+
+
+class Method:
+    """A grouping method: targets (encode), head layout, loss and decoding.
+
+    Subclasses set ``name`` and implement every method below.
+    """
+
+    name: str = "base"
+
+    def __init__(self, keypoint_set: KeypointSet, **cfg: Any):
+        self.keypoint_set = keypoint_set
+        self.cfg = dict(cfg)
+
+    # -- head -------------------------------------------------------------------------------
+    @property
+    def num_channels(self) -> int:
+        """Prediction channels per hourglass stack (e.g. AE: K heatmaps + K*D tags)."""
+        raise NotImplementedError
+
+    # -- targets.py -----------------------------------------------------------------------
+    def encode(self, keypoints: np.ndarray, ignore_mask: np.ndarray, instance_masks: np.ndarray | None,
+               output_size: tuple[int, int], stride: int) -> dict[str, np.ndarray]:
+        """Training targets for one image.
+
+        Args:
+            keypoints: (N, K, 3) x, y, v in input pixels (v: 0 unlabelled, 1 occluded, 2 visible).
+            ignore_mask: (H_in, W_in) bool, True where the loss is ignored (crowd, unannotated people).
+            instance_masks: (N, H_in, W_in) uint8 person masks or None.
+            output_size: (H, W) of the network output.
+            stride: input pixels per output cell.
+        Returns: dict of fixed-shape arrays (they are stacked into a batch by the data loader).
+        """
+        raise NotImplementedError
+
+    # -- loss.py --------------------------------------------------------------------------
+    def loss(self, predictions: list[torch.Tensor], targets: dict[str, torch.Tensor]
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss summed over stacks. predictions: one (B, C, H, W) tensor per stack."""
+        raise NotImplementedError
+
+    # -- decode.py ------------------------------------------------------------------------
+    def predict(self, model: torch.nn.Module, image: np.ndarray, **opts: Any
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Run ``model`` on one RGB uint8 image (H, W, 3) and decode.
+
+        Returns poses (N, K, 3) = x, y, score in *image* pixels and scores (N,).
+        ``opts`` are the method's test-time options (flip, scales, refine, thresholds...).
+        """
+        raise NotImplementedError
