@@ -1,0 +1,197 @@
+"""COCO-format keypoint datasets (COCO, CrowdPose, OCHuman, synthetic, your own).
+
+``CocoPoseDataset(ann_file, image_root)[i]`` gives one image with its people:
+
+- ``image``: uint8 (H, W, 3) RGB
+- ``keypoints``: float32 (N, K, 3) x, y, v of the non-crowd people with >= 1 labelled keypoint
+- ``instance_masks``: uint8 (N, H, W) their masks (zeros where an annotation has none)
+- ``ignore_mask``: bool (H, W), True over crowd regions and people without labelled keypoints
+  (SPEC section 0: both are masked out of the training loss)
+- ``image_id``: int, ``file_name``: str (absolute path)
+
+Every fault in the input (missing or unreadable image, malformed json, keypoint arrays of the
+wrong length, annotations naming unknown image ids) raises :class:`DatasetError` with one line
+naming the file and the fault.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from ..skeleton import KeypointSet, get_keypoint_set
+
+
+class DatasetError(ValueError):
+    """Bad input data; the message is one line naming the file and the fault."""
+
+
+def load_coco_json(ann_file: str | Path) -> dict:
+    """Read and validate a COCO keypoint json; one-line errors name the file and the fault."""
+    ann_file = Path(ann_file)
+    if not ann_file.is_file():
+        raise DatasetError(f"{ann_file}: annotation file not found")
+    try:
+        with open(ann_file) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{ann_file}: malformed json ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{ann_file}: cannot read ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
+            or not isinstance(data.get("annotations"), list):
+        raise DatasetError(f"{ann_file}: not a COCO annotation file (needs 'images' and 'annotations' lists)")
+    return data
+
+
+def decode_segmentation(segm, height: int, width: int) -> np.ndarray:
+    """COCO polygon / RLE / uncompressed RLE -> uint8 (H, W) mask."""
+    if isinstance(segm, list):
+        polys = [p for p in segm if len(p) >= 6]
+        if not polys:
+            return np.zeros((height, width), np.uint8)
+        rle = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
+    elif isinstance(segm, dict) and isinstance(segm.get("counts"), list):
+        rle = mask_utils.frPyObjects(segm, height, width)
+    elif isinstance(segm, dict):
+        rle = dict(segm)
+        if isinstance(rle["counts"], str):
+            rle["counts"] = rle["counts"].encode("ascii")
+    else:
+        return np.zeros((height, width), np.uint8)
+    return mask_utils.decode(rle).astype(np.uint8)
+
+
+class CocoPoseDataset:
+    """Images and people of a COCO-format keypoint json.
+
+    Args:
+        ann_file: COCO keypoint json.
+        image_root: folder that ``images[].file_name`` is relative to. Default: the json's
+            folder, then its ``images/`` subfolder (the layout ``posegroup synth`` writes).
+        keypoint_set: a :class:`KeypointSet` or name; default read from the json's categories.
+        only_with_people: keep only images with at least one person with labelled keypoints.
+    """
+
+    def __init__(self, ann_file, image_root=None, keypoint_set: KeypointSet | str | None = None,
+                 only_with_people: bool = False):
+        self.ann_file = Path(ann_file)
+        data = load_coco_json(self.ann_file)
+        self.data = data
+        if keypoint_set is None:
+            cats = [c for c in data.get("categories") or [] if c.get("keypoints")]
+            if not cats:
+                raise DatasetError(f"{self.ann_file}: no category with a 'keypoints' list")
+            keypoint_set = KeypointSet.from_coco_category(cats[0])
+        self.keypoint_set = get_keypoint_set(keypoint_set)
+        self.image_root = self._find_root(image_root)
+        k = self.keypoint_set.num_keypoints
+
+        self.images = {}
+        for img in data["images"]:
+            if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
+                raise DatasetError(f"{self.ann_file}: an image entry lacks 'id' or 'file_name'")
+            self.images[img["id"]] = img
+        self.anns = defaultdict(list)
+        for a in data["annotations"]:
+            if not isinstance(a, dict) or "image_id" not in a:
+                raise DatasetError(f"{self.ann_file}: an annotation lacks 'image_id'")
+            if a["image_id"] not in self.images:
+                raise DatasetError(f"{self.ann_file}: annotation {a.get('id')} names image id "
+                                   f"{a['image_id']}, which is not in 'images'")
+            kp = a.get("keypoints")
+            if kp is not None and len(kp) != 3 * k:
+                raise DatasetError(f"{self.ann_file}: annotation {a.get('id')} has {len(kp)} keypoint "
+                                   f"values, expected {3 * k} ({k} keypoints x 3)")
+            self.anns[a["image_id"]].append(a)
+        ids = sorted(self.images)
+        if only_with_people:
+            ids = [i for i in ids if any(_num_labelled(a) > 0 and not a.get("iscrowd", 0)
+                                         for a in self.anns[i])]
+        self.image_ids = ids
+
+    def _find_root(self, image_root) -> Path:
+        if image_root is not None:
+            return Path(image_root)
+        base = self.ann_file.parent
+        first = next(iter(self.data["images"]), None)
+        if first and "file_name" in first and not (base / first["file_name"]).exists() \
+                and (base / "images" / first["file_name"]).exists():
+            return base / "images"
+        return base
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def image_path(self, image_id: int) -> Path:
+        return self.image_root / self.images[image_id]["file_name"]
+
+    def load_image(self, image_id: int) -> np.ndarray:
+        """uint8 (H, W, 3) RGB; one-line error for a missing or unreadable file."""
+        path = self.image_path(image_id)
+        return read_image(path)
+
+    def annotations(self, image_id: int) -> dict:
+        """The people of one image, without reading the image (shapes as in ``__getitem__``)."""
+        info = self.images[image_id]
+        h, w = int(info.get("height", 0)), int(info.get("width", 0))
+        return self._people(image_id, h, w)
+
+    def _people(self, image_id: int, h: int, w: int, with_masks: bool = True) -> dict:
+        k = self.keypoint_set.num_keypoints
+        kps, masks = [], []
+        ignore = np.zeros((h, w), bool)
+        for a in self.anns[image_id]:
+            n_lab = _num_labelled(a)
+            crowd = bool(a.get("iscrowd", 0))
+            if crowd or n_lab == 0:
+                if with_masks and h and w:
+                    m = decode_segmentation(a.get("segmentation"), h, w) if a.get("segmentation") else None
+                    if m is not None and m.any():
+                        ignore |= m.astype(bool)
+                    elif a.get("bbox") and not crowd:
+                        x, y, bw, bh = a["bbox"]
+                        ignore[max(int(y), 0):int(np.ceil(y + bh)), max(int(x), 0):int(np.ceil(x + bw))] = True
+                continue
+            kps.append(np.asarray(a["keypoints"], np.float32).reshape(k, 3))
+            if with_masks:
+                segm = a.get("segmentation")
+                masks.append(decode_segmentation(segm, h, w) if segm and h and w else np.zeros((h, w), np.uint8))
+        keypoints = np.stack(kps) if kps else np.zeros((0, k, 3), np.float32)
+        inst = np.stack(masks) if masks else np.zeros((0, h, w), np.uint8)
+        return {"keypoints": keypoints, "instance_masks": inst, "ignore_mask": ignore}
+
+    def __getitem__(self, i: int) -> dict:
+        image_id = self.image_ids[i]
+        image = self.load_image(image_id)
+        h, w = image.shape[:2]
+        info = self.images[image_id]
+        if ("height" in info and int(info["height"]) != h) or ("width" in info and int(info["width"]) != w):
+            raise DatasetError(f"{self.image_path(image_id)}: image is {w}x{h} but {self.ann_file.name} "
+                               f"says {info.get('width')}x{info.get('height')}")
+        out = self._people(image_id, h, w)
+        out.update(image=image, image_id=image_id, file_name=str(self.image_path(image_id)))
+        return out
+
+
+def _num_labelled(a: dict) -> int:
+    kp = a.get("keypoints")
+    if not kp:
+        return 0
+    return int(np.count_nonzero(np.asarray(kp, np.float32)[2::3] > 0))
+
+
+def read_image(path) -> np.ndarray:
+    """Read an image file as uint8 (H, W, 3) RGB; one-line error for a missing or unreadable file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: image file not found")
+    buf = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    if img is None:
+        raise DatasetError(f"{path}: unreadable or corrupt image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
