@@ -110,6 +110,9 @@ def _canon(n: str) -> str:
     for long, short in (("left_", "l_"), ("right_", "r_")):
         if n.startswith(long):
             n = short + n[len(long):]
+    for long, short in (("shoulder", "sho"), ("elbow", "elb"), ("wrist", "wri"), ("ankle", "ank")):
+        if n.endswith(long):
+            n = n[: -len(long)] + short
     return n
 
 

@@ -1,0 +1,244 @@
+"""The ``posegroup`` command line: synth, train, evaluate, predict, export, benchmark, demo.
+
+Every verb is a thin layer over a library function; errors in the user's input end the
+command with one line (``posegroup: error: ...``), not a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+# ----------------------------------------------------------------------------- predictors
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model (one of)")
+    g.add_argument("--weights", help="checkpoint written by 'posegroup train'")
+    g.add_argument("--onnx", help="an ONNX network (with --format)")
+    g.add_argument("--format", default="posenet", choices=["posenet"],
+                   help="output layout of the --onnx network (default: posenet)")
+    t = p.add_argument_group("test-time options")
+    t.add_argument("--flip", action="store_true", help="flip test (average with the mirrored image)")
+    t.add_argument("--scales", type=float, nargs="+", default=None, help="multi-scale test, e.g. 1 0.5 2")
+    t.add_argument("--refine", action="store_true", help="AE: fill missing joints by tag (refinement)")
+    t.add_argument("--input-size", type=int, default=None,
+                   help="longer image side fed to the network (default: the config's / model's)")
+
+
+def make_predictor(args):
+    """(predictor, keypoint_set, name) from --weights or --onnx; predictor(image) -> poses, scores[, masks]."""
+    if bool(args.weights) == bool(args.onnx):
+        raise CliError("give exactly one of --weights CKPT or --onnx MODEL")
+    if args.onnx:
+        from .methods.personlab.posenet import PoseNetONNX
+        from .skeleton import COCO17
+        kwargs = {"input_size": args.input_size} if args.input_size else {}
+        net = PoseNetONNX(args.onnx, **kwargs)
+        return net.predict, COCO17, Path(args.onnx).name
+    from .engine.checkpoint import load_model
+    model, method, config = load_model(args.weights)
+    test = dict((config or {}).get("test") or {})
+    opts = {k: v for k, v in test.items() if k not in ("flip", "scales", "refine", "input_size")}
+    input_size = args.input_size or test.get("input_size") or (config or {}).get("data", {}).get("input_size", 512)
+    scales = tuple(args.scales) if args.scales else tuple(test.get("scales", (1.0,)))
+    flip = args.flip or bool(test.get("flip", False))
+    refine = args.refine or bool(test.get("refine", False))
+    kw = dict(input_size=input_size, **opts)
+    if method.name == "ae":
+        kw.update(scales=scales, flip=flip, refine=refine)
+
+    def predictor(image):
+        return method.predict(model, image, **kw)
+
+    return predictor, method.keypoint_set, Path(args.weights).name
+
+
+# ----------------------------------------------------------------------------- verbs
+def cmd_synth(args) -> int:
+    from .data.synthetic import generate_dataset
+    crowding = args.crowding
+    try:
+        crowding = float(crowding)
+    except ValueError:
+        pass
+    stats = generate_dataset(args.out, args.images, crowding=crowding, seed=args.seed,
+                             poses_file=args.poses, image_size=args.size, workers=args.workers,
+                             progress=not args.quiet)
+    print(f"wrote {stats['images']} images, {stats['people']} people to {args.out} "
+          f"(mean max-IoU between people {stats['mean_max_iou']:.3f}, {stats['seconds']:.1f} s)")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .engine.config import load_config
+    from .engine.train import train
+    config = load_config(args.config)
+    resume = args.resume if args.resume else False
+    summary = train(config, out_dir=args.out, resume=resume, max_steps=args.max_steps,
+                    max_minutes=args.max_minutes, progress=not args.quiet)
+    print(json.dumps({k: v for k, v in summary.items() if isinstance(v, (int, float, str))}, indent=1))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .engine.evaluate import evaluate_all, format_table
+    if args.results:
+        results = args.results
+    else:
+        if not (args.weights or args.onnx):
+            raise CliError("give --results RES.json, or a model (--weights / --onnx) to predict with")
+        from .data.coco import CocoPoseDataset
+        from .engine.predict import predict_dataset
+        predictor, kps, _ = make_predictor(args)
+        ds = CocoPoseDataset(args.gt, args.images, keypoint_set=kps)
+        results = predict_dataset(predictor, ds, progress=not args.quiet)
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "results.json").write_text(json.dumps(results))
+    stats = evaluate_all(args.gt, results)
+    print(format_table(stats))
+    if args.stats:
+        Path(args.stats).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.stats).write_text(json.dumps(stats, indent=1))
+        print(f"stats written to {args.stats}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .engine.predict import predict_images
+    predictor, kps, _ = make_predictor(args)
+    results = predict_images(predictor, args.images, out_dir=args.out, keypoint_set=kps,
+                             draw=not args.no_draw, progress=not args.quiet, gt_file=args.gt)
+    print(f"{len(results)} people in {args.out}/results.json")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .engine.export import export_onnx
+    path = export_onnx(args.weights, args.out, input_size=args.input_size)
+    print(f"exported {path}")
+    return 0
+
+
+def cmd_benchmark(args) -> int:
+    from .engine import benchmark
+    if args.what == "decode":
+        ann = args.ann or str(_default_layouts())
+        for fn in ("benchmark_decode_ae", "benchmark_decode_personlab"):
+            if hasattr(benchmark, fn):
+                getattr(benchmark, fn)(ann, num_images=args.images)
+        return 0
+    from .engine.config import load_config
+    if not args.config:
+        raise CliError("benchmark train needs a CONFIG.yaml")
+    benchmark.benchmark_train(load_config(args.config), minutes=args.minutes, out_dir=args.out)
+    return 0
+
+
+def _default_layouts() -> Path:
+    here = Path.cwd()
+    for base in [here, *here.parents]:
+        p = base / "shared" / "data" / "coco_val2017_kp" / "person_keypoints_val2017_gtcomplete511.json"
+        if p.is_file():
+            return p
+        p = base.parent / "shared" / "data" / "coco_val2017_kp" / "person_keypoints_val2017_gtcomplete511.json"
+        if p.is_file():
+            return p
+    raise CliError("no --ann given and ../shared/data/coco_val2017_kp is not found")
+
+
+def cmd_demo(args) -> int:
+    from .engine.demo import run_demo
+    run_demo(args.out, minutes=args.minutes, images=args.images, progress=not args.quiet)
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="posegroup", description=__doc__.splitlines()[0])
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    s = sub.add_parser("synth", help="write a synthetic crowded-scene COCO dataset")
+    s.add_argument("--out", required=True)
+    s.add_argument("--images", type=int, default=200)
+    s.add_argument("--crowding", default="sparse", help="sparse | heavy | a number in [0, 1]")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--poses", default=None, help="COCO keypoint json to take real poses from")
+    s.add_argument("--size", type=int, default=256, help="image side in pixels")
+    s.add_argument("--workers", type=int, default=None)
+    s.set_defaults(func=cmd_synth)
+
+    t = sub.add_parser("train", help="train from a YAML config")
+    t.add_argument("config")
+    t.add_argument("--resume", nargs="?", const=True, default=False,
+                   help="continue from the last checkpoint in the output folder (or the one given)")
+    t.add_argument("--out", default=None, help="output folder (default: the config's)")
+    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--max-minutes", type=float, default=None)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="COCO AP of a results json, or of a model on a COCO split")
+    e.add_argument("--gt", required=True, help="COCO ground-truth json")
+    e.add_argument("--results", help="COCO results json")
+    e.add_argument("--images", default=None, help="image folder of --gt (default: next to it)")
+    e.add_argument("--stats", help="write the figures to this json")
+    e.add_argument("--out", help="also keep the predictions here (results.json)")
+    _add_model_args(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="poses for images or folders -> results.json + PNGs")
+    pr.add_argument("images", nargs="+")
+    pr.add_argument("--out", default="predictions")
+    pr.add_argument("--gt", default=None, help="COCO json whose image ids to use in results.json")
+    pr.add_argument("--no-draw", action="store_true", help="no PNGs")
+    _add_model_args(pr)
+    pr.set_defaults(func=cmd_predict)
+
+    x = sub.add_parser("export", help="export a checkpoint's network to ONNX")
+    x.add_argument("--weights", required=True)
+    x.add_argument("--out", required=True)
+    x.add_argument("--input-size", type=int, default=None)
+    x.set_defaults(func=cmd_export)
+
+    b = sub.add_parser("benchmark", help="decode speed, or AP against training time")
+    b.add_argument("what", choices=["decode", "train"])
+    b.add_argument("config", nargs="?", help="train: the YAML config")
+    b.add_argument("--ann", help="decode: COCO keypoint json of layouts (default ../shared/data)")
+    b.add_argument("--images", type=int, default=None, help="decode: use the first N images")
+    b.add_argument("--minutes", type=float, default=15.0, help="train: wall-clock training minutes")
+    b.add_argument("--out", default="runs/benchmark_train")
+    b.set_defaults(func=cmd_benchmark)
+
+    d = sub.add_parser("demo", help="the whole pipeline on an embedded synthetic default")
+    d.add_argument("--out", default="posegroup_demo")
+    d.add_argument("--minutes", type=float, default=3.0, help="training minutes")
+    d.add_argument("--images", type=int, default=600, help="synthetic training images")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from .data.coco import DatasetError
+    try:
+        return args.func(args)
+    except (CliError, DatasetError, FileNotFoundError) as e:
+        print(f"posegroup: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # library input checks raise ValueError with a one-line message
+        print(f"posegroup: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("posegroup: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
