@@ -9,7 +9,7 @@ from posegroup.skeleton import COCO17
 
 def _sample(h=60, w=80):
     img = np.zeros((h, w, 3), np.uint8)
-    img[10, 20] = 255  # one bright pixel with centre (20.5, 10.5)
+    img[10, 20, 2] = 255  # one bright blue pixel with centre (20.5, 10.5)
     kp = np.zeros((1, 17, 3), np.float32)
     kp[0, 5] = [20.5, 10.5, 2]   # left shoulder on the bright pixel
     kp[0, 6] = [60.5, 40.5, 1]
@@ -34,7 +34,7 @@ def test_image_and_keypoints_move_together_with_flip():
     x, y, v = w["keypoints"][0, 6]  # after the swap, the left shoulder is in the right-shoulder slot
     assert (x, y, v) == pytest.approx((103.0, 25.0, 2.0))
     # the bright pixel (2x2 after scaling) sits around that continuous point
-    ys, xs = np.nonzero(w["image"][..., 0] > 200)
+    ys, xs = np.nonzero(w["image"][..., 2] > 130)
     assert xs.mean() + 0.5 == pytest.approx(103.0, abs=0.6) and ys.mean() + 0.5 == pytest.approx(25.0, abs=0.6)
     assert w["instance_masks"][0, int(y), int(x)] == 1
 
