@@ -60,7 +60,9 @@ class Method:
                 ) -> tuple[np.ndarray, np.ndarray]:
         """Run ``model`` on one RGB uint8 image (H, W, 3) and decode.
 
-        Returns poses (N, K, 3) = x, y, score in *image* pixels and scores (N,).
-        ``opts`` are the method's test-time options (flip, scales, refine, thresholds...).
+        Returns ``(poses, scores)`` with poses (N, K, 3) = x, y, score in *image* pixels and
+        scores (N,); a method that segments returns ``(poses, scores, masks)`` with masks
+        (N, H, W) bool in image pixels. ``opts`` are the method's test-time options (flip,
+        scales, refine, thresholds...).
         """
         raise NotImplementedError
