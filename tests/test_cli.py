@@ -1,0 +1,41 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from posegroup.cli import build_parser, main
+from posegroup.engine.evaluate import gt_as_results
+
+
+def test_every_verb_is_there():
+    p = build_parser()
+    for argv in (["synth", "--out", "x"], ["train", "c.yaml"], ["evaluate", "--gt", "g.json"],
+                 ["predict", "a.jpg", "--weights", "w.pt"], ["export", "--weights", "w", "--out", "o"],
+                 ["benchmark", "decode"], ["demo"]):
+        assert p.parse_args(argv).func is not None
+
+
+def test_evaluate_verb_writes_stats(coco_val_gt, tmp_path, capsys):
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(gt_as_results(coco_val_gt)))
+    stats = tmp_path / "stats.json"
+    assert main(["evaluate", "--gt", str(coco_val_gt), "--results", str(res), "--stats", str(stats)]) == 0
+    s = json.loads(stats.read_text())
+    assert {"AP", "AP50", "AP75", "APm", "APl", "AR"} <= set(s) and s["AP"] == pytest.approx(1.0)
+    assert "1.000" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    gt = tmp_path / "gt.json"
+    gt.write_text("{not json")
+    assert main(["evaluate", "--gt", str(gt), "--results", str(gt)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("posegroup: error:") and "gt.json" in err and "\n" not in err
+    assert main(["predict", "a.jpg"]) == 2
+    assert "exactly one of --weights" in capsys.readouterr().err
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "posegroup.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "benchmark" in out.stdout
