@@ -1,0 +1,165 @@
+"""Associative Embedding losses (SPEC section 1; Newell et al. 2017).
+
+Heatmap loss: masked mean squared error. Grouping (tag) loss for one image with N people,
+person n with labelled joints k in K_n and tags h_k(x):
+
+- reference tag   h̄_n = 1/|K_n| Σ_{k∈K_n} h_k(x_nk)
+- pull            = 1/N Σ_n 1/|K_n| Σ_{k∈K_n} ‖h̄_n − h_k(x_nk)‖²
+- push (paper)    = 1/N² Σ_n Σ_{n'≠n} exp(−‖h̄_n − h̄_n'‖² / (2σ²)),  σ = 1
+- push (reference code, princeton-vl/pose-ae-train ``singleTagLoss``)
+                  = ½ · 1/(N(N−1)) Σ_n Σ_{n'≠n} exp(−‖h̄_n − h̄_n'‖²)
+  (the code sums exp(−d²) over all ordered pairs, subtracts the N diagonal ones, divides by
+  N(N−1) and halves.)
+
+Images with fewer than two people have push 0, images without people pull 0. Everything is
+vectorised over the batch and the people (no Python loop).
+"""
+from __future__ import annotations
+
+import torch
+
+from .head import split_outputs
+
+PUSH_FORMS = ("paper", "reference")
+PULL_FORMS = ("paper", "reference")
+
+
+def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+                 *, reduction: str = "mean") -> torch.Tensor:
+    """Masked heatmap MSE, as the reference code computes it.
+
+    Args:
+        pred, target: (B, K, H, W).
+        mask: (B, H, W), 1 = counted, 0 = ignored (None: all counted).
+        reduction: "mean" (over the batch) or "none" (per image, (B,)).
+    Returns: per image the mean over joints and *all* pixels of mask · (pred − target)² (ignored
+    pixels count in the denominator with 0 error, as in the reference ``HeatmapLoss``), averaged
+    over the batch.
+    """
+    if pred.shape != target.shape or pred.dim() != 4:
+        raise ValueError(f"heatmap_loss: pred {tuple(pred.shape)} and target {tuple(target.shape)} must both "
+                         "be (B, K, H, W)")
+    err = (pred - target.to(pred.dtype)) ** 2
+    if mask is not None:
+        if mask.shape != (pred.shape[0],) + tuple(pred.shape[2:]):
+            raise ValueError(f"heatmap_loss: mask {tuple(mask.shape)} must be (B, H, W) = "
+                             f"{(pred.shape[0],) + tuple(pred.shape[2:])}")
+        err = err * mask.to(pred.dtype)[:, None]
+    per_image = err.flatten(1).mean(1)
+    return _reduce(per_image, reduction)
+
+
+def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return x.mean()
+    if reduction == "none":
+        return x
+    raise ValueError(f"unknown reduction {reduction!r}; choose 'mean' or 'none'")
+
+
+def _flat_tags(tags: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+    """(B, K, H, W, D) | (B, K, H, W) | (B, K*H*W, D) -> (B, K*H*W, D)."""
+    if tags.dim() == 5:
+        return tags.reshape(tags.shape[0], -1, tags.shape[-1])
+    if tags.dim() == 4:
+        return tags.reshape(tags.shape[0], -1, 1)
+    if tags.dim() == 3:
+        return tags
+    raise ValueError(f"tags must be (B, K, H, W, D), (B, K, H, W) or (B, K*H*W, D), got {tuple(tags.shape)}")
+
+
+def grouping_loss(tags: torch.Tensor, joints: torch.Tensor, *, push_form: str = "paper", sigma: float = 1.0,
+                  pull_form: str = "paper", reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+    """AE grouping loss (pull, push).
+
+    Args:
+        tags: (B, K, H, W, D), (B, K, H, W) (D = 1) or flattened (B, K*H*W, D).
+        joints: (B, M, K, 2) integer: [flat index k·H·W + y·W + x, valid > 0] per person slot and
+            joint (``targets.joint_indices``); slots with no valid joint are empty.
+        push_form: "paper" (1/N² Σ_{n≠n'} exp(−d²/(2σ²)), default) or "reference"
+            (½ mean over ordered pairs n≠n' of exp(−d²), the reference code).
+        sigma: σ of the paper's push (1 in the paper); unused by the reference form.
+        pull_form: "paper" (squared Euclidean distance to h̄_n, default) or "reference" (the code's
+            ``torch.mean`` also averages over the D tag dimensions). Equal when D = 1.
+        reduction: "mean" over the batch or "none" ((B,) each).
+    Returns: (pull, push).
+    """
+    if push_form not in PUSH_FORMS:
+        raise ValueError(f"unknown push_form {push_form!r}; choose one of {PUSH_FORMS}")
+    if pull_form not in PULL_FORMS:
+        raise ValueError(f"unknown pull_form {pull_form!r}; choose one of {PULL_FORMS}")
+    if sigma <= 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    flat = _flat_tags(tags)
+    b, n_pix, d = flat.shape
+    if joints.dim() != 4 or joints.shape[0] != b or joints.shape[-1] != 2:
+        raise ValueError(f"joints must be (B={b}, M, K, 2), got {tuple(joints.shape)}")
+    joints = joints.to(device=flat.device, dtype=torch.long)
+    _, m, k, _ = joints.shape
+    valid = joints[..., 1] > 0                                   # (B, M, K)
+    idx = torch.where(valid, joints[..., 0], torch.zeros_like(joints[..., 0]))
+    if valid.any() and (idx[valid].min() < 0 or idx[valid].max() >= n_pix):
+        raise ValueError(f"joint indices out of range [0, {n_pix}) for tags of shape {tuple(tags.shape)}")
+    h = torch.gather(flat, 1, idx.reshape(b, m * k, 1).expand(-1, -1, d)).reshape(b, m, k, d)
+    v = valid.to(flat.dtype)                                     # (B, M, K)
+    count = v.sum(2)                                             # |K_n|, (B, M)
+    present = count > 0                                          # (B, M)
+    n_people = present.sum(1).to(flat.dtype)                     # N, (B,)
+    mean = (h * v[..., None]).sum(2) / count.clamp(min=1)[..., None]  # h̄_n, (B, M, D)
+
+    sq = ((h - mean[:, :, None]) ** 2).sum(-1)                   # (B, M, K)
+    if pull_form == "reference":
+        sq = sq / d
+    pull_n = (sq * v).sum(2) / count.clamp(min=1)                # (B, M), 0 for empty slots
+    pull = pull_n.sum(1) / n_people.clamp(min=1)
+
+    d2 = ((mean[:, :, None] - mean[:, None]) ** 2).sum(-1)       # (B, M, M)
+    pair = present[:, :, None] & present[:, None] & ~torch.eye(m, dtype=torch.bool, device=flat.device)
+    if push_form == "paper":
+        e = torch.exp(-d2 / (2.0 * sigma ** 2))
+        norm = n_people ** 2
+    else:
+        e = 0.5 * torch.exp(-d2)
+        norm = n_people * (n_people - 1)
+    push = (e * pair.to(flat.dtype)).sum((1, 2)) / norm.clamp(min=1)
+    return _reduce(pull, reduction), _reduce(push, reduction)
+
+
+def ae_loss(predictions: "list[torch.Tensor] | torch.Tensor", targets: dict, num_keypoints: int, *,
+            tag_dim: int = 1, heatmap_weight: float = 1.0, pull_weight: float = 1e-3,
+            push_weight: float = 1e-3, push_form: str = "paper", sigma: float = 1.0,
+            pull_form: str = "paper") -> tuple[torch.Tensor, dict[str, float]]:
+    """Total AE loss summed over stacks (intermediate supervision).
+
+    Args:
+        predictions: list of (B, K + K*D, H, W), one per stack (or one tensor).
+        targets: "heatmaps" (B, K, H, W), "mask" (B, H, W) (1 counted, 0 ignored; optional),
+            "joints" (B, M, K, 2) int64.
+        heatmap_weight, pull_weight, push_weight: reference code weights 1, 1e-3, 1e-3.
+        push_form, sigma, pull_form: see :func:`grouping_loss`.
+    Returns: (total, {"heatmap", "pull", "push"}) with the *weighted* terms summed over stacks
+    (so total = heatmap + pull + push), as Python floats.
+    """
+    if isinstance(predictions, torch.Tensor):
+        predictions = [predictions]
+    if len(predictions) == 0:
+        raise ValueError("ae_loss: no predictions")
+    for key in ("heatmaps", "joints"):
+        if key not in targets:
+            raise ValueError(f"ae_loss: targets lack {key!r} (have {sorted(targets)})")
+    gt, mask, joints = targets["heatmaps"], targets.get("mask"), targets["joints"]
+    total = predictions[0].new_zeros(())
+    parts = {"heatmap": 0.0, "pull": 0.0, "push": 0.0}
+    for pred in predictions:
+        heat, tags = split_outputs(pred, num_keypoints, tag_dim)
+        lh = heatmap_weight * heatmap_loss(heat, gt, mask)
+        pull, push = grouping_loss(tags, joints, push_form=push_form, sigma=sigma, pull_form=pull_form)
+        pull, push = pull_weight * pull, push_weight * push
+        total = total + lh + pull + push
+        parts["heatmap"] += float(lh.detach())
+        parts["pull"] += float(pull.detach())
+        parts["push"] += float(push.detach())
+    return total, parts
+
+
+__all__ = ["heatmap_loss", "grouping_loss", "ae_loss", "PUSH_FORMS", "PULL_FORMS"]

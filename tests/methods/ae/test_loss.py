@@ -1,0 +1,176 @@
+import math
+
+import pytest
+import torch
+
+from posegroup.methods.ae.head import merge_outputs, num_channels, split_outputs
+from posegroup.methods.ae.loss import ae_loss, grouping_loss, heatmap_loss
+
+torch.set_num_threads(1)
+
+K, H, W = 2, 2, 2
+
+
+def _idx(k, y, x):
+    return k * H * W + y * W + x
+
+
+def _two_people():
+    """Person A: joint 0 at (x=0,y=0) tag 1, joint 1 at (1,1) tag 3 (mean 2, pull 1).
+    Person B: joint 0 at (1,0) tag 0, joint 1 missing (mean 0, pull 0). Slot 2 empty
+    (garbage index, valid 0)."""
+    tags = torch.zeros(1, K, H, W)
+    tags[0, 0, 0, 0] = 1.0
+    tags[0, 1, 1, 1] = 3.0
+    tags[0, 0, 0, 1] = 0.0
+    tags[0, 1, 0, 0] = 50.0  # unused cell
+    joints = torch.tensor([[[[_idx(0, 0, 0), 1], [_idx(1, 1, 1), 1]],
+                            [[_idx(0, 0, 1), 1], [_idx(1, 0, 0), 0]],
+                            [[999, 0], [12345, 0]]]])
+    return tags, joints
+
+
+def test_head_split_and_merge():
+    assert num_channels(17, 1) == 34 and num_channels(14, 2) == 42
+    pred = torch.arange(2 * 6 * 2 * 3, dtype=torch.float32).reshape(2, 6, 2, 3)
+    hm, tg = split_outputs(pred, 2, 2)
+    assert hm.shape == (2, 2, 2, 3) and tg.shape == (2, 2, 2, 3, 2)
+    # channel K + k*D + d is joint k, dim d
+    assert torch.equal(tg[:, 1, :, :, 0], pred[:, 2 + 2])
+    assert torch.equal(tg[:, 1, :, :, 1], pred[:, 2 + 3])
+    assert torch.equal(merge_outputs(hm, tg), pred)
+    with pytest.raises(ValueError, match="channels"):
+        split_outputs(pred, 4, 1)
+
+
+def test_heatmap_loss_masked_mean_over_all_pixels():
+    pred = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    target = torch.zeros_like(pred)
+    mask = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]])
+    # (1 + 9 + 16) / 4: ignored pixel counts in the denominator (reference HeatmapLoss)
+    assert heatmap_loss(pred, target, mask).item() == pytest.approx(6.5)
+    assert heatmap_loss(pred, target).item() == pytest.approx(30 / 4)
+    # two images, two joints: per image mean, then batch mean
+    p2 = torch.cat([pred, 2 * pred], 0).repeat(1, 2, 1, 1)
+    per = heatmap_loss(p2, torch.zeros_like(p2), mask.repeat(2, 1, 1), reduction="none")
+    assert per.tolist() == pytest.approx([6.5, 26.0])
+    with pytest.raises(ValueError, match="mask"):
+        heatmap_loss(pred, target, mask[:, :1])
+
+
+def test_two_people_missing_joint_both_push_forms():
+    tags, joints = _two_people()
+    pull, push = grouping_loss(tags, joints)
+    assert pull.item() == pytest.approx(0.5)                       # (1 + 0) / 2
+    assert push.item() == pytest.approx(2 * math.exp(-4 / 2) / 4)  # d² = 4, σ = 1, /N²
+    pull_r, push_r = grouping_loss(tags, joints, push_form="reference")
+    assert pull_r.item() == pytest.approx(0.5)
+    assert push_r.item() == pytest.approx(0.5 * 2 * math.exp(-4) / 2)  # ½ mean over 2 ordered pairs
+    # σ of the paper form
+    _, push_s = grouping_loss(tags, joints, sigma=2.0)
+    assert push_s.item() == pytest.approx(2 * math.exp(-4 / 8) / 4)
+    # same with (B, K, H, W, D) and flattened inputs
+    for t in (tags[..., None], tags.reshape(1, -1, 1)):
+        p, q = grouping_loss(t, joints)
+        assert (p.item(), q.item()) == pytest.approx((0.5, 2 * math.exp(-2) / 4))
+
+
+def test_three_people_paper_vs_reference():
+    # three single-joint people with tags 0, 1, 3: d² = 1, 9, 4
+    tags = torch.tensor([0.0, 1.0, 3.0, 0.0]).reshape(1, 1, 2, 2)
+    joints = torch.tensor([[[[0, 1]], [[1, 1]], [[2, 1]]]])
+    pull, push = grouping_loss(tags, joints)
+    s_paper = 2 * (math.exp(-0.5) + math.exp(-4.5) + math.exp(-2.0))
+    assert pull.item() == 0.0
+    assert push.item() == pytest.approx(s_paper / 9)
+    _, push_r = grouping_loss(tags, joints, push_form="reference")
+    s_ref = 2 * (math.exp(-1) + math.exp(-9) + math.exp(-4))
+    assert push_r.item() == pytest.approx(0.5 * s_ref / 6)
+
+
+def test_tag_dim_two():
+    # person A: tags (0,0), (2,0) -> mean (1,0), pull (1 + 1)/2 = 1 (paper), 0.5 (reference: / D)
+    # person B: one joint (1,3): d² to A = 9
+    tags = torch.zeros(1, 2, 2, 2, 2)
+    tags[0, 0, 0, 0] = torch.tensor([0.0, 0.0])
+    tags[0, 1, 0, 0] = torch.tensor([2.0, 0.0])
+    tags[0, 0, 1, 1] = torch.tensor([1.0, 3.0])
+    joints = torch.tensor([[[[0, 1], [4, 1]], [[3, 1], [0, 0]]]])
+    pull, push = grouping_loss(tags, joints)
+    assert pull.item() == pytest.approx(0.5)                        # (1 + 0) / N=2
+    assert push.item() == pytest.approx(2 * math.exp(-4.5) / 4)
+    pull_r, push_r = grouping_loss(tags, joints, pull_form="reference", push_form="reference")
+    assert pull_r.item() == pytest.approx(0.25)
+    assert push_r.item() == pytest.approx(0.5 * math.exp(-9))
+
+
+def test_one_person_and_no_people_batch():
+    tags = torch.zeros(3, K, H, W)
+    tags[0, 0, 0, 0], tags[0, 1, 0, 0] = 1.0, 2.0   # one person, tags 1 and 2: pull 0.25
+    joints = torch.zeros(3, 4, K, 2, dtype=torch.long)
+    joints[0, 0] = torch.tensor([[_idx(0, 0, 0), 1], [_idx(1, 0, 0), 1]])
+    tags[2] = 7.0
+    pull, push = grouping_loss(tags, joints, reduction="none")
+    assert pull.tolist() == pytest.approx([0.25, 0.0, 0.0])
+    assert push.tolist() == [0.0, 0.0, 0.0]
+    pull_m, push_m = grouping_loss(tags, joints)
+    assert pull_m.item() == pytest.approx(0.25 / 3) and push_m.item() == 0.0
+    # the reference push also 0 for one person
+    assert grouping_loss(tags, joints, push_form="reference", reduction="none")[1].tolist() == [0.0] * 3
+
+
+def test_bad_inputs():
+    tags, joints = _two_people()
+    with pytest.raises(ValueError, match="push_form"):
+        grouping_loss(tags, joints, push_form="x")
+    bad = joints.clone()
+    bad[0, 0, 0, 0] = 100
+    with pytest.raises(ValueError, match="out of range"):
+        grouping_loss(tags, bad)
+    with pytest.raises(ValueError, match="joints"):
+        grouping_loss(tags, joints[0])
+
+
+def test_gradient_step_pull_shrinks_spread():
+    tags, joints = _two_people()
+    t = tags.clone().requires_grad_(True)
+    pull, _ = grouping_loss(t, joints)
+    pull.backward()
+    # d pull / d h = (1/N)(1/|K_n|) 2 (h - mean) (the mean's own terms cancel): A's tags 1 and 3
+    assert t.grad[0, 0, 0, 0].item() == pytest.approx(0.5 * 0.5 * 2 * (1 - 2))
+    assert t.grad[0, 1, 1, 1].item() == pytest.approx(0.5 * 0.5 * 2 * (3 - 2))
+    with torch.no_grad():
+        t2 = t - 0.5 * t.grad
+    assert abs(t2[0, 1, 1, 1] - t2[0, 0, 0, 0]).item() < 2.0
+
+
+@pytest.mark.parametrize("form", ["paper", "reference"])
+def test_gradient_step_push_separates_means(form):
+    tags, joints = _two_people()
+    t = tags.clone().requires_grad_(True)
+    _, push = grouping_loss(t, joints, push_form=form)
+    push.backward()
+    with torch.no_grad():
+        t2 = t - 10.0 * t.grad
+    mean_a = lambda x: (x[0, 0, 0, 0] + x[0, 1, 1, 1]) / 2
+    mean_b = lambda x: x[0, 0, 0, 1]
+    assert (mean_a(t2) - mean_b(t2)).item() > (mean_a(tags) - mean_b(tags)).item()
+    # A's mean goes up, B's down
+    assert t.grad[0, 0, 0, 0] < 0 and t.grad[0, 0, 0, 1] > 0
+    # unused cells get no gradient
+    assert t.grad[0, 1, 0, 0] == 0
+
+
+def test_ae_loss_sums_stacks_with_weights():
+    tags, joints = _two_people()
+    gt = torch.zeros(1, K, H, W)
+    heat = torch.zeros(1, K, H, W)
+    heat[0, 0, 0, 0] = 2.0                                  # heatmap MSE = 4 / 8 = 0.5
+    pred = merge_outputs(heat, tags)
+    targets = {"heatmaps": gt, "mask": torch.ones(1, H, W), "joints": joints}
+    total, parts = ae_loss([pred, pred], targets, K, pull_weight=0.1, push_weight=0.2)
+    exp_push = 2 * math.exp(-2) / 4
+    assert parts["heatmap"] == pytest.approx(2 * 0.5)
+    assert parts["pull"] == pytest.approx(2 * 0.1 * 0.5)
+    assert parts["push"] == pytest.approx(2 * 0.2 * exp_push)
+    assert total.item() == pytest.approx(sum(parts.values()))

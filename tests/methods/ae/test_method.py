@@ -1,0 +1,190 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from posegroup.backbones.hourglass import hourglass_from_config
+from posegroup.methods import build_method
+from posegroup.methods.ae import AEMethod, downsample_ignore_mask
+from posegroup.methods.ae.head import merge_outputs
+from posegroup.skeleton import COCO17, CROWDPOSE14
+
+torch.set_num_threads(1)
+
+
+def test_build_and_channels():
+    m = build_method("ae", COCO17)
+    assert isinstance(m, AEMethod) and m.name == "ae" and m.num_channels == 34
+    assert AEMethod(CROWDPOSE14, tag_dim=2).num_channels == 14 * 3
+    with pytest.raises(ValueError, match="push_form"):
+        AEMethod(COCO17, push_form="nope")
+
+
+def test_encode_one_person():
+    m = AEMethod(CROWDPOSE14)
+    k = 14
+    kp = np.zeros((1, k, 3), np.float32)
+    kp[0, 0] = (18.0, 26.0, 2)      # output (4.5, 6.5): centre of cell row 6, column 4
+    kp[0, 5] = (41.0, 10.0, 1)      # output (10.25, 2.5): cell row 2, column 10
+    kp[0, 7] = (30.0, 30.0, 0)      # unlabelled
+    t = m.encode(kp, np.zeros((64, 64), bool), None, (16, 16), 4)
+    assert t["heatmaps"].shape == (k, 16, 16) and t["heatmaps"].dtype == np.float32
+    assert t["mask"].shape == (16, 16) and t["mask"].dtype == np.float32 and t["mask"].min() == 1
+    assert t["joints"].shape == (30, k, 2) and t["joints"].dtype == np.int64
+    hm = t["heatmaps"]
+    assert np.unravel_index(hm[0].argmax(), hm[0].shape) == (6, 4)
+    assert hm[0, 6, 4] == pytest.approx(1.0)
+    assert hm[0, 6, 5] == pytest.approx(math.exp(-1 / 8), rel=1e-5)          # sigma 2, 1 cell away
+    assert np.unravel_index(hm[5].argmax(), hm[5].shape) == (2, 10)
+    assert hm[5, 2, 10] == pytest.approx(math.exp(-0.25 ** 2 / 8), rel=1e-5)
+    assert hm[7].max() == 0
+    j = t["joints"]
+    assert j[0, 0].tolist() == [0 * 256 + 6 * 16 + 4, 1]
+    assert j[0, 5].tolist() == [5 * 256 + 2 * 16 + 10, 1]
+    assert j[0, 7, 1] == 0 and j[1:, :, 1].sum() == 0
+    # joints index the heatmap peaks
+    flat = hm.reshape(-1)
+    assert flat[j[0, 0, 0]] == hm[0].max() and flat[j[0, 5, 0]] == hm[5].max()
+
+
+def test_encode_no_people():
+    m = AEMethod(COCO17)
+    t = m.encode(np.zeros((0, 17, 3)), np.zeros((32, 32), bool), None, (8, 8), 4)
+    assert t["heatmaps"].max() == 0 and t["joints"].sum() == 0
+    with pytest.raises(ValueError, match="keypoints"):
+        m.encode(np.zeros((1, 5, 3)), None, None, (8, 8), 4)
+
+
+def test_ignore_mask_downsampling():
+    ign = np.zeros((16, 16), bool)
+    ign[0:8, 0:6] = True            # cell (0,0) 100 %, (0,1) 50 % -> counted, (1,0) 100 %
+    ign[8:11, 8:12] = True          # cell (2,2) 12/16 = 75 % -> ignored
+    mask = downsample_ignore_mask(ign, (4, 4), 4)
+    expected = np.ones((4, 4), np.float32)
+    expected[0, 0] = expected[1, 0] = expected[2, 2] = 0
+    assert np.array_equal(mask, expected)
+    # input smaller than output * stride: the missing part counts as not ignored
+    mask2 = downsample_ignore_mask(np.ones((6, 6), bool), (2, 2), 4)
+    assert mask2.tolist() == [[0, 1], [1, 1]]
+
+
+def test_loss_of_perfect_predictions():
+    m = AEMethod(COCO17)
+    rng = np.random.default_rng(0)
+    kp = np.zeros((2, 17, 3), np.float32)
+    kp[..., :2] = rng.uniform(4, 124, size=(2, 17, 2))
+    kp[..., 2] = 2
+    kp[1, 3:6, 2] = 0
+    ign = np.zeros((128, 128), bool)
+    ign[:16, :16] = True
+    t = m.encode(kp, ign, None, (32, 32), 4)
+    tags = torch.zeros(17 * 32 * 32)
+    for n in range(2):                                    # person n's tag: 10 n, far apart
+        ok = t["joints"][n, :, 1] > 0
+        tags[torch.from_numpy(t["joints"][n, ok, 0])] = 10.0 * n
+    heat = torch.from_numpy(t["heatmaps"])[None]
+    pred = merge_outputs(heat, tags.reshape(1, 17, 32, 32))
+    batch = {key: torch.from_numpy(v)[None] for key, v in t.items()}
+    total, parts = m.loss([pred, pred], batch)
+    assert parts["heatmap"] == 0.0 and parts["pull"] == 0.0
+    assert parts["push"] == pytest.approx(2 * 1e-3 * 2 * math.exp(-50) / 4)
+    # an imperfect prediction costs more: nonzero heatmap, pull > 0
+    bad = pred.clone()
+    bad[0, 17 + 0] += 1.0                                 # joint 0's tag map
+    bad[0, 0] += 0.5                                      # joint 0's heatmap
+    total_b, parts_b = m.loss([bad], batch)
+    assert parts_b["heatmap"] > 0 and parts_b["pull"] > 0 and total_b > total / 2
+
+
+class BlobModel(nn.Module):
+    """Fake network: every heatmap channel = 4x4 mean-pooled brightness of the input (so the
+    peak sits where the image is bright), tags 0."""
+
+    input_multiple = 16
+    stride = 4
+
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        v = x[:, :1] - x[:, :1].amin(dim=(2, 3), keepdim=True)
+        v = F.avg_pool2d(v, 4)
+        v = v / v.amax(dim=(2, 3), keepdim=True)
+        heat = v.expand(-1, self.k, -1, -1)
+        return [merge_outputs(heat, torch.zeros_like(heat))]
+
+
+@pytest.mark.parametrize("scales,flip", [((1.0,), False), ((1.0,), True), ((1.0, 2.0, 0.5), True)])
+def test_predict_maps_back_to_image_pixels(scales, flip):
+    k = CROWDPOSE14.num_keypoints
+    m = AEMethod(CROWDPOSE14)
+    img = np.zeros((100, 150, 3), np.uint8)
+    x0, y0 = 101.0, 74.0                                  # blob centre (continuous coordinates)
+    img[int(y0) - 5:int(y0) + 5, int(x0) - 5:int(x0) + 5] = 255
+    poses, scores = m.predict(BlobModel(k), img, input_size=128, scales=scales, flip=flip)
+    assert poses.shape == (1, k, 3) and scores.shape == (1,)
+    cell = 4 * 150 / 128                                  # one output cell in image px
+    assert np.abs(poses[0, :, 0] - x0).max() < 0.6 * cell
+    assert np.abs(poses[0, :, 1] - y0).max() < 0.6 * cell
+    assert scores[0] > 0.5
+
+
+def test_predict_tiny_hourglass_random_init():
+    torch.manual_seed(0)
+    k = COCO17.num_keypoints
+    m = AEMethod(COCO17)
+    net = hourglass_from_config("tiny", m.num_channels)
+    img = np.random.default_rng(0).integers(0, 256, size=(100, 150, 3), dtype=np.uint8)
+    poses, scores = m.predict(net, img, input_size=128, detection_threshold=-1.0)
+    assert poses.ndim == 3 and poses.shape[1:] == (k, 3) and poses.shape[0] >= 1
+    assert scores.shape == (poses.shape[0],)
+    assert poses.dtype == np.float32
+    assert (poses[..., 0] >= 0).all() and (poses[..., 0] <= 150).all()
+    assert (poses[..., 1] >= 0).all() and (poses[..., 1] <= 100).all()
+    assert net.training  # mode restored
+    # a threshold above every score gives no people, with the right shapes
+    p0, s0 = m.predict(net, img, input_size=128, detection_threshold=1e6)
+    assert p0.shape == (0, k, 3) and s0.shape == (0,)
+    with pytest.raises(ValueError, match="uint8"):
+        m.predict(net, img.astype(np.float32), input_size=128)
+
+
+@pytest.mark.slow
+def test_tiny_hourglass_overfits_two_people():
+    """Training signal end to end: the tiny hourglass overfits one synthetic two-person image
+    (joints drawn as coloured squares) and the decoder then separates the two people by tag
+    (~70 s on one CPU thread)."""
+    from posegroup.data.transforms import normalize_image
+
+    torch.manual_seed(0)
+    k = CROWDPOSE14.num_keypoints
+    m = AEMethod(CROWDPOSE14)
+    net = hourglass_from_config("tiny", m.num_channels)
+    rng = np.random.default_rng(0)
+    img = np.zeros((128, 128, 3), np.uint8)
+    kp = np.zeros((2, k, 3), np.float32)
+    colours = rng.integers(60, 256, (k, 3))
+    for n, (ox, oy) in enumerate([(20, 20), (70, 60)]):
+        for j in range(k):
+            x, y = ox + 8 * (j % 4) + 4.5, oy + 10 * (j // 4) + 4.5
+            kp[n, j] = (x, y, 2)
+            img[int(y) - 2:int(y) + 2, int(x) - 2:int(x) + 2] = colours[j]
+    batch = {key: torch.from_numpy(v)[None] for key, v in
+             m.encode(kp, np.zeros((128, 128), bool), None, (32, 32), 4).items()}
+    x = torch.from_numpy(normalize_image(img))[None]
+    opt = torch.optim.Adam(net.parameters(), 2e-3)
+    for _ in range(1200):
+        loss, _ = m.loss(net(x), batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    poses, scores = m.predict(net, img, input_size=128)
+    assert len(poses) == 2
+    err = np.abs(poses[:, None, :, :2] - kp[None, :, :, :2]).max(axis=(2, 3))   # (pred, true)
+    assert sorted(err.min(axis=1)) == pytest.approx([0.5, 0.5], abs=1.0)
+    assert set(err.argmin(axis=1)) == {0, 1}
