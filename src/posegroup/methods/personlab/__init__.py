@@ -1,0 +1,131 @@
+"""PersonLab (Papandreou et al., ECCV 2018): disk heatmaps, short / mid / long-range offsets,
+person segmentation; Hough voting + greedy tree decoding; instance masks from long offsets.
+SPEC section 2. The head layout is in :mod:`.head`, targets in :mod:`.targets`, the loss in
+:mod:`.loss`, decoding in :mod:`.decode` and :mod:`.segment`; :mod:`.posenet` runs Google's
+PoseNet (a real PersonLab-style network) through the same decoder.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from ..base import Method
+from . import head as head_mod
+from .decode import decode_poses
+from .loss import LOSS_WEIGHTS, personlab_loss
+from .segment import segment
+from .targets import encode as encode_targets
+
+_SEGMENT_OPTS = ("seg_threshold", "distance_threshold", "self_refine_steps", "short_refine_steps")
+
+
+class PersonLabMethod(Method):
+    """PersonLab as a :class:`~posegroup.methods.base.Method`.
+
+    Args:
+        keypoint_set: the :class:`~posegroup.skeleton.KeypointSet` (its ``directed_edges``
+            are the mid-range fields, its sigmas the expected-OKS κ_k / 2).
+        radius: disk radius R in input pixels (paper 32).
+        loss_weights: override of :data:`.loss.LOSS_WEIGHTS` (heatmap 4, seg 2, short 1,
+            mid 0.25, long 0.125).
+        input_size: default longer side for :meth:`predict`.
+        decode: default keyword options of :func:`.decode.decode_poses` for :meth:`predict`.
+    """
+
+    name = "personlab"
+
+    def __init__(self, keypoint_set, *, radius: float = 32.0, loss_weights: dict | None = None,
+                 input_size: int = 512, decode: dict | None = None, **cfg: Any):
+        super().__init__(keypoint_set, radius=radius, loss_weights=loss_weights, input_size=input_size,
+                         decode=decode, **cfg)
+        self.radius = float(radius)
+        self.edges = list(keypoint_set.directed_edges)
+        self.loss_weights = dict(LOSS_WEIGHTS, **(loss_weights or {}))
+        self.input_size = int(input_size)
+        self.decode_defaults = dict(decode or {})
+
+    @property
+    def num_keypoints(self) -> int:
+        return self.keypoint_set.num_keypoints
+
+    @property
+    def num_channels(self) -> int:
+        """K heatmaps + 2K short + 2E mid + 2K long + 1 segmentation."""
+        return head_mod.num_channels(self.num_keypoints, len(self.edges))
+
+    def encode(self, keypoints, ignore_mask, instance_masks, output_size, stride):
+        """Targets of :func:`.targets.encode` (grid_offset = stride / 2, the project's cells)."""
+        return encode_targets(keypoints, instance_masks, ignore_mask, tuple(output_size), stride,
+                              edges=self.edges, radius=self.radius, grid_offset=stride / 2.0)
+
+    def loss(self, predictions, targets):
+        """:func:`.loss.personlab_loss` summed over stacks."""
+        return personlab_loss(predictions, targets, num_keypoints=self.num_keypoints,
+                              num_edges=len(self.edges), radius=self.radius, weights=self.loss_weights)
+
+    def heads_to_numpy(self, prediction: torch.Tensor, index: int = 0) -> dict[str, np.ndarray]:
+        """One image of a (B, C, H, W) prediction in the decoder's layout (probabilities,
+        offsets (.., H, W, 2) in input px)."""
+        heads = head_mod.split(prediction, self.num_keypoints, len(self.edges), offset_scale=self.radius)
+        return head_mod.to_decoder_layout(heads, index)
+
+    def predict(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
+                with_masks: bool = True, **decode_opts: Any):
+        """Run ``model`` on one RGB uint8 (H, W, 3) image and decode.
+
+        The longer side is resized to ``input_size`` (aspect kept), padded right/bottom to the
+        model's ``input_multiple`` (default 64), ImageNet-normalised; the last stack's output is
+        decoded with :func:`.decode.decode_poses` (``decode_opts`` override its defaults) on the
+        output grid (bilinear sampling = bilinear upsampling), masks with :func:`.segment.segment`
+        (options ``seg_threshold``, ``distance_threshold``, ...). Returns ``(poses (N, K, 3),
+        scores (N,), masks (N, H, W) bool)`` in image pixels.
+        """
+        from ...data.transforms import normalize_image, resize_for_inference
+
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"predict expects a uint8 (H, W, 3) RGB image, got {image.dtype} {image.shape}")
+        h, w = image.shape[:2]
+        size = int(input_size or self.input_size)
+        multiple = int(getattr(model, "input_multiple", 64))
+        padded, factor = resize_for_inference(image, size, multiple)
+        x = torch.from_numpy(normalize_image(padded))[None]
+        try:
+            x = x.to(next(model.parameters()).device)
+        except StopIteration:
+            pass
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            out = model(x)
+        model.train(was_training)
+        pred = out[-1] if isinstance(out, (list, tuple)) else out
+        stride = padded.shape[1] / pred.shape[-1]
+        maps = self.heads_to_numpy(pred)
+        seg_opts = {k: decode_opts.pop(k) for k in _SEGMENT_OPTS if k in decode_opts}
+        opts = dict(radius=self.radius, sigmas=self.keypoint_set.sigmas)
+        opts.update(self.decode_defaults)
+        opts.update(decode_opts)
+        poses, scores = decode_poses(maps["heatmaps"], maps["short_offsets"], maps["mid_offsets"],
+                                     edges=self.edges, output_stride=stride, grid_offset=stride / 2.0,
+                                     **opts)
+        masks = np.zeros((len(poses), h, w), bool)
+        if with_masks and len(poses):
+            m = segment(maps["segmentation"], maps["long_offsets"], maps["short_offsets"], poses,
+                        output_stride=stride, grid_offset=stride / 2.0, output_size=padded.shape[:2],
+                        **seg_opts)
+            nh, nw = max(1, int(round(h * factor))), max(1, int(round(w * factor)))
+            for j in range(len(m)):
+                masks[j] = cv2.resize(m[j, :nh, :nw].astype(np.uint8), (w, h),
+                                      interpolation=cv2.INTER_NEAREST) > 0
+        poses = poses.copy()
+        poses[..., :2] /= factor
+        return poses, scores, masks
+
+
+METHOD = PersonLabMethod
+
+__all__ = ["PersonLabMethod", "METHOD", "decode_poses", "segment", "encode_targets", "personlab_loss"]
