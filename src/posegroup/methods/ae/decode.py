@@ -1,0 +1,537 @@
+"""Associative Embedding decoding: candidates, greedy tag grouping, sub-pixel adjustment,
+refinement and test-time fusion (SPEC section 1, "Decoding", steps 1-10).
+
+Coordinates (docs/ARCHITECTURE.md): the centre of heatmap cell (row i, column j) is at
+(x, y) = (j + 0.5, i + 0.5); multiplying decoded positions by the network stride gives input
+pixels. Nothing here hard-wires 17 keypoints: K comes from the shapes.
+
+Reference behaviour quoted below is that of the official pose-ae-train decoder (read for facts,
+not copied) and of HigherHRNet where they differ.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from ...skeleton import KeypointSet
+
+__all__ = ["COCO_JOINT_ORDER", "default_joint_order", "nms", "top_candidates", "group",
+           "subpixel_offsets", "flip_back", "fuse", "fill_missing"]
+
+#: SPEC step 4: nose, eyes, ears, shoulders, hips, elbows, wrists, knees, ankles (0-based).
+COCO_JOINT_ORDER: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
+
+_COCO_NAMES = ("nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_sho", "r_sho", "l_elb", "r_elb",
+               "l_wri", "r_wri", "l_hip", "r_hip", "l_knee", "r_knee", "l_ank", "r_ank")
+
+
+def default_joint_order(keypoints: "int | KeypointSet") -> tuple[int, ...]:
+    """The greedy grouping order for K joints or a keypoint set.
+
+    COCO-17 (K = 17, or a set with the COCO names): :data:`COCO_JOINT_ORDER` (SPEC step 4).
+    Another :class:`KeypointSet`: breadth-first over its kinematic tree from the root (the first
+    edge's parent), then any joint not reached; e.g. CrowdPose-14 starts head, neck, shoulders.
+    A bare K != 17: ``range(K)``.
+    """
+    if isinstance(keypoints, KeypointSet):
+        k = keypoints.num_keypoints
+        if tuple(keypoints.names) == _COCO_NAMES:
+            return COCO_JOINT_ORDER
+        order: list[int] = []
+        if keypoints.edges:
+            children: dict[int, list[int]] = {}
+            for a, b in keypoints.edges:
+                children.setdefault(a, []).append(b)
+                children.setdefault(b, []).append(a)
+            queue = [keypoints.edges[0][0]]
+            seen = {queue[0]}
+            while queue:
+                u = queue.pop(0)
+                order.append(u)
+                for v in children.get(u, []):
+                    if v not in seen:
+                        seen.add(v)
+                        queue.append(v)
+        order += [j for j in range(k) if j not in order]
+        return tuple(order)
+    k = int(keypoints)
+    return COCO_JOINT_ORDER if k == 17 else tuple(range(k))
+
+
+# ------------------------------------------------------------------------------ validation
+def _check_maps(heatmaps, tags) -> tuple[np.ndarray, np.ndarray]:
+    hm = np.asarray(heatmaps)
+    if hm.ndim != 3:
+        raise ValueError(f"heatmaps must have shape (K, H, W); got {hm.shape}")
+    tg = np.asarray(tags)
+    if tg.ndim == 3:
+        tg = tg[..., None]
+    if tg.ndim != 4 or tg.shape[:3] != hm.shape:
+        raise ValueError(f"tags must have shape (K, H, W, D) matching heatmaps {hm.shape}; got {tg.shape}")
+    if tg.shape[3] < 1:
+        raise ValueError("tags must have a tag dimension D >= 1")
+    return np.ascontiguousarray(hm, dtype=np.float32), np.ascontiguousarray(tg, dtype=np.float32)
+
+
+def _tag_distance(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
+    """Distance over the last axis: 'l2' (SPEC, HigherHRNet) or 'rms' (pose-ae-train)."""
+    d2 = np.square(a - b)
+    return np.sqrt(d2.sum(axis=-1) if metric == "l2" else d2.mean(axis=-1))
+
+
+# ------------------------------------------------------------------------------ steps 1-2
+def _earlier_offsets(r: int) -> list[tuple[int, int]]:
+    """Window offsets (dy, dx) that come before the centre in raster order."""
+    return [(dy, dx) for dy in range(-r, 1) for dx in range(-r, r + 1) if dy < 0 or dx < 0]
+
+
+def _shift(d: int, n: int) -> tuple[slice, slice]:
+    """(source, destination) slices so that dst[i] sees src[i + d] along an axis of length n."""
+    if d >= 0:
+        return slice(d, n), slice(0, n - d)
+    return slice(0, n + d), slice(-d, n)
+
+
+def nms(heatmaps: np.ndarray, kernel: int = 3, ties: str = "keep") -> np.ndarray:
+    """Keep only the cells equal to the ``kernel`` x ``kernel`` max-pool of their map (SPEC step
+    1; 3 in pose-ae-train, 5 in HigherHRNet/mmpose); the rest become 0.
+
+    Args:
+        heatmaps: (K, H, W).
+        kernel: odd window side.
+        ties: ``"keep"`` (reference, max-pool equality): every cell of a plateau of equal maxima
+            is kept, so a keypoint lying exactly on a cell border yields 2 (or 4) candidates.
+            ``"first"``: cells are ordered by (value, earlier in raster order); a cell is kept only
+            if it beats every other cell of its window in that order, i.e. it also has to be
+            strictly larger than its raster-earlier neighbours. Identical to "keep" unless two
+            cells of a window are exactly equal (which real network outputs practically never
+            are; perfect synthetic maps often are).
+    Returns:
+        (K, H, W), same dtype, zeros off the peaks.
+    """
+    hm = np.asarray(heatmaps)
+    if hm.ndim != 3:
+        raise ValueError(f"heatmaps must have shape (K, H, W); got {hm.shape}")
+    kernel = int(kernel)
+    if kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"nms_kernel must be a positive odd integer; got {kernel}")
+    if ties not in ("keep", "first"):
+        raise ValueError(f"nms ties must be 'keep' or 'first'; got {ties!r}")
+    if kernel == 1:
+        return hm.copy()
+    r = kernel // 2
+    m = hm.copy()                                     # max over the row window
+    for s in range(1, r + 1):
+        np.maximum(m[:, :, s:], hm[:, :, :-s], out=m[:, :, s:])
+        np.maximum(m[:, :, :-s], hm[:, :, s:], out=m[:, :, :-s])
+    m2 = m.copy()                                     # then over the column window
+    for s in range(1, r + 1):
+        np.maximum(m2[:, s:, :], m[:, :-s, :], out=m2[:, s:, :])
+        np.maximum(m2[:, :-s, :], m[:, s:, :], out=m2[:, :-s, :])
+    keep = hm == m2
+    if ties == "first":                               # strictly above every raster-earlier neighbour
+        for dy, dx in _earlier_offsets(r):
+            ys, yd = _shift(dy, hm.shape[1])
+            xs, xd = _shift(dx, hm.shape[2])
+            keep[:, yd, xd] &= hm[:, yd, xd] > hm[:, ys, xs]
+    return np.where(keep, hm, np.zeros((), hm.dtype))
+
+
+def top_candidates(heatmaps: np.ndarray, *, top_k: int = 30, nms_kernel: int = 3,
+                   detection_threshold: float = 0.1, nms_ties: str = "keep"):
+    """SPEC steps 1-3: NMS, the top ``top_k`` peaks of each joint map, kept if > threshold.
+
+    heatmaps: (K, H, W). Returns ``(joint, y, x, score)``: 1-D arrays of equal length, sorted by
+    joint then by score descending (at most ``top_k`` per joint). Equivalent to taking the
+    top-k of each flattened NMS map and then dropping the values <= ``detection_threshold``.
+    """
+    hm = np.asarray(heatmaps)
+    if hm.ndim != 3:
+        raise ValueError(f"heatmaps must have shape (K, H, W); got {hm.shape}")
+    kernel = int(nms_kernel)
+    if kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"nms_kernel must be a positive odd integer; got {kernel}")
+    if nms_ties not in ("keep", "first"):
+        raise ValueError(f"nms ties must be 'keep' or 'first'; got {nms_ties!r}")
+    k, h, w = hm.shape
+    # sparse NMS: only the cells above the threshold can survive, so test just those against
+    # their window (same result as thresholding the max-pool-equality map of :func:`nms`)
+    flat = hm.reshape(-1)
+    cand = np.flatnonzero(flat > detection_threshold)
+    kk, rem = np.divmod(cand, h * w)
+    yy, xx = np.divmod(rem, w)
+    val = flat[cand]
+    keep = np.ones(cand.size, dtype=bool)
+    r = kernel // 2
+    earlier = set(_earlier_offsets(r)) if nms_ties == "first" else set()
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            if dy == 0 and dx == 0:
+                continue
+            ny, nx = yy + dy, xx + dx
+            inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+            nv = hm[kk, np.clip(ny, 0, h - 1), np.clip(nx, 0, w - 1)]
+            ok = nv < val if (dy, dx) in earlier else nv <= val
+            keep &= ok | ~inside
+    kk, yy, xx, val = kk[keep], yy[keep], xx[keep], val[keep]
+    order = np.lexsort((-val, kk))                   # by joint, then score descending
+    kk, yy, xx, val = kk[order], yy[order], xx[order], val[order]
+    if kk.size:
+        first = np.searchsorted(kk, kk, side="left")
+        rank = np.arange(kk.size) - first
+        keep = rank < int(top_k)
+        kk, yy, xx, val = kk[keep], yy[keep], xx[keep], val[keep]
+    return kk, yy, xx, val
+
+
+# ------------------------------------------------------------------------------ step 6
+def subpixel_offsets(heatmaps: np.ndarray, joint: np.ndarray, y: np.ndarray, x: np.ndarray,
+                     method: str = "quarter") -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel offsets (dx, dy) of peaks at integer cells, relative to the cell centre.
+
+    Args:
+        heatmaps: (K, H, W) raw (not NMS'd) heatmaps.
+        joint, y, x: (M,) int peak cells.
+        method: ``"quarter"`` (reference, SPEC step 6): per axis +0.25 if the next neighbour is
+            larger than the previous one, else -0.25 (ties go -0.25, as in the reference;
+            neighbours clamped at the border). ``"quadratic"``: fit a parabola to the log of the
+            heatmap over 3 cells per axis (exact for a Gaussian peak), falling back to a parabola
+            on the raw values where a value is <= 0; at a border the 3-cell window is shifted
+            inwards; the offset is clipped to [-0.5, 0.5]. ``"none"``: 0.
+    Returns:
+        dx, dy: (M,) float64 offsets from the cell centre.
+    """
+    hm = np.asarray(heatmaps)
+    _, h, w = hm.shape
+    joint, y, x = (np.asarray(a, dtype=np.int64) for a in (joint, y, x))
+    if method == "none" or joint.size == 0:
+        z = np.zeros(joint.shape, dtype=np.float64)
+        return z, z.copy()
+    if method == "quarter":
+        right = hm[joint, y, np.minimum(x + 1, w - 1)]
+        left = hm[joint, y, np.maximum(x - 1, 0)]
+        down = hm[joint, np.minimum(y + 1, h - 1), x]
+        up = hm[joint, np.maximum(y - 1, 0), x]
+        dx = np.where(right > left, 0.25, -0.25)
+        dy = np.where(down > up, 0.25, -0.25)
+        return dx, dy
+    if method == "quadratic":
+        return (_parabola(hm, joint, y, x, axis=2, n=w),
+                _parabola(hm, joint, y, x, axis=1, n=h))
+    raise ValueError(f"subpixel must be 'quarter', 'quadratic' or 'none'; got {method!r}")
+
+
+def _parabola(hm, joint, y, x, axis: int, n: int) -> np.ndarray:
+    pos = x if axis == 2 else y
+    if n < 3:
+        return np.zeros(pos.shape, dtype=np.float64)
+    c = np.clip(pos, 1, n - 2)                       # window centre, shifted inwards at borders
+    if axis == 2:
+        vals = np.stack([hm[joint, y, c - 1], hm[joint, y, c], hm[joint, y, c + 1]]).astype(np.float64)
+    else:
+        vals = np.stack([hm[joint, c - 1, x], hm[joint, c, x], hm[joint, c + 1, x]]).astype(np.float64)
+    positive = (vals > 0).all(axis=0)
+    f = np.where(positive, np.log(np.where(vals > 0, vals, 1.0)), vals)
+    den = f[0] - 2.0 * f[1] + f[2]
+    num = 0.5 * (f[0] - f[2])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = np.where(den < 0, num / den, 0.0)       # vertex relative to the window centre
+    return np.clip(mu + (c - pos), -0.5, 0.5)
+
+
+# ------------------------------------------------------------------------------ steps 4-8
+def group(heatmaps, tags, *, detection_threshold: float = 0.1, tag_threshold: float = 1.0,
+          top_k: int = 30, nms_kernel: int = 3, max_people: int = 30,
+          joint_order: "Sequence[int] | KeypointSet | None" = None, adjust: bool = True,
+          refine: bool = True, subpixel: str = "quarter", tag_metric: str = "l2",
+          refine_accept: str = "adjusted", nms_ties: str = "keep", gated_matching: bool = False):
+    """Group joint detections into people by their associative-embedding tags.
+
+    SPEC section 1 decoding, steps 1-8:
+      1. NMS: keep cells equal to the ``nms_kernel`` max-pool of the heatmap.
+      2-3. the top ``top_k`` cells per joint with score > ``detection_threshold``, with their tags.
+      4-5. joint types in ``joint_order``; the first type present seeds one person per candidate;
+         for each next type, cost[i, g] = round(dist(tag_i, mean tag of group g)) * 100 - score_i
+         over the first ``max_people`` groups, Hungarian assignment (scipy); a match is accepted
+         only if the unrounded distance < ``tag_threshold``, otherwise (and for unmatched
+         candidates) the candidate starts a new person.
+      6. position = cell centre + sub-pixel offset (``adjust``; ``subpixel`` chooses how).
+      7. person score = mean of its K joint scores (missing = 0), before refinement.
+      8. ``refine``: for each missing joint of a person, the argmax over the whole raw map of
+         heatmap - round(dist(tag, person's mean tag)) is added (with the heatmap value there as
+         score, adjusted like the others) when accepted (see ``refine_accept``).
+
+    Args:
+        heatmaps: (K, H, W) joint heatmaps (one image).
+        tags: (K, H, W, D) tag maps ((K, H, W) is read as D = 1).
+        detection_threshold: 0.1 (official test-time value; the reference class default is 0.2).
+        tag_threshold: 1.0 (reference).
+        top_k: candidates per joint, 30 (reference).
+        nms_kernel: 3 (pose-ae-train; HigherHRNet/mmpose use 5).
+        max_people: 30 (reference): only the first ``max_people`` groups (creation order) are
+            matched against; as in the reference, later candidates may still start new people,
+            so the output is not truncated.
+        joint_order: a permutation of range(K) or a KeypointSet; default
+            :func:`default_joint_order` (SPEC's COCO order when K = 17, range(K) otherwise).
+        adjust: apply the sub-pixel step 6 (the reference's quarter-pixel rule by default).
+            Without it the cell centre (j + 0.5, i + 0.5) is returned.
+        refine: step 8 (the paper's "+ refine" results).
+        subpixel: ``"quarter"`` (reference, default) or ``"quadratic"`` (log-parabola fit, exact
+            on Gaussian peaks); see :func:`subpixel_offsets`.
+        tag_metric: ``"l2"`` Euclidean norm (SPEC, HigherHRNet; default) or ``"rms"`` root mean
+            square over the D tag dimensions (pose-ae-train). Identical for D = 1.
+        refine_accept: ``"adjusted"`` (SPEC step 8 as written, default): add the refined joint
+            only when heatmap - round(dist) > 0 at the argmax, i.e. a positive heatmap value whose
+            tag rounds to the person's; ``"heatmap"`` (pose-ae-train's code): whenever the heatmap
+            value at the argmax is > 0, which also takes another person's joint when the map has
+            no better one (on perfect COCO outputs this costs AP: a 16-joint person then matches
+            a 1-keypoint ground truth through the borrowed joint).
+        nms_ties: ``"keep"`` (reference max-pool equality, default) or ``"first"`` (one candidate
+            per plateau of exactly equal maxima); see :func:`nms`.
+        gated_matching: False (reference): the Hungarian sees every (candidate, group) pair and
+            matches at or beyond ``tag_threshold`` are rejected only afterwards, so with tied costs
+            it may prefer an assignment whose pairs are then all rejected (e.g. 1-D tags 2, 4, 6
+            against groups 0, 2, 4: the optimum "6->4, 4->2, 2->0" costs the same as the right
+            one, and splits two people). True: pairs with distance >= ``tag_threshold`` cost
+            1e10 before the assignment, so the number of accepted matches is maximised first.
+    Returns:
+        poses: (N, K, 3) float32, x, y, score per joint (score 0 = missing), heatmap-cell units.
+        scores: (N,) float32 person scores (step 7).
+    """
+    hm, tg = _check_maps(heatmaps, tags)
+    k, h, w, d = tg.shape
+    order = default_joint_order(k) if joint_order is None else (
+        default_joint_order(joint_order) if isinstance(joint_order, KeypointSet) else tuple(int(j) for j in joint_order))
+    if sorted(order) != list(range(k)):
+        raise ValueError(f"joint_order must be a permutation of range({k}); got {list(order)}")
+    if tag_metric not in ("l2", "rms"):
+        raise ValueError(f"tag_metric must be 'l2' or 'rms'; got {tag_metric!r}")
+    if refine_accept not in ("heatmap", "adjusted"):
+        raise ValueError(f"refine_accept must be 'heatmap' or 'adjusted'; got {refine_accept!r}")
+    if subpixel not in ("quarter", "quadratic", "none"):
+        raise ValueError(f"subpixel must be 'quarter', 'quadratic' or 'none'; got {subpixel!r}")
+    if int(top_k) < 1 or int(max_people) < 1:
+        raise ValueError(f"top_k and max_people must be >= 1; got {top_k}, {max_people}")
+    max_people = int(max_people)
+
+    cj, cy, cx, cv = top_candidates(hm, top_k=top_k, nms_kernel=nms_kernel,
+                                    detection_threshold=detection_threshold, nms_ties=nms_ties)
+    ctag = tg[cj, cy, cx]                             # (M, D)
+    bounds = np.searchsorted(cj, np.arange(k + 1))    # candidates of joint j: bounds[j]:bounds[j+1]
+
+    cap = max(cj.size, 1)
+    member = np.full((cap, k), -1, dtype=np.int64)    # candidate index of each group's joint
+    tag_sum = np.zeros((cap, d), dtype=np.float64)
+    count = np.zeros(cap, dtype=np.int64)
+    n_groups = 0
+    for j in order:
+        lo, hi = bounds[j], bounds[j + 1]
+        if hi == lo:
+            continue
+        idx = np.arange(lo, hi)
+        new = idx
+        if n_groups > 0:
+            g = min(n_groups, max_people)
+            means = tag_sum[:g] / count[:g, None]
+            dist = _tag_distance(ctag[idx, None, :].astype(np.float64), means[None, :, :], tag_metric)
+            cost = np.round(dist) * 100.0 - cv[idx, None]
+            if gated_matching:
+                cost[dist >= tag_threshold] = 1e10
+            rows, cols = linear_sum_assignment(cost)
+            ok = dist[rows, cols] < tag_threshold
+            rows, cols = rows[ok], cols[ok]
+            member[cols, j] = idx[rows]
+            tag_sum[cols] += ctag[idx[rows]]
+            count[cols] += 1
+            matched = np.zeros(idx.size, dtype=bool)
+            matched[rows] = True
+            new = idx[~matched]
+        m = new.size
+        member[n_groups:n_groups + m, j] = new
+        tag_sum[n_groups:n_groups + m] = ctag[new]
+        count[n_groups:n_groups + m] = 1
+        n_groups += m
+
+    member = member[:n_groups]
+    poses = np.zeros((n_groups, k, 3), dtype=np.float64)
+    gi, ji = np.nonzero(member >= 0)
+    ci = member[gi, ji]
+    if ci.size:
+        dx, dy = subpixel_offsets(hm, cj[ci], cy[ci], cx[ci], subpixel if adjust else "none")
+        poses[gi, ji, 0] = cx[ci] + 0.5 + dx
+        poses[gi, ji, 1] = cy[ci] + 0.5 + dy
+        poses[gi, ji, 2] = cv[ci]
+    scores = poses[:, :, 2].mean(axis=1) if n_groups else np.zeros(0)
+
+    if refine and n_groups:
+        means = tag_sum[:n_groups] / count[:n_groups, None]
+        _refine(poses, means, hm, tg, tag_metric, subpixel if adjust else "none", refine_accept)
+    return poses.astype(np.float32), scores.astype(np.float32)
+
+
+def _refine(poses: np.ndarray, means: np.ndarray, hm: np.ndarray, tg: np.ndarray, metric: str,
+            subpixel: str, accept: str) -> None:
+    """SPEC step 8, in place. poses (N, K, 3); means (N, D) group mean tags."""
+    k, h, w, d = tg.shape
+    flat_hm = hm.reshape(k, h * w)
+    flat_tg = tg.reshape(k, h * w, d)
+    miss_p, miss_j = np.nonzero(poses[:, :, 2] == 0)
+    if miss_p.size == 0:
+        return
+    found_j, found_y, found_x, found_v, found_p = [], [], [], [], []
+    for j in np.unique(miss_j):                       # vectorised over the people missing joint j
+        people = miss_p[miss_j == j]
+        mt = means[people].astype(np.float32)         # (P, D)
+        hj, tj = flat_hm[j], flat_tg[j]
+        cells = None
+        if accept == "adjusted":
+            # heatmap - round(dist) <= heatmap, so only cells with heatmap > 0 can be accepted:
+            # searching just those gives the same answer (exact), and is much cheaper on
+            # sparse maps (dense ones are searched whole)
+            positive = hj > 0
+            n_pos = int(np.count_nonzero(positive))
+            if n_pos == 0:
+                continue
+            if n_pos < hj.size // 4:
+                cells = np.flatnonzero(positive)
+                hj, tj = hj[cells], tj[cells]
+        if d == 1:                                    # same for 'l2' and 'rms'
+            dist = np.abs(tj[None, :, 0] - mt[:, 0:1])
+        else:
+            dist = _tag_distance(tj[None, :, :], mt[:, None, :], metric)
+        score = hj[None, :] - np.round(dist)          # (P, cells)
+        best = score.argmax(axis=1)
+        val = hj[best]
+        ok = val > 0 if accept == "heatmap" else score[np.arange(people.size), best] > 0
+        if cells is not None:
+            best = cells[best]
+        if ok.any():
+            found_p.append(people[ok])
+            found_j.append(np.full(int(ok.sum()), j, dtype=np.int64))
+            found_y.append(best[ok] // w)
+            found_x.append(best[ok] % w)
+            found_v.append(val[ok])
+    if not found_p:
+        return
+    p, j, y, x, v = (np.concatenate(a) for a in (found_p, found_j, found_y, found_x, found_v))
+    dx, dy = subpixel_offsets(hm, j, y, x, subpixel)
+    poses[p, j, 0] = x + 0.5 + dx
+    poses[p, j, 1] = y + 0.5 + dy
+    poses[p, j, 2] = v
+
+
+# ------------------------------------------------------------------------------ steps 9-10
+def flip_back(heatmaps, tags, flip_index):
+    """Undo a horizontal flip of the input (SPEC step 9): mirror the W axis and permute the
+    joint channels by ``flip_index`` (left/right swap, e.g. ``KeypointSet.flip_index``).
+
+    In the continuous convention output cell j of a flipped image is cell W - 1 - j of the
+    original, so the mirrored map is aligned exactly (for input widths divisible by the stride).
+
+    Args:
+        heatmaps: (K, H, W) predicted on the flipped image.
+        tags: (K, H, W, D) or (K, H, W) predicted on the flipped image.
+        flip_index: (K,) permutation: original channel c = flipped channel flip_index[c].
+    Returns:
+        (heatmaps, tags) in the original image's frame, same shapes.
+    """
+    hm = np.asarray(heatmaps)
+    tg = np.asarray(tags)
+    if hm.ndim != 3:
+        raise ValueError(f"heatmaps must have shape (K, H, W); got {hm.shape}")
+    if tg.ndim not in (3, 4) or tg.shape[:3] != hm.shape:
+        raise ValueError(f"tags must have shape (K, H, W[, D]) matching heatmaps {hm.shape}; got {tg.shape}")
+    fi = np.asarray(flip_index, dtype=np.int64)
+    k = hm.shape[0]
+    if fi.shape != (k,) or sorted(fi.tolist()) != list(range(k)):
+        raise ValueError(f"flip_index must be a permutation of range({k}); got {fi.tolist()}")
+    return hm[fi, :, ::-1].copy(), tg[fi, :, ::-1].copy()
+
+
+def _resize(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) -> (C, H, W) bilinear, cv2 (half-pixel centres: dst (x + 0.5) * s - 0.5, i.e.
+    the continuous convention when both grids cover the same input extent)."""
+    import cv2
+
+    c, h, w = maps.shape
+    H, W = size
+    if (h, w) == (H, W):
+        return maps.astype(np.float32, copy=True)
+    hwc = np.ascontiguousarray(maps.transpose(1, 2, 0), dtype=np.float32)
+    out = np.empty((H, W, c), dtype=np.float32)
+    for s in range(0, c, 512):                        # cv2 handles at most 512 channels
+        r = cv2.resize(hwc[:, :, s:s + 512], (W, H), interpolation=cv2.INTER_LINEAR)
+        out[:, :, s:s + 512] = r.reshape(H, W, -1)
+    return out.transpose(2, 0, 1)
+
+
+def fuse(heatmaps_list, tags_list, output_size, *, tag_indices: "Sequence[int] | None" = None):
+    """Fuse flip / multi-scale predictions (SPEC steps 9-10).
+
+    Every map is resized to ``output_size`` (bilinear, cv2, aligned to the continuous
+    convention); heatmaps are averaged; tags are concatenated along D (paper). The reference
+    (pose-ae-train) keeps the tags of scale 1 only: pass ``tag_indices`` = the list positions of
+    the scale-1 predictions (e.g. [i, i_flipped]).
+
+    Args:
+        heatmaps_list: list of (K, h_i, w_i) heatmaps, already flipped back where needed.
+        tags_list: list of (K, h_i, w_i, D_i) (or (K, h_i, w_i)) tags, same order.
+        output_size: (H, W) common size.
+        tag_indices: which entries' tags to concatenate; None = all (paper).
+    Returns:
+        heatmaps (K, H, W) float32, tags (K, H, W, sum D_i) float32.
+    """
+    if len(heatmaps_list) == 0 or len(heatmaps_list) != len(tags_list):
+        raise ValueError(f"need equally many (>= 1) heatmaps and tags; got {len(heatmaps_list)} and {len(tags_list)}")
+    try:
+        H, W = (int(s) for s in output_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"output_size must be (H, W); got {output_size!r}") from None
+    if H <= 0 or W <= 0:
+        raise ValueError(f"output_size must be positive; got {output_size!r}")
+    hms, tgs = [], []
+    k = None
+    for hm, tg in zip(heatmaps_list, tags_list):
+        hm = np.asarray(hm)
+        tg = np.asarray(tg)
+        if tg.ndim == 3:
+            tg = tg[..., None]
+        if hm.ndim != 3 or tg.ndim != 4 or tg.shape[:3] != hm.shape:
+            raise ValueError(f"heatmaps (K, h, w) and tags (K, h, w, D) do not match: {hm.shape} vs {tg.shape}")
+        if k is None:
+            k = hm.shape[0]
+        elif hm.shape[0] != k:
+            raise ValueError(f"all predictions must have the same K; got {k} and {hm.shape[0]}")
+        hms.append(hm)
+        tgs.append(tg)
+    idx = range(len(tgs)) if tag_indices is None else [int(i) for i in tag_indices]
+    if not idx or any(not 0 <= i < len(tgs) for i in idx):
+        raise ValueError(f"tag_indices must index the {len(tgs)} predictions; got {tag_indices!r}")
+    heat = np.mean([_resize(hm, (H, W)) for hm in hms], axis=0).astype(np.float32)
+    parts = []
+    for i in idx:
+        kk, h, w, d = tgs[i].shape
+        r = _resize(tgs[i].transpose(0, 3, 1, 2).reshape(kk * d, h, w), (H, W))
+        parts.append(r.reshape(kk, d, H, W).transpose(0, 2, 3, 1))
+    return heat, np.ascontiguousarray(np.concatenate(parts, axis=3), dtype=np.float32)
+
+
+def fill_missing(poses) -> np.ndarray:
+    """COCO output (SPEC step 10): each missing joint (score 0) is placed at the mean position of
+    the person's detected joints, keeping score 0. People without any joint are unchanged.
+
+    poses: (N, K, 3) x, y, score. Returns a new (N, K, 3) array.
+    """
+    p = np.array(poses, dtype=np.float32, copy=True)
+    if p.ndim != 3 or p.shape[2] != 3:
+        raise ValueError(f"poses must have shape (N, K, 3); got {p.shape}")
+    found = p[:, :, 2] > 0
+    n = found.sum(axis=1)
+    has = n > 0
+    mean = np.zeros((p.shape[0], 2), dtype=np.float32)
+    mean[has] = (p[has, :, :2] * found[has, :, None]).sum(axis=1) / n[has, None]
+    miss = ~found & has[:, None]
+    p[:, :, :2] = np.where(miss[:, :, None], mean[:, None, :], p[:, :, :2])
+    return p
