@@ -1,0 +1,466 @@
+"""Benchmarks that print figures (ratios against a baseline measured in the same run), run as
+``posegroup benchmark decode`` and ``posegroup benchmark train``."""
+from __future__ import annotations
+
+# ---- decode benchmarks (AE section, then PersonLab section) ----------------------------------
+
+# ---- AE decode (perfect network outputs from real COCO layouts) ----
+
+def coco_layouts(ann_file, num_images=None):
+    """Real pose layouts of a COCO keypoint json.
+
+    Returns a list (images in file order, the first ``num_images`` if given) of dicts with
+    ``image_id``, ``width``, ``height`` and ``keypoints`` (N, K, 3) float64 x, y, v of the
+    non-crowd people with >= 1 labelled keypoint (image pixels, continuous convention). K is
+    read from the json's category.
+    """
+    import json
+
+    import numpy as np
+
+    from ..skeleton import get_keypoint_set
+
+    k = get_keypoint_set(ann_file=ann_file).num_keypoints
+    with open(ann_file) as f:
+        data = json.load(f)
+    people: dict[int, list] = {}
+    for a in data.get("annotations", []):
+        kp = a.get("keypoints")
+        if a.get("iscrowd", 0) or not kp or a.get("num_keypoints", 1) == 0:
+            continue
+        kp = np.asarray(kp, dtype=np.float64).reshape(-1, 3)
+        if kp.shape[0] != k:
+            raise ValueError(f"{ann_file}: annotation {a.get('id')} has {kp.shape[0]} keypoints, expected {k}")
+        if (kp[:, 2] > 0).any():
+            people.setdefault(a["image_id"], []).append(kp)
+    images = data.get("images", [])
+    if num_images is not None:
+        images = images[:int(num_images)]
+    return [{"image_id": im["id"], "width": im["width"], "height": im["height"],
+             "keypoints": np.stack(people[im["id"]]) if im["id"] in people else np.zeros((0, k, 3))}
+            for im in images]
+
+
+def ae_perfect_outputs(ann_file, *, resolution=128, sigma=2.0, num_images=None):
+    """Perfect AE network outputs for the real layouts of ``ann_file``.
+
+    Per image: output maps of ``resolution`` x ``resolution`` cells for the longer image side
+    (output coordinate = image coordinate x resolution / max(w, h)), heatmaps =
+    ``gaussian_heatmaps`` (sigma 2, true sub-pixel positions), tags = ``tag_maps`` with person
+    ids 0, 2, 4... (D = 1). Returns a list of dicts: ``image_id``, ``scale`` (image pixels per
+    output cell), ``num_people``, ``heatmaps`` (K, R, R), ``tags`` (K, R, R, 1).
+    """
+    import numpy as np
+
+    from ..methods.ae.targets import gaussian_heatmaps, tag_maps
+
+    out = []
+    for lay in coco_layouts(ann_file, num_images):
+        scale = max(lay["width"], lay["height"]) / float(resolution)
+        kp = lay["keypoints"].copy()
+        kp[..., :2] /= scale
+        size = (resolution, resolution)
+        out.append({"image_id": lay["image_id"], "scale": scale, "num_people": kp.shape[0],
+                    "heatmaps": gaussian_heatmaps(kp, size, sigma),
+                    "tags": tag_maps(kp, size, 2.0 * np.arange(kp.shape[0]))})
+    return out
+
+
+def ae_coco_results(outputs, **group_kwargs):
+    """Decode perfect outputs (from :func:`ae_perfect_outputs`) with ``methods.ae.decode.group``
+    and return COCO keypoint results (image coordinates, missing joints filled at the person's
+    mean position, score = person score)."""
+    from ..methods.ae.decode import fill_missing, group
+
+    results = []
+    for o in outputs:
+        poses, scores = group(o["heatmaps"], o["tags"], **group_kwargs)
+        poses = fill_missing(poses)
+        poses[:, :, :2] *= o["scale"]
+        for p, s in zip(poses, scores):
+            results.append({"image_id": o["image_id"], "category_id": 1,
+                            "keypoints": [round(float(v), 3) for v in p.reshape(-1)],
+                            "score": float(s)})
+    return results
+
+
+def _coco_keypoint_ap(ann_file, results, image_ids):
+    """COCOeval (iouType 'keypoints') AP over ``image_ids``, printing nothing."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(ann_file))
+        if not results:
+            return 0.0
+        dt = gt.loadRes(results)
+        ev = COCOeval(gt, dt, "keypoints")
+        ev.params.imgIds = list(image_ids)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return float(ev.stats[0])
+
+
+#: ``group`` options beyond the reference that make perfect outputs decode (nearly) perfectly.
+AE_IMPROVED_OPTIONS = {"subpixel": "quadratic", "nms_ties": "first", "gated_matching": True}
+
+
+def benchmark_decode_ae(ann_file, *, num_images=None, repeats=5, threads=1, resolution=128,
+                        subpixel="quarter", verbose=True):
+    """Time the AE decoder (``group``) on perfect outputs of real COCO layouts.
+
+    The layouts of ``ann_file`` are encoded once (K from the json, ``resolution`` x
+    ``resolution`` maps, sigma 2); then every image is decoded ``repeats`` times with refine on
+    and off (per-image median). Reports the median ms per image, the medians grouped by people
+    in the image (1, 2-3, 4-6, 7+) and the COCO AP of the decoded results, and prints a table.
+
+    Args:
+        ann_file: COCO keypoint json (e.g. the 511 complete val2017 images).
+        num_images: the first ``num_images`` images (all by default).
+        repeats: timed runs per image and setting (median kept).
+        threads: torch / BLAS threads (the decoder itself is single-threaded NumPy).
+        resolution: output map side.
+        subpixel: ``group``'s sub-pixel method.
+    Returns:
+        dict: ``num_images``, ``ms_refine`` / ``ms_no_refine`` (median per image), ``ms_mean_*``,
+        ``by_people`` {bucket: {"images", "ms_refine", "ms_no_refine"}}, ``ap_refine``,
+        ``ap_no_refine`` (``group``'s defaults but ``subpixel``), ``ap_improved`` (refine and
+        :data:`AE_IMPROVED_OPTIONS`).
+    """
+    import os
+    import time
+
+    import numpy as np
+
+    from ..methods.ae.decode import group
+
+    if int(repeats) < 1:
+        raise ValueError(f"repeats must be >= 1; got {repeats!r}")
+    threads = int(threads)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except Exception:  # pragma: no cover - torch is a dependency, but the timing does not need it
+        pass
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+
+    outputs = ae_perfect_outputs(ann_file, resolution=resolution, num_images=num_images)
+    times = {True: [], False: []}
+    for o in outputs:
+        for refine in (True, False):
+            t = []
+            for _ in range(int(repeats)):
+                t0 = time.perf_counter()
+                group(o["heatmaps"], o["tags"], refine=refine, subpixel=subpixel)
+                t.append(time.perf_counter() - t0)
+            times[refine].append(1e3 * float(np.median(t)))
+    people = np.array([o["num_people"] for o in outputs])
+    t_on, t_off = np.array(times[True]), np.array(times[False])
+    buckets = {"1": (1, 1), "2-3": (2, 3), "4-6": (4, 6), "7+": (7, 10 ** 9)}
+    by_people = {}
+    for name, (lo, hi) in buckets.items():
+        sel = (people >= lo) & (people <= hi)
+        if sel.any():
+            by_people[name] = {"images": int(sel.sum()), "ms_refine": float(np.median(t_on[sel])),
+                               "ms_no_refine": float(np.median(t_off[sel]))}
+    ids = [o["image_id"] for o in outputs]
+    res = {
+        "num_images": len(outputs),
+        "ms_refine": float(np.median(t_on)) if len(t_on) else float("nan"),
+        "ms_no_refine": float(np.median(t_off)) if len(t_off) else float("nan"),
+        "ms_mean_refine": float(np.mean(t_on)) if len(t_on) else float("nan"),
+        "ms_mean_no_refine": float(np.mean(t_off)) if len(t_off) else float("nan"),
+        "by_people": by_people,
+        "ap_refine": _coco_keypoint_ap(ann_file, ae_coco_results(outputs, refine=True, subpixel=subpixel), ids),
+        "ap_no_refine": _coco_keypoint_ap(ann_file, ae_coco_results(outputs, refine=False, subpixel=subpixel), ids),
+        "ap_improved": _coco_keypoint_ap(ann_file, ae_coco_results(outputs, **AE_IMPROVED_OPTIONS), ids),
+    }
+    if verbose:
+        print(f"AE decode (group), {res['num_images']} images, {resolution}x{resolution} maps, "
+              f"subpixel={subpixel}, {threads} thread(s), median of {repeats} runs per image")
+        print(f"{'people':>8} {'images':>7} {'refine ms':>10} {'no-refine ms':>13}")
+        for name, b in by_people.items():
+            print(f"{name:>8} {b['images']:>7} {b['ms_refine']:>10.3f} {b['ms_no_refine']:>13.3f}")
+        print(f"{'all':>8} {res['num_images']:>7} {res['ms_refine']:>10.3f} {res['ms_no_refine']:>13.3f}")
+        print(f"COCO AP on perfect outputs: refine {res['ap_refine']:.4f}, no refine {res['ap_no_refine']:.4f}, "
+              f"improved options {AE_IMPROVED_OPTIONS} {res['ap_improved']:.4f}")
+    return res
+
+# ---- end of AE decode section ----
+
+# ---- PersonLab decode (perfect network outputs from real COCO layouts) ----
+
+def personlab_perfect_outputs(ann_file, *, stride=8, radius=32.0, num_images=None, impute=True):
+    """Perfect PersonLab outputs for the real layouts of ``ann_file`` (image pixels).
+
+    Per image: a grid of ``ceil(H / stride) x ceil(W / stride)`` cells, cell (i, j) at image
+    ((j + 0.5) stride, (i + 0.5) stride); heatmaps = the binary disk targets (probabilities 1 / 0),
+    short and mid offsets = :func:`posegroup.methods.personlab.targets.encode`'s targets
+    (radius R in image px, the keypoint set's directed edges). With ``impute`` (default) the
+    targets are encoded with every unlabelled joint placed at the nearest labelled joint of the
+    tree (``targets.impute_unlabelled``): a network predicts mid offsets through unlabelled
+    joints, the training target does not define them, so without it a person whose tree passes
+    through an unlabelled joint falls apart (AP ~0.90 instead of ~0.99). COCO's OKS ignores the
+    unlabelled joints, so their imputed positions do not enter the score. Returns a list of dicts
+    ``image_id``, ``num_people``, ``heatmaps`` (K, H, W), ``short_offsets`` (K, H, W, 2),
+    ``mid_offsets`` (E, H, W, 2), ``edges``, ``stride``, ``grid_offset``.
+    """
+    import math
+
+    from ..methods.personlab.targets import encode, impute_unlabelled
+    from ..skeleton import get_keypoint_set
+
+    kset = get_keypoint_set(ann_file=ann_file)
+    edges = kset.directed_edges
+    out = []
+    for lay in coco_layouts(ann_file, num_images):
+        size = (int(math.ceil(lay["height"] / stride)), int(math.ceil(lay["width"] / stride)))
+        kp = impute_unlabelled(lay["keypoints"], kset.edges) if impute else lay["keypoints"]
+        t = encode(kp, None, None, size, stride, edges=edges, radius=radius, grid_offset=stride / 2.0)
+        out.append({"image_id": lay["image_id"], "num_people": lay["keypoints"].shape[0],
+                    "heatmaps": t["heatmaps"], "short_offsets": t["short_offsets"],
+                    "mid_offsets": t["mid_offsets"], "edges": edges, "stride": stride,
+                    "grid_offset": stride / 2.0, "sigmas": kset.sigmas})
+    return out
+
+
+def personlab_coco_results(outputs, **decode_opts):
+    """Decode :func:`personlab_perfect_outputs` with ``decode_poses``; COCO keypoint results."""
+    from ..methods.personlab.decode import decode_poses
+
+    results = []
+    for o in outputs:
+        poses, scores = decode_poses(o["heatmaps"], o["short_offsets"], o["mid_offsets"], edges=o["edges"],
+                                     output_stride=o["stride"], grid_offset=o["grid_offset"],
+                                     **{"sigmas": o["sigmas"], **decode_opts})
+        for p, s in zip(poses, scores):
+            results.append({"image_id": int(o["image_id"]), "category_id": 1,
+                            "keypoints": [float(v) for v in p.reshape(-1)], "score": float(s)})
+    return results
+
+
+def benchmark_decode_personlab(ann_file, *, num_images=None, threads=1, repeats=3, stride=8,
+                               verbose=True, **decode_opts):
+    """Time PersonLab's ``decode_poses`` on perfect outputs of real COCO layouts.
+
+    Outputs come from :func:`personlab_perfect_outputs` (stride ``stride`` on the image, R = 32);
+    each image is decoded ``repeats`` times (median kept). Reports the median ms per image,
+    medians by people per image (1, 2-3, 4-6, 7+) and the COCO keypoint AP of the decoded
+    results (COCOeval), and prints a table.
+
+    Returns: dict ``num_images``, ``ms`` (median per image), ``ms_mean``, ``by_people``
+    {bucket: {"images", "ms"}}, ``ap``.
+    """
+    import os
+    import time
+
+    import numpy as np
+
+    threads = int(threads)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except Exception:  # pragma: no cover
+        pass
+    from ..methods.personlab.decode import decode_poses
+
+    if int(repeats) < 1:
+        raise ValueError(f"repeats must be >= 1; got {repeats!r}")
+    outputs = personlab_perfect_outputs(ann_file, stride=stride, num_images=num_images)
+    times = []
+    for o in outputs:
+        t = []
+        for _ in range(int(repeats)):
+            t0 = time.perf_counter()
+            decode_poses(o["heatmaps"], o["short_offsets"], o["mid_offsets"], edges=o["edges"],
+                         output_stride=o["stride"], grid_offset=o["grid_offset"],
+                         **{"sigmas": o["sigmas"], **decode_opts})
+            t.append(time.perf_counter() - t0)
+        times.append(1e3 * float(np.median(t)))
+    times = np.asarray(times)
+    people = np.array([o["num_people"] for o in outputs])
+    by_people = {}
+    for name, (lo, hi) in {"1": (1, 1), "2-3": (2, 3), "4-6": (4, 6), "7+": (7, 10 ** 9)}.items():
+        sel = (people >= lo) & (people <= hi)
+        if sel.any():
+            by_people[name] = {"images": int(sel.sum()), "ms": float(np.median(times[sel]))}
+    ids = [o["image_id"] for o in outputs]
+    res = {"num_images": len(outputs),
+           "ms": float(np.median(times)) if len(times) else float("nan"),
+           "ms_mean": float(np.mean(times)) if len(times) else float("nan"),
+           "by_people": by_people,
+           "ap": _coco_keypoint_ap(ann_file, personlab_coco_results(outputs, **decode_opts), ids)}
+    if verbose:
+        print(f"PersonLab decode (decode_poses), {res['num_images']} images, stride {stride} on the image, "
+              f"{threads} thread(s), median of {repeats} runs per image")
+        print(f"{'people':>8} {'images':>7} {'ms':>10}")
+        for name, b in by_people.items():
+            print(f"{name:>8} {b['images']:>7} {b['ms']:>10.3f}")
+        print(f"{'all':>8} {res['num_images']:>7} {res['ms']:>10.3f}")
+        print(f"COCO AP on perfect outputs: {res['ap']:.4f}")
+    return res
+
+# ---- end of PersonLab decode section ----
+
+# ---- train benchmark -------------------------------------------------------------------------
+
+def ae_true_id_predict(method, model, image, keypoints, **test_opts):
+    """AE's grouping ceiling for one image: the network's heatmaps, decoded with the predicted
+    tags replaced by perfect ones (every cell of joint k's tag map carries the id of the true
+    person whose joint k is nearest, :func:`posegroup.methods.ae.targets.tag_maps`).
+
+    Args: method (AEMethod), model, image uint8 (H, W, 3), keypoints (N, K, 3) true people in
+    image px, test_opts: ``input_size``, ``scales``, ``flip`` (network side) + decode options.
+    Returns (poses (M, K, 3) image px, scores (M,)) like ``method.predict``.
+    """
+    import numpy as np
+    from ..methods.ae import decode, targets
+
+    net_keys = ("input_size", "scales", "flip")
+    net_opts = {k: v for k, v in test_opts.items() if k in net_keys}
+    opts = {**method.decode_defaults, **{k: v for k, v in test_opts.items() if k not in net_keys}}
+    opts["refine"] = False
+    heat, _, factor, stride = method.network_outputs(model, image, **net_opts)
+    heat = heat.detach().cpu().numpy() if hasattr(heat, "detach") else np.asarray(heat)
+    kp = np.asarray(keypoints, np.float64).copy()
+    kp[..., :2] *= factor / stride                                  # image px -> output grid
+    ids = 2.0 * np.arange(len(kp))                                  # ids 2 apart > tag_threshold 1
+    true_tags = targets.tag_maps(kp, heat.shape[-2:], person_tags=ids).astype(np.float32)
+    poses, scores = decode.group(heat, true_tags, **opts)
+    poses = np.asarray(poses, np.float64).reshape(-1, method.num_keypoints, 3)
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    if len(poses):
+        poses = np.asarray(decode.fill_missing(poses), np.float64).copy()
+        poses[..., :2] *= stride / factor
+    return poses.astype(np.float32), scores.astype(np.float32)
+
+
+def _true_id_predictor(method, model, dataset, test_opts):
+    """(image_id -> results) with true person ids, or None when the method has no ceiling.
+
+    A method offers its ceiling either by being AE (:func:`ae_true_id_predict`) or through a
+    ``predict_true_ids(model, image, keypoints, **test_opts)`` method (hook for PersonLab /
+    recurrent: e.g. PersonLab could follow true mid-range offsets)."""
+    if getattr(method, "name", None) == "ae":
+        return lambda model_, image, kp: ae_true_id_predict(method, model_, image, kp, **test_opts)
+    hook = getattr(method, "predict_true_ids", None)
+    if callable(hook):
+        return lambda model_, image, kp: hook(model_, image, kp, **test_opts)
+    return None
+
+
+def _ap_on_split(model, method, ann_file, test_opts, max_images, true_ids: bool):
+    import torch
+    from ..data.coco import CocoPoseDataset
+    from .evaluate import evaluate_results
+    from .predict import make_predictor, to_coco_results
+
+    ds = CocoPoseDataset(ann_file, keypoint_set=method.keypoint_set)
+    ids = list(ds.image_ids)[:max_images] if max_images else list(ds.image_ids)
+    predictor = make_predictor(model, method, None, **test_opts)
+    oracle = _true_id_predictor(method, model, ds, test_opts) if true_ids else None
+    res, res_true = [], []
+    for image_id in ids:
+        image = ds.load_image(image_id)
+        out = predictor(image)
+        res.extend(to_coco_results(image_id, out[0], out[1], out[2] if len(out) > 2 else None))
+        if oracle is not None:
+            with torch.inference_mode():
+                p, s = oracle(model, image, ds.annotations(image_id)["keypoints"])[:2]
+            res_true.extend(to_coco_results(image_id, p, s))
+
+    def ap(results):
+        if not results:
+            return 0.0
+        return float(evaluate_results(str(ds.ann_file), results, keypoint_set=ds.keypoint_set,
+                                      image_ids=ids)["AP"])
+
+    return ap(res), (ap(res_true) if oracle is not None else None)
+
+
+def benchmark_train(config: dict, *, minutes: float = 15.0, eval_every_minutes: float | None = None,
+                    splits: dict | None = None, out_dir="runs/benchmark_train", max_images: int | None = 100,
+                    threads: int | None = None, progress: bool = True) -> dict:
+    """Keypoint AP against wall-clock training minutes, next to the grouping ceiling.
+
+    Trains ``config`` (:func:`posegroup.engine.train.train`, resuming exactly between chunks)
+    for ``minutes`` of training time; every ``eval_every_minutes`` (default ``minutes / 5``,
+    at least 0.5) it scores the current weights on each held-out split: the COCO keypoint AP of
+    ``method.predict`` and the AP when predicted tags are replaced by the true person ids
+    (``true_ids``; AE only, or methods with a ``predict_true_ids`` hook; None otherwise).
+    Evaluation time is not counted as training time.
+
+    Args:
+        config: merged config (``load_config``); its ``test`` section gives the test options.
+        splits: {name: COCO json}. Default: ``{"sparse": data.val_ann}`` plus ``"heavy"`` when
+            a ``val_heavy`` folder sits next to a ``val_sparse`` one (the synthetic layout).
+        out_dir: the training run goes to ``out_dir/train`` (a previous one there is replaced); the table to
+            ``out_dir/benchmark_train.json``.
+        max_images: images per split (default 100; None = all).
+        threads: torch CPU threads (default: leave as is).
+    Returns: {"rows": [{"minutes", "step", "loss", "<split>_AP", "<split>_true_ids_AP"}...],
+    "splits", "config", "out_dir"}.
+    """
+    import copy
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from .checkpoint import load_model
+    from .train import test_options, train
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    cfg = copy.deepcopy(config)
+    if splits is None:
+        val = cfg["data"].get("val_ann")
+        if not val:
+            raise ValueError(f"{cfg.get('_source', 'config')}: benchmark train needs data.val_ann or splits")
+        splits = {"sparse": val}
+        heavy = Path(str(val).replace("val_sparse", "val_heavy"))
+        if "val_sparse" in str(val) and heavy.is_file():
+            splits["heavy"] = str(heavy)
+    for name, ann in splits.items():
+        if not Path(ann).is_file():
+            raise ValueError(f"{ann}: split {name!r} annotation file not found")
+    cfg["data"]["val_ann"] = None                      # evaluation happens here, between chunks
+    cfg["train"]["eval_every"] = 0
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    every = eval_every_minutes if eval_every_minutes is not None else max(0.5, minutes / 5)
+    rows, trained, first = [], 0.0, True
+    print(f"benchmark train: {cfg['method']['name']}, {minutes:g} min, eval every {every:g} min, "
+          f"splits {sorted(splits)}")
+    while trained < minutes - 1e-6:
+        chunk = min(every, minutes - trained)
+        s = train(cfg, out_dir=out / "train", resume=not first, max_minutes=chunk, progress=progress,
+                  overwrite=first)
+        first = False
+        trained += s["minutes"]
+        model, method, _ = load_model(s["checkpoint"])
+        opts = test_options(cfg, method)
+        row = {"minutes": round(trained, 3), "step": s["steps"], "loss": s["final_loss"]}
+        for name, ann in splits.items():
+            ap, ap_true = _ap_on_split(model, method, ann, opts, max_images, true_ids=True)
+            row[f"{name}_AP"] = ap
+            row[f"{name}_true_ids_AP"] = ap_true
+        rows.append(row)
+        cells = "  ".join(f"{n}: AP {row[f'{n}_AP']:.3f}" + (f" (true ids {row[f'{n}_true_ids_AP']:.3f})"
+                                                               if row[f"{n}_true_ids_AP"] is not None else "")
+                          for n in splits)
+        print(f"  {row['minutes']:6.2f} min  step {row['step']:6d}  loss {row['loss']:.4g}  {cells}", flush=True)
+        (out / "benchmark_train.json").write_text(json.dumps(
+            {"rows": rows, "splits": splits, "minutes": minutes}, indent=1))
+        if s["stopped"] == "done":
+            break
+    return {"rows": rows, "splits": dict(splits), "config": cfg.get("_source"), "out_dir": str(out)}

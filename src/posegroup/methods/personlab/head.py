@@ -1,0 +1,76 @@
+"""PersonLab head channel layout.
+
+Per stack, C = K + 2K + 2E + 2K + 1 channels, in this order:
+``[K heatmap logits | 2K short | 2E mid | 2K long | 1 segmentation logit]``.
+Each offset block is per field (x, y) interleaved: channel ``2 f`` is field f's x, ``2 f + 1``
+its y. Offset channels are in units of the disk radius R (the network regresses
+``offset / R``), which keeps their scale near 1; :func:`split` multiplies by ``offset_scale``
+to return input pixels.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def num_channels(num_keypoints: int, num_edges: int) -> int:
+    """C = K + 2K + 2E + 2K + 1."""
+    return 5 * num_keypoints + 2 * num_edges + 1
+
+
+def _bounds(k: int, e: int) -> list[int]:
+    sizes = [k, 2 * k, 2 * e, 2 * k, 1]
+    return list(np.cumsum([0] + sizes))
+
+
+def split(pred, num_keypoints: int, num_edges: int, offset_scale: float = 1.0) -> dict:
+    """Split a (B, C, H, W) prediction (torch tensor or numpy array) into named heads.
+
+    Returns ``heatmaps`` (B, K, H, W) logits, ``short_offsets`` (B, K, 2, H, W),
+    ``mid_offsets`` (B, E, 2, H, W), ``long_offsets`` (B, K, 2, H, W) (offsets times
+    ``offset_scale``) and ``segmentation`` (B, H, W) logits. Views where possible.
+    """
+    k, e = num_keypoints, num_edges
+    if pred.shape[1] != num_channels(k, e):
+        raise ValueError(f"PersonLab head: expected {num_channels(k, e)} channels for K={k}, E={e}, "
+                         f"got {pred.shape[1]}")
+    b = _bounds(k, e)
+    bsz, _, h, w = pred.shape
+    return {
+        "heatmaps": pred[:, b[0]:b[1]],
+        "short_offsets": pred[:, b[1]:b[2]].reshape(bsz, k, 2, h, w) * offset_scale,
+        "mid_offsets": pred[:, b[2]:b[3]].reshape(bsz, e, 2, h, w) * offset_scale,
+        "long_offsets": pred[:, b[3]:b[4]].reshape(bsz, k, 2, h, w) * offset_scale,
+        "segmentation": pred[:, b[4]],
+    }
+
+
+def merge(heatmaps, short_offsets, mid_offsets, long_offsets, segmentation, offset_scale: float = 1.0):
+    """Inverse of :func:`split` (same shapes, batched); returns (B, C, H, W) of the input's type."""
+    bsz, k, h, w = heatmaps.shape
+    e = mid_offsets.shape[1]
+    parts = [heatmaps, short_offsets.reshape(bsz, 2 * k, h, w) / offset_scale,
+             mid_offsets.reshape(bsz, 2 * e, h, w) / offset_scale,
+             long_offsets.reshape(bsz, 2 * k, h, w) / offset_scale, segmentation.reshape(bsz, 1, h, w)]
+    if isinstance(heatmaps, torch.Tensor):
+        return torch.cat(parts, dim=1)
+    return np.concatenate(parts, axis=1)
+
+
+def to_decoder_layout(heads: dict, index: int = 0) -> dict[str, np.ndarray]:
+    """One image of :func:`split`'s output as float32 numpy in the decoder's layout:
+    heatmaps (K, H, W) *probabilities* (sigmoid), short (K, H, W, 2), mid (E, H, W, 2),
+    long (K, H, W, 2), segmentation (H, W) probability."""
+    def np_(t):
+        if isinstance(t, torch.Tensor):
+            t = t.detach().float().cpu().numpy()
+        return np.asarray(t, dtype=np.float32)
+
+    sig = lambda a: 1.0 / (1.0 + np.exp(-a))  # noqa: E731
+    return {
+        "heatmaps": sig(np_(heads["heatmaps"][index])),
+        "short_offsets": np.moveaxis(np_(heads["short_offsets"][index]), 1, -1),
+        "mid_offsets": np.moveaxis(np_(heads["mid_offsets"][index]), 1, -1),
+        "long_offsets": np.moveaxis(np_(heads["long_offsets"][index]), 1, -1),
+        "segmentation": sig(np_(heads["segmentation"][index])),
+    }

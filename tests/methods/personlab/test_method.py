@@ -1,0 +1,75 @@
+import numpy as np
+import torch
+
+from posegroup.methods import build_method
+from posegroup.methods.personlab import METHOD, PersonLabMethod
+from posegroup.methods.personlab import head as head_mod
+from posegroup.methods.personlab.targets import encode
+from posegroup.skeleton import COCO17, CROWDPOSE14
+
+from .test_decode import BASE
+
+
+def test_build_and_channels():
+    m = build_method("personlab", COCO17)
+    assert isinstance(m, PersonLabMethod) and METHOD is PersonLabMethod
+    assert m.num_channels == 17 + 34 + 64 + 34 + 1
+    assert PersonLabMethod(CROWDPOSE14).num_channels == 14 * 5 + 2 * 26 + 1
+
+
+def test_encode_and_loss_with_hourglass():
+    from posegroup.backbones.hourglass import StackedHourglass
+
+    torch.manual_seed(0)
+    m = PersonLabMethod(COCO17)
+    kp = np.zeros((1, 17, 3), np.float32)
+    kp[0, :, :2] = BASE * 0.3 + [30, 10]
+    kp[0, :, 2] = 2
+    t = m.encode(kp, np.zeros((64, 64), bool), None, (16, 16), 4)
+    batch = {k: torch.from_numpy(v)[None] for k, v in t.items()}
+    net = StackedHourglass(m.num_channels, num_stacks=2, depth=2, base_width=16, width_increase=0,
+                           stem_width=8, batch_norm=True)
+    preds = net(torch.zeros(1, 3, 64, 64))
+    loss, logs = m.loss(preds, batch)
+    assert torch.isfinite(loss) and set(logs) >= {"heatmap", "short", "mid", "long", "segmentation", "total"}
+    loss.backward()
+
+
+class _PerfectNet(torch.nn.Module):
+    """Returns perfect PersonLab heads for people given in *image* pixels (knows the resize)."""
+
+    input_multiple = 64
+
+    def __init__(self, method, kp_image, image_long_side, input_size):
+        super().__init__()
+        self.method, self.kp, self.factor = method, kp_image, input_size / image_long_side
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        h, w = x.shape[-2] // 4, x.shape[-1] // 4
+        kp = self.kp.copy()
+        kp[..., :2] *= self.factor
+        t = encode(kp, None, None, (h, w), 4, edges=self.method.edges, grid_offset=2.0)
+        logits = np.where(t["heatmaps"] > 0, 12.0, -12.0)[None]
+        mv = lambda a: np.moveaxis(a, -1, 1)[None]  # noqa: E731  (F, H, W, 2) -> (1, F, 2, H, W)
+        out = head_mod.merge(logits, mv(t["short_offsets"]), mv(t["mid_offsets"]), mv(t["long_offsets"]),
+                             np.where(t["segmentation"] > 0, 12.0, -12.0)[None], offset_scale=self.method.radius)
+        return [torch.from_numpy(out.astype(np.float32))]
+
+
+def test_predict_maps_back_to_image_pixels():
+    m = PersonLabMethod(COCO17)
+    kp = np.zeros((2, 17, 3), np.float32)
+    kp[0, :, :2] = BASE + [120, 40]
+    kp[1, :, :2] = BASE + [330, 60]
+    kp[..., 2] = 2
+    image = np.zeros((260, 480, 3), np.uint8)
+    net = _PerfectNet(m, kp, 480, 256)
+    poses, scores, masks = m.predict(net, image, input_size=256)
+    assert poses.shape == (2, 17, 3) and masks.shape == (2, 260, 480)
+    order = np.argsort(poses[:, 0, 0])
+    # factor 256/480: 1 net px = 1.9 image px; perfect maps give exact positions
+    np.testing.assert_allclose(poses[order][..., :2], kp[..., :2], atol=0.05)
+    assert scores.min() > 0.5
+    # masks: each person's disks (no instance masks given); disjoint, around its own keypoints
+    assert masks[order[0]][40, 120] and masks[order[1]][60, 330] and not (masks[0] & masks[1]).any()
