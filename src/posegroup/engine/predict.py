@@ -1,0 +1,215 @@
+"""Prediction: images or a dataset -> COCO results (+ PNGs with skeletons).
+
+A *predictor* is any callable ``predictor(image uint8 (H, W, 3) RGB) -> (poses, scores)`` or
+``(poses, scores, masks)`` with poses (N, K, 3) = x, y, score in image pixels, scores (N,) and
+masks (N, H, W) bool. :func:`make_predictor` / :func:`checkpoint_predictor` wrap a trained model.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+#: Image file extensions collected from folders.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class PredictError(ValueError):
+    """Bad input to prediction (the message names the file)."""
+
+
+def make_predictor(model: torch.nn.Module, method, device: str | torch.device | None = None,
+                   **test_opts: Any) -> Callable[[np.ndarray], tuple]:
+    """``image -> method.predict(model, image, **test_opts)`` with the model in eval mode on
+    ``device`` (default: where its parameters are) and gradients off."""
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+
+    def predictor(image: np.ndarray):
+        with torch.inference_mode():
+            return method.predict(model, image, **test_opts)
+
+    return predictor
+
+
+def checkpoint_predictor(path: str | Path, device: str | None = None, **test_opts: Any):
+    """``(predictor, method, config)`` for a checkpoint; ``test_opts`` override the config's
+    ``test`` section (whose ``input_size`` defaults to the training ``data.input_size``)."""
+    from .checkpoint import load_model
+    from .train import test_options
+    model, method, config = load_model(path)
+    opts = test_options(config, method)
+    opts.update(test_opts)
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return make_predictor(model, method, dev, **opts), method, config
+
+
+def collect_images(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Files given directly, plus the image files (sorted, by :data:`IMAGE_EXTENSIONS`) of
+    folders given. A missing path is a one-line :class:`PredictError`."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise PredictError(f"{p}: no such image file or folder")
+    return out
+
+
+def read_image_rgb(path: str | Path) -> np.ndarray:
+    """uint8 (H, W, 3) RGB; :class:`PredictError` naming the file when missing or unreadable."""
+    import cv2
+    path = Path(path)
+    if not path.is_file():
+        raise PredictError(f"{path}: image file not found")
+    buf = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    if img is None:
+        raise PredictError(f"{path}: unreadable or corrupt image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _unpack(out) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
+        raise PredictError(f"predictor must return (poses, scores) or (poses, scores, masks), got {type(out).__name__}")
+    poses = np.asarray(out[0], np.float64)
+    scores = np.asarray(out[1], np.float64).reshape(-1)
+    masks = None if len(out) == 2 or out[2] is None else np.asarray(out[2])
+    if poses.size == 0:
+        return poses.reshape(0, poses.shape[1] if poses.ndim == 3 else 0, 3), scores[:0], masks
+    if poses.ndim != 3 or poses.shape[2] != 3 or len(scores) != len(poses):
+        raise PredictError(f"predictor returned poses {poses.shape} / scores {scores.shape}; "
+                           "expected (N, K, 3) and (N,)")
+    return poses, scores, masks
+
+
+def to_coco_results(image_id: int, poses: np.ndarray, scores: np.ndarray, masks: np.ndarray | None = None,
+                    category_id: int = 1) -> list[dict]:
+    """COCO results entries of one image: keypoints flat [x, y, s]*K, score, and a
+    ``segmentation`` RLE (counts as str) when masks (N, H, W) are given."""
+    results = []
+    rles = None
+    if masks is not None and len(masks):
+        from pycocotools import mask as mask_utils
+        rles = mask_utils.encode(np.asfortranarray(masks.astype(np.uint8).transpose(1, 2, 0)))
+    for n in range(len(poses)):
+        r = {"image_id": int(image_id), "category_id": int(category_id),
+             "keypoints": [round(float(v), 3) for v in poses[n].reshape(-1)],
+             "score": float(scores[n])}
+        if rles is not None:
+            rle = dict(rles[n])
+            rle["counts"] = rle["counts"].decode("ascii")
+            r["segmentation"] = rle
+        results.append(r)
+    return results
+
+
+def _image_id_map(gt_file: str | Path | None) -> dict[str, int]:
+    if gt_file is None:
+        return {}
+    try:
+        with open(gt_file) as f:
+            images = json.load(f).get("images") or []
+    except (OSError, json.JSONDecodeError) as e:
+        raise PredictError(f"{gt_file}: cannot read ground-truth json ({e})") from None
+    return {os.path.basename(im["file_name"]): int(im["id"]) for im in images if "file_name" in im}
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def predict_images(predictor: Callable, paths, *, out_dir: str | Path, keypoint_set, draw: bool = True,
+                   progress: bool = True, gt_file: str | Path | None = None, threshold: float = 0.1) -> list[dict]:
+    """Predict every image in ``paths`` (files and/or folders).
+
+    Writes ``out_dir/results.json`` (COCO keypoint results; ``image_id`` from ``gt_file``'s
+    images by file name when given -- an image not in it is an error --, else the image's index
+    in the sorted list) and, when ``draw``, ``out_dir/<stem>.png`` with the skeletons
+    (keypoints above ``threshold``; ``<stem>_<index>.png`` when a name repeats). Returns the
+    results list.
+    """
+    files = collect_images(paths)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    id_map = _image_id_map(gt_file)
+    results: list[dict] = []
+    drawn: set[str] = set()
+    it = files
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(files, desc="predict", unit="img")
+    for index, path in enumerate(it):
+        image = read_image_rgb(path)
+        if gt_file is not None:
+            if path.name not in id_map:
+                raise PredictError(f"{path}: file name not found among the images of {gt_file}")
+            image_id = id_map[path.name]
+        else:
+            image_id = index
+        poses, scores, masks = _unpack(predictor(image))
+        results.extend(to_coco_results(image_id, poses, scores, masks))
+        if draw:
+            from ..viz import draw_poses, save_png
+            canvas = draw_poses(image, poses, keypoint_set, scores=scores, masks=masks, threshold=threshold)
+            name = path.stem if path.stem not in drawn else f"{path.stem}_{index}"  # same name, other folder
+            drawn.add(name)
+            save_png(out_dir / f"{name}.png", canvas)
+    _write_json(out_dir / "results.json", results)
+    return results
+
+
+def predict_dataset(predictor: Callable, dataset, *, max_images: int | None = None, progress: bool = True,
+                    out_file: str | Path | None = None) -> list[dict]:
+    """COCO results for the images of a ``CocoPoseDataset``-like dataset (``image_ids``,
+    ``load_image(image_id)`` or ``ds[i]["image"]``), the first ``max_images`` (default all).
+    Writes the results to ``out_file`` when given."""
+    ids = list(getattr(dataset, "image_ids", range(len(dataset))))
+    if max_images is not None:
+        ids = ids[:max_images]
+    it = enumerate(ids)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, total=len(ids), desc="predict", unit="img")
+    results: list[dict] = []
+    for i, image_id in it:
+        if hasattr(dataset, "load_image"):
+            image = dataset.load_image(image_id)
+        else:
+            image = dataset[i]["image"]
+        poses, scores, masks = _unpack(predictor(image))
+        results.extend(to_coco_results(image_id, poses, scores, masks))
+    if out_file is not None:
+        _write_json(Path(out_file), results)
+    return results
+
+
+def evaluate_predictor(predictor: Callable, dataset, *, max_images: int | None = None, progress: bool = False,
+                       out_file: str | Path | None = None) -> dict:
+    """Predict ``dataset`` and score it with COCO keypoint AP on the same images.
+
+    Returns the stats dict of :func:`posegroup.engine.evaluate.evaluate_results` plus
+    ``num_images`` and ``num_results``."""
+    from .evaluate import evaluate_results
+    ids = list(dataset.image_ids)[:max_images] if max_images is not None else list(dataset.image_ids)
+    results = predict_dataset(predictor, dataset, max_images=max_images, progress=progress, out_file=out_file)
+    if results:
+        stats = dict(evaluate_results(str(dataset.ann_file), results, keypoint_set=dataset.keypoint_set,
+                                      image_ids=ids))
+    else:
+        stats = {"AP": 0.0}
+    stats.update(num_images=len(ids), num_results=len(results))
+    return stats

@@ -1,0 +1,354 @@
+"""Config-driven training: Adam + lr schedule, AMP on CUDA, DDP under torchrun, atomic
+checkpoints, exact resume, TensorBoard scalars, periodic COCO evaluation.
+
+Exact resume: the batch of step ``n`` is a pure function of (seed, n)
+(:class:`~posegroup.data.training.StepBatchSampler`), each image's augmentation a pure function
+of (seed, epoch, index) (:class:`~posegroup.data.training.TrainingSet`), and the checkpoint holds
+the model, optimizer, scheduler, AMP scaler, step and every global RNG state. Training ``N``
+steps straight and ``N/2`` + resume ``N/2`` give the same weights (bit-identical on CPU).
+
+Outputs in ``out_dir``: ``last.pt`` (checkpoint, written atomically every
+``train.checkpoint_every`` steps and at the end), ``config.yaml``, ``tb/`` (TensorBoard),
+``log.jsonl`` (one line per logged step), ``eval_step{N}.json`` (COCO stats on the val split).
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .checkpoint import (CheckpointError, build_method_from_config, build_model, keypoint_set_to_dict, load_checkpoint,
+                         rng_state, save_checkpoint, set_rng_state)
+from .config import dump_config, merge_config
+
+#: File name of the rolling checkpoint inside ``out_dir``.
+CHECKPOINT_NAME = "last.pt"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, bad resume); the message names the step/file."""
+
+
+# ---- pieces --------------------------------------------------------------------------------
+
+def lr_factor(step: int, schedule: dict, total_steps: int) -> float:
+    """Multiplier of the base lr at optimizer step ``step`` (0-based).
+
+    ``schedule``: ``type`` "step" (x ``gamma`` at each of ``milestones``), "cosine" (from 1 to
+    ``min_lr_ratio`` over ``total_steps``) or "constant"; ``warmup_steps`` of linear warm-up first.
+    """
+    warm = int(schedule.get("warmup_steps") or 0)
+    f = 1.0
+    kind = schedule.get("type", "step")
+    if kind == "step":
+        f = float(schedule.get("gamma", 0.1)) ** sum(1 for m in schedule.get("milestones") or [] if step >= int(m))
+    elif kind == "cosine":
+        t = min(1.0, max(0.0, (step - warm) / max(1, total_steps - warm)))
+        lo = float(schedule.get("min_lr_ratio", 0.0))
+        f = lo + (1.0 - lo) * 0.5 * (1.0 + math.cos(math.pi * t))
+    if warm and step < warm:
+        f *= (step + 1) / warm
+    return f
+
+
+def _distributed() -> tuple[int, int, int, bool]:
+    """(rank, world_size, local_rank, initialised_here) from torchrun's environment."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0, False
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if dist.is_initialized():
+        return rank, world, local, False
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), local, True
+
+
+def test_options(config: dict, method) -> dict:
+    """``method.predict`` keyword arguments: the ``test`` section, with ``input_size`` defaulting
+    to ``data.input_size`` when the method's predict takes one."""
+    opts = dict(config.get("test") or {})
+    params = inspect.signature(method.predict).parameters
+    if "input_size" not in opts and "input_size" in params:
+        opts["input_size"] = int(config["data"]["input_size"])
+    return opts
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+# ---- training ------------------------------------------------------------------------------
+
+def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str | Path = False,
+          max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True,
+          overwrite: bool = False) -> dict:
+    """Train the network described by ``config`` (see :mod:`posegroup.engine.config`).
+
+    Args:
+        config: a merged config (:func:`~posegroup.engine.config.load_config`) or a raw dict
+            (merged here against the CWD).
+        out_dir: output folder (default ``train.out_dir``).
+        resume: False (start fresh), True (continue from ``out_dir/last.pt``) or a checkpoint path.
+        max_steps: stop when the step count reaches this (absolute; the lr schedule still spans
+            the configured length, so a later resume continues exactly). Default: the configured
+            length.
+        max_minutes: wall-clock limit of this call (default ``train.max_minutes``).
+        progress: tqdm bar (rank 0).
+        overwrite: allow a fresh start (``resume`` False) in an ``out_dir`` that already holds a
+            checkpoint (default False: that is an error, so no run is lost by accident).
+    Returns: summary dict: ``steps`` (total done), ``start_step``, ``total_steps`` (configured),
+    ``final_loss`` (last step's loss), ``checkpoint`` (path), ``eval`` (last val stats or None),
+    ``out_dir``, ``minutes`` (this call), ``stopped`` ("done" | "max_steps" | "max_minutes").
+    Raises: :class:`TrainingError` naming the step on a non-finite loss (``last.pt`` then holds
+    the last good state); :class:`~posegroup.engine.checkpoint.CheckpointError` for a bad resume file.
+    """
+    from ..data.coco import CocoPoseDataset
+    from ..data.training import StepBatchSampler, TrainingSet, collate
+
+    cfg = config if "_source" in config else merge_config(config)
+    tc, dc = cfg["train"], cfg["data"]
+    out_dir = Path(out_dir or tc["out_dir"])
+    max_minutes = max_minutes if max_minutes is not None else tc["max_minutes"]
+    rank, world, local_rank, own_pg = _distributed()
+    is_main = rank == 0
+    if tc["device"]:
+        device = torch.device(tc["device"])
+    else:
+        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    use_amp = bool(tc["amp"]) and device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    # data, method, model
+    seed = int(tc["seed"])
+    _seed_everything(seed)
+    dataset = CocoPoseDataset(dc["train_ann"], dc["train_images"], keypoint_set=dc["keypoint_set"])
+    ks = dataset.keypoint_set
+    method = build_method_from_config(cfg, ks)
+    net = build_model(cfg, method).to(device)
+    aug = dict(dc["augmentation"])
+    train_set = TrainingSet(dataset, method, input_size=int(dc["input_size"]), stride=int(dc["stride"]),
+                            augment=bool(aug.pop("enabled")), seed=seed, color_jitter=bool(aug.pop("color_jitter")),
+                            affine_options=aug)
+    batch_size = int(tc["batch_size"])
+    steps_per_epoch = StepBatchSampler(len(dataset), batch_size, world_size=world).steps_per_epoch
+    total_steps = int(tc["steps"]) if tc["steps"] is not None else int(tc["epochs"]) * steps_per_epoch
+    end_step = total_steps if max_steps is None else min(total_steps, int(max_steps))
+
+    if tc["optimizer"] != "adam":
+        raise TrainingError(f"{cfg['_source']}: train.optimizer must be 'adam', got {tc['optimizer']!r}")
+    optimizer = torch.optim.Adam(net.parameters(), lr=float(tc["lr"]), weight_decay=float(tc["weight_decay"]))
+    sched_cfg = dict(tc["lr_schedule"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, sched_cfg, total_steps))
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    start_step, restored_rng = 0, None
+    if not resume and not overwrite and ckpt_path.exists():
+        raise TrainingError(f"{ckpt_path}: a checkpoint is already there; resume it (--resume) or choose "
+                            "another output folder")
+    if resume:
+        src = ckpt_path if resume is True else Path(resume)
+        state = load_checkpoint(src, map_location=device)
+        if state.get("method") != method.name:
+            raise TrainingError(f"{src}: checkpoint is for method {state.get('method')!r}, config says {method.name!r}")
+        try:
+            net.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{src}: does not fit the configured model/optimizer "
+                                  f"({str(e).strip().splitlines()[0]})") from None
+        if state.get("scaler") and use_amp:
+            scaler.load_state_dict(state["scaler"])
+        start_step, restored_rng = int(state["step"]), state.get("rng")
+        del state
+
+    model = net
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[local_rank] if device.type == "cuda" else None)
+
+    sampler = StepBatchSampler(len(dataset), batch_size, seed=seed, start_step=start_step, rank=rank,
+                               world_size=world)
+    workers = int(tc["workers"])
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_sampler=sampler, num_workers=workers, collate_fn=collate,
+        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False, prefetch_factor=2 if workers > 0 else None)
+
+    writer, bar, log_file = None, None, None
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(dump_config(cfg))
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(out_dir / "tb"), purge_step=start_step if start_step else None)
+        log_path = out_dir / "log.jsonl"
+        if log_path.exists():  # drop lines of steps a resume will redo (or all, when starting fresh)
+            keep = [ln for ln in log_path.read_text().splitlines()
+                    if ln.strip() and start_step and json.loads(ln).get("step", 0) <= start_step]
+            log_path.write_text("".join(ln + "\n" for ln in keep))
+        log_file = open(log_path, "a")
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=end_step, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+
+    def make_state(step: int) -> dict:
+        return {"model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if use_amp else None,
+                "step": step, "epoch": step // steps_per_epoch, "rng": rng_state(), "config": cfg,
+                "keypoint_set": keypoint_set_to_dict(ks), "method": method.name}
+
+    evaluator = _Evaluator(cfg, method, out_dir) if dc["val_ann"] else None
+    eval_every = int(tc["eval_every"] or 0)
+    ckpt_every = int(tc["checkpoint_every"] or 0)
+    log_every = max(1, int(tc["log_every"]))
+    loss_fn = getattr(method, "training_loss", None)  # optional hook: (model, batch) -> (loss, parts)
+
+    if restored_rng is not None:
+        set_rng_state(restored_rng)
+    last_good = str(ckpt_path) if resume else None
+    step, last_loss, last_eval, stopped = start_step, float("nan"), None, "done"
+    t0 = time.monotonic()
+    model.train()
+    it = None
+    try:
+        it = iter(loader)
+        while step < end_step:
+            batch = _to_device(next(it), device)
+            image = batch.pop("image")
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                if callable(loss_fn):
+                    loss, parts = loss_fn(model, dict(batch, image=image))
+                else:
+                    preds = model(image)
+            if not callable(loss_fn):
+                preds = [p.float() for p in preds] if isinstance(preds, (list, tuple)) else [preds.float()]
+                loss, parts = method.loss(preds, batch)
+            loss_value = float(loss.detach())
+            elapsed = time.monotonic() - t0
+            flags = torch.tensor([0.0 if math.isfinite(loss_value) else 1.0,
+                                  1.0 if (max_minutes is not None and elapsed >= 60 * max_minutes) else 0.0,
+                                  loss_value if math.isfinite(loss_value) else 0.0],
+                                 device=device, dtype=torch.float64)
+            if world > 1:
+                # any rank's NaN (or clock) stops all ranks; the logged loss is the mean over ranks
+                dist.all_reduce(flags)
+                loss_value = float(flags[2]) / world if flags[0] == 0 else loss_value
+            if flags[0] > 0:
+                raise TrainingError(
+                    f"non-finite loss ({loss_value}) at step {step + 1} (of {total_steps}); "
+                    + (f"last good checkpoint: {last_good}" if last_good else "no checkpoint written yet"))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if tc["grad_clip"] and tc["grad_clip"] > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), float(tc["grad_clip"]))
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            last_loss = loss_value
+
+            if is_main:
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_value:.4g}")
+                if step % log_every == 0 or step == end_step:
+                    lr = optimizer.param_groups[0]["lr"]
+                    writer.add_scalar("train/loss", loss_value, step)
+                    writer.add_scalar("train/lr", lr, step)
+                    for name, v in (parts or {}).items():
+                        writer.add_scalar(f"train/{name}", float(v), step)
+                    log_file.write(json.dumps({"step": step, "loss": loss_value, "lr": lr,
+                                               "minutes": elapsed / 60,
+                                               **{k: float(v) for k, v in (parts or {}).items()}}) + "\n")
+                    log_file.flush()
+            timed_out = bool(flags[1] > 0)
+            finishing = step == end_step or timed_out
+            if finishing or (ckpt_every and step % ckpt_every == 0):
+                if is_main:
+                    save_checkpoint(ckpt_path, make_state(step))
+                last_good = str(ckpt_path)
+            if evaluator is not None and ((eval_every and step % eval_every == 0) or (finishing and step == total_steps)):
+                last_eval = _run_eval(evaluator, net, step, writer, is_main, world)
+                model.train()
+            if timed_out:
+                stopped = "max_minutes"
+                break
+        else:
+            stopped = "done" if step >= total_steps else "max_steps"
+        if step == start_step and is_main and not ckpt_path.exists():  # nothing to do, still leave a file
+            save_checkpoint(ckpt_path, make_state(step))
+    finally:
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.flush()
+            writer.close()
+        if log_file is not None:
+            log_file.close()
+        del it  # shuts data-loader workers down
+        if own_pg:
+            if sys.exc_info()[0] is None:  # no barrier on an error: another rank may be gone
+                dist.barrier()
+            dist.destroy_process_group()
+    return {"steps": step, "start_step": start_step, "total_steps": total_steps, "final_loss": last_loss,
+            "checkpoint": str(ckpt_path), "eval": last_eval, "out_dir": str(out_dir),
+            "minutes": (time.monotonic() - t0) / 60, "stopped": stopped}
+
+
+class _Evaluator:
+    """COCO keypoint AP of the current weights on ``data.val_ann`` (first ``val_max_images``)."""
+
+    def __init__(self, cfg: dict, method, out_dir: Path):
+        self.cfg, self.method, self.out_dir = cfg, method, out_dir
+        self.dataset = None
+
+    def __call__(self, net: torch.nn.Module, step: int) -> dict:
+        from ..data.coco import CocoPoseDataset
+        from .predict import evaluate_predictor, make_predictor
+        dc = self.cfg["data"]
+        if self.dataset is None:
+            self.dataset = CocoPoseDataset(dc["val_ann"], dc["val_images"], keypoint_set=dc["keypoint_set"])
+        predictor = make_predictor(net, self.method, None, **test_options(self.cfg, self.method))
+        stats = evaluate_predictor(predictor, self.dataset, max_images=dc["val_max_images"])
+        stats["step"] = step
+        path = self.out_dir / f"eval_step{step}.json"
+        path.write_text(json.dumps(stats, indent=1))
+        return stats
+
+
+def _run_eval(evaluator: _Evaluator, net, step: int, writer, is_main: bool, world: int) -> dict | None:
+    """Evaluate on rank 0 without touching any global RNG (so resume stays exact)."""
+    stats = None
+    if is_main:
+        saved = rng_state()
+        try:
+            stats = evaluator(net, step)
+        finally:
+            set_rng_state(saved)
+        for k in ("AP", "AP50", "AP75", "APm", "APl", "AR"):
+            if k in stats and isinstance(stats[k], (int, float)):
+                writer.add_scalar(f"val/{k}", float(stats[k]), step)
+    if world > 1:
+        dist.barrier()
+    return stats

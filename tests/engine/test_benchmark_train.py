@@ -1,0 +1,56 @@
+"""Train benchmark: the AE grouping ceiling decodes true heatmaps perfectly; a tiny smoke run."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from posegroup.data.coco import CocoPoseDataset
+from posegroup.engine.benchmark import ae_true_id_predict, benchmark_train
+from posegroup.engine.evaluate import evaluate_results
+from posegroup.engine.predict import to_coco_results
+from posegroup.methods import build_method
+from posegroup.methods.ae import targets
+from posegroup.skeleton import COCO17
+from tests.engine.test_train import make_dataset, tiny_config
+
+
+def test_true_id_ceiling_on_perfect_heatmaps(tmp_path, monkeypatch):
+    ann = make_dataset(tmp_path / "d", 3, size=128, people=(2, 3))
+    ds = CocoPoseDataset(ann)
+    method = build_method("ae", COCO17)
+    stride = 4
+
+    def perfect(model, image, **kw):   # true Gaussian heatmaps on the stride-4 grid; tags useless
+        kp = current["kp"].copy()
+        kp[..., :2] /= stride
+        heat = targets.gaussian_heatmaps(kp, (32, 32), sigma=2.0)
+        return torch.from_numpy(heat), torch.zeros(17, 32, 32, 1), 1.0, stride
+
+    monkeypatch.setattr(method, "network_outputs", perfect)
+    current, results = {}, []
+    for image_id in ds.image_ids:
+        current["kp"] = ds.annotations(image_id)["keypoints"]
+        poses, scores = ae_true_id_predict(method, None, ds.load_image(image_id), current["kp"])
+        assert len(poses) >= len(current["kp"])
+        results.extend(to_coco_results(image_id, poses, scores))
+    ap = evaluate_results(str(ann), results)["AP"]
+    print("ceiling AP", ap)
+    assert ap > 0.9
+
+
+def test_benchmark_train_smoke(tmp_path):
+    torch.set_num_threads(1)
+    ann = make_dataset(tmp_path / "d", 4, size=64)
+    cfg = tiny_config(ann, tmp_path / "unused", steps=4)
+    out = tmp_path / "bench"
+    r = benchmark_train(cfg, minutes=0.05, eval_every_minutes=0.02, splits={"sparse": str(ann)}, out_dir=out,
+                        max_images=2, progress=False)
+    assert r["rows"] and set(r["rows"][0]) == {"minutes", "step", "loss", "sparse_AP", "sparse_true_ids_AP"}
+    assert r["rows"][-1]["step"] <= 4
+    saved = json.loads((out / "benchmark_train.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(r["rows"]))
+    with pytest.raises(ValueError, match="missing.json: split 'x' annotation file not found"):
+        benchmark_train(cfg, minutes=0.01, splits={"x": str(tmp_path / "missing.json")}, out_dir=out)

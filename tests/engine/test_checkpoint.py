@@ -1,0 +1,82 @@
+"""Checkpoints: atomic write, clear errors for missing/corrupt files, RNG round trip, rebuild."""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from posegroup.engine import checkpoint as ck
+from posegroup.engine.checkpoint import (CheckpointError, keypoint_set_from_dict, keypoint_set_to_dict,
+                                         load_checkpoint, load_model, rng_state, save_checkpoint, set_rng_state)
+from posegroup.skeleton import COCO17, CROWDPOSE14
+
+
+def test_roundtrip_and_atomic(tmp_path):
+    p = tmp_path / "deep" / "a.pt"
+    save_checkpoint(p, {"model": {"w": torch.arange(3.0)}, "step": 7})
+    st = load_checkpoint(p)
+    assert st["step"] == 7 and torch.equal(st["model"]["w"], torch.arange(3.0))
+    assert st["format"] == ck.FORMAT
+    assert sorted(os.listdir(p.parent)) == ["a.pt"]          # no temp file left behind
+
+
+def test_failed_write_keeps_old_file(tmp_path, monkeypatch):
+    p = tmp_path / "a.pt"
+    save_checkpoint(p, {"model": {}, "step": 1})
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ck.torch, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(p, {"model": {}, "step": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(p)["step"] == 1
+    assert sorted(os.listdir(tmp_path)) == ["a.pt"]
+
+
+def test_missing_and_corrupt(tmp_path):
+    with pytest.raises(CheckpointError, match=r"nope\.pt: checkpoint file not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    p = tmp_path / "bad.pt"
+    save_checkpoint(p, {"model": {"w": torch.zeros(1000)}})
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])                     # truncated
+    with pytest.raises(CheckpointError, match=r"bad\.pt: corrupt or unreadable checkpoint") as e:
+        load_checkpoint(p)
+    assert "\n" not in str(e.value)
+    p.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=r"bad\.pt: corrupt"):
+        load_checkpoint(p)
+    torch.save({"weights": 1}, p)
+    with pytest.raises(CheckpointError, match=r"bad\.pt: not a posegroup checkpoint"):
+        load_checkpoint(p)
+    torch.save({"model": {}}, p)
+    with pytest.raises(CheckpointError, match=r"bad\.pt: checkpoint lacks 'config'"):
+        load_model(p)
+
+
+def test_rng_state_roundtrip():
+    s = rng_state()
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    set_rng_state(s)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+
+
+@pytest.mark.parametrize("ks", [COCO17, CROWDPOSE14])
+def test_keypoint_set_roundtrip(ks):
+    assert keypoint_set_from_dict(keypoint_set_to_dict(ks)) == ks
+
+
+def test_load_model_rejects_wrong_weights(tmp_path):
+    from posegroup.engine.config import merge_config
+    cfg = merge_config({"method": {"name": "ae"}, "model": {"name": "tiny", "num_stacks": 1, "depth": 2}},
+                       require_training=False)
+    p = tmp_path / "m.pt"
+    save_checkpoint(p, {"model": {"stem.0.conv.weight": torch.zeros(1)}, "config": cfg,
+                        "keypoint_set": keypoint_set_to_dict(COCO17), "method": "ae"})
+    with pytest.raises(CheckpointError, match=r"m\.pt: weights do not fit the configured model"):
+        load_model(p)
