@@ -40,21 +40,23 @@ def make_predictor(args):
         kwargs = {"input_size": args.input_size} if args.input_size else {}
         net = PoseNetONNX(args.onnx, **kwargs)
         return net.predict, COCO17, Path(args.onnx).name
-    from .engine.checkpoint import load_model
-    model, method, config = load_model(args.weights)
-    test = dict((config or {}).get("test") or {})
-    opts = {k: v for k, v in test.items() if k not in ("flip", "scales", "refine", "input_size")}
-    input_size = args.input_size or test.get("input_size") or (config or {}).get("data", {}).get("input_size", 512)
-    scales = tuple(args.scales) if args.scales else tuple(test.get("scales", (1.0,)))
-    flip = args.flip or bool(test.get("flip", False))
-    refine = args.refine or bool(test.get("refine", False))
-    kw = dict(input_size=input_size, **opts)
-    if method.name == "ae":
-        kw.update(scales=scales, flip=flip, refine=refine)
+    import inspect
 
-    def predictor(image):
-        return method.predict(model, image, **kw)
-
+    from .engine.predict import checkpoint_predictor
+    opts = {}
+    if args.input_size:
+        opts["input_size"] = args.input_size
+    if args.scales:
+        opts["scales"] = tuple(args.scales)
+    if args.flip:
+        opts["flip"] = True
+    if args.refine:
+        opts["refine"] = True
+    predictor, method, _ = checkpoint_predictor(args.weights, **opts)
+    accepted = inspect.signature(method.predict).parameters
+    unknown = [k for k in ("flip", "scales", "refine") if k in opts and k not in accepted]
+    if unknown:
+        raise CliError(f"--{unknown[0]} is not a test option of the {method.name} method")
     return predictor, method.keypoint_set, Path(args.weights).name
 
 
@@ -80,7 +82,7 @@ def cmd_train(args) -> int:
     config = load_config(args.config)
     resume = args.resume if args.resume else False
     summary = train(config, out_dir=args.out, resume=resume, max_steps=args.max_steps,
-                    max_minutes=args.max_minutes, progress=not args.quiet)
+                    max_minutes=args.max_minutes, progress=not args.quiet, overwrite=args.overwrite)
     print(json.dumps({k: v for k, v in summary.items() if isinstance(v, (int, float, str))}, indent=1))
     return 0
 
@@ -182,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="output folder (default: the config's)")
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument("--max-minutes", type=float, default=None)
+    t.add_argument("--overwrite", action="store_true", help="start afresh in an output folder that has a checkpoint")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="COCO AP of a results json, or of a model on a COCO split")
@@ -235,6 +238,12 @@ def main(argv=None) -> int:
     except ValueError as e:  # library input checks raise ValueError with a one-line message
         print(f"posegroup: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        from .engine.train import TrainingError
+        if not isinstance(e, TrainingError):
+            raise
+        print(f"posegroup: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("posegroup: interrupted", file=sys.stderr)
         return 130
