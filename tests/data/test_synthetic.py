@@ -226,7 +226,7 @@ def test_bad_poses_file(tmp_path):
         S.load_pose_bank(missing)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(ValueError, match="bad.json.*not valid JSON"):
+    with pytest.raises(ValueError, match="bad.json.*malformed json"):
         S.generate_dataset(tmp_path / "o", 1, poses_file=bad, progress=False)
     short = tmp_path / "short.json"
     short.write_text(json.dumps({"annotations": [{"id": 9, "keypoints": [1, 2, 2] * 14}]}))

@@ -62,7 +62,7 @@ def test_errors_name_the_file(data, tmp_path):
         predict_images(_fake(), [tmp_path / "missing.jpg"], out_dir=tmp_path, keypoint_set=COCO17)
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
-    with pytest.raises(PredictError, match=r"bad\.png: unreadable or corrupt image"):
+    with pytest.raises(ValueError, match=r"bad\.png: unreadable or corrupt image"):
         predict_images(_fake(), [bad], out_dir=tmp_path / "x", keypoint_set=COCO17, progress=False)
     other = tmp_path / "other.png"
     import cv2

@@ -30,8 +30,9 @@ class DatasetError(ValueError):
     """Bad input data; the message is one line naming the file and the fault."""
 
 
-def load_coco_json(ann_file: str | Path) -> dict:
-    """Read and validate a COCO keypoint json; one-line errors name the file and the fault."""
+def load_coco_json(ann_file: str | Path, *, require_images: bool = True) -> dict:
+    """Read and validate a COCO keypoint json; one-line errors name the file and the fault.
+    ``require_images=False`` accepts a file with an ``annotations`` list only (a pose bank)."""
     ann_file = Path(ann_file)
     if not ann_file.is_file():
         raise DatasetError(f"{ann_file}: annotation file not found")
@@ -42,8 +43,8 @@ def load_coco_json(ann_file: str | Path) -> dict:
         raise DatasetError(f"{ann_file}: malformed json ({e.msg} at line {e.lineno} column {e.colno})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{ann_file}: cannot read ({e})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
-            or not isinstance(data.get("annotations"), list):
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) \
+            or (require_images and not isinstance(data.get("images"), list)):
         raise DatasetError(f"{ann_file}: not a COCO annotation file (needs 'images' and 'annotations' lists)")
     return data
 

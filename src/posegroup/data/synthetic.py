@@ -60,6 +60,7 @@ import cv2
 import numpy as np
 
 from ..skeleton import COCO17
+from .coco import load_coco_json
 
 __all__ = ["generate_dataset", "render_scene", "load_pose_bank", "crowding_level",
            "max_pairwise_iou", "box_iou_matrix"]
@@ -635,15 +636,7 @@ def load_pose_bank(poses_file, min_keypoints: int = 8) -> np.ndarray:
     is not 17 x 3 values, or no usable person.
     """
     path = Path(poses_file)
-    if not path.is_file():
-        raise ValueError(f"{path}: poses file not found")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: cannot read ({e})") from None
+    data = load_coco_json(path, require_images=False)
     anns = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(anns, list):
         raise ValueError(f"{path}: no 'annotations' list (not a COCO keypoint json)")

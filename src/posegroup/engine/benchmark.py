@@ -196,10 +196,13 @@ def benchmark_decode_ae(ann_file, *, num_images=None, repeats=5, threads=1, reso
 
 # ---- PersonLab decode (perfect network outputs from real COCO layouts) ----
 
-def personlab_perfect_outputs(ann_file, *, stride=8, radius=32.0, num_images=None, impute=True):
-    """Perfect PersonLab outputs for the real layouts of ``ann_file`` (image pixels).
+def personlab_perfect_outputs(ann_file, *, stride=8, radius=32.0, num_images=None, impute=True,
+                              input_size=None):
+    """Perfect PersonLab outputs for the real layouts of ``ann_file``.
 
-    Per image: a grid of ``ceil(H / stride) x ceil(W / stride)`` cells, cell (i, j) at image
+    Per image: the layout is scaled so that the longer image side is ``input_size`` input px
+    (None: the image itself, 1 input px = 1 image px); a grid of ``ceil(H' / stride) x
+    ceil(W' / stride)`` cells of the (scaled) input, cell (i, j) at input
     ((j + 0.5) stride, (i + 0.5) stride); heatmaps = the binary disk targets (probabilities 1 / 0),
     short and mid offsets = :func:`posegroup.methods.personlab.targets.encode`'s targets
     (radius R in image px, the keypoint set's directed edges). With ``impute`` (default) the
@@ -209,7 +212,9 @@ def personlab_perfect_outputs(ann_file, *, stride=8, radius=32.0, num_images=Non
     through an unlabelled joint falls apart (AP ~0.90 instead of ~0.99). COCO's OKS ignores the
     unlabelled joints, so their imputed positions do not enter the score. Returns a list of dicts
     ``image_id``, ``num_people``, ``heatmaps`` (K, H, W), ``short_offsets`` (K, H, W, 2),
-    ``mid_offsets`` (E, H, W, 2), ``edges``, ``stride``, ``grid_offset``.
+    ``mid_offsets`` (E, H, W, 2), ``edges``, ``stride``, ``grid_offset``, ``sigmas`` and
+    ``scale`` (image px per input px). The network setting of AE / PersonLab is
+    ``input_size=512, stride=4``.
     """
     import math
 
@@ -220,18 +225,23 @@ def personlab_perfect_outputs(ann_file, *, stride=8, radius=32.0, num_images=Non
     edges = kset.directed_edges
     out = []
     for lay in coco_layouts(ann_file, num_images):
-        size = (int(math.ceil(lay["height"] / stride)), int(math.ceil(lay["width"] / stride)))
-        kp = impute_unlabelled(lay["keypoints"], kset.edges) if impute else lay["keypoints"]
+        scale = 1.0 if input_size is None else max(lay["width"], lay["height"]) / float(input_size)
+        size = (int(math.ceil(lay["height"] / scale / stride)), int(math.ceil(lay["width"] / scale / stride)))
+        kp = impute_unlabelled(lay["keypoints"], kset.edges) if impute else lay["keypoints"].copy()
+        kp[..., :2] /= scale
         t = encode(kp, None, None, size, stride, edges=edges, radius=radius, grid_offset=stride / 2.0)
         out.append({"image_id": lay["image_id"], "num_people": lay["keypoints"].shape[0],
                     "heatmaps": t["heatmaps"], "short_offsets": t["short_offsets"],
                     "mid_offsets": t["mid_offsets"], "edges": edges, "stride": stride,
-                    "grid_offset": stride / 2.0, "sigmas": kset.sigmas})
+                    "grid_offset": stride / 2.0, "sigmas": kset.sigmas, "scale": scale})
     return out
 
 
 def personlab_coco_results(outputs, **decode_opts):
-    """Decode :func:`personlab_perfect_outputs` with ``decode_poses``; COCO keypoint results."""
+    """Decode :func:`personlab_perfect_outputs` with ``decode_poses``; COCO keypoint results
+    (image px)."""
+    import numpy as np
+
     from ..methods.personlab.decode import decode_poses
 
     results = []
@@ -239,6 +249,8 @@ def personlab_coco_results(outputs, **decode_opts):
         poses, scores = decode_poses(o["heatmaps"], o["short_offsets"], o["mid_offsets"], edges=o["edges"],
                                      output_stride=o["stride"], grid_offset=o["grid_offset"],
                                      **{"sigmas": o["sigmas"], **decode_opts})
+        poses = poses.astype(np.float64)
+        poses[..., :2] *= o.get("scale", 1.0)
         for p, s in zip(poses, scores):
             results.append({"image_id": int(o["image_id"]), "category_id": 1,
                             "keypoints": [float(v) for v in p.reshape(-1)], "score": float(s)})

@@ -14,6 +14,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
+from ..data.coco import read_image
+
 #: Image file extensions collected from folders.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -64,19 +66,6 @@ def collect_images(paths: str | Path | Iterable[str | Path]) -> list[Path]:
         else:
             raise PredictError(f"{p}: no such image file or folder")
     return out
-
-
-def read_image_rgb(path: str | Path) -> np.ndarray:
-    """uint8 (H, W, 3) RGB; :class:`PredictError` naming the file when missing or unreadable."""
-    import cv2
-    path = Path(path)
-    if not path.is_file():
-        raise PredictError(f"{path}: image file not found")
-    buf = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-    if img is None:
-        raise PredictError(f"{path}: unreadable or corrupt image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def _unpack(out) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -153,7 +142,7 @@ def predict_images(predictor: Callable, paths, *, out_dir: str | Path, keypoint_
         from tqdm import tqdm
         it = tqdm(files, desc="predict", unit="img")
     for index, path in enumerate(it):
-        image = read_image_rgb(path)
+        image = read_image(path)
         if gt_file is not None:
             if path.name not in id_map:
                 raise PredictError(f"{path}: file name not found among the images of {gt_file}")

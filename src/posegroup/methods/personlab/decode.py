@@ -91,27 +91,61 @@ def bilinear_sample(field: np.ndarray, channels: np.ndarray, x: np.ndarray, y: n
     return out.reshape(ch.shape + field.shape[3:])
 
 
+class _OffsetReader:
+    """Fast :func:`offset_targets` for 1-D point sets (the decoder's inner loop): the field
+    is flattened once and each call costs a handful of NumPy operations."""
+
+    def __init__(self, field: np.ndarray, *, stride: float, grid_offset: float, sampling: str):
+        if sampling not in _SAMPLING:
+            raise ValueError(f"sampling must be one of {_SAMPLING}, got {sampling!r}")
+        c, self.h, self.w = field.shape[:3]
+        self.flat = np.ascontiguousarray(field).reshape(c * self.h * self.w, 2)
+        self.stride = float(stride)
+        self.go = float(grid_offset)
+        self.nearest = sampling == "nearest"
+
+    def __call__(self, ch: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        h, w, s, go = self.h, self.w, self.stride, self.go
+        u = np.clip((np.asarray(x, np.float64) - go) / s, 0.0, w - 1)
+        v = np.clip((np.asarray(y, np.float64) - go) / s, 0.0, h - 1)
+        base = np.asarray(ch, np.int64) * (h * w)
+        if self.nearest:
+            j = (u + 0.5).astype(np.int64)  # u >= 0: truncation = floor
+            i = (v + 0.5).astype(np.int64)
+            np.minimum(j, w - 1, out=j)
+            np.minimum(i, h - 1, out=i)
+            out = self.flat[base + i * w + j].astype(np.float64)
+            out[:, 0] += j * s + go
+            out[:, 1] += i * s + go
+            return out
+        u0 = u.astype(np.int64)
+        v0 = v.astype(np.int64)
+        fu = (u - u0)[:, None]
+        fv = (v - v0)[:, None]
+        du = (u0 < w - 1).astype(np.int64)
+        dv = (v0 < h - 1).astype(np.int64) * w
+        i00 = base + v0 * w + u0
+        f = self.flat
+        top = f[i00] * (1 - fu) + f[i00 + du] * fu
+        bot = f[i00 + dv] * (1 - fu) + f[i00 + dv + du] * fu
+        out = top * (1 - fv) + bot * fv
+        out[:, 0] += x
+        out[:, 1] += y
+        return out
+
+
 def offset_targets(field: np.ndarray, channels: np.ndarray, x: np.ndarray, y: np.ndarray, *,
                    stride: float, grid_offset: float = 0.0, sampling: str = "bilinear") -> np.ndarray:
     """Where an offset field (C, H, W, 2) sends the points (x, y) (input px): (*S, 2).
 
-    ``"bilinear"`` (paper): ``(x, y) + B(F)(x, y)``. ``"nearest"``: ``c + F(c)`` for the output
-    cell c nearest to (x, y) (clamped to the grid): a single cell's vote, never an average of
-    two people's vectors.
+    ``"bilinear"`` (paper): ``(x, y) + B(F)(x, y)`` (positions clamped to the grid for the
+    sampling). ``"nearest"``: ``c + F(c)`` for the output cell c nearest to (x, y) (clamped to
+    the grid): a single cell's vote, never an average of two people's vectors.
     """
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64)
-    if sampling == "bilinear":
-        off = bilinear_sample(field, channels, x, y, stride=stride, grid_offset=grid_offset)
-        return np.stack(np.broadcast_arrays(x, y), axis=-1) + off
-    if sampling != "nearest":
-        raise ValueError(f"sampling must be one of {_SAMPLING}, got {sampling!r}")
-    c, h, w = field.shape[:3]
-    ch, x, y = np.broadcast_arrays(np.asarray(channels, dtype=np.int64), x, y)
-    j = np.clip(np.floor((x - grid_offset) / stride + 0.5), 0, w - 1).astype(np.int64)
-    i = np.clip(np.floor((y - grid_offset) / stride + 0.5), 0, h - 1).astype(np.int64)
-    off = field.reshape(c * h * w, -1)[((ch * h + i) * w + j).reshape(-1)].reshape(ch.shape + (2,))
-    return np.stack([j * stride + grid_offset, i * stride + grid_offset], axis=-1) + off
+    ch, x, y = np.broadcast_arrays(np.asarray(channels, np.int64), np.asarray(x, np.float64),
+                                   np.asarray(y, np.float64))
+    reader = _OffsetReader(field, stride=stride, grid_offset=grid_offset, sampling=sampling)
+    return reader(ch.reshape(-1), x.reshape(-1), y.reshape(-1)).reshape(ch.shape + (2,))
 
 
 def _cell_xy(h: int, w: int, stride: float, grid_offset: float) -> tuple[np.ndarray, np.ndarray]:
@@ -130,25 +164,34 @@ def hough_size(grid_size: tuple[int, int], output_stride: float, grid_offset: fl
 
 
 # ------------------------------------------------------------------------------------ hough
+def raw_votes(heatmaps: np.ndarray, short_offsets: np.ndarray, *, output_stride: float,
+              grid_offset: float = 0.0, radius: float = 32.0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The Hough votes before splatting: every cell with p_k > 0 votes for keypoint k at
+    ``x + S_k(x)`` (input px) with weight ``p_k · stride² / (πR²)``. Returns ``(k, x, y, w)``
+    sorted by k."""
+    kk, ii, jj = np.nonzero(heatmaps > 0)
+    wv = heatmaps[kk, ii, jj].astype(np.float64) * (output_stride ** 2 / (math.pi * radius ** 2))
+    so = short_offsets[kk, ii, jj].astype(np.float64)
+    return kk, jj * output_stride + grid_offset + so[:, 0], ii * output_stride + grid_offset + so[:, 1], wv
+
+
 def hough_votes(heatmaps: np.ndarray, short_offsets: np.ndarray, *, output_stride: float,
                 grid_offset: float = 0.0, radius: float = 32.0, hough_stride: float = 1.0,
-                hough_size_hw: tuple[int, int] | None = None
+                hough_size_hw: tuple[int, int] | None = None, votes: tuple | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
     """Bilinearly splatted Hough votes as a sparse list (paper eq. 1, unblurred).
 
-    Every cell with p_k > 0 votes at ``x + S_k(x)`` with weight ``p_k · stride² / (πR²)``, split
-    over the 4 Hough cells around the vote. Returns ``(k, r, c, w, (Hh, Wh))``: one entry per
-    (vote, corner) inside the map (the same Hough cell may appear several times; the dense
-    map is their sum, :func:`hough_scores`).
+    The votes of :func:`raw_votes` (or ``votes``) are each split over the 4 Hough cells around
+    them. Returns ``(k, r, c, w, (Hh, Wh))``: one entry per (vote, corner) inside the map (the
+    same Hough cell may appear several times; the dense map is their sum, :func:`hough_scores`).
     """
     k, h, w = heatmaps.shape
     hh, wh = hough_size_hw or hough_size((h, w), output_stride, grid_offset, hough_stride)
-    sel = heatmaps > 0
-    kk, ii, jj = np.nonzero(sel)
-    wv = heatmaps[kk, ii, jj].astype(np.float64) * (output_stride ** 2 / (math.pi * radius ** 2))
-    so = short_offsets[kk, ii, jj].astype(np.float64)
-    qx = (jj * output_stride + grid_offset + so[:, 0]) / hough_stride - 0.5
-    qy = (ii * output_stride + grid_offset + so[:, 1]) / hough_stride - 0.5
+    kk, vx, vy, wv = votes if votes is not None else raw_votes(
+        heatmaps, short_offsets, output_stride=output_stride, grid_offset=grid_offset, radius=radius)
+    qx = vx / hough_stride - 0.5
+    qy = vy / hough_stride - 0.5
     x0 = np.floor(qx).astype(np.int64)
     y0 = np.floor(qy).astype(np.int64)
     fx = qx - x0
@@ -249,7 +292,7 @@ def sparse_peaks(k: np.ndarray, r: np.ndarray, c: np.ndarray, w: np.ndarray, num
     unchanged on the kept cells, and every other cell is 0 (never a peak, as
     ``peak_threshold`` >= 0). The channels are stacked in one canvas with ρ + 1 empty rows
     between them. With ``return_cells`` also returns the unblurred Hough map's non-zero cells
-    ``(k, r, c, h)`` (each cell once).
+    ``(k, x, y, h)`` (each cell once, x / y its centre in input px).
     """
     hh, wh = size_hw
     sig = blur_sigma / hough_stride
@@ -298,7 +341,7 @@ def sparse_peaks(k: np.ndarray, r: np.ndarray, c: np.ndarray, w: np.ndarray, num
     ids = np.arange(len(flat))
     first[flat[::-1]] = ids[::-1]
     u = first[flat] == ids
-    return peaks, (k[u], r[u], c[u], canvas64[flat[u]])
+    return peaks, (k[u], (c[u] + 0.5) * hough_stride, (r[u] + 0.5) * hough_stride, canvas64[flat[u]])
 
 
 def refine_mid_offsets(mid_offsets: np.ndarray, short_offsets: np.ndarray,
@@ -369,21 +412,19 @@ def expected_oks(poses_xy: np.ndarray, hough: np.ndarray, presence: np.ndarray, 
     return out
 
 
-def expected_oks_sparse(poses_xy: np.ndarray, cells: tuple, presence: np.ndarray, kappas: np.ndarray, *,
-                        radius: float = 32.0, hough_stride: float = 1.0, max_pairs: int = 1 << 21
-                        ) -> np.ndarray:
-    """:func:`expected_oks` with the Hough map given by its non-zero cells ``(k, r, c, h)``
-    (each cell once, as from :func:`sparse_peaks`): the same sums over the cells of the disk,
-    at O(N × cells) instead of O(N × K × disk area)."""
+def expected_oks_sparse(poses_xy: np.ndarray, points: tuple, presence: np.ndarray, kappas: np.ndarray, *,
+                        radius: float = 32.0, max_pairs: int = 1 << 21) -> np.ndarray:
+    """:func:`expected_oks` with the Hough mass given as weighted points ``(k, x, y, h)``
+    (input px): the non-zero Hough cells (``sparse_peaks(..., return_cells=True)``, at their
+    centres; then identical to :func:`expected_oks`) or the raw votes (:func:`raw_votes`).
+    Cost O(N × points) instead of O(N × K × disk area)."""
     n, k = poses_xy.shape[:2]
     if n == 0:
         return np.zeros((0, k))
-    ck, cr, cc, ch = cells
+    ck, cx, cy, ch = points
     if len(ck) == 0:
         return np.zeros((n, k))
     lam2 = _box_area(poses_xy)
-    cx = (cc + 0.5) * hough_stride
-    cy = (cr + 0.5) * hough_stride
     inv2k2 = 1.0 / (2.0 * np.asarray(kappas, np.float64)[ck] ** 2)
     num = np.zeros((n, k))
     den = np.zeros((n, k))
@@ -454,7 +495,7 @@ def decode_poses(heatmaps: np.ndarray, short_offsets: np.ndarray, mid_offsets: n
                  radius: float = 32.0, sigmas: Sequence[float] | None = None,
                  hough_stride: float = 1.0, blur_sigma: float = 2.0, peak_threshold: float = 0.01,
                  refine_peaks: bool = True, mid_refine_steps: int = 2, mid_refine: str = "point",
-                 offset_sampling: str = "bilinear", nms_radius: float = 10.0,
+                 offset_sampling: str = "bilinear", oks_mass: str = "map", nms_radius: float = 10.0,
                  snap_radius: float = 0.0, max_people: int | None = None,
                  score_threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Greedy PersonLab decoding of one image (see the module docstring for each step).
@@ -487,6 +528,10 @@ def decode_poses(heatmaps: np.ndarray, short_offsets: np.ndarray, mid_offsets: n
             ``"bilinear"`` (paper: heads upsampled bilinearly) or ``"nearest"`` (the vote
             ``c + F(c)`` of the nearest cell c: where two people's disks meet it follows one
             person instead of averaging both; see :func:`offset_targets`).
+        oks_mass: the Hough mass ĥ_k of the expected-OKS score: ``"map"`` (paper: the Hough map,
+            its cell centres at ``hough_stride``) or ``"votes"`` (every vote at its exact
+            position: the same mass without the ±hough_stride/2 discretisation, which matters
+            when λ_j κ_k is below a pixel, e.g. a person reduced to one keypoint).
         nms_radius: r in input px (paper: 10).
         snap_radius: if > 0, a keypoint placed by a mid-range offset snaps to the nearest
             candidate (Hough peak) of its type within this distance, input px (SPEC: optional;
@@ -509,6 +554,8 @@ def decode_poses(heatmaps: np.ndarray, short_offsets: np.ndarray, mid_offsets: n
                          f"got {mid_offsets.shape}")
     if mid_refine not in ("field", "point"):
         raise ValueError(f"mid_refine must be 'field' or 'point', got {mid_refine!r}")
+    if oks_mass not in ("map", "votes"):
+        raise ValueError(f"oks_mass must be 'map' or 'votes', got {oks_mass!r}")
     if offset_sampling not in _SAMPLING:
         raise ValueError(f"offset_sampling must be one of {_SAMPLING}, got {offset_sampling!r}")
     plans = _tree_plans(edges, k)
@@ -516,17 +563,20 @@ def decode_poses(heatmaps: np.ndarray, short_offsets: np.ndarray, mid_offsets: n
     if sig.shape != (k,):
         raise ValueError(f"{sig.shape[0]} sigmas for {k} keypoints")
     gs = dict(stride=output_stride, grid_offset=grid_offset)
-    target = functools.partial(offset_targets, sampling=offset_sampling, **gs)
 
     # 1-2. Hough votes -> candidates (sparse; = find_peaks(hough_scores(...)))
+    votes = raw_votes(heatmaps, short_offsets, output_stride=output_stride, grid_offset=grid_offset,
+                      radius=radius)
     vk, vr, vc, vw, hsize = hough_votes(heatmaps, short_offsets, output_stride=output_stride,
-                                        grid_offset=grid_offset, radius=radius, hough_stride=hough_stride)
+                                        grid_offset=grid_offset, radius=radius, hough_stride=hough_stride,
+                                        votes=votes)
     (ck, cx, cy, _), cells = sparse_peaks(vk, vr, vc, vw, k, hsize, hough_stride=hough_stride,
                                           peak_threshold=peak_threshold, blur_sigma=blur_sigma,
                                           return_cells=True)
     cxy = np.stack([cx, cy], axis=1).astype(np.float64)
+    read_short = _OffsetReader(short_offsets, sampling=offset_sampling, **gs)
     if refine_peaks and len(ck):
-        cxy = target(short_offsets, ck, cxy[:, 0], cxy[:, 1])
+        cxy = read_short(ck, cxy[:, 0], cxy[:, 1])
     # 3. mid-range refinement
     point_steps = mid_refine_steps if mid_refine == "point" else 0
     if mid_refine == "field" and mid_refine_steps:
@@ -534,6 +584,7 @@ def decode_poses(heatmaps: np.ndarray, short_offsets: np.ndarray, mid_offsets: n
                                  grid_offset=grid_offset, steps=mid_refine_steps, sampling=offset_sampling)
     else:
         mid = mid_offsets
+    read_mid = _OffsetReader(mid, sampling=offset_sampling, **gs)
     snap_table = None
     if snap_radius > 0 and len(ck):
         counts = np.bincount(ck, minlength=k)
@@ -554,9 +605,9 @@ def decode_poses(heatmaps: np.ndarray, short_offsets: np.ndarray, mid_offsets: n
                 break
             e, a, b = plan[rows, s].T
             src = pos[rows, a]
-            p = target(mid, e, src[:, 0], src[:, 1])
+            p = read_mid(e, src[:, 0], src[:, 1])
             for _ in range(point_steps):
-                p = target(short_offsets, b, p[:, 0], p[:, 1])
+                p = read_short(b, p[:, 0], p[:, 1])
             if snap_table is not None:
                 d2 = ((snap_table[b] - p[:, None]) ** 2).sum(-1)  # (C', M)
                 j = np.argmin(d2, axis=1)
@@ -574,7 +625,7 @@ def decode_poses(heatmaps: np.ndarray, short_offsets: np.ndarray, mid_offsets: n
     reached_all = np.zeros((max(limit, 1), k), bool)
     n = 0
     r2 = nms_radius ** 2
-    start, batch = 0, 16
+    start, batch = 0, 64
     while start < p_num and n < limit:
         idx = np.arange(start, min(p_num, start + batch))
         start += len(idx)
@@ -599,7 +650,8 @@ def decode_poses(heatmaps: np.ndarray, short_offsets: np.ndarray, mid_offsets: n
     xy = decoded[:n]
     # 5. scoring
     presence = bilinear_sample(heatmaps, np.arange(k)[None], xy[..., 0], xy[..., 1], **gs)
-    kp_scores = expected_oks_sparse(xy, cells, presence, 2.0 * sig, radius=radius, hough_stride=hough_stride)
+    kp_scores = expected_oks_sparse(xy, cells if oks_mass == "map" else votes, presence, 2.0 * sig,
+                                    radius=radius)
     kp_scores = np.where(reached_all[:n], kp_scores, 0.0)
     inst = instance_scores(xy, kp_scores, nms_radius=nms_radius)
     order = np.argsort(-inst, kind="stable")
