@@ -163,3 +163,143 @@ def test_empty_maps():
     poses, scores = decode_poses(np.zeros((17, 8, 8)), np.zeros((17, 8, 8, 2)), np.zeros((32, 8, 8, 2)),
                                  edges=COCO17.directed_edges, output_stride=4, grid_offset=2)
     assert poses.shape == (0, 17, 3) and scores.shape == (0,)
+
+
+# ------------------------------------------------------------------ fast paths vs dense reference
+from posegroup.methods.personlab.decode import (expected_oks_sparse, hough_votes, offset_targets, raw_votes,
+                                                sparse_peaks)
+
+
+@pytest.mark.parametrize("hough_stride,blur_sigma", [(1.0, 2.0), (2.0, 2.0), (1.0, 0.0), (1.0, 1.0)])
+def test_sparse_peaks_and_cells_equal_dense(hough_stride, blur_sigma):
+    rng = np.random.default_rng(int(hough_stride * 10 + blur_sigma))
+    for _ in range(5):
+        k, h, w = 3, int(rng.integers(5, 20)), int(rng.integers(5, 20))
+        heat = (rng.random((k, h, w)) * (rng.random((k, h, w)) < 0.3)).astype(np.float32)
+        short = (rng.normal(size=(k, h, w, 2)) * 6).astype(np.float32)
+        kw = dict(output_stride=8, grid_offset=4, radius=8, hough_stride=hough_stride)
+        hough = hough_scores(heat, short, **kw)
+        dense = find_peaks(hough, hough_stride=hough_stride, peak_threshold=1e-3, blur_sigma=blur_sigma)
+        v = hough_votes(heat, short, **kw)
+        peaks, cells = sparse_peaks(*v[:4], k, v[4], hough_stride=hough_stride, peak_threshold=1e-3,
+                                    blur_sigma=blur_sigma, return_cells=True)
+        assert len(dense[0]) == len(peaks[0]) > 0
+        for a, b in zip(dense, peaks):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+        # the non-zero cells carry the dense map (each once)
+        ck, cx, cy, chv = cells
+        r = np.floor(cy / hough_stride).astype(int)
+        c = np.floor(cx / hough_stride).astype(int)
+        np.testing.assert_allclose(chv, hough[ck, r, c], rtol=1e-5)
+        assert len(set(zip(ck, r, c))) == len(ck) == np.count_nonzero(hough)
+        poses = rng.random((4, k, 2)) * [w * 8, h * 8]
+        pres = rng.random((4, k))
+        kap = np.array([0.1, 0.2, 0.3])
+        np.testing.assert_allclose(expected_oks_sparse(poses, cells, pres, kap, radius=16),
+                                   expected_oks(poses, hough, pres, kap, radius=16, hough_stride=hough_stride),
+                                   rtol=1e-5, atol=1e-8)
+
+
+def test_offset_targets_bilinear_and_nearest_hand_values():
+    f = np.zeros((1, 2, 2, 2))
+    f[0, 0, 0] = (1.0, 0.0)   # cell (0, 0) at (2, 2)
+    f[0, 0, 1] = (-3.0, 0.0)  # cell (0, 1) at (6, 2)
+    # bilinear at (3, 2): 3/4 of cell (0,0), 1/4 of cell (0,1): (3, 2) + (0.75 - 0.75, 0)
+    np.testing.assert_allclose(offset_targets(f, 0, 3.0, 2.0, stride=4, grid_offset=2), [3.0, 2.0])
+    # nearest at (3, 2) is cell (0, 0): its vote (2, 2) + (1, 0); at (4.5, 2.2) cell (0, 1): (6 - 3, 2)
+    np.testing.assert_allclose(offset_targets(f, 0, 3.0, 2.0, stride=4, grid_offset=2, sampling="nearest"),
+                               [3.0, 2.0])
+    np.testing.assert_allclose(offset_targets(f, 0, np.array([4.5]), np.array([2.2]), stride=4, grid_offset=2,
+                                              sampling="nearest"), [[3.0, 2.0]])
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(3, 5, 7, 2))
+    ch, x, y = rng.integers(0, 3, 40), rng.uniform(-10, 70, 40), rng.uniform(-10, 50, 40)
+    np.testing.assert_allclose(offset_targets(g, ch, x, y, stride=8, grid_offset=4),
+                               np.stack([x, y], -1) + bilinear_sample(g, ch, x, y, stride=8, grid_offset=4))
+
+
+def _reference_decode(heat, short, mid, edges, stride, go, sigmas, nms_radius=10.0):
+    """Independent one-seed-at-a-time greedy decoder on the dense maps (paper's loop, point
+    refinement twice, bilinear sampling)."""
+    k = heat.shape[0]
+    hough = hough_scores(heat, short, output_stride=stride, grid_offset=go)
+    ck, cx, cy, _ = find_peaks(hough, peak_threshold=0.01, blur_sigma=2.0)
+    so = bilinear_sample(short, ck, cx, cy, stride=stride, grid_offset=go)
+    cx, cy = cx + so[:, 0], cy + so[:, 1]
+    people, reached = [], []
+    for t, x, y in zip(ck, cx, cy):
+        if any(np.hypot(*(p[t] - (x, y))) <= nms_radius for p in people):
+            continue
+        pos = {int(t): np.array([x, y])}
+        frontier = [int(t)]
+        while frontier:
+            a = frontier.pop(0)
+            for e, (s, b) in enumerate(edges):
+                if s == a and b not in pos:
+                    p = pos[a] + bilinear_sample(mid, e, *pos[a], stride=stride, grid_offset=go)
+                    for _ in range(2):
+                        p = p + bilinear_sample(short, b, *p, stride=stride, grid_offset=go)
+                    pos[b] = p
+                    frontier.append(b)
+        people.append(np.array([pos.get(i, (x, y)) for i in range(k)]))
+        reached.append(np.array([i in pos for i in range(k)]))
+    xy = np.array(people)
+    pres = bilinear_sample(heat, np.arange(k)[None], xy[..., 0], xy[..., 1], stride=stride, grid_offset=go)
+    ks = np.where(reached, expected_oks(xy, hough, pres, 2 * np.asarray(sigmas)), 0.0)
+    inst = instance_scores(xy, ks)
+    order = np.argsort(-inst, kind="stable")
+    return xy[order], ks[order], inst[order]
+
+
+def test_batched_greedy_equals_one_at_a_time_reference():
+    rng = np.random.default_rng(3)
+    kp = _people([(60 + 50 * i + rng.uniform(-20, 20), 30 + rng.uniform(-20, 20)) for i in range(6)])
+    kp[..., :2] += rng.normal(size=kp[..., :2].shape) * 4
+    kp[2, 3:5, 2] = 0  # a few unlabelled joints: trees fall apart, more seeds
+    heat, short, mid = _perfect(kp, (64, 96), stride=4)
+    heat = heat * rng.uniform(0.6, 1.0, heat.shape).astype(np.float32)
+    xy, ks, inst = _reference_decode(heat, short, mid, COCO17.directed_edges, 4, 2, COCO17.sigmas)
+    poses, scores = _decode((heat, short, mid), mid_refine="point")
+    assert len(poses) == len(xy) >= 6
+    np.testing.assert_allclose(poses[..., :2], xy, atol=1e-3)
+    np.testing.assert_allclose(poses[..., 2], ks, atol=1e-5)
+    np.testing.assert_allclose(scores, inst, atol=1e-5)
+
+
+@pytest.mark.parametrize("shift", [(12, 5), (11, 0)])
+def test_nearest_sampling_separates_touching_people(shift):
+    # two people ~12 px apart in different poses: at stride 8 bilinear sampling mixes their
+    # offsets (measured: (12, 5) misplaces keypoints by ~0.7 px, (11, 0) decodes 3 people)
+    kp = _people([(100, 40), (100 + shift[0], 40 + shift[1])])
+    kp[1, :, 1] += np.linspace(0, 30, 17)  # different poses
+    maps = _perfect(kp, (40, 40), stride=8)
+    bad = 0
+    for mode in ("bilinear", "nearest"):
+        for refine in ("field", "point"):
+            poses, _ = _decode(maps, stride=8, offset_sampling=mode, mid_refine=refine)
+            if mode == "nearest":
+                assert len(poses) == 2
+                order = np.argsort(poses[:, 0, 0])
+                np.testing.assert_allclose(poses[order][..., :2], kp[..., :2], atol=1e-3)
+            else:
+                bad += len(poses) != 2 or np.abs(poses[np.argsort(poses[:, 0, 0])][..., :2] - kp[..., :2]).max() > 0.3
+    assert bad == 2  # the case nearest sampling is for
+
+
+def test_oks_mass_votes_scores_a_one_keypoint_person():
+    kp = np.zeros((1, 17, 3), np.float32)
+    kp[0, :, :2] = (50.3, 40.6)  # every joint imputed at the one labelled point: box area 0
+    kp[0, :, 2] = 1
+    maps = _perfect(kp, (32, 32))
+    p_map, s_map = _decode(maps)
+    p_votes, s_votes = _decode(maps, oks_mass="votes")
+    np.testing.assert_allclose(p_votes[0, :, :2], kp[0, :, :2], atol=1e-3)
+    assert s_votes[0] > 0.99  # exact position, all Hough mass on it
+    assert s_map[0] < 0.5  # Hough cell centres ~0.5 px off, λ floored at 1 px
+
+
+def test_bad_options():
+    maps = _perfect(_people([(100, 40)]), (64, 64))
+    for bad in ({"offset_sampling": "cubic"}, {"mid_refine": "both"}, {"oks_mass": "x"}):
+        with pytest.raises(ValueError):
+            _decode(maps, **bad)

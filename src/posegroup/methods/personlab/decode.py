@@ -54,6 +54,8 @@ import cv2
 import numpy as np
 
 _SAMPLING = ("bilinear", "nearest")
+#: candidates grown together in the first batch of the greedy loop (then x4 per batch)
+_FIRST_BATCH = 256
 
 
 # ----------------------------------------------------------------------------------- sampling
@@ -93,45 +95,56 @@ def bilinear_sample(field: np.ndarray, channels: np.ndarray, x: np.ndarray, y: n
 
 class _OffsetReader:
     """Fast :func:`offset_targets` for 1-D point sets (the decoder's inner loop): the field
-    is flattened once and each call costs a handful of NumPy operations."""
+    is flattened once and each call is a handful of NumPy operations on the points."""
 
     def __init__(self, field: np.ndarray, *, stride: float, grid_offset: float, sampling: str):
         if sampling not in _SAMPLING:
             raise ValueError(f"sampling must be one of {_SAMPLING}, got {sampling!r}")
-        c, self.h, self.w = field.shape[:3]
-        self.flat = np.ascontiguousarray(field).reshape(c * self.h * self.w, 2)
+        c, h, w = field.shape[:3]
+        self.h, self.w = h, w
+        self.flat = np.ascontiguousarray(field).reshape(c * h * w, 2)
+        self.inv = 1.0 / float(stride)
         self.stride = float(stride)
         self.go = float(grid_offset)
         self.nearest = sampling == "nearest"
+        # bilinear: u is clamped just below w - 1 so that u0 + 1 stays on the grid (a weight of
+        # 1e-9 moves to the last cell's neighbour); a 1-cell axis reads one cell
+        self.umax = w - 1 - 1e-9 if w > 1 else 0.0
+        self.vmax = h - 1 - 1e-9 if h > 1 else 0.0
+        du, dv = int(w > 1), w * int(h > 1)
+        self.corners = np.array([0, du, dv, dv + du], np.int64)[:, None]
 
     def __call__(self, ch: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        h, w, s, go = self.h, self.w, self.stride, self.go
-        u = np.clip((np.asarray(x, np.float64) - go) / s, 0.0, w - 1)
-        v = np.clip((np.asarray(y, np.float64) - go) / s, 0.0, h - 1)
-        base = np.asarray(ch, np.int64) * (h * w)
+        w = self.w
+        u = np.asarray(x, np.float64) - self.go
+        u *= self.inv
+        v = np.asarray(y, np.float64) - self.go
+        v *= self.inv
+        base = np.asarray(ch, np.int64) * (self.h * w)
         if self.nearest:
-            j = (u + 0.5).astype(np.int64)  # u >= 0: truncation = floor
-            i = (v + 0.5).astype(np.int64)
-            np.minimum(j, w - 1, out=j)
-            np.minimum(i, h - 1, out=i)
+            u += 0.5
+            v += 0.5
+            np.minimum(np.maximum(u, 0.0, out=u), w - 0.5, out=u)
+            np.minimum(np.maximum(v, 0.0, out=v), self.h - 0.5, out=v)
+            j = u.astype(np.int64)  # u >= 0: truncation = floor
+            i = v.astype(np.int64)
             out = self.flat[base + i * w + j].astype(np.float64)
-            out[:, 0] += j * s + go
-            out[:, 1] += i * s + go
+            out[:, 0] += j * self.stride + self.go
+            out[:, 1] += i * self.stride + self.go
             return out
+        np.minimum(np.maximum(u, 0.0, out=u), self.umax, out=u)
+        np.minimum(np.maximum(v, 0.0, out=v), self.vmax, out=v)
         u0 = u.astype(np.int64)
         v0 = v.astype(np.int64)
-        fu = (u - u0)[:, None]
-        fv = (v - v0)[:, None]
-        du = (u0 < w - 1).astype(np.int64)
-        dv = (v0 < h - 1).astype(np.int64) * w
-        i00 = base + v0 * w + u0
-        f = self.flat
-        top = f[i00] * (1 - fu) + f[i00 + du] * fu
-        bot = f[i00 + dv] * (1 - fu) + f[i00 + dv + du] * fu
-        out = top * (1 - fv) + bot * fv
-        out[:, 0] += x
-        out[:, 1] += y
-        return out
+        u -= u0
+        v -= v0
+        g = self.flat[(base + v0 * w + u0) + self.corners].astype(np.float64)  # (4, n, 2)
+        fu = u[:, None]
+        top = g[0] + (g[1] - g[0]) * fu
+        top += ((g[2] + (g[3] - g[2]) * fu) - top) * v[:, None]
+        top[:, 0] += x
+        top[:, 1] += y
+        return top
 
 
 def offset_targets(field: np.ndarray, channels: np.ndarray, x: np.ndarray, y: np.ndarray, *,
@@ -521,21 +534,30 @@ def decode_poses(heatmaps: np.ndarray, short_offsets: np.ndarray, mid_offsets: n
             where the decoder reads the field (x' = y_k + M(y_k), then x' <- x' + S_l(x'),
             ``mid_refine_steps`` times): identical with ``offset_sampling="nearest"``, and with
             bilinear sampling the same up to the order of interpolation; O(people × edges).
-            Default "point" (departure from the paper's wording, not its result): on perfect
-            outputs of the 511 COCO val layouts it scores as well as "field" (AP 0.982 vs
-            0.980 at stride 8, bilinear) at a fraction of the cost.
+            Default "point" (departure from the paper's wording, not its intent): on perfect
+            outputs of the 511 COCO val layouts it scores at least as well as "field" (AP
+            0.9873 vs 0.9850 at input 512 / stride 4; 0.9819 vs 0.9802 at stride 8 on the
+            image) and on PoseNet (136 local COCO images, input 513: AP 0.2695 vs 0.2618), at
+            ~4 ms instead of ~60 ms per image.
         offset_sampling: how the short / mid offsets are read at continuous positions:
-            ``"bilinear"`` (paper: heads upsampled bilinearly) or ``"nearest"`` (the vote
-            ``c + F(c)`` of the nearest cell c: where two people's disks meet it follows one
-            person instead of averaging both; see :func:`offset_targets`).
+            ``"bilinear"`` (paper: heads upsampled bilinearly; default) or ``"nearest"`` (the
+            vote ``c + F(c)`` of the nearest cell c: where two people's disks meet it follows
+            one person instead of averaging both; see :func:`offset_targets`). Perfect outputs
+            (511 COCO val layouts, input 512, stride 4): AP 0.9873 bilinear, 0.9900 nearest
+            (with ``oks_mass="votes"``); PoseNet (stride 16): 0.2695 bilinear, 0.2587 nearest.
         oks_mass: the Hough mass ĥ_k of the expected-OKS score: ``"map"`` (paper: the Hough map,
             its cell centres at ``hough_stride``) or ``"votes"`` (every vote at its exact
             position: the same mass without the ±hough_stride/2 discretisation, which matters
-            when λ_j κ_k is below a pixel, e.g. a person reduced to one keypoint).
+            when λ_j κ_k is below a pixel, e.g. a person reduced to one keypoint; cost
+            O(people × votes) instead of O(people × non-zero Hough cells)). PoseNet: AP 0.2695
+            "map", 0.2685 "votes".
         nms_radius: r in input px (paper: 10).
         snap_radius: if > 0, a keypoint placed by a mid-range offset snaps to the nearest
             candidate (Hough peak) of its type within this distance, input px (SPEC: optional;
-            default 0 = off, as in the paper's equations).
+            default 0 = off, as in the paper's equations). Perfect outputs: snap 8 px gives AP
+            0.9874 (paper settings) / 0.9890 (exact options), i.e. no gain: where two people's
+            same joints are a few px apart their Hough peaks merge and both snap to one;
+            PoseNet: 0.2714 vs 0.2695.
         max_people: stop after this many people (None: no limit, as in the paper).
         score_threshold: drop people whose instance score is below this (default 0: keep all).
     Returns:
@@ -625,7 +647,7 @@ def decode_poses(heatmaps: np.ndarray, short_offsets: np.ndarray, mid_offsets: n
     reached_all = np.zeros((max(limit, 1), k), bool)
     n = 0
     r2 = nms_radius ** 2
-    start, batch = 0, 64
+    start, batch = 0, _FIRST_BATCH
     while start < p_num and n < limit:
         idx = np.arange(start, min(p_num, start + batch))
         start += len(idx)
