@@ -163,7 +163,7 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
     ckpt_path = out_dir / CHECKPOINT_NAME
     start_step, restored_rng = 0, None
     if not resume and not overwrite and ckpt_path.exists():
-        raise TrainingError(f"{ckpt_path}: a checkpoint is already there; resume it (--resume) or choose "
+        raise TrainingError(f"{ckpt_path}: a checkpoint is already there; resume it (--resume), start afresh (--overwrite) or choose "
                             "another output folder")
     if resume:
         src = ckpt_path if resume is True else Path(resume)
