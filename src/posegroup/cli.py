@@ -221,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the whole pipeline on an embedded synthetic default")
     d.add_argument("--out", default="posegroup_demo")
-    d.add_argument("--minutes", type=float, default=3.0, help="training minutes")
-    d.add_argument("--images", type=int, default=600, help="synthetic training images")
+    d.add_argument("--minutes", type=float, default=5.0, help="training minutes")
+    d.add_argument("--images", type=int, default=2000, help="synthetic training images")
     d.set_defaults(func=cmd_demo)
     return p
 
