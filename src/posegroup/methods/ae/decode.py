@@ -111,14 +111,7 @@ def nms(heatmaps: np.ndarray, kernel: int = 3, ties: str = "keep") -> np.ndarray
     Returns:
         (K, H, W), same dtype, zeros off the peaks.
     """
-    hm = np.asarray(heatmaps)
-    if hm.ndim != 3:
-        raise ValueError(f"heatmaps must have shape (K, H, W); got {hm.shape}")
-    kernel = int(kernel)
-    if kernel < 1 or kernel % 2 == 0:
-        raise ValueError(f"nms_kernel must be a positive odd integer; got {kernel}")
-    if ties not in ("keep", "first"):
-        raise ValueError(f"nms ties must be 'keep' or 'first'; got {ties!r}")
+    hm, kernel = _check_nms_args(heatmaps, kernel, ties)
     if kernel == 1:
         return hm.copy()
     r = kernel // 2
@@ -139,6 +132,19 @@ def nms(heatmaps: np.ndarray, kernel: int = 3, ties: str = "keep") -> np.ndarray
     return np.where(keep, hm, np.zeros((), hm.dtype))
 
 
+def _check_nms_args(heatmaps, kernel, ties) -> tuple[np.ndarray, int]:
+    """Validate NMS inputs: heatmaps (K, H, W), a positive odd kernel, ties "keep" / "first"."""
+    hm = np.asarray(heatmaps)
+    if hm.ndim != 3:
+        raise ValueError(f"heatmaps must have shape (K, H, W); got {hm.shape}")
+    kernel = int(kernel)
+    if kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"nms_kernel must be a positive odd integer; got {kernel}")
+    if ties not in ("keep", "first"):
+        raise ValueError(f"nms ties must be 'keep' or 'first'; got {ties!r}")
+    return hm, kernel
+
+
 def top_candidates(heatmaps: np.ndarray, *, top_k: int = 30, nms_kernel: int = 3,
                    detection_threshold: float = 0.1, nms_ties: str = "keep"):
     """SPEC steps 1-3: NMS, the top ``top_k`` peaks of each joint map, kept if > threshold.
@@ -147,14 +153,7 @@ def top_candidates(heatmaps: np.ndarray, *, top_k: int = 30, nms_kernel: int = 3
     joint then by score descending (at most ``top_k`` per joint). Equivalent to taking the
     top-k of each flattened NMS map and then dropping the values <= ``detection_threshold``.
     """
-    hm = np.asarray(heatmaps)
-    if hm.ndim != 3:
-        raise ValueError(f"heatmaps must have shape (K, H, W); got {hm.shape}")
-    kernel = int(nms_kernel)
-    if kernel < 1 or kernel % 2 == 0:
-        raise ValueError(f"nms_kernel must be a positive odd integer; got {kernel}")
-    if nms_ties not in ("keep", "first"):
-        raise ValueError(f"nms ties must be 'keep' or 'first'; got {nms_ties!r}")
+    hm, kernel = _check_nms_args(heatmaps, nms_kernel, nms_ties)
     k, h, w = hm.shape
     # sparse NMS: only the cells above the threshold can survive, so test just those against
     # their window (same result as thresholding the max-pool-equality map of :func:`nms`)
