@@ -307,7 +307,8 @@ def _noise_aps(coco_gt, outputs, stds=(0.1, 0.3, 0.5)):
 
 
 def test_tag_noise_degrades_gracefully_subset(perfect, coco_gt):
-    _noise_aps(coco_gt, perfect[:150])
+    aps = _noise_aps(coco_gt, perfect[:150])   # measured: 0.9969, 0.9969, 0.9929, 0.9422
+    assert aps[-1] >= 0.85
 
 
 @pytest.mark.slow
