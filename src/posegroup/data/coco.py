@@ -136,11 +136,12 @@ class CocoPoseDataset:
         path = self.image_path(image_id)
         return read_image(path)
 
-    def annotations(self, image_id: int) -> dict:
-        """The people of one image, without reading the image (shapes as in ``__getitem__``)."""
+    def annotations(self, image_id: int, with_masks: bool = True) -> dict:
+        """The people of one image, without reading the image (shapes as in ``__getitem__``;
+        ``with_masks=False`` skips decoding the segmentations: empty masks, no ignore regions)."""
         info = self.images[image_id]
         h, w = int(info.get("height", 0)), int(info.get("width", 0))
-        return self._people(image_id, h, w)
+        return self._people(image_id, h, w, with_masks=with_masks)
 
     def _people(self, image_id: int, h: int, w: int, with_masks: bool = True) -> dict:
         k = self.keypoint_set.num_keypoints

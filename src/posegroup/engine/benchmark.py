@@ -14,30 +14,16 @@ def coco_layouts(ann_file, num_images=None):
     non-crowd people with >= 1 labelled keypoint (image pixels, continuous convention). K is
     read from the json's category.
     """
-    import json
-
     import numpy as np
 
-    from ..skeleton import get_keypoint_set
+    from ..data.coco import CocoPoseDataset
 
-    k = get_keypoint_set(ann_file=ann_file).num_keypoints
-    with open(ann_file) as f:
-        data = json.load(f)
-    people: dict[int, list] = {}
-    for a in data.get("annotations", []):
-        kp = a.get("keypoints")
-        if a.get("iscrowd", 0) or not kp or a.get("num_keypoints", 1) == 0:
-            continue
-        kp = np.asarray(kp, dtype=np.float64).reshape(-1, 3)
-        if kp.shape[0] != k:
-            raise ValueError(f"{ann_file}: annotation {a.get('id')} has {kp.shape[0]} keypoints, expected {k}")
-        if (kp[:, 2] > 0).any():
-            people.setdefault(a["image_id"], []).append(kp)
-    images = data.get("images", [])
+    ds = CocoPoseDataset(ann_file)
+    images = ds.data["images"]
     if num_images is not None:
         images = images[:int(num_images)]
     return [{"image_id": im["id"], "width": im["width"], "height": im["height"],
-             "keypoints": np.stack(people[im["id"]]) if im["id"] in people else np.zeros((0, k, 3))}
+             "keypoints": ds.annotations(im["id"], with_masks=False)["keypoints"].astype(np.float64)}
             for im in images]
 
 
@@ -71,38 +57,22 @@ def ae_coco_results(outputs, **group_kwargs):
     and return COCO keypoint results (image coordinates, missing joints filled at the person's
     mean position, score = person score)."""
     from ..methods.ae.decode import fill_missing, group
+    from .predict import to_coco_results
 
     results = []
     for o in outputs:
         poses, scores = group(o["heatmaps"], o["tags"], **group_kwargs)
         poses = fill_missing(poses)
         poses[:, :, :2] *= o["scale"]
-        for p, s in zip(poses, scores):
-            results.append({"image_id": o["image_id"], "category_id": 1,
-                            "keypoints": [round(float(v), 3) for v in p.reshape(-1)],
-                            "score": float(s)})
+        results.extend(to_coco_results(o["image_id"], poses, scores))
     return results
 
 
 def _coco_keypoint_ap(ann_file, results, image_ids):
-    """COCOeval (iouType 'keypoints') AP over ``image_ids``, printing nothing."""
-    import contextlib
-    import io
+    """COCOeval keypoint AP over ``image_ids`` (:func:`~posegroup.engine.evaluate.evaluate_results`)."""
+    from .evaluate import evaluate_results
 
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(ann_file))
-        if not results:
-            return 0.0
-        dt = gt.loadRes(results)
-        ev = COCOeval(gt, dt, "keypoints")
-        ev.params.imgIds = list(image_ids)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return float(ev.stats[0])
+    return evaluate_results(ann_file, results, image_ids=image_ids)["AP"]
 
 
 #: ``group`` options beyond the reference that make perfect outputs decode (nearly) perfectly.
@@ -243,6 +213,7 @@ def personlab_coco_results(outputs, **decode_opts):
     import numpy as np
 
     from ..methods.personlab.decode import decode_poses
+    from .predict import to_coco_results
 
     results = []
     for o in outputs:
@@ -251,9 +222,7 @@ def personlab_coco_results(outputs, **decode_opts):
                                      **{"sigmas": o["sigmas"], **decode_opts})
         poses = poses.astype(np.float64)
         poses[..., :2] *= o.get("scale", 1.0)
-        for p, s in zip(poses, scores):
-            results.append({"image_id": int(o["image_id"]), "category_id": 1,
-                            "keypoints": [float(v) for v in p.reshape(-1)], "score": float(s)})
+        results.extend(to_coco_results(o["image_id"], poses, scores))
     return results
 
 

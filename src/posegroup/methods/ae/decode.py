@@ -16,6 +16,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ...skeleton import KeypointSet
+from .targets import check_output_size
 
 __all__ = ["COCO_JOINT_ORDER", "default_joint_order", "nms", "top_candidates", "group",
            "subpixel_offsets", "flip_back", "fuse", "fill_missing"]
@@ -484,12 +485,7 @@ def fuse(heatmaps_list, tags_list, output_size, *, tag_indices: "Sequence[int] |
     """
     if len(heatmaps_list) == 0 or len(heatmaps_list) != len(tags_list):
         raise ValueError(f"need equally many (>= 1) heatmaps and tags; got {len(heatmaps_list)} and {len(tags_list)}")
-    try:
-        H, W = (int(s) for s in output_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"output_size must be (H, W); got {output_size!r}") from None
-    if H <= 0 or W <= 0:
-        raise ValueError(f"output_size must be positive; got {output_size!r}")
+    H, W = check_output_size(output_size)
     hms, tgs = [], []
     k = None
     for hm, tg in zip(heatmaps_list, tags_list):

@@ -20,7 +20,7 @@ def _check_keypoints(keypoints, name: str = "keypoints") -> np.ndarray:
     return kp
 
 
-def _check_size(output_size) -> tuple[int, int]:
+def check_output_size(output_size) -> tuple[int, int]:
     try:
         h, w = (int(s) for s in output_size)
     except (TypeError, ValueError):
@@ -42,7 +42,7 @@ def reference_sigma(output_size) -> float:
     sigma = 2 at every resolution. ``output_size``: an int or (H, W) (the larger side is used)."""
     if np.ndim(output_size) == 0:
         return float(output_size) / 64.0
-    return float(max(_check_size(output_size))) / 64.0
+    return float(max(check_output_size(output_size))) / 64.0
 
 
 def gaussian_heatmaps(keypoints, output_size, sigma: float = 2.0) -> np.ndarray:
@@ -61,7 +61,7 @@ def gaussian_heatmaps(keypoints, output_size, sigma: float = 2.0) -> np.ndarray:
         (K, H, W) float32 heatmaps in [0, 1].
     """
     kp = _check_keypoints(keypoints)
-    h, w = _check_size(output_size)
+    h, w = check_output_size(output_size)
     if not (np.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a positive number; got {sigma!r}")
     n, k, _ = kp.shape
@@ -103,7 +103,7 @@ def joint_indices(keypoints, output_size, max_people: int = 30) -> np.ndarray:
         (max_people, K, 2) int64: [..., 0] the flat index, [..., 1] the valid flag (1/0).
     """
     kp = _check_keypoints(keypoints)
-    h, w = _check_size(output_size)
+    h, w = check_output_size(output_size)
     if int(max_people) < 0:
         raise ValueError(f"max_people must be >= 0; got {max_people!r}")
     max_people = int(max_people)
@@ -138,7 +138,7 @@ def tag_maps(keypoints, output_size, person_tags=None) -> np.ndarray:
         every tag).
     """
     kp = _check_keypoints(keypoints)
-    h, w = _check_size(output_size)
+    h, w = check_output_size(output_size)
     n, k, _ = kp.shape
     if person_tags is None:
         person_tags = 2.0 * np.arange(n, dtype=np.float64)

@@ -8,7 +8,6 @@ the 16 tree edges, parent -> child and child -> parent). Cell (i, j) is at input
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -149,41 +148,20 @@ def evaluate_posenet(ann_file, image_root, model_path, *, input_size: int = 513,
     Returns: {"AP", "AP50", "AP75", "APm", "APl", "AR", "num_images", "ms_per_image"} (COCOeval
     keypoint stats, ms = network + decode per image).
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-    import contextlib
-    import io
+    from ...data.coco import CocoPoseDataset
+    from ...engine.predict import evaluate_predictor
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(ann_file))
     model = PoseNetONNX(model_path, input_size=input_size, threads=threads)
-    img_ids = sorted(gt.getImgIds())[:max_images] if max_images else sorted(gt.getImgIds())
-    cat_id = gt.getCatIds()[0] if gt.getCatIds() else 1
-    results, times = [], []
-    for iid in img_ids:
-        info = gt.loadImgs(iid)[0]
-        path = Path(image_root) / info["file_name"]
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"{path}: cannot read image")
+    dataset = CocoPoseDataset(ann_file, image_root, keypoint_set=COCO17)
+    times = []
+
+    def timed_predict(image):
         t0 = time.perf_counter()
-        poses, scores = model.predict(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), **decode_opts)
+        out = model.predict(image, **decode_opts)
         times.append(time.perf_counter() - t0)
-        for p, s in zip(poses, scores):
-            results.append({"image_id": int(iid), "category_id": int(cat_id),
-                            "keypoints": [float(v) for v in p.reshape(-1)], "score": float(s)})
-    stats = dict(num_images=len(img_ids), ms_per_image=1000.0 * float(np.median(times)) if times else 0.0,
-                 num_detections=len(results))
-    if not results:
-        stats.update(AP=0.0, AP50=0.0, AP75=0.0, APm=0.0, APl=0.0, AR=0.0)
-        return stats
-    with contextlib.redirect_stdout(io.StringIO()):
-        dt = gt.loadRes(json.loads(json.dumps(results)))
-        ev = COCOeval(gt, dt, "keypoints")
-        ev.params.imgIds = img_ids
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    names = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
-    stats.update({n: float(v) for n, v in zip(names, ev.stats)})
+        return out
+
+    stats = evaluate_predictor(timed_predict, dataset, max_images=max_images)
+    stats["ms_per_image"] = 1000.0 * float(np.median(times)) if times else 0.0
+    stats["num_detections"] = stats["num_results"]
     return stats
