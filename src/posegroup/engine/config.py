@@ -37,6 +37,11 @@ unchanged to the component that owns them (method, backbone, decoder), which val
     Keyword arguments of ``method.predict(model, image, **test)``: e.g. ``flip`` (bool),
     ``scales`` (list), ``refine`` (bool), ``long_side`` (int) -- names defined by the method.
 
+Values are checked when the config is read (:func:`validate_values`): sizes, strides, batch
+size and step counts are positive integers, ``lr`` a positive number (``true`` is not a number),
+probabilities in [0, 1], ``device`` one that is there -- each fault a one-line
+:class:`ConfigError` naming the file and the dotted key.
+
 Paths (``data.*_ann``, ``data.*_images``, ``train.out_dir``) that are relative resolve
 **relative to the folder of the config file** (not the current working directory), so a config
 can be run from anywhere. A config given as a dict (no file) resolves against the CWD.
@@ -180,13 +185,132 @@ def merge_config(user: dict, *, source: str = "<dict>", base_dir: str | Path | N
         if value:
             p = Path(str(value)).expanduser()
             _set(cfg, dotted, str(p if p.is_absolute() else (base / p).resolve()))
-    sched = cfg["train"]["lr_schedule"]["type"]
-    if sched not in ("step", "cosine", "constant"):
-        raise ConfigError(f"{source}: 'train.lr_schedule.type' must be step, cosine or constant, got {sched!r}")
+    validate_values(cfg, source)
     if require_training and cfg["train"]["steps"] is None and cfg["train"]["epochs"] is None:
         raise ConfigError(f"{source}: missing required key 'train.steps' (or 'train.epochs')")
     cfg["_source"] = source
     return cfg
+
+
+# ---- value checks --------------------------------------------------------------------------
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_number(cfg: dict, dotted: str, source: str, *, integer: bool = False, minimum: float | None = None,
+                  above: float | None = None, maximum: float | None = None, optional: bool = False) -> None:
+    """Check ``cfg[dotted]`` is a finite number (an int when ``integer``; an integral float is
+    turned into an int) within the bounds; one-line :class:`ConfigError` naming file and key."""
+    import math
+    v = _get(cfg, dotted)
+    if v is None and optional:
+        return
+    kind = "an integer" if integer else "a number"
+    if integer and isinstance(v, str):  # YAML reads 1e3 as a string
+        try:
+            v = float(v)
+        except ValueError:
+            pass
+    if integer and isinstance(v, float) and math.isfinite(v) and v.is_integer():
+        v = int(v)
+    if not _is_number(v) or (integer and not isinstance(v, int)) or not math.isfinite(v):
+        raise ConfigError(f"{source}: '{dotted}' must be {kind}"
+                          + (" or null" if optional else "") + f", got {v!r}")
+    if above is not None and not v > above:
+        raise ConfigError(f"{source}: '{dotted}' must be > {above:g}, got {v!r}")
+    if minimum is not None and v < minimum:
+        raise ConfigError(f"{source}: '{dotted}' must be >= {minimum:g}, got {v!r}")
+    if maximum is not None and v > maximum:
+        raise ConfigError(f"{source}: '{dotted}' must be <= {maximum:g}, got {v!r}")
+    _set(cfg, dotted, v)
+
+
+def _check_bool(cfg: dict, dotted: str, source: str) -> None:
+    v = _get(cfg, dotted)
+    if not isinstance(v, bool):
+        raise ConfigError(f"{source}: '{dotted}' must be true or false, got {v!r}")
+
+
+def check_device(device: Any, source: str, dotted: str = "train.device") -> None:
+    """A device name torch understands and that is there (``cuda`` needs CUDA, ``cuda:N`` N GPUs)."""
+    import torch
+    if device is None:
+        return
+    if not isinstance(device, str) or not device.strip():
+        raise ConfigError(f"{source}: '{dotted}' must be a device name such as cpu or cuda, got {device!r}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"{source}: '{dotted}' is not a device torch knows, got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{source}: '{dotted}' is {device!r} but CUDA is not available here "
+                              "(use cpu, or leave it unset: cuda when there is one)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"{source}: '{dotted}' is {device!r} but there are only "
+                              f"{torch.cuda.device_count()} CUDA devices")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError(f"{source}: '{dotted}' is {device!r} but MPS is not available here")
+    elif dev.type != "cpu":
+        raise ConfigError(f"{source}: '{dotted}' must be cpu, cuda[:N] or mps, got {device!r}")
+
+
+def validate_values(cfg: dict, source: str) -> None:
+    """Check the types and ranges of the strict sections' values (in place: integral floats
+    become ints). Raises a one-line :class:`ConfigError` naming the file and the dotted key."""
+    n = _check_number
+    n(cfg, "data.input_size", source, integer=True, above=0)
+    n(cfg, "data.stride", source, integer=True, above=0)
+    n(cfg, "data.val_max_images", source, integer=True, above=0, optional=True)
+    for key in ("enabled", "color_jitter"):
+        _check_bool(cfg, f"data.augmentation.{key}", source)
+    sr = _get(cfg, "data.augmentation.scale_range")
+    if (not isinstance(sr, (list, tuple)) or len(sr) != 2 or not all(_is_number(v) for v in sr)
+            or not 0 < sr[0] <= sr[1] or not sr[1] < float("inf")):
+        raise ConfigError(f"{source}: 'data.augmentation.scale_range' must be [low, high] with 0 < low <= high, got {sr!r}")
+    n(cfg, "data.augmentation.max_rotation", source, minimum=0)
+    n(cfg, "data.augmentation.max_translate", source, minimum=0, maximum=1)
+    n(cfg, "data.augmentation.flip_prob", source, minimum=0, maximum=1)
+
+    n(cfg, "train.batch_size", source, integer=True, above=0)
+    n(cfg, "train.lr", source, above=0)
+    n(cfg, "train.weight_decay", source, minimum=0)
+    opt = _get(cfg, "train.optimizer")
+    if opt != "adam":
+        raise ConfigError(f"{source}: 'train.optimizer' must be adam, got {opt!r}")
+    sched = _get(cfg, "train.lr_schedule.type")
+    if sched not in ("step", "cosine", "constant"):
+        raise ConfigError(f"{source}: 'train.lr_schedule.type' must be step, cosine or constant, got {sched!r}")
+    ms = _get(cfg, "train.lr_schedule.milestones")
+    if ms is None:
+        ms = []
+        _set(cfg, "train.lr_schedule.milestones", ms)
+    if not isinstance(ms, (list, tuple)):
+        raise ConfigError(f"{source}: 'train.lr_schedule.milestones' must be a list of step numbers, got {ms!r}")
+    for i in range(len(ms)):
+        v = ms[i]
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ConfigError(f"{source}: 'train.lr_schedule.milestones' must be a list of step numbers >= 0, got {ms!r}")
+        ms[i] = v
+    n(cfg, "train.lr_schedule.gamma", source, above=0)
+    n(cfg, "train.lr_schedule.warmup_steps", source, integer=True, minimum=0)
+    n(cfg, "train.lr_schedule.min_lr_ratio", source, minimum=0, maximum=1)
+    n(cfg, "train.steps", source, integer=True, above=0, optional=True)
+    n(cfg, "train.epochs", source, integer=True, above=0, optional=True)
+    n(cfg, "train.max_minutes", source, above=0, optional=True)
+    n(cfg, "train.workers", source, integer=True, minimum=0)
+    _check_bool(cfg, "train.amp", source)
+    n(cfg, "train.grad_clip", source, minimum=0)
+    n(cfg, "train.checkpoint_every", source, integer=True, above=0)
+    n(cfg, "train.eval_every", source, integer=True, minimum=0)
+    n(cfg, "train.seed", source, integer=True, minimum=0)
+    n(cfg, "train.log_every", source, integer=True, above=0)
+    check_device(_get(cfg, "train.device"), source)
 
 
 def load_config(path: str | Path, overrides: dict | None = None, *, require_training: bool = True) -> dict:
