@@ -80,3 +80,74 @@ def test_load_model_rejects_wrong_weights(tmp_path):
                         "keypoint_set": keypoint_set_to_dict(COCO17), "method": "ae"})
     with pytest.raises(CheckpointError, match=r"m\.pt: weights do not fit the configured model"):
         load_model(p)
+
+
+class _Payload:
+    """Unpickling this runs a shell command (what a malicious checkpoint does)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch '{self.marker}'",))
+
+
+def test_payload_checkpoint_does_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    p = tmp_path / "evil.pt"
+    torch.save({"model": {"w": torch.zeros(2)}, "extra": _Payload(marker)}, p)
+    for load in (load_checkpoint, load_model):
+        with pytest.raises(CheckpointError, match=r"evil\.pt: refused: the file holds pickled Python objects") as e:
+            load(p)
+        assert "\n" not in str(e.value) and "--trust-checkpoint" in str(e.value)
+    assert not marker.exists()                                 # the payload never ran
+    # the documented escape hatch really is the unsafe path (here with a harmless payload)
+    with ck.trusting():
+        load_checkpoint(p)
+    assert marker.exists()
+
+
+def test_own_checkpoints_are_plain_data(tmp_path):
+    np.random.randn()                                          # numpy holds a cached gaussian now
+    random.random()
+    s = rng_state()
+    p = tmp_path / "c.pt"
+    save_checkpoint(p, {"model": {"w": torch.ones(2)}, "rng": s, "step": 3,
+                        "config": {"a": (1, 2), "p": tmp_path, "n": np.float32(0.5), "_source": "x.yaml"}})
+    torch.load(p, weights_only=True)                           # readable without any unpickling of code
+    st = load_checkpoint(p)
+    assert st["config"] == {"a": [1, 2], "p": str(tmp_path), "n": 0.5, "_source": "x.yaml"}
+    expected = (random.random(), np.random.randn(), np.random.rand(), torch.rand(1).item())
+    np.random.seed(123)
+    random.seed(5)
+    set_rng_state(st["rng"])
+    assert (random.random(), np.random.randn(), np.random.rand(), torch.rand(1).item()) == expected
+    assert st["rng"]["numpy"]["keys"].dtype == torch.uint32
+    with pytest.raises(TypeError, match="cannot store a object"):
+        save_checkpoint(p, {"model": {}, "config": {"x": object()}})
+    assert load_checkpoint(p)["step"] == 3                     # the failed save left the old file
+
+
+def test_old_pickled_checkpoint_needs_trust(tmp_path):
+    """A v1 checkpoint (NumPy's RNG state pickled as a tuple) is refused, read with trust=True."""
+    p = tmp_path / "old.pt"
+    old_rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    torch.save({"model": {"w": torch.ones(1)}, "rng": old_rng, "step": 4, "format": "posegroup-checkpoint-v1"}, p)
+    with pytest.raises(CheckpointError, match=r"old\.pt: refused"):
+        load_checkpoint(p)
+    st = load_checkpoint(p, trust=True)
+    a = (random.random(), np.random.rand())
+    set_rng_state(st["rng"])
+    assert (random.random(), np.random.rand()) == a
+
+
+def test_stale_temp_files_are_found_and_removed(tmp_path):
+    p = tmp_path / "last.pt"
+    save_checkpoint(p, {"model": {}})
+    stale = [tmp_path / ".last.pt.abc123.tmp", tmp_path / ".last.pt.x.tmp"]
+    for q in stale:
+        q.write_bytes(b"half a checkpoint")
+    (tmp_path / ".other.pt.zz.tmp").write_bytes(b"not ours")
+    assert ck.stale_temp_files(p) == sorted(stale)
+    assert sorted(ck.remove_stale_temp_files(p)) == sorted(stale)
+    assert sorted(os.listdir(tmp_path)) == [".other.pt.zz.tmp", "last.pt"]
