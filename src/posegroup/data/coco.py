@@ -10,12 +10,15 @@
 - ``image_id``: int, ``file_name``: str (absolute path)
 
 Every fault in the input (missing or unreadable image, malformed json, keypoint arrays of the
-wrong length, annotations naming unknown image ids) raises :class:`DatasetError` with one line
-naming the file and the fault.
+wrong length, annotations naming unknown image ids, NaN/inf or non-numeric keypoints and boxes,
+duplicate image or annotation ids, non-positive image sizes) raises :class:`DatasetError` with one
+line naming the file, the record (image / annotation id) and the fault: :func:`load_coco_json`
+checks every file it reads (:func:`validate_coco`).
 """
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -46,7 +49,92 @@ def load_coco_json(ann_file: str | Path, *, require_images: bool = True) -> dict
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) \
             or (require_images and not isinstance(data.get("images"), list)):
         raise DatasetError(f"{ann_file}: not a COCO annotation file (needs 'images' and 'annotations' lists)")
+    validate_coco(data, ann_file)
     return data
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _bad_number(values) -> tuple[int, object] | None:
+    """(index, value) of the first entry that is not a finite number, else None."""
+    for i, v in enumerate(values):
+        if not _is_number(v) or not math.isfinite(v):
+            return i, v
+    return None
+
+
+def _id_label(rec: dict, key: str = "id") -> str:
+    return repr(rec[key]) if key in rec else "without id"
+
+
+def validate_coco(data: dict, name) -> None:
+    """Check a loaded COCO json (ground truth or pose bank) record by record.
+
+    Faults, each a one-line :class:`DatasetError` ``"<name>: image|annotation <id>: <fault>"``:
+    an image without an id, a duplicate image id, a width/height that is not a positive number,
+    a ``crowdIndex`` that is not a finite number >= 0; a duplicate annotation id, ``keypoints``
+    that are not a list of finite numbers in whole (x, y, v) triples, a ``bbox`` that is not four
+    finite numbers with non-negative width and height, a non-finite ``area``.
+    (Whether ``keypoints`` has 3 x K values and names a known image is the reader's check.)"""
+    seen_images = set()
+    for n, img in enumerate(data.get("images") or []):
+        if not isinstance(img, dict) or "id" not in img:
+            raise DatasetError(f"{name}: image entry #{n} is not an object with an 'id'")
+        iid = img["id"]
+        try:
+            dup = iid in seen_images
+        except TypeError:
+            raise DatasetError(f"{name}: image entry #{n}: id {iid!r} is not a number or string") from None
+        if dup:
+            raise DatasetError(f"{name}: image {iid!r}: duplicate image id (entry #{n})")
+        seen_images.add(iid)
+        for key in ("width", "height"):
+            if key in img and not (_is_number(img[key]) and math.isfinite(img[key]) and img[key] > 0):
+                raise DatasetError(f"{name}: image {iid!r}: {key} {img[key]!r} is not a positive number")
+        if "crowdIndex" in img:
+            c = img["crowdIndex"]
+            if not (_is_number(c) and math.isfinite(c) and c >= 0):
+                raise DatasetError(f"{name}: image {iid!r}: crowdIndex {c!r} is not a finite number >= 0")
+    seen_anns = set()
+    for n, a in enumerate(data.get("annotations") or []):
+        if not isinstance(a, dict):
+            raise DatasetError(f"{name}: annotation entry #{n} is not an object")
+        aid = a.get("id")
+        label = f"annotation {aid!r}" if "id" in a else f"annotation entry #{n} (no id)"
+        if "image_id" in a:
+            label += f" (image {a['image_id']!r})"
+        if "id" in a:
+            try:
+                dup = aid in seen_anns
+            except TypeError:
+                raise DatasetError(f"{name}: annotation entry #{n}: id {aid!r} is not a number or string") from None
+            if dup:
+                raise DatasetError(f"{name}: {label}: duplicate annotation id (entry #{n})")
+            seen_anns.add(aid)
+        kp = a.get("keypoints")
+        if kp is not None:
+            if not isinstance(kp, list):
+                raise DatasetError(f"{name}: {label}: keypoints is a {type(kp).__name__}, not a list")
+            if len(kp) % 3:
+                raise DatasetError(f"{name}: {label}: {len(kp)} keypoint values, not whole (x, y, v) triples")
+            bad = _bad_number(kp)
+            if bad is not None:
+                j, v = bad
+                raise DatasetError(f"{name}: {label}: keypoint {j // 3} {'xyv'[j % 3]} is {v!r}, "
+                                   f"not a finite number")
+        if "bbox" in a:
+            bb = a["bbox"]
+            if not isinstance(bb, list) or len(bb) != 4:
+                raise DatasetError(f"{name}: {label}: bbox {bb!r} is not [x, y, width, height]")
+            bad = _bad_number(bb)
+            if bad is not None:
+                raise DatasetError(f"{name}: {label}: bbox {'xywh'[bad[0]]} is {bad[1]!r}, not a finite number")
+            if bb[2] < 0 or bb[3] < 0:
+                raise DatasetError(f"{name}: {label}: bbox has negative width or height {bb[2:]}")
+        if "area" in a and not (_is_number(a["area"]) and math.isfinite(a["area"])):
+            raise DatasetError(f"{name}: {label}: area {a['area']!r} is not a finite number")
 
 
 def decode_segmentation(segm, height: int, width: int) -> np.ndarray:

@@ -1,12 +1,30 @@
-"""Official COCO evaluation (pycocotools COCOeval) of COCO results json.
+"""Official COCO / CrowdPose evaluation (pycocotools COCOeval) of COCO results json.
 
 ``evaluate_results(gt, results)`` returns the keypoint AP/AR figures by their usual names, for
 any keypoint set (sigmas from the :class:`~posegroup.skeleton.KeypointSet`), and
 ``evaluate_all`` adds mask AP (iouType "segm") when the results carry segmentations and per-split
 figures (CrowdPose easy / medium / hard by ``images[].crowdIndex``).
 
-Ground truth without ``area`` (CrowdPose) is scored with the box area, as CrowdPose does;
-``num_keypoints`` is derived when absent.
+Two protocols (``protocol=`` "coco" | "crowdpose" | None = chosen from the ground truth's
+keypoint set: CrowdPose-14 -> "crowdpose", anything else, OCHuman's COCO-17 included -> "coco"):
+
+- "coco": pycocotools as published. OKS scale s^2 is the annotation's ``area``; ground truth
+  without ``area`` is given the box area w x h.
+- "crowdpose": the rules of the official CrowdPose toolkit (Jeff-sjtu/CrowdPose,
+  crowdpose-api/PythonAPI/crowdposetools/cocoeval.py), reproduced on pycocotools:
+  OKS scale s^2 = 0.53 x gt bbox width x height, whatever ``area`` says (computeOks and
+  evaluateImg); its 14 sigmas .79 .79 .72 .72 .62 .62 1.07 1.07 .87 .87 .89 .89 .79 .79 / 10
+  in CrowdPose's keypoint order (= ``CROWDPOSE14.sigmas``); at most 20 detections per image,
+  highest score first (Params.setKpParams maxDets [20], as COCO's keypoint params); AP/AR over
+  all areas. AP(easy/medium/hard) is the mean precision of the same evaluation run on the images
+  whose crowdIndex is < 0.2 / in [0.2, 0.8) / >= 0.8 (get_type_result + split). The toolkit
+  rounds those three to 4 decimals; we do not. It reports no medium/large figures: APm, APl,
+  ARm, ARl here apply COCO's 32^2 / 96^2 bounds to the 0.53-scaled area and are not official.
+
+Every input is checked at the door: the ground truth by
+:func:`~posegroup.data.coco.validate_coco`, the results record by record (numbers, lengths,
+scores, image and category ids), each fault one :class:`DatasetError` line naming the file, the
+record and the fault. Mask AP ("segm") follows COCO's rules under both protocols.
 """
 from __future__ import annotations
 
@@ -14,28 +32,60 @@ import contextlib
 import copy
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from ..data.coco import DatasetError, load_coco_json
-from ..skeleton import KeypointSet, get_keypoint_set
+from ..data.coco import DatasetError, load_coco_json, validate_coco
+from ..skeleton import CROWDPOSE14, KeypointSet, get_keypoint_set
 
 KEYPOINT_STATS = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
 SEGM_STATS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
-# CrowdPose's crowd-index splits (its toolkit: easy < 0.1 <= medium <= 0.8 < hard).
-CROWD_SPLITS = {"easy": (0.0, 0.1), "medium": (0.1, 0.8), "hard": (0.8, 1.01)}
+PROTOCOLS = ("coco", "crowdpose")
+# CrowdPose toolkit: OKS area = 0.53 * bbox w * h; crowd-index splits easy < 0.2 <= medium < 0.8 <= hard.
+CROWDPOSE_AREA_SCALE = 0.53
+CROWD_SPLIT_BOUNDS = {"easy": 0.2, "medium": 0.8, "hard": math.inf}
 
 
-def _prepare_gt(gt: dict | str | Path) -> tuple[dict, str]:
+# ---------------------------------------------------------------------------- inputs
+def _load_gt(gt) -> tuple[dict, str]:
+    """A validated deep copy of the ground truth and the name errors blame."""
     if isinstance(gt, (str, Path)):
-        name = str(gt)
-        data = load_coco_json(gt)
-    else:
-        name, data = "<ground truth>", gt
-    data = copy.deepcopy(data)
+        return load_coco_json(gt), str(gt)
+    name = "<ground truth>"
+    if not isinstance(gt, dict) or not isinstance(gt.get("annotations"), list) \
+            or not isinstance(gt.get("images"), list):
+        raise DatasetError(f"{name}: not a COCO annotation dict (needs 'images' and 'annotations' lists)")
+    validate_coco(gt, name)
+    return copy.deepcopy(gt), name
+
+
+def _gt_keypoint_set(gt: dict, keypoint_set) -> KeypointSet:
+    if keypoint_set is None:
+        cats = [c for c in gt.get("categories") or [] if isinstance(c, dict) and c.get("keypoints")]
+        return KeypointSet.from_coco_category(cats[0]) if cats else get_keypoint_set()
+    return get_keypoint_set(keypoint_set)
+
+
+def resolve_protocol(protocol: str | None, keypoint_set: KeypointSet, gt_name: str = "<ground truth>") -> str:
+    """"coco" or "crowdpose": ``protocol`` checked, or chosen from the keypoint set (None)."""
+    is_crowdpose = keypoint_set.names == CROWDPOSE14.names
+    if protocol is None:
+        return "crowdpose" if is_crowdpose else "coco"
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown evaluation protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    if protocol == "crowdpose" and not is_crowdpose:
+        raise DatasetError(f"{gt_name}: protocol 'crowdpose' scores CrowdPose-14 keypoints, but the ground "
+                           f"truth has {keypoint_set.name} ({keypoint_set.num_keypoints} keypoints)")
+    return protocol
+
+
+def _fill_gt(data: dict, protocol: str) -> dict:
+    """Fields COCOeval needs: categories, bbox (from the keypoints when absent), area (the
+    protocol's OKS scale), num_keypoints, iscrowd. Modifies and returns ``data``."""
     data.setdefault("categories", [{"id": 1, "name": "person"}])
     data.setdefault("info", {})
     data.setdefault("licenses", [])
@@ -49,15 +99,18 @@ def _prepare_gt(gt: dict | str | Path) -> tuple[dict, str]:
                 a["bbox"] = [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
             else:
                 a["bbox"] = [0.0, 0.0, 0.0, 0.0]
-        if "area" not in a:
+        if protocol == "crowdpose":
+            a["area"] = CROWDPOSE_AREA_SCALE * float(a["bbox"][2]) * float(a["bbox"][3])
+        elif "area" not in a:
             a["area"] = float(a["bbox"][2] * a["bbox"][3])
         if "num_keypoints" not in a and a.get("keypoints") is not None:
             a["num_keypoints"] = int(np.count_nonzero(np.asarray(a["keypoints"])[2::3] > 0))
         a.setdefault("iscrowd", 0)
-    return data, name
+    return data
 
 
-def _load_results(results, name: str) -> list[dict]:
+def _read_results(results) -> tuple[list, str]:
+    """The detections and the name errors blame (the results file, or ``<results>``)."""
     if isinstance(results, (str, Path)):
         p = Path(results)
         if not p.is_file():
@@ -66,10 +119,69 @@ def _load_results(results, name: str) -> list[dict]:
             results = json.loads(p.read_text())
         except json.JSONDecodeError as e:
             raise DatasetError(f"{p}: malformed results json ({e.msg} at line {e.lineno})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise DatasetError(f"{p}: cannot read results ({e})") from None
         name = str(p)
+    else:
+        name = "<results>"
     if not isinstance(results, list):
         raise DatasetError(f"{name}: results must be a json list of detections")
-    return results
+    return results, name
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_results(dets: list, name: str, gt: dict, gt_name: str, *, num_keypoints: int | None) -> None:
+    """One-line :class:`DatasetError` ``"<name>: result <i> (image <id>): <fault>"`` for the first
+    bad detection: not an object, image id missing or not in the ground truth, category id
+    missing or not a ground-truth category, score missing or not a finite number, keypoints
+    (when ``num_keypoints`` is given) missing, of the wrong length, or not finite numbers,
+    a segmentation that is not an RLE dict."""
+    img_ids = {im["id"] for im in gt["images"]}
+    cat_ids = {c["id"] for c in gt.get("categories") or [] if isinstance(c, dict) and "id" in c} or {1}
+    for i, d in enumerate(dets):
+        if not isinstance(d, dict):
+            raise DatasetError(f"{name}: result {i}: not a json object")
+        if "image_id" not in d:
+            raise DatasetError(f"{name}: result {i}: no image_id")
+        iid = d["image_id"]
+        where = f"{name}: result {i} (image {iid!r})"
+        try:
+            known = iid in img_ids
+        except TypeError:
+            known = False
+        if not known:
+            raise DatasetError(f"{where}: image id not in the ground truth {gt_name}")
+        if "category_id" not in d:
+            raise DatasetError(f"{where}: no category_id")
+        try:
+            known = d["category_id"] in cat_ids
+        except TypeError:
+            known = False
+        if not known:
+            raise DatasetError(f"{where}: category_id {d['category_id']!r} is not a ground-truth category "
+                               f"(known: {sorted(cat_ids, key=str)})")
+        if "score" not in d:
+            raise DatasetError(f"{where}: no score")
+        if not _finite(d["score"]):
+            raise DatasetError(f"{where}: score {d['score']!r} is not a finite number")
+        if num_keypoints is not None:
+            kp = d.get("keypoints")
+            if not isinstance(kp, list):
+                raise DatasetError(f"{where}: keypoints missing or not a list")
+            if len(kp) != 3 * num_keypoints:
+                raise DatasetError(f"{where}: {len(kp)} keypoint values, expected {3 * num_keypoints} "
+                                   f"({num_keypoints} keypoints x 3)")
+            for j, v in enumerate(kp):
+                if not _finite(v):
+                    raise DatasetError(f"{where}: keypoint {j // 3} {'xys'[j % 3]} is {v!r}, not a finite number")
+        if "segmentation" in d:
+            s = d["segmentation"]
+            if not (isinstance(s, dict) and isinstance(s.get("size"), list) and len(s["size"]) == 2
+                    and isinstance(s.get("counts"), (str, list))):
+                raise DatasetError(f"{where}: segmentation is not an RLE dict with 'size' [h, w] and 'counts'")
 
 
 def _coco_from_dict(data: dict) -> COCO:
@@ -80,10 +192,50 @@ def _coco_from_dict(data: dict) -> COCO:
     return coco
 
 
+# ---------------------------------------------------------------------------- scoring
+class _Scorer:
+    """Ground truth and detections indexed once, scored on any subset of images."""
+
+    def __init__(self, gt: dict, dets: list, iou_type: str, sigmas):
+        self.iou_type, self.sigmas = iou_type, sigmas
+        self.coco_gt = _coco_from_dict(gt)
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.coco_dt = self.coco_gt.loadRes(copy.deepcopy(dets)) if dets else None
+
+    def score(self, image_ids=None, verbose: bool = False) -> dict:
+        names = KEYPOINT_STATS if self.iou_type == "keypoints" else SEGM_STATS
+        if self.coco_dt is None:
+            return {n: 0.0 for n in names}
+        with contextlib.redirect_stdout(io.StringIO()) as buf:
+            ev = COCOeval(self.coco_gt, self.coco_dt, self.iou_type)
+            if self.iou_type == "keypoints":
+                ev.params.kpt_oks_sigmas = self.sigmas
+                ev.params.maxDets = [20]  # COCO's and CrowdPose's keypoint setting, stated
+            if image_ids is not None:
+                ev.params.imgIds = sorted(set(image_ids))
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        if verbose:
+            print(buf.getvalue())
+        return {n: float(v) for n, v in zip(names, ev.stats)}
+
+
+def _prepare(gt_file, results, iou_type, keypoint_set, protocol):
+    gt, gt_name = _load_gt(gt_file)
+    dets, res_name = _read_results(results)
+    ks = _gt_keypoint_set(gt, keypoint_set)
+    protocol = resolve_protocol(protocol, ks, gt_name)
+    _fill_gt(gt, protocol)
+    check_results(dets, res_name, gt, gt_name,
+                  num_keypoints=ks.num_keypoints if iou_type == "keypoints" else None)
+    return gt, gt_name, dets, ks, protocol
+
+
 def evaluate_results(gt_file, results, *, iou_type: str = "keypoints",
                      keypoint_set: KeypointSet | str | None = None, image_ids=None,
-                     verbose: bool = False) -> dict:
-    """Score COCO results with the official COCOeval.
+                     protocol: str | None = None, verbose: bool = False) -> dict:
+    """Score COCO results with pycocotools' COCOeval under the COCO or CrowdPose protocol.
 
     Args:
         gt_file: COCO ground-truth json path (or an already loaded dict).
@@ -92,69 +244,48 @@ def evaluate_results(gt_file, results, *, iou_type: str = "keypoints",
         iou_type: "keypoints" or "segm".
         keypoint_set: gives the OKS sigmas; default read from the ground truth's categories.
         image_ids: evaluate on these images only (default: every ground-truth image).
-    Returns: dict of the COCO figures by name (AP, AP50, AP75, APm, APl, AR, ... for keypoints).
+        protocol: "coco", "crowdpose" or None (CrowdPose-14 ground truth -> "crowdpose").
+    Returns: dict of the figures by name (AP, AP50, AP75, APm, APl, AR, ... for keypoints).
     """
-    gt, name = _prepare_gt(gt_file)
-    dets = _load_results(results, "results")
-    k = None
-    if iou_type == "keypoints":
-        if keypoint_set is None:
-            cats = [c for c in gt["categories"] if c.get("keypoints")]
-            keypoint_set = KeypointSet.from_coco_category(cats[0]) if cats else get_keypoint_set()
-        keypoint_set = get_keypoint_set(keypoint_set)
-        k = keypoint_set.num_keypoints
-        for d in dets:
-            if len(d.get("keypoints", ())) != 3 * k:
-                raise DatasetError(f"{name}: a result for image {d.get('image_id')} has "
-                                   f"{len(d.get('keypoints', ()))} keypoint values, expected {3 * k}")
-    names = KEYPOINT_STATS if iou_type == "keypoints" else SEGM_STATS
-    gt_ids = {im["id"] for im in gt["images"]}
-    unknown = {d.get("image_id") for d in dets} - gt_ids
-    if unknown:
-        raise DatasetError(f"{name}: results name image ids not in the ground truth, "
-                           f"e.g. {sorted(unknown, key=str)[:3]}")
+    if iou_type not in ("keypoints", "segm"):
+        raise ValueError(f"iou_type must be 'keypoints' or 'segm', not {iou_type!r}")
+    gt, _, dets, ks, _ = _prepare(gt_file, results, iou_type, keypoint_set, protocol)
     if iou_type == "segm":
         dets = [d for d in dets if "segmentation" in d]
-    if not dets:
-        return {n: 0.0 for n in names}
-    coco_gt = _coco_from_dict(gt)
-    with contextlib.redirect_stdout(io.StringIO()) as buf:
-        coco_dt = coco_gt.loadRes(copy.deepcopy(dets))
-        ev = COCOeval(coco_gt, coco_dt, iou_type)
-        if iou_type == "keypoints":
-            ev.params.kpt_oks_sigmas = keypoint_set.sigmas_array
-        if image_ids is not None:
-            ev.params.imgIds = sorted(set(image_ids))
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    if verbose:
-        print(buf.getvalue())
-    return {n: float(v) for n, v in zip(names, ev.stats)}
+    return _Scorer(gt, dets, iou_type, ks.sigmas_array).score(image_ids, verbose)
 
 
-def crowd_splits(gt: dict) -> dict[str, list]:
-    """Image ids per CrowdPose crowd-index split (empty when no image has ``crowdIndex``)."""
-    out = {}
-    for split, (lo, hi) in CROWD_SPLITS.items():
-        ids = [im["id"] for im in gt["images"] if "crowdIndex" in im and lo <= im["crowdIndex"] < hi]
-        if ids:
-            out[split] = ids
-    return out
+def crowd_splits(gt: dict, gt_name: str = "<ground truth>") -> dict[str, list]:
+    """Image ids per CrowdPose crowd-index split, as the toolkit's ``split``: easy < 0.2,
+    medium < 0.8, hard the rest. Empty when no image has ``crowdIndex``; an image without one
+    among images with one is a :class:`DatasetError`. Empty splits are left out."""
+    images = gt["images"]
+    if not any("crowdIndex" in im for im in images):
+        return {}
+    out = {s: [] for s in CROWD_SPLIT_BOUNDS}
+    for im in images:
+        if "crowdIndex" not in im:
+            raise DatasetError(f"{gt_name}: image {im['id']!r}: no crowdIndex, which the easy/medium/hard "
+                               f"split needs (other images have one)")
+        split = next(s for s, hi in CROWD_SPLIT_BOUNDS.items() if im["crowdIndex"] < hi)
+        out[split].append(im["id"])
+    return {s: ids for s, ids in out.items() if ids}
 
 
-def evaluate_all(gt_file, results, *, keypoint_set=None) -> dict:
-    """Keypoint figures at the top level, plus ``segm`` (when results carry masks) and
-    ``splits`` (CrowdPose easy/medium/hard, when the ground truth has crowd indices)."""
-    gt, _ = _prepare_gt(gt_file)
-    dets = _load_results(results, str(gt_file))
-    stats = evaluate_results(gt, dets, keypoint_set=keypoint_set)
-    if any("segmentation" in d for d in dets):
-        stats["segm"] = evaluate_results(gt, dets, iou_type="segm")
-    splits = crowd_splits(gt)
+def evaluate_all(gt_file, results, *, keypoint_set=None, protocol: str | None = None) -> dict:
+    """Keypoint figures at the top level, ``protocol`` (the one applied), plus ``segm`` (when
+    results carry masks) and ``splits`` (CrowdPose easy/medium/hard, when the ground truth has
+    crowd indices)."""
+    gt, gt_name, dets, ks, protocol = _prepare(gt_file, results, "keypoints", keypoint_set, protocol)
+    scorer = _Scorer(gt, dets, "keypoints", ks.sigmas_array)
+    stats = scorer.score()
+    stats["protocol"] = protocol
+    masked = [d for d in dets if "segmentation" in d]
+    if masked:
+        stats["segm"] = _Scorer(gt, masked, "segm", None).score()
+    splits = crowd_splits(gt, gt_name)
     if splits:
-        stats["splits"] = {s: evaluate_results(gt, dets, keypoint_set=keypoint_set, image_ids=ids)
-                           for s, ids in splits.items()}
+        stats["splits"] = {s: scorer.score(ids) for s, ids in splits.items()}
     return stats
 
 
@@ -166,6 +297,8 @@ def format_table(stats: dict, title: str = "keypoints") -> str:
         lines.append(f"{label:<12}" + "".join(f"{k:>8}" for k in keys))
         lines.append(f"{'':<12}" + "".join(f"{d.get(k, float('nan')):>8.3f}" for k in keys))
 
+    if "protocol" in stats:
+        lines.append(f"protocol: {stats['protocol']}")
     row(title, stats, [k for k in KEYPOINT_STATS if k in stats])
     if "segm" in stats:
         row("segm", stats["segm"], ["AP", "AP50", "AP75", "APm", "APl", "AR100"])
@@ -176,7 +309,8 @@ def format_table(stats: dict, title: str = "keypoints") -> str:
 
 def gt_as_results(gt_file, *, score: float = 1.0, with_masks: bool = False) -> list[dict]:
     """Ground-truth people written as COCO results (for checking the metric: AP must be 1)."""
-    gt, _ = _prepare_gt(gt_file)
+    gt, _ = _load_gt(gt_file)
+    _fill_gt(gt, "coco")
     out = []
     coco = _coco_from_dict(gt) if with_masks else None
     for a in gt["annotations"]:
@@ -185,7 +319,6 @@ def gt_as_results(gt_file, *, score: float = 1.0, with_masks: bool = False) -> l
         r = {"image_id": a["image_id"], "category_id": a.get("category_id", 1),
              "keypoints": [float(v) for v in a["keypoints"]], "score": score}
         if with_masks and a.get("segmentation"):
-            from pycocotools import mask as mask_utils
             rle = coco.annToRLE(a)
             rle["counts"] = rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes) else rle["counts"]
             r["segmentation"] = rle
