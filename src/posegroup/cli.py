@@ -103,7 +103,7 @@ def cmd_evaluate(args) -> int:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
             (out / "results.json").write_text(json.dumps(results))
-    stats = evaluate_all(args.gt, results)
+    stats = evaluate_all(args.gt, results, protocol=args.protocol)
     print(format_table(stats))
     if args.stats:
         Path(args.stats).parent.mkdir(parents=True, exist_ok=True)
@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--images", default=None, help="image folder of --gt (default: next to it)")
     e.add_argument("--stats", help="write the figures to this json")
     e.add_argument("--out", help="also keep the predictions here (results.json)")
+    e.add_argument("--protocol", choices=["coco", "crowdpose"], default=None,
+                   help="scoring rules (default: crowdpose for CrowdPose-14 ground truth, else coco)")
     _add_model_args(e)
     e.set_defaults(func=cmd_evaluate)
 
