@@ -241,7 +241,29 @@ def build_model(config: dict, method) -> torch.nn.Module:
     if callable(builder):
         return builder(model_cfg)
     from ..backbones.hourglass import hourglass_from_config
+    model_cfg.pop("init_from", None)
     return hourglass_from_config(model_cfg, method.num_channels)
+
+
+def load_init_weights(net: torch.nn.Module, config: dict) -> str | None:
+    """Initialise ``net`` from the checkpoint named by ``model.init_from`` (a fresh training
+    run only): the model's ``load_init_state(state_dict, source)`` when it has one (e.g. the
+    recurrent method loads an AE checkpoint into its backbone), else ``load_state_dict``.
+    Returns the path used, or None."""
+    path = (config.get("model") or {}).get("init_from")
+    if not path:
+        return None
+    state = load_checkpoint(path)["model"]
+    loader = getattr(net, "load_init_state", None)
+    if callable(loader):
+        loader(state, str(path))
+        return str(path)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: model.init_from weights do not fit the configured model "
+                              f"({str(e).strip().splitlines()[0]})") from None
+    return str(path)
 
 
 def build_method_from_config(config: dict, keypoint_set: KeypointSet):

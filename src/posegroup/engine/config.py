@@ -61,7 +61,8 @@ OPEN_SECTIONS = ("method.options", "model", "test")
 REQUIRED_FOR_TRAINING = ("method.name", "data.train_ann")
 
 #: Keys holding file-system paths, resolved relative to the config file.
-PATH_KEYS = ("data.train_ann", "data.train_images", "data.val_ann", "data.val_images", "train.out_dir")
+PATH_KEYS = ("data.train_ann", "data.train_images", "data.val_ann", "data.val_images", "train.out_dir",
+             "model.init_from")
 
 DEFAULTS: dict[str, Any] = {
     "method": {"name": None, "options": {}},

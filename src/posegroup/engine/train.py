@@ -10,6 +10,14 @@ steps straight and ``N/2`` + resume ``N/2`` give the same weights (bit-identical
 Outputs in ``out_dir``: ``last.pt`` (checkpoint, written atomically every
 ``train.checkpoint_every`` steps and at the end), ``config.yaml``, ``tb/`` (TensorBoard),
 ``log.jsonl`` (one line per logged step), ``eval_step{N}.json`` (COCO stats on the val split).
+
+Nothing lost, nothing mixed: SIGINT / SIGTERM let the current step finish, write ``last.pt`` at
+that step and return with ``stopped="interrupted"`` (a second signal stops at once); temporary
+files of a killed checkpoint write are removed at the next start; ``--resume`` refuses a config
+that changes the run's outcome (:data:`RESUME_MAY_CHANGE` lists what may change) unless
+``allow_changes``; a fresh start with ``overwrite`` sets the old run's files aside in
+``.replaced_run/`` and deletes them once the new run has written its first checkpoint, so the
+folder never mixes the log, config or TensorBoard files of two runs.
 """
 from __future__ import annotations
 
@@ -18,7 +26,11 @@ import json
 import math
 import os
 import random
+import re
+import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,11 +40,20 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import (CheckpointError, build_method_from_config, build_model, keypoint_set_to_dict, load_checkpoint,
-                         rng_state, save_checkpoint, set_rng_state)
+                         load_init_weights,
+                         plain, remove_stale_temp_files, rng_state, save_checkpoint, set_rng_state)
 from .config import dump_config, merge_config
 
 #: File name of the rolling checkpoint inside ``out_dir``.
 CHECKPOINT_NAME = "last.pt"
+
+#: Config keys (dotted; a trailing ``_`` or ``.`` is a prefix) that may differ between a
+#: checkpoint's config and the config of ``--resume``: they do not change the trained weights.
+RESUME_MAY_CHANGE = ("train.max_minutes", "train.out_dir", "train.workers", "train.eval_every", "train.log_every",
+                     "train.checkpoint_every", "data.val_")
+
+#: Folder inside ``out_dir`` holding a replaced run until the new one has its first checkpoint.
+REPLACED_DIR = ".replaced_run"
 
 
 class TrainingError(RuntimeError):
@@ -95,11 +116,88 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def _flatten(d: Any, prefix: str = "") -> dict:
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out if out or not prefix else {prefix[:-1]: {}}
+    return {prefix[:-1]: d}
+
+
+def config_changes(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old value, new value)`` for every outcome-changing difference between two
+    configs (keys in :data:`RESUME_MAY_CHANGE` and private ``_`` keys ignored; absent = ``None``)."""
+    a, b = _flatten(plain(old)), _flatten(plain(new))
+    changes = []
+    for key in sorted(set(a) | set(b)):
+        if key.startswith("_") or any(key == k or (k.endswith(("_", ".")) and key.startswith(k))
+                                      for k in RESUME_MAY_CHANGE):
+            continue
+        if a.get(key) != b.get(key):
+            changes.append((key, a.get(key), b.get(key)))
+    return changes
+
+
+def unwrap_worker_error(e: BaseException) -> BaseException | None:
+    """The original error of a data-loader worker, from torch's re-raised wrapper (whose message
+    is "Caught X in DataLoader worker process N." plus the worker's traceback): the same type
+    with the original one-line message. None when ``e`` is not such a wrapper."""
+    text = str(e.args[0]) if e.args else str(e)
+    head = text.split("\n", 1)[0]
+    if not (head.startswith("Caught ") and "DataLoader worker process" in head):
+        return None
+    lines = text.splitlines()[1:]
+    last = None
+    for i, ln in enumerate(lines):  # the traceback's final "Type: message" line (not indented)
+        if ln and not ln[0].isspace() and not ln.startswith(("Traceback", "Original Traceback")):
+            last = i
+    if last is None:
+        return None
+    msg = lines[last]
+    m = re.match(r"^[A-Za-z_][\w.]*: (.*)$", msg)
+    msg = m.group(1) if m else msg
+    try:
+        return type(e)(msg)
+    except Exception:
+        return RuntimeError(msg)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Data-loader workers leave SIGINT / SIGTERM to the main process, which stops training at
+    a step boundary and then shuts them down (a worker dying mid-step would abort the step)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _run_files(out_dir: Path) -> list[Path]:
+    names = [CHECKPOINT_NAME, "config.yaml", "log.jsonl", "tb"]
+    files = [out_dir / n for n in names if (out_dir / n).exists()]
+    return files + sorted(out_dir.glob("eval_step*.json"))
+
+
+def _set_old_run_aside(out_dir: Path) -> Path | None:
+    """Move the files of the run in ``out_dir`` into ``out_dir/.replaced_run`` (kept there if a
+    replaced run is already waiting: that one never got a new checkpoint). Returns the folder."""
+    aside = out_dir / REPLACED_DIR
+    files = _run_files(out_dir)
+    if not files and not aside.exists():
+        return None
+    if aside.exists():  # an earlier overwrite stopped before its first checkpoint: drop its leftovers
+        for f in files:
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
+        return aside
+    aside.mkdir(parents=True)
+    for f in files:
+        os.replace(f, aside / f.name)
+    return aside
+
+
 # ---- training ------------------------------------------------------------------------------
 
 def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str | Path = False,
           max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True,
-          overwrite: bool = False) -> dict:
+          overwrite: bool = False, allow_changes: bool = False, trust: bool | None = None) -> dict:
     """Train the network described by ``config`` (see :mod:`posegroup.engine.config`).
 
     Args:
@@ -113,12 +211,21 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
         max_minutes: wall-clock limit of this call (default ``train.max_minutes``).
         progress: tqdm bar (rank 0).
         overwrite: allow a fresh start (``resume`` False) in an ``out_dir`` that already holds a
-            checkpoint (default False: that is an error, so no run is lost by accident).
+            checkpoint (default False: that is an error, so no run is lost by accident). The old
+            run's files are set aside (``.replaced_run/``) and deleted once the new run has
+            written its first checkpoint.
+        allow_changes: resume even when the config differs from the checkpoint's in keys that
+            change the outcome (default False: a one-line :class:`TrainingError` naming them).
+        trust: read a pickled (old-format/foreign) resume checkpoint; see
+            :func:`~posegroup.engine.checkpoint.load_checkpoint`.
     Returns: summary dict: ``steps`` (total done), ``start_step``, ``total_steps`` (configured),
     ``final_loss`` (last step's loss), ``checkpoint`` (path), ``eval`` (last val stats or None),
-    ``out_dir``, ``minutes`` (this call), ``stopped`` ("done" | "max_steps" | "max_minutes").
+    ``out_dir``, ``minutes`` (this call), ``stopped`` ("done" | "max_steps" | "max_minutes" |
+    "interrupted": SIGINT/SIGTERM, with a checkpoint at the step reached).
     Raises: :class:`TrainingError` naming the step on a non-finite loss (``last.pt`` then holds
-    the last good state); :class:`~posegroup.engine.checkpoint.CheckpointError` for a bad resume file.
+    the last good state) or naming the keys of a changed config on resume;
+    :class:`~posegroup.engine.checkpoint.CheckpointError` for a bad resume file. A data-loader
+    worker's error is raised as the worker's own error (one line), not torch's wrapper.
     """
     from ..data.coco import CocoPoseDataset
     from ..data.training import StepBatchSampler, TrainingSet, collate
@@ -143,7 +250,10 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
     dataset = CocoPoseDataset(dc["train_ann"], dc["train_images"], keypoint_set=dc["keypoint_set"])
     ks = dataset.keypoint_set
     method = build_method_from_config(cfg, ks)
-    net = build_model(cfg, method).to(device)
+    net = build_model(cfg, method)
+    if not resume:
+        load_init_weights(net, cfg)
+    net = net.to(device)
     aug = dict(dc["augmentation"])
     train_set = TrainingSet(dataset, method, input_size=int(dc["input_size"]), stride=int(dc["stride"]),
                             augment=bool(aug.pop("enabled")), seed=seed, color_jitter=bool(aug.pop("color_jitter")),
@@ -165,11 +275,19 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
     if not resume and not overwrite and ckpt_path.exists():
         raise TrainingError(f"{ckpt_path}: a checkpoint is already there; resume it (--resume), start afresh (--overwrite) or choose "
                             "another output folder")
+    if is_main:
+        remove_stale_temp_files(ckpt_path)  # left by a checkpoint write that was killed
     if resume:
         src = ckpt_path if resume is True else Path(resume)
-        state = load_checkpoint(src, map_location=device)
+        state = load_checkpoint(src, map_location=device, trust=trust)
         if state.get("method") != method.name:
             raise TrainingError(f"{src}: checkpoint is for method {state.get('method')!r}, config says {method.name!r}")
+        changes = config_changes(state.get("config") or {}, cfg) if not allow_changes else []
+        if changes:
+            shown = ", ".join(f"{k} ({old!r} -> {new!r})" for k, old, new in changes[:3])
+            more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+            raise TrainingError(f"{src}: the config differs from the checkpoint's in {shown}{more}; resume with the "
+                                "run's config, or accept the change with --allow-changes")
         try:
             net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -193,11 +311,15 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
     loader = torch.utils.data.DataLoader(
         train_set, batch_sampler=sampler, num_workers=workers, collate_fn=collate,
         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed),
-        persistent_workers=False, prefetch_factor=2 if workers > 0 else None)
+        persistent_workers=False, prefetch_factor=2 if workers > 0 else None,
+        worker_init_fn=_ignore_stop_signals if workers > 0 else None)
 
     writer, bar, log_file = None, None, None
+    replaced = None
     if is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        if not resume and overwrite:
+            replaced = _set_old_run_aside(out_dir)
         (out_dir / "config.yaml").write_text(dump_config(cfg))
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(str(out_dir / "tb"), purge_step=start_step if start_step else None)
@@ -217,6 +339,23 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
                 "step": step, "epoch": step // steps_per_epoch, "rng": rng_state(), "config": cfg,
                 "keypoint_set": keypoint_set_to_dict(ks), "method": method.name}
 
+    def write_checkpoint(step: int) -> None:
+        nonlocal replaced
+        save_checkpoint(ckpt_path, make_state(step))
+        if replaced is not None:  # the new run has its first checkpoint: the old one can go
+            shutil.rmtree(replaced, ignore_errors=True)
+            replaced = None
+
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):
+        if stop["signal"] is not None:  # asked twice: stop now (the last checkpoint stays)
+            raise KeyboardInterrupt
+        stop["signal"] = signum
+        if bar is not None:
+            bar.write(f"{signal.Signals(signum).name}: stopping after this step and writing a checkpoint "
+                      "(again to stop at once)")
+
     evaluator = _Evaluator(cfg, method, out_dir) if dc["val_ann"] else None
     eval_every = int(tc["eval_every"] or 0)
     ckpt_every = int(tc["checkpoint_every"] or 0)
@@ -230,10 +369,23 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
     t0 = time.monotonic()
     model.train()
     it = None
+    saved_handlers = {}
     try:
-        it = iter(loader)
+        it = iter(loader)  # workers start here, before the handlers below (they ignore the signals)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                saved_handlers[sig] = signal.signal(sig, on_signal)
         while step < end_step:
-            batch = _to_device(next(it), device)
+            try:
+                raw = next(it)
+            except Exception as e:
+                if stop["signal"] is not None and world == 1:  # the signal reached the workers too
+                    break
+                unwrapped = unwrap_worker_error(e)
+                if unwrapped is not None:
+                    raise unwrapped from None
+                raise
+            batch = _to_device(raw, device)
             image = batch.pop("image")
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 if callable(loss_fn):
@@ -247,7 +399,8 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
             elapsed = time.monotonic() - t0
             flags = torch.tensor([0.0 if math.isfinite(loss_value) else 1.0,
                                   1.0 if (max_minutes is not None and elapsed >= 60 * max_minutes) else 0.0,
-                                  loss_value if math.isfinite(loss_value) else 0.0],
+                                  loss_value if math.isfinite(loss_value) else 0.0,
+                                  1.0 if stop["signal"] is not None else 0.0],
                                  device=device, dtype=torch.float64)
             if world > 1:
                 # any rank's NaN (or clock) stops all ranks; the logged loss is the mean over ranks
@@ -283,22 +436,34 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
                                                **{k: float(v) for k, v in (parts or {}).items()}}) + "\n")
                     log_file.flush()
             timed_out = bool(flags[1] > 0)
-            finishing = step == end_step or timed_out
+            # any rank's signal stops all ranks at the same step; alone, a signal that came
+            # during this step counts now
+            interrupted = bool(flags[3] > 0) or (world == 1 and stop["signal"] is not None)
+            finishing = step == end_step or timed_out or interrupted
             if finishing or (ckpt_every and step % ckpt_every == 0):
                 if is_main:
-                    save_checkpoint(ckpt_path, make_state(step))
+                    write_checkpoint(step)
                 last_good = str(ckpt_path)
             if evaluator is not None and ((eval_every and step % eval_every == 0) or (finishing and step == total_steps)):
                 last_eval = _run_eval(evaluator, net, step, writer, is_main, world)
                 model.train()
+            if interrupted and step < end_step:
+                stopped = "interrupted"
+                break
             if timed_out:
                 stopped = "max_minutes"
                 break
         else:
             stopped = "done" if step >= total_steps else "max_steps"
+        if stopped not in ("interrupted", "max_minutes") and step < end_step:  # left the loop on a signal
+            stopped = "interrupted"
+            if is_main:
+                write_checkpoint(step)
         if step == start_step and is_main and not ckpt_path.exists():  # nothing to do, still leave a file
-            save_checkpoint(ckpt_path, make_state(step))
+            write_checkpoint(step)
     finally:
+        for sig, handler in saved_handlers.items():
+            signal.signal(sig, handler)
         if bar is not None:
             bar.close()
         if writer is not None:

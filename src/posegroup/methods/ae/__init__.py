@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..base import Method
 from ...skeleton import KeypointSet
 from . import head as _head
 from .loss import PUSH_FORMS, PULL_FORMS, ae_loss
+from ..common import resample_maps as _resample
 
 
 def downsample_ignore_mask(ignore_mask: np.ndarray | None, output_size: tuple[int, int], stride: int) -> np.ndarray:
@@ -242,21 +242,6 @@ class AEMethod(Method):
             poses[..., 0] = np.clip(poses[..., 0], 0, w0)
             poses[..., 1] = np.clip(poses[..., 1], 0, h0)
         return poses.astype(np.float32), scores.astype(np.float32)
-
-
-def _resample(maps: torch.Tensor, size: tuple[int, int], ratio: float) -> torch.Tensor:
-    """Bilinear resampling of (C, h, w) maps onto an (H, W) grid whose cell X lies at continuous
-    source coordinate X * ratio (cell centres: (X + 0.5) * ratio). Outside the source: 0.
-    Identity when ratio == 1 and the sizes agree."""
-    c, h, w = maps.shape
-    if ratio == 1.0 and (h, w) == tuple(size):
-        return maps
-    gh, gw = size
-    ys = ((torch.arange(gh, dtype=maps.dtype, device=maps.device) + 0.5) * ratio) / h * 2 - 1
-    xs = ((torch.arange(gw, dtype=maps.dtype, device=maps.device) + 0.5) * ratio) / w * 2 - 1
-    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)      # (H, W, 2) as (x, y)
-    return F.grid_sample(maps[None], grid[None], mode="bilinear", padding_mode="zeros",
-                         align_corners=False)[0]
 
 
 METHOD = AEMethod

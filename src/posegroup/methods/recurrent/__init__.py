@@ -1,0 +1,245 @@
+"""Learned recurrent association (Briq, Doering & Gall, arXiv 1904.11864) as a
+:class:`~posegroup.methods.base.Method`. SPEC section 3.
+
+A ConvLSTM reads the features of every hourglass stack and emits ONE person's J heatmaps per
+step, refining each in a feedback loop, until its stop probability falls below omega: there is
+nothing to group afterwards. Targets: per-person Gaussian heatmaps in fixed slots
+(:mod:`.targets`); network: :mod:`.head`; loss: Hungarian matching, stop BCE, truncated BPTT
+(:mod:`.loss`); decoding: :mod:`.decode`.
+
+Contract growth (docs/ARCHITECTURE.md): the method builds its own network
+(``build_model``), computes its loss from the model (``training_loss``: the loss needs the
+recurrent unroll) and the model's ``load_init_state`` takes the ``model.init_from`` AE
+checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..base import Method
+from ..settings import as_dict, from_options, non_negative, one_of, positive, setting, unit_interval
+from ...skeleton import KeypointSet
+from . import decode as _decode
+from .head import OMEGA, RecurrentHead, RecurrentPoseNet
+from .loss import LOSS_CONFIGS, ORDERS, order_people, recurrent_loss
+
+
+@dataclasses.dataclass(frozen=True)
+class RecurrentSettings:
+    """``method.options`` of the recurrent method (paper values in brackets)."""
+    sigma: float = setting(2.0, positive, "Gaussian std of the per-person targets, output cells")
+    max_people: int = setting(8, positive, "person slots per image (P); larger people kept")
+    hidden_width: int = setting(64, positive, "LSTM1 first hidden width, halved per layer")
+    lstm1_layers: int = setting(3, positive, "[3]")
+    feedback_passes: int = setting(2, non_negative, "LSTM1 calls per person [2]; 0 = no loop")
+    lstm2: bool = setting(False, None, "add LSTM2, the refinement in a chosen order")
+    lstm2_hidden_width: int = setting(0, non_negative, "LSTM2 first hidden width (0: hidden_width)")
+    lstm2_layers: int = setting(2, positive, "[2]")
+    lstm2_order: str = setting("learned", one_of(*ORDERS), "LSTM2 input order (Table 3)")
+    loss_config: str = setting("aa'", one_of(*LOSS_CONFIGS), "Table 4 configuration")
+    bptt_steps: int = setting(8, positive, "truncated BPTT chunk T [8]")
+    max_steps: int = setting(0, non_negative, "step limit (0: max_people + 1)")
+    stop_threshold: float = setting(OMEGA, unit_interval, "omega [sigmoid(-1)]")
+    heatmap_weight: float = setting(1.0, non_negative, "[1]")
+    stop_weight: float = setting(1.0, non_negative, "[1]")
+    lstm2_weight: float = setting(1.0, non_negative, "[1]")
+    joint_threshold: float = setting(0.015, None, "tau, decode [0.015]")
+    subpixel: str = setting("quadratic", one_of(*_decode.SUBPIXEL), "decode peak refinement [none: argmax cell]")
+    person_score: str = setting("joints", one_of(*_decode.PERSON_SCORES), "decode person score")
+
+    @property
+    def step_limit(self) -> int:
+        return self.max_steps or self.max_people + 1
+
+
+#: ``model`` section keys of a recurrent config.
+MODEL_KEYS = ("backbone", "freeze_backbone", "backbone_tag_dim", "init_from")
+
+
+class RecurrentMethod(Method):
+    """The recurrent association method; options: :class:`RecurrentSettings`."""
+
+    name = "recurrent"
+    TEST_OPTIONS = {"input_size": 512, "scales": (1.0,), "flip": False}
+    DECODE_OPTIONS = ("stop_threshold", "joint_threshold", "subpixel", "person_score")
+
+    def __init__(self, keypoint_set: KeypointSet, **options: Any):
+        self.settings = from_options(RecurrentSettings, options)
+        super().__init__(keypoint_set, **as_dict(self.settings))
+        self.num_keypoints = keypoint_set.num_keypoints
+
+    @property
+    def num_channels(self) -> int:
+        return self.num_keypoints   # one person's J heatmaps per step
+
+    # -- network ----------------------------------------------------------------------------
+    def build_model(self, model_cfg: dict) -> RecurrentPoseNet:
+        """Hourglass (``model.backbone``, default "tiny"; its AE head has J * (1 + D) channels,
+        D = ``model.backbone_tag_dim`` (1)) + :class:`.head.RecurrentHead`."""
+        from ...backbones.hourglass import hourglass_from_config
+        cfg = dict(model_cfg or {})
+        unknown = sorted(set(cfg) - set(MODEL_KEYS))
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in model (recurrent method); valid: {list(MODEL_KEYS)}")
+        freeze = cfg.get("freeze_backbone", True)
+        if not isinstance(freeze, bool):
+            raise ValueError(f"model.freeze_backbone must be true or false, got {freeze!r}")
+        tag_dim = int(cfg.get("backbone_tag_dim", 1))
+        backbone = hourglass_from_config(cfg.get("backbone", "tiny"), self.num_keypoints * (1 + tag_dim))
+        s = self.settings
+        head = RecurrentHead(backbone.feature_channels * backbone.num_stacks, self.num_keypoints,
+                             hidden_width=s.hidden_width, lstm1_layers=s.lstm1_layers,
+                             feedback_passes=s.feedback_passes,
+                             lstm2_hidden_width=(s.lstm2_hidden_width or s.hidden_width) if s.lstm2 else None,
+                             lstm2_layers=s.lstm2_layers)
+        return RecurrentPoseNet(backbone, head, freeze_backbone=freeze)
+
+    # -- targets ----------------------------------------------------------------------------
+    def encode(self, keypoints: np.ndarray, ignore_mask: np.ndarray | None, instance_masks: np.ndarray | None,
+               output_size: tuple[int, int], stride: int) -> dict[str, np.ndarray]:
+        """{"person_heatmaps": (P, J, H, W) float32, "num_people": () int64, "mask": (H, W) float32}."""
+        from ..ae import downsample_ignore_mask
+        from .targets import person_heatmaps
+        kp = np.asarray(keypoints, np.float64)
+        if kp.size == 0:
+            kp = kp.reshape(0, self.num_keypoints, 3)
+        if kp.ndim != 3 or kp.shape[1:] != (self.num_keypoints, 3):
+            raise ValueError(f"keypoints must be (N, {self.num_keypoints}, 3), got {kp.shape}")
+        out_kp = kp.copy()
+        out_kp[..., :2] /= float(stride)
+        size = tuple(int(v) for v in output_size)
+        heat, z = person_heatmaps(out_kp, size, sigma=self.settings.sigma, max_people=self.settings.max_people)
+        return {"person_heatmaps": heat, "num_people": np.asarray(z, np.int64),
+                "mask": downsample_ignore_mask(ignore_mask, size, int(stride))}
+
+    # -- loss -------------------------------------------------------------------------------
+    def loss(self, predictions, targets):
+        raise NotImplementedError("the recurrent loss needs the model: the engine calls training_loss")
+
+    def training_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]
+                      ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Algorithm 1 on a batch: unroll LSTM1 for |p| steps per image, match, loss (+ LSTM2)."""
+        net = getattr(model, "module", model)
+        s = self.settings
+        feats = net.features(batch["image"])
+        z = batch["num_people"].reshape(-1)
+        heats, logits, lengths = net.head.unroll(feats, max_steps=s.step_limit, min_steps=z + 1,
+                                                 stop_threshold=s.stop_threshold, bptt_steps=s.bptt_steps)
+        gt, mask = batch["person_heatmaps"], batch.get("mask")
+        loss, parts, pairs = recurrent_loss(heats, logits, lengths, gt, z, mask, config=s.loss_config,
+                                            bptt_steps=s.bptt_steps, stop_threshold=s.stop_threshold,
+                                            heatmap_weight=s.heatmap_weight, stop_weight=s.stop_weight)
+        if net.head.lstm2 is not None:
+            loss2 = self._lstm2_loss(net, feats, heats, logits, pairs, gt, mask)
+            parts["lstm2"] = float(loss2.detach())
+            loss = loss + s.lstm2_weight * loss2
+        return loss, parts
+
+    def _lstm2_loss(self, net, feats, heats, logits, pairs, gt, mask) -> torch.Tensor:
+        """Eq. 4: LSTM2 reads LSTM1's matched people (detached) in the configured order and is
+        scored against their ground truth in the same order."""
+        b = heats.shape[0]
+        n = max((len(p) for p in pairs), default=0)
+        if n == 0:
+            return heats.sum() * 0.0
+        inputs = heats.new_zeros((b, n) + heats.shape[2:])
+        targets = torch.zeros_like(inputs)
+        valid = torch.zeros(b, n, dtype=torch.bool)
+        seed = int(torch.randint(0, 2 ** 31 - 1, ()))
+        rng = np.random.default_rng(seed)
+        probs = torch.sigmoid(logits.detach()).cpu().numpy()
+        for i, pr in enumerate(pairs):
+            if not pr:
+                continue
+            steps = np.array([t for t, _ in pr])
+            people = np.array([k for _, k in pr])
+            u = order_people(self.settings.lstm2_order, heats[i, steps].detach().cpu().numpy(), probs[i, steps], rng)
+            inputs[i, :len(pr)] = heats[i, steps[u]].detach()
+            targets[i, :len(pr)] = gt[i, people[u]]
+            valid[i, :len(pr)] = True
+        out = net.head.refine(feats, inputs)
+        err = (out - targets) ** 2
+        if mask is not None:
+            err = err * mask[:, None, None]
+        return (err * valid.to(err)[:, :, None, None, None]).sum() / b
+
+    # -- inference --------------------------------------------------------------------------
+    def network_outputs(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int = 512,
+                        scales=(1.0,), flip: bool = False, generator_seed: int = 0
+                        ) -> tuple[np.ndarray, np.ndarray, float, int]:
+        """Features of every scale (and of the mirrored image, flipped back) averaged on the
+        scale-1 grid, then LSTM1 (+ LSTM2) unrolled until the first stop.
+
+        Averaging *features* (not per-person heatmaps, whose person order differs between
+        passes) is the one place where scales and flips can meet before the LSTM. Mirrored
+        features are flipped back spatially only: a channel that encodes "left" then sees a
+        right limb, so flip testing is off by default.
+
+        Returns heatmaps (T, J, H, W), stop probabilities (T,), factor, stride (image px =
+        grid px * stride / factor).
+        """
+        from ..common import network_passes
+        net = getattr(model, "module", model)
+        was = net.training
+        net.eval()
+        try:
+            with torch.no_grad():
+                maps, grid, factor, stride = network_passes(
+                    net, image, int(input_size), scales, bool(flip), lambda m, x: m.features(x))
+                feats = torch.stack(maps).mean(0)[None].to(next(net.parameters()).device)
+                gen = torch.Generator().manual_seed(int(generator_seed))
+                heats, logits, lengths = net.head.unroll(feats, max_steps=self.settings.step_limit,
+                                                         stop_threshold=self.settings.stop_threshold, generator=gen)
+                length = int(lengths[0])
+                heat, probs = heats[0, :length], torch.sigmoid(logits[0, :length])
+                if net.head.lstm2 is not None:
+                    heat = self._refine(net, feats, heat, probs, gen)
+        finally:
+            net.train(was)
+        return heat.cpu().numpy(), probs.cpu().numpy(), factor, stride
+
+    def _refine(self, net, feats, heat, probs, gen) -> torch.Tensor:
+        n = _decode.num_people(probs.cpu().numpy(), self.settings.stop_threshold)
+        if n == 0:
+            return heat
+        rng = np.random.default_rng(int(torch.randint(0, 2 ** 31 - 1, (), generator=gen)))
+        u = order_people(self.settings.lstm2_order, heat[:n].cpu().numpy(), probs[:n].cpu().numpy(), rng)
+        refined = net.head.refine(feats, heat[:n][torch.from_numpy(u)][None])[0]
+        out = heat.clone()
+        out[torch.from_numpy(u)] = refined
+        return out
+
+    def predict(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
+                scales=None, flip: bool | None = None, **decode_opts: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Poses (N, J, 3) x, y, score in image pixels and scores (N,) of one uint8 RGB image.
+
+        ``decode_opts``: ``stop_threshold``, ``joint_threshold``, ``subpixel``, ``person_score``
+        (defaults: the method's settings), see :func:`.decode.decode_people`."""
+        unknown = sorted(set(decode_opts) - set(self.DECODE_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown test option(s) {unknown} for the recurrent method; "
+                             f"valid: {sorted(self.TEST_OPTIONS) + list(self.DECODE_OPTIONS)}")
+        test = dict(self.TEST_OPTIONS)
+        test.update({k: v for k, v in (("input_size", input_size), ("scales", scales), ("flip", flip))
+                     if v is not None})
+        heat, probs, factor, stride = self.network_outputs(model, image, input_size=int(test["input_size"]),
+                                                           scales=test["scales"], flip=bool(test["flip"]))
+        opts = {k: getattr(self.settings, k) for k in self.DECODE_OPTIONS}
+        opts.update(decode_opts)
+        poses, scores = _decode.decode_people(heat, probs, **opts)
+        poses = poses.astype(np.float64)
+        if len(poses):
+            poses[..., :2] *= stride / factor
+            h0, w0 = np.asarray(image).shape[:2]
+            poses[..., 0] = np.clip(poses[..., 0], 0, w0)
+            poses[..., 1] = np.clip(poses[..., 1], 0, h0)
+        return poses.astype(np.float32), scores.astype(np.float32)
+
+
+METHOD = RecurrentMethod
+
+__all__ = ["RecurrentMethod", "RecurrentSettings", "METHOD"]

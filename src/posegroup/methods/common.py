@@ -1,0 +1,79 @@
+"""Inference pieces shared by the methods: image -> network input, and resampling of output
+maps onto one common grid (multi-scale and flip testing).
+
+Symbols: C channels, (h, w) one network output's grid, (H, W) the common grid: the output grid
+of the scale-1 input, cropped to the cells covering the image.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def resample_maps(maps: torch.Tensor, size: tuple[int, int], ratio: float) -> torch.Tensor:
+    """Bilinear resampling of (C, h, w) maps onto an (H, W) grid whose cell X lies at continuous
+    source coordinate X * ratio (cell centres: (X + 0.5) * ratio). Outside the source: 0.
+    Identity when ratio == 1 and the sizes agree."""
+    c, h, w = maps.shape
+    if ratio == 1.0 and (h, w) == tuple(size):
+        return maps
+    gh, gw = size
+    ys = ((torch.arange(gh, dtype=maps.dtype, device=maps.device) + 0.5) * ratio) / h * 2 - 1
+    xs = ((torch.arange(gw, dtype=maps.dtype, device=maps.device) + 0.5) * ratio) / w * 2 - 1
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)      # (H, W, 2) as (x, y)
+    return F.grid_sample(maps[None], grid[None], mode="bilinear", padding_mode="zeros",
+                         align_corners=False)[0]
+
+
+def check_image(image) -> np.ndarray:
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 (H, W, 3) RGB, got {img.dtype} {img.shape}")
+    return img
+
+
+def check_scales(scales) -> list[float]:
+    out = [float(s) for s in np.atleast_1d(np.asarray(scales, dtype=np.float64))]
+    if not out or any(not s > 0 for s in out):
+        raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {out}")
+    return out
+
+
+def common_grid(image_hw: tuple[int, int], input_size: int, stride: int) -> tuple[tuple[int, int], float]:
+    """((H, W), factor1): the common grid and the scale-1 resize factor (image px = grid px *
+    stride / factor1)."""
+    if int(input_size) < 1:
+        raise ValueError(f"input_size must be positive, got {input_size}")
+    h0, w0 = image_hw
+    factor1 = input_size / max(h0, w0)
+    nh1, nw1 = max(1, int(round(h0 * factor1))), max(1, int(round(w0 * factor1)))
+    return (-(-nh1 // stride), -(-nw1 // stride)), factor1
+
+
+def network_passes(model: torch.nn.Module, image: np.ndarray, input_size: int, scales, flip: bool,
+                   run) -> tuple[list, tuple[int, int], float, int]:
+    """Run ``run(model, x (b, 3, S, S)) -> (b, C, h, w)`` at every scale (and mirrored) and
+    resample each result onto the common grid (mirrored ones flipped back spatially).
+
+    Returns (maps: list of (C, H, W) tensors in the order scale 1 [, scale 1 mirrored], scale 2
+    ..., the grid (H, W), factor1, stride).
+    """
+    from ..data.transforms import normalize_image, resize_for_inference
+
+    img = check_image(image)
+    multiple = int(getattr(model, "input_multiple", 64))
+    stride = int(getattr(model, "stride", 4))
+    grid, factor1 = common_grid(img.shape[:2], input_size, stride)
+    device = next(model.parameters()).device
+    out = []
+    for s in check_scales(scales):
+        net_img, factor = resize_for_inference(img, max(1, int(round(input_size * s))), multiple)
+        x = torch.from_numpy(normalize_image(net_img))[None].to(device)
+        if flip:
+            x = torch.cat([x, torch.flip(x, dims=[3])], 0)
+        maps = run(model, x).float().cpu()
+        for b in range(maps.shape[0]):
+            m = maps[b] if b == 0 else torch.flip(maps[b], dims=[2])
+            out.append(resample_maps(m, grid, factor / factor1))
+    return out, grid, factor1, stride

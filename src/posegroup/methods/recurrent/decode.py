@@ -1,0 +1,83 @@
+"""Decoding of the recurrent association method: nothing to group, people come out one per step.
+
+Symbols:
+    T   steps the network took (one person per step)
+    J   joints of the keypoint set
+    H, W  heatmap grid (output cells)
+    N   people decoded: the steps before the first stop probability below omega
+    omega  stop threshold, sigmoid(-1) = 1 / (1 + e) (paper, section 3.1)
+    tau    joint threshold 0.015 (paper, section 3.2)
+
+Coordinates: cell (i, j) has centre (j + 0.5, i + 0.5) (docs/ARCHITECTURE.md).
+
+Person score (the paper gives none; COCO AP ranks people by one): ``"joints"`` (default) is the
+mean over the J joints of the peak heatmap value clipped to [0, 1] (a dropped joint counts 0),
+like AE's person score, which ranks well-localised people first. ``"stop"`` (p_t of the step)
+and ``"product"`` are the alternatives measured (README, recurrent figures).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..ae.decode import subpixel_offsets
+
+#: omega = sigmoid(-1)
+STOP_THRESHOLD = 1.0 / (1.0 + math.e)
+PERSON_SCORES = ("joints", "stop", "product")
+SUBPIXEL = ("none", "quadratic", "quarter")
+
+__all__ = ["decode_people", "num_people", "STOP_THRESHOLD", "PERSON_SCORES", "SUBPIXEL"]
+
+
+def num_people(stop_probs, stop_threshold: float = STOP_THRESHOLD) -> int:
+    """N: the number of steps before the first p_t < stop_threshold (T if none is)."""
+    p = np.asarray(stop_probs, np.float64).reshape(-1)
+    below = ~(p >= stop_threshold)          # NaN counts as a stop
+    return int(np.argmax(below)) if below.any() else len(p)
+
+
+def decode_people(heatmaps, stop_probs, *, stop_threshold: float = STOP_THRESHOLD, joint_threshold: float = 0.015,
+                  subpixel: str = "none", person_score: str = "joints") -> tuple[np.ndarray, np.ndarray]:
+    """People of one image from the recurrent network's per-step heatmaps.
+
+    Args:
+        heatmaps: (T, J, H, W) the heatmaps of the steps taken.
+        stop_probs: (T,) p_t.
+        stop_threshold: omega; people are the steps before the first p_t < omega.
+        joint_threshold: tau; a joint whose peak is below it is dropped (score 0, position kept).
+        subpixel: "none" (paper: the argmax cell's centre), "quadratic" (log-parabola through
+            the peak and its neighbours) or "quarter" (AE reference quarter-cell shift).
+        person_score: "joints", "stop" or "product" (see the module doc).
+    Returns:
+        poses (N, J, 3): x, y, score in heatmap cells; scores (N,).
+    """
+    hm = np.asarray(heatmaps, np.float32)
+    p = np.asarray(stop_probs, np.float64).reshape(-1)
+    if hm.ndim != 4 or len(hm) != len(p):
+        raise ValueError(f"heatmaps must be (T, J, H, W) and stop_probs (T,); got {hm.shape} and {p.shape}")
+    if not 0.0 <= stop_threshold <= 1.0:
+        raise ValueError(f"stop_threshold must lie in [0, 1], got {stop_threshold}")
+    if not np.isfinite(joint_threshold):
+        raise ValueError(f"joint_threshold must be finite, got {joint_threshold}")
+    if subpixel not in SUBPIXEL:
+        raise ValueError(f"subpixel must be one of {SUBPIXEL}, got {subpixel!r}")
+    if person_score not in PERSON_SCORES:
+        raise ValueError(f"person_score must be one of {PERSON_SCORES}, got {person_score!r}")
+    n = num_people(p, stop_threshold)
+    t, j, h, w = hm.shape
+    if n == 0:
+        return np.zeros((0, j, 3), np.float32), np.zeros(0, np.float32)
+    maps = np.nan_to_num(hm[:n], nan=0.0, posinf=1.0, neginf=0.0).reshape(n * j, h, w)
+    flat = maps.reshape(n * j, -1)
+    best = flat.argmax(-1)
+    peak = flat[np.arange(n * j), best]
+    y, x = np.divmod(best, w)
+    dx, dy = subpixel_offsets(maps, np.arange(n * j), y, x, method=subpixel)
+    poses = np.stack([x + 0.5 + dx, y + 0.5 + dy, np.where(peak >= joint_threshold, peak, 0.0)], -1)
+    poses = poses.reshape(n, j, 3).astype(np.float32)
+    joint_score = np.clip(poses[..., 2], 0.0, 1.0).mean(1)
+    stop = np.clip(np.nan_to_num(p[:n], nan=0.0), 0.0, 1.0)
+    scores = {"joints": joint_score, "stop": stop, "product": joint_score * stop}[person_score]
+    return poses, np.asarray(scores, np.float32)

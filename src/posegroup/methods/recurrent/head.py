@@ -1,0 +1,274 @@
+"""The recurrent decoder of Briq, Doering & Gall (arXiv 1904.11864), SPEC section 3.
+
+Symbols: B images, C feature channels (all hourglass stacks concatenated), J joints,
+(H, W) output grid, T steps (one person per step), P feedback passes per step.
+
+- :class:`ConvLSTMCell`: a ConvLSTM layer (Shi et al. 2015): the four gates from one kxk
+  convolution of concat(input, h); c' = f * c + i * g, h' = o * tanh(c').
+- :class:`ConvLSTM`: stacked cells; each layer's hidden width is half the previous one's
+  ("the hidden state size is reduced by factor 2 at the output of every LSTM").
+- :class:`RunningNorm`: the paper's batch-size-1 trick: y = gamma * (x - mean) / std + beta with
+  the *running* statistics of the data, never the batch's.
+- :class:`RecurrentHead`: LSTM1 (+ output conv giving ONE person's J heatmaps, + stop FC on
+  the concatenated spatial max of every layer's hidden state), the feedback loop, and the
+  optional LSTM2 that refines a given sequence of people.
+- :class:`RecurrentPoseNet`: a stacked hourglass (the AE network whose features are read) and
+  the head. ``forward(image)`` is the hourglass's forward (what ONNX export sees).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+#: The paper's stop threshold omega = sigmoid(-1).
+OMEGA = 1.0 / (1.0 + math.e)
+
+
+class ConvLSTMCell(nn.Module):
+    """One ConvLSTM layer. step(x (B, C_in, H, W), (h, c) each (B, C_h, H, W)) -> (h', c')."""
+
+    def __init__(self, in_channels: int, hidden: int, kernel: int = 3):
+        super().__init__()
+        self.hidden = int(hidden)
+        self.gates = nn.Conv2d(in_channels + self.hidden, 4 * self.hidden, kernel, padding=kernel // 2)
+        with torch.no_grad():  # forget-gate bias 1: remember by default (Jozefowicz et al. 2015)
+            self.gates.bias.zero_()
+            self.gates.bias[self.hidden:2 * self.hidden] = 1.0
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        h, c = state
+        i, f, o, g = self.gates(torch.cat([x, h], 1)).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def halving_widths(first: int, layers: int) -> list[int]:
+    """Hidden widths of ``layers`` stacked layers, halved at each layer: 64, 3 -> [64, 32, 16]."""
+    if int(first) < 1 or int(layers) < 1:
+        raise ValueError(f"hidden width and layer count must be >= 1, got {first}, {layers}")
+    return [max(1, int(first) // 2 ** i) for i in range(int(layers))]
+
+
+class ConvLSTM(nn.Module):
+    """Stacked ConvLSTM cells; the input of layer l > 0 is layer l-1's new hidden state.
+
+    forward(x (B, C_in, H, W), state list of (h, c)) -> new state (same layout)."""
+
+    def __init__(self, in_channels: int, widths: list[int], kernel: int = 3):
+        super().__init__()
+        self.widths = [int(w) for w in widths]
+        ins = [int(in_channels)] + self.widths[:-1]
+        self.cells = nn.ModuleList(ConvLSTMCell(i, w, kernel) for i, w in zip(ins, self.widths))
+
+    def zero_state(self, like: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        b, _, h, w = like.shape
+        return [(like.new_zeros(b, c, h, w), like.new_zeros(b, c, h, w)) for c in self.widths]
+
+    def forward(self, x: torch.Tensor, state):
+        new = []
+        for cell, s in zip(self.cells, state):
+            h, c = cell(x, s)
+            new.append((h, c))
+            x = h
+        return new
+
+
+def detach_state(state):
+    """The state with its history cut (truncated back-propagation)."""
+    return [(h.detach(), c.detach()) for h, c in state]
+
+
+class RunningNorm(nn.Module):
+    """Affine normalisation with running statistics (BatchNorm whose normalisation always uses
+    the running mean / variance; in training they are updated from each batch first).
+    (B, C, H, W) -> (B, C, H, W)."""
+
+    def __init__(self, channels: int, momentum: float = 0.01, eps: float = 1e-5):
+        super().__init__()
+        self.momentum, self.eps = float(momentum), float(eps)
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+        self.register_buffer("num_batches", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            with torch.no_grad():
+                mean = x.mean(dim=(0, 2, 3))
+                var = x.var(dim=(0, 2, 3), unbiased=False)
+                m = 1.0 if int(self.num_batches) == 0 else self.momentum   # first batch: take it whole
+                self.running_mean.lerp_(mean, m)
+                self.running_var.lerp_(var, m)
+                self.num_batches += 1
+        scale = self.weight / torch.sqrt(self.running_var + self.eps)
+        shift = self.bias - self.running_mean * scale
+        return x * scale[None, :, None, None] + shift[None, :, None, None]
+
+
+class RecurrentHead(nn.Module):
+    """LSTM1 (one person per step, feedback loop, stop head) and the optional LSTM2.
+
+    Args:
+        feature_channels: C.
+        num_joints: J.
+        hidden_width: LSTM1's first hidden width (halved per layer). Paper: not given; GPU config 64.
+        lstm1_layers: paper 3.
+        feedback_passes: P, LSTM1 calls per person, each fed concat(features, H_t) with H_t the
+            previous pass's heatmaps (uniform noise in [0, 0.1] at the first pass). Paper: 2.
+            0 = no loop: one call whose input is the features alone.
+        lstm2_hidden_width: LSTM2's first hidden width, or None/0 for no LSTM2.
+        lstm2_layers: paper 2.
+        kernel: ConvLSTM kernel (paper 3).
+    """
+
+    def __init__(self, feature_channels: int, num_joints: int, *, hidden_width: int = 64, lstm1_layers: int = 3,
+                 feedback_passes: int = 2, lstm2_hidden_width: int | None = None, lstm2_layers: int = 2,
+                 kernel: int = 3):
+        super().__init__()
+        self.num_joints = int(num_joints)
+        self.feedback_passes = int(feedback_passes)
+        self.norm = RunningNorm(feature_channels)
+        widths = halving_widths(hidden_width, lstm1_layers)
+        in1 = feature_channels + (self.num_joints if self.feedback_passes > 0 else 0)
+        self.lstm1 = ConvLSTM(in1, widths, kernel)
+        self.out1 = nn.Conv2d(widths[-1], self.num_joints, 1)
+        self.stop = nn.Linear(sum(widths), 1)
+        self.lstm2 = self.out2 = None
+        if lstm2_hidden_width:
+            w2 = halving_widths(lstm2_hidden_width, lstm2_layers)
+            self.lstm2 = ConvLSTM(feature_channels + self.num_joints, w2, kernel)
+            self.out2 = nn.Conv2d(w2[-1], self.num_joints, 1)
+        for conv in (self.out1, self.out2):
+            if conv is not None:  # initial heatmaps ~0, as the hourglass heads
+                nn.init.normal_(conv.weight, std=1e-3)
+                nn.init.zeros_(conv.bias)
+
+    def person(self, feats: torch.Tensor, state, generator: torch.Generator | None = None):
+        """One step t of LSTM1: the feedback loop for one person.
+
+        feats: (B, C, H, W) normalised features; state: LSTM1 state.
+        Returns heatmaps (B, J, H, W), stop logit (B,) (p_t = sigmoid of it), new state.
+        """
+        b, _, h, w = feats.shape
+        passes = max(1, self.feedback_passes)
+        heat = None
+        if self.feedback_passes > 0:
+            noise = torch.rand((b, self.num_joints, h, w), generator=generator, device="cpu")
+            heat = 0.1 * noise.to(feats.device, feats.dtype)
+        for _ in range(passes):
+            x = feats if heat is None else torch.cat([feats, heat], 1)
+            state = self.lstm1(x, state)
+            heat = self.out1(state[-1][0])
+        pooled = torch.cat([hh.amax(dim=(2, 3)) for hh, _ in state], 1)
+        return heat, self.stop(pooled)[:, 0], state
+
+    def unroll(self, feats: torch.Tensor, *, max_steps: int, min_steps: torch.Tensor | None = None,
+               stop_threshold: float = OMEGA, bptt_steps: int | None = None,
+               generator: torch.Generator | None = None, record_states: list | None = None):
+        """Run LSTM1 person by person (Algorithm 1's loop).
+
+        Image b finishes after step t when t >= min_steps[b] and some step <= t had
+        p_t < stop_threshold (training: min_steps = Z + 1, so |p| = max(Z_hat, Z) + 1 steps are
+        taken; inference: min_steps = 1, i.e. the first stop), or at ``max_steps``. With
+        ``bptt_steps`` T the state is detached after every T-th step (truncated BPTT: nothing
+        after step kT back-propagates into steps <= kT), the hidden state itself carries on.
+
+        feats: (B, C, H, W) raw features (normalised here).
+        Returns heatmaps (B, T, J, H, W), stop logits (B, T), lengths (B,) int64 (steps taken
+        by each image; steps beyond an image's length are computed but meaningless).
+        """
+        x = self.norm(feats)
+        b = x.shape[0]
+        state = self.lstm1.zero_state(x)
+        need = torch.ones(b, dtype=torch.long) if min_steps is None else min_steps.detach().cpu().long()
+        lengths = torch.zeros(b, dtype=torch.long)
+        stopped = torch.zeros(b, dtype=torch.bool)
+        heats, logits = [], []
+        for t in range(1, int(max_steps) + 1):
+            heat, logit, state = self.person(x, state, generator)
+            heats.append(heat)
+            logits.append(logit)
+            if record_states is not None:
+                record_states.append(state)
+            active = lengths == 0
+            stopped |= (torch.sigmoid(logit.detach().float()).cpu() < stop_threshold)
+            done = active & stopped & (t >= need)
+            lengths[done] = t
+            if bool((lengths > 0).all()):
+                break
+            if bptt_steps and t % int(bptt_steps) == 0:
+                state = detach_state(state)
+        lengths[lengths == 0] = len(heats)
+        return torch.stack(heats, 1), torch.stack(logits, 1), lengths
+
+    def refine(self, feats: torch.Tensor, heats: torch.Tensor) -> torch.Tensor:
+        """LSTM2: a sequence of people, already in the chosen order, refined one per step.
+
+        feats: (B, C, H, W) raw features; heats: (B, N, J, H, W) LSTM1 heatmaps (the input).
+        Returns (B, N, J, H, W).
+        """
+        if self.lstm2 is None:
+            raise ValueError("this head has no LSTM2 (lstm2: false)")
+        x = self.norm(feats)
+        state = self.lstm2.zero_state(x)
+        outs = []
+        for n in range(heats.shape[1]):
+            state = self.lstm2(torch.cat([x, heats[:, n]], 1), state)
+            outs.append(self.out2(state[-1][0]))
+        if not outs:
+            return heats.new_zeros(heats.shape)
+        return torch.stack(outs, 1)
+
+
+class RecurrentPoseNet(nn.Module):
+    """Hourglass backbone + :class:`RecurrentHead`.
+
+    ``forward(image)`` returns the backbone's per-stack predictions (and stores its features);
+    :meth:`features` returns the concatenated features (B, C, H, W) of all stacks.
+    With ``freeze_backbone`` the backbone (except its optional ``feature_proj`` convs, which
+    the AE loss never trains) gets no gradient and stays in eval mode.
+    """
+
+    def __init__(self, backbone: nn.Module, head: RecurrentHead, *, freeze_backbone: bool = True):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.freeze_backbone = bool(freeze_backbone)
+        self.stride = getattr(backbone, "stride", 4)
+        self.input_multiple = getattr(backbone, "input_multiple", 64)
+        if self.freeze_backbone:
+            for name, p in self.backbone.named_parameters():
+                p.requires_grad_(name.startswith("feature_proj"))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()
+        return self
+
+    def forward(self, image: torch.Tensor):
+        return self.backbone(image)
+
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, C, S/4, S/4): all stacks' features concatenated."""
+        frozen = self.freeze_backbone and getattr(self.backbone, "feature_proj", None) is None
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            self.backbone(image)
+            return torch.cat(list(self.backbone.last_features), 1)
+
+    def load_init_state(self, state_dict: dict, source: str = "init_from") -> None:
+        """Initialise the backbone from an AE checkpoint's model weights."""
+        try:
+            missing, unexpected = self.backbone.load_state_dict(state_dict, strict=False)
+        except RuntimeError as e:
+            raise ValueError(f"{source}: its weights do not fit model.backbone "
+                             f"({str(e).strip().splitlines()[0]})") from None
+        missing = [k for k in missing if not k.startswith("feature_proj")]   # new, trained here
+        if missing or unexpected:
+            raise ValueError(f"{source}: its weights do not fit model.backbone "
+                             f"(missing {missing[:3]}, unexpected {list(unexpected)[:3]})")
