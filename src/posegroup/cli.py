@@ -134,7 +134,8 @@ def cmd_benchmark(args) -> int:
         ann = args.ann or str(_default_layouts())
         for fn in ("benchmark_decode_ae", "benchmark_decode_personlab"):
             if hasattr(benchmark, fn):
-                getattr(benchmark, fn)(ann, num_images=args.images)
+                extra = {"noise": args.noise} if fn == "benchmark_decode_ae" else {}
+                getattr(benchmark, fn)(ann, num_images=args.images, **extra)
         return 0
     from .engine.config import load_config
     if not args.config:
@@ -217,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("config", nargs="?", help="train: the YAML config")
     b.add_argument("--ann", help="decode: COCO keypoint json of layouts (default ../shared/data)")
     b.add_argument("--images", type=int, default=None, help="decode: use the first N images")
+    b.add_argument("--noise", default="clean", choices=["clean", "mild", "hard"],
+                   help="decode: AE oracle degradation level (engine.benchmark.AE_NOISE_LEVELS)")
     b.add_argument("--minutes", type=float, default=15.0, help="train: wall-clock training minutes")
     b.add_argument("--out", default="runs/benchmark_train")
     b.set_defaults(func=cmd_benchmark)

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from posegroup.engine.benchmark import (ae_coco_results, ae_perfect_outputs, benchmark_decode_ae,
-                                        coco_layouts)
+from posegroup.engine.benchmark import (AE_NOISE_LEVELS, ae_coco_results, ae_noise_knobs, ae_noisy_outputs,
+                                        ae_perfect_outputs, benchmark_decode_ae, coco_layouts)
 
 
 def test_coco_layouts_match_pycocotools(coco_val_gt):
@@ -46,14 +46,61 @@ def test_perfect_outputs_scale_and_results(coco_val_gt):
 
 
 def test_benchmark_decode_ae_figures(coco_val_gt, capsys):
-    res = benchmark_decode_ae(coco_val_gt, num_images=40, repeats=1, threads=1)
+    res = benchmark_decode_ae(coco_val_gt, noise="mild", num_images=30, repeats=1, threads=1)
     out = capsys.readouterr().out
-    assert "refine ms" in out and "COCO AP" in out
-    assert res["num_images"] == 40
-    assert sum(b["images"] for b in res["by_people"].values()) == 40
-    assert set(res["by_people"]) <= {"1", "2-3", "4-6", "7+"}
-    assert res["ms_refine"] > 0 and res["ms_no_refine"] > 0
-    # defaults are the reference decoder's: AP on perfect outputs is high but not perfect
-    assert 0.85 <= res["ap_no_refine"] <= 1.0 and 0.85 <= res["ap_refine"] <= 1.0
-    with pytest.raises(ValueError):
+    assert "speed ratio" in out and "COCO AP" in out and "reference" in out
+    assert res["num_images"] == 30 and res["noise"] == AE_NOISE_LEVELS["mild"]
+    for name in ("default", "reference", "spec"):
+        r = res["presets"][name]
+        assert sum(b["images"] for b in r["by_people"].values()) == 30
+        assert set(r["by_people"]) <= {"1", "2-3", "4-6", "7+"} and r["ms"] > 0
+        assert 0.3 <= r["ap"] <= 1.0
+    assert res["speed_ratio"] == pytest.approx(res["presets"]["reference"]["ms"] / res["presets"]["default"]["ms"])
+    assert res["ap_gain"] == pytest.approx(res["presets"]["default"]["ap"] - res["presets"]["reference"]["ap"])
+    with pytest.raises(ValueError, match="repeats"):
         benchmark_decode_ae(coco_val_gt, num_images=1, repeats=0)
+
+
+def test_noise_knobs_validated_by_name():
+    assert ae_noise_knobs("hard") == AE_NOISE_LEVELS["hard"]
+    assert ae_noise_knobs("clean", tag_std=0.3)["tag_std"] == 0.3
+    for knob, bad in (("tag_std", -0.1), ("drop_prob", 1.5), ("amplitude_jitter", float("nan")),
+                      ("spurious_per_map", "2")):
+        with pytest.raises(ValueError, match=knob):
+            ae_noise_knobs("mild", **{knob: bad})
+    with pytest.raises(ValueError, match="noise"):
+        ae_noise_knobs("extreme")
+
+
+def test_noisy_outputs_follow_their_knobs(coco_val_gt):
+    from posegroup.methods.ae.decode import top_candidates
+
+    lay = coco_layouts(coco_val_gt, 5)
+    clean = ae_noisy_outputs(coco_val_gt, noise="clean", num_images=5)
+    perfect = ae_perfect_outputs(coco_val_gt, num_images=5)
+    for c, p in zip(clean, perfect):        # clean = perfect heatmaps
+        np.testing.assert_allclose(c["heatmaps"], p["heatmaps"], atol=1e-6)
+    a = ae_noisy_outputs(coco_val_gt, noise="hard", num_images=5, seed=3)
+    b = ae_noisy_outputs(coco_val_gt, noise="hard", num_images=5, seed=3)
+    np.testing.assert_array_equal(a[2]["tags"], b[2]["tags"])                        # seeded
+    # every joint dropped: no peak reaches the detection threshold
+    dropped = ae_noisy_outputs(coco_val_gt, noise="clean", num_images=5, drop_prob=1.0)
+    assert all(o["heatmaps"].max() <= 0.1 for o in dropped)
+    # spurious peaks only: about spurious_per_map extra local maxima per joint map
+    extra = ae_noisy_outputs(coco_val_gt, noise="clean", num_images=5, spurious_per_map=3.0, seed=1)
+    n_true = sum(int((lay_["keypoints"][..., 2] > 0).sum()) for lay_ in lay)
+    n_peaks = sum(top_candidates(o["heatmaps"], top_k=1000, detection_threshold=0.05)[0].size for o in extra)
+    assert 0.6 * 3 * 17 * 5 <= n_peaks - n_true <= 1.4 * 3 * 17 * 5
+    # tag noise: the tag at each true peak is the person id plus N(0, tag_std)
+    noisy = ae_noisy_outputs(coco_val_gt, noise="clean", num_images=5, tag_std=0.5, seed=2)
+    dev = []
+    for o, l in zip(noisy, lay):
+        kp = l["keypoints"].copy()
+        kp[..., :2] /= o["scale"]
+        for n, person in enumerate(kp):
+            for k, (x, y, v) in enumerate(person):
+                if v > 0 and 0 <= x < 128 and 0 <= y < 128:
+                    dev.append(o["tags"][k, int(y), int(x), 0] - 2.0 * n)
+    dev = np.asarray(dev)
+    assert dev.size > 100
+    assert abs(np.median(dev)) < 0.1 and 0.4 < 1.4826 * np.median(np.abs(dev - np.median(dev))) < 0.6

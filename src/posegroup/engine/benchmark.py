@@ -4,7 +4,7 @@ from __future__ import annotations
 
 # ---- decode benchmarks (AE section, then PersonLab section) ----------------------------------
 
-# ---- AE decode (perfect network outputs from real COCO layouts) ----
+# ---- AE decode (perfect and noisy network outputs from real COCO layouts) ----
 
 def coco_layouts(ann_file, num_images=None):
     """Real pose layouts of a COCO keypoint json.
@@ -52,10 +52,117 @@ def ae_perfect_outputs(ann_file, *, resolution=128, sigma=2.0, num_images=None):
     return out
 
 
+#: Degradations of the noisy oracle (:func:`ae_noisy_outputs`), by level. Knobs: ``tag_std``
+#: (per-joint tag offset, person ids 2 apart), ``amplitude_jitter`` (peak height 1 - a * U(0, 1)),
+#: ``position_std`` (output cells), ``spurious_per_map`` (Poisson mean of extra peaks per joint
+#: map, random positions, heights U(0.1, 0.5) and tags), ``drop_prob`` (a labelled joint's peak
+#: falls below the detection threshold: height U(0.02, 0.1)).
+AE_NOISE_LEVELS = {
+    "clean": dict(tag_std=0.0, amplitude_jitter=0.0, position_std=0.0, spurious_per_map=0.0, drop_prob=0.0),
+    "mild": dict(tag_std=0.2, amplitude_jitter=0.3, position_std=0.1, spurious_per_map=0.5, drop_prob=0.1),
+    "hard": dict(tag_std=0.35, amplitude_jitter=0.6, position_std=0.2, spurious_per_map=1.5, drop_prob=0.25),
+}
+
+
+def ae_noise_knobs(noise="clean", **overrides) -> dict:
+    """The knobs of a noise level (a name of :data:`AE_NOISE_LEVELS`) with ``overrides``, checked:
+    every knob finite and >= 0, ``amplitude_jitter`` and ``drop_prob`` <= 1."""
+    import math
+
+    if noise not in AE_NOISE_LEVELS:
+        raise ValueError(f"noise must be one of {sorted(AE_NOISE_LEVELS)}; got {noise!r}")
+    knobs = dict(AE_NOISE_LEVELS[noise])
+    for name, v in overrides.items():
+        if name not in knobs:
+            raise ValueError(f"unknown noise knob {name!r}; knobs: {sorted(knobs)}")
+        if v is not None:
+            knobs[name] = v
+    for name, v in knobs.items():
+        hi = 1.0 if name in ("amplitude_jitter", "drop_prob") else math.inf
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= v <= hi) or math.isnan(v):
+            raise ValueError(f"{name} must be a number in [0, {hi}]; got {v!r}")
+        knobs[name] = float(v)
+    return knobs
+
+
+def _render_peaks(joint, x, y, amp, tag, k, size, sigma):
+    """Heatmaps (K, H, W): per joint the max of ``amp`` * Gaussian(sigma, cut at 3 sigma) over its
+    peaks; tags (K, H, W, 1): the tag of the nearest peak of that joint (-1000 with no peak)."""
+    import numpy as np
+
+    h, w = size
+    heat = np.zeros((k, h, w), np.float32)
+    tags = np.full((k, h, w, 1), -1000.0, np.float32)
+    cx = np.arange(w) + 0.5
+    cy = np.arange(h) + 0.5
+    for kk in np.unique(joint):
+        s = joint == kk
+        d2 = (cy[None, :, None] - y[s, None, None]) ** 2 + (cx[None, None, :] - x[s, None, None]) ** 2
+        g = amp[s, None, None] * np.exp(-d2 / (2.0 * sigma * sigma))
+        g[d2 > 9.0 * sigma * sigma] = 0.0
+        heat[kk] = g.max(axis=0)
+        tags[kk, :, :, 0] = tag[s][d2.argmin(axis=0)]
+    return heat, tags
+
+
+def _noisy_image(kp, knobs, rng, resolution, sigma):
+    """One noisy oracle image from true output-grid keypoints (N, K, 3)."""
+    import numpy as np
+
+    n, k, _ = kp.shape
+    ids = 2.0 * np.arange(n)
+    inside = (kp[..., 2] > 0) & (kp[..., 0] >= 0) & (kp[..., 0] < resolution) & (kp[..., 1] >= 0) \
+        & (kp[..., 1] < resolution)
+    pi, ji = np.nonzero(inside)
+    x = kp[pi, ji, 0] + rng.normal(0.0, knobs["position_std"], pi.size) if knobs["position_std"] else kp[pi, ji, 0]
+    y = kp[pi, ji, 1] + rng.normal(0.0, knobs["position_std"], pi.size) if knobs["position_std"] else kp[pi, ji, 1]
+    amp = 1.0 - knobs["amplitude_jitter"] * rng.random(pi.size)
+    dropped = rng.random(pi.size) < knobs["drop_prob"]
+    amp[dropped] = rng.uniform(0.02, 0.1, int(dropped.sum()))
+    tag = ids[pi] + (rng.normal(0.0, knobs["tag_std"], pi.size) if knobs["tag_std"] else 0.0)
+    m = rng.poisson(knobs["spurious_per_map"], k) if knobs["spurious_per_map"] else np.zeros(k, int)
+    sj = np.repeat(np.arange(k), m)
+    lo, hi = -1.0, 2.0 * max(n - 1, 0) + 1.0
+    joint = np.concatenate([ji, sj])
+    x = np.concatenate([x, rng.uniform(0, resolution, sj.size)])
+    y = np.concatenate([y, rng.uniform(0, resolution, sj.size)])
+    amp = np.concatenate([amp, rng.uniform(0.1, 0.5, sj.size)])
+    tag = np.concatenate([tag, rng.uniform(lo, hi, sj.size)])
+    return _render_peaks(joint, x, y, amp, tag, k, (resolution, resolution), sigma)
+
+
+def ae_noisy_outputs(ann_file, *, noise="clean", resolution=128, sigma=2.0, num_images=None, seed=0,
+                     **knobs):
+    """Oracle AE outputs of the real layouts of ``ann_file``, degraded the way network outputs
+    are: all of :data:`AE_NOISE_LEVELS`'s knobs at once (``noise`` names the level, ``knobs``
+    override single ones). Labelled joints inside the map get a Gaussian peak (sigma 2, truncated
+    at 3 sigma) at the true position plus N(0, position_std), of height 1 - amplitude_jitter *
+    U(0, 1) (U(0.02, 0.1), below the detection threshold, with probability ``drop_prob``), with
+    tag = person id (0, 2, 4...) + N(0, tag_std); each joint
+    map gets Poisson(spurious_per_map) extra peaks (uniform position, height U(0.1, 0.5), tag
+    U(-1, 2N - 1)). Tag maps carry the tag of the nearest peak of that joint. Seeded
+    (``seed``); "clean" equals :func:`ae_perfect_outputs` up to the tag of cells equidistant from
+    two peaks. Returns dicts like :func:`ae_perfect_outputs`, plus ``noise`` (the knobs).
+    """
+    import numpy as np
+
+    kn = ae_noise_knobs(noise, **knobs)
+    rng = np.random.default_rng(seed)
+    out = []
+    for lay in coco_layouts(ann_file, num_images):
+        scale = max(lay["width"], lay["height"]) / float(resolution)
+        kp = lay["keypoints"].copy()
+        kp[..., :2] /= scale
+        heat, tags = _noisy_image(kp, kn, rng, resolution, sigma)
+        out.append({"image_id": lay["image_id"], "scale": scale, "num_people": kp.shape[0],
+                    "heatmaps": heat, "tags": tags, "noise": kn})
+    return out
+
+
 def ae_coco_results(outputs, **group_kwargs):
-    """Decode perfect outputs (from :func:`ae_perfect_outputs`) with ``methods.ae.decode.group``
-    and return COCO keypoint results (image coordinates, missing joints filled at the person's
-    mean position, score = person score)."""
+    """Decode outputs (from :func:`ae_perfect_outputs` / :func:`ae_noisy_outputs`) with
+    ``methods.ae.decode.group`` and return COCO keypoint results (image coordinates, missing
+    joints filled at the person's mean position, score = person score)."""
     from ..methods.ae.decode import fill_missing, group
     from .predict import to_coco_results
 
@@ -72,95 +179,125 @@ def _coco_keypoint_ap(ann_file, results, image_ids):
     """COCOeval keypoint AP over ``image_ids`` (:func:`~posegroup.engine.evaluate.evaluate_results`)."""
     from .evaluate import evaluate_results
 
+    if not results:
+        return 0.0
     return evaluate_results(ann_file, results, image_ids=image_ids)["AP"]
 
 
-#: ``group`` options beyond the reference that make perfect outputs decode (nearly) perfectly.
-AE_IMPROVED_OPTIONS = {"subpixel": "quadratic", "nms_ties": "first", "gated_matching": True}
+#: People-per-image buckets of the decode benchmarks.
+PEOPLE_BUCKETS = {"1": (1, 1), "2-3": (2, 3), "4-6": (4, 6), "7+": (7, 10 ** 9)}
 
 
-def benchmark_decode_ae(ann_file, *, num_images=None, repeats=5, threads=1, resolution=128,
-                        subpixel="quarter", verbose=True):
-    """Time the AE decoder (``group``) on perfect outputs of real COCO layouts.
-
-    The layouts of ``ann_file`` are encoded once (K from the json, ``resolution`` x
-    ``resolution`` maps, sigma 2); then every image is decoded ``repeats`` times with refine on
-    and off (per-image median). Reports the median ms per image, the medians grouped by people
-    in the image (1, 2-3, 4-6, 7+) and the COCO AP of the decoded results, and prints a table.
-
-    Args:
-        ann_file: COCO keypoint json (e.g. the 511 complete val2017 images).
-        num_images: the first ``num_images`` images (all by default).
-        repeats: timed runs per image and setting (median kept).
-        threads: torch / BLAS threads (the decoder itself is single-threaded NumPy).
-        resolution: output map side.
-        subpixel: ``group``'s sub-pixel method.
-    Returns:
-        dict: ``num_images``, ``ms_refine`` / ``ms_no_refine`` (median per image), ``ms_mean_*``,
-        ``by_people`` {bucket: {"images", "ms_refine", "ms_no_refine"}}, ``ap_refine``,
-        ``ap_no_refine`` (``group``'s defaults but ``subpixel``), ``ap_improved`` (refine and
-        :data:`AE_IMPROVED_OPTIONS`).
-    """
+def _set_threads(threads) -> int:
+    """One-thread (or ``threads``) torch / OpenMP / BLAS / OpenCV for timing."""
     import os
-    import time
 
-    import numpy as np
-
-    from ..methods.ae.decode import group
-
-    if int(repeats) < 1:
-        raise ValueError(f"repeats must be >= 1; got {repeats!r}")
     threads = int(threads)
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1; got {threads!r}")
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
     try:
         import torch
 
         torch.set_num_threads(threads)
     except Exception:  # pragma: no cover - torch is a dependency, but the timing does not need it
         pass
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(threads))
+    try:
+        import cv2
 
-    outputs = ae_perfect_outputs(ann_file, resolution=resolution, num_images=num_images)
-    times = {True: [], False: []}
-    for o in outputs:
-        for refine in (True, False):
+        cv2.setNumThreads(threads)
+    except Exception:  # pragma: no cover
+        pass
+    return threads
+
+
+def _timed_runs(fns, items, repeats):
+    """ms per item (median of ``repeats``) of each of ``fns`` {name: f(item)}; the settings take
+    turns on every item so that load changes hit them alike."""
+    import time
+
+    import numpy as np
+
+    times = {name: [] for name in fns}
+    for item in items:
+        for name, fn in fns.items():
             t = []
             for _ in range(int(repeats)):
                 t0 = time.perf_counter()
-                group(o["heatmaps"], o["tags"], refine=refine, subpixel=subpixel)
+                fn(item)
                 t.append(time.perf_counter() - t0)
-            times[refine].append(1e3 * float(np.median(t)))
-    people = np.array([o["num_people"] for o in outputs])
-    t_on, t_off = np.array(times[True]), np.array(times[False])
-    buckets = {"1": (1, 1), "2-3": (2, 3), "4-6": (4, 6), "7+": (7, 10 ** 9)}
+            times[name].append(1e3 * float(np.median(t)))
+    return {name: np.asarray(v) for name, v in times.items()}
+
+
+def _summary(times, people):
+    """Median / mean ms and the medians by :data:`PEOPLE_BUCKETS`."""
+    import numpy as np
+
     by_people = {}
-    for name, (lo, hi) in buckets.items():
+    for name, (lo, hi) in PEOPLE_BUCKETS.items():
         sel = (people >= lo) & (people <= hi)
         if sel.any():
-            by_people[name] = {"images": int(sel.sum()), "ms_refine": float(np.median(t_on[sel])),
-                               "ms_no_refine": float(np.median(t_off[sel]))}
+            by_people[name] = {"images": int(sel.sum()), "ms": float(np.median(times[sel]))}
+    return {"ms": float(np.median(times)) if len(times) else float("nan"),
+            "ms_mean": float(np.mean(times)) if len(times) else float("nan"), "by_people": by_people}
+
+
+#: The ``group`` presets the AE benchmark compares; "reference" is the in-run baseline.
+AE_BENCH_PRESETS = ("default", "reference", "spec")
+
+
+def benchmark_decode_ae(ann_file, *, noise="clean", num_images=None, repeats=3, threads=1, resolution=128,
+                        seed=0, verbose=True, **knobs):
+    """AP and speed of the AE decoder (``group``) on noisy oracle outputs of real COCO layouts,
+    against the reference preset (pose-ae-train's decoder) measured in the same run.
+
+    Outputs come from :func:`ae_noisy_outputs` (``noise`` level, ``knobs`` override single
+    degradations, ``seed``); every image is decoded by each of :data:`AE_BENCH_PRESETS` in turn
+    (``repeats`` runs each, median kept) and the results scored with COCOeval.
+
+    Returns: dict ``num_images``, ``noise`` (the knobs), ``presets`` {name: {"ap", "ms",
+    "ms_mean", "by_people" {bucket: {"images", "ms"}}}}, ``speed_ratio`` (reference ms /
+    default ms, > 1: the defaults are faster) and ``ap_gain`` (default AP - reference AP).
+    """
+    import numpy as np
+
+    from ..methods.ae.decode import group
+
+    if int(repeats) < 1:
+        raise ValueError(f"repeats must be >= 1; got {repeats!r}")
+    threads = _set_threads(threads)
+    outputs = ae_noisy_outputs(ann_file, noise=noise, resolution=resolution, num_images=num_images,
+                               seed=seed, **knobs)
+    people = np.array([o["num_people"] for o in outputs])
     ids = [o["image_id"] for o in outputs]
-    res = {
-        "num_images": len(outputs),
-        "ms_refine": float(np.median(t_on)) if len(t_on) else float("nan"),
-        "ms_no_refine": float(np.median(t_off)) if len(t_off) else float("nan"),
-        "ms_mean_refine": float(np.mean(t_on)) if len(t_on) else float("nan"),
-        "ms_mean_no_refine": float(np.mean(t_off)) if len(t_off) else float("nan"),
-        "by_people": by_people,
-        "ap_refine": _coco_keypoint_ap(ann_file, ae_coco_results(outputs, refine=True, subpixel=subpixel), ids),
-        "ap_no_refine": _coco_keypoint_ap(ann_file, ae_coco_results(outputs, refine=False, subpixel=subpixel), ids),
-        "ap_improved": _coco_keypoint_ap(ann_file, ae_coco_results(outputs, **AE_IMPROVED_OPTIONS), ids),
-    }
+    fns = {p: (lambda o, p=p: group(o["heatmaps"], o["tags"], preset=p)) for p in AE_BENCH_PRESETS}
+    times = _timed_runs(fns, outputs, repeats)
+    presets = {p: {"ap": _coco_keypoint_ap(ann_file, ae_coco_results(outputs, preset=p), ids),
+                   **_summary(times[p], people)} for p in AE_BENCH_PRESETS}
+    ref, ours = presets["reference"], presets["default"]
+    res = {"num_images": len(outputs), "noise": outputs[0]["noise"] if outputs else ae_noise_knobs(noise, **knobs),
+           "presets": presets, "speed_ratio": ref["ms"] / ours["ms"] if ours["ms"] > 0 else float("nan"),
+           "ap_gain": ours["ap"] - ref["ap"]}
     if verbose:
-        print(f"AE decode (group), {res['num_images']} images, {resolution}x{resolution} maps, "
-              f"subpixel={subpixel}, {threads} thread(s), median of {repeats} runs per image")
-        print(f"{'people':>8} {'images':>7} {'refine ms':>10} {'no-refine ms':>13}")
-        for name, b in by_people.items():
-            print(f"{name:>8} {b['images']:>7} {b['ms_refine']:>10.3f} {b['ms_no_refine']:>13.3f}")
-        print(f"{'all':>8} {res['num_images']:>7} {res['ms_refine']:>10.3f} {res['ms_no_refine']:>13.3f}")
-        print(f"COCO AP on perfect outputs: refine {res['ap_refine']:.4f}, no refine {res['ap_no_refine']:.4f}, "
-              f"improved options {AE_IMPROVED_OPTIONS} {res['ap_improved']:.4f}")
+        _print_ae(res, noise, resolution, threads, repeats)
     return res
+
+
+def _print_ae(res, noise, resolution, threads, repeats):
+    presets = res["presets"]
+    print(f"AE decode (group), {res['num_images']} images, {resolution}x{resolution} maps, noise {noise!r} "
+          f"{res['noise']}, {threads} thread(s), median of {repeats} runs per image")
+    print(f"{'people':>8} {'images':>7} " + " ".join(f"{p + ' ms':>14}" for p in presets))
+    for bucket in PEOPLE_BUCKETS:
+        cells = [presets[p]["by_people"].get(bucket) for p in presets]
+        if cells[0]:
+            print(f"{bucket:>8} {cells[0]['images']:>7} " + " ".join(f"{c['ms']:>14.3f}" for c in cells))
+    print(f"{'all':>8} {res['num_images']:>7} " + " ".join(f"{presets[p]['ms']:>14.3f}" for p in presets))
+    print("COCO AP: " + ", ".join(f"{p} {presets[p]['ap']:.4f}" for p in presets))
+    print(f"default vs reference (in-run baseline): AP {res['ap_gain']:+.4f}, "
+          f"speed ratio {res['speed_ratio']:.2f}x (reference ms / default ms)")
 
 # ---- end of AE decode section ----
 

@@ -41,7 +41,7 @@ def test_quarter_adjust_and_cell_centres():
     hm[0, 4, 5] = 0.5          # right neighbour larger -> x + 0.25
     hm[0, 3, 4] = 0.4          # upper neighbour larger -> y - 0.25
     tg = np.zeros((1, 9, 9, 1), np.float32)
-    poses, _ = group(hm, tg, refine=False)
+    poses, _ = group(hm, tg, refine=False, preset="spec")
     np.testing.assert_allclose(poses[0, 0], [4 + 0.5 + 0.25, 4 + 0.5 - 0.25, 1.0])
     poses, _ = group(hm, tg, refine=False, adjust=False)
     np.testing.assert_allclose(poses[0, 0], [4.5, 4.5, 1.0])
@@ -84,18 +84,20 @@ def test_refine_adds_missing_joint():
     hm[1, 15, 15] = 0.08                   # a stronger weak peak with a far tag
     tg[1] = 3.0                            # every joint-1 tag is far from the person's ...
     tg[1, 12, 7] = 0.0                     # ... except at its own weak peak
-    poses, scores = group(hm, tg, refine=False)
+    poses, scores = group(hm, tg, refine=False, preset="spec")
     assert poses[0, 1, 2] == 0
-    poses_r, scores_r = group(hm, tg, refine=True, adjust=False)
+    poses_r, scores_r = group(hm, tg, refine=True, adjust=False, preset="spec")
     np.testing.assert_allclose(poses_r[0, 1], [7.5, 12.5, 0.05], rtol=1e-6)
     np.testing.assert_allclose(scores_r, scores)            # person score is from before refine
     # the far-tag peak scores 0.08 - 3 < 0: never taken; removing the right one leaves nothing
     hm[1, 12, 7] = 0.0
     tg[1, 12, 7] = 3.0
-    assert group(hm, tg, refine=True)[0][0, 1, 2] == 0
-    # pose-ae-train's acceptance (heatmap value > 0 at the argmax) takes it anyway
-    p = group(hm, tg, refine=True, adjust=False, refine_accept="heatmap")[0]
+    assert group(hm, tg, refine=True, preset="spec")[0][0, 1, 2] == 0
+    # pose-ae-train's acceptance (heatmap value > 0 at the argmax) takes it anyway, and so do
+    # the defaults, with the heatmap value as the joint's score
+    p = group(hm, tg, refine=True, adjust=False, refine_accept="heatmap", preset="spec")[0]
     np.testing.assert_allclose(p[0, 1], [15.5, 15.5, 0.08], rtol=1e-6)
+    np.testing.assert_allclose(group(hm, tg, adjust=False)[0][0, 1], [15.5, 15.5, 0.08], rtol=1e-6)
 
 
 def test_k14_crowdpose_and_joint_orders():
@@ -277,26 +279,30 @@ def test_perfect_outputs_subset_fast(perfect, coco_gt):
 
 def test_perfect_outputs_all_511(perfect, coco_gt):
     assert len(perfect) == 511
-    ap_best = _ap(coco_gt, perfect, **BEST)
-    ap_quarter = _ap(coco_gt, perfect, **{**BEST, "subpixel": "quarter"})
-    ap_no_refine = _ap(coco_gt, perfect, **BEST, refine=False)
-    ap_reference = _ap(coco_gt, perfect)                       # every default (reference)
-    FIGURES.update(best=ap_best, quarter=ap_quarter, no_refine=ap_no_refine, reference=ap_reference)
-    print(f"\nperfect outputs, 511 images, COCO AP: quadratic {ap_best:.4f}, reference quarter adjust "
-          f"{ap_quarter:.4f}, quadratic without refine {ap_no_refine:.4f}, all reference defaults "
-          f"(plateaus kept, ungated Hungarian, quarter) {ap_reference:.4f}")
-    assert ap_best >= 0.99
+    ap_best = _ap(coco_gt, perfect, preset="spec", **BEST)
+    ap_quarter = _ap(coco_gt, perfect, preset="spec", **{**BEST, "subpixel": "quarter"})
+    ap_no_refine = _ap(coco_gt, perfect, preset="spec", **BEST, refine=False)
+    ap_spec = _ap(coco_gt, perfect, preset="spec")               # SPEC as written
+    ap_default = _ap(coco_gt, perfect)
+    ap_reference = _ap(coco_gt, perfect, preset="reference")
+    FIGURES.update(best=ap_best, quarter=ap_quarter, no_refine=ap_no_refine, spec=ap_spec,
+                   default=ap_default, reference=ap_reference)
+    print(f"\nperfect outputs, 511 images, COCO AP: defaults {ap_default:.4f}, reference preset "
+          f"{ap_reference:.4f}, spec {ap_spec:.4f}; spec + quadratic/first/gated {ap_best:.4f} "
+          f"(quarter adjust {ap_quarter:.4f}, without refine {ap_no_refine:.4f})")
+    assert ap_best >= 0.99 and ap_default >= 0.99
     assert 0.97 <= ap_quarter < ap_best       # the quarter-pixel rule loses localisation
-    assert ap_reference >= 0.9
+    assert ap_spec >= 0.9 and ap_reference < ap_default
 
 
 def _noise_aps(coco_gt, outputs, stds=(0.1, 0.3, 0.5)):
+    """Per-cell tag noise, the SPEC preset with BEST (the earlier figures)."""
     rng = np.random.default_rng(0)
-    aps = [_ap(coco_gt, outputs, **BEST)]
+    aps = [_ap(coco_gt, outputs, preset="spec", **BEST)]
     for std in stds:
         noisy = [{**o, "tags": o["tags"] + rng.normal(0, std, o["tags"].shape).astype(np.float32)}
                  for o in outputs]
-        aps.append(_ap(coco_gt, noisy, **BEST))
+        aps.append(_ap(coco_gt, noisy, preset="spec", **BEST))
     print(f"\ntag noise std (ids 2 apart) -> AP, {len(outputs)} images: " + ", ".join(
         f"{s}: {a:.4f}" for s, a in zip((0.0,) + tuple(stds), aps)))
     assert aps[1] >= 0.98                      # small noise: still nearly perfect

@@ -73,7 +73,14 @@ def _check_maps(heatmaps, tags) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"tags must have shape (K, H, W, D) matching heatmaps {hm.shape}; got {tg.shape}")
     if tg.shape[3] < 1:
         raise ValueError("tags must have a tag dimension D >= 1")
-    return np.ascontiguousarray(hm, dtype=np.float32), np.ascontiguousarray(tg, dtype=np.float32)
+    hm = np.ascontiguousarray(hm, dtype=np.float32)
+    tg = np.ascontiguousarray(tg, dtype=np.float32)
+    big = np.finfo(np.float32).max
+    if not np.isfinite(hm).all():                     # broken outputs: NaN -> 0, +-inf -> +-max
+        hm = np.nan_to_num(hm, nan=0.0, posinf=big, neginf=-big)
+    if not np.isfinite(tg).all():                     # NaN -> 0, +-inf -> +-1e6 (far, no overflow)
+        tg = np.nan_to_num(tg, nan=0.0, posinf=1e6, neginf=-1e6)
+    return hm, tg
 
 
 def _tag_distance(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
@@ -138,12 +145,22 @@ def _check_nms_args(heatmaps, kernel, ties) -> tuple[np.ndarray, int]:
     hm = np.asarray(heatmaps)
     if hm.ndim != 3:
         raise ValueError(f"heatmaps must have shape (K, H, W); got {hm.shape}")
-    kernel = int(kernel)
-    if kernel < 1 or kernel % 2 == 0:
-        raise ValueError(f"nms_kernel must be a positive odd integer; got {kernel}")
+    kernel = _check_kernel(kernel, hm.shape)
     if ties not in ("keep", "first"):
-        raise ValueError(f"nms ties must be 'keep' or 'first'; got {ties!r}")
+        raise ValueError(f"nms_ties must be 'keep' or 'first'; got {ties!r}")
     return hm, kernel
+
+
+#: Largest NMS window side accepted (the window loop is O(kernel^2)).
+MAX_NMS_KERNEL = 31
+
+
+def _check_kernel(kernel, shape) -> int:
+    """nms_kernel: an odd integer in [1, MAX_NMS_KERNEL]."""
+    if isinstance(kernel, bool) or not isinstance(kernel, (int, np.integer)) or not (
+            1 <= int(kernel) <= MAX_NMS_KERNEL and int(kernel) % 2 == 1):
+        raise ValueError(f"nms_kernel must be an odd integer in [1, {MAX_NMS_KERNEL}]; got {kernel!r}")
+    return int(kernel)
 
 
 def top_candidates(heatmaps: np.ndarray, *, top_k: int = 30, nms_kernel: int = 3,
@@ -242,14 +259,83 @@ def _parabola(hm, joint, y, x, axis: int, n: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ steps 4-8
-def group(heatmaps, tags, *, detection_threshold: float = 0.1, tag_threshold: float = 1.0,
-          top_k: int = 30, nms_kernel: int = 3, max_people: int = 30,
-          joint_order: "Sequence[int] | KeypointSet | None" = None, adjust: bool = True,
-          refine: bool = True, subpixel: str = "quarter", tag_metric: str = "l2",
-          refine_accept: str = "adjusted", nms_ties: str = "keep", gated_matching: bool = False):
+#: Option values of the presets of :func:`group`. "spec": SPEC section 1 as written (the
+#: earlier defaults); "reference": pose-ae-train's test-time decoder (its own code path, see
+#: :func:`group`); "default": the tuned defaults (measured by ``posegroup benchmark decode``).
+PRESETS: dict[str, dict] = {
+    "spec": dict(detection_threshold=0.1, tag_threshold=1.0, top_k=30, nms_kernel=3, max_people=30,
+                 adjust=True, refine=True, subpixel="quarter", tag_metric="l2", refine_accept="adjusted",
+                 nms_ties="keep", gated_matching=False, person_score="detected", match_cost="rounded"),
+    "reference": dict(detection_threshold=0.1, tag_threshold=1.0, top_k=30, nms_kernel=3, max_people=30,
+                      adjust=True, refine=True, subpixel="quarter", tag_metric="rms",
+                      refine_accept="heatmap", nms_ties="keep", gated_matching=False,
+                      person_score="detected", match_cost="rounded"),
+    "default": dict(detection_threshold=0.1, tag_threshold=1.0, top_k=30, nms_kernel=3, max_people=30,
+                    adjust=True, refine=True, subpixel="quadratic", tag_metric="l2", refine_accept="heatmap",
+                    nms_ties="first", gated_matching=True, person_score="detected", match_cost="score"),
+}
+#: Options the reference preset reproduces as pose-ae-train has them (passing another value is an error).
+_REFERENCE_FIXED = ("nms_kernel", "subpixel", "tag_metric", "refine_accept", "nms_ties", "gated_matching",
+                    "person_score", "match_cost")
+_CHOICES = {"subpixel": ("quarter", "quadratic", "none"), "tag_metric": ("l2", "rms"),
+            "refine_accept": ("heatmap", "adjusted"), "nms_ties": ("keep", "first"),
+            "person_score": ("detected", "refined"), "match_cost": ("rounded", "score")}
+
+
+def _resolve_options(preset: str, given: dict, shape) -> dict:
+    """The preset's options updated by the non-None ``given`` ones, validated (ValueError naming
+    the knob when out of range)."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {preset!r}")
+    opts = dict(PRESETS[preset])
+    for name, value in given.items():
+        if value is None:
+            continue
+        if preset == "reference" and name in _REFERENCE_FIXED and value != opts[name]:
+            raise ValueError(f"{name}={value!r} cannot be combined with preset='reference' (fixed to "
+                             f"{opts[name]!r}); use preset='spec' or 'default' to change it")
+        opts[name] = value
+    for name, choices in _CHOICES.items():
+        if opts[name] not in choices:
+            raise ValueError(f"{name} must be one of {choices}; got {opts[name]!r}")
+    for name in ("detection_threshold", "tag_threshold"):
+        v = opts[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not np.isfinite(v):
+            raise ValueError(f"{name} must be a finite number; got {v!r}")
+        opts[name] = float(v)
+    if opts["tag_threshold"] <= 0:
+        raise ValueError(f"tag_threshold must be > 0; got {opts['tag_threshold']}")
+    for name in ("top_k", "max_people"):
+        v = opts[name]
+        if isinstance(v, bool) or int(v) != v or not 1 <= int(v) <= 10000:
+            raise ValueError(f"{name} must be an integer in [1, 10000]; got {v!r}")
+        opts[name] = int(v)
+    _check_kernel(opts["nms_kernel"], shape)
+    opts["nms_kernel"] = int(opts["nms_kernel"])
+    for name in ("adjust", "refine", "gated_matching"):
+        opts[name] = bool(opts[name])
+    return opts
+
+
+def _joint_order(joint_order, k: int) -> tuple[int, ...]:
+    order = default_joint_order(k) if joint_order is None else (
+        default_joint_order(joint_order) if isinstance(joint_order, KeypointSet)
+        else tuple(int(j) for j in joint_order))
+    if sorted(order) != list(range(k)):
+        raise ValueError(f"joint_order must be a permutation of range({k}); got {list(order)}")
+    return order
+
+
+def group(heatmaps, tags, *, preset: str = "default", detection_threshold: "float | None" = None,
+          tag_threshold: "float | None" = None, top_k: "int | None" = None, nms_kernel: "int | None" = None,
+          max_people: "int | None" = None, joint_order: "Sequence[int] | KeypointSet | None" = None,
+          adjust: "bool | None" = None, refine: "bool | None" = None, subpixel: "str | None" = None,
+          tag_metric: "str | None" = None, refine_accept: "str | None" = None, nms_ties: "str | None" = None,
+          gated_matching: "bool | None" = None, person_score: "str | None" = None,
+          match_cost: "str | None" = None):
     """Group joint detections into people by their associative-embedding tags.
 
-    SPEC section 1 decoding, steps 1-8:
+    SPEC section 1 decoding, steps 1-8 (``preset="spec"``):
       1. NMS: keep cells equal to the ``nms_kernel`` max-pool of the heatmap.
       2-3. the top ``top_k`` cells per joint with score > ``detection_threshold``, with their tags.
       4-5. joint types in ``joint_order``; the first type present seeds one person per candidate;
@@ -263,69 +349,117 @@ def group(heatmaps, tags, *, detection_threshold: float = 0.1, tag_threshold: fl
          heatmap - round(dist(tag, person's mean tag)) is added (with the heatmap value there as
          score, adjusted like the others) when accepted (see ``refine_accept``).
 
+    Presets (every option left None takes the preset's value, :data:`PRESETS`):
+      * ``"default"``: the tuned decoder: one candidate per plateau, gated matching in which the
+        tag distance only gates and the candidate score decides (``match_cost="score"``),
+        log-parabola sub-pixel peaks, refine that fills every missing joint whose best cell has
+        a positive heatmap value (joint score = that heatmap value, not 1 as in the reference),
+        person score from the detected joints.
+      * ``"spec"``: SPEC as written (the earlier defaults of this function).
+      * ``"reference"``: pose-ae-train's test-time decoder (utils/group.py ``HeatmapParser``
+        with test.py's settings, then test.py's ``refine``), reproduced on its own code path:
+        the heatmap is clipped at 1 first; people live in a dict keyed by the first tag value of
+        the joint that created them (a candidate that starts a person whose key exists goes into
+        that person, replacing its joint, and resets its tag list); once ``max_people`` people
+        exist, later joint types are skipped ("ignore_too_much"); the matching distance is the
+        RMS over D, the cost matrix padded square with 1e10; quarter-pixel adjust; refine runs on
+        every person with the person's tag = mean of the tags at its joints' cells, L2 distance,
+        accepts when the heatmap value at the argmax is > 0, gives the refined joint score 1 and
+        adjusts it with test.py's own quarter rule (whose row neighbour is clamped at K - 1, as
+        in test.py, and at the map). Person scores: mean of the K joint scores before refine.
+        Not reproduced: the order of exactly tied candidates (torch ``topk`` is unspecified; here
+        raster order), and the choice among exactly equal-cost assignments (``munkres`` there,
+        scipy here). The options in ``_REFERENCE_FIXED`` cannot be changed with this preset.
+
     Args:
         heatmaps: (K, H, W) joint heatmaps (one image).
         tags: (K, H, W, D) tag maps ((K, H, W) is read as D = 1).
+        preset: ``"default"``, ``"spec"`` or ``"reference"``.
         detection_threshold: 0.1 (official test-time value; the reference class default is 0.2).
-        tag_threshold: 1.0 (reference).
-        top_k: candidates per joint, 30 (reference).
-        nms_kernel: 3 (pose-ae-train; HigherHRNet/mmpose use 5).
-        max_people: 30 (reference): only the first ``max_people`` groups (creation order) are
-            matched against; as in the reference, later candidates may still start new people,
-            so the output is not truncated.
+        tag_threshold: 1.0 (reference), > 0.
+        top_k: candidates per joint, 30 (reference), in [1, 10000].
+        nms_kernel: odd window side in [1, 31]: 3 (pose-ae-train; HigherHRNet/mmpose use 5).
+        max_people: 30 (reference), in [1, 10000]: only the first ``max_people`` groups
+            (creation order) are matched against; later candidates may still start new people
+            (except with the reference preset), so the output is not truncated.
         joint_order: a permutation of range(K) or a KeypointSet; default
             :func:`default_joint_order` (SPEC's COCO order when K = 17, range(K) otherwise).
-        adjust: apply the sub-pixel step 6 (the reference's quarter-pixel rule by default).
-            Without it the cell centre (j + 0.5, i + 0.5) is returned.
+        adjust: apply the sub-pixel step 6; without it the cell centre (j + 0.5, i + 0.5).
         refine: step 8 (the paper's "+ refine" results).
-        subpixel: ``"quarter"`` (reference, default) or ``"quadratic"`` (log-parabola fit, exact
-            on Gaussian peaks); see :func:`subpixel_offsets`.
-        tag_metric: ``"l2"`` Euclidean norm (SPEC, HigherHRNet; default) or ``"rms"`` root mean
-            square over the D tag dimensions (pose-ae-train). Identical for D = 1.
-        refine_accept: ``"adjusted"`` (SPEC step 8 as written, default): add the refined joint
-            only when heatmap - round(dist) > 0 at the argmax, i.e. a positive heatmap value whose
-            tag rounds to the person's; ``"heatmap"`` (pose-ae-train's code): whenever the heatmap
-            value at the argmax is > 0, which also takes another person's joint when the map has
-            no better one (on perfect COCO outputs this costs AP: a 16-joint person then matches
-            a 1-keypoint ground truth through the borrowed joint).
-        nms_ties: ``"keep"`` (reference max-pool equality, default) or ``"first"`` (one candidate
-            per plateau of exactly equal maxima); see :func:`nms`.
+        subpixel: ``"quarter"`` (reference) or ``"quadratic"`` (log-parabola fit, exact on
+            Gaussian peaks); see :func:`subpixel_offsets`.
+        tag_metric: ``"l2"`` Euclidean norm (SPEC, HigherHRNet) or ``"rms"`` root mean square
+            over the D tag dimensions (pose-ae-train's matching). Identical for D = 1.
+        refine_accept: ``"adjusted"`` (SPEC step 8 as written): add the refined joint only when
+            heatmap - round(dist) > 0 at the argmax; ``"heatmap"`` (pose-ae-train's code):
+            whenever the heatmap value at the argmax is > 0, i.e. nearly every missing joint is
+            filled with its best guess (OKS ignores guesses for unlabelled joints).
+        nms_ties: ``"keep"`` (reference max-pool equality) or ``"first"`` (one candidate per
+            plateau of exactly equal maxima); see :func:`nms`.
         gated_matching: False (reference): the Hungarian sees every (candidate, group) pair and
             matches at or beyond ``tag_threshold`` are rejected only afterwards, so with tied costs
             it may prefer an assignment whose pairs are then all rejected (e.g. 1-D tags 2, 4, 6
             against groups 0, 2, 4: the optimum "6->4, 4->2, 2->0" costs the same as the right
             one, and splits two people). True: pairs with distance >= ``tag_threshold`` cost
             1e10 before the assignment, so the number of accepted matches is maximised first.
+        person_score: ``"detected"`` (SPEC step 7, reference): mean of the K joint scores before
+            refine; ``"refined"``: the same mean after refine (refined joints count with their
+            heatmap value). On the noisy oracle (``posegroup benchmark decode``) "refined" loses
+            much AP under spurious peaks: their one-joint people borrow whole bodies in refine.
+        match_cost: ``"rounded"`` (SPEC step 5, reference): round(dist) * 100 - score;
+            ``"score"``: among the pairs closer than ``tag_threshold`` (gated as with
+            ``gated_matching``) only the candidate score counts, so a spurious peak whose tag is
+            close enough never displaces a stronger true joint of the same person because its
+            tag happens to round better.
     Returns:
         poses: (N, K, 3) float32, x, y, score per joint (score 0 = missing), heatmap-cell units.
-        scores: (N,) float32 person scores (step 7).
+        scores: (N,) float32 person scores.
     """
     hm, tg = _check_maps(heatmaps, tags)
     k, h, w, d = tg.shape
-    order = default_joint_order(k) if joint_order is None else (
-        default_joint_order(joint_order) if isinstance(joint_order, KeypointSet) else tuple(int(j) for j in joint_order))
-    if sorted(order) != list(range(k)):
-        raise ValueError(f"joint_order must be a permutation of range({k}); got {list(order)}")
-    if tag_metric not in ("l2", "rms"):
-        raise ValueError(f"tag_metric must be 'l2' or 'rms'; got {tag_metric!r}")
-    if refine_accept not in ("heatmap", "adjusted"):
-        raise ValueError(f"refine_accept must be 'heatmap' or 'adjusted'; got {refine_accept!r}")
-    if subpixel not in ("quarter", "quadratic", "none"):
-        raise ValueError(f"subpixel must be 'quarter', 'quadratic' or 'none'; got {subpixel!r}")
-    if int(top_k) < 1 or int(max_people) < 1:
-        raise ValueError(f"top_k and max_people must be >= 1; got {top_k}, {max_people}")
-    max_people = int(max_people)
+    opts = _resolve_options(preset, dict(
+        detection_threshold=detection_threshold, tag_threshold=tag_threshold, top_k=top_k,
+        nms_kernel=nms_kernel, max_people=max_people, adjust=adjust, refine=refine, subpixel=subpixel,
+        tag_metric=tag_metric, refine_accept=refine_accept, nms_ties=nms_ties,
+        gated_matching=gated_matching, person_score=person_score, match_cost=match_cost), hm.shape)
+    order = _joint_order(joint_order, k)
+    if k == 0 or h == 0 or w == 0:
+        return np.zeros((0, k, 3), np.float32), np.zeros(0, np.float32)
+    if preset == "reference":
+        return _group_reference(hm, tg, order, opts)
+    cj, cy, cx, cv = top_candidates(hm, top_k=opts["top_k"], nms_kernel=opts["nms_kernel"],
+                                    detection_threshold=opts["detection_threshold"], nms_ties=opts["nms_ties"])
+    member, tag_sum, count = _match(cj, cv, tg[cj, cy, cx], k, order, opts)
+    n_groups = member.shape[0]
+    poses = np.zeros((n_groups, k, 3), dtype=np.float64)
+    gi, ji = np.nonzero(member >= 0)
+    ci = member[gi, ji]
+    sub = opts["subpixel"] if opts["adjust"] else "none"
+    if ci.size:
+        dx, dy = subpixel_offsets(hm, cj[ci], cy[ci], cx[ci], sub)
+        poses[gi, ji, 0] = cx[ci] + 0.5 + dx
+        poses[gi, ji, 1] = cy[ci] + 0.5 + dy
+        poses[gi, ji, 2] = cv[ci]
+    scores = poses[:, :, 2].mean(axis=1) if n_groups else np.zeros(0)
+    if opts["refine"] and n_groups:
+        means = tag_sum / count[:, None]
+        _refine(poses, means, hm, tg, opts["tag_metric"], sub, opts["refine_accept"])
+        if opts["person_score"] == "refined":
+            scores = poses[:, :, 2].mean(axis=1)
+    return poses.astype(np.float32), scores.astype(np.float32)
 
-    cj, cy, cx, cv = top_candidates(hm, top_k=top_k, nms_kernel=nms_kernel,
-                                    detection_threshold=detection_threshold, nms_ties=nms_ties)
-    ctag = tg[cj, cy, cx]                             # (M, D)
+
+def _match(cj, cv, ctag, k: int, order, opts):
+    """Steps 4-5: greedy joint-by-joint Hungarian matching of candidates to groups.
+
+    Returns member (G, K) candidate index per group joint (-1 = none), tag_sum (G, D), count (G,)."""
+    d = ctag.shape[1]
     bounds = np.searchsorted(cj, np.arange(k + 1))    # candidates of joint j: bounds[j]:bounds[j+1]
-
     cap = max(cj.size, 1)
     member = np.full((cap, k), -1, dtype=np.int64)    # candidate index of each group's joint
     tag_sum = np.zeros((cap, d), dtype=np.float64)
     count = np.zeros(cap, dtype=np.int64)
-    n_groups = 0
+    n_groups, thr = 0, opts["tag_threshold"]
     for j in order:
         lo, hi = bounds[j], bounds[j + 1]
         if hi == lo:
@@ -333,14 +467,20 @@ def group(heatmaps, tags, *, detection_threshold: float = 0.1, tag_threshold: fl
         idx = np.arange(lo, hi)
         new = idx
         if n_groups > 0:
-            g = min(n_groups, max_people)
+            g = min(n_groups, opts["max_people"])
             means = tag_sum[:g] / count[:g, None]
-            dist = _tag_distance(ctag[idx, None, :].astype(np.float64), means[None, :, :], tag_metric)
-            cost = np.round(dist) * 100.0 - cv[idx, None]
-            if gated_matching:
-                cost[dist >= tag_threshold] = 1e10
-            rows, cols = linear_sum_assignment(cost)
-            ok = dist[rows, cols] < tag_threshold
+            dist = _tag_distance(ctag[idx, None, :].astype(np.float64), means[None, :, :], opts["tag_metric"])
+            if opts["match_cost"] == "score":                 # the tag distance only gates
+                cost = np.broadcast_to(-cv[idx, None].astype(np.float64), dist.shape).copy()
+            else:
+                cost = np.round(dist) * 100.0 - cv[idx, None]
+            if opts["gated_matching"] or opts["match_cost"] == "score":                 # gate, and let every row stay unmatched
+                cost[~(dist < thr)] = 1e10                  # (cost 1e9): more matches first, then
+                cost = np.concatenate([cost, np.full((idx.size, idx.size), 1e9)], axis=1)  # the val
+            rows, cols = linear_sum_assignment(np.nan_to_num(cost, nan=1e10, posinf=1e10, neginf=-1e10))
+            keep = cols < g
+            rows, cols = rows[keep], cols[keep]
+            ok = dist[rows, cols] < thr
             rows, cols = rows[ok], cols[ok]
             member[cols, j] = idx[rows]
             tag_sum[cols] += ctag[idx[rows]]
@@ -353,22 +493,7 @@ def group(heatmaps, tags, *, detection_threshold: float = 0.1, tag_threshold: fl
         tag_sum[n_groups:n_groups + m] = ctag[new]
         count[n_groups:n_groups + m] = 1
         n_groups += m
-
-    member = member[:n_groups]
-    poses = np.zeros((n_groups, k, 3), dtype=np.float64)
-    gi, ji = np.nonzero(member >= 0)
-    ci = member[gi, ji]
-    if ci.size:
-        dx, dy = subpixel_offsets(hm, cj[ci], cy[ci], cx[ci], subpixel if adjust else "none")
-        poses[gi, ji, 0] = cx[ci] + 0.5 + dx
-        poses[gi, ji, 1] = cy[ci] + 0.5 + dy
-        poses[gi, ji, 2] = cv[ci]
-    scores = poses[:, :, 2].mean(axis=1) if n_groups else np.zeros(0)
-
-    if refine and n_groups:
-        means = tag_sum[:n_groups] / count[:n_groups, None]
-        _refine(poses, means, hm, tg, tag_metric, subpixel if adjust else "none", refine_accept)
-    return poses.astype(np.float32), scores.astype(np.float32)
+    return member[:n_groups], tag_sum[:n_groups], count[:n_groups]
 
 
 def _refine(poses: np.ndarray, means: np.ndarray, hm: np.ndarray, tg: np.ndarray, metric: str,
@@ -420,6 +545,197 @@ def _refine(poses: np.ndarray, means: np.ndarray, hm: np.ndarray, tg: np.ndarray
     poses[p, j, 0] = x + 0.5 + dx
     poses[p, j, 1] = y + 0.5 + dy
     poses[p, j, 2] = v
+
+
+# ------------------------------------------------------------------------------ reference preset
+def _group_reference(hm: np.ndarray, tg: np.ndarray, order, opts: dict):
+    """pose-ae-train's test-time decoding (``group(..., preset="reference")``), see :func:`group`."""
+    k, h, w, d = tg.shape
+    hm = np.minimum(hm, np.float32(1.0))              # test.py clips the fused heatmap at 1
+    cj, cy, cx, cv = top_candidates(hm, top_k=opts["top_k"], nms_kernel=3,
+                                    detection_threshold=opts["detection_threshold"], nms_ties="keep")
+    ctag = tg[cj, cy, cx]
+    state = _RefGroups(cj.size, k, d)
+    bounds = np.searchsorted(cj, np.arange(k + 1))
+    for j in order:
+        idx = np.arange(bounds[j], bounds[j + 1])
+        if idx.size == 0:
+            continue
+        if state.n == 0:
+            state.add_new(idx, j, ctag)
+            continue
+        g = min(state.n, opts["max_people"])
+        if g == opts["max_people"]:                  # "ignore_too_much": the joint type is skipped
+            continue
+        means = (state.tag_sum[:g] / state.count[:g, None]).astype(np.float32).astype(np.float64)
+        diff = np.sqrt(np.square(ctag[idx, None, :].astype(np.float64) - means[None]).mean(axis=2))
+        cost = np.round(diff) * 100.0 - cv[idx, None]
+        if cost.shape[0] > cost.shape[1]:            # square padding with 1e10 columns
+            cost = np.concatenate([cost, np.full((idx.size, idx.size - g), 1e10)], axis=1)
+        rows, cols = _munkres(cost)                  # one column per row, rows ascending
+        ok = cols < g
+        ok[ok] = diff[rows[ok], cols[ok]] < opts["tag_threshold"]
+        state.assign(idx, rows, cols, ok, j, ctag)
+    joints = state.member[:state.n]
+    poses = np.zeros((state.n, k, 3), dtype=np.float32)
+    gi, ji = np.nonzero(joints >= 0)
+    ci = joints[gi, ji]
+    mode = "quarter" if opts["adjust"] else "none"
+    if ci.size:
+        dx, dy = subpixel_offsets(hm, cj[ci], cy[ci], cx[ci], mode)
+        poses[gi, ji, 0] = cx[ci] + 0.5 + dx
+        poses[gi, ji, 1] = cy[ci] + 0.5 + dy
+        poses[gi, ji, 2] = cv[ci]
+    scores = poses[:, :, 2].mean(axis=1)
+    if opts["refine"] and state.n:
+        _refine_reference(poses, hm, tg, mode)
+    return poses, scores.astype(np.float32)
+
+
+class _RefGroups:
+    """pose-ae-train's people dict: people keyed by the first tag value of the joint that created
+    them, in creation order. A candidate that starts a person whose key exists already is written
+    into that person (replacing its joint of that type) and resets its tag list to its own tag."""
+
+    def __init__(self, cap: int, k: int, d: int):
+        self.member = np.full((max(cap, 1), k), -1, dtype=np.int64)
+        self.tag_sum = np.zeros((max(cap, 1), d), dtype=np.float64)
+        self.count = np.zeros(max(cap, 1), dtype=np.int64)
+        self.keys: dict[float, int] = {}
+        self.n = 0
+
+    def add_new(self, cand: np.ndarray, j: int, ctag: np.ndarray) -> None:
+        keys = ctag[cand, 0]
+        if np.unique(keys).size == keys.size and not any(float(t) in self.keys for t in keys):
+            m = cand.size                             # common case: no key collision, vectorised
+            sl = slice(self.n, self.n + m)
+            self.member[sl, j] = cand
+            self.tag_sum[sl] = ctag[cand]
+            self.count[sl] = 1
+            self.keys.update((float(t), self.n + i) for i, t in enumerate(keys))
+            self.n += m
+            return
+        for c in cand:                                # collisions: one by one, in order
+            g = self.keys.setdefault(float(ctag[c, 0]), self.n)
+            if g == self.n:
+                self.n += 1
+            self.member[g, j] = c
+            self.tag_sum[g] = ctag[c]
+            self.count[g] = 1
+
+    def assign(self, idx, rows, cols, ok, j, ctag) -> None:
+        new_rows = rows[~ok]
+        keys = ctag[idx[new_rows], 0]
+        clash = np.unique(keys).size != keys.size or any(float(t) in self.keys for t in keys)
+        if not clash:
+            self.member[cols[ok], j] = idx[rows[ok]]
+            self.tag_sum[cols[ok]] += ctag[idx[rows[ok]]]
+            self.count[cols[ok]] += 1
+            self.add_new(idx[new_rows], j, ctag)
+            return
+        for r, c, good in zip(rows, cols, ok):       # the reference's order: rows ascending
+            if good:
+                self.member[c, j] = idx[r]
+                self.tag_sum[c] += ctag[idx[r]]
+                self.count[c] += 1
+            else:
+                self.add_new(idx[r:r + 1], j, ctag)
+
+
+def _munkres(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum-cost assignment of every row (rows <= columns) by the Munkres algorithm, making
+    the choices of the ``munkres`` package (1.0-1.1) that pose-ae-train calls, so that among
+    equal-cost assignments the same one comes out: the matrix is padded square with zero rows;
+    row minima are subtracted; zeros are starred row by row (first free column); the search for
+    an uncovered zero starts at the last primed row / starred column, wraps, and takes the last
+    zero of the first row that has one; the path and the cover updates are the textbook ones.
+    Returns (rows, cols) of the original rows, rows ascending."""
+    r0, c0 = cost.shape
+    n = max(r0, c0)
+    c = np.zeros((n, n))
+    c[:r0, :c0] = cost
+    c -= c.min(axis=1, keepdims=True)
+    star = np.zeros((n, n), dtype=bool)
+    prime = np.zeros((n, n), dtype=bool)
+    col_used = np.zeros(n, dtype=bool)
+    for i in range(n):                                 # step 2: star the first free zero per row
+        free = np.flatnonzero((c[i] == 0) & ~col_used)
+        if free.size:
+            star[i, free[0]] = col_used[free[0]] = True
+    while True:
+        col_cov = star.any(axis=0)                     # step 3
+        row_cov = np.zeros(n, dtype=bool)
+        if col_cov.sum() >= n:
+            break
+        i0 = j0 = 0
+        while True:                                    # step 4
+            z = (c == 0) & ~row_cov[:, None] & ~col_cov[None, :]
+            rows_order = np.roll(np.arange(n), -i0)
+            hit = rows_order[z[rows_order].any(axis=1)]
+            if hit.size == 0:                          # step 6, then step 4 from the top
+                m = c[~row_cov][:, ~col_cov].min()
+                c[row_cov] += m
+                c[:, ~col_cov] -= m
+                i0 = j0 = 0
+                continue
+            i = hit[0]
+            cols_order = np.roll(np.arange(n), -j0)
+            j = cols_order[z[i, cols_order]][-1]
+            prime[i, j] = True
+            s = np.flatnonzero(star[i])
+            if s.size == 0:
+                break
+            row_cov[i], col_cov[s[0]] = True, False
+            i0, j0 = i, s[0]
+        path = [(i, j)]                                # step 5: alternating star / prime path
+        while True:
+            rs = np.flatnonzero(star[:, path[-1][1]])
+            if rs.size == 0:
+                break
+            path.append((rs[0], path[-1][1]))
+            path.append((rs[0], np.flatnonzero(prime[rs[0]])[0]))
+        for a, b in path:
+            star[a, b] = not star[a, b]
+        prime[:] = False
+    rows, cols = np.nonzero(star[:r0, :c0])
+    return rows, cols
+
+def _refine_reference(poses: np.ndarray, hm: np.ndarray, tg: np.ndarray, subpixel: str) -> None:
+    """test.py's refine, in place: the person's tag is the mean of the tags at its joints' cells;
+    for each missing joint the first argmax over the whole map of heatmap - round(L2 distance) is
+    taken whenever the heatmap value there is > 0, with joint score 1."""
+    k, h, w, d = tg.shape
+    found = poses[:, :, 2] > 0
+    p_idx, j_idx = np.nonzero(found)
+    cell_y = np.floor(poses[p_idx, j_idx, 1]).astype(np.int64)
+    cell_x = np.floor(poses[p_idx, j_idx, 0]).astype(np.int64)
+    tag_at = tg[j_idx, np.clip(cell_y, 0, h - 1), np.clip(cell_x, 0, w - 1)].astype(np.float64)
+    n = found.sum(axis=1)
+    sums = np.zeros((poses.shape[0], d))
+    np.add.at(sums, p_idx, tag_at)
+    means = (sums / np.maximum(n, 1)[:, None]).astype(np.float32)
+    miss_p, miss_j = np.nonzero(~found & (n > 0)[:, None])
+    flat_hm, flat_tg = hm.reshape(k, h * w), tg.reshape(k, h * w, d)
+    for j in np.unique(miss_j):
+        people = miss_p[miss_j == j]
+        if d == 1:
+            dist = np.abs(flat_tg[j][None, :, 0] - means[people, 0:1])
+        else:
+            dist = np.sqrt(np.square(flat_tg[j][None, :, :] - means[people, None, :]).sum(axis=2))
+        best = (flat_hm[j][None, :] - np.round(dist)).argmax(axis=1)
+        ok = flat_hm[j][best] > 0
+        people, best = people[ok], best[ok]
+        y, x = np.divmod(best, w)
+        dx = dy = 0.0
+        if subpixel == "quarter":                     # test.py's own quarter rule: its row
+            hj = hm[j]                                # bound is K - 1 (det.shape[0]), its
+            right = np.minimum(np.minimum(x + 1, h - 1), w - 1)
+            down = np.minimum(np.minimum(y + 1, k - 1), h - 1)
+            dx = np.where(hj[y, right] > hj[y, np.maximum(x - 1, 0)], 0.25, -0.25)
+            dy = np.where(hj[down, x] > hj[np.maximum(y - 1, 0), x], 0.25, -0.25)
+        poses[people, j, 0] = x + 0.5 + dx            # column bound H - 1 (det.shape[1])
+        poses[people, j, 1] = y + 0.5 + dy
+        poses[people, j, 2] = 1.0
 
 
 # ------------------------------------------------------------------------------ steps 9-10
