@@ -17,46 +17,55 @@ class CliError(Exception):
 
 # ----------------------------------------------------------------------------- predictors
 def _add_model_args(p: argparse.ArgumentParser) -> None:
+    from .methods import ONNX_FORMATS, test_flags
     g = p.add_argument_group("model (one of)")
     g.add_argument("--weights", help="checkpoint written by 'posegroup train'")
     g.add_argument("--onnx", help="an ONNX network (with --format)")
-    g.add_argument("--format", default="posenet", choices=["posenet"],
+    g.add_argument("--format", default="posenet", choices=sorted(ONNX_FORMATS),
                    help="output layout of the --onnx network (default: posenet)")
-    t = p.add_argument_group("test-time options")
-    t.add_argument("--flip", action="store_true", help="flip test (average with the mirrored image)")
-    t.add_argument("--scales", type=float, nargs="+", default=None, help="multi-scale test, e.g. 1 0.5 2")
-    t.add_argument("--refine", action="store_true", help="AE: fill missing joints by tag (refinement)")
-    t.add_argument("--input-size", type=int, default=None,
-                   help="longer image side fed to the network (default: the config's / model's)")
+    t = p.add_argument_group("test-time options (each method owns its flags; default: the checkpoint config's)")
+    for name, (spec, owners) in test_flags().items():
+        kw = {k: v for k, v in spec.items() if k != "type"}
+        kw["help"] = f"{spec.get('help', '')} [{', '.join(owners)}]"
+        if spec.get("type") is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = spec.get("type", str)
+            kw.setdefault("metavar", None if "choices" in spec else name.upper())
+        t.add_argument("--" + name.replace("_", "-"), dest=f"test_{name}", default=None, **kw)
+
+
+def _test_opts(args) -> dict:
+    """The test-time flags given on the command line (None = not given)."""
+    from .methods import test_flags
+    opts = {}
+    for name in test_flags():
+        v = getattr(args, f"test_{name}", None)
+        if v is not None:
+            opts[name] = tuple(v) if isinstance(v, list) else v
+    return opts
 
 
 def make_predictor(args):
     """(predictor, keypoint_set, name) from --weights or --onnx; predictor(image) -> poses, scores[, masks]."""
     if bool(args.weights) == bool(args.onnx):
         raise CliError("give exactly one of --weights CKPT or --onnx MODEL")
+    opts = _test_opts(args)
     if args.onnx:
-        from .methods.personlab.posenet import PoseNetONNX
-        from .skeleton import COCO17
-        kwargs = {"input_size": args.input_size} if args.input_size else {}
-        net = PoseNetONNX(args.onnx, **kwargs)
-        return net.predict, COCO17, Path(args.onnx).name
-    import inspect
-
+        from .methods import onnx_predictor
+        unknown = sorted(set(opts) - {"input_size"})
+        if unknown:
+            raise CliError(f"--{unknown[0].replace('_', '-')} is not a test option of --onnx --format {args.format}")
+        predictor, kps = onnx_predictor(args.format, args.onnx, **opts)
+        return predictor, kps, Path(args.onnx).name
     from .engine.predict import checkpoint_predictor
-    opts = {}
-    if args.input_size:
-        opts["input_size"] = args.input_size
-    if args.scales:
-        opts["scales"] = tuple(args.scales)
-    if args.flip:
-        opts["flip"] = True
-    if args.refine:
-        opts["refine"] = True
-    predictor, method, _ = checkpoint_predictor(args.weights, **opts)
-    accepted = inspect.signature(method.predict).parameters
-    unknown = [k for k in ("flip", "scales", "refine") if k in opts and k not in accepted]
+    from .engine.checkpoint import load_model
+    model, method, config = load_model(args.weights)
+    unknown = sorted(set(opts) - set(type(method).TEST_FLAGS))
     if unknown:
-        raise CliError(f"--{unknown[0]} is not a test option of the {method.name} method")
+        raise CliError(f"--{unknown[0].replace('_', '-')} is not a test option of the {method.name} method "
+                       f"(its options: {', '.join('--' + k.replace('_', '-') for k in type(method).TEST_FLAGS)})")
+    predictor, method, _ = checkpoint_predictor(args.weights, model=(model, method, config), **opts)
     return predictor, method.keypoint_set, Path(args.weights).name
 
 

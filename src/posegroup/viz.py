@@ -72,6 +72,23 @@ def draw_heatmaps(image: np.ndarray, heatmaps: np.ndarray, alpha: float = 0.6) -
     return (image * (1 - alpha) + heat * alpha).astype(np.uint8)
 
 
+def draw_person_maps(image: np.ndarray, person_heatmaps: np.ndarray, alpha: float = 0.7) -> np.ndarray:
+    """One colour per person: person n's maps (max over its J joints, clipped to [0, 1]) tint
+    ``image`` (H, W, 3) in :func:`person_colors` ``[n]`` (the colours of :func:`draw_poses`).
+    person_heatmaps: (N, J, h, w)."""
+    h, w = image.shape[:2]
+    maps = np.asarray(person_heatmaps, np.float32)
+    out = image.astype(np.float32) * (1 - alpha)
+    if len(maps) == 0:
+        return out.astype(np.uint8)
+    colors = person_colors(len(maps)).astype(np.float32)
+    tint = np.zeros((h, w, 3), np.float32)
+    for n in range(len(maps)):
+        m = np.clip(cv2.resize(maps[n].max(0), (w, h), interpolation=cv2.INTER_LINEAR), 0, 1)
+        tint = np.maximum(tint, m[..., None] * colors[n])
+    return np.clip(out + alpha * tint, 0, 255).astype(np.uint8)
+
+
 def draw_tags(image: np.ndarray, heatmaps: np.ndarray, tags: np.ndarray, threshold: float = 0.1) -> np.ndarray:
     """Tag map picture: at each cell the tag (first dimension) of the joint with the strongest
     heatmap, coloured, where that heatmap exceeds ``threshold``. heatmaps (K, h, w), tags (K, h, w[, D])."""

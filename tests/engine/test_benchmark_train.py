@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from posegroup.data.coco import CocoPoseDataset
-from posegroup.engine.benchmark import ae_true_id_predict, benchmark_train
+from posegroup.engine.benchmark import benchmark_train
 from posegroup.engine.evaluate import evaluate_results
 from posegroup.engine.predict import to_coco_results
 from posegroup.methods import build_method
@@ -33,7 +33,7 @@ def test_true_id_ceiling_on_perfect_heatmaps(tmp_path, monkeypatch):
     current, results = {}, []
     for image_id in ds.image_ids:
         current["kp"] = ds.annotations(image_id)["keypoints"]
-        poses, scores = ae_true_id_predict(method, None, ds.load_image(image_id), current["kp"])
+        poses, scores = method.predict_true_ids(None, ds.load_image(image_id), current["kp"])
         assert len(poses) >= len(current["kp"])
         results.extend(to_coco_results(image_id, poses, scores))
     ap = evaluate_results(str(ann), results)["AP"]

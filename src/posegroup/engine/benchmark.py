@@ -462,45 +462,11 @@ def benchmark_decode_personlab(ann_file, *, num_images=None, threads=1, repeats=
 
 # ---- train benchmark -------------------------------------------------------------------------
 
-def ae_true_id_predict(method, model, image, keypoints, **test_opts):
-    """AE's grouping ceiling for one image: the network's heatmaps, decoded with the predicted
-    tags replaced by perfect ones (every cell of joint k's tag map carries the id of the true
-    person whose joint k is nearest, :func:`posegroup.methods.ae.targets.tag_maps`).
-
-    Args: method (AEMethod), model, image uint8 (H, W, 3), keypoints (N, K, 3) true people in
-    image px, test_opts: ``input_size``, ``scales``, ``flip`` (network side) + decode options.
-    Returns (poses (M, K, 3) image px, scores (M,)) like ``method.predict``.
-    """
-    import numpy as np
-    from ..methods.ae import decode, targets
-
-    net_keys = ("input_size", "scales", "flip")
-    net_opts = {k: v for k, v in test_opts.items() if k in net_keys}
-    opts = {**method.decode_defaults, **{k: v for k, v in test_opts.items() if k not in net_keys}}
-    opts["refine"] = False
-    heat, _, factor, stride = method.network_outputs(model, image, **net_opts)
-    heat = heat.detach().cpu().numpy() if hasattr(heat, "detach") else np.asarray(heat)
-    kp = np.asarray(keypoints, np.float64).copy()
-    kp[..., :2] *= factor / stride                                  # image px -> output grid
-    ids = 2.0 * np.arange(len(kp))                                  # ids 2 apart > tag_threshold 1
-    true_tags = targets.tag_maps(kp, heat.shape[-2:], person_tags=ids).astype(np.float32)
-    poses, scores = decode.group(heat, true_tags, **opts)
-    poses = np.asarray(poses, np.float64).reshape(-1, method.num_keypoints, 3)
-    scores = np.asarray(scores, np.float64).reshape(-1)
-    if len(poses):
-        poses = np.asarray(decode.fill_missing(poses), np.float64).copy()
-        poses[..., :2] *= stride / factor
-    return poses.astype(np.float32), scores.astype(np.float32)
-
-
 def _true_id_predictor(method, model, dataset, test_opts):
     """(image_id -> results) with true person ids, or None when the method has no ceiling.
 
-    A method offers its ceiling either by being AE (:func:`ae_true_id_predict`) or through a
-    ``predict_true_ids(model, image, keypoints, **test_opts)`` method (hook for PersonLab /
-    recurrent: e.g. PersonLab could follow true mid-range offsets)."""
-    if getattr(method, "name", None) == "ae":
-        return lambda model_, image, kp: ae_true_id_predict(method, model_, image, kp, **test_opts)
+    A method offers its ceiling through a ``predict_true_ids(model, image, keypoints,
+    **test_opts)`` method (AE: true tags; PersonLab could follow true mid-range offsets)."""
     hook = getattr(method, "predict_true_ids", None)
     if callable(hook):
         return lambda model_, image, kp: hook(model_, image, kp, **test_opts)

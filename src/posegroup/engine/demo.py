@@ -35,7 +35,7 @@ def run_demo(out_dir="posegroup_demo", *, minutes: float = 5.0, images: int = 20
     """
     from ..data.coco import CocoPoseDataset
     from ..data.synthetic import generate_dataset
-    from ..viz import draw_heatmaps, draw_poses, draw_tags, save_png
+    from ..viz import draw_poses, save_png
     from .checkpoint import load_model
     from .config import load_config
     from .evaluate import evaluate_all
@@ -103,11 +103,9 @@ def run_demo(out_dir="posegroup_demo", *, minutes: float = 5.0, images: int = 20
             shown[..., :2] *= zoom
             pic = draw_poses(big, shown, ds.keypoint_set, scores=scores[keep])
             save_png(pics / f"{name}_{i}_poses.png", np.concatenate([big, pic], 1))
-            if hasattr(method, "network_outputs"):
-                hm, tags, _, _ = method.network_outputs(model, sample["image"],
-                                                        input_size=config["data"]["input_size"])
-                save_png(pics / f"{name}_{i}_maps.png",
-                         np.concatenate([draw_heatmaps(big, hm), draw_tags(big, hm, tags)], 1))
+            maps = method.draw_maps(model, sample["image"], canvas=big, input_size=config["data"]["input_size"])
+            if maps:
+                save_png(pics / f"{name}_{i}_maps.png", np.concatenate(maps, 1))
 
     say("[4/4] results")
     lines = ["| split | mean max-IoU | AP | AP50 | AP75 | AR |", "|---|---|---|---|---|---|"]

@@ -15,7 +15,8 @@ class _LastStack(torch.nn.Module):
         self.model = model
 
     def forward(self, image):
-        out = self.model(image)
+        export = getattr(self.model, "export_forward", None)   # a model may export another output
+        out = export(image) if callable(export) else self.model(image)
         return out[-1] if isinstance(out, (list, tuple)) else out
 
 

@@ -39,12 +39,24 @@ def make_predictor(model: torch.nn.Module, method, device: str | torch.device | 
     return predictor
 
 
-def checkpoint_predictor(path: str | Path, device: str | None = None, **test_opts: Any):
+def test_options(config: dict, method) -> dict:
+    """``method.predict`` keyword arguments: the config's ``test`` section, with ``input_size``
+    defaulting to ``data.input_size`` when the method's predict takes one."""
+    import inspect
+    opts = dict(config.get("test") or {})
+    params = inspect.signature(method.predict).parameters
+    if "input_size" not in opts and "input_size" in params:
+        opts["input_size"] = int(config["data"]["input_size"])
+    return opts
+
+
+def checkpoint_predictor(path: str | Path, device: str | None = None, *, model=None, **test_opts: Any):
     """``(predictor, method, config)`` for a checkpoint; ``test_opts`` override the config's
-    ``test`` section (whose ``input_size`` defaults to the training ``data.input_size``)."""
+    ``test`` section (whose ``input_size`` defaults to the training ``data.input_size``).
+    ``model``: the ``(model, method, config)`` of :func:`~posegroup.engine.checkpoint.load_model`
+    when already loaded."""
     from .checkpoint import load_model
-    from .train import test_options
-    model, method, config = load_model(path)
+    model, method, config = model if model is not None else load_model(path)
     opts = test_options(config, method)
     opts.update(test_opts)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")

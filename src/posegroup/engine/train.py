@@ -21,7 +21,6 @@ folder never mixes the log, config or TensorBoard files of two runs.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -43,6 +42,7 @@ from .checkpoint import (CheckpointError, build_method_from_config, build_model,
                          load_init_weights,
                          plain, remove_stale_temp_files, rng_state, save_checkpoint, set_rng_state)
 from .config import dump_config, merge_config
+from .predict import test_options  # noqa: F401  (re-exported: the training evaluator uses it)
 
 #: File name of the rolling checkpoint inside ``out_dir``.
 CHECKPOINT_NAME = "last.pt"
@@ -94,16 +94,6 @@ def _distributed() -> tuple[int, int, int, bool]:
         torch.cuda.set_device(local)
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size(), local, True
-
-
-def test_options(config: dict, method) -> dict:
-    """``method.predict`` keyword arguments: the ``test`` section, with ``input_size`` defaulting
-    to ``data.input_size`` when the method's predict takes one."""
-    opts = dict(config.get("test") or {})
-    params = inspect.signature(method.predict).parameters
-    if "input_size" not in opts and "input_size" in params:
-        opts["input_size"] = int(config["data"]["input_size"])
-    return opts
 
 
 def _seed_everything(seed: int) -> None:

@@ -24,6 +24,14 @@ class Method:
 
     name: str = "base"
 
+    #: Test-time options settable from the command line (openpifpaf-style: each method owns its
+    #: flags): option name -> argparse keywords (``type``, ``help``, optional ``nargs``,
+    #: ``choices``). ``type: bool`` gives a ``--name`` / ``--no-name`` switch. Every name is a
+    #: keyword of :meth:`predict`.
+    TEST_FLAGS: dict[str, dict] = {
+        "input_size": {"type": int, "help": "longer image side fed to the network"},
+    }
+
     def __init__(self, keypoint_set: KeypointSet, **cfg: Any):
         self.keypoint_set = keypoint_set
         self.cfg = dict(cfg)
@@ -54,6 +62,14 @@ class Method:
              ) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss summed over stacks. predictions: one (B, C, H, W) tensor per stack."""
         raise NotImplementedError
+
+    # -- optional hooks ----------------------------------------------------------------------
+    def draw_maps(self, model: torch.nn.Module, image: np.ndarray, *, canvas: np.ndarray | None = None,
+                  **opts: Any) -> list[np.ndarray]:
+        """Pictures of the network's maps for ``image``, drawn over ``canvas`` (default: the
+        image; uint8 (H, W, 3), e.g. the image enlarged) for the demo and reports. ``opts``: test
+        options (``input_size``...). Default: none."""
+        return []
 
     # -- decode.py ------------------------------------------------------------------------
     def predict(self, model: torch.nn.Module, image: np.ndarray, **opts: Any

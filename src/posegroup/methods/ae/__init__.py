@@ -203,6 +203,53 @@ class AEMethod(Method):
 
     TEST_OPTIONS = {"input_size": 512, "scales": (1.0,), "flip": False, "refine": False,
                     "multiscale_tags": "concat"}
+    TEST_FLAGS = {
+        **Method.TEST_FLAGS,
+        "flip": {"type": bool, "help": "flip test: average with the mirrored image"},
+        "scales": {"type": float, "nargs": "+", "help": "multi-scale test, e.g. 1 0.5 2"},
+        "refine": {"type": bool, "help": "AE: fill missing joints by tag (refinement)"},
+        "multiscale_tags": {"type": str, "choices": ["concat", "scale1"],
+                            "help": "AE: tags of every scale (paper) or of scale 1 (reference)"},
+    }
+
+    def draw_maps(self, model: torch.nn.Module, image: np.ndarray, *, canvas: np.ndarray | None = None,
+                  **opts: Any) -> list[np.ndarray]:
+        """Heatmaps (max over joints) and tag maps of the last stack, drawn over ``canvas``
+        (default: the image)."""
+        from ...viz import draw_heatmaps, draw_tags
+        hm, tags, _, _ = self.network_outputs(model, image, input_size=int(opts.get("input_size", 512)))
+        canvas = image if canvas is None else canvas
+        return [draw_heatmaps(canvas, hm), draw_tags(canvas, hm, tags)]
+
+    def predict_true_ids(self, model: torch.nn.Module, image: np.ndarray, keypoints: np.ndarray, **test_opts: Any
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """AE's grouping ceiling for one image: the network's heatmaps, decoded with the predicted
+        tags replaced by perfect ones (every cell of joint k's tag map carries the id of the true
+        person whose joint k is nearest, :func:`posegroup.methods.ae.targets.tag_maps`).
+
+        Args: model, image uint8 (H, W, 3), keypoints (N, K, 3) true people in
+        image px, test_opts: ``input_size``, ``scales``, ``flip`` (network side) + decode options.
+        Returns (poses (M, K, 3) image px, scores (M,)) like ``self.predict``.
+        """
+        from . import decode, targets
+
+        net_keys = ("input_size", "scales", "flip")
+        net_opts = {k: v for k, v in test_opts.items() if k in net_keys}
+        opts = {**self.decode_defaults, **{k: v for k, v in test_opts.items() if k not in net_keys}}
+        opts["refine"] = False
+        heat, _, factor, stride = self.network_outputs(model, image, **net_opts)
+        heat = np.asarray(heat, np.float32)
+        kp = np.asarray(keypoints, np.float64).copy()
+        kp[..., :2] *= factor / stride                                  # image px -> output grid
+        ids = 2.0 * np.arange(len(kp))                                  # ids 2 apart > tag_threshold 1
+        true_tags = targets.tag_maps(kp, heat.shape[-2:], person_tags=ids).astype(np.float32)
+        poses, scores = decode.group(heat, true_tags, **opts)
+        poses = np.asarray(poses, np.float64).reshape(-1, self.num_keypoints, 3)
+        scores = np.asarray(scores, np.float64).reshape(-1)
+        if len(poses):
+            poses = np.asarray(decode.fill_missing(poses), np.float64).copy()
+            poses[..., :2] *= stride / factor
+        return poses.astype(np.float32), scores.astype(np.float32)
 
     def predict(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
                 scales=None, flip: bool | None = None, refine: bool | None = None,

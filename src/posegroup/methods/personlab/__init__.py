@@ -72,6 +72,9 @@ class PersonLabMethod(Method):
         heads = head_mod.split(prediction, self.num_keypoints, len(self.edges), offset_scale=self.radius)
         return head_mod.to_decoder_layout(heads, index)
 
+    TEST_FLAGS = {**Method.TEST_FLAGS,
+                  "with_masks": {"type": bool, "help": "PersonLab: instance masks (default on)"}}
+
     def predict(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
                 with_masks: bool = True, **decode_opts: Any):
         """Run ``model`` on one RGB uint8 (H, W, 3) image and decode.

@@ -65,6 +65,15 @@ class RecurrentMethod(Method):
 
     name = "recurrent"
     TEST_OPTIONS = {"input_size": 512, "scales": (1.0,), "flip": False}
+    TEST_FLAGS = {
+        **Method.TEST_FLAGS,
+        "flip": {"type": bool, "help": "flip test (recurrent: features averaged before the LSTM)"},
+        "scales": {"type": float, "nargs": "+", "help": "multi-scale test, e.g. 1 0.5 2"},
+        "stop_threshold": {"type": float, "help": "recurrent: omega, stop at the first p_t below it"},
+        "joint_threshold": {"type": float, "help": "recurrent: tau, joints below it get score 0"},
+        "subpixel": {"type": str, "choices": list(_decode.SUBPIXEL), "help": "recurrent: peak refinement"},
+        "person_score": {"type": str, "choices": list(_decode.PERSON_SCORES), "help": "recurrent: person score"},
+    }
     DECODE_OPTIONS = ("stop_threshold", "joint_threshold", "subpixel", "person_score")
 
     def __init__(self, keypoint_set: KeypointSet, **options: Any):
@@ -212,6 +221,14 @@ class RecurrentMethod(Method):
         out = heat.clone()
         out[torch.from_numpy(u)] = refined
         return out
+
+    def draw_maps(self, model: torch.nn.Module, image: np.ndarray, *, canvas: np.ndarray | None = None,
+                  **opts: Any) -> list[np.ndarray]:
+        """Each decoded person's heatmaps in its own colour (the colours of the pose picture)."""
+        from ...viz import draw_person_maps
+        heat, probs, _, _ = self.network_outputs(model, image, input_size=int(opts.get("input_size", 512)))
+        n = _decode.num_people(probs, self.settings.stop_threshold)
+        return [draw_person_maps(image if canvas is None else canvas, heat[:n])]
 
     def predict(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
                 scales=None, flip: bool | None = None, **decode_opts: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -105,8 +105,9 @@ class RunningNorm(nn.Module):
                 self.running_mean.lerp_(mean, m)
                 self.running_var.lerp_(var, m)
                 self.num_batches += 1
-        scale = self.weight / torch.sqrt(self.running_var + self.eps)
-        shift = self.bias - self.running_mean * scale
+        # copies: a later call updates the buffers in place, this call's graph keeps its values
+        scale = self.weight / torch.sqrt(self.running_var.clone() + self.eps)
+        shift = self.bias - self.running_mean.clone() * scale
         return x * scale[None, :, None, None] + shift[None, :, None, None]
 
 
@@ -253,6 +254,10 @@ class RecurrentPoseNet(nn.Module):
 
     def forward(self, image: torch.Tensor):
         return self.backbone(image)
+
+    def export_forward(self, image: torch.Tensor) -> torch.Tensor:
+        """What ONNX export records: the features the LSTM reads (the loop stays in PyTorch)."""
+        return self.features(image)
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, C, S/4, S/4): all stacks' features concatenated."""

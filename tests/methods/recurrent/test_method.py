@@ -1,0 +1,149 @@
+"""RecurrentMethod end to end: settings validation, CI-fast overfit (person count + AP), exact
+resume, LSTM2 orders, init_from an AE checkpoint with a frozen backbone, export and pictures."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from posegroup.data.coco import CocoPoseDataset
+from posegroup.engine.checkpoint import load_checkpoint, load_model
+from posegroup.engine.config import merge_config
+from posegroup.engine.predict import checkpoint_predictor, evaluate_predictor
+from posegroup.engine.train import train
+from posegroup.methods import build_method
+from posegroup.skeleton import COCO17
+from tests.engine.test_train import make_dataset, tiny_config
+
+BACKBONE = {"name": "tiny", "num_stacks": 1, "depth": 2, "base_width": 16, "width_increase": 8, "stem_width": 8}
+
+
+def recurrent_config(ann: Path, out_dir: Path, *, options=None, model=None, **train_over) -> dict:
+    cfg = {
+        "method": {"name": "recurrent", "options": {"hidden_width": 32, "lstm1_layers": 2, "max_people": 5,
+                                                    "sigma": 1.0, **(options or {})}},
+        "model": {"freeze_backbone": False, "backbone": BACKBONE, **(model or {})},
+        "data": {"train_ann": str(ann), "input_size": 64, "augmentation": {"enabled": False}},
+        "train": {"batch_size": 4, "lr": 3e-3, "steps": 300, "workers": 0, "checkpoint_every": 1000,
+                  "log_every": 50, "seed": 0, "out_dir": str(out_dir), "lr_schedule": {"type": "cosine"}},
+        "test": {"input_size": 64},
+    }
+    cfg["train"].update(train_over)
+    return merge_config(cfg)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def crowd4(tmp_path_factory) -> Path:
+    """4 images of 2-4 stick figures, 64 px."""
+    return make_dataset(tmp_path_factory.mktemp("rec"), 4, size=64, people=(2, 4), seed=1)
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError, match="did you mean 'hidden_width'"):
+        build_method("recurrent", COCO17, hiden_width=3)
+    with pytest.raises(ValueError, match="loss_config"):
+        build_method("recurrent", COCO17, loss_config="ac'")
+    with pytest.raises(ValueError, match="feedback_passes"):
+        build_method("recurrent", COCO17, feedback_passes=-1)
+    with pytest.raises(ValueError, match="must be an integer"):
+        build_method("recurrent", COCO17, bptt_steps=2.5)
+    with pytest.raises(ValueError, match="true or false"):
+        build_method("recurrent", COCO17, lstm2="yes")
+    m = build_method("recurrent", COCO17, max_people=6)
+    assert m.settings.step_limit == 7 and m.settings.loss_config == "aa'"
+    with pytest.raises(ValueError, match="unknown key"):
+        m.build_model({"backbon": "tiny"})
+
+
+def test_overfit_counts_people_and_decodes_them(crowd4, tmp_path):
+    """The recurrent head (2 ConvLSTM layers 32 -> 16) learns the person count of each image
+    and decodes the people with AP >= 0.9 (measured 0.99 at 300 steps, ~40 s on one core)."""
+    summary = train(recurrent_config(crowd4, tmp_path / "run"), progress=False)
+    assert summary["steps"] == 300
+    predictor, method, _ = checkpoint_predictor(summary["checkpoint"])
+    ds = CocoPoseDataset(crowd4)
+    for i in range(len(ds)):
+        sample = ds[i]
+        poses, scores = predictor(sample["image"])
+        assert len(poses) == len(sample["keypoints"]), f"image {i}: person count"
+    stats = evaluate_predictor(predictor, ds)
+    assert stats["AP"] >= 0.9
+
+
+def test_resume_is_exact(crowd4, tmp_path):
+    """The noise of the feedback loop and the data order come back exactly after a resume."""
+    a = train(recurrent_config(crowd4, tmp_path / "a", steps=4), progress=False)
+    cfg = recurrent_config(crowd4, tmp_path / "b", steps=4)
+    train(cfg, max_steps=2, progress=False)
+    b = train(cfg, resume=True, progress=False)
+    assert a["steps"] == b["steps"] == 4
+    sa, sb = load_checkpoint(a["checkpoint"]), load_checkpoint(b["checkpoint"])
+    for k, v in sa["model"].items():
+        assert torch.equal(v, sb["model"][k]), k
+
+
+@pytest.mark.parametrize("order", ["learned", "inverse"])
+def test_lstm2_trains_in_each_order(crowd4, tmp_path, order):
+    cfg = recurrent_config(crowd4, tmp_path / order, steps=25, log_every=1,
+                           options={"lstm2": True, "lstm2_order": order, "hidden_width": 16})
+    train(cfg, progress=False)
+    import json
+    rows = [json.loads(x) for x in (tmp_path / order / "log.jsonl").read_text().splitlines()]
+    with_people = [r for r in rows if "lstm2" in r]
+    assert with_people and with_people[-1]["lstm2"] < with_people[0]["lstm2"]
+    predictor, _, _ = checkpoint_predictor(tmp_path / order / "last.pt")
+    poses, scores = predictor(CocoPoseDataset(crowd4)[0]["image"])
+    assert poses.ndim == 3 and poses.shape[1:] == (17, 3) and np.isfinite(poses).all()
+
+
+def test_init_from_ae_checkpoint_with_frozen_backbone(crowd4, tmp_path):
+    ae_cfg = tiny_config(crowd4, tmp_path / "ae", steps=2)
+    ae_cfg["model"] = dict(BACKBONE)
+    ae = train(ae_cfg, progress=False)
+    cfg = recurrent_config(crowd4, tmp_path / "rec", steps=2, model={"init_from": ae["checkpoint"],
+                                                                     "freeze_backbone": True})
+    rec = train(cfg, progress=False)
+    a, r = load_checkpoint(ae["checkpoint"])["model"], load_checkpoint(rec["checkpoint"])["model"]
+    for k, v in a.items():    # the frozen backbone is the AE network, untouched (BatchNorm stats too)
+        assert torch.equal(v, r["backbone." + k]), k
+    head = [k for k in r if k.startswith("head.")]
+    assert head
+    # a backbone that does not fit the AE checkpoint is one clear error
+    bad = recurrent_config(crowd4, tmp_path / "bad", steps=1,
+                           model={"init_from": ae["checkpoint"], "backbone": dict(BACKBONE, base_width=24)})
+    with pytest.raises(ValueError, match="init_from|do not fit"):
+        train(bad, progress=False)
+
+
+def test_export_draw_and_cli_predict(crowd4, tmp_path):
+    from posegroup.cli import main
+    from posegroup.engine.export import export_onnx
+    run = train(recurrent_config(crowd4, tmp_path / "run", steps=2), progress=False)
+    model, method, config = load_model(run["checkpoint"])
+    image = CocoPoseDataset(crowd4)[0]["image"]
+    pics = method.draw_maps(model, image, input_size=64)
+    assert len(pics) == 1 and pics[0].shape == image.shape
+    pytest.importorskip("onnxruntime")
+    out = export_onnx(run["checkpoint"], tmp_path / "m.onnx")
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = model.features(x).numpy()
+    got = sess.run(None, {"image": x.numpy()})[0]
+    assert got.shape == ref.shape            # the exported graph gives what the LSTM reads
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    assert main(["--quiet", "predict", "--weights", str(run["checkpoint"]), str(Path(crowd4).parent),
+                 "--out", str(tmp_path / "pred"), "--no-flip", "--person-score", "stop"]) == 0
+    assert main(["--quiet", "predict", "--weights", str(run["checkpoint"]), str(Path(crowd4).parent),
+                 "--out", str(tmp_path / "pred2"), "--refine"]) == 2
