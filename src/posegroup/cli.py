@@ -73,15 +73,12 @@ def make_predictor(args):
 def cmd_synth(args) -> int:
     from .data.synthetic import generate_dataset
     crowding = args.crowding
-    try:
-        crowding = float(crowding)
-    except ValueError:
-        pass
     stats = generate_dataset(args.out, args.images, crowding=crowding, seed=args.seed,
                              poses_file=args.poses, image_size=args.size, workers=args.workers,
                              progress=not args.quiet)
     print(f"wrote {stats['images']} images, {stats['people']} people to {args.out} "
-          f"(mean max-IoU between people {stats['mean_max_iou']:.3f}, {stats['seconds']:.1f} s)")
+          f"({stats['mean_people_per_image']:.1f} per image; mean max box IoU between people "
+          f"{stats['mean_max_iou']:.3f} -- OCHuman 0.67, CrowdPose val 0.31, COCO val 0.14; {stats['seconds']:.1f} s)")
     return 0
 
 
@@ -180,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("synth", help="write a synthetic crowded-scene COCO dataset")
     s.add_argument("--out", required=True)
     s.add_argument("--images", type=int, default=200)
-    s.add_argument("--crowding", default="sparse", help="sparse | heavy | a number in [0, 1]")
+    s.add_argument("--crowding", default="sparse",
+                   help="sparse | medium | heavy | a number in [0, 1], or a comma list to mix them "
+                        "(e.g. sparse,medium,heavy) (default: sparse)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--poses", default=None, help="COCO keypoint json to take real poses from")
     s.add_argument("--size", type=int, default=256, help="image side in pixels")
