@@ -137,11 +137,17 @@ def cmd_export(args) -> int:
 def cmd_benchmark(args) -> int:
     from .engine import benchmark
     if args.what == "decode":
-        ann = args.ann or str(_default_layouts())
+        ann = args.ann[0] if args.ann else str(_default_layouts())
         for fn in ("benchmark_decode_ae", "benchmark_decode_personlab"):
             if hasattr(benchmark, fn):
                 extra = {"noise": args.noise} if fn == "benchmark_decode_ae" else {}
                 getattr(benchmark, fn)(ann, num_images=args.images, **extra)
+        return 0
+    if args.what == "speed":
+        if not args.weights or not args.ann:
+            raise CliError("benchmark speed needs --weights CKPT [CKPT ...] and --ann SPLIT.json [...]")
+        splits = {Path(a).parent.name or Path(a).stem: a for a in args.ann}
+        benchmark.benchmark_speed(args.weights, splits, max_images=args.images or 50, out_file=args.stats)
         return 0
     from .engine.config import load_config
     if not args.config:
@@ -222,9 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_export)
 
     b = sub.add_parser("benchmark", help="decode speed, or AP against training time")
-    b.add_argument("what", choices=["decode", "train"])
+    b.add_argument("what", choices=["decode", "train", "speed"],
+                   help="decode: decoders on oracle maps; train: AP against training minutes; "
+                        "speed: network / decoder ms of trained checkpoints (the first is the baseline)")
     b.add_argument("config", nargs="?", help="train: the YAML config")
-    b.add_argument("--ann", help="decode: COCO keypoint json of layouts (default ../shared/data)")
+    b.add_argument("--ann", nargs="+", help="decode: COCO keypoint json of layouts (default ../shared/data); "
+                                            "speed: one json per split (named by its folder)")
+    b.add_argument("--weights", nargs="+", help="speed: checkpoints to time (first = baseline)")
+    b.add_argument("--stats", help="speed: also write the rows to this json")
     b.add_argument("--images", type=int, default=None, help="decode: use the first N images")
     b.add_argument("--noise", default="clean", choices=["clean", "mild", "hard"],
                    help="decode: AE oracle degradation level (engine.benchmark.AE_NOISE_LEVELS)")

@@ -579,3 +579,95 @@ def benchmark_train(config: dict, *, minutes: float = 15.0, eval_every_minutes: 
         if s["stopped"] == "done":
             break
     return {"rows": rows, "splits": dict(splits), "config": cfg.get("_source"), "out_dir": str(out)}
+
+
+# ---- speed of trained models: network ms vs decoder ms, per image and per person ----------------
+
+def _timed_predictor(model, method, test_opts):
+    """``image -> (poses, scores, network_s, total_s)``: the network time is the model's forward
+    on the prepared input (timed by a forward hook on the model), the rest of ``method.predict``
+    (resizing, the recurrent LSTM loop, grouping, decoding) is the decoder's."""
+    import time
+
+    import torch
+
+    stamps = {"network": 0.0}
+
+    def pre(_module, _inp):
+        stamps["t"] = time.perf_counter()
+
+    def post(_module, _inp, _out):
+        stamps["network"] += time.perf_counter() - stamps["t"]
+
+    timed = getattr(model, "backbone", model)   # a model that wraps a backbone (recurrent) times that
+    timed.register_forward_pre_hook(pre)
+    timed.register_forward_hook(post)
+
+    def run(image):
+        stamps["network"] = 0.0
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = method.predict(model, image, **test_opts)
+        return out[0], out[1], stamps["network"], time.perf_counter() - t0
+
+    return run
+
+
+def benchmark_speed(checkpoints, splits: dict, *, max_images: int | None = 50, threads: int | None = 1,
+                    repeats: int = 1, out_file=None) -> list[dict]:
+    """Per checkpoint and split: AP, network ms and decoder ms per image and per decoded person.
+
+    The first checkpoint is the baseline: every row also gives its total time as a ratio to the
+    baseline's on the same split, measured in the same run. ``splits``: name -> COCO json.
+    Prints a Markdown table; returns its rows (written to ``out_file`` as json when given).
+    """
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from ..data.coco import CocoPoseDataset
+    from .checkpoint import load_model
+    from .evaluate import evaluate_results
+    from .predict import test_options, to_coco_results
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    rows, base = [], {}
+    for ck in checkpoints:
+        model, method, config = load_model(ck)
+        run = _timed_predictor(model, method, test_options(config, method))
+        for split, ann in splits.items():
+            ds = CocoPoseDataset(ann, keypoint_set=method.keypoint_set)
+            ids = list(ds.image_ids)[:max_images] if max_images else list(ds.image_ids)
+            images = [ds.load_image(i) for i in ids]
+            run(images[0])                                         # warm-up
+            net, dec, people, results = [], [], 0, []
+            for _ in range(max(1, int(repeats))):
+                results, people = [], 0
+                for image_id, image in zip(ids, images):
+                    poses, scores, n_s, t_s = run(image)
+                    net.append(n_s)
+                    dec.append(t_s - n_s)
+                    people += len(poses)
+                    results += to_coco_results(image_id, poses, scores)
+            ap = float(evaluate_results(str(ds.ann_file), results, keypoint_set=ds.keypoint_set,
+                                        image_ids=ids)["AP"]) if results else 0.0
+            net_ms, dec_ms = 1e3 * float(np.median(net)), 1e3 * float(np.median(dec))
+            row = {"checkpoint": str(ck), "method": method.name, "split": split, "images": len(ids), "AP": ap,
+                   "network_ms": net_ms, "decoder_ms": dec_ms,
+                   "decoder_ms_per_person": 1e3 * float(np.sum(dec)) / max(1, people * max(1, int(repeats))),
+                   "people_per_image": people / max(1, len(ids))}
+            base.setdefault(split, net_ms + dec_ms)
+            row["total_vs_baseline"] = (net_ms + dec_ms) / base[split]
+            rows.append(row)
+    lines = ["| method | split | AP | network ms | decoder ms | decoder ms / person | people / image | "
+             "total vs first |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['split']} | {r['AP']:.3f} | {r['network_ms']:.1f} | {r['decoder_ms']:.1f} | "
+                     f"{r['decoder_ms_per_person']:.2f} | {r['people_per_image']:.1f} | {r['total_vs_baseline']:.2f}x |")
+    print("\n".join(lines), flush=True)
+    if out_file is not None:
+        Path(out_file).write_text(json.dumps(rows, indent=1))
+    return rows
