@@ -249,5 +249,181 @@ def test_resume_with_another_model_is_clear(tiny_data, tmp_path):
     train(tiny_config(tiny_data, tmp_path / "r", steps=1), progress=False)
     cfg = tiny_config(tiny_data, tmp_path / "r", steps=2)
     cfg["model"]["base_width"] = 24
-    with pytest.raises(CheckpointError, match=r"last\.pt: does not fit the configured model"):
+    with pytest.raises(TrainingError, match=r"last\.pt: the config differs from the checkpoint's in "
+                                            r"model\.base_width \(16 -> 24\), train\.steps \(1 -> 2\);"):
         train(cfg, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match=r"last\.pt: does not fit the configured model"):
+        train(cfg, resume=True, progress=False, allow_changes=True)
+
+
+def test_resume_refuses_outcome_changing_config(tiny_data, tmp_path):
+    """A changed lr (or data, seed, ...) stops a resume with one line; keys that do not change
+    the weights (workers, logging, checkpoint cadence, time limit, val split) may change."""
+    cfg = tiny_config(tiny_data, tmp_path / "r", steps=4)
+    train(cfg, max_steps=2, progress=False)
+    changed = tiny_config(tiny_data, tmp_path / "r", steps=4, lr=2e-3, seed=4)
+    with pytest.raises(TrainingError) as e:
+        train(changed, resume=True, progress=False)
+    msg = str(e.value)
+    assert "train.lr (0.001 -> 0.002)" in msg and "train.seed (3 -> 4)" in msg and "--allow-changes" in msg
+    assert "\n" not in msg
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["step"] == 2           # nothing touched
+    harmless = tiny_config(tiny_data, tmp_path / "r", steps=4, workers=1, log_every=3, checkpoint_every=7,
+                           max_minutes=30, eval_every=5)
+    harmless["data"]["val_max_images"] = 1
+    assert train(harmless, resume=True, progress=False, max_steps=3)["steps"] == 3
+    assert train(changed, resume=True, progress=False, allow_changes=True)["steps"] == 4
+
+
+def test_stale_temp_files_removed_at_start(tiny_data, tmp_path):
+    out = tmp_path / "r"
+    cfg = tiny_config(tiny_data, out, steps=2)
+    train(cfg, max_steps=1, progress=False)
+    stale = out / ".last.pt.k1ll3d.tmp"
+    stale.write_bytes(b"x" * 1000)                                             # a killed checkpoint write
+    train(cfg, resume=True, progress=False)
+    assert not stale.exists() and not list(out.glob(".last.pt.*.tmp"))
+
+
+def test_sigint_writes_a_checkpoint_at_the_current_step(tiny_data, tmp_path, monkeypatch):
+    import os
+    import signal
+    real = train_mod.build_method_from_config
+
+    def ctrl_c_during_step_3(cfg, ks):
+        method = real(cfg, ks)
+        loss, calls = method.loss, {"n": 0}
+
+        def hit(preds, targets):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+            return loss(preds, targets)
+
+        method.loss = hit
+        return method
+
+    monkeypatch.setattr(train_mod, "build_method_from_config", ctrl_c_during_step_3)
+    handler = signal.getsignal(signal.SIGINT)
+    cfg = tiny_config(tiny_data, tmp_path / "r", steps=6, checkpoint_every=100)
+    s = train(cfg, progress=False)
+    assert s["stopped"] == "interrupted" and s["steps"] == 3
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["step"] == 3              # not lost (next save: step 6)
+    assert signal.getsignal(signal.SIGINT) is handler                         # handlers restored
+
+
+_SIGTERM_SCRIPT = """
+import json, sys, time, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from posegroup.engine import train as train_mod
+from tests.engine.test_train import tiny_config
+real = train_mod.build_method_from_config
+
+def slow(cfg, ks):  # slow steps down (numerics untouched) so the signal lands mid-run
+    method = real(cfg, ks)
+    loss = method.loss
+    def slow_loss(preds, targets):
+        time.sleep(0.15)
+        return loss(preds, targets)
+    method.loss = slow_loss
+    return method
+
+train_mod.build_method_from_config = slow
+s = train_mod.train(tiny_config(Path({ann!r}), Path({out!r}), steps={steps}, checkpoint_every=1000,
+                                workers={workers}), progress=False)
+print("RESULT", json.dumps({{"stopped": s["stopped"], "steps": s["steps"]}}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigterm_then_resume_is_exact(tiny_data, tmp_path, workers):
+    """SIGTERM to a training process mid-run: it writes last.pt at the step reached and exits
+    cleanly; resuming from it gives bit-identical weights to an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    steps = 16
+    out = tmp_path / "killed"
+    script = tmp_path / "run.py"
+    script.write_text(_SIGTERM_SCRIPT.format(repo=str(Path(__file__).resolve().parents[2]), ann=str(tiny_data),
+                                             out=str(out), steps=steps, workers=workers))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    log = out / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.is_file() and len(log.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-2000:]
+    result = json.loads(stdout.split("RESULT", 1)[1])
+    assert result["stopped"] == "interrupted" and 3 <= result["steps"] < steps, result
+    state = load_checkpoint(out / "last.pt")
+    assert state["step"] == result["steps"]                                    # saved at the step reached
+    assert not list(out.glob(".last.pt.*.tmp"))
+    resumed = train(tiny_config(tiny_data, out, steps=steps, checkpoint_every=1000, workers=workers),
+                    resume=True, progress=False)
+    assert resumed["start_step"] == result["steps"] and resumed["steps"] == steps
+    straight = train(tiny_config(tiny_data, tmp_path / "straight", steps=steps, checkpoint_every=1000),
+                     progress=False)
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(out / "last.pt")
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    for k in sa:
+        assert torch.equal(sa[k]["exp_avg"], sb[k]["exp_avg"]) and torch.equal(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"])
+    assert straight["final_loss"] == resumed["final_loss"]
+
+
+def test_overwrite_replaces_the_run_as_a_whole(tiny_data, tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    cfg = tiny_config(tiny_data, out, steps=2, eval_every=1)
+    cfg["data"]["val_ann"] = str(tiny_data)
+    cfg["data"]["val_max_images"] = 1
+    train(cfg, progress=False)
+    old_ckpt = (out / "last.pt").read_bytes()
+    assert (out / "eval_step1.json").is_file()
+    # a replacement that fails before its first checkpoint: the old run waits aside, no mix
+    real = train_mod.build_method_from_config
+
+    def nan_at_once(c, ks):
+        method = real(c, ks)
+        loss = method.loss
+        method.loss = lambda p, t: (lambda tot, parts: (tot * float("nan"), parts))(*loss(p, t))
+        return method
+
+    monkeypatch.setattr(train_mod, "build_method_from_config", nan_at_once)
+    new_cfg = tiny_config(tiny_data, out, steps=3)
+    with pytest.raises(TrainingError, match="no checkpoint written yet"):
+        train(new_cfg, progress=False, overwrite=True)
+    aside = out / train_mod.REPLACED_DIR
+    assert (aside / "last.pt").read_bytes() == old_ckpt and (aside / "eval_step2.json").is_file()
+    assert not (out / "last.pt").exists() and not list(out.glob("eval_step*.json"))
+    monkeypatch.undo()
+    train(new_cfg, progress=False, overwrite=True)
+    assert not aside.exists()                                                  # gone after the new checkpoint
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "last.pt", "log.jsonl", "tb"]
+    assert [json.loads(x)["step"] for x in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert "steps: 3" in (out / "config.yaml").read_text()
+    assert load_checkpoint(out / "last.pt")["step"] == 3
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_corrupt_image_is_one_line_with_workers(tmp_path, workers):
+    from posegroup.data.coco import DatasetError
+    ann = make_dataset(tmp_path / "data", 3, size=64)
+    (tmp_path / "data" / "img001.png").write_bytes(b"not a png")
+    cfg = tiny_config(ann, tmp_path / "r", steps=4, workers=workers, batch_size=3)
+    with pytest.raises(DatasetError) as e:
+        train(cfg, progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and "img001.png" in msg and "DataLoader" not in msg, msg
