@@ -143,6 +143,12 @@ def cmd_benchmark(args) -> int:
                 extra = {"noise": args.noise} if fn == "benchmark_decode_ae" else {}
                 getattr(benchmark, fn)(ann, num_images=args.images, **extra)
         return 0
+    if args.what == "methods":
+        from .engine.compare import benchmark_methods
+        benchmark_methods(args.out or "runs/benchmark_methods", minutes=args.minutes, seed=args.seed,
+                          images=args.train_images, ablations=args.ablations, max_steps=args.max_steps,
+                          max_images=args.images, progress=not args.quiet)
+        return 0
     if args.what == "speed":
         if not args.weights or not args.ann:
             raise CliError("benchmark speed needs --weights CKPT [CKPT ...] and --ann SPLIT.json [...]")
@@ -152,7 +158,7 @@ def cmd_benchmark(args) -> int:
     from .engine.config import load_config
     if not args.config:
         raise CliError("benchmark train needs a CONFIG.yaml")
-    benchmark.benchmark_train(load_config(args.config), minutes=args.minutes, out_dir=args.out)
+    benchmark.benchmark_train(load_config(args.config), minutes=args.minutes, out_dir=args.out or "runs/benchmark_train")
     return 0
 
 
@@ -228,9 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_export)
 
     b = sub.add_parser("benchmark", help="decode speed, or AP against training time")
-    b.add_argument("what", choices=["decode", "train", "speed"],
+    b.add_argument("what", choices=["decode", "train", "speed", "methods"],
                    help="decode: decoders on oracle maps; train: AP against training minutes; "
-                        "speed: network / decoder ms of trained checkpoints (the first is the baseline)")
+                        "speed: network / decoder ms of trained checkpoints (the first is the baseline); "
+                        "methods: AE, PersonLab and recurrent on one backbone and budget, sparse to heavy")
     b.add_argument("config", nargs="?", help="train: the YAML config")
     b.add_argument("--ann", nargs="+", help="decode: COCO keypoint json of layouts (default ../shared/data); "
                                             "speed: one json per split (named by its folder)")
@@ -239,8 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--images", type=int, default=None, help="decode: use the first N images")
     b.add_argument("--noise", default="clean", choices=["clean", "mild", "hard"],
                    help="decode: AE oracle degradation level (engine.benchmark.AE_NOISE_LEVELS)")
-    b.add_argument("--minutes", type=float, default=15.0, help="train: wall-clock training minutes")
-    b.add_argument("--out", default="runs/benchmark_train")
+    b.add_argument("--minutes", type=float, default=15.0,
+                   help="train / methods: training minutes (methods: per method) (default: 15)")
+    b.add_argument("--seed", type=int, default=0, help="methods: data and training seed (default: 0)")
+    b.add_argument("--train-images", type=int, default=2000, help="methods: synthetic training images (default: 2000)")
+    b.add_argument("--max-steps", type=int, default=None, help="methods: a step budget instead of minutes")
+    b.add_argument("--ablations", action="store_true", help="methods: also the papers' ablations")
+    b.add_argument("--out", default=None,
+                   help="output folder (default: runs/benchmark_train or runs/benchmark_methods)")
     b.set_defaults(func=cmd_benchmark)
 
     d = sub.add_parser("demo", help="the whole pipeline on an embedded synthetic default")

@@ -1,0 +1,289 @@
+"""``posegroup benchmark methods``: the grouping methods on one backbone, one data set and one
+training budget, scored on held-out sparse / medium / heavy splits (issue: crowds).
+
+What is compared is data, not code: :data:`STAGES` lists the training runs (a bundled config,
+its share of the budget, the options it overrides, and which run's checkpoint initialises it),
+:data:`EVALUATIONS` the scored rows (a run and test-time overrides). The recurrent method reads
+the AE backbone: its run starts from the AE run's checkpoint at half the budget and trains for
+the other half, so AE backbone + recurrent head cost the same budget as AE alone.
+
+Budget: ``minutes`` of training per full share. Each run's schedule length (steps) is sized from
+its speed measured at the start of the run (a few calibration steps, same machine, same load),
+and ``max_minutes`` stops it at its share. ``max_steps`` replaces minutes by a step budget
+(tests). Everything is resumable: ``state.json`` records finished chunks and rows; a killed run
+resumes from its last checkpoint; a finished one is not repeated.
+
+Outputs in ``out_dir``: ``data/`` (synthetic splits), ``runs/<stage>/``, ``state.json``,
+``methods.md`` (the table the README embeds) and ``methods.json``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from pathlib import Path
+
+#: Training runs. share: fraction of the budget; init: "<stage>@<fraction>" = that run's checkpoint
+#: when it had trained that fraction of its budget; options / test: overrides of the config.
+STAGES = [
+    {"name": "ae", "config": "ae_tiny_synthetic.yaml", "share": 1.0, "snapshots": [0.5]},
+    {"name": "personlab", "config": "personlab_tiny_synthetic.yaml", "share": 1.0},
+    {"name": "recurrent", "config": "recurrent_tiny_synthetic.yaml", "share": 0.5, "init": "ae@0.5"},
+]
+
+#: The papers' ablations (recurrent paper Tables 3-6), trained like ``recurrent``.
+ABLATION_STAGES = [
+    {"name": "recurrent_feedback0", "config": "recurrent_tiny_synthetic.yaml", "share": 0.5, "init": "ae@0.5",
+     "options": {"feedback_passes": 0}},
+    {"name": "recurrent_T1", "config": "recurrent_tiny_synthetic.yaml", "share": 0.5, "init": "ae@0.5",
+     "options": {"bptt_steps": 1}},
+    {"name": "recurrent_lstm2_learned", "config": "recurrent_tiny_synthetic.yaml", "share": 0.5, "init": "ae@0.5",
+     "options": {"lstm2": True, "lstm2_order": "learned"}},
+    {"name": "recurrent_lstm2_inverse", "config": "recurrent_tiny_synthetic.yaml", "share": 0.5, "init": "ae@0.5",
+     "options": {"lstm2": True, "lstm2_order": "inverse"}},
+]
+
+#: Scored rows: (row name, stage, test-time overrides).
+EVALUATIONS = [("ae", "ae", {}), ("personlab", "personlab", {}), ("recurrent", "recurrent", {})]
+ABLATION_EVALUATIONS = [
+    ("ae no refine", "ae", {"refine": False}),
+    ("ae multi-scale", "ae", {"scales": [1.0, 0.75, 1.25]}),
+    ("recurrent feedback 0", "recurrent_feedback0", {}),
+    ("recurrent T=1", "recurrent_T1", {}),
+    ("recurrent LSTM2 learned", "recurrent_lstm2_learned", {}),
+    ("recurrent LSTM2 inverse", "recurrent_lstm2_inverse", {}),
+]
+
+#: Held-out splits: name -> (crowding, seed offset).
+SPLITS = {"sparse": ("sparse", 1001), "medium": ("medium", 2002), "heavy": ("heavy", 3003)}
+
+BACKBONE = {"name": "tiny", "num_stacks": 1}
+
+
+def _save(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
+
+
+def make_data(out: Path, *, images: int, val_images: int, size: int, seed: int, progress: bool) -> dict:
+    """Training split mixing sparse, medium and heavy scenes, and the three held-out splits."""
+    from ..data.synthetic import generate_dataset
+    plan = {"train": ("sparse,medium,heavy", images, seed)}
+    plan.update({name: (crowd, val_images, seed + off) for name, (crowd, off) in SPLITS.items()})
+    anns = {}
+    for name, (crowding, n, s) in plan.items():
+        ann = out / "data" / name / "annotations.json"
+        if not ann.is_file():
+            generate_dataset(ann.parent, n, crowding=crowding, seed=s, image_size=size, workers=1, progress=progress)
+        anns[name] = str(ann)
+    return anns
+
+
+def stage_config(stage: dict, anns: dict, out: Path, *, seed: int, size: int, init: str | None) -> dict:
+    """The stage's bundled config with the comparison's data, backbone, seed and output folder."""
+    from .config import load_config
+    from .demo import find_config
+    cfg = load_config(find_config(stage["config"]), require_training=False)
+    cfg["method"]["options"] = {**cfg["method"]["options"], **stage.get("options", {})}
+    model = cfg["model"]
+    if "backbone" in model or "init_from" in model:    # a method reading another's backbone
+        model["backbone"] = dict(BACKBONE)
+        model["init_from"] = init
+    else:
+        cfg["model"] = dict(BACKBONE)
+    cfg["data"].update(train_ann=anns["train"], train_images=None, val_ann=None, val_images=None, input_size=size)
+    cfg["train"].update(seed=seed, out_dir=str(out / "runs" / stage["name"]), eval_every=0, workers=0)
+    cfg["test"]["input_size"] = size
+    return cfg
+
+
+def _calibrate(cfg: dict, scratch: Path, steps: int = 8) -> float:
+    """Steps per minute of this config on this machine now (a throwaway run of ``steps`` steps)."""
+    from .train import train
+    c = copy.deepcopy(cfg)
+    c["train"].update(steps=steps + 2, checkpoint_every=10 ** 9, out_dir=str(scratch))
+    t0 = time.monotonic()
+    train(c, max_steps=2, progress=False, overwrite=True)        # start-up and first steps
+    t1 = time.monotonic()
+    train(c, resume=True, max_steps=steps + 2, progress=False)
+    rate = steps / max(1e-6, (time.monotonic() - t1) / 60)
+    shutil.rmtree(scratch, ignore_errors=True)
+    del t0
+    return rate
+
+
+def train_stage(stage: dict, cfg: dict, state: dict, out: Path, *, minutes: float, max_steps: int | None,
+                chunk_minutes: float, progress: bool, save) -> dict:
+    """Train one stage to its budget in resumable chunks, copying ``snapshot_<f>.pt`` when it has
+    trained the fraction f of its budget (steps with ``max_steps``, else minutes)."""
+    from .train import train
+    st = state["stages"].setdefault(stage["name"], {"minutes": 0.0, "steps": 0, "done": False})
+    if st["done"]:
+        return st
+    run = Path(cfg["train"]["out_dir"])
+    budget = stage["share"] * minutes
+    if "total_steps" not in st:
+        st["total_steps"] = (max(1, int(stage["share"] * max_steps)) if max_steps else
+                             max(20, int(_calibrate(cfg, out / "calibration") * budget)))
+        save()
+    total = st["total_steps"]
+    cfg["train"].update(steps=total, checkpoint_every=max(1, total // 20))
+
+    def reached(f: float) -> bool:
+        return st["steps"] >= max(1, int(f * total)) if max_steps else st["minutes"] >= f * budget - 1e-6
+
+    for f in sorted(stage.get("snapshots", [])) + [1.0]:
+        snap = run / f"snapshot_{f:g}.pt"
+        if f < 1.0 and snap.is_file():
+            continue
+        while not reached(f) and not (f == 1.0 and st["steps"] >= total):
+            resume = (run / "last.pt").is_file()
+            s = train(cfg, resume=resume, overwrite=not resume,
+                      max_steps=max(1, int(f * total)) if max_steps else None,
+                      max_minutes=None if max_steps else max(0.05, min(chunk_minutes, f * budget - st["minutes"])),
+                      progress=progress)
+            st["minutes"] += s["minutes"]
+            st["steps"] = s["steps"]
+            save()
+        if f < 1.0:
+            shutil.copyfile(run / "last.pt", snap)
+    st["done"] = True
+    save()
+    return st
+
+
+def evaluate_row(name: str, stage: str, test: dict, anns: dict, out: Path, *, max_images: int | None) -> dict:
+    """COCO AP, AP50, AP75, AR, network / decoder ms per split, and the true-id ceiling (methods
+    with ``predict_true_ids``) of one stage's final checkpoint with test overrides."""
+    import numpy as np
+    import torch
+
+    from ..data.coco import CocoPoseDataset
+    from .benchmark import _timed_predictor
+    from .checkpoint import load_model
+    from .evaluate import evaluate_results
+    from .predict import test_options, to_coco_results
+
+    model, method, config = load_model(out / "runs" / stage / "last.pt")
+    opts = {**test_options(config, method), **test}
+    run = _timed_predictor(model, method, opts)
+    oracle = getattr(method, "predict_true_ids", None)
+    row = {"row": name, "method": method.name, "stage": stage, "test": test, "splits": {}}
+    for split in SPLITS:
+        ds = CocoPoseDataset(anns[split], keypoint_set=method.keypoint_set)
+        ids = list(ds.image_ids)[:max_images] if max_images else list(ds.image_ids)
+        res, res_true, net, dec = [], [], [], []
+        for image_id in ids:
+            image = ds.load_image(image_id)
+            poses, scores, n_s, t_s = run(image)
+            net.append(n_s)
+            dec.append(t_s - n_s)
+            res += to_coco_results(image_id, poses, scores)
+            if callable(oracle):
+                with torch.inference_mode():
+                    p, s = oracle(model, image, ds.annotations(image_id, with_masks=False)["keypoints"], **opts)[:2]
+                res_true += to_coco_results(image_id, p, s)
+
+        def score(results):
+            if not results:
+                return {k: 0.0 for k in ("AP", "AP50", "AP75", "AR")}
+            st = evaluate_results(str(ds.ann_file), results, keypoint_set=ds.keypoint_set, image_ids=ids)
+            return {k: float(st[k]) for k in ("AP", "AP50", "AP75", "AR")}
+
+        cell = score(res)
+        cell.update(network_ms=1e3 * float(np.median(net)), decoder_ms=1e3 * float(np.median(dec)),
+                    true_ids_AP=score(res_true)["AP"] if callable(oracle) else None)
+        row["splits"][split] = cell
+    return row
+
+
+def format_table(rows: list[dict], header: str = "") -> str:
+    """The Markdown table of :func:`benchmark_methods` rows."""
+    lines = [header] if header else []
+    lines += ["| method | split | AP | AP50 | AP75 | AR | network ms | decoder ms | AE true-id AP |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for split, c in r["splits"].items():
+            true = "-" if c.get("true_ids_AP") is None else f"{c['true_ids_AP']:.3f}"
+            lines.append(f"| {r['row']} | {split} | {c['AP']:.3f} | {c['AP50']:.3f} | {c['AP75']:.3f} | "
+                         f"{c['AR']:.3f} | {c['network_ms']:.1f} | {c['decoder_ms']:.1f} | {true} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_table(text: str) -> list[dict]:
+    """Rows of a :func:`format_table` table back as dicts (row, split, AP, ...)."""
+    out = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 9 or cells[0] in ("method", "---") or set(cells[0]) <= {"-"}:
+            continue
+        num = [None if c == "-" else float(c) for c in cells[2:]]
+        out.append(dict(zip(["row", "split", "AP", "AP50", "AP75", "AR", "network_ms", "decoder_ms", "true_ids_AP"],
+                            cells[:2] + num)))
+    return out
+
+
+def benchmark_methods(out_dir="runs/benchmark_methods", *, minutes: float = 20.0, seed: int = 0,
+                      images: int = 2000, val_images: int = 100, size: int = 128, ablations: bool = False,
+                      max_steps: int | None = None, max_images: int | None = None, chunk_minutes: float = 2.0,
+                      threads: int | None = 1, progress: bool = True) -> list[dict]:
+    """Train every stage under one budget, evaluate every row, write ``methods.md``/``.json``.
+
+    Args:
+        minutes: training minutes of a full share (AE, PersonLab; AE half + recurrent half).
+        seed: data and training seed. images / val_images / size: synthetic data.
+        ablations: also the papers' ablations (:data:`ABLATION_STAGES`, :data:`ABLATION_EVALUATIONS`).
+        max_steps: a step budget per full share instead of minutes (tests).
+        max_images: score the first n images of each split (default all).
+    Returns the rows (also in ``methods.json``).
+    """
+    import torch
+    if threads:
+        torch.set_num_threads(int(threads))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    wanted = {"minutes": minutes, "seed": seed, "images": images, "val_images": val_images, "size": size,
+              "max_steps": max_steps}
+    if state and state.get("settings") != wanted:
+        raise ValueError(f"{state_path}: made with other settings {state.get('settings')}; "
+                         "use another output folder (or remove it) to change them")
+    state.setdefault("settings", wanted)
+    state.setdefault("stages", {})
+    state.setdefault("rows", {})
+
+    def save():
+        _save(state_path, state)
+
+    say = print if progress else (lambda *a, **k: None)
+    anns = make_data(out, images=images, val_images=val_images, size=size, seed=seed, progress=progress)
+    stages = STAGES + (ABLATION_STAGES if ablations else [])
+    for stage in stages:
+        init = None
+        if stage.get("init"):
+            src, frac = stage["init"].split("@")
+            init = str(out / "runs" / src / f"snapshot_{float(frac):g}.pt")
+        cfg = stage_config(stage, anns, out, seed=seed, size=size, init=init)
+        say(f"[benchmark methods] training {stage['name']}")
+        train_stage(stage, cfg, state, out, minutes=minutes, max_steps=max_steps, chunk_minutes=chunk_minutes,
+                    progress=progress, save=save)
+    rows = []
+    for name, stage, test in EVALUATIONS + (ABLATION_EVALUATIONS if ablations else []):
+        if name not in state["rows"]:
+            say(f"[benchmark methods] scoring {name}")
+            state["rows"][name] = evaluate_row(name, stage, test, anns, out, max_images=max_images)
+            save()
+        rows.append(state["rows"][name])
+    budget = f"{max_steps} steps" if max_steps else f"{minutes:g} min"
+    header = (f"Budget {budget} per method (recurrent: AE backbone half + head half), seed {seed}, "
+              f"{images} training images (sparse, medium, heavy mixed), {size} px, held-out splits of "
+              f"{val_images} images; trained steps: "
+              + ", ".join(f"{k} {v['steps']}" for k, v in state["stages"].items()) + ".\n")
+    text = format_table(rows, header)
+    (out / "methods.md").write_text(text)
+    _save(out / "methods.json", rows)
+    say(text)
+    return rows
