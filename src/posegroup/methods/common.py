@@ -77,3 +77,17 @@ def network_passes(model: torch.nn.Module, image: np.ndarray, input_size: int, s
             m = maps[b] if b == 0 else torch.flip(maps[b], dims=[2])
             out.append(resample_maps(m, grid, factor / factor1))
     return out, grid, factor1, stride
+
+
+def grid_to_image(poses: np.ndarray, scores: np.ndarray, stride: int, factor: float, image_shape
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Poses (N, K, 3) on the common grid -> image pixels (x, y * stride / factor), clipped to
+    the image (H, W, ...); returns float32 (poses, scores)."""
+    poses = np.array(poses, dtype=np.float64).reshape(len(poses), -1, 3) if len(poses) else \
+        np.asarray(poses, np.float64)
+    if len(poses):
+        poses[..., :2] *= stride / factor
+        h0, w0 = image_shape[:2]
+        poses[..., 0] = np.clip(poses[..., 0], 0, w0)
+        poses[..., 1] = np.clip(poses[..., 1], 0, h0)
+    return poses.astype(np.float32), np.asarray(scores, np.float64).reshape(-1).astype(np.float32)

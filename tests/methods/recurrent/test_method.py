@@ -15,7 +15,7 @@ from posegroup.engine.predict import checkpoint_predictor, evaluate_predictor
 from posegroup.engine.train import train
 from posegroup.methods import build_method
 from posegroup.skeleton import COCO17
-from tests.engine.test_train import make_dataset, tiny_config
+from tests.engine.test_train import _one_thread, make_dataset, tiny_config  # noqa: F401 (autouse fixture)
 
 BACKBONE = {"name": "tiny", "num_stacks": 1, "depth": 2, "base_width": 16, "width_increase": 8, "stem_width": 8}
 
@@ -32,14 +32,6 @@ def recurrent_config(ann: Path, out_dir: Path, *, options=None, model=None, **tr
     }
     cfg["train"].update(train_over)
     return merge_config(cfg)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

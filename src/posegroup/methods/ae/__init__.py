@@ -16,7 +16,7 @@ from ..base import Method
 from ...skeleton import KeypointSet
 from . import head as _head
 from .loss import PUSH_FORMS, PULL_FORMS, ae_loss
-from ..common import resample_maps as _resample
+from ..common import grid_to_image, resample_maps as _resample
 
 
 def downsample_ignore_mask(ignore_mask: np.ndarray | None, output_size: tuple[int, int], stride: int) -> np.ndarray:
@@ -284,11 +284,7 @@ class AEMethod(Method):
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if len(poses):
             poses = np.array(decode.fill_missing(poses), dtype=np.float64)
-            poses[..., :2] *= stride / factor
-            h0, w0 = np.asarray(image).shape[:2]
-            poses[..., 0] = np.clip(poses[..., 0], 0, w0)
-            poses[..., 1] = np.clip(poses[..., 1], 0, h0)
-        return poses.astype(np.float32), scores.astype(np.float32)
+        return grid_to_image(poses, scores, stride, factor, np.asarray(image).shape)
 
 
 METHOD = AEMethod

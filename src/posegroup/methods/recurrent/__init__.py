@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..base import Method
+from ..common import grid_to_image
 from ..settings import as_dict, from_options, non_negative, one_of, positive, setting, unit_interval
 from ...skeleton import KeypointSet
 from . import decode as _decode
@@ -248,13 +249,7 @@ class RecurrentMethod(Method):
         opts = {k: getattr(self.settings, k) for k in self.DECODE_OPTIONS}
         opts.update(decode_opts)
         poses, scores = _decode.decode_people(heat, probs, **opts)
-        poses = poses.astype(np.float64)
-        if len(poses):
-            poses[..., :2] *= stride / factor
-            h0, w0 = np.asarray(image).shape[:2]
-            poses[..., 0] = np.clip(poses[..., 0], 0, w0)
-            poses[..., 1] = np.clip(poses[..., 1], 0, h0)
-        return poses.astype(np.float32), scores.astype(np.float32)
+        return grid_to_image(poses, scores, stride, factor, np.asarray(image).shape)
 
 
 METHOD = RecurrentMethod
