@@ -70,8 +70,39 @@ def make_predictor(args):
 
 
 # ----------------------------------------------------------------------------- verbs
+def _same_file(a, b) -> bool:
+    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+
+
+def _refuse_existing(path, overwrite: bool, what: str = "--out") -> None:
+    """One-line refusal of an existing ``path`` unless ``--overwrite``."""
+    if path is not None and Path(path).exists() and not overwrite:
+        raise CliError(f"{path}: already exists; pass --overwrite to replace it, or choose another {what}")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    import os
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def cmd_synth(args) -> int:
     from .data.synthetic import generate_dataset
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not args.overwrite:
+            raise CliError(f"{out}: folder is not empty; pass --overwrite to replace the dataset there, "
+                           "or choose another --out")
+        own = [out / "annotations.json"] + sorted((out / "images").glob("[0-9][0-9][0-9][0-9][0-9][0-9].jpg"))
+        if args.poses and any(_same_file(args.poses, f) for f in own):
+            raise CliError(f"{args.poses}: --poses is a file of the dataset --overwrite would replace")
+        for f in own:  # the earlier synthetic dataset as a whole (nothing else in the folder)
+            if f.is_file():
+                f.unlink()
     crowding = args.crowding
     stats = generate_dataset(args.out, args.images, crowding=crowding, seed=args.seed,
                              poses_file=args.poses, image_size=args.size, workers=args.workers,
@@ -84,17 +115,39 @@ def cmd_synth(args) -> int:
 
 def cmd_train(args) -> int:
     from .engine.config import load_config
-    from .engine.train import train
+    from .engine.train import RunRefused, train
+    if args.resume and args.overwrite:
+        raise CliError("give --resume or --overwrite, not both")
+    if args.allow_changes and not args.resume:
+        raise CliError("--allow-changes goes with --resume")
     config = load_config(args.config)
     resume = args.resume if args.resume else False
-    summary = train(config, out_dir=args.out, resume=resume, max_steps=args.max_steps,
-                    max_minutes=args.max_minutes, progress=not args.quiet, overwrite=args.overwrite)
+    try:
+        summary = train(config, out_dir=args.out, resume=resume, max_steps=args.max_steps,
+                        max_minutes=args.max_minutes, progress=not args.quiet, overwrite=args.overwrite,
+                        allow_changes=args.allow_changes, trust=args.trust_checkpoint)
+    except RunRefused as e:  # a refusal, not a failure: exit 2 like every other refusal
+        raise CliError(str(e)) from None
     print(json.dumps({k: v for k, v in summary.items() if isinstance(v, (int, float, str))}, indent=1))
+    if summary.get("stopped") == "interrupted":
+        print(f"posegroup: interrupted at step {summary['steps']}; checkpoint {summary['checkpoint']} written, "
+              "continue with --resume", file=sys.stderr)
+        return 130
     return 0
 
 
 def cmd_evaluate(args) -> int:
+    from .engine.checkpoint import trusting
     from .engine.evaluate import evaluate_all, format_table
+    inputs = [args.gt, args.results, args.weights, args.onnx]
+    out_results = Path(args.out) / "results.json" if args.out and not args.results else None
+    for target in (args.stats, out_results):
+        if target is not None and any(_same_file(target, i) for i in inputs):
+            raise CliError(f"{target}: is an input of this evaluation and would be overwritten; choose another file")
+    if args.stats and Path(args.stats).is_dir():
+        raise CliError(f"{args.stats}: is a folder; --stats names the json file to write")
+    _refuse_existing(args.stats, args.overwrite, "--stats")
+    _refuse_existing(out_results, args.overwrite)
     if args.results:
         results = args.results
     else:
@@ -102,34 +155,38 @@ def cmd_evaluate(args) -> int:
             raise CliError("give --results RES.json, or a model (--weights / --onnx) to predict with")
         from .data.coco import CocoPoseDataset
         from .engine.predict import predict_dataset
-        predictor, kps, _ = make_predictor(args)
+        with trusting(args.trust_checkpoint):
+            predictor, kps, _ = make_predictor(args)
         ds = CocoPoseDataset(args.gt, args.images, keypoint_set=kps)
         results = predict_dataset(predictor, ds, progress=not args.quiet)
-        if args.out:
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "results.json").write_text(json.dumps(results))
+        if out_results is not None:
+            _write_text_atomic(out_results, json.dumps(results))
     stats = evaluate_all(args.gt, results, protocol=args.protocol)
     print(format_table(stats))
     if args.stats:
-        Path(args.stats).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.stats).write_text(json.dumps(stats, indent=1))
+        _write_text_atomic(Path(args.stats), json.dumps(stats, indent=1))
         print(f"stats written to {args.stats}")
     return 0
 
 
 def cmd_predict(args) -> int:
+    from .engine.checkpoint import trusting
     from .engine.predict import predict_images
-    predictor, kps, _ = make_predictor(args)
+    with trusting(args.trust_checkpoint):
+        predictor, kps, _ = make_predictor(args)
     results = predict_images(predictor, args.images, out_dir=args.out, keypoint_set=kps,
-                             draw=not args.no_draw, progress=not args.quiet, gt_file=args.gt)
-    print(f"{len(results)} people in {args.out}/results.json")
+                             draw=not args.no_draw, progress=not args.quiet, gt_file=args.gt,
+                             overwrite=args.overwrite)
+    skipped = getattr(results, "skipped", [])
+    print(f"{len(results)} people in {args.out}/results.json"
+          + (f"; skipped {len(skipped)} unreadable: {', '.join(p for p, _ in skipped)}" if skipped else ""))
     return 0
 
 
 def cmd_export(args) -> int:
     from .engine.export import export_onnx
-    path = export_onnx(args.weights, args.out, input_size=args.input_size)
+    path = export_onnx(args.weights, args.out, input_size=args.input_size, overwrite=args.overwrite,
+                       trust=args.trust_checkpoint)
     print(f"exported {path}")
     return 0
 
@@ -176,7 +233,8 @@ def _default_layouts() -> Path:
 
 def cmd_demo(args) -> int:
     from .engine.demo import run_demo
-    run_demo(args.out, minutes=args.minutes, images=args.images, progress=not args.quiet)
+    run_demo(args.out, minutes=args.minutes, images=args.images, progress=not args.quiet,
+             overwrite=args.overwrite)
     return 0
 
 
@@ -196,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--poses", default=None, help="COCO keypoint json to take real poses from")
     s.add_argument("--size", type=int, default=256, help="image side in pixels")
     s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace the synthetic dataset in a non-empty --out (its annotations.json and images/NNNNNN.jpg)")
     s.set_defaults(func=cmd_synth)
 
     t = sub.add_parser("train", help="train from a YAML config")
@@ -205,7 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="output folder (default: the config's)")
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument("--max-minutes", type=float, default=None)
-    t.add_argument("--overwrite", action="store_true", help="start afresh in an output folder that has a checkpoint")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an output folder that has a run: replaces it as a whole (the old files are "
+                        "set aside in .replaced_run/ until the new run's first checkpoint)")
+    t.add_argument("--allow-changes", action="store_true",
+                   help="--resume even though the config changes the outcome (lr, data, model ...)")
+    t.add_argument("--trust-checkpoint", action="store_true",
+                   help="also read an old-format/foreign (pickled) checkpoint -- it can run code: only for trusted files")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="COCO AP of a results json, or of a model on a COCO split")
@@ -216,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="also keep the predictions here (results.json)")
     e.add_argument("--protocol", choices=["coco", "crowdpose"], default=None,
                    help="scoring rules (default: crowdpose for CrowdPose-14 ground truth, else coco)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --stats file / --out results.json")
+    e.add_argument("--trust-checkpoint", action="store_true",
+                   help="also read an old-format/foreign (pickled) checkpoint -- it can run code: only for trusted files")
     _add_model_args(e)
     e.set_defaults(func=cmd_evaluate)
 
@@ -224,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default="predictions")
     pr.add_argument("--gt", default=None, help="COCO json whose image ids to use in results.json")
     pr.add_argument("--no-draw", action="store_true", help="no PNGs")
+    pr.add_argument("--overwrite", action="store_true",
+                    help="replace an earlier prediction in --out (results.json and its pictures)")
+    pr.add_argument("--trust-checkpoint", action="store_true",
+                   help="also read an old-format/foreign (pickled) checkpoint -- it can run code: only for trusted files")
     _add_model_args(pr)
     pr.set_defaults(func=cmd_predict)
 
@@ -231,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--weights", required=True)
     x.add_argument("--out", required=True)
     x.add_argument("--input-size", type=int, default=None)
+    x.add_argument("--overwrite", action="store_true", help="replace an existing --out file (never a checkpoint)")
+    x.add_argument("--trust-checkpoint", action="store_true",
+                   help="also read an old-format/foreign (pickled) checkpoint -- it can run code: only for trusted files")
     x.set_defaults(func=cmd_export)
 
     b = sub.add_parser("benchmark", help="decode speed, or AP against training time")
@@ -260,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="posegroup_demo")
     d.add_argument("--minutes", type=float, default=5.0, help="training minutes")
     d.add_argument("--images", type=int, default=2000, help="synthetic training images")
+    d.add_argument("--overwrite", action="store_true", help="run in a non-empty --out, replacing the demo's files")
     d.set_defaults(func=cmd_demo)
     return p
 

@@ -27,11 +27,12 @@ def find_config(name: str = CONFIG_NAME) -> Path:
 
 
 def run_demo(out_dir="posegroup_demo", *, minutes: float = 5.0, images: int = 2000,
-             val_images: int = 40, progress: bool = True, seed: int = 0) -> dict:
+             val_images: int = 40, progress: bool = True, seed: int = 0, overwrite: bool = False) -> dict:
     """Synthesise, train, predict, evaluate and draw; returns the AP table as a dict.
 
     Writes under ``out_dir``: data/ (synthetic splits), train/ (checkpoints, TensorBoard),
-    pictures/*.png, results_{split}.json, ap_table.md and ap_table.json.
+    pictures/*.png, results_{split}.json, ap_table.md and ap_table.json. An existing non-empty
+    ``out_dir`` is refused (ValueError) unless ``overwrite``.
     """
     from ..data.coco import CocoPoseDataset
     from ..data.synthetic import generate_dataset
@@ -43,6 +44,9 @@ def run_demo(out_dir="posegroup_demo", *, minutes: float = 5.0, images: int = 20
     from .train import train
 
     out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise ValueError(f"{out}: already exists and is not empty; pass --overwrite to replace the demo's "
+                         "files there (its synthetic data is reused), or choose another --out")
     t0 = time.time()
     cfg = load_config(find_config())
     size = int(cfg["data"].get("synth_image_size", cfg["data"]["input_size"]))

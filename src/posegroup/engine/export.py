@@ -20,31 +20,68 @@ class _LastStack(torch.nn.Module):
         return out[-1] if isinstance(out, (list, tuple)) else out
 
 
-def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17) -> Path:
+#: Suffixes of checkpoints: ``export`` never writes an ONNX file under such a name.
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+
+
+class ExportError(ValueError):
+    """A refused or failed export (the message names the file)."""
+
+
+def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17, overwrite: bool = False,
+                trust: bool | None = None) -> Path:
     """Export the checkpoint ``weights`` to ONNX at ``out``; checks it with onnxruntime when
-    installed (max abs difference to PyTorch printed). Returns the output path."""
+    installed (max abs difference to PyTorch printed). Returns the output path.
+
+    Safety: ``out`` is written to a temporary file beside it and moved into place only once
+    exported and checked. An existing ``out`` is refused unless ``overwrite``; ``out`` equal
+    to ``weights``, a folder, or named like a checkpoint (:data:`CHECKPOINT_SUFFIXES`) is always
+    refused (:class:`ExportError`). ``trust``: see :func:`~posegroup.engine.checkpoint.load_checkpoint`.
+    """
+    import os
+    import tempfile
+
     from .checkpoint import load_model
 
-    model, method, config = load_model(weights)
+    out = Path(out)
+    if out.resolve() == Path(weights).resolve():
+        raise ExportError(f"{out}: is the checkpoint being exported; choose another --out")
+    if out.suffix.lower() in CHECKPOINT_SUFFIXES:
+        raise ExportError(f"{out}: an ONNX file must not be named like a checkpoint ({out.suffix}); use .onnx")
+    if out.is_dir():
+        raise ExportError(f"{out}: is a folder; --out names the .onnx file to write")
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out}: already exists; pass --overwrite to replace it, or choose another --out")
+    model, method, config = load_model(weights, trust=trust)
     size = int(input_size or (config or {}).get("data", {}).get("input_size", 512))
     wrapped = _LastStack(model).eval()
     x = torch.randn(1, 3, size, size)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(wrapped, (x,), str(out), input_names=["image"], output_names=["output"],
-                      opset_version=opset, dynamo=False,
-                      dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                                    "output": {0: "batch", 2: "out_height", 3: "out_width"}})
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent))
+    os.close(fd)
+    tmp = Path(tmp_name)
     try:
-        import onnxruntime as ort
-    except ImportError:
-        return out
-    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        ref = wrapped(x).numpy()
-    got = sess.run(None, {"image": x.numpy()})[0]
-    diff = float(abs(ref - got).max())
-    if diff > 1e-3 * max(1.0, float(abs(ref).max())):
-        raise RuntimeError(f"{out}: ONNX output differs from PyTorch by {diff:.2e}")
-    print(f"onnxruntime check: max abs difference {diff:.2e}")
+        torch.onnx.export(wrapped, (x,), str(tmp), input_names=["image"], output_names=["output"],
+                          opset_version=opset, dynamo=False,
+                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                                        "output": {0: "batch", 2: "out_height", 3: "out_width"}})
+        diff = None
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            ort = None
+        if ort is not None:
+            sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+            with torch.no_grad():
+                ref = wrapped(x).numpy()
+            got = sess.run(None, {"image": x.numpy()})[0]
+            diff = float(abs(ref - got).max())
+            if diff > 1e-3 * max(1.0, float(abs(ref).max())):
+                raise RuntimeError(f"{out}: ONNX output differs from PyTorch by {diff:.2e}")
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    if diff is not None:
+        print(f"onnxruntime check: max abs difference {diff:.2e}")
     return out

@@ -133,43 +133,101 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+class PredictResults(list):
+    """The results list of :func:`predict_images`, with ``skipped``: ``(path, reason)`` of the
+    files that could not be read."""
+
+    skipped: list
+
+
 def predict_images(predictor: Callable, paths, *, out_dir: str | Path, keypoint_set, draw: bool = True,
-                   progress: bool = True, gt_file: str | Path | None = None, threshold: float = 0.1) -> list[dict]:
+                   progress: bool = True, gt_file: str | Path | None = None, threshold: float = 0.1,
+                   overwrite: bool = False) -> PredictResults:
     """Predict every image in ``paths`` (files and/or folders).
 
     Writes ``out_dir/results.json`` (COCO keypoint results; ``image_id`` from ``gt_file``'s
     images by file name when given -- an image not in it is an error --, else the image's index
     in the sorted list) and, when ``draw``, ``out_dir/<stem>.png`` with the skeletons
     (keypoints above ``threshold``; ``<stem>_<index>.png`` when a name repeats). Returns the
-    results list.
+    results list (:class:`PredictResults`, whose ``skipped`` lists the unreadable files).
+
+    An unreadable or corrupt image is skipped (one line each on stderr, at the end) and the
+    others predicted; only when no image at all could be read is it an error.
+
+    Safety: never writes into or over its inputs -- an ``out_dir`` that is one of the input
+    folders, a picture that would land on an input file, or a ``gt_file`` in the way are
+    refused (:class:`PredictError`, whatever ``overwrite``). An ``out_dir`` that already holds
+    ``results.json`` or a picture of the same name is refused unless ``overwrite``; then the
+    earlier prediction is replaced as a whole (its pictures not drawn again are deleted at the
+    end, only in a folder that held a ``results.json``).
     """
+    from ..data.coco import DatasetError
+    import sys
     files = collect_images(paths)
     out_dir = Path(out_dir)
+    out_res = out_dir.resolve()
+    given = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    for p in given:
+        if Path(p).is_dir() and Path(p).resolve() == out_res:
+            raise PredictError(f"{out_dir}: the output folder is an input folder (pictures would be written "
+                               "among the images); choose another --out")
+    names, drawn = [], set()
+    for index, path in enumerate(files):  # picture names as drawn below
+        name = path.stem if path.stem not in drawn else f"{path.stem}_{index}"  # same name, other folder
+        drawn.add(name)
+        names.append(name)
+    targets = [out_res / "results.json"] + ([out_res / f"{n}.png" for n in names] if draw else [])
+    inputs = {f.resolve() for f in files}
+    if gt_file is not None:
+        inputs.add(Path(gt_file).resolve())
+    for t in targets:
+        if t in inputs:
+            raise PredictError(f"{t}: is an input of this prediction and would be overwritten; choose another --out")
+    previous = (out_dir / "results.json").is_file()
+    if not overwrite:
+        for t in targets:
+            if t.exists():
+                raise PredictError(f"{t}: already exists (an earlier prediction?); pass --overwrite to replace it, "
+                                   "or choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     id_map = _image_id_map(gt_file)
-    results: list[dict] = []
-    drawn: set[str] = set()
+    results = PredictResults()
+    results.skipped = []
+    written: set[str] = set()
     it = files
     if progress:
         from tqdm import tqdm
         it = tqdm(files, desc="predict", unit="img")
     for index, path in enumerate(it):
-        image = read_image(path)
         if gt_file is not None:
             if path.name not in id_map:
                 raise PredictError(f"{path}: file name not found among the images of {gt_file}")
             image_id = id_map[path.name]
         else:
             image_id = index
+        try:
+            image = read_image(path)
+        except (DatasetError, OSError, ValueError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            results.skipped.append((str(path), reason))
+            continue
         poses, scores, masks = _unpack(predictor(image))
         results.extend(to_coco_results(image_id, poses, scores, masks))
         if draw:
             from ..viz import draw_poses, save_png
             canvas = draw_poses(image, poses, keypoint_set, scores=scores, masks=masks, threshold=threshold)
-            name = path.stem if path.stem not in drawn else f"{path.stem}_{index}"  # same name, other folder
-            drawn.add(name)
-            save_png(out_dir / f"{name}.png", canvas)
-    _write_json(out_dir / "results.json", results)
+            save_png(out_dir / f"{names[index]}.png", canvas)
+            written.add(f"{names[index]}.png")
+    if files and len(results.skipped) == len(files):
+        more = f" (and {len(files) - 1} more unreadable)" if len(files) > 1 else ""
+        raise PredictError(f"{results.skipped[0][1]}{more}; no image could be read, nothing written")
+    for _, reason in results.skipped:
+        print(f"posegroup: skipped {reason}", file=sys.stderr)
+    _write_json(out_dir / "results.json", list(results))
+    if overwrite and previous:  # the earlier prediction's pictures that were not drawn again
+        for old in out_dir.glob("*.png"):
+            if old.name not in written and old.resolve() not in inputs:
+                old.unlink()
     return results
 
 

@@ -60,6 +60,11 @@ class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, bad resume); the message names the step/file."""
 
 
+class RunRefused(TrainingError):
+    """Training refused to start: a run is already in ``out_dir`` (no ``overwrite``), or the
+    resume config changes the outcome (no ``allow_changes``). Nothing was written."""
+
+
 # ---- pieces --------------------------------------------------------------------------------
 
 def lr_factor(step: int, schedule: dict, total_steps: int) -> float:
@@ -263,7 +268,7 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
     ckpt_path = out_dir / CHECKPOINT_NAME
     start_step, restored_rng = 0, None
     if not resume and not overwrite and ckpt_path.exists():
-        raise TrainingError(f"{ckpt_path}: a checkpoint is already there; resume it (--resume), start afresh (--overwrite) or choose "
+        raise RunRefused(f"{ckpt_path}: a checkpoint is already there; resume it (--resume), start afresh (--overwrite) or choose "
                             "another output folder")
     if is_main:
         remove_stale_temp_files(ckpt_path)  # left by a checkpoint write that was killed
@@ -276,7 +281,7 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
         if changes:
             shown = ", ".join(f"{k} ({old!r} -> {new!r})" for k, old, new in changes[:3])
             more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
-            raise TrainingError(f"{src}: the config differs from the checkpoint's in {shown}{more}; resume with the "
+            raise RunRefused(f"{src}: the config differs from the checkpoint's in {shown}{more}; resume with the "
                                 "run's config, or accept the change with --allow-changes")
         try:
             net.load_state_dict(state["model"])
