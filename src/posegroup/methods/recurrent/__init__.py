@@ -132,10 +132,14 @@ class RecurrentMethod(Method):
 
     def training_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]
                       ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Algorithm 1 on a batch: unroll LSTM1 for |p| steps per image, match, loss (+ LSTM2)."""
-        net = getattr(model, "module", model)
+        """Algorithm 1 on a batch: unroll LSTM1 for |p| steps per image, match, loss (+ LSTM2).
+        Runs through ``model``'s forward (DDP-safe)."""
+        return model(batch["image"], batch=batch, loss_fn=self._sequence_loss)
+
+    def _sequence_loss(self, net: RecurrentPoseNet, image: torch.Tensor, batch: dict[str, torch.Tensor]
+                       ) -> tuple[torch.Tensor, dict[str, float]]:
         s = self.settings
-        feats = net.features(batch["image"])
+        feats = net.features(image)
         z = batch["num_people"].reshape(-1)
         heats, logits, lengths = net.head.unroll(feats, max_steps=s.step_limit, min_steps=z + 1,
                                                  stop_threshold=s.stop_threshold, bptt_steps=s.bptt_steps)

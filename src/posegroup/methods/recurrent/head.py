@@ -252,7 +252,11 @@ class RecurrentPoseNet(nn.Module):
             self.backbone.eval()
         return self
 
-    def forward(self, image: torch.Tensor):
+    def forward(self, image: torch.Tensor, batch: dict | None = None, loss_fn=None):
+        """The backbone's per-stack predictions; with ``loss_fn``, ``loss_fn(self, image, batch)``
+        instead (the training loss runs inside forward so that DDP sees it and syncs gradients)."""
+        if loss_fn is not None:
+            return loss_fn(self, image, batch)
         return self.backbone(image)
 
     def export_forward(self, image: torch.Tensor) -> torch.Tensor:
