@@ -174,3 +174,86 @@ def test_ae_loss_sums_stacks_with_weights():
     assert parts["pull"] == pytest.approx(2 * 0.1 * 0.5)
     assert parts["push"] == pytest.approx(2 * 0.2 * exp_push)
     assert total.item() == pytest.approx(sum(parts.values()))
+
+
+# -- instance segmentation (issue 13): pixel pull / push and the foreground BCE by hand -------
+def _pixel_case():
+    """One 2 x 2 map, tags (row-major cells 0..3) 0, 1, 3, 3. Person A sampled at cells {0, 1},
+    person B at {2, 3}; slot 2 holds an invalid entry pointing at cell 3."""
+    tags = torch.tensor([[[0.0, 1.0], [3.0, 3.0]]])[..., None]              # (1, 2, 2, 1)
+    pixels = torch.tensor([[[[0, 1], [1, 1]], [[2, 1], [3, 1]], [[3, 0], [0, 0]]]])  # (1, 3, 2, 2)
+    return tags, pixels
+
+
+def test_pixel_pull_push_by_hand():
+    from posegroup.methods.ae.loss import pixel_grouping_loss
+
+    tags, pixels = _pixel_case()
+    pull, push = pixel_grouping_loss(tags, pixels)
+    # pull: A's ordered pairs (0,1) and (1,0) give 1 + 1, the diagonal 0; B's tags are equal: 2
+    assert float(pull) == pytest.approx(2.0)
+    # push: A x B distances 3, 3, 2, 2, both orders: 2 (2 e^{-9/2} + 2 e^{-4/2})
+    assert float(push) == pytest.approx(4 * (math.exp(-4.5) + math.exp(-2.0)), rel=1e-6)   # 0.585777
+    _, push2 = pixel_grouping_loss(tags, pixels, sigma=2.0)                  # exp(-d^2 / 8)
+    assert float(push2) == pytest.approx(4 * (math.exp(-9 / 8) + math.exp(-0.5)), rel=1e-6)  # 3.724732
+
+
+def test_pixel_pull_push_two_dims_and_batch_mean():
+    from posegroup.methods.ae.loss import pixel_grouping_loss
+
+    tags, pixels = _pixel_case()
+    two = torch.cat([tags, torch.zeros_like(tags)], -1)                    # D = 2, second dim 0
+    two[0, 0, 1, 1] = 2.0                                                   # cell 1 = (1, 2)
+    # second image: only person A (push 0), pull 2 * 2 * (0.25 + 0.25) = 2 -> batch (2 + 2) / 2
+    both = torch.cat([tags, tags])
+    only_a = pixels.clone()
+    only_a[:, 1:] = 0                                                       # slots B and 2 empty
+    pix = torch.cat([pixels, only_a])
+    pull, push = pixel_grouping_loss(both, pix, reduction="none")
+    assert pull.tolist() == pytest.approx([2.0, 2.0]) and push.tolist() == pytest.approx([0.5857770, 0.0], abs=1e-6)
+    pull2, push2 = pixel_grouping_loss(two, pixels)
+    # A: cells 0 (0, 0) and 1 (1, 2): squared distance 5, two orders -> 10; B: 0
+    assert float(pull2) == pytest.approx(10.0)
+    # A x B: cell 0 to (3, 0) twice: d^2 9; cell 1 to (3, 0): d^2 4 + 4 = 8 -> 2 (2 e^-4.5 + 2 e^-4)
+    assert float(push2) == pytest.approx(4 * (math.exp(-4.5) + math.exp(-4.0)), rel=1e-6)
+    zero_pull, zero_push = pixel_grouping_loss(tags, torch.zeros_like(pixels))
+    assert float(zero_pull) == 0.0 and float(zero_push) == 0.0
+
+
+def test_pixel_pull_gradient_shrinks_spread():
+    from posegroup.methods.ae.loss import pixel_grouping_loss
+
+    tags, pixels = _pixel_case()
+    tags.requires_grad_(True)
+    pull, _ = pixel_grouping_loss(tags, pixels)
+    pull.backward()
+    # d/dh0 of 2 (h0 - h1)^2 = 4 (h0 - h1) = -4; d/dh1 = +4; cells of B: 0
+    assert tags.grad[0, :, :, 0].flatten().tolist() == pytest.approx([-4.0, 4.0, 0.0, 0.0])
+
+
+def test_foreground_bce_by_hand():
+    from posegroup.methods.ae.loss import foreground_loss
+
+    logits = torch.tensor([[[0.0, math.log(3.0)]]])                        # p = 0.5, 0.75
+    target = torch.tensor([[[1.0, 0.5]]])
+    # BCE(0.5, 1) = ln 2 = 0.693147; BCE(0.75, 0.5) = -(ln .75 + ln .25) / 2 = 0.836988
+    assert float(foreground_loss(logits, target)) == pytest.approx((math.log(2) + 0.8369882) / 2, rel=1e-6)
+    assert float(foreground_loss(logits, target, torch.tensor([[[1.0, 0.0]]]))) == pytest.approx(math.log(2))
+
+
+def test_ae_loss_with_segmentation_adds_weighted_terms():
+    from posegroup.methods.ae.head import merge_outputs as merge
+
+    tags, pixels = _pixel_case()
+    k = 2
+    pred = merge(torch.zeros(1, k, 2, 2), torch.zeros(1, k, 2, 2), torch.zeros(1, 2, 2), tags)
+    targets = {"heatmaps": torch.zeros(1, k, 2, 2), "joints": torch.zeros(1, 1, k, 2, dtype=torch.long),
+               "foreground": torch.full((1, 2, 2), 0.5), "seg_pixels": pixels}
+    total, parts = ae_loss([pred, pred], targets, k, seg_tag_dim=1,
+                           segmentation_weights={"foreground": 2.0, "pull": 0.1, "push": 0.01})
+    # two stacks; foreground BCE(0.5, 0.5) = ln 2 on every pixel
+    assert parts["foreground"] == pytest.approx(2 * 2 * math.log(2))
+    assert parts["seg_pull"] == pytest.approx(2 * 0.1 * 2.0)
+    assert parts["seg_push"] == pytest.approx(2 * 0.01 * 0.5857770, rel=1e-6)
+    assert float(total) == pytest.approx(sum(parts.values()), rel=1e-6)
+    assert set(ae_loss(pred[:, :2 * k], targets, k)[1]) == {"heatmap", "pull", "push"}   # off: as before

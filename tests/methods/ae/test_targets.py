@@ -106,3 +106,40 @@ def test_bad_input_raises():
         joint_indices(np.zeros((1, 17, 2)), (8, 8))
     with pytest.raises(ValueError):
         gaussian_heatmaps(np.zeros((1, 17, 3)), (8,))
+
+
+# -- instance segmentation targets (issue 13) -----------------------------------------------------
+def test_instance_cells_by_hand():
+    from posegroup.methods.ae.targets import instance_cells
+
+    masks = np.zeros((2, 8, 8), np.uint8)
+    masks[0, 0:4, 0:6] = 1          # A (area 24): cell (0,0) full, cell (0,1) half
+    masks[1, 0:8, 6:8] = 1          # B (area 16): cells (0,1) and (1,1) half each
+    owner, fg = instance_cells(masks, None, (2, 2), 4)
+    np.testing.assert_allclose(fg, [[1.0, 1.0], [0.0, 0.5]])
+    # cell (0,1): A and B cover half each -> the smaller mask (B) owns it
+    np.testing.assert_array_equal(owner, [[0, 1], [-1, 1]])
+    ignore = np.zeros((8, 8), bool)
+    ignore[4:8, 4:8] = True         # cell (1,1) fully ignored: nobody's (fg stays, the loss mask drops it)
+    owner, fg = instance_cells(masks, ignore, (2, 2), 4)
+    np.testing.assert_array_equal(owner, [[0, 1], [-1, -1]])
+    owner, fg = instance_cells(np.zeros((0, 8, 8), np.uint8), None, (2, 2), 4)
+    assert (owner == -1).all() and (fg == 0).all()
+
+
+def test_sample_instance_pixels_and_content_seed():
+    from posegroup.methods.ae.targets import content_rng, sample_instance_pixels
+
+    owner = np.array([[0, 0, -1], [0, 1, -1]])
+    out = sample_instance_pixels(owner, 3, 2, content_rng(owner))
+    assert out.shape == (3, 2, 2)
+    assert out[0, :, 1].tolist() == [1, 1] and set(out[0, :, 0]) < {0, 1, 3} and out[0, 0, 0] != out[0, 1, 0]
+    assert out[1].tolist() == [[4, 1], [0, 0]]              # person 1 has one cell (flat 4): one valid
+    assert (out[2] == 0).all()                              # empty slot
+    again = sample_instance_pixels(owner, 3, 2, content_rng(owner))
+    np.testing.assert_array_equal(out, again)               # the same content draws the same pixels
+    draws = {tuple(sample_instance_pixels(np.zeros((4, 4), int), 1, 3, content_rng(np.array([s])))[0, :, 0])
+             for s in range(10)}
+    assert len(draws) > 1                                   # other content, other draws
+    with pytest.raises(ValueError):
+        sample_instance_pixels(owner, 3, 0, content_rng(owner))

@@ -3,7 +3,10 @@
 Head: per stack K heatmaps then K*D tag maps (:mod:`.head`); targets: Gaussian heatmaps,
 ignore mask and per-person joint indices (:mod:`.targets`); loss: masked heatmap MSE + pull/push
 grouping loss summed over stacks (:mod:`.loss`); decoding: NMS + greedy tag matching
-(:mod:`.decode`). SPEC section 1.
+(:mod:`.decode`). SPEC section 1. With ``segmentation=True`` the same hourglass also predicts a
+foreground map and per-pixel instance tags (SPEC section 1, last paragraph): targets
+:func:`.targets.instance_cells` / :func:`.targets.sample_instance_pixels`, loss
+:func:`.loss.segmentation_loss`, decoding :mod:`.segment`.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from ..base import Method
 from ...skeleton import KeypointSet
 from . import head as _head
 from .loss import PUSH_FORMS, PULL_FORMS, ae_loss
+from .segment import SEG_DECODERS
 from ..common import grid_to_image, resample_maps as _resample
 
 
@@ -43,6 +47,45 @@ def downsample_ignore_mask(ignore_mask: np.ndarray | None, output_size: tuple[in
     return (frac <= 0.5).astype(np.float32)
 
 
+#: Test-time options of the segmentation decoder (:func:`.segment.segment_people`) and their
+#: defaults; constructor keywords (the method's defaults) and :meth:`AEMethod.predict` keywords.
+SEG_DECODE_OPTIONS = {"seg_decode": "paper", "seg_threshold": 0.5, "seg_bin_width": 0.2,
+                      "seg_nms_radius": 1.0, "seg_min_cells": 2, "seg_anchor_radius": 1.5}
+
+
+def check_seg_decode_options(opts: dict) -> dict:
+    """The segmentation decoding options validated (ValueError naming the key) and mapped to
+    :func:`.segment.segment_people` keywords."""
+    unknown = set(opts) - set(SEG_DECODE_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown segmentation option(s) {sorted(unknown)}; valid: {sorted(SEG_DECODE_OPTIONS)}")
+    o = {**SEG_DECODE_OPTIONS, **opts}
+    checks = {"seg_decode": o["seg_decode"] in SEG_DECODERS, "seg_threshold": 0 < o["seg_threshold"] < 1,
+              "seg_bin_width": o["seg_bin_width"] > 0, "seg_nms_radius": o["seg_nms_radius"] >= 0,
+              "seg_min_cells": float(o["seg_min_cells"]).is_integer() and o["seg_min_cells"] >= 1,
+              "seg_anchor_radius": o["seg_anchor_radius"] > 0}
+    for key, ok in checks.items():
+        if not ok:
+            want = f"one of {SEG_DECODERS}" if key == "seg_decode" else "see AEMethod.SEG_DECODE_OPTIONS"
+            raise ValueError(f"option '{key}' has an invalid value {o[key]!r}; expected {want}")
+    return {"mode": o["seg_decode"], "threshold": float(o["seg_threshold"]), "bin_width": float(o["seg_bin_width"]),
+            "nms_radius": float(o["seg_nms_radius"]), "min_cells": int(o["seg_min_cells"]),
+            "anchor_radius": float(o["seg_anchor_radius"])}
+
+
+def _check_segmentation_options(segmentation, seg_tag_dim, seg_samples, seg_weights, seg_push_sigma) -> None:
+    if not isinstance(segmentation, bool):
+        raise ValueError(f"option 'segmentation' must be true or false, got {segmentation!r}")
+    for key, v, low in (("seg_tag_dim", seg_tag_dim, 1), ("seg_samples", seg_samples, 1)):
+        if isinstance(v, bool) or not float(v).is_integer() or v < low:
+            raise ValueError(f"option '{key}' must be an integer >= {low}, got {v!r}")
+    for key, v in seg_weights.items():
+        if isinstance(v, bool) or not float(v) >= 0:
+            raise ValueError(f"option '{key}' must be a number >= 0, got {v!r}")
+    if not float(seg_push_sigma) > 0:
+        raise ValueError(f"option 'seg_push_sigma' must be > 0, got {seg_push_sigma!r}")
+
+
 class AEMethod(Method):
     """Associative Embedding.
 
@@ -55,6 +98,15 @@ class AEMethod(Method):
         push_form: "paper" (default) or "reference" (see :func:`.loss.grouping_loss`).
         pull_form: "paper" (default) or "reference".
         push_sigma: sigma of the paper's push term (paper: 1).
+        segmentation: also predict person instance masks (foreground + pixel tags; default off,
+            which leaves the head, targets and loss exactly as without it).
+        seg_tag_dim: E, the pixel-tag dimension (paper: 1).
+        seg_samples: S, pixels sampled per instance for the pixel pull/push (sampling seeded by
+            the sample's content, :func:`.targets.content_rng`, so resume stays exact).
+        foreground_weight, seg_pull_weight, seg_push_weight: weights of the foreground BCE and
+            of the (un-normalised, SPEC) pixel pull / push sums; seg_push_sigma: the push σ (1).
+        seg_decode, seg_threshold, seg_bin_width, seg_nms_radius, seg_min_cells,
+            seg_anchor_radius: default segmentation decoding (:data:`SEG_DECODE_OPTIONS`).
         **decode_defaults: default options of :func:`.decode.group` for :meth:`predict`.
     """
 
@@ -63,10 +115,21 @@ class AEMethod(Method):
     def __init__(self, keypoint_set: KeypointSet, *, tag_dim: int = 1, sigma: float = 2.0, max_people: int = 30,
                  heatmap_weight: float = 1.0, pull_weight: float = 1e-3, push_weight: float = 1e-3,
                  push_form: str = "paper", pull_form: str = "paper", push_sigma: float = 1.0,
-                 **decode_defaults: Any):
+                 segmentation: bool = False, seg_tag_dim: int = 1, seg_samples: int = 32,
+                 foreground_weight: float = 1.0, seg_pull_weight: float = 1e-3, seg_push_weight: float = 1e-3,
+                 seg_push_sigma: float = 1.0, **decode_defaults: Any):
+        seg = dict(segmentation=segmentation, seg_tag_dim=seg_tag_dim, seg_samples=seg_samples,
+                   foreground_weight=foreground_weight, seg_pull_weight=seg_pull_weight,
+                   seg_push_weight=seg_push_weight, seg_push_sigma=seg_push_sigma)
         super().__init__(keypoint_set, tag_dim=tag_dim, sigma=sigma, max_people=max_people,
                          heatmap_weight=heatmap_weight, pull_weight=pull_weight, push_weight=push_weight,
-                         push_form=push_form, pull_form=pull_form, push_sigma=push_sigma, **decode_defaults)
+                         push_form=push_form, pull_form=pull_form, push_sigma=push_sigma, **seg, **decode_defaults)
+        _check_segmentation_options(segmentation, seg_tag_dim, seg_samples,
+                                    {"foreground_weight": foreground_weight, "seg_pull_weight": seg_pull_weight,
+                                     "seg_push_weight": seg_push_weight}, seg_push_sigma)
+        self.seg_decode_defaults = {key: decode_defaults.pop(key) for key in SEG_DECODE_OPTIONS
+                                    if key in decode_defaults}
+        check_seg_decode_options(self.seg_decode_defaults)
         if int(tag_dim) < 1:
             raise ValueError(f"tag_dim must be >= 1, got {tag_dim}")
         if push_form not in PUSH_FORMS:
@@ -86,11 +149,17 @@ class AEMethod(Method):
         self.pull_form = pull_form
         self.push_sigma = float(push_sigma)
         self.decode_defaults = dict(decode_defaults)
+        self.segmentation = segmentation
+        self.seg_tag_dim = int(seg_tag_dim) if segmentation else 0      # E; 0 = no segmentation head
+        self.seg_samples = int(seg_samples)
+        self.seg_weights = {"foreground": float(foreground_weight), "pull": float(seg_pull_weight),
+                            "push": float(seg_push_weight)}
+        self.seg_push_sigma = float(seg_push_sigma)
 
     # -- head -------------------------------------------------------------------------------
     @property
     def num_channels(self) -> int:
-        return _head.num_channels(self.num_keypoints, self.tag_dim)
+        return _head.num_channels(self.num_keypoints, self.tag_dim, self.seg_tag_dim)
 
     # -- targets ----------------------------------------------------------------------------
     def encode(self, keypoints: np.ndarray, ignore_mask: np.ndarray | None, instance_masks: np.ndarray | None,
@@ -98,7 +167,9 @@ class AEMethod(Method):
         """Targets for one image: keypoints (N, K, 3) in INPUT pixels.
 
         Returns {"heatmaps": (K, H, W) float32, "mask": (H, W) float32 (1 counted, 0 ignored),
-        "joints": (max_people, K, 2) int64}.
+        "joints": (max_people, K, 2) int64}; with segmentation also "foreground" (H, W) float32
+        and "seg_pixels" (max_people, seg_samples, 2) int64 (``instance_masks`` (N, H_in, W_in)
+        required, row n = person n).
         """
         from . import targets
 
@@ -112,11 +183,28 @@ class AEMethod(Method):
         out_kp = kp.copy()
         out_kp[..., :2] /= float(stride)
         size = tuple(int(v) for v in output_size)
-        return {
+        out = {
             "heatmaps": targets.gaussian_heatmaps(out_kp, size, sigma=self.sigma).astype(np.float32),
             "mask": downsample_ignore_mask(ignore_mask, size, int(stride)),
             "joints": targets.joint_indices(out_kp, size, max_people=self.max_people).astype(np.int64),
         }
+        if self.segmentation:
+            out.update(self._encode_segmentation(kp, ignore_mask, instance_masks, size, int(stride)))
+        return out
+
+    def _encode_segmentation(self, kp, ignore_mask, instance_masks, size, stride) -> dict[str, np.ndarray]:
+        """"foreground" (H, W) and "seg_pixels" (M, S, 2) of :meth:`encode`."""
+        from . import targets
+
+        if instance_masks is None:
+            raise ValueError("segmentation is on but the sample has no instance_masks")
+        masks = np.asarray(instance_masks)
+        if masks.ndim != 3 or len(masks) != len(kp):
+            raise ValueError(f"instance_masks must be (N={len(kp)}, H_in, W_in), got shape {masks.shape}")
+        owner, fg = targets.instance_cells(masks, ignore_mask, size, stride)
+        rng = targets.content_rng(owner, kp)
+        pixels = targets.sample_instance_pixels(owner, self.max_people, self.seg_samples, rng)
+        return {"foreground": fg, "seg_pixels": pixels}
 
     # -- loss -------------------------------------------------------------------------------
     def loss(self, predictions: list[torch.Tensor], targets: dict[str, torch.Tensor]
@@ -126,12 +214,13 @@ class AEMethod(Method):
         return ae_loss(predictions, targets, self.num_keypoints, tag_dim=self.tag_dim,
                        heatmap_weight=self.heatmap_weight, pull_weight=self.pull_weight,
                        push_weight=self.push_weight, push_form=self.push_form, sigma=self.push_sigma,
-                       pull_form=self.pull_form)
+                       pull_form=self.pull_form, seg_tag_dim=self.seg_tag_dim,
+                       segmentation_weights=self.seg_weights, seg_sigma=self.seg_push_sigma)
 
     # -- inference --------------------------------------------------------------------------
     def network_outputs(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int = 512,
-                        scales=(1.0,), flip: bool = False, multiscale_tags: str = "concat"
-                        ) -> tuple[np.ndarray, np.ndarray, float, int]:
+                        scales=(1.0,), flip: bool = False, multiscale_tags: str = "concat",
+                        return_segmentation: bool = False) -> tuple:
         """Run ``model`` at every scale (and mirrored) and fuse onto one grid.
 
         Every prediction (last stack; mirrored ones flipped back) is resampled onto the output
@@ -142,32 +231,49 @@ class AEMethod(Method):
         pose-ae-train: tags of scale 1 only, the scale closest to 1 when 1 is not among them).
 
         Returns heatmaps (K, H, W) float32, tags (K, H, W, D') float32 (D' = D x entries used),
-        the factor f such that image px = grid px * stride / f, and the stride.
+        the factor f such that image px = grid px * stride / f, and the stride; with
+        ``return_segmentation`` (segmentation on) also (foreground probability (H, W), pixel
+        tags (H, W, E)): the probability averaged over every pass, the tags of the first,
+        un-mirrored pass of the scale closest to 1 (tags of different passes are different
+        embeddings, and the paper's histogram decoder works on one).
         """
         from . import decode
-        from ...data.transforms import normalize_image, resize_for_inference
 
-        img = np.asarray(image)
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ValueError(f"image must be uint8 (H, W, 3) RGB, got {img.dtype} {img.shape}")
-        scales = [float(s) for s in np.atleast_1d(np.asarray(scales, dtype=np.float64))]
-        if not scales or any(not s > 0 for s in scales):
-            raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales}")
-        if int(input_size) < 1:
-            raise ValueError(f"input_size must be positive, got {input_size}")
         if multiscale_tags not in ("concat", "scale1"):
             raise ValueError(f"multiscale_tags must be 'concat' or 'scale1', got {multiscale_tags!r}")
+        if return_segmentation and not self.segmentation:
+            raise ValueError("return_segmentation needs a method built with segmentation=True")
+        from ..common import check_scales
+
+        scales = check_scales(scales)
+        heats, tags, owner, segs, grid, factor1, stride = self._passes(model, image, input_size, scales, flip)
+        best = int(np.argmin([abs(np.log(s)) for s in scales]))
+        tag_indices = None
+        if multiscale_tags == "scale1":
+            tag_indices = [i for i, o in enumerate(owner) if o == best]
+        heat, tag = decode.fuse(heats, tags, grid, tag_indices=tag_indices)
+        if not return_segmentation:
+            return heat, tag, factor1, stride
+        prob = np.mean([1.0 / (1.0 + np.exp(-fg)) for fg, _ in segs], axis=0).astype(np.float32)
+        return heat, tag, factor1, stride, (prob, segs[owner.index(best)][1])
+
+    def _passes(self, model, image, input_size, scales, flip):
+        """The network at every scale (and mirrored), each output resampled onto the common grid.
+        Returns (heatmaps [(K, H, W)], tags [(K, H, W, D)], scale index of each, segmentation
+        [(foreground logits (H, W), pixel tags (H, W, E))] (empty when off), grid (H, W), factor1,
+        stride)."""
+        from . import decode
+        from ..common import check_image, check_scales, common_grid
+        from ...data.transforms import normalize_image, resize_for_inference
+
+        img = check_image(image)
+        scales = check_scales(scales)
         multiple = int(getattr(model, "input_multiple", 64))
         stride = int(getattr(model, "stride", 4))
-        k, d = self.num_keypoints, self.tag_dim
+        k, d, e = self.num_keypoints, self.tag_dim, self.seg_tag_dim
         device = next(model.parameters()).device
-        h0, w0 = img.shape[:2]
-        # common grid: the output grid of the scale-1 input
-        factor1 = input_size / max(h0, w0)
-        nh1, nw1 = max(1, int(round(h0 * factor1))), max(1, int(round(w0 * factor1)))
-        # cells covering the image (the padding beyond it is cropped away)
-        grid = (-(-nh1 // stride), -(-nw1 // stride))
-        heats, tags, owner = [], [], []
+        grid, factor1 = common_grid(img.shape[:2], int(input_size), stride)
+        heats, tags, owner, segs = [], [], [], []
         was_training = model.training
         model.eval()
         try:
@@ -178,9 +284,10 @@ class AEMethod(Method):
                     if flip:
                         x = torch.cat([x, torch.flip(x, dims=[3])], 0)
                     out = model(x)
-                    out = out[-1] if isinstance(out, (list, tuple)) else out
-                    hm, tg = _head.split_outputs(out.float(), k, d)      # (b, K, h, w), (b, K, h, w, D)
-                    hm, tg = hm.cpu(), tg.cpu()
+                    out = (out[-1] if isinstance(out, (list, tuple)) else out).float()
+                    hm, tg = (v.cpu() for v in _head.split_outputs(out, k, d, e))   # (b, K, h, w), (.., D)
+                    if e:
+                        fg, st = (v.cpu() for v in _head.split_segmentation(out, k, d, e))
                     ratio = factor / factor1   # grid cell X <-> this output's continuous X * ratio
                     for b in range(hm.shape[0]):
                         hb, tb = hm[b].numpy(), tg[b].numpy()
@@ -189,17 +296,15 @@ class AEMethod(Method):
                         heats.append(_resample(torch.from_numpy(np.ascontiguousarray(hb)), grid, ratio).numpy())
                         tb = torch.from_numpy(np.ascontiguousarray(tb)).permute(0, 3, 1, 2)
                         tb = _resample(tb.reshape(k * d, *tb.shape[2:]), grid, ratio)
-                        tb = tb.reshape(k, d, *grid).permute(0, 2, 3, 1)
-                        tags.append(tb.numpy())
+                        tags.append(tb.reshape(k, d, *grid).permute(0, 2, 3, 1).numpy())
                         owner.append(si)
+                        if e:
+                            sb = torch.cat([fg[b][None], st[b].permute(2, 0, 1)], 0)      # (1 + E, h, w)
+                            sb = _resample(torch.flip(sb, dims=[2]) if b == 1 else sb, grid, ratio)
+                            segs.append((sb[0].numpy(), sb[1:].permute(1, 2, 0).numpy()))
         finally:
             model.train(was_training)
-        tag_indices = None
-        if multiscale_tags == "scale1":
-            best = int(np.argmin([abs(np.log(s)) for s in scales]))
-            tag_indices = [i for i, o in enumerate(owner) if o == best]
-        heat, tag = decode.fuse(heats, tags, grid, tag_indices=tag_indices)
-        return heat, tag, factor1, stride
+        return heats, tags, owner, segs, grid, factor1, stride
 
     TEST_OPTIONS = {"input_size": 512, "scales": (1.0,), "flip": False, "refine": False,
                     "multiscale_tags": "concat"}
@@ -210,6 +315,8 @@ class AEMethod(Method):
         "refine": {"type": bool, "help": "AE: fill missing joints by tag (refinement)"},
         "multiscale_tags": {"type": str, "choices": ["concat", "scale1"],
                             "help": "AE: tags of every scale (paper) or of scale 1 (reference)"},
+        "seg_decode": {"type": str, "choices": list(SEG_DECODERS),
+                       "help": "AE segmentation: masks by tag-histogram NMS (paper) or anchored on the poses"},
     }
 
     def draw_maps(self, model: torch.nn.Module, image: np.ndarray, *, canvas: np.ndarray | None = None,
@@ -253,40 +360,55 @@ class AEMethod(Method):
 
     def predict(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
                 scales=None, flip: bool | None = None, refine: bool | None = None,
-                multiscale_tags: str | None = None, **decode_opts: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Multi-person poses of one uint8 RGB image (H, W, 3).
+                multiscale_tags: str | None = None, **decode_opts: Any) -> tuple:
+        """Multi-person poses (and, with segmentation, instance masks) of one uint8 RGB image (H, W, 3).
 
         The image is resized so its longer side is ``input_size * scale``, padded right/bottom to
         the model's ``input_multiple``, ImageNet-normalised; the last stack's output is used.
         ``flip`` averages heatmaps with the mirrored image's (tags concatenated); several
         ``scales`` are resampled onto the scale-1 output grid, heatmaps averaged and tags
         concatenated (paper; ``multiscale_tags="scale1"``: the reference's scale-1 tags only).
-        ``refine`` and ``decode_opts`` go to :func:`.decode.group`.
+        ``refine`` and ``decode_opts`` go to :func:`.decode.group`, except the segmentation
+        options (:data:`SEG_DECODE_OPTIONS`: ``seg_decode`` "paper" | "pose", ...), which go to
+        :func:`.segment.segment_people`.
 
         Options left None take the constructor's ``decode_defaults`` value, else
         ``TEST_OPTIONS`` (input_size 512, scales (1.0,), flip False, refine False, "concat").
 
         Returns poses (N, K, 3) x, y, score in image pixels (missing joints filled by
-        :func:`.decode.fill_missing`; positions clipped to the image) and scores (N,).
+        :func:`.decode.fill_missing`; positions clipped to the image) and scores (N,); with
+        segmentation also masks (N, H, W) bool in image pixels, mask n for person n.
         """
-        from . import decode
+        from . import decode, segment
 
         given = {"input_size": input_size, "scales": scales, "flip": flip, "refine": refine,
                  "multiscale_tags": multiscale_tags}
         opts = {**self.TEST_OPTIONS, **self.decode_defaults, **decode_opts}
         opts.update({key: v for key, v in given.items() if v is not None})
         test = {key: opts.pop(key) for key in self.TEST_OPTIONS}
-        heat, tag, factor, stride = self.network_outputs(
+        seg_given = {key: opts.pop(key) for key in SEG_DECODE_OPTIONS if key in opts}
+        if seg_given and not self.segmentation:
+            raise ValueError(f"{sorted(seg_given)}: segmentation options need a method built with segmentation=True")
+        seg_opts = check_seg_decode_options({**self.seg_decode_defaults, **seg_given})
+        outs = self.network_outputs(
             model, image, input_size=int(test["input_size"]), scales=test["scales"], flip=bool(test["flip"]),
-            multiscale_tags=test["multiscale_tags"])
+            multiscale_tags=test["multiscale_tags"], return_segmentation=self.segmentation)
+        heat, tag, factor, stride = outs[:4]
         poses, scores = decode.group(heat, tag, refine=bool(test["refine"]), **opts)
         poses = np.asarray(poses, dtype=np.float64).reshape(-1, self.num_keypoints, 3)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if len(poses):
             poses = np.array(decode.fill_missing(poses), dtype=np.float64)
-        return grid_to_image(poses, scores, stride, factor, np.asarray(image).shape)
+        shape = np.asarray(image).shape
+        result = grid_to_image(poses, scores, stride, factor, shape)
+        if not self.segmentation:
+            return result
+        prob, seg_tags = outs[4]
+        masks = segment.segment_people(prob, seg_tags, poses, image_hw=shape[:2], scale=stride / factor,
+                                       scores=scores, **seg_opts)
+        return result[0], result[1], masks
 
 
 METHOD = AEMethod
 
-__all__ = ["AEMethod", "METHOD", "downsample_ignore_mask"]
+__all__ = ["AEMethod", "METHOD", "downsample_ignore_mask", "SEG_DECODE_OPTIONS", "check_seg_decode_options"]

@@ -13,12 +13,25 @@ person n with labelled joints k in K_n and tags h_k(x):
 
 Images with fewer than two people have push 0, images without people pull 0. Everything is
 vectorised over the batch and the people (no Python loop).
+
+Instance segmentation (SPEC section 1, last paragraph; option ``segmentation`` of the method):
+per-pixel tags h(x) (dimension E), S_n the pixels sampled in instance n (at most S per instance,
+``targets.sample_instance_pixels``), per image
+
+- pixel pull = Σ_n Σ_{x∈S_n} Σ_{x'∈S_n} ‖h(x) − h(x')‖²   (= Σ_n 2|S_n| Σ_{x∈S_n} ‖h(x) − h̄_n‖²)
+- pixel push = Σ_n Σ_{n'≠n} Σ_{x∈S_n} Σ_{x'∈S_n'} exp(−‖h(x) − h(x')‖² / (2σ²))
+- foreground = binary cross-entropy of the foreground logit against the instance-mask union,
+  averaged over the counted (non-ignored) pixels.
+
+These are sums, exactly as written (not normalised by |S_n| or N): the config's weights carry
+the scale (see ``configs/ae_seg_tiny_synthetic.yaml``). Averaged over the images of the batch.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from .head import split_outputs
+from .head import split_outputs, split_segmentation
 
 PUSH_FORMS = ("paper", "reference")
 PULL_FORMS = ("paper", "reference")
@@ -125,10 +138,91 @@ def grouping_loss(tags: torch.Tensor, joints: torch.Tensor, *, push_form: str = 
     return _reduce(pull, reduction), _reduce(push, reduction)
 
 
+def pixel_grouping_loss(seg_tags: torch.Tensor, pixels: torch.Tensor, *, sigma: float = 1.0,
+                        reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's instance-segmentation grouping loss on sampled pixels (pull, push).
+
+    Args:
+        seg_tags: (B, H, W, E) pixel tags (or (B, H, W), E = 1).
+        pixels: (B, M, S, 2) integer [flat index y·W + x, valid > 0] of the pixels sampled per
+            person slot (``targets.sample_instance_pixels``).
+        sigma: σ of the push (paper: 1).
+        reduction: "mean" over the batch or "none" ((B,) each).
+    Returns: (pull, push) as in the module docstring (sums over people and pixel pairs).
+    """
+    if sigma <= 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    tags = seg_tags[..., None] if seg_tags.dim() == 3 else seg_tags
+    if tags.dim() != 4:
+        raise ValueError(f"seg_tags must be (B, H, W, E) or (B, H, W), got {tuple(seg_tags.shape)}")
+    b, h, w, e = tags.shape
+    if pixels.dim() != 4 or pixels.shape[0] != b or pixels.shape[-1] != 2:
+        raise ValueError(f"pixels must be (B={b}, M, S, 2), got {tuple(pixels.shape)}")
+    pixels = pixels.to(device=tags.device, dtype=torch.long)
+    valid = pixels[..., 1] > 0                                             # (B, M, S)
+    present = valid.any(2).any(0).nonzero()
+    m = int(present.max()) + 1 if len(present) else 0                      # slots in use
+    if m == 0:
+        zero = tags.sum() * 0.0
+        return _reduce(zero.expand(b), reduction), _reduce(zero.expand(b), reduction)
+    valid = valid[:, :m]
+    s = valid.shape[2]
+    idx = torch.where(valid, pixels[:, :m, :, 0], torch.zeros_like(pixels[:, :m, :, 0]))
+    if valid.any() and (idx[valid].min() < 0 or idx[valid].max() >= h * w):
+        raise ValueError(f"pixel indices out of range [0, {h * w}) for seg_tags of shape {tuple(tags.shape)}")
+    flat = tags.reshape(b, h * w, e)
+    hx = torch.gather(flat, 1, idx.reshape(b, m * s, 1).expand(-1, -1, e)).reshape(b, m, s, e)
+    v = valid.to(tags.dtype)
+    count = v.sum(2)                                                       # |S_n|, (B, M)
+    mean = (hx * v[..., None]).sum(2) / count.clamp(min=1)[..., None]      # h̄_n, (B, M, E)
+    spread = (((hx - mean[:, :, None]) ** 2).sum(-1) * v).sum(2)           # Σ_x ‖h(x) − h̄_n‖²
+    pull = (2.0 * count * spread).sum(1)                                   # (B,)
+
+    pts = hx.reshape(b, m * s, e)
+    who = torch.arange(m, device=tags.device).repeat_interleave(s)         # slot of each sample
+    d2 = ((pts[:, :, None] - pts[:, None]) ** 2).sum(-1)                   # (B, M·S, M·S)
+    vv = v.reshape(b, m * s)
+    pair = vv[:, :, None] * vv[:, None] * (who[:, None] != who[None, :]).to(tags.dtype)
+    push = (torch.exp(-d2 / (2.0 * sigma ** 2)) * pair).sum((1, 2))
+    return _reduce(pull, reduction), _reduce(push, reduction)
+
+
+def foreground_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+                    *, reduction: str = "mean") -> torch.Tensor:
+    """Binary cross-entropy of foreground logits (B, H, W) against target (B, H, W) in {0, 1},
+    averaged per image over the counted pixels of ``mask`` (B, H, W) (1 counted, 0 ignored;
+    None: all), then over the batch ("mean") or not ("none", (B,))."""
+    if logits.shape != target.shape or logits.dim() != 3:
+        raise ValueError(f"foreground_loss: logits {tuple(logits.shape)} and target {tuple(target.shape)} "
+                         "must both be (B, H, W)")
+    bce = F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")
+    wgt = torch.ones_like(bce) if mask is None else mask.to(logits.dtype)
+    if wgt.shape != bce.shape:
+        raise ValueError(f"foreground_loss: mask {tuple(mask.shape)} must be (B, H, W) = {tuple(bce.shape)}")
+    per_image = (bce * wgt).flatten(1).sum(1) / wgt.flatten(1).sum(1).clamp(min=1.0)
+    return _reduce(per_image, reduction)
+
+
+def segmentation_loss(pred: torch.Tensor, targets: dict, num_keypoints: int, tag_dim: int, seg_tag_dim: int, *,
+                      foreground_weight: float, pull_weight: float, push_weight: float, sigma: float
+                      ) -> dict[str, torch.Tensor]:
+    """Weighted segmentation terms of one stack: {"foreground", "seg_pull", "seg_push"}.
+    pred (B, K + K*D + 1 + E, H, W); targets "foreground" (B, H, W), "seg_pixels" (B, M, S, 2),
+    "mask" (B, H, W) optional."""
+    for key in ("foreground", "seg_pixels"):
+        if key not in targets:
+            raise ValueError(f"ae_loss: segmentation is on but targets lack {key!r} (have {sorted(targets)})")
+    logits, tags = split_segmentation(pred, num_keypoints, tag_dim, seg_tag_dim)
+    pull, push = pixel_grouping_loss(tags, targets["seg_pixels"], sigma=sigma)
+    return {"foreground": foreground_weight * foreground_loss(logits, targets["foreground"], targets.get("mask")),
+            "seg_pull": pull_weight * pull, "seg_push": push_weight * push}
+
+
 def ae_loss(predictions: "list[torch.Tensor] | torch.Tensor", targets: dict, num_keypoints: int, *,
             tag_dim: int = 1, heatmap_weight: float = 1.0, pull_weight: float = 1e-3,
             push_weight: float = 1e-3, push_form: str = "paper", sigma: float = 1.0,
-            pull_form: str = "paper") -> tuple[torch.Tensor, dict[str, float]]:
+            pull_form: str = "paper", seg_tag_dim: int = 0, segmentation_weights: dict | None = None,
+            seg_sigma: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Total AE loss summed over stacks (intermediate supervision).
 
     Args:
@@ -137,8 +231,11 @@ def ae_loss(predictions: "list[torch.Tensor] | torch.Tensor", targets: dict, num
             "joints" (B, M, K, 2) int64.
         heatmap_weight, pull_weight, push_weight: reference code weights 1, 1e-3, 1e-3.
         push_form, sigma, pull_form: see :func:`grouping_loss`.
-    Returns: (total, {"heatmap", "pull", "push"}) with the *weighted* terms summed over stacks
-    (so total = heatmap + pull + push), as Python floats.
+        seg_tag_dim: E > 0 adds the segmentation terms (:func:`segmentation_loss`; targets
+            "foreground" (B, H, W) and "seg_pixels" (B, M, S, 2)) with ``segmentation_weights``
+            {"foreground", "pull", "push"} and push σ ``seg_sigma``.
+    Returns: (total, {"heatmap", "pull", "push"[, "foreground", "seg_pull", "seg_push"]}) with the
+    *weighted* terms summed over stacks (total = their sum), as Python floats.
     """
     if isinstance(predictions, torch.Tensor):
         predictions = [predictions]
@@ -151,15 +248,21 @@ def ae_loss(predictions: "list[torch.Tensor] | torch.Tensor", targets: dict, num
     total = predictions[0].new_zeros(())
     parts = {"heatmap": 0.0, "pull": 0.0, "push": 0.0}
     for pred in predictions:
-        heat, tags = split_outputs(pred, num_keypoints, tag_dim)
+        heat, tags = split_outputs(pred, num_keypoints, tag_dim, seg_tag_dim)
         lh = heatmap_weight * heatmap_loss(heat, gt, mask)
         pull, push = grouping_loss(tags, joints, push_form=push_form, sigma=sigma, pull_form=pull_form)
         pull, push = pull_weight * pull, push_weight * push
-        total = total + lh + pull + push
-        parts["heatmap"] += float(lh.detach())
-        parts["pull"] += float(pull.detach())
-        parts["push"] += float(push.detach())
+        terms = {"heatmap": lh, "pull": pull, "push": push}
+        if seg_tag_dim:
+            sw = segmentation_weights or {}
+            terms.update(segmentation_loss(pred, targets, num_keypoints, tag_dim, seg_tag_dim,
+                                           foreground_weight=sw.get("foreground", 1.0), sigma=seg_sigma,
+                                           pull_weight=sw.get("pull", 1.0), push_weight=sw.get("push", 1.0)))
+        for name, value in terms.items():
+            total = total + value
+            parts[name] = parts.get(name, 0.0) + float(value.detach())
     return total, parts
 
 
-__all__ = ["heatmap_loss", "grouping_loss", "ae_loss", "PUSH_FORMS", "PULL_FORMS"]
+__all__ = ["heatmap_loss", "grouping_loss", "pixel_grouping_loss", "foreground_loss", "segmentation_loss",
+           "ae_loss", "PUSH_FORMS", "PULL_FORMS"]
