@@ -25,15 +25,19 @@ def draw_poses(image: np.ndarray, poses: np.ndarray, keypoint_set: KeypointSet, 
         poses: (N, K, 3) x, y, score in image pixels (continuous coordinates).
         keypoint_set: gives the limbs (its kinematic tree).
         scores: (N,) person scores, written next to each person when given.
-        masks: (N, H, W) bool instance masks, blended in the person's colour.
+        masks: (N, H, W) bool instance masks: mask n is blended in person n's skeleton colour
+            (``person_colors(N)[n]``, the colour its limbs and joints are drawn in).
         threshold: joints with a score below it are not drawn.
     Returns: uint8 (H, W, 3) RGB.
     """
     out = np.ascontiguousarray(image.copy())
     poses = np.asarray(poses, np.float64).reshape(-1, keypoint_set.num_keypoints, 3)
-    colors = person_colors(len(poses))
-    if masks is not None and len(masks):
-        for m, c in zip(np.asarray(masks, bool), colors):
+    masks = None if masks is None else np.asarray(masks, bool)
+    if masks is not None and (masks.ndim != 3 or masks.shape[1:] != out.shape[:2]):
+        raise ValueError(f"masks must be (N, H, W) with (H, W) = {out.shape[:2]}, got {masks.shape}")
+    colors = person_colors(max(len(poses), 0 if masks is None else len(masks)))
+    if masks is not None:
+        for m, c in zip(masks, colors):
             out[m] = (0.5 * out[m] + 0.5 * c).astype(np.uint8)
     t = thickness or max(1, int(round(max(image.shape[:2]) / 300)))
     for n, (pose, c) in enumerate(zip(poses, colors)):

@@ -175,3 +175,24 @@ def test_overfit_three_images_decodes_masks(tmp_path: Path):
     results = predict_dataset(make_predictor(net, m, input_size=64, seg_decode="pose"), ds, progress=False)
     stats = evaluate_all(str(ann), results, keypoint_set=COCO17)
     assert stats["segm"]["AP"] >= 0.5 and "AP" in stats
+
+
+def test_draw_poses_masks_in_skeleton_colours():
+    from posegroup.viz import draw_poses, person_colors
+
+    img = np.zeros((40, 40, 3), np.uint8)
+    poses = np.zeros((2, 17, 3))
+    poses[0, 0] = (5.5, 5.5, 1.0)                  # one joint each, far from the masked corners
+    poses[1, 0] = (34.5, 5.5, 1.0)
+    masks = np.zeros((2, 40, 40), bool)
+    masks[0, 30:, :10] = True
+    masks[1, 30:, 30:] = True
+    out = draw_poses(img, poses, COCO17, masks=masks, thickness=1)
+    col = person_colors(2)
+    np.testing.assert_array_equal(out[35, 5], (0.5 * col[0]).astype(np.uint8))    # mask 0: colour 0
+    np.testing.assert_array_equal(out[35, 35], (0.5 * col[1]).astype(np.uint8))   # mask 1: colour 1
+    np.testing.assert_array_equal(out[5, 5], col[0])                               # joint 0: colour 0
+    np.testing.assert_array_equal(out[5, 34], col[1])
+    assert (out[15, 20] == 0).all()
+    with pytest.raises(ValueError, match="masks"):
+        draw_poses(img, poses, COCO17, masks=masks[:, :20])
