@@ -8,8 +8,9 @@ the AE backbone: its run starts from the AE run's checkpoint at half the budget 
 the other half, so AE backbone + recurrent head cost the same budget as AE alone.
 
 Budget: ``minutes`` of training per full share. Each run's schedule length (steps) is sized from
-its speed measured at the start of the run (a few calibration steps, same machine, same load),
-and ``max_minutes`` stops it at its share. ``max_steps`` replaces minutes by a step budget
+its speed measured at the start of the run (20 calibration steps after 2 warm-up steps, same
+machine, same load), and ``max_minutes`` stops it at its share; a run whose machine got faster
+ends with its schedule, before its minutes (the table gives the steps and minutes each run got). ``max_steps`` replaces minutes by a step budget
 (tests). Everything is resumable: ``state.json`` records finished chunks and rows; a killed run
 resumes from its last checkpoint; a finished one is not repeated.
 
@@ -99,7 +100,7 @@ def stage_config(stage: dict, anns: dict, out: Path, *, seed: int, size: int, in
     return cfg
 
 
-def _calibrate(cfg: dict, scratch: Path, steps: int = 8) -> float:
+def _calibrate(cfg: dict, scratch: Path, steps: int = 20) -> float:
     """Steps per minute of this config on this machine now (a throwaway run of ``steps`` steps)."""
     from .train import train
     c = copy.deepcopy(cfg)
@@ -281,7 +282,7 @@ def benchmark_methods(out_dir="runs/benchmark_methods", *, minutes: float = 20.0
     header = (f"Budget {budget} per method (recurrent: AE backbone half + head half), seed {seed}, "
               f"{images} training images (sparse, medium, heavy mixed), {size} px, held-out splits of "
               f"{val_images} images; trained steps: "
-              + ", ".join(f"{k} {v['steps']}" for k, v in state["stages"].items()) + ".\n")
+              + ", ".join(f"{k} {v['steps']} ({v['minutes']:.1f} min)" for k, v in state["stages"].items()) + ".\n")
     text = format_table(rows, header)
     (out / "methods.md").write_text(text)
     _save(out / "methods.json", rows)
