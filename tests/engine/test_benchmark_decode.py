@@ -104,3 +104,36 @@ def test_noisy_outputs_follow_their_knobs(coco_val_gt):
     dev = np.asarray(dev)
     assert dev.size > 100
     assert abs(np.median(dev)) < 0.1 and 0.4 < 1.4826 * np.median(np.abs(dev - np.median(dev))) < 0.6
+
+
+def test_benchmark_decode_personlab_against_the_paper_path(coco_val_gt, capsys):
+    from posegroup.engine.benchmark import benchmark_decode_personlab
+    from posegroup.methods.personlab.decode import PAPER_HOUGH
+
+    res = benchmark_decode_personlab(coco_val_gt, num_images=6, repeats=1, posenet=None)
+    out = capsys.readouterr().out
+    assert "speed ratio" in out and "in-run baseline" in out
+    rows = res["settings"]
+    assert set(rows) == {"default", "paper", "exact", "exact paper"}
+    assert rows["paper"]["options"] == PAPER_HOUGH and rows["default"]["options"] == {}
+    for r in rows.values():
+        assert sum(b["images"] for b in r["by_people"].values()) == 6
+        assert r["ap"] >= 0.9 and r["ms"] > 0
+    assert res["speed_ratio"] == pytest.approx(rows["paper"]["ms"] / rows["default"]["ms"])
+    assert res["posenet"] is None
+    with pytest.raises(ValueError, match="repeats"):
+        benchmark_decode_personlab(coco_val_gt, num_images=1, repeats=0, posenet=None)
+
+
+def test_benchmark_decode_posenet_few_images(shared_data, capsys):
+    pytest.importorskip("onnxruntime")
+    from posegroup.engine.benchmark import benchmark_decode_posenet
+
+    ann = shared_data / "coco_images" / "person_keypoints_local_images.json"
+    model = shared_data / "models" / "posenet_mobilenetv1_dyn.onnx"
+    if not (ann.is_file() and model.is_file()):
+        pytest.skip("PoseNet model or images absent")
+    res = benchmark_decode_posenet(ann, model, num_images=8, repeats=1)
+    assert res["num_images"] == 8 and set(res["settings"]) == {"default", "paper"}
+    assert "PoseNet outputs" in capsys.readouterr().out
+    assert all(0.0 <= r["ap"] <= 1.0 for r in res["settings"].values())

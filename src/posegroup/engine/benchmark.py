@@ -185,7 +185,7 @@ def _coco_keypoint_ap(ann_file, results, image_ids):
 
 
 #: People-per-image buckets of the decode benchmarks.
-PEOPLE_BUCKETS = {"1": (1, 1), "2-3": (2, 3), "4-6": (4, 6), "7+": (7, 10 ** 9)}
+PEOPLE_BUCKETS = {"0": (0, 0), "1": (1, 1), "2-3": (2, 3), "4-6": (4, 6), "7+": (7, 10 ** 9)}
 
 
 def _set_threads(threads) -> int:
@@ -370,92 +370,145 @@ def personlab_coco_results(outputs, **decode_opts):
 PERSONLAB_EXACT_OPTIONS = {"offset_sampling": "nearest", "oks_mass": "votes"}
 
 
-def _time_personlab_decode(outputs, repeats, decode_opts):
-    """Median ms per image of ``decode_poses`` on each output (``repeats`` runs each)."""
-    import time
-
-    import numpy as np
-
+def _personlab_settings(outputs, people, repeats, settings, score):
+    """{name: {"options", "ap", "ms", "ms_mean", "by_people"}} for ``settings`` {name: decode
+    options}, timed in turns on every output; ``score(options)`` -> AP."""
     from ..methods.personlab.decode import decode_poses
 
-    times = []
-    for o in outputs:
-        t = []
-        for _ in range(int(repeats)):
-            t0 = time.perf_counter()
-            decode_poses(o["heatmaps"], o["short_offsets"], o["mid_offsets"], edges=o["edges"],
-                         output_stride=o["stride"], grid_offset=o["grid_offset"],
-                         **{"sigmas": o["sigmas"], **decode_opts})
-            t.append(time.perf_counter() - t0)
-        times.append(1e3 * float(np.median(t)))
-    return np.asarray(times)
+    def fn(opts):
+        return lambda o: decode_poses(o["heatmaps"], o["short_offsets"], o["mid_offsets"], edges=o["edges"],
+                                      output_stride=o["stride"], grid_offset=o["grid_offset"],
+                                      **{"sigmas": o["sigmas"], **opts})
+
+    times = _timed_runs({name: fn(opts) for name, opts in settings.items()}, outputs, repeats)
+    return {name: {"options": opts, "ap": score(opts), **_summary(times[name], people)}
+            for name, opts in settings.items()}
 
 
 def benchmark_decode_personlab(ann_file, *, num_images=None, threads=1, repeats=3, stride=4, input_size=512,
-                               exact=True, verbose=True, **decode_opts):
-    """Time PersonLab's ``decode_poses`` on perfect outputs of real COCO layouts.
+                               exact=True, posenet="auto", verbose=True, **decode_opts):
+    """Speed and AP of PersonLab's ``decode_poses`` against the earlier decoder path
+    (:data:`~posegroup.methods.personlab.decode.PAPER_HOUGH`: the paper's input-resolution
+    Hough map) measured in the same run.
 
-    Outputs come from :func:`personlab_perfect_outputs` (default: the network setting, longer
-    side ``input_size`` = 512 input px, ``stride`` 4, R = 32; ``input_size=None`` encodes on the
-    image itself); each image is decoded ``repeats`` times (median kept). Reports the median ms
-    per image, medians by people per image (1, 2-3, 4-6, 7+) and the COCO keypoint AP of the
-    decoded results (COCOeval), with ``decode_opts`` on the paper's defaults, and with
-    ``exact`` the same again under :data:`PERSONLAB_EXACT_OPTIONS`; prints a table.
+    Perfect outputs of the real layouts of ``ann_file`` (:func:`personlab_perfect_outputs`:
+    longer side ``input_size`` = 512 input px, ``stride`` 4, R = 32; ``input_size=None`` encodes
+    on the image itself), decoded with ``decode_opts`` on the defaults ("default") and with
+    PAPER_HOUGH on top ("paper"), and with ``exact`` both again under
+    :data:`PERSONLAB_EXACT_OPTIONS`; each image ``repeats`` times in turns (median kept), COCOeval.
+    With ``posenet`` (a dict ``ann``, ``model``; "auto": ../shared/data's 136 local COCO images
+    and PoseNet model next to ``ann_file``'s folder, skipped when absent or without onnxruntime):
+    the same on PoseNet's real outputs (:func:`benchmark_decode_posenet`).
 
-    Returns: dict ``num_images``, ``ms`` (median per image), ``ms_mean``, ``by_people``
-    {bucket: {"images", "ms"}}, ``ap``, and with ``exact`` ``exact`` {"options", "ms",
-    "ms_mean", "by_people", "ap"}.
+    Returns: dict ``num_images``, ``settings`` {name: {"options", "ap", "ms", "ms_mean",
+    "by_people" {bucket: {"images", "ms"}}}}, ``speed_ratio`` (paper ms / default ms), with
+    ``exact`` ``speed_ratio_exact``, and ``posenet`` (or None).
     """
-    import os
-
     import numpy as np
 
-    threads = int(threads)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(threads))
-    try:
-        import cv2
+    from ..methods.personlab.decode import PAPER_HOUGH
 
-        cv2.setNumThreads(threads)
-    except Exception:  # pragma: no cover
-        pass
-
+    threads = _set_threads(threads)
     if int(repeats) < 1:
         raise ValueError(f"repeats must be >= 1; got {repeats!r}")
     outputs = personlab_perfect_outputs(ann_file, stride=stride, num_images=num_images, input_size=input_size)
     people = np.array([o["num_people"] for o in outputs])
     ids = [o["image_id"] for o in outputs]
-
-    def run(opts):
-        times = _time_personlab_decode(outputs, repeats, opts)
-        by_people = {}
-        for name, (lo, hi) in {"1": (1, 1), "2-3": (2, 3), "4-6": (4, 6), "7+": (7, 10 ** 9)}.items():
-            sel = (people >= lo) & (people <= hi)
-            if sel.any():
-                by_people[name] = {"images": int(sel.sum()), "ms": float(np.median(times[sel]))}
-        return {"ms": float(np.median(times)) if len(times) else float("nan"),
-                "ms_mean": float(np.mean(times)) if len(times) else float("nan"),
-                "by_people": by_people,
-                "ap": _coco_keypoint_ap(ann_file, personlab_coco_results(outputs, **opts), ids)}
-
-    res = {"num_images": len(outputs), **run(dict(decode_opts))}
+    settings = {"default": dict(decode_opts), "paper": {**decode_opts, **PAPER_HOUGH}}
     if exact:
-        ex_opts = {**decode_opts, **PERSONLAB_EXACT_OPTIONS}
-        res["exact"] = {"options": ex_opts, **run(ex_opts)}
+        settings.update({"exact": {**decode_opts, **PERSONLAB_EXACT_OPTIONS},
+                         "exact paper": {**decode_opts, **PERSONLAB_EXACT_OPTIONS, **PAPER_HOUGH}})
+    rows = _personlab_settings(outputs, people, repeats, settings,
+                               lambda opts: _coco_keypoint_ap(ann_file, personlab_coco_results(outputs, **opts), ids))
+    res = {"num_images": len(outputs), "settings": rows,
+           "speed_ratio": rows["paper"]["ms"] / rows["default"]["ms"] if rows["default"]["ms"] > 0 else float("nan")}
+    if exact:
+        res["speed_ratio_exact"] = rows["exact paper"]["ms"] / rows["exact"]["ms"] if rows["exact"]["ms"] > 0 else float("nan")
     if verbose:
         where = f"input {input_size} px" if input_size else "on the image"
-        print(f"PersonLab decode (decode_poses), {res['num_images']} images, stride {stride} ({where}), "
-              f"{threads} thread(s), median of {repeats} runs per image")
-        cols = [("paper defaults" + (f" {decode_opts}" if decode_opts else ""), res)]
-        if exact:
-            cols.append((f"exact {PERSONLAB_EXACT_OPTIONS}", res["exact"]))
-        for title, r in cols:
-            print(f"  {title}")
-            print(f"{'people':>8} {'images':>7} {'ms':>10}")
-            for name, b in r["by_people"].items():
-                print(f"{name:>8} {b['images']:>7} {b['ms']:>10.3f}")
-            print(f"{'all':>8} {res['num_images']:>7} {r['ms']:>10.3f}   (mean {r['ms_mean']:.3f})")
-            print(f"  COCO AP on perfect outputs: {r['ap']:.4f}")
+        _print_settings(f"PersonLab decode (decode_poses), perfect outputs, {res['num_images']} images, stride "
+                        f"{stride} ({where}), {threads} thread(s), median of {repeats} runs per image",
+                        rows, [("default", "paper")] + ([("exact", "exact paper")] if exact else []))
+    res["posenet"] = benchmark_decode_posenet(ann_file=None, auto_from=ann_file, num_images=num_images,
+                                              repeats=repeats, threads=threads, verbose=verbose) \
+        if posenet == "auto" else (benchmark_decode_posenet(**posenet, num_images=num_images, repeats=repeats,
+                                                            threads=threads, verbose=verbose) if posenet else None)
+    return res
+
+
+def _print_settings(title, rows, pairs):
+    names = list(rows)
+    print(title)
+    print(f"{'people':>8} {'images':>7} " + " ".join(f"{n + ' ms':>16}" for n in names))
+    for bucket in PEOPLE_BUCKETS:
+        cells = [rows[n]["by_people"].get(bucket) for n in names]
+        if cells[0]:
+            print(f"{bucket:>8} {cells[0]['images']:>7} " + " ".join(f"{c['ms']:>16.3f}" for c in cells))
+    n_img = sum(b["images"] for b in rows[names[0]]["by_people"].values())
+    print(f"{'all':>8} {n_img:>7} " + " ".join(f"{rows[n]['ms']:>16.3f}" for n in names))
+    print(f"{'mean':>8} {'':>7} " + " ".join(f"{rows[n]['ms_mean']:>16.3f}" for n in names))
+    print("COCO AP: " + ", ".join(f"{n} {rows[n]['ap']:.4f}" for n in names))
+    for new, old in pairs:
+        print(f"{new} vs {old} (in-run baseline): AP {rows[new]['ap'] - rows[old]['ap']:+.4f}, speed ratio "
+              f"{rows[old]['ms'] / rows[new]['ms']:.1f}x ({old} ms / {new} ms)")
+
+
+def posenet_outputs(ann_file, model_path, *, num_images=None, input_size=513, threads=1):
+    """PoseNet's network outputs for the images of a COCO json (file names relative to its
+    folder), in the decoder layout: dicts like :func:`personlab_perfect_outputs`' plus
+    ``factor`` (network px per image px) and ``num_people`` (annotated people)."""
+    from ..data.coco import CocoPoseDataset
+    from ..methods.personlab.posenet import PoseNetONNX
+    from ..skeleton import COCO17
+
+    model = PoseNetONNX(model_path, input_size=input_size, threads=threads)
+    ds = CocoPoseDataset(ann_file, str(__import__("pathlib").Path(ann_file).parent), keypoint_set=COCO17)
+    ids = list(ds.image_ids)[:num_images] if num_images else list(ds.image_ids)
+    out = []
+    for image_id in ids:
+        maps, factor = model.run(ds.load_image(image_id))
+        out.append({"image_id": image_id, "num_people": len(ds.annotations(image_id, with_masks=False)["keypoints"]),
+                    "heatmaps": maps["heatmaps"], "short_offsets": maps["short_offsets"],
+                    "mid_offsets": maps["mid_offsets"], "edges": maps["edges"], "stride": model.output_stride,
+                    "grid_offset": 0.0, "sigmas": COCO17.sigmas, "scale": 1.0 / factor})
+    return out
+
+
+def benchmark_decode_posenet(ann_file=None, model=None, *, auto_from=None, num_images=None, repeats=3, threads=1,
+                             input_size=513, verbose=True):
+    """``decode_poses`` on Google PoseNet's real outputs with ``PoseNetONNX``'s settings
+    ("default": ``DECODE_DEFAULTS``) against its earlier settings ("paper":
+    ``PAPER_DECODE``, input-resolution Hough map) in the same run: median ms per image (the
+    network is run once beforehand and not timed), by annotated people, COCOeval AP. With
+    ``auto_from`` (a json in ../shared/data/<folder>/) the 136 local COCO images and the model of
+    ../shared/data are used; returns None when they or onnxruntime are absent."""
+    from pathlib import Path
+
+    import numpy as np
+
+    if auto_from is not None:
+        data = Path(auto_from).resolve().parent.parent
+        ann_file = data / "coco_images" / "person_keypoints_local_images.json"
+        model = data / "models" / "posenet_mobilenetv1_dyn.onnx"
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return None
+        if not (ann_file.is_file() and model.is_file()):
+            return None
+    from ..methods.personlab.posenet import PoseNetONNX
+
+    outputs = posenet_outputs(str(ann_file), str(model), num_images=num_images, input_size=input_size,
+                              threads=_set_threads(threads))
+    people = np.array([o["num_people"] for o in outputs])
+    ids = [o["image_id"] for o in outputs]
+    settings = {"default": dict(PoseNetONNX.DECODE_DEFAULTS), "paper": dict(PoseNetONNX.PAPER_DECODE)}
+    rows = _personlab_settings(outputs, people, repeats, settings,
+                               lambda opts: _coco_keypoint_ap(str(ann_file), personlab_coco_results(outputs, **opts), ids))
+    res = {"num_images": len(outputs), "settings": rows, "speed_ratio": rows["paper"]["ms"] / rows["default"]["ms"]}
+    if verbose:
+        _print_settings(f"PoseNet outputs (decode only), {len(outputs)} images, input {input_size}, "
+                        f"{threads} thread(s), median of {repeats} runs per image", rows, [("default", "paper")])
     return res
 
 # ---- end of PersonLab decode section ----

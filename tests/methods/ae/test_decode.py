@@ -93,11 +93,15 @@ def test_refine_adds_missing_joint():
     hm[1, 12, 7] = 0.0
     tg[1, 12, 7] = 3.0
     assert group(hm, tg, refine=True, preset="spec")[0][0, 1, 2] == 0
-    # pose-ae-train's acceptance (heatmap value > 0 at the argmax) takes it anyway, and so do
-    # the defaults, with the heatmap value as the joint's score
+    # pose-ae-train's acceptance (heatmap value > 0 at the argmax) takes it anyway
     p = group(hm, tg, refine=True, adjust=False, refine_accept="heatmap", preset="spec")[0]
     np.testing.assert_allclose(p[0, 1], [15.5, 15.5, 0.08], rtol=1e-6)
+    # the defaults ("near") do not: its tag is 3 away; a weak peak whose tag rounds to 1 (0.7
+    # away) is taken, with the heatmap value as the joint's score
+    assert group(hm, tg, adjust=False)[0][0, 1, 2] == 0
+    tg[1, 15, 15] = 0.7
     np.testing.assert_allclose(group(hm, tg, adjust=False)[0][0, 1], [15.5, 15.5, 0.08], rtol=1e-6)
+    assert group(hm, tg, adjust=False, preset="spec")[0][0, 1, 2] == 0          # 0.08 - 1 < 0
 
 
 def test_k14_crowdpose_and_joint_orders():

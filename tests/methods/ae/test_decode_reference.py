@@ -28,8 +28,11 @@ def test_refine_accepts_any_positive_heatmap_with_score_one_and_its_row_clamp():
     poses, scores = group(hm, tg, preset="reference", joint_order=[0, 1])
     np.testing.assert_allclose(poses, [[[5.75, 5.25, 0.9], [12.75, 15.25, 1.0]]], rtol=1e-6)
     np.testing.assert_allclose(scores, [0.45], rtol=1e-6)          # from before refine
-    # today's other presets differ: SPEC refuses the far tag, the defaults keep the honest score
+    # today's other presets differ: SPEC and the defaults refuse the far tag; with a near tag
+    # the defaults take the joint with its honest score
     assert group(hm, tg, preset="spec", joint_order=[0, 1])[0][0, 1, 2] == 0
+    assert group(hm, tg, joint_order=[0, 1])[0][0, 1, 2] == 0
+    tg[1, 15, 12] = 0.6
     assert group(hm, tg, joint_order=[0, 1])[0][0, 1, 2] == pytest.approx(0.05)
 
 

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from posegroup.methods.personlab.decode import (bilinear_sample, decode_poses, expected_oks, find_peaks,
-                                                hough_scores, instance_scores, refine_mid_offsets)
+from posegroup.methods.personlab.decode import (PAPER_HOUGH, bilinear_sample, decode_poses, expected_oks,
+                                                find_peaks, hough_scores, instance_scores, refine_mid_offsets)
 from posegroup.methods.personlab.targets import encode
 from posegroup.skeleton import COCO17, CROWDPOSE14
 
@@ -60,10 +60,15 @@ def test_hough_single_vote_mass_and_position():
 
 def test_single_person_exact():
     kp = _people([(100, 40)])
-    poses, scores = _decode(_perfect(kp, (64, 64)))
+    poses, scores = _decode(_perfect(kp, (64, 64)), **PAPER_HOUGH)
     assert poses.shape == (1, 17, 3)
     np.testing.assert_allclose(poses[0, :, :2], kp[0, :, :2], atol=1e-3)
     assert scores[0] > 0.95 and poses[0, :, 2].min() > 0.9
+    # defaults (Hough cells = output cells): the same positions; the expected-OKS mass sits at
+    # cell centres, up to 2 px off, which lowers the small-sigma (face) keypoint scores
+    fast, fast_scores = _decode(_perfect(kp, (64, 64)))
+    np.testing.assert_allclose(fast[0, :, :2], kp[0, :, :2], atol=1e-3)
+    assert fast_scores[0] > 0.9 and fast[0, :, 2].min() > 0.8
 
 
 @pytest.mark.parametrize("mid_refine", ["field", "point"])
@@ -218,12 +223,14 @@ def test_offset_targets_bilinear_and_nearest_hand_values():
                                np.stack([x, y], -1) + bilinear_sample(g, ch, x, y, stride=8, grid_offset=4))
 
 
-def _reference_decode(heat, short, mid, edges, stride, go, sigmas, nms_radius=10.0):
+def _reference_decode(heat, short, mid, edges, stride, go, sigmas, nms_radius=10.0, hough_stride=1.0,
+                      vote_threshold=0.0):
     """Independent one-seed-at-a-time greedy decoder on the dense maps (paper's loop, point
     refinement twice, bilinear sampling)."""
     k = heat.shape[0]
-    hough = hough_scores(heat, short, output_stride=stride, grid_offset=go)
-    ck, cx, cy, _ = find_peaks(hough, peak_threshold=0.01, blur_sigma=2.0)
+    hough = hough_scores(np.where(heat > vote_threshold, heat, 0), short, output_stride=stride, grid_offset=go,
+                         hough_stride=hough_stride)
+    ck, cx, cy, _ = find_peaks(hough, peak_threshold=0.01, blur_sigma=2.0, hough_stride=hough_stride)
     so = bilinear_sample(short, ck, cx, cy, stride=stride, grid_offset=go)
     cx, cy = cx + so[:, 0], cy + so[:, 1]
     people, reached = [], []
@@ -245,21 +252,24 @@ def _reference_decode(heat, short, mid, edges, stride, go, sigmas, nms_radius=10
         reached.append(np.array([i in pos for i in range(k)]))
     xy = np.array(people)
     pres = bilinear_sample(heat, np.arange(k)[None], xy[..., 0], xy[..., 1], stride=stride, grid_offset=go)
-    ks = np.where(reached, expected_oks(xy, hough, pres, 2 * np.asarray(sigmas)), 0.0)
+    ks = np.where(reached, expected_oks(xy, hough, pres, 2 * np.asarray(sigmas), hough_stride=hough_stride), 0.0)
     inst = instance_scores(xy, ks)
     order = np.argsort(-inst, kind="stable")
     return xy[order], ks[order], inst[order]
 
 
-def test_batched_greedy_equals_one_at_a_time_reference():
+@pytest.mark.parametrize("hough", [PAPER_HOUGH, {}])
+def test_batched_greedy_equals_one_at_a_time_reference(hough):
     rng = np.random.default_rng(3)
     kp = _people([(60 + 50 * i + rng.uniform(-20, 20), 30 + rng.uniform(-20, 20)) for i in range(6)])
     kp[..., :2] += rng.normal(size=kp[..., :2].shape) * 4
     kp[2, 3:5, 2] = 0  # a few unlabelled joints: trees fall apart, more seeds
     heat, short, mid = _perfect(kp, (64, 96), stride=4)
     heat = heat * rng.uniform(0.6, 1.0, heat.shape).astype(np.float32)
-    xy, ks, inst = _reference_decode(heat, short, mid, COCO17.directed_edges, 4, 2, COCO17.sigmas)
-    poses, scores = _decode((heat, short, mid), mid_refine="point")
+    heat[:, ::7] *= 0.005                                   # some cells below the vote threshold
+    ref = dict(hough_stride=1.0, vote_threshold=0.0) if hough else dict(hough_stride=4.0, vote_threshold=0.01)
+    xy, ks, inst = _reference_decode(heat, short, mid, COCO17.directed_edges, 4, 2, COCO17.sigmas, **ref)
+    poses, scores = _decode((heat, short, mid), mid_refine="point", **hough)
     assert len(poses) == len(xy) >= 6
     np.testing.assert_allclose(poses[..., :2], xy, atol=1e-3)
     np.testing.assert_allclose(poses[..., 2], ks, atol=1e-5)
