@@ -255,3 +255,34 @@ def test_train_worker_error_is_one_line(tmp_path, capsys):
     cfg = _config_file(ann, tmp_path, steps=3, workers=2, batch_size=3)
     assert main(["--quiet", "train", str(cfg)]) == 2
     _one_line_error(capsys, "img002.png: unreadable or corrupt image")
+
+
+def test_train_interrupted_writes_checkpoint_and_exits_130(data, tmp_path, capsys, monkeypatch):
+    import signal
+
+    from posegroup.engine import train as train_mod
+    from posegroup.engine.checkpoint import load_checkpoint
+    real = train_mod.build_method_from_config
+
+    def ctrl_c_in_step_2(cfg, ks):
+        method = real(cfg, ks)
+        loss, calls = method.loss, {"n": 0}
+
+        def hit(preds, targets):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+            return loss(preds, targets)
+
+        method.loss = hit
+        return method
+
+    monkeypatch.setattr(train_mod, "build_method_from_config", ctrl_c_in_step_2)
+    cfg = _config_file(data, tmp_path, steps=5, checkpoint_every=100)
+    assert main(["--quiet", "train", str(cfg)]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("posegroup: interrupted at step 2") and "--resume" in err and "\n" not in err
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2
+    monkeypatch.undo()
+    assert main(["--quiet", "train", str(cfg), "--resume"]) == 0
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 5
