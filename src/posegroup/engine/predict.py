@@ -166,6 +166,8 @@ def predict_images(predictor: Callable, paths, *, out_dir: str | Path, keypoint_
     files = collect_images(paths)
     out_dir = Path(out_dir)
     out_res = out_dir.resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PredictError(f"{out_dir}: exists and is not a folder; --out names the output folder")
     given = [paths] if isinstance(paths, (str, Path)) else list(paths)
     for p in given:
         if Path(p).is_dir() and Path(p).resolve() == out_res:
