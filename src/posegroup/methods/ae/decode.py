@@ -76,9 +76,10 @@ def _check_maps(heatmaps, tags) -> tuple[np.ndarray, np.ndarray]:
     hm = np.ascontiguousarray(hm, dtype=np.float32)
     tg = np.ascontiguousarray(tg, dtype=np.float32)
     big = np.finfo(np.float32).max
-    if not np.isfinite(hm).all():                     # broken outputs: NaN -> 0, +-inf -> +-max
+    # (a finite sum means finite values: one pass instead of two on the usual outputs)
+    if not np.isfinite(hm.sum()) and not np.isfinite(hm).all():   # NaN -> 0, +-inf -> +-max
         hm = np.nan_to_num(hm, nan=0.0, posinf=big, neginf=-big)
-    if not np.isfinite(tg).all():                     # NaN -> 0, +-inf -> +-1e6 (far, no overflow)
+    if not np.isfinite(tg.sum()) and not np.isfinite(tg).all():   # NaN -> 0, +-inf -> +-1e6
         tg = np.nan_to_num(tg, nan=0.0, posinf=1e6, neginf=-1e6)
     return hm, tg
 
@@ -173,25 +174,33 @@ def top_candidates(heatmaps: np.ndarray, *, top_k: int = 30, nms_kernel: int = 3
     """
     hm, kernel = _check_nms_args(heatmaps, nms_kernel, nms_ties)
     k, h, w = hm.shape
-    # sparse NMS: only the cells above the threshold can survive, so test just those against
-    # their window (same result as thresholding the max-pool-equality map of :func:`nms`)
+    r = kernel // 2
     flat = hm.reshape(-1)
-    cand = np.flatnonzero(flat > detection_threshold)
+    if hm.dtype == np.float32 and hm.size and kernel > 1:
+        # max-pool equality by one OpenCV dilation of all maps stacked with r rows of -inf
+        # between them (= each map's -inf border); then only the cells above the threshold
+        import cv2
+
+        canvas = np.full((k, h + r, w), -np.inf, np.float32)
+        canvas[:, :h] = hm
+        mx = cv2.dilate(canvas.reshape(k * (h + r), w), np.ones((kernel, kernel), np.uint8),
+                        borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf).reshape(k, h + r, w)[:, :h]
+        cand = np.flatnonzero((hm > detection_threshold) & (hm >= mx))
+        offsets = _earlier_offsets(r) if nms_ties == "first" else []
+    else:
+        cand = np.flatnonzero(flat > detection_threshold)
+        offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy or dx]
     kk, rem = np.divmod(cand, h * w)
     yy, xx = np.divmod(rem, w)
     val = flat[cand]
     keep = np.ones(cand.size, dtype=bool)
-    r = kernel // 2
     earlier = set(_earlier_offsets(r)) if nms_ties == "first" else set()
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            if dy == 0 and dx == 0:
-                continue
-            ny, nx = yy + dy, xx + dx
-            inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
-            nv = hm[kk, np.clip(ny, 0, h - 1), np.clip(nx, 0, w - 1)]
-            ok = nv < val if (dy, dx) in earlier else nv <= val
-            keep &= ok | ~inside
+    for dy, dx in offsets:                           # window test (ties: raster-earlier strictly below)
+        ny, nx = yy + dy, xx + dx
+        inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+        nv = hm[kk, np.clip(ny, 0, h - 1), np.clip(nx, 0, w - 1)]
+        ok = nv < val if (dy, dx) in earlier else nv <= val
+        keep &= ok | ~inside
     kk, yy, xx, val = kk[keep], yy[keep], xx[keep], val[keep]
     order = np.lexsort((-val, kk))                   # by joint, then score descending
     kk, yy, xx, val = kk[order], yy[order], xx[order], val[order]
@@ -475,16 +484,7 @@ def _match(cj, cv, ctag, k: int, order, opts):
             g = min(n_groups, opts["max_people"])
             means = tag_sum[:g] / count[:g, None]
             dist = _tag_distance(ctag[idx, None, :].astype(np.float64), means[None, :, :], opts["tag_metric"])
-            if opts["match_cost"] == "score":                 # the tag distance only gates
-                cost = np.broadcast_to(-cv[idx, None].astype(np.float64), dist.shape).copy()
-            else:
-                cost = np.round(dist) * 100.0 - cv[idx, None]
-            if opts["gated_matching"] or opts["match_cost"] == "score":                 # gate, and let every row stay unmatched
-                cost[~(dist < thr)] = 1e10                  # (cost 1e9): more matches first, then
-                cost = np.concatenate([cost, np.full((idx.size, idx.size), 1e9)], axis=1)  # the val
-            rows, cols = linear_sum_assignment(np.nan_to_num(cost, nan=1e10, posinf=1e10, neginf=-1e10))
-            keep = cols < g
-            rows, cols = rows[keep], cols[keep]
+            rows, cols = _assign(dist, cv[idx], thr, opts)
             ok = dist[rows, cols] < thr
             rows, cols = rows[ok], cols[ok]
             member[cols, j] = idx[rows]
@@ -499,6 +499,26 @@ def _match(cj, cv, ctag, k: int, order, opts):
         count[n_groups:n_groups + m] = 1
         n_groups += m
     return member[:n_groups], tag_sum[:n_groups], count[:n_groups]
+
+
+def _assign(dist: np.ndarray, score: np.ndarray, thr: float, opts: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Step 5's assignment of candidates (rows) to groups (columns): (rows, cols) of the pairs
+    the Hungarian picks (scipy), before the ``dist < thr`` acceptance."""
+    gated = opts["gated_matching"] or opts["match_cost"] == "score"
+    feasible = dist < thr
+    if gated and (feasible.sum(axis=0) <= 1).all() and (feasible.sum(axis=1) <= 1).all():
+        return np.nonzero(feasible)                  # no two pairs compete: the optimum is all of them
+    if opts["match_cost"] == "score":                # the tag distance only gates
+        cost = np.empty(dist.shape)
+        cost[:] = -score[:, None]
+    else:
+        cost = np.round(dist) * 100.0 - score[:, None]
+    if gated:                                        # gate, and let every row stay unmatched at
+        cost[~feasible] = 1e10                       # cost 1e9: more matches first, then the score
+        cost = np.concatenate([cost, np.full((dist.shape[0], dist.shape[0]), 1e9)], axis=1)
+    rows, cols = linear_sum_assignment(cost)
+    keep = cols < dist.shape[1]
+    return rows[keep], cols[keep]
 
 
 def _refine(poses: np.ndarray, means: np.ndarray, hm: np.ndarray, tg: np.ndarray, metric: str,
