@@ -76,10 +76,9 @@ def _check_maps(heatmaps, tags) -> tuple[np.ndarray, np.ndarray]:
     hm = np.ascontiguousarray(hm, dtype=np.float32)
     tg = np.ascontiguousarray(tg, dtype=np.float32)
     big = np.finfo(np.float32).max
-    # (a finite sum means finite values: one pass instead of two on the usual outputs)
-    if not np.isfinite(hm.sum()) and not np.isfinite(hm).all():   # NaN -> 0, +-inf -> +-max
+    if not np.isfinite(hm).all():                     # broken outputs: NaN -> 0, +-inf -> +-max
         hm = np.nan_to_num(hm, nan=0.0, posinf=big, neginf=-big)
-    if not np.isfinite(tg.sum()) and not np.isfinite(tg).all():   # NaN -> 0, +-inf -> +-1e6
+    if not np.isfinite(tg).all():                     # NaN -> 0, +-inf -> +-1e6 (far, no overflow)
         tg = np.nan_to_num(tg, nan=0.0, posinf=1e6, neginf=-1e6)
     return hm, tg
 
