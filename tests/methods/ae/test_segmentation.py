@@ -196,3 +196,18 @@ def test_draw_poses_masks_in_skeleton_colours():
     assert (out[15, 20] == 0).all()
     with pytest.raises(ValueError, match="masks"):
         draw_poses(img, poses, COCO17, masks=masks[:, :20])
+
+
+def test_pixel_samples_follow_the_data_order(tmp_path: Path):
+    """The sampled pixels are a function of (seed, epoch, index) like the augmentation, so a
+    resumed run draws the same ones; no global RNG is used."""
+    from posegroup.data.coco import CocoPoseDataset
+    from posegroup.data.training import TrainingSet
+
+    ds = CocoPoseDataset(make_dataset(tmp_path / "d", 2, size=64, people=(2, 2), seed=4))
+    ts = TrainingSet(ds, AEMethod(COCO17, segmentation=True, seg_samples=8), input_size=64, seed=1)
+    state = torch.random.get_rng_state(), np.random.get_state()[1].copy()
+    a, b = ts[(1, 3)], ts[(1, 3)]
+    assert torch.equal(a["seg_pixels"], b["seg_pixels"]) and a["seg_pixels"][:2, :, 1].all()
+    assert not torch.equal(a["seg_pixels"], ts[(1, 4)]["seg_pixels"])       # another epoch, another draw
+    assert torch.equal(torch.random.get_rng_state(), state[0]) and (np.random.get_state()[1] == state[1]).all()
