@@ -175,29 +175,29 @@ def top_candidates(heatmaps: np.ndarray, *, top_k: int = 30, nms_kernel: int = 3
     k, h, w = hm.shape
     r = kernel // 2
     flat = hm.reshape(-1)
-    if hm.dtype == np.float32 and hm.size and kernel > 1:
-        # max-pool equality by one OpenCV dilation of all maps stacked with r rows of -inf
-        # between them (= each map's -inf border); then only the cells above the threshold
+    cand = np.flatnonzero(flat > detection_threshold)  # only these can survive
+    offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy or dx]
+    if hm.dtype == np.float32 and kernel > 1 and cand.size * len(offsets) > hm.size // 2:
+        # many cells above the threshold: max-pool equality by one OpenCV dilation of all maps
+        # stacked with r rows of -inf between them (= each map's -inf border)
         import cv2
 
         canvas = np.full((k, h + r, w), -np.inf, np.float32)
         canvas[:, :h] = hm
         mx = cv2.dilate(canvas.reshape(k * (h + r), w), np.ones((kernel, kernel), np.uint8),
                         borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf).reshape(k, h + r, w)[:, :h]
-        cand = np.flatnonzero((hm > detection_threshold) & (hm >= mx))
+        cand = cand[flat[cand] >= mx.reshape(-1)[cand]]
         offsets = _earlier_offsets(r) if nms_ties == "first" else []
-    else:
-        cand = np.flatnonzero(flat > detection_threshold)
-        offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy or dx]
     kk, rem = np.divmod(cand, h * w)
     yy, xx = np.divmod(rem, w)
     val = flat[cand]
     keep = np.ones(cand.size, dtype=bool)
     earlier = set(_earlier_offsets(r)) if nms_ties == "first" else set()
-    for dy, dx in offsets:                           # window test (ties: raster-earlier strictly below)
+    for dy, dx in offsets:                           # window test on the few candidates (ties
+                                                     # "first": raster-earlier ones strictly below)
         ny, nx = yy + dy, xx + dx
         inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
-        nv = hm[kk, np.clip(ny, 0, h - 1), np.clip(nx, 0, w - 1)]
+        nv = hm[kk, np.minimum(np.maximum(ny, 0), h - 1), np.minimum(np.maximum(nx, 0), w - 1)]
         ok = nv < val if (dy, dx) in earlier else nv <= val
         keep &= ok | ~inside
     kk, yy, xx, val = kk[keep], yy[keep], xx[keep], val[keep]
@@ -252,7 +252,7 @@ def _parabola(hm, joint, y, x, axis: int, n: int) -> np.ndarray:
     pos = x if axis == 2 else y
     if n < 3:
         return np.zeros(pos.shape, dtype=np.float64)
-    c = np.clip(pos, 1, n - 2)                       # window centre, shifted inwards at borders
+    c = np.minimum(np.maximum(pos, 1), n - 2)        # window centre, shifted inwards at borders
     if axis == 2:
         vals = np.stack([hm[joint, y, c - 1], hm[joint, y, c], hm[joint, y, c + 1]]).astype(np.float64)
     else:
@@ -263,7 +263,7 @@ def _parabola(hm, joint, y, x, axis: int, n: int) -> np.ndarray:
     num = 0.5 * (f[0] - f[2])
     with np.errstate(divide="ignore", invalid="ignore"):
         mu = np.where(den < 0, num / den, 0.0)       # vertex relative to the window centre
-    return np.clip(mu + (c - pos), -0.5, 0.5)
+    return np.minimum(np.maximum(mu + (c - pos), -0.5), 0.5)
 
 
 # ------------------------------------------------------------------------------ steps 4-8
@@ -529,25 +529,28 @@ def _refine(poses: np.ndarray, means: np.ndarray, hm: np.ndarray, tg: np.ndarray
     miss_p, miss_j = np.nonzero(poses[:, :, 2] == 0)
     if miss_p.size == 0:
         return
+    positive = None
+    if accept in ("adjusted", "near"):
+        # heatmap - round(dist) <= heatmap, so only cells with heatmap > 0 can be accepted
+        # ("adjusted": the same answer as the whole map; "near" searches those by definition):
+        # found in one pass, searched per joint when sparse (dense maps: whole, masked)
+        positive = np.flatnonzero(flat_hm.reshape(-1) > 0)
+        sparse = positive.size < flat_hm.size // 4
+        bounds = np.searchsorted(positive, np.arange(k + 1) * (h * w))
     found_j, found_y, found_x, found_v, found_p = [], [], [], [], []
     for j in np.unique(miss_j):                       # vectorised over the people missing joint j
         people = miss_p[miss_j == j]
         mt = means[people].astype(np.float32)         # (P, D)
         hj, tj = flat_hm[j], flat_tg[j]
         cells = mask = None
-        if accept in ("adjusted", "near"):
-            # heatmap - round(dist) <= heatmap, so only cells with heatmap > 0 can be accepted:
-            # searching just those gives the same answer (exact), and is much cheaper on
-            # sparse maps (dense ones are searched whole)
-            positive = hj > 0
-            n_pos = int(np.count_nonzero(positive))
-            if n_pos == 0:
+        if positive is not None:
+            if bounds[j + 1] == bounds[j]:
                 continue
-            if n_pos < hj.size // 4:
-                cells = np.flatnonzero(positive)
+            if sparse:
+                cells = positive[bounds[j]:bounds[j + 1]] - j * (h * w)
                 hj, tj = hj[cells], tj[cells]
             elif accept == "near":
-                mask = ~positive
+                mask = hj <= 0
         if d == 1:                                    # same for 'l2' and 'rms'
             dist = np.abs(tj[None, :, 0] - mt[:, 0:1])
         else:
