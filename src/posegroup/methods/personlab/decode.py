@@ -8,9 +8,12 @@ Pipeline of :func:`decode_poses`:
    to the input resolution and lets every input pixel vote; here each output cell votes with
    weight ``stride²`` (the number of input pixels it stands for), so a perfect disk still
    totals ~1. Optional Gaussian blur (σ = 2 input px, as in the reference implementations).
-   :func:`hough_scores` builds the dense (K, Hh, Wh) map; the decoder itself works on the
-   *sparse* vote list and blurs only the rows and columns that votes can reach
-   (:func:`sparse_peaks`: the same peaks as :func:`find_peaks` on the dense map, see there).
+   By default a Hough cell is an output cell (``hough_stride`` = the output stride) and only
+   cells with p_k > ``vote_threshold`` (0.01) vote; the paper's input-resolution map is
+   :data:`PAPER_HOUGH`. :func:`hough_scores` builds the dense (K, Hh, Wh) map; the decoder
+   builds it directly when it is small (:data:`DENSE_HOUGH_CELLS`), else works on the *sparse*
+   vote list and blurs only the rows and columns that votes can reach (:func:`sparse_peaks`:
+   the same peaks as :func:`find_peaks` on the dense map, see there).
 2. **Candidates**: local maxima under a 3×3 max filter above ``peak_threshold``; positions are
    moved by the short-range offset at the peak (``refine_peaks``; the reference PoseNet decoder
    also places a keypoint at cell + short offset).
@@ -25,8 +28,8 @@ Pipeline of :func:`decode_poses`:
    single direction works; the tree must then be reachable from the seed). Keypoints that
    cannot be reached are put at the seed with score 0. A person depends only on its seed, so
    the people of a batch of surviving candidates are grown together (vectorised over the
-   batch, one step per tree edge); the queue is then walked in order, exactly as the
-   one-at-a-time greedy loop.
+   batch, one read per tree depth); the queue walk of the batch is then solved as a fixed
+   point (:func:`_greedy_keep`), exactly the one-at-a-time greedy loop.
 5. **Scoring** (paper): keypoint score = expected OKS
    ``s_{j,k} = p_k(y_{j,k}) · Σ_{x∈D_R(y)} ĥ_k(x) exp(-|x - y|² / (2 λ_j² κ_k²))`` with ĥ_k the
    (unblurred) Hough map normalised within the disk, λ_j = √(area of the box around the
