@@ -44,7 +44,8 @@ def test_method_options_validated():
                      ({"segmentation": True, "seg_push_weight": -1}, "seg_push_weight"),
                      ({"segmentation": True, "seg_decode": "watershed"}, "seg_decode"),
                      ({"segmentation": True, "seg_threshold": 1.5}, "seg_threshold"),
-                     ({"segmentation": True, "seg_push_sigma": 0}, "seg_push_sigma")):
+                     ({"segmentation": True, "seg_push_sigma": 0}, "seg_push_sigma"),
+                     ({"segmentation": True, "seg_anchor_statistic": "mode"}, "seg_anchor_statistic")):
         with pytest.raises(ValueError, match=key):
             AEMethod(COCO17, **bad)
     assert "foreground" not in AEMethod(COCO17).encode(np.zeros((0, 17, 3)), None, None, (4, 4), 4)
@@ -96,10 +97,16 @@ def _two_people_maps():
 def test_anchor_tags_by_hand():
     prob, tags, poses = _two_people_maps()
     # radius 1.5 around (0.5, 0.5): cells (0,0) (0,1) (1,0) (1,1) are foreground -> tags 0, .1, 0, .1
-    a = segment.anchor_tags(prob, tags, poses, radius=1.5)
+    a = segment.anchor_tags(prob, tags, poses, radius=1.5, statistic="mean")
     np.testing.assert_allclose(a, [[0.05], [3.0]])
-    # radius 1.2: (0,1) and (1,0) only at distance 1, (1,1) at 1.41 is out -> 0, .1, 0
-    np.testing.assert_allclose(segment.anchor_tags(prob, tags, poses, radius=1.2)[0], [0.1 / 3])
+    np.testing.assert_allclose(segment.anchor_tags(prob, tags, poses, radius=1.5), [[0.05], [3.0]])  # median
+    # radius 1.2: (0,0), (0,1) and (1,0) only ((1,1) at 1.41 is out) -> 0, .1, 0: mean .1/3, median 0
+    np.testing.assert_allclose(segment.anchor_tags(prob, tags, poses, radius=1.2, statistic="mean")[0], [0.1 / 3])
+    np.testing.assert_allclose(segment.anchor_tags(prob, tags, poses, radius=1.2)[0], [0.0])
+    # only joints with score >= joint_threshold count: person 0's joints all weak -> all used
+    weak = poses.copy()
+    weak[0, :, 2] = 0.01
+    np.testing.assert_allclose(segment.anchor_tags(prob, tags, weak, radius=1.2)[0], [0.0])
 
 
 @pytest.mark.parametrize("mode", ["paper", "pose"])

@@ -50,7 +50,8 @@ def downsample_ignore_mask(ignore_mask: np.ndarray | None, output_size: tuple[in
 #: Test-time options of the segmentation decoder (:func:`.segment.segment_people`) and their
 #: defaults; constructor keywords (the method's defaults) and :meth:`AEMethod.predict` keywords.
 SEG_DECODE_OPTIONS = {"seg_decode": "paper", "seg_threshold": 0.5, "seg_bin_width": 0.2,
-                      "seg_nms_radius": 1.0, "seg_min_cells": 2, "seg_anchor_radius": 1.5}
+                      "seg_nms_radius": 1.0, "seg_min_cells": 2, "seg_anchor_radius": 1.5,
+                      "seg_anchor_statistic": "median"}
 
 
 def check_seg_decode_options(opts: dict) -> dict:
@@ -63,14 +64,16 @@ def check_seg_decode_options(opts: dict) -> dict:
     checks = {"seg_decode": o["seg_decode"] in SEG_DECODERS, "seg_threshold": 0 < o["seg_threshold"] < 1,
               "seg_bin_width": o["seg_bin_width"] > 0, "seg_nms_radius": o["seg_nms_radius"] >= 0,
               "seg_min_cells": float(o["seg_min_cells"]).is_integer() and o["seg_min_cells"] >= 1,
-              "seg_anchor_radius": o["seg_anchor_radius"] > 0}
+              "seg_anchor_radius": o["seg_anchor_radius"] > 0,
+              "seg_anchor_statistic": o["seg_anchor_statistic"] in ("median", "mean")}
     for key, ok in checks.items():
         if not ok:
-            want = f"one of {SEG_DECODERS}" if key == "seg_decode" else "see AEMethod.SEG_DECODE_OPTIONS"
+            want = {"seg_decode": f"one of {SEG_DECODERS}", "seg_anchor_statistic": "'median' or 'mean'"}.get(
+                key, "see posegroup.methods.ae.SEG_DECODE_OPTIONS")
             raise ValueError(f"option '{key}' has an invalid value {o[key]!r}; expected {want}")
     return {"mode": o["seg_decode"], "threshold": float(o["seg_threshold"]), "bin_width": float(o["seg_bin_width"]),
             "nms_radius": float(o["seg_nms_radius"]), "min_cells": int(o["seg_min_cells"]),
-            "anchor_radius": float(o["seg_anchor_radius"])}
+            "anchor_radius": float(o["seg_anchor_radius"]), "anchor_statistic": o["seg_anchor_statistic"]}
 
 
 def _check_segmentation_options(segmentation, seg_tag_dim, seg_samples, seg_weights, seg_push_sigma) -> None:
@@ -106,7 +109,8 @@ class AEMethod(Method):
         foreground_weight, seg_pull_weight, seg_push_weight: weights of the foreground BCE and
             of the (un-normalised, SPEC) pixel pull / push sums; seg_push_sigma: the push σ (1).
         seg_decode, seg_threshold, seg_bin_width, seg_nms_radius, seg_min_cells,
-            seg_anchor_radius: default segmentation decoding (:data:`SEG_DECODE_OPTIONS`).
+            seg_anchor_radius, seg_anchor_statistic: default segmentation decoding
+            (:data:`SEG_DECODE_OPTIONS`, :func:`.segment.segment_people`).
         **decode_defaults: default options of :func:`.decode.group` for :meth:`predict`.
     """
 

@@ -9,7 +9,7 @@ Symbols:
     F        foreground: the pixels with p(x) >= ``threshold``
     I        instance identifiers (tags), (I, E)
     N        decoded people, poses (N, K, 3) x, y, score on the grid
-    a_n      person n's anchor tag: mean h over the foreground cells near its joints, (N, E)
+    a_n      person n's anchor tag: median h over the foreground cells near its joints, (N, E)
 
 Two decoders, option ``seg_decode`` of the AE method:
 
@@ -29,6 +29,8 @@ The histogram and the anchors are computed on the grid; the assignment is made a
 pixel, with p and h resampled bilinearly to the pixel centres.
 """
 from __future__ import annotations
+
+import warnings
 
 import cv2
 import numpy as np
@@ -94,14 +96,21 @@ def histogram_identifiers(tags: np.ndarray, *, bin_width: float = 0.2, nms_radiu
 
 
 def anchor_tags(prob: np.ndarray, tags: np.ndarray, poses: np.ndarray, *, threshold: float = 0.5,
-                radius: float = 1.5, joint_threshold: float = 0.1) -> np.ndarray:
-    """a_n: each person's mean tag over the foreground cells within ``radius`` cells of its joints
+                radius: float = 1.5, joint_threshold: float = 0.1, statistic: str = "median") -> np.ndarray:
+    """a_n: each person's median (``statistic="median"``, per tag dimension) or mean tag over the foreground cells within ``radius`` cells of its joints
     with score >= ``joint_threshold`` (all its joints when none passes; all cells near them when
     none is foreground; a person with no cell on the grid gets NaN).
+
+    The median (default) ignores a minority of cells near the joints that belong to someone
+    else (an occluded joint lies on the person in front). Perfect maps, anchors on the visible
+    joints, "pose" masks, segm AP: heavy synthetic split median 0.198 / mean 0.147, sparse
+    0.688 / 0.704 (README, "AE segmentation").
 
     Args: prob (H, W), tags (H, W, E), poses (N, K, 3) grid x, y, score.
     Returns: (N, E).
     """
+    if statistic not in ("median", "mean"):
+        raise ValueError(f"statistic must be 'median' or 'mean', got {statistic!r}")
     p, t = _check_maps(prob, tags)
     h, w, e = t.shape
     poses = np.asarray(poses, np.float64).reshape(len(poses), -1, 3)
@@ -120,10 +129,14 @@ def anchor_tags(prob: np.ndarray, tags: np.ndarray, poses: np.ndarray, *, thresh
     idx = (np.clip(cy, 0, h - 1) * w + np.clip(cx, 0, w - 1)).astype(np.int64).reshape(n, -1)
     near = near.reshape(n, -1)
     fg = (p.reshape(-1) >= threshold)[idx] & near
-    use = np.where(fg.any(1, keepdims=True), fg, near).astype(np.float64)  # (N, cells)
-    vals = t.reshape(-1, e)[idx]                                          # (N, cells, E)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (vals * use[..., None]).sum(1) / use.sum(1)[:, None]
+    use = np.where(fg.any(1, keepdims=True), fg, near)                  # (N, cells)
+    vals = np.where(use[..., None], t.reshape(-1, e)[idx], np.nan)       # (N, cells, E)
+    if statistic == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nansum(vals, 1) / use.sum(1)[:, None]
+    with warnings.catch_warnings():                                      # all-NaN rows -> NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(vals, axis=1)
 
 
 def _to_pixels(maps: np.ndarray, image_hw: tuple[int, int], scale: float) -> np.ndarray:
@@ -193,7 +206,7 @@ def duplicate_leaders(anchors: np.ndarray, scores: np.ndarray, radius: float) ->
 def segment_people(prob: np.ndarray, tags: np.ndarray, poses: np.ndarray, *, image_hw: tuple[int, int],
                    scale: float, scores: np.ndarray | None = None, mode: str = "paper", threshold: float = 0.5, bin_width: float = 0.2,
                    nms_radius: float = 1.0, min_cells: int = 2, anchor_radius: float = 1.5,
-                   joint_threshold: float = 0.1) -> np.ndarray:
+                   anchor_statistic: str = "median", joint_threshold: float = 0.1) -> np.ndarray:
     """Instance masks of the decoded people in image pixels.
 
     Args:
@@ -203,7 +216,7 @@ def segment_people(prob: np.ndarray, tags: np.ndarray, poses: np.ndarray, *, ima
         image_hw: (Hi, Wi); scale: image px per grid px (stride / factor).
         mode: "paper" or "pose" (module docstring); threshold: foreground p threshold (0.5).
         bin_width, nms_radius, min_cells: :func:`histogram_identifiers` ("paper").
-        anchor_radius, joint_threshold: :func:`anchor_tags`.
+        anchor_radius, anchor_statistic, joint_threshold: :func:`anchor_tags` (radius, statistic...).
     Returns: (N, Hi, Wi) bool, disjoint; mask n belongs to person n.
     """
     if mode not in SEG_DECODERS:
@@ -213,7 +226,8 @@ def segment_people(prob: np.ndarray, tags: np.ndarray, poses: np.ndarray, *, ima
     n = len(poses)
     if n == 0:
         return np.zeros((0, hi, wi), bool)
-    anchors = anchor_tags(p, t, poses, threshold=threshold, radius=anchor_radius, joint_threshold=joint_threshold)
+    anchors = anchor_tags(p, t, poses, threshold=threshold, radius=anchor_radius, joint_threshold=joint_threshold,
+                          statistic=anchor_statistic)
     if mode == "pose":
         sc = np.asarray(poses, np.float64)[..., 2].mean(1) if scores is None else scores
         owner = duplicate_leaders(anchors, sc, nms_radius)
