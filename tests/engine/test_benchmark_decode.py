@@ -137,3 +137,20 @@ def test_benchmark_decode_posenet_few_images(shared_data, capsys):
     assert res["num_images"] == 8 and set(res["settings"]) == {"default", "paper"}
     assert "PoseNet outputs" in capsys.readouterr().out
     assert all(0.0 <= r["ap"] <= 1.0 for r in res["settings"].values())
+
+
+def test_defaults_beat_the_reference_preset_under_noise(coco_val_gt):
+    """The claim of the README's Decoders table on a seeded subset (80 images)."""
+    from posegroup.engine.benchmark import _coco_keypoint_ap
+
+    aps = {}
+    for noise in ("clean", "mild", "hard"):
+        outs = ae_noisy_outputs(coco_val_gt, noise=noise, num_images=80)
+        ids = [o["image_id"] for o in outs]
+        aps[noise] = {p: _coco_keypoint_ap(str(coco_val_gt), ae_coco_results(outs, preset=p), ids)
+                      for p in ("default", "reference")}
+    print(aps)
+    assert aps["clean"]["default"] >= 0.99 and aps["clean"]["default"] >= aps["clean"]["reference"]
+    assert aps["mild"]["default"] >= aps["mild"]["reference"] + 0.005
+    assert aps["hard"]["default"] >= aps["hard"]["reference"] + 0.03
+    assert aps["hard"]["default"] < aps["mild"]["default"] < aps["clean"]["default"]   # noise hurts
