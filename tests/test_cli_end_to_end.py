@@ -52,7 +52,7 @@ train: {{batch_size: 2, steps: 3, lr: 1.0e-3, workers: 0, checkpoint_every: 2, o
     ckpt = tmp_path / "run" / "last.pt"
     assert ckpt.is_file()
     # a fresh start refuses to clobber an existing run
-    assert main(["--quiet", "train", str(cfg)]) == 1
+    assert main(["--quiet", "train", str(cfg)]) == 2
     assert "last.pt" in capsys.readouterr().err
     pred = tmp_path / "pred"
     assert main(["--quiet", "predict", "--weights", str(ckpt), str(tmp_path / "syn" / "images"),
