@@ -425,10 +425,14 @@ def refine_mid_offsets(mid_offsets: np.ndarray, short_offsets: np.ndarray,
 
 # ---------------------------------------------------------------------------------- scoring
 def _disk_cells(radius: float, hough_stride: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cell offsets (dr, dc) whose centre can lie within ``radius`` of a point of cell (0, 0):
+    its nearest centre distance is at least (|d| - 1/2) cells per axis (|d| >= 1)."""
     n = int(math.ceil(radius / hough_stride)) + 1
     d = np.arange(-n, n + 1)
     dr, dc = np.meshgrid(d, d, indexing="ij")
-    return dr.reshape(-1), dc.reshape(-1)
+    near = np.maximum(np.abs(dr) - 0.5, 0) ** 2 + np.maximum(np.abs(dc) - 0.5, 0) ** 2
+    keep = near * hough_stride ** 2 <= radius * radius
+    return dr[keep], dc[keep]
 
 
 def _box_area(poses_xy: np.ndarray) -> np.ndarray:
