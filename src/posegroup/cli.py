@@ -20,9 +20,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     from .methods import ONNX_FORMATS, test_flags
     g = p.add_argument_group("model (one of)")
     g.add_argument("--weights", help="checkpoint written by 'posegroup train'")
-    g.add_argument("--onnx", help="an ONNX network (with --format)")
-    g.add_argument("--format", default="posenet", choices=sorted(ONNX_FORMATS),
-                   help="output layout of the --onnx network (default: posenet)")
+    g.add_argument("--onnx", help="an ONNX network: one 'posegroup export' wrote (its metadata says how to "
+                                  "decode it), or a foreign one with --format")
+    g.add_argument("--format", default=None, choices=sorted(ONNX_FORMATS),
+                   help="output layout of a foreign --onnx network (default: the model's posegroup metadata; "
+                        "posenet when it has none)")
     t = p.add_argument_group("test-time options (each method owns its flags; default: the checkpoint config's)")
     for name, (spec, owners) in test_flags().items():
         kw = {k: v for k, v in spec.items() if k != "type"}
@@ -51,20 +53,33 @@ def make_predictor(args):
     if bool(args.weights) == bool(args.onnx):
         raise CliError("give exactly one of --weights CKPT or --onnx MODEL")
     opts = _test_opts(args)
+
+    def check_flags(method):
+        unknown = sorted(set(opts) - set(type(method).TEST_FLAGS))
+        if unknown:
+            raise CliError(f"--{unknown[0].replace('_', '-')} is not a test option of the {method.name} method "
+                           f"(its options: {', '.join('--' + k.replace('_', '-') for k in type(method).TEST_FLAGS)})")
+
     if args.onnx:
+        from .engine.onnx_model import load_onnx_model, read_metadata
+        fmt = getattr(args, "format", None)
+        if fmt is None and read_metadata(args.onnx) is not None:   # our own export: its metadata says how
+            from .engine.predict import make_predictor as wrap
+            model, method, meta = load_onnx_model(args.onnx)
+            check_flags(method)
+            test = {k: tuple(v) if isinstance(v, list) else v for k, v in (meta.get("test") or {}).items()}
+            return wrap(model, method, None, **{**test, **opts}), method.keypoint_set, Path(args.onnx).name
         from .methods import onnx_predictor
+        fmt = fmt or "posenet"
         unknown = sorted(set(opts) - {"input_size"})
         if unknown:
-            raise CliError(f"--{unknown[0].replace('_', '-')} is not a test option of --onnx --format {args.format}")
-        predictor, kps = onnx_predictor(args.format, args.onnx, **opts)
+            raise CliError(f"--{unknown[0].replace('_', '-')} is not a test option of --onnx --format {fmt}")
+        predictor, kps = onnx_predictor(fmt, args.onnx, **opts)
         return predictor, kps, Path(args.onnx).name
     from .engine.predict import checkpoint_predictor
     from .engine.checkpoint import load_model
     model, method, config = load_model(args.weights)
-    unknown = sorted(set(opts) - set(type(method).TEST_FLAGS))
-    if unknown:
-        raise CliError(f"--{unknown[0].replace('_', '-')} is not a test option of the {method.name} method "
-                       f"(its options: {', '.join('--' + k.replace('_', '-') for k in type(method).TEST_FLAGS)})")
+    check_flags(method)
     predictor, method, _ = checkpoint_predictor(args.weights, model=(model, method, config), **opts)
     return predictor, method.keypoint_set, Path(args.weights).name
 

@@ -1,7 +1,12 @@
 """``posegroup export``: a trained network to ONNX (the grouping stays in Python: decoders are
 not networks). The exported graph takes ``image`` (B, 3, H, W) normalised with ImageNet
 mean/std (H, W multiples of the model's stride multiple) and returns ``output`` (B, C, H/4, W/4),
-the last stack's prediction, which ``method.predict`` decodes."""
+the last stack's prediction, which ``method.predict`` decodes (a model with ``export_forward``:
+what that returns, e.g. the features a recurrent head reads; the head stays in PyTorch).
+
+The file's ``metadata_props`` carry what decoding needs -- method, method options, keypoint
+set, stride, input multiple, test options, and the weights of the modules the graph does not
+run (:mod:`posegroup.engine.onnx_model`) -- so ``predict --onnx M.onnx`` needs no checkpoint."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,9 +19,13 @@ class _LastStack(torch.nn.Module):
         super().__init__()
         self.model = model
 
+    @property
+    def graph(self) -> str:
+        """"export_forward" when the model exports another output than its forward, else "forward"."""
+        return "export_forward" if callable(getattr(self.model, "export_forward", None)) else "forward"
+
     def forward(self, image):
-        export = getattr(self.model, "export_forward", None)   # a model may export another output
-        out = export(image) if callable(export) else self.model(image)
+        out = self.model.export_forward(image) if self.graph == "export_forward" else self.model(image)
         return out[-1] if isinstance(out, (list, tuple)) else out
 
 
@@ -41,7 +50,9 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
     import os
     import tempfile
 
-    from .checkpoint import load_model
+    from .checkpoint import keypoint_set_to_dict, load_model
+    from .onnx_model import covered_modules, export_metadata, outside_state
+    from .predict import test_options
 
     out = Path(out)
     if out.resolve() == Path(weights).resolve():
@@ -56,6 +67,10 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
     size = int(input_size or (config or {}).get("data", {}).get("input_size", 512))
     wrapped = _LastStack(model).eval()
     x = torch.randn(1, 3, size, size)
+    covered = covered_modules(wrapped.model, wrapped, x)   # modules the graph runs; the others' weights travel
+    metadata = export_metadata(model, method, config, keypoint_set_to_dict(method.keypoint_set),
+                               test=test_options(config or {"data": {"input_size": size}}, method),
+                               graph=wrapped.graph, state=outside_state(model, covered))
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent))
     os.close(fd)
@@ -65,6 +80,12 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
                           opset_version=opset, dynamo=False,
                           dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
                                         "output": {0: "batch", 2: "out_height", 3: "out_width"}})
+        import onnx
+        proto = onnx.load(str(tmp))
+        for key, value in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, str(tmp))
         diff = None
         try:
             import onnxruntime as ort

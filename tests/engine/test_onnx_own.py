@@ -1,0 +1,119 @@
+"""Our own ONNX models: ``export`` stores what decoding needs in the metadata, and predicting
+with the ONNX file (onnxruntime, no checkpoint) gives the PyTorch path's poses for AE, PersonLab
+and the recurrent method (whose LSTM loop runs in PyTorch on the graph's features)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from posegroup.data.coco import read_image
+from posegroup.engine.predict import checkpoint_predictor
+from posegroup.engine.train import train
+from tests.engine.test_train import _one_thread, make_dataset, tiny_config  # noqa: F401 (autouse fixture)
+from tests.methods.recurrent.test_method import recurrent_config
+
+pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("onnx_own"), 3, size=64, people=(1, 3), seed=2)
+
+
+def _config(kind: str, ann: Path, out: Path) -> dict:
+    if kind == "recurrent":
+        return recurrent_config(ann, out, steps=2, batch_size=2, options={"stop_threshold": 0.01, "joint_threshold": 0.0})
+    cfg = tiny_config(ann, out, steps=2)
+    # 2 training steps: low thresholds so that the decoders see people in the untrained maps
+    cfg["method"]["options"].update(detection_threshold=0.001, top_k=5, max_people=5)
+    if kind == "personlab":
+        cfg["method"] = {"name": "personlab", "options": {"radius": 6.0, "decode": {"peak_threshold": 1e-4}}}
+    return cfg
+
+
+@pytest.fixture(scope="module", params=["ae", "personlab", "recurrent"])
+def exported(request, data, tmp_path_factory):
+    from posegroup.engine.export import export_onnx
+    out = tmp_path_factory.mktemp(request.param)
+    run = train(_config(request.param, data, out / "run"), progress=False)
+    return request.param, Path(run["checkpoint"]), export_onnx(run["checkpoint"], out / "m.onnx")
+
+
+def _meta(path: Path) -> dict:
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    return json.loads(props["posegroup"]), props["posegroup.torch_state"]
+
+
+def test_metadata_says_what_decoding_needs(exported):
+    kind, _, path = exported
+    meta, state = _meta(path)
+    assert meta["method"] == kind and meta["stride"] == 4 and meta["input_multiple"] == 16
+    assert meta["keypoint_set"]["name"] == "coco17" and len(meta["keypoint_set"]["sigmas"]) == 17
+    assert meta["test"]["input_size"] == 64
+    # the recurrent graph ends at the features: its LSTM head's weights travel in the metadata
+    assert meta["graph"] == ("export_forward" if kind == "recurrent" else "forward")
+    assert bool(state) == (kind == "recurrent")
+    if kind == "recurrent":
+        from posegroup.engine.onnx_model import decode_state
+        assert all(k.startswith("head.") for k in decode_state(state))
+
+
+def test_onnx_predicts_the_pytorch_poses(exported, data):
+    from posegroup.engine.onnx_model import onnx_model_predictor
+    kind, ckpt, path = exported
+    torch_pred, method, _ = checkpoint_predictor(ckpt, device="cpu")
+    onnx_pred, onnx_method, _ = onnx_model_predictor(path)
+    assert onnx_method.name == kind
+    people = 0
+    for name in ("img000.png", "img001.png", "img002.png"):
+        image = read_image(data.parent / name)
+        for img in (image, np.ascontiguousarray(image[:, :48])):   # square, and a narrower (padded) input
+            a, b = torch_pred(img), onnx_pred(img)
+            assert len(a) == len(b)
+            assert a[0].shape == b[0].shape
+            np.testing.assert_allclose(a[0], b[0], atol=1e-3)
+            np.testing.assert_allclose(a[1], b[1], atol=1e-4)
+            people += len(a[0])
+    assert people > 0, "the comparison saw no person"
+
+
+def test_cli_predict_and_evaluate_read_the_metadata(exported, data, tmp_path, capsys):
+    from posegroup.cli import main
+    kind, ckpt, path = exported
+    images = [str(data.parent / "img000.png"), str(data.parent / "img001.png")]
+    assert main(["--quiet", "predict", *images, "--weights", str(ckpt), "--out", str(tmp_path / "pt"), "--no-draw"]) == 0
+    assert main(["--quiet", "predict", *images, "--onnx", str(path), "--out", str(tmp_path / "ox"), "--no-draw"]) == 0
+    a = json.loads((tmp_path / "pt" / "results.json").read_text())
+    b = json.loads((tmp_path / "ox" / "results.json").read_text())
+    assert len(a) == len(b)
+    for ra, rb in zip(a, b):
+        np.testing.assert_allclose(ra["keypoints"], rb["keypoints"], atol=2e-3)
+    # a test flag the method does not take is refused, as with --weights
+    bad = "--refine" if kind != "ae" else "--stop-threshold"
+    extra = [bad] if bad == "--refine" else [bad, "0.5"]
+    capsys.readouterr()
+    assert main(["--quiet", "predict", *images, "--onnx", str(path), "--out", str(tmp_path / "x"), *extra]) == 2
+    assert "is not a test option" in capsys.readouterr().err
+    if kind == "ae":
+        assert main(["--quiet", "evaluate", "--gt", str(data), "--onnx", str(path),
+                     "--stats", str(tmp_path / "s.json")]) == 0
+        assert "AP" in json.loads((tmp_path / "s.json").read_text())
+
+
+def test_a_foreign_file_without_metadata_is_refused(tmp_path):
+    from posegroup.engine.onnx_model import OnnxModelError, load_onnx_model, read_metadata
+    bare = tmp_path / "bare.onnx"
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
+                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    onnx.save(onnx.helper.make_model(graph), str(bare))
+    assert read_metadata(bare) is None
+    with pytest.raises(OnnxModelError, match="bare.onnx: carries no posegroup metadata"):
+        load_onnx_model(bare)
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(OnnxModelError, match="junk.onnx: not a readable ONNX model"):
+        read_metadata(tmp_path / "junk.onnx")
