@@ -187,8 +187,21 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from .engine.checkpoint import trusting
     from .engine.predict import predict_images
+    from .engine.video import is_video, predict_videos
+    videos = [p for p in args.images if is_video(p)]
+    if videos and len(videos) != len(args.images):
+        raise CliError("give videos or images, not both (one predict per kind)")
+    if not videos and getattr(args, "track", False):
+        raise CliError("--track follows people through a video; give a video file (.mp4 ...)")
+    if videos and args.gt:
+        raise CliError("--gt names image ids; a video's json uses frame indices")
     with trusting(args.trust_checkpoint):
         predictor, kps, _ = make_predictor(args)
+    if videos:
+        predict_videos(predictor, videos, out_dir=args.out, keypoint_set=kps, quiet=args.quiet,
+                       draw=not args.no_draw, overwrite=args.overwrite, track=args.track,
+                       track_max_gap=args.track_max_gap, track_oks=args.track_oks)
+        return 0
     results = predict_images(predictor, args.images, out_dir=args.out, keypoint_set=kps,
                              draw=not args.no_draw, progress=not args.quiet, gt_file=args.gt,
                              overwrite=args.overwrite)
@@ -303,8 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(e)
     e.set_defaults(func=cmd_evaluate)
 
-    pr = sub.add_parser("predict", help="poses for images or folders -> results.json + PNGs")
-    pr.add_argument("images", nargs="+")
+    pr = sub.add_parser("predict", help="poses for images or folders -> results.json + PNGs; "
+                                        "or videos -> annotated video + json per clip")
+    pr.add_argument("images", nargs="+", help="images, folders of images, or video files (.mp4 ...)")
+    pr.add_argument("--track", action="store_true",
+                    help="video: keep person ids from frame to frame (Hungarian match of OKS)")
+    pr.add_argument("--track-max-gap", type=int, default=5,
+                    help="video --track: frames a person may be missed and keep its id (default: 5)")
+    pr.add_argument("--track-oks", type=float, default=0.3,
+                    help="video --track: least OKS to continue a track (default: 0.3)")
     pr.add_argument("--out", default="predictions")
     pr.add_argument("--gt", default=None, help="COCO json whose image ids to use in results.json")
     pr.add_argument("--no-draw", action="store_true", help="no PNGs")

@@ -1,0 +1,190 @@
+"""Video: ``posegroup predict CLIP.mp4 [--track] --out DIR`` for any predictor (a checkpoint, our
+own ONNX model or a foreign one).
+
+Frames are read with OpenCV's ``VideoCapture`` and the annotated video written with its
+``VideoWriter`` (``mp4v`` codec, ``.mp4``): opencv-python-headless is already a dependency (the
+data pipeline uses it), its bundled FFmpeg reads the common containers and writes mp4v without a
+display, so video needs no new package (PyAV would be one more binary wheel for the same frames).
+
+Per clip, ``DIR`` gets ``<stem>.mp4`` (the skeletons drawn on every frame; with ``--track`` each
+person in the colour of its track and labelled ``#id``) and ``<stem>.json``: a COCO results list,
+one entry per person and frame, with ``image_id`` = ``frame`` = the frame index (from 0) and
+``track_id`` (null without tracking) besides ``keypoints``, ``score`` (and ``segmentation``).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .predict import PredictError, _unpack, _write_json, to_coco_results
+
+#: File extensions ``predict`` treats as videos.
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def is_video(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def video_info(path: str | Path) -> dict:
+    """``fps``, ``frames`` (the container's count; may be approximate), ``width``, ``height``."""
+    import cv2
+    cap = _open(path)
+    try:
+        return {"fps": float(cap.get(cv2.CAP_PROP_FPS) or 0.0), "frames": int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0),
+                "width": int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))}
+    finally:
+        cap.release()
+
+
+def _open(path):
+    import cv2
+    path = Path(path)
+    if not path.is_file():
+        raise PredictError(f"{path}: no such video file")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise PredictError(f"{path}: cannot be opened as a video")
+    return cap
+
+
+def read_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """The frames of a video as uint8 (H, W, 3) RGB, in order."""
+    import cv2
+    cap = _open(path)
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
+
+
+def draw_tracked(image: np.ndarray, poses: np.ndarray, scores: np.ndarray, masks, ids: list[int] | None,
+                 keypoint_set, threshold: float = 0.1) -> np.ndarray:
+    """:func:`posegroup.viz.draw_poses`, each person in the colour of its track id (mod 64) and
+    labelled ``#id``; without ids as ``draw_poses``."""
+    import cv2
+    from ..viz import draw_poses, person_colors
+    if ids is None or not len(poses):
+        return draw_poses(image, poses, keypoint_set, scores=scores, masks=masks, threshold=threshold)
+    canvas, remaining = image, list(range(len(poses)))
+    while remaining:   # people whose colour slots collide are drawn in a later pass
+        slots: dict[int, int] = {}
+        for i in remaining:
+            slots.setdefault(ids[i] % 64, i)
+        remaining = [i for i in remaining if i not in slots.values()]
+        n = max(slots) + 1
+        p = np.zeros((n,) + poses.shape[1:])
+        s = np.zeros(n)
+        m = None if masks is None else np.zeros((n,) + masks.shape[1:], bool)
+        for slot, i in slots.items():
+            p[slot], s[slot] = poses[i], scores[i]
+            if m is not None:
+                m[slot] = masks[i]
+        canvas = draw_poses(canvas, p, keypoint_set, scores=s, masks=m, threshold=threshold)
+    colors = person_colors(64)
+    for i, pose in enumerate(poses):
+        ok = pose[:, 2] >= threshold
+        if ok.any():
+            x, y = pose[ok, :2].min(0)[0], pose[ok, :2].max(0)[1]
+            cv2.putText(canvas, f"#{ids[i]}", (int(x), int(min(y + 10, canvas.shape[0] - 2))),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.35, tuple(int(c) for c in colors[ids[i] % 64]), 1, cv2.LINE_AA)
+    return canvas
+
+
+def predict_video(predictor: Callable, path: str | Path, *, out_dir: str | Path, keypoint_set,
+                  track: bool = False, track_max_gap: int = 5, track_oks: float = 0.3, draw: bool = True,
+                  progress: bool = True, threshold: float = 0.1, overwrite: bool = False) -> dict:
+    """Predict every frame of the video ``path``; write ``out_dir/<stem>.json`` (and, when
+    ``draw``, ``out_dir/<stem>.mp4``) as the module docstring says.
+
+    ``track``: ids by :class:`~posegroup.engine.track.Tracker` (OKS ``track_oks``, gaps of up
+    to ``track_max_gap`` frames). Returns ``{"results", "frames", "seconds", "fps", "json",
+    "video", "tracks"}`` (``fps``: frames per second of the whole loop: read, predict, track,
+    draw and write).
+
+    Safety as :func:`~posegroup.engine.predict.predict_images`: outputs are written to
+    temporary files and moved into place at the end; an existing output is refused unless
+    ``overwrite``, and an output landing on the input is always refused (:class:`PredictError`).
+    """
+    import cv2
+    from .track import Tracker
+    path, out_dir = Path(path), Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PredictError(f"{out_dir}: exists and is not a folder; --out names the output folder")
+    info = video_info(path)
+    targets = [out_dir / f"{path.stem}.json"] + ([out_dir / f"{path.stem}.mp4"] if draw else [])
+    for t in targets:
+        if t.resolve() == path.resolve():
+            raise PredictError(f"{t}: is the input video and would be overwritten; choose another --out")
+        if t.exists() and not overwrite:
+            raise PredictError(f"{t}: already exists (an earlier prediction?); pass --overwrite to replace it, "
+                               "or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fps_in = info["fps"] if info["fps"] > 0 else 25.0
+    tmp_video = out_dir / f".{path.stem}.tmp.mp4"
+    writer = None
+    tracker = Tracker(tuple(keypoint_set.sigmas), oks_threshold=track_oks, max_gap=track_max_gap) if track else None
+    results: list[dict] = []
+    frames = read_frames(path)
+    if progress:
+        from tqdm import tqdm
+        frames = tqdm(frames, total=info["frames"] or None, desc=path.name, unit="frame")
+    start = time.perf_counter()
+    n = 0
+    try:
+        for n, frame in enumerate(frames, 1):
+            index = n - 1
+            poses, scores, masks = _unpack(predictor(frame))
+            ids = tracker.update(poses) if tracker is not None else None
+            entries = to_coco_results(index, poses, scores, masks)
+            for k, e in enumerate(entries):
+                e["frame"] = index
+                e["track_id"] = None if ids is None else int(ids[k])
+            results.extend(entries)
+            if draw:
+                if writer is None:
+                    h, w = frame.shape[:2]
+                    writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), fps_in, (w, h))
+                    if not writer.isOpened():
+                        raise PredictError(f"{tmp_video}: OpenCV cannot write an mp4v video here")
+                canvas = draw_tracked(frame, poses, scores, masks, ids, keypoint_set, threshold)
+                writer.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+        if writer is not None:
+            writer.release()
+            writer = None
+        if n == 0:
+            raise PredictError(f"{path}: no frame could be read")
+        seconds = time.perf_counter() - start
+        _write_json(targets[0], results)
+        if draw:
+            os.replace(tmp_video, targets[1])
+    finally:
+        if writer is not None:
+            writer.release()
+        if tmp_video.exists():
+            tmp_video.unlink()
+    return {"results": results, "frames": n, "seconds": seconds, "fps": n / max(seconds, 1e-9),
+            "json": str(targets[0]), "video": str(targets[1]) if draw else None,
+            "tracks": tracker.next_id if tracker is not None else None}
+
+
+def predict_videos(predictor: Callable, paths, *, out_dir, keypoint_set, quiet: bool = False, **kw) -> list[dict]:
+    """:func:`predict_video` for each clip; prints one line per clip (people, frames, fps)."""
+    out = []
+    for p in paths:
+        s = predict_video(predictor, p, out_dir=out_dir, keypoint_set=keypoint_set, progress=not quiet, **kw)
+        tracks = f", {s['tracks']} tracks" if s["tracks"] is not None else ""
+        print(f"{p}: {len(s['results'])} people in {s['frames']} frames{tracks}, {s['fps']:.1f} frames/s "
+              f"-> {s['json']}" + (f", {s['video']}" if s["video"] else ""), file=sys.stdout)
+        out.append(s)
+    return out
