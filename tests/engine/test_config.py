@@ -76,10 +76,10 @@ def test_overrides(tmp_path):
         parse_override("train.batch_size")
 
 
-@pytest.mark.parametrize("name", ["ae_hourglass_coco", "ae_tiny_synthetic", "personlab_tiny_synthetic"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "configs").glob("*.yaml")))
 def test_shipped_configs_load(name):
-    cfg = load_config(REPO / "configs" / f"{name}.yaml")
-    assert cfg["method"]["name"] in ("ae", "personlab")
+    cfg = load_config(REPO / "configs" / f"{name}.yaml")      # method.options and test validated too
+    assert cfg["method"]["name"] == name.split("_")[0]
     assert cfg["data"]["input_size"] % cfg["data"]["stride"] == 0
 
 
@@ -146,3 +146,85 @@ def test_good_values_pass_and_integral_floats_become_ints(tmp_path):
         merge_config({"method": {"name": "ae"}, "data": {"train_ann": "a"}, "train": {"steps": 1, "batch_size": 0}})
     with pytest.raises(ConfigError, match=r"'train\.lr' must be a number"):
         load_config(_write(tmp_path), overrides=parse_override("train.lr=true"))
+
+
+# ---- method.options and test: validated against the method when the config is read ---------
+
+@pytest.mark.parametrize("method,options,test,key,choice", [
+    ("personlab", "{raduis: 10}", "{}", "method.options.raduis", "radius"),
+    ("ae", "{detection_treshold: 0.2}", "{}", "method.options.detection_treshold", "detection_threshold"),
+    ("ae", "{pull_wieght: 1.0e-3}", "{}", "method.options.pull_wieght", "pull_weight"),
+    ("personlab", "{decode: {nms_raduis: 4}}", "{}", "method.options.decode.nms_raduis", "nms_radius"),
+    ("recurrent", "{hiden_width: 8}", "{}", "method.options.hiden_width", "hidden_width"),
+    ("ae", "{}", "{flp: true}", "test.flp", "test.flip"),
+    ("personlab", "{}", "{refine: true}", "test.refine", None),
+])
+def test_misspelt_method_and_test_keys_name_file_key_and_choice(tmp_path, method, options, test, key, choice):
+    f = tmp_path / "c.yaml"
+    f.write_text(MINIMAL.replace("method: {name: ae}", f"method: {{name: {method}, options: {options}}}")
+                 + f"test: {test}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{f}: ")
+    assert f"'{key}'" in msg
+    assert "valid: " in msg
+    if choice:
+        assert f"did you mean '{choice}'" in msg
+
+
+@pytest.mark.parametrize("method,options,key", [
+    ("ae", "{sigma: -1}", "method.options.sigma"),
+    ("ae", "{tag_dim: two}", "method.options.tag_dim"),
+    ("ae", "{push_form: nope}", "method.options.push_form"),
+    ("ae", "{segmentation: 1}", "method.options.segmentation"),
+    ("ae", "{subpixel: cubic}", "method.options.subpixel"),
+    ("ae", "{flip: yes_please}", "method.options.flip"),
+    ("personlab", "{radius: 0}", "method.options.radius"),
+    ("personlab", "{radius: wide}", "method.options.radius"),
+    ("personlab", "{loss_weights: {mid: -1}}", "method.options.loss_weights.mid"),
+    ("personlab", "{loss_weights: {midd: 1}}", "method.options.loss_weights.midd"),
+    ("personlab", "{decode: {nms_radius: -4}}", "method.options.decode.nms_radius"),
+    ("personlab", "{decode: {refine_peaks: 3}}", "method.options.decode.refine_peaks"),
+])
+def test_bad_method_option_values_name_file_and_key(tmp_path, method, options, key):
+    f = tmp_path / "c.yaml"
+    f.write_text(MINIMAL.replace("method: {name: ae}", f"method: {{name: {method}, options: {options}}}"))
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{f}: ") and f"'{key}'" in msg, msg
+
+
+def test_good_method_options_and_test_keys_load(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text(MINIMAL.replace("method: {name: ae}", "method: {name: ae, options: {sigma: 3, refine: true, "
+                                 "detection_threshold: 0.2, segmentation: true, seg_threshold: 0.4}}")
+                 + "test: {flip: true, scales: [1, 0.5], subpixel: quadratic, seg_decode: pose}\n")
+    cfg = load_config(f)
+    assert cfg["method"]["options"]["sigma"] == 3 and cfg["test"]["seg_decode"] == "pose"
+
+
+def test_unknown_method_name_names_the_file(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text(MINIMAL.replace("name: ae", "name: openpose"))
+    with pytest.raises(ConfigError, match=r"c\.yaml: 'method\.name'.*openpose"):
+        load_config(f)
+
+
+def test_training_stops_before_any_step_on_an_option_the_keypoint_set_refuses(tmp_path):
+    """joint_order can only be checked against the data's keypoint set: the error comes when the
+    method is built, still before any step, still naming the file and the key."""
+    from posegroup.engine.train import train
+    from tests.engine.test_train import make_dataset, tiny_config
+    ann = make_dataset(tmp_path / "data", num_images=2)
+    cfg = tiny_config(ann, tmp_path / "run", steps=2)
+    cfg["method"]["options"] = {"joint_order": [0, 1, 2]}
+    f = tmp_path / "c.yaml"
+    import yaml
+    cfg.pop("_source")
+    f.write_text(yaml.safe_dump(cfg))
+    loaded = load_config(f)                   # loads: no keypoint set yet
+    with pytest.raises(ConfigError, match=r"c\.yaml: option 'method\.options\.joint_order'.*permutation"):
+        train(loaded)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").glob("*.pt"))

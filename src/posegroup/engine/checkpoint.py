@@ -266,11 +266,17 @@ def load_init_weights(net: torch.nn.Module, config: dict) -> str | None:
     return str(path)
 
 
-def build_method_from_config(config: dict, keypoint_set: KeypointSet):
-    """``build_method(config.method.name, keypoint_set, **config.method.options)``."""
+def build_method_from_config(config: dict, keypoint_set: KeypointSet, *, source: str | None = None):
+    """``build_method(config.method.name, keypoint_set, **config.method.options)``; a bad
+    option is a one-line :class:`~posegroup.engine.config.ConfigError` naming ``source``
+    (default: the config's file) and ``method.options.<key>``."""
     from ..methods import build_method
+    from .config import option_error
     m = config["method"]
-    return build_method(m["name"], keypoint_set, **(m.get("options") or {}))
+    try:
+        return build_method(m["name"], keypoint_set, **(m.get("options") or {}))
+    except (TypeError, ValueError) as e:
+        raise option_error(e, str(source or config.get("_source") or "<config>")) from None
 
 
 def load_model(path: str | Path, map_location: Any = "cpu", *,
@@ -287,7 +293,7 @@ def load_model(path: str | Path, map_location: Any = "cpu", *,
             raise CheckpointError(f"{path}: checkpoint lacks '{key}' (cannot rebuild the model)")
     config = state["config"]
     ks = keypoint_set_from_dict(state["keypoint_set"])
-    method = build_method_from_config(config, ks)
+    method = build_method_from_config(config, ks, source=f"{path} (config)")
     model = build_model(config, method)
     try:
         model.load_state_dict(state["model"])

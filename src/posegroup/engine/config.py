@@ -33,9 +33,13 @@ unchanged to the component that owns them (method, backbone, decoder), which val
     ``checkpoint_every`` (1000 steps; a checkpoint is also written at the end), ``eval_every``
     (0 = only at the end when a val split is set; N = every N steps), ``seed`` (0),
     ``out_dir`` ("runs/train"), ``log_every`` (20 steps), ``device`` (None: cuda if available).
-``test`` (open)
+``test`` (checked against the method)
     Keyword arguments of ``method.predict(model, image, **test)``: e.g. ``flip`` (bool),
-    ``scales`` (list), ``refine`` (bool), ``long_side`` (int) -- names defined by the method.
+    ``scales`` (list), ``refine`` (bool), ``input_size`` (int) -- names defined by the method
+    (:func:`posegroup.methods.test_option_names`); an unknown name is an error naming the file
+    and ``test.<key>``. ``method.options`` are validated by the method's settings object
+    (:func:`posegroup.methods.check_options`) when the config is read, each fault naming the
+    file and ``method.options.<key>``.
 
 Values are checked when the config is read (:func:`validate_values`): sizes, strides, batch
 size and step counts are positive integers, ``lr`` a positive number (``true`` is not a number),
@@ -187,10 +191,52 @@ def merge_config(user: dict, *, source: str = "<dict>", base_dir: str | Path | N
             p = Path(str(value)).expanduser()
             _set(cfg, dotted, str(p if p.is_absolute() else (base / p).resolve()))
     validate_values(cfg, source)
+    check_method_sections(cfg, source)
     if require_training and cfg["train"]["steps"] is None and cfg["train"]["epochs"] is None:
         raise ConfigError(f"{source}: missing required key 'train.steps' (or 'train.epochs')")
     cfg["_source"] = source
     return cfg
+
+
+# ---- method sections -----------------------------------------------------------------------
+
+def option_error(e: Exception, source: str, section: str = "method.options") -> ConfigError:
+    """A method's one-line ValueError about option ``key`` as a :class:`ConfigError` naming the
+    file and ``<section>.<key>``."""
+    import re
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+
+    def dotted(m) -> str:
+        where = m.group(2) if m.group(2) and m.group(2).startswith(section) else section
+        return f"option '{where}.{m.group(1)}'"
+    msg = re.sub(r"option '([\w.]+)'(?: in ([\w.]+))?", dotted, msg, count=1)
+    return ConfigError(f"{source}: {msg}")
+
+
+def check_method_sections(cfg: dict, source: str) -> None:
+    """``method.options`` validated by the method's settings and the ``test`` keys against the
+    keywords of its ``predict`` (:func:`posegroup.methods.test_option_names`); each fault a
+    one-line :class:`ConfigError` naming the file and the dotted key."""
+    import difflib
+    from ..methods import check_options, method_class, test_option_names
+    name = _get(cfg, "method.name")
+    if name in (None, ""):
+        return
+    try:
+        method_class(name)
+    except ValueError as e:
+        raise ConfigError(f"{source}: 'method.name': {e}") from None
+    try:
+        check_options(name, _get(cfg, "method.options"))
+    except (TypeError, ValueError) as e:
+        raise option_error(e, source) from None
+    valid = test_option_names(name)
+    for key in cfg.get("test") or {}:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f" (did you mean 'test.{close[0]}'?)" if close else ""
+            raise ConfigError(f"{source}: unknown key 'test.{key}' for method {name!r}{hint}; "
+                              f"valid: {', '.join(valid)}")
 
 
 # ---- value checks --------------------------------------------------------------------------

@@ -12,8 +12,36 @@ METHODS = {"ae": "posegroup.methods.ae", "personlab": "posegroup.methods.personl
 
 
 def build_method(name: str, keypoint_set, **cfg) -> Method:
-    """Instantiate method ``name`` ("ae", "personlab", ...) for ``keypoint_set`` with config ``cfg``."""
+    """Instantiate method ``name`` ("ae", "personlab", ...) for ``keypoint_set`` with config ``cfg``
+    (the method's validated settings: an unknown keyword, a wrong type or an out-of-range value
+    is a one-line ValueError naming the key and the valid choices)."""
     return method_class(name)(keypoint_set, **cfg)
+
+
+def check_options(name: str, options: dict | None, *, what: str = "method.options") -> None:
+    """Validate method ``name``'s ``options`` without a keypoint set (config load time): the
+    class's ``check_options`` when it has one, else a build for COCO-17. ValueError as
+    :func:`build_method`."""
+    cls = method_class(name)
+    checker = getattr(cls, "check_options", None)
+    if checker is not None:
+        checker(dict(options or {}), what=what)
+    else:
+        from ..skeleton import COCO17
+        cls(COCO17, **dict(options or {}))
+
+
+def test_option_names(name: str) -> list[str]:
+    """The keywords ``method.predict`` takes (a config's ``test`` section): its named keyword
+    parameters, ``TEST_OPTIONS``, ``DECODE_OPTIONS`` (options it hands to its decoders) and
+    ``TEST_FLAGS``."""
+    import inspect
+    cls = method_class(name)
+    params = inspect.signature(cls.predict).parameters
+    named = {n for n, p in params.items()
+             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in ("self", "model", "image")}
+    return sorted(named | set(getattr(cls, "TEST_OPTIONS", {})) | set(getattr(cls, "DECODE_OPTIONS", ()))
+                  | set(cls.TEST_FLAGS))
 
 
 def method_class(name: str) -> type:
@@ -51,4 +79,4 @@ def onnx_predictor(fmt: str, path, **opts):
     return net.predict, net.keypoint_set
 
 
-__all__ = ["Method", "build_method", "method_class", "test_flags", "onnx_predictor", "ONNX_FORMATS", "METHODS"]
+__all__ = ["Method", "build_method", "check_options", "test_option_names", "method_class", "test_flags", "onnx_predictor", "ONNX_FORMATS", "METHODS"]

@@ -23,6 +23,45 @@ def test_build_and_channels():
         AEMethod(COCO17, push_form="nope")
 
 
+@pytest.mark.parametrize("options,pattern", [
+    ({"detection_treshold": 0.2}, r"unknown option 'detection_treshold'.*did you mean 'detection_threshold'"),
+    ({"pull_wieght": 1e-3}, r"unknown option 'pull_wieght'.*did you mean 'pull_weight'"),
+    ({"flp": True}, r"unknown option 'flp'.*did you mean 'flip'"),
+    ({"anything": True}, r"unknown option 'anything'.*valid: .*detection_threshold"),
+    ({"sigma": 0}, r"option 'sigma'.*invalid value 0"),
+    ({"tag_dim": 1.5}, r"option 'tag_dim' must be an integer"),
+    ({"segmentation": "yes"}, r"option 'segmentation' must be true or false"),
+    ({"seg_samples": 0}, r"option 'seg_samples'"),
+    ({"seg_decode": "mask-rcnn"}, r"option 'seg_decode'"),
+    ({"subpixel": "cubic"}, r"option 'subpixel'.*quarter"),
+    ({"top_k": 0}, r"option 'top_k'"),
+    ({"refine": "on"}, r"option 'refine' must be true or false"),
+    ({"scales": [1, -2]}, r"option 'scales'"),
+    ({"joint_order": [0, 1, 2]}, r"option 'joint_order'.*permutation of range\(17\)"),
+])
+def test_bad_options_are_one_line_errors_at_build(options, pattern):
+    with pytest.raises(ValueError, match=pattern) as err:
+        build_method("ae", COCO17, **options)
+    assert "\n" not in str(err.value)
+
+
+def test_settings_object_and_decode_defaults():
+    """Every keyword of decode.group (inspect.signature) is a valid default; the settings hold
+    the typed training options and the rest are the predict defaults."""
+    import inspect
+    from posegroup.methods.ae import AESettings, decode
+    group_kw = [n for n, p in inspect.signature(decode.group).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    assert set(group_kw) <= set(AEMethod.DECODE_OPTIONS) and "detection_threshold" in group_kw
+    m = build_method("ae", COCO17, sigma=3, max_people=20.0, detection_threshold=0.2, refine=True,
+                     segmentation=True, seg_threshold=0.4, joint_order=list(range(17))[::-1])
+    assert isinstance(m.settings, AESettings) and m.settings.sigma == 3.0 and type(m.settings.max_people) is int
+    assert m.sigma == 3.0 and m.max_people == 20 and m.segmentation and m.seg_tag_dim == 1
+    assert m.decode_defaults == {"detection_threshold": 0.2, "refine": True, "joint_order": list(range(17))[::-1]}
+    assert m.seg_decode_defaults == {"seg_threshold": 0.4}
+    assert build_method("ae", COCO17).settings == AESettings()
+    AEMethod.check_options({"joint_order": [0, 1]})       # no keypoint set yet: checked at build
+
+
 def test_encode_one_person():
     m = AEMethod(CROWDPOSE14)
     k = 14

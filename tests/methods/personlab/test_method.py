@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from posegroup.methods import build_method
@@ -15,6 +16,37 @@ def test_build_and_channels():
     assert isinstance(m, PersonLabMethod) and METHOD is PersonLabMethod
     assert m.num_channels == 17 + 34 + 64 + 34 + 1
     assert PersonLabMethod(CROWDPOSE14).num_channels == 14 * 5 + 2 * 26 + 1
+
+
+@pytest.mark.parametrize("options,pattern", [
+    ({"raduis": 10}, r"unknown option 'raduis'.*did you mean 'radius'"),
+    ({"anything": True}, r"unknown option 'anything'.*valid: decode, input_size, loss_weights, radius"),
+    ({"radius": 0}, r"option 'radius'.*invalid value 0"),
+    ({"radius": "wide"}, r"option 'radius' must be a number"),
+    ({"input_size": 100.5}, r"option 'input_size' must be an integer"),
+    ({"loss_weights": {"hetamap": 1}}, r"unknown option 'hetamap'.*did you mean 'heatmap'"),
+    ({"loss_weights": {"mid": -1}}, r"option 'loss_weights.mid' must be a number >= 0"),
+    ({"decode": {"nms_raduis": 4}}, r"unknown option 'nms_raduis'.*did you mean 'nms_radius'"),
+    ({"decode": {"offset_sampling": "cubic"}}, r"option 'offset_sampling'.*bilinear"),
+    ({"decode": {"refine_peaks": 1}}, r"option 'refine_peaks'.*true or false"),
+    ({"decode": {"sigmas": [0.1] * 3}}, r"3 sigmas for 17 keypoints"),
+])
+def test_bad_options_are_one_line_errors_at_build(options, pattern):
+    with pytest.raises(ValueError, match=pattern) as err:
+        build_method("personlab", COCO17, **options)
+    assert "\n" not in str(err.value)
+
+
+def test_settings_object():
+    import inspect
+    from posegroup.methods.personlab import PersonLabSettings, decode_poses
+    m = build_method("personlab", COCO17, radius=10, decode={"nms_radius": 4.0}, loss_weights={"mid": 0.5})
+    assert isinstance(m.settings, PersonLabSettings) and m.radius == 10.0 and m.decode_defaults == {"nms_radius": 4.0}
+    assert m.loss_weights["mid"] == 0.5 and m.loss_weights["heatmap"] == 4.0
+    assert build_method("personlab", COCO17).settings == PersonLabSettings()
+    names = set(inspect.signature(decode_poses).parameters) - {"heatmaps", "short_offsets", "mid_offsets", "edges",
+                                                                "output_stride", "grid_offset"}
+    assert names <= set(PersonLabMethod.DECODE_OPTIONS)
 
 
 def test_encode_and_loss_with_hourglass():

@@ -10,12 +10,16 @@ foreground map and per-pixel instance tags (SPEC section 1, last paragraph): tar
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import inspect
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..base import Method
+from ..settings import as_dict, from_options, non_negative, one_of, positive, setting
 from ...skeleton import KeypointSet
 from . import head as _head
 from .loss import PUSH_FORMS, PULL_FORMS, ae_loss
@@ -76,17 +80,85 @@ def check_seg_decode_options(opts: dict) -> dict:
             "anchor_radius": float(o["seg_anchor_radius"]), "anchor_statistic": o["seg_anchor_statistic"]}
 
 
-def _check_segmentation_options(segmentation, seg_tag_dim, seg_samples, seg_weights, seg_push_sigma) -> None:
-    if not isinstance(segmentation, bool):
-        raise ValueError(f"option 'segmentation' must be true or false, got {segmentation!r}")
-    for key, v, low in (("seg_tag_dim", seg_tag_dim, 1), ("seg_samples", seg_samples, 1)):
-        if isinstance(v, bool) or not float(v).is_integer() or v < low:
-            raise ValueError(f"option '{key}' must be an integer >= {low}, got {v!r}")
-    for key, v in seg_weights.items():
-        if isinstance(v, bool) or not float(v) >= 0:
-            raise ValueError(f"option '{key}' must be a number >= 0, got {v!r}")
-    if not float(seg_push_sigma) > 0:
-        raise ValueError(f"option 'seg_push_sigma' must be > 0, got {seg_push_sigma!r}")
+@dataclasses.dataclass(frozen=True)
+class AESettings:
+    """``method.options`` of AE that shape training (reference values in brackets); the other
+    keys of ``method.options`` are default test / decode options (:func:`split_options`)."""
+    tag_dim: int = setting(1, positive, "> 0: tag dimension D [1]")
+    sigma: float = setting(2.0, positive, "> 0: heatmap Gaussian sigma, output cells [2]")
+    max_people: int = setting(30, positive, "> 0: person slots for the tag loss [30]")
+    heatmap_weight: float = setting(1.0, non_negative, ">= 0: [1]")
+    pull_weight: float = setting(1e-3, non_negative, ">= 0: [1e-3]")
+    push_weight: float = setting(1e-3, non_negative, ">= 0: [1e-3]")
+    push_form: str = setting("paper", one_of(*PUSH_FORMS), "see loss.grouping_loss")
+    pull_form: str = setting("paper", one_of(*PULL_FORMS), "see loss.grouping_loss")
+    push_sigma: float = setting(1.0, positive, "> 0: sigma of the paper's push term [1]")
+    segmentation: bool = setting(False, None, "also predict person instance masks")
+    seg_tag_dim: int = setting(1, positive, "> 0: E, the pixel-tag dimension [1]")
+    seg_samples: int = setting(32, positive, "> 0: S, pixels sampled per instance")
+    foreground_weight: float = setting(1.0, non_negative, ">= 0: foreground BCE weight")
+    seg_pull_weight: float = setting(1e-3, non_negative, ">= 0: pixel pull weight")
+    seg_push_weight: float = setting(1e-3, non_negative, ">= 0: pixel push weight")
+    seg_push_sigma: float = setting(1.0, positive, "> 0: pixel push sigma [1]")
+
+
+#: Keyword options of :func:`.decode.group` (its keyword-only parameters).
+def _group_keywords() -> tuple[str, ...]:
+    from . import decode
+    return tuple(n for n, p in inspect.signature(decode.group).parameters.items()
+                 if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def split_options(options: dict, *, what: str = "method.options") -> tuple[AESettings, dict]:
+    """``(settings, decode_defaults)`` of AE's ``method.options``: the :class:`AESettings` keys
+    validated by :func:`~posegroup.methods.settings.from_options`; every other key must be a
+    test option (:attr:`AEMethod.TEST_OPTIONS`), a keyword of :func:`.decode.group` or a
+    segmentation decoding option (:data:`SEG_DECODE_OPTIONS`), else a one-line ValueError
+    naming the key (with a close match) and the valid choices."""
+    fields = {f.name for f in dataclasses.fields(AESettings)}
+    valid = sorted(fields | set(AEMethod.TEST_OPTIONS) | set(AEMethod.DECODE_OPTIONS))
+    for key in options:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"unknown option '{key}' in {what}{hint}; valid: {', '.join(valid)}")
+    settings = from_options(AESettings, {k: v for k, v in options.items() if k in fields}, what=what)
+    return settings, {k: v for k, v in options.items() if k not in fields}
+
+
+def check_test_options(opts: dict, num_keypoints: int | None = None) -> None:
+    """Values of AE test / decode options (keys already known), checked at build time: the
+    network-side options here, the segmentation ones by :func:`check_seg_decode_options`, the
+    :func:`.decode.group` ones by a dry run on empty (K, 8, 8) maps (its own checks).
+    ``num_keypoints`` None: ``joint_order`` is not checked (no keypoint set yet)."""
+    from . import decode
+    from ..common import check_scales
+    if "input_size" in opts:
+        v = opts["input_size"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer() or v < 1:
+            raise ValueError(f"option 'input_size' must be a positive integer, got {v!r}")
+    for key in ("flip", "refine"):
+        if key in opts and not isinstance(opts[key], bool):
+            raise ValueError(f"option '{key}' must be true or false, got {opts[key]!r}")
+    if opts.get("multiscale_tags", "concat") not in ("concat", "scale1"):
+        raise ValueError(f"option 'multiscale_tags' has an invalid value {opts['multiscale_tags']!r}; "
+                         "expected one of ['concat', 'scale1']")
+    if "scales" in opts:
+        try:
+            check_scales(opts["scales"])
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"option 'scales' has an invalid value {opts['scales']!r} ({e})") from None
+    check_seg_decode_options({k: v for k, v in opts.items() if k in SEG_DECODE_OPTIONS})
+    group_opts = {k: v for k, v in opts.items() if k in _group_keywords()}
+    if num_keypoints is None:
+        group_opts.pop("joint_order", None)
+    k = int(num_keypoints or 1)
+    try:
+        decode.group(np.zeros((k, 8, 8), np.float32), np.zeros((k, 8, 8, 1), np.float32), **group_opts)
+    except (TypeError, ValueError) as e:
+        msg = str(e).splitlines()[0]
+        knob = msg.split(" ", 1)[0].split("=", 1)[0]
+        raise ValueError(f"option '{knob}' is invalid: {msg}" if knob in group_opts else msg) from None
 
 
 class AEMethod(Method):
@@ -111,54 +183,45 @@ class AEMethod(Method):
         seg_decode, seg_threshold, seg_bin_width, seg_nms_radius, seg_min_cells,
             seg_anchor_radius, seg_anchor_statistic: default segmentation decoding
             (:data:`SEG_DECODE_OPTIONS`, :func:`.segment.segment_people`).
-        **decode_defaults: default options of :func:`.decode.group` for :meth:`predict`.
+        other keys: default test / decode options for :meth:`predict` (:func:`split_options`).
     """
 
     name = "ae"
+    TEST_OPTIONS = {"input_size": 512, "scales": (1.0,), "flip": False, "refine": False,
+                    "multiscale_tags": "concat"}
+    #: Test options that go to the decoders: :func:`.decode.group` keywords + :data:`SEG_DECODE_OPTIONS`.
+    DECODE_OPTIONS = _group_keywords() + tuple(SEG_DECODE_OPTIONS)
 
-    def __init__(self, keypoint_set: KeypointSet, *, tag_dim: int = 1, sigma: float = 2.0, max_people: int = 30,
-                 heatmap_weight: float = 1.0, pull_weight: float = 1e-3, push_weight: float = 1e-3,
-                 push_form: str = "paper", pull_form: str = "paper", push_sigma: float = 1.0,
-                 segmentation: bool = False, seg_tag_dim: int = 1, seg_samples: int = 32,
-                 foreground_weight: float = 1.0, seg_pull_weight: float = 1e-3, seg_push_weight: float = 1e-3,
-                 seg_push_sigma: float = 1.0, **decode_defaults: Any):
-        seg = dict(segmentation=segmentation, seg_tag_dim=seg_tag_dim, seg_samples=seg_samples,
-                   foreground_weight=foreground_weight, seg_pull_weight=seg_pull_weight,
-                   seg_push_weight=seg_push_weight, seg_push_sigma=seg_push_sigma)
-        super().__init__(keypoint_set, tag_dim=tag_dim, sigma=sigma, max_people=max_people,
-                         heatmap_weight=heatmap_weight, pull_weight=pull_weight, push_weight=push_weight,
-                         push_form=push_form, pull_form=pull_form, push_sigma=push_sigma, **seg, **decode_defaults)
-        _check_segmentation_options(segmentation, seg_tag_dim, seg_samples,
-                                    {"foreground_weight": foreground_weight, "seg_pull_weight": seg_pull_weight,
-                                     "seg_push_weight": seg_push_weight}, seg_push_sigma)
+    def __init__(self, keypoint_set: KeypointSet, **options: Any):
+        settings, decode_defaults = split_options(options)
+        check_test_options(decode_defaults, keypoint_set.num_keypoints)
+        super().__init__(keypoint_set, **as_dict(settings), **decode_defaults)
+        self.settings = settings
         self.seg_decode_defaults = {key: decode_defaults.pop(key) for key in SEG_DECODE_OPTIONS
                                     if key in decode_defaults}
-        check_seg_decode_options(self.seg_decode_defaults)
-        if int(tag_dim) < 1:
-            raise ValueError(f"tag_dim must be >= 1, got {tag_dim}")
-        if push_form not in PUSH_FORMS:
-            raise ValueError(f"unknown push_form {push_form!r}; choose one of {PUSH_FORMS}")
-        if pull_form not in PULL_FORMS:
-            raise ValueError(f"unknown pull_form {pull_form!r}; choose one of {PULL_FORMS}")
-        if not sigma > 0:
-            raise ValueError(f"sigma must be > 0, got {sigma}")
         self.num_keypoints = keypoint_set.num_keypoints
-        self.tag_dim = int(tag_dim)
-        self.sigma = float(sigma)
-        self.max_people = int(max_people)
-        self.heatmap_weight = float(heatmap_weight)
-        self.pull_weight = float(pull_weight)
-        self.push_weight = float(push_weight)
-        self.push_form = push_form
-        self.pull_form = pull_form
-        self.push_sigma = float(push_sigma)
+        self.tag_dim = settings.tag_dim
+        self.sigma = settings.sigma
+        self.max_people = settings.max_people
+        self.heatmap_weight = settings.heatmap_weight
+        self.pull_weight = settings.pull_weight
+        self.push_weight = settings.push_weight
+        self.push_form = settings.push_form
+        self.pull_form = settings.pull_form
+        self.push_sigma = settings.push_sigma
         self.decode_defaults = dict(decode_defaults)
-        self.segmentation = segmentation
-        self.seg_tag_dim = int(seg_tag_dim) if segmentation else 0      # E; 0 = no segmentation head
-        self.seg_samples = int(seg_samples)
-        self.seg_weights = {"foreground": float(foreground_weight), "pull": float(seg_pull_weight),
-                            "push": float(seg_push_weight)}
-        self.seg_push_sigma = float(seg_push_sigma)
+        self.segmentation = settings.segmentation
+        self.seg_tag_dim = settings.seg_tag_dim if settings.segmentation else 0   # E; 0 = no segmentation head
+        self.seg_samples = settings.seg_samples
+        self.seg_weights = {"foreground": settings.foreground_weight, "pull": settings.seg_pull_weight,
+                            "push": settings.seg_push_weight}
+        self.seg_push_sigma = settings.seg_push_sigma
+
+    @classmethod
+    def check_options(cls, options: dict, *, what: str = "method.options") -> None:
+        """Validate ``method.options`` without a keypoint set (config load time)."""
+        _, decode_defaults = split_options(dict(options or {}), what=what)
+        check_test_options(decode_defaults)
 
     # -- head -------------------------------------------------------------------------------
     @property
@@ -310,8 +373,6 @@ class AEMethod(Method):
             model.train(was_training)
         return heats, tags, owner, segs, grid, factor1, stride
 
-    TEST_OPTIONS = {"input_size": 512, "scales": (1.0,), "flip": False, "refine": False,
-                    "multiscale_tags": "concat"}
     TEST_FLAGS = {
         **Method.TEST_FLAGS,
         "flip": {"type": bool, "help": "flip test: average with the mirrored image"},
@@ -415,4 +476,4 @@ class AEMethod(Method):
 
 METHOD = AEMethod
 
-__all__ = ["AEMethod", "METHOD", "downsample_ignore_mask", "SEG_DECODE_OPTIONS", "check_seg_decode_options"]
+__all__ = ["AEMethod", "AESettings", "METHOD", "downsample_ignore_mask", "SEG_DECODE_OPTIONS", "check_seg_decode_options"]

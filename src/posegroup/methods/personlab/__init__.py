@@ -6,6 +6,9 @@ PoseNet (a real PersonLab-style network) through the same decoder.
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import inspect
 from typing import Any
 
 import cv2
@@ -13,6 +16,7 @@ import numpy as np
 import torch
 
 from ..base import Method
+from ..settings import as_dict, from_options, positive, setting
 from . import head as head_mod
 from .decode import decode_poses
 from .loss import LOSS_WEIGHTS, personlab_loss
@@ -21,6 +25,66 @@ from .targets import encode as encode_targets
 
 _SEGMENT_OPTS = ("seg_threshold", "distance_threshold", "self_refine_steps", "short_refine_steps")
 
+#: Parameters of :func:`.decode.decode_poses` the method sets itself (not options).
+_DECODE_FIXED = ("heatmaps", "short_offsets", "mid_offsets", "edges", "output_stride", "grid_offset")
+
+
+def _decode_keywords() -> dict[str, Any]:
+    """Option name -> default of :func:`.decode.decode_poses` (inspect.signature)."""
+    return {n: p.default for n, p in inspect.signature(decode_poses).parameters.items() if n not in _DECODE_FIXED}
+
+
+def _unknown_key(key: str, valid, what: str) -> ValueError:
+    close = difflib.get_close_matches(str(key), list(valid), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ValueError(f"unknown option '{key}' in {what}{hint}; valid: {', '.join(sorted(valid))}")
+
+
+def _check_loss_weights(weights) -> bool:
+    if not isinstance(weights, dict):
+        raise ValueError(f"option 'loss_weights' must be a mapping, got {weights!r}")
+    for key, v in weights.items():
+        if key not in LOSS_WEIGHTS:
+            raise _unknown_key(key, LOSS_WEIGHTS, "method.options.loss_weights")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise ValueError(f"option 'loss_weights.{key}' must be a number >= 0, got {v!r}")
+    return True
+
+
+def check_decode_options(opts, num_keypoints: int | None = None, *, what: str = "method.options.decode") -> bool:
+    """Keys of ``opts`` checked against :func:`.decode.decode_poses`'s keywords (a close match
+    suggested), switches against their bool defaults, values by a dry run of the decoder on
+    empty (K, 4, 4) maps (its own range checks; ``num_keypoints`` None: ``sigmas`` unchecked).
+    Returns True (a :func:`~posegroup.methods.settings.setting` check)."""
+    if not isinstance(opts, dict):
+        raise ValueError(f"option 'decode' must be a mapping, got {opts!r}")
+    known = _decode_keywords()
+    for key, v in opts.items():
+        if key not in known:
+            raise _unknown_key(key, known, what)
+        if isinstance(known[key], bool) and not isinstance(v, bool):
+            raise ValueError(f"option '{key}' in {what} must be true or false, got {v!r}")
+    dry = {key: v for key, v in opts.items() if num_keypoints is not None or key != "sigmas"}
+    k = int(num_keypoints or 1)
+    try:
+        decode_poses(np.zeros((k, 4, 4), np.float32), np.zeros((k, 4, 4, 2), np.float32),
+                     np.zeros((0, 4, 4, 2), np.float32), edges=[], output_stride=4.0, **dry)
+    except (TypeError, ValueError) as e:
+        msg = str(e).splitlines()[0]
+        knob = msg.split(" ", 1)[0]
+        raise ValueError(f"option '{knob}' in {what} is invalid: {msg}" if knob in opts else f"{what}: {msg}") from None
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class PersonLabSettings:
+    """``method.options`` of PersonLab (paper values in brackets)."""
+    radius: float = setting(32.0, positive, "> 0: disk radius R in input px [32]")
+    loss_weights: dict | None = setting(None, _check_loss_weights,
+                                        f"a mapping over {sorted(LOSS_WEIGHTS)} of numbers >= 0")
+    input_size: int = setting(512, positive, "> 0: default longer side for predict")
+    decode: dict | None = setting(None, check_decode_options, "keywords of decode.decode_poses")
+
 
 class PersonLabMethod(Method):
     """PersonLab as a :class:`~posegroup.methods.base.Method`.
@@ -28,6 +92,7 @@ class PersonLabMethod(Method):
     Args:
         keypoint_set: the :class:`~posegroup.skeleton.KeypointSet` (its ``directed_edges``
             are the mid-range fields, its sigmas the expected-OKS κ_k / 2).
+    Options (:class:`PersonLabSettings`, validated; an unknown key is a ValueError):
         radius: disk radius R in input pixels (paper 32).
         loss_weights: override of :data:`.loss.LOSS_WEIGHTS` (heatmap 4, seg 2, short 1,
             mid 0.25, long 0.125).
@@ -37,15 +102,21 @@ class PersonLabMethod(Method):
 
     name = "personlab"
 
-    def __init__(self, keypoint_set, *, radius: float = 32.0, loss_weights: dict | None = None,
-                 input_size: int = 512, decode: dict | None = None, **cfg: Any):
-        super().__init__(keypoint_set, radius=radius, loss_weights=loss_weights, input_size=input_size,
-                         decode=decode, **cfg)
-        self.radius = float(radius)
+    def __init__(self, keypoint_set, **options: Any):
+        settings = from_options(PersonLabSettings, options)
+        check_decode_options(settings.decode or {}, keypoint_set.num_keypoints)
+        super().__init__(keypoint_set, **as_dict(settings))
+        self.settings = settings
+        self.radius = float(settings.radius)
         self.edges = list(keypoint_set.directed_edges)
-        self.loss_weights = dict(LOSS_WEIGHTS, **(loss_weights or {}))
-        self.input_size = int(input_size)
-        self.decode_defaults = dict(decode or {})
+        self.loss_weights = dict(LOSS_WEIGHTS, **(settings.loss_weights or {}))
+        self.input_size = int(settings.input_size)
+        self.decode_defaults = dict(settings.decode or {})
+
+    @classmethod
+    def check_options(cls, options: dict, *, what: str = "method.options") -> None:
+        """Validate ``method.options`` without a keypoint set (config load time)."""
+        from_options(PersonLabSettings, dict(options or {}), what=what)
 
     @property
     def num_keypoints(self) -> int:
@@ -72,6 +143,8 @@ class PersonLabMethod(Method):
         heads = head_mod.split(prediction, self.num_keypoints, len(self.edges), offset_scale=self.radius)
         return head_mod.to_decoder_layout(heads, index)
 
+    #: Test options that go to the decoders (:func:`.decode.decode_poses`, :func:`.segment.segment`).
+    DECODE_OPTIONS = tuple(_decode_keywords()) + _SEGMENT_OPTS
     TEST_FLAGS = {**Method.TEST_FLAGS,
                   "with_masks": {"type": bool, "help": "PersonLab: instance masks (default on)"}}
 
@@ -131,4 +204,4 @@ class PersonLabMethod(Method):
 
 METHOD = PersonLabMethod
 
-__all__ = ["PersonLabMethod", "METHOD", "decode_poses", "segment", "encode_targets", "personlab_loss"]
+__all__ = ["PersonLabMethod", "PersonLabSettings", "METHOD", "decode_poses", "segment", "encode_targets", "personlab_loss"]
