@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -80,6 +81,55 @@ def tiny_config(ann: Path, out_dir: Path, **train_over) -> dict:
     return merge_config(cfg)
 
 
+#: Checkpoint entries that must be identical between a resumed and an uninterrupted run.
+_EXACT_KEYS = ("step", "epoch", "model", "optimizer", "scheduler", "scaler", "rng")
+
+
+def assert_same_state(a, b, where: str = "") -> None:
+    """Every tensor and value of ``a`` equal to ``b`` (nested dicts / lists), bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), (where, sorted(a), sorted(b))
+        for k in a:
+            assert_same_state(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    else:
+        assert a == b or (a != a and b != b), (where, a, b)     # NaN == NaN here
+
+
+def assert_same_run(a: dict, b: dict) -> None:
+    """Two checkpoints hold the same training state: every entry of :data:`_EXACT_KEYS`."""
+    for key in _EXACT_KEYS:
+        assert (key in a) == (key in b), key
+        if key in a:
+            assert_same_state(a[key], b[key], key)
+
+
+def rng_hungry(real):
+    """``build_method_from_config`` whose loss draws from every global RNG each step: dropout
+    on the predictions (torch) and a loss factor from numpy and python's ``random``. A resume
+    that did not restore the global RNG states gives other gradients."""
+    import random
+
+    def build(cfg, ks):
+        method = real(cfg, ks)
+        loss = method.loss
+
+        def noisy_loss(preds, targets):
+            preds = [torch.nn.functional.dropout(p, 0.2, training=True) for p in preds]
+            total, parts = loss(preds, targets)
+            return total * (1.0 + 0.1 * float(np.random.rand()) + 0.1 * random.random()), parts
+
+        method.loss = noisy_loss
+        return method
+
+    return build
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("synth"), 5, size=64)
@@ -106,12 +156,7 @@ def test_resume_is_exact(tiny_data, tmp_path):
     a = load_checkpoint(tmp_path / "a" / "last.pt")
     b = load_checkpoint(tmp_path / "b" / "last.pt")
     assert a["step"] == b["step"] == 6
-    for k, v in a["model"].items():
-        assert torch.equal(v, b["model"][k]), k
-    assert a["scheduler"]["_last_lr"] == b["scheduler"]["_last_lr"]
-    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
-    for k in sa:
-        assert torch.equal(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"])
+    assert_same_run(a, b)
     assert straight["final_loss"] == second["final_loss"]
 
 
@@ -153,7 +198,13 @@ def test_outputs_and_model_rebuild(tiny_data, tmp_path):
     summary = train(cfg, progress=False)
     assert Path(summary["checkpoint"]).is_file()
     ev = json.loads((out / "eval_step2.json").read_text())
-    assert ev["step"] == 2 and ev["num_images"] == 2 and "AP" in ev and (out / "eval_step1.json").is_file()
+    assert ev["step"] == 2 and ev["num_images"] == 2 and (out / "eval_step1.json").is_file()
+    # the figures are those of the saved step-2 weights, scored again from the checkpoint alone
+    from posegroup.data.coco import CocoPoseDataset
+    from posegroup.engine.predict import checkpoint_predictor, evaluate_predictor
+    predictor, _, _ = checkpoint_predictor(summary["checkpoint"], "cpu")
+    again = evaluate_predictor(predictor, CocoPoseDataset(tiny_data), max_images=2)
+    assert again == {k: v for k, v in ev.items() if k != "step"}
     assert summary["eval"]["step"] == 2
     assert (out / "config.yaml").is_file() and any((out / "tb").iterdir())
     lines = (out / "log.jsonl").read_text().splitlines()
@@ -376,12 +427,86 @@ def test_sigterm_then_resume_is_exact(tiny_data, tmp_path, workers):
                      progress=False)
     a = load_checkpoint(tmp_path / "straight" / "last.pt")
     b = load_checkpoint(out / "last.pt")
-    for k, v in a["model"].items():
-        assert torch.equal(v, b["model"][k]), k
-    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
-    for k in sa:
-        assert torch.equal(sa[k]["exp_avg"], sb[k]["exp_avg"]) and torch.equal(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"])
+    assert_same_run(a, b)
     assert straight["final_loss"] == resumed["final_loss"]
+
+
+_KILL_SCRIPT = """
+import sys, time, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from posegroup.engine import train as train_mod
+from tests.engine.test_train import rng_hungry, tiny_config
+hungry = rng_hungry(train_mod.build_method_from_config)
+
+def slow(cfg, ks):  # slow steps down (numerics untouched) so the kill lands between checkpoints
+    method = hungry(cfg, ks)
+    loss = method.loss
+    def slow_loss(preds, targets):
+        time.sleep(0.3)
+        return loss(preds, targets)
+    method.loss = slow_loss
+    return method
+
+train_mod.build_method_from_config = slow
+train_mod.train(tiny_config(Path({ann!r}), Path({out!r}), steps={steps}, checkpoint_every={every}),
+                progress=False)
+"""
+
+
+def test_kill_between_checkpoints_then_resume_is_exact_with_global_rngs(tiny_data, tmp_path, monkeypatch):
+    """SIGKILL (no chance to save) two steps after the step-4 checkpoint of a run whose loss
+    draws from the torch, numpy and python global RNGs every step (dropout, random factors;
+    random augmentation on): resuming from step 4 ends with every tensor of the checkpoint --
+    weights, optimizer moments, scheduler, RNG states -- equal to an uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    steps, every = 12, 4
+    out = tmp_path / "killed"
+    script = tmp_path / "run.py"
+    script.write_text(_KILL_SCRIPT.format(repo=str(Path(__file__).resolve().parents[2]), ann=str(tiny_data),
+                                          out=str(out), steps=steps, every=every))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    log = out / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.is_file() and len(log.read_text().splitlines()) >= every + 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    logged = len(log.read_text().splitlines())
+    state = load_checkpoint(out / "last.pt")
+    assert state["step"] == every < logged < 2 * every, (state["step"], logged)   # killed between checkpoints
+    assert augmentation_enabled(state["config"])
+    other = tmp_path / "no_rng"
+    shutil.copytree(out, other)
+
+    monkeypatch.setattr(train_mod, "build_method_from_config", rng_hungry(train_mod.build_method_from_config))
+    resumed = train(tiny_config(tiny_data, out, steps=steps, checkpoint_every=every), resume=True, progress=False)
+    assert resumed["start_step"] == every and resumed["steps"] == steps
+    straight = train(tiny_config(tiny_data, tmp_path / "straight", steps=steps, checkpoint_every=every),
+                     progress=False)
+    a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(out / "last.pt")
+    assert_same_run(a, b)
+    assert straight["final_loss"] == resumed["final_loss"]
+    # the test can fail: the same resume with the global RNGs left as they are differs
+    monkeypatch.setattr(train_mod, "set_rng_state", lambda st: None)
+    train(tiny_config(tiny_data, other, steps=steps, checkpoint_every=every), resume=True, progress=False)
+    c = load_checkpoint(other / "last.pt")
+    assert not all(torch.equal(v, c["model"][k]) for k, v in a["model"].items())
+
+
+def augmentation_enabled(cfg: dict) -> bool:
+    aug = cfg["data"]["augmentation"]
+    return bool(aug["enabled"]) and aug["scale_range"][0] < aug["scale_range"][1] and aug["max_rotation"] > 0
 
 
 def test_overwrite_replaces_the_run_as_a_whole(tiny_data, tmp_path, monkeypatch):
