@@ -195,8 +195,19 @@ def cmd_predict(args) -> int:
         raise CliError("--track follows people through a video; give a video file (.mp4 ...)")
     if videos and args.gt:
         raise CliError("--gt names image ids; a video's json uses frame indices")
+    if getattr(args, "ray", False) and (videos or args.gt):
+        raise CliError("--ray predicts images (no videos, no --gt)")
     with trusting(args.trust_checkpoint):
-        predictor, kps, _ = make_predictor(args)
+        predictor, kps, _ = make_predictor(args)   # also checks the model and flags before any worker starts
+    if getattr(args, "ray", False):
+        from .engine.ray_predict import model_spec_from_args, predict_ray
+        s = predict_ray(model_spec_from_args(args), args.images, out_dir=args.out, address=args.ray_address,
+                        num_workers=args.num_workers, num_cpus=args.cpus_per_worker, num_gpus=args.gpus_per_worker,
+                        shard_size=args.shard_size, overwrite=args.overwrite, progress=not args.quiet)
+        print(f"{len(s['results'])} people in {args.out}/results.json ({s['shards']} shards, "
+              f"{len(s['computed'])} computed now)"
+              + (f"; skipped {len(s['skipped'])} unreadable: {', '.join(p for p, _ in s['skipped'])}" if s["skipped"] else ""))
+        return 0
     if videos:
         predict_videos(predictor, videos, out_dir=args.out, keypoint_set=kps, quiet=args.quiet,
                        draw=not args.no_draw, overwrite=args.overwrite, track=args.track,
@@ -325,6 +336,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="video --track: frames a person may be missed and keep its id (default: 5)")
     pr.add_argument("--track-oks", type=float, default=0.3,
                     help="video --track: least OKS to continue a track (default: 0.3)")
+    pr.add_argument("--ray", action="store_true",
+                    help="images on Ray Data (pip install 'posegroup[ray]'): sharded results in --out/shards, merged "
+                         "into --out/results.json; a rerun resumes (no pictures)")
+    pr.add_argument("--ray-address", default=None,
+                    help="--ray: an existing cluster ('auto', 'ray://HEAD:10001'; default: a local Ray)")
+    pr.add_argument("--num-workers", type=int, default=2, help="--ray: predictor workers, one model load each (default: 2)")
+    pr.add_argument("--cpus-per-worker", type=float, default=1.0, help="--ray: CPUs per worker (default: 1)")
+    pr.add_argument("--gpus-per-worker", type=float, default=0.0, help="--ray: GPUs per worker (default: 0)")
+    pr.add_argument("--shard-size", type=int, default=64, help="--ray: images per shard (default: 64)")
     pr.add_argument("--out", default="predictions")
     pr.add_argument("--gt", default=None, help="COCO json whose image ids to use in results.json")
     pr.add_argument("--no-draw", action="store_true", help="no PNGs")
