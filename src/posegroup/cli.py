@@ -211,7 +211,8 @@ def cmd_predict(args) -> int:
     if videos:
         predict_videos(predictor, videos, out_dir=args.out, keypoint_set=kps, quiet=args.quiet,
                        draw=not args.no_draw, overwrite=args.overwrite, track=args.track,
-                       track_max_gap=args.track_max_gap, track_oks=args.track_oks)
+                       track_max_gap=args.track_max_gap, track_oks=args.track_oks,
+                       track_min_score=args.track_min_score)
         return 0
     results = predict_images(predictor, args.images, out_dir=args.out, keypoint_set=kps,
                              draw=not args.no_draw, progress=not args.quiet, gt_file=args.gt,
@@ -336,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="video --track: frames a person may be missed and keep its id (default: 5)")
     pr.add_argument("--track-oks", type=float, default=0.3,
                     help="video --track: least OKS to continue a track (default: 0.3)")
+    pr.add_argument("--track-min-score", type=float, default=0.0,
+                    help="video --track: people scored below it join no track (track_id null) (default: 0)")
     pr.add_argument("--ray", action="store_true",
                     help="images on Ray Data (pip install 'posegroup[ray]'): sharded results in --out/shards, merged "
                          "into --out/results.json; a rerun resumes (no pictures)")

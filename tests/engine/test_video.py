@@ -111,6 +111,30 @@ def test_perfect_predictor_no_id_switch_through_gaps_and_reordering(tmp_path):
     assert not (tmp_path / "gap0" / "walk.mp4").exists()
 
 
+class JunkStub(OracleStub):
+    """The oracle plus one low-scored person at a random place in every frame."""
+
+    def __call__(self, image):
+        poses, scores = super().__call__(image)
+        junk = clip_poses()[0][0].copy()
+        junk[:, :2] += self.rng.uniform(-4, 40, 2)
+        return np.concatenate([poses, junk[None]]), np.append(scores, 0.05)
+
+
+def test_low_scored_people_join_no_track(tmp_path):
+    poses = clip_poses()
+    clip = write_clip(tmp_path / "walk.mp4", poses)
+    stub = JunkStub(poses)
+    s = predict_video(stub, clip, out_dir=tmp_path / "out", keypoint_set=COCO17, track=True, track_max_gap=3,
+                      track_min_score=0.2, progress=False)
+    res = s["results"]
+    assert sum(r["track_id"] is None for r in res) == FRAMES and all(
+        (r["track_id"] is None) == (r["score"] < 0.2) for r in res)
+    got = _track_ids([r for r in res if r["track_id"] is not None], FRAMES)
+    assert count_id_switches(stub.order, got) == 0 and s["tracks"] == 3
+    assert len(list(read_frames(tmp_path / "out" / "walk.mp4"))) == FRAMES
+
+
 def test_tracker_new_ids_and_threshold():
     poses = clip_poses()
     tr = Tracker(COCO17.sigmas, oks_threshold=0.3, max_gap=2)

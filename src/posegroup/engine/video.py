@@ -76,6 +76,12 @@ def draw_tracked(image: np.ndarray, poses: np.ndarray, scores: np.ndarray, masks
     from ..viz import draw_poses, person_colors
     if ids is None or not len(poses):
         return draw_poses(image, poses, keypoint_set, scores=scores, masks=masks, threshold=threshold)
+    if any(i is None for i in ids):   # people in no track: drawn thin, unlabelled, after the tracked ones
+        on = [k for k, i in enumerate(ids) if i is not None]
+        off = [k for k, i in enumerate(ids) if i is None]
+        canvas = draw_tracked(image, poses[on], scores[on], None if masks is None else masks[on],
+                              [ids[k] for k in on], keypoint_set, threshold)
+        return draw_poses(canvas, poses[off], keypoint_set, threshold=threshold, thickness=1)
     canvas, remaining = image, list(range(len(poses)))
     while remaining:   # people whose colour slots collide are drawn in a later pass
         slots: dict[int, int] = {}
@@ -102,13 +108,15 @@ def draw_tracked(image: np.ndarray, poses: np.ndarray, scores: np.ndarray, masks
 
 
 def predict_video(predictor: Callable, path: str | Path, *, out_dir: str | Path, keypoint_set,
-                  track: bool = False, track_max_gap: int = 5, track_oks: float = 0.3, draw: bool = True,
+                  track: bool = False, track_max_gap: int = 5, track_oks: float = 0.3, track_min_score: float = 0.0,
+                  draw: bool = True,
                   progress: bool = True, threshold: float = 0.1, overwrite: bool = False) -> dict:
     """Predict every frame of the video ``path``; write ``out_dir/<stem>.json`` (and, when
     ``draw``, ``out_dir/<stem>.mp4``) as the module docstring says.
 
     ``track``: ids by :class:`~posegroup.engine.track.Tracker` (OKS ``track_oks``, gaps of up
-    to ``track_max_gap`` frames). Returns ``{"results", "frames", "seconds", "fps", "json",
+    to ``track_max_gap`` frames); people scored below ``track_min_score`` join no track
+    (``track_id`` null; they neither continue nor start one). Returns ``{"results", "frames", "seconds", "fps", "json",
     "video", "tracks"}`` (``fps``: frames per second of the whole loop: read, predict, track,
     draw and write).
 
@@ -145,11 +153,17 @@ def predict_video(predictor: Callable, path: str | Path, *, out_dir: str | Path,
         for n, frame in enumerate(frames, 1):
             index = n - 1
             poses, scores, masks = _unpack(predictor(frame))
-            ids = tracker.update(poses) if tracker is not None else None
+            ids = None
+            if tracker is not None:
+                keep = np.flatnonzero(scores >= track_min_score)
+                kept = tracker.update(poses[keep])
+                ids = [None] * len(poses)
+                for k, i in zip(keep, kept):
+                    ids[k] = i
             entries = to_coco_results(index, poses, scores, masks)
             for k, e in enumerate(entries):
                 e["frame"] = index
-                e["track_id"] = None if ids is None else int(ids[k])
+                e["track_id"] = None if ids is None or ids[k] is None else int(ids[k])
             results.extend(entries)
             if draw:
                 if writer is None:
