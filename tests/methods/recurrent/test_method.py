@@ -86,13 +86,15 @@ def test_resume_is_exact(crowd4, tmp_path):
 
 @pytest.mark.parametrize("order", ["learned", "inverse"])
 def test_lstm2_trains_in_each_order(crowd4, tmp_path, order):
-    cfg = recurrent_config(crowd4, tmp_path / order, steps=25, log_every=1,
+    cfg = recurrent_config(crowd4, tmp_path / order, steps=40, log_every=1,
                            options={"lstm2": True, "lstm2_order": order, "hidden_width": 16})
     train(cfg, progress=False)
     import json
     rows = [json.loads(x) for x in (tmp_path / order / "log.jsonl").read_text().splitlines()]
-    with_people = [r for r in rows if "lstm2" in r]
-    assert with_people and with_people[-1]["lstm2"] < with_people[0]["lstm2"]
+    # the stop head starts below omega, so the first steps match nobody (LSTM2 loss 0); once
+    # people are matched, LSTM2's loss falls (measured: 183 -> 148 over 33 steps)
+    with_people = [r["lstm2"] for r in rows if r.get("lstm2", 0) > 0]
+    assert len(with_people) >= 5 and with_people[-1] < 0.9 * max(with_people[:3])
     predictor, _, _ = checkpoint_predictor(tmp_path / order / "last.pt")
     poses, scores = predictor(CocoPoseDataset(crowd4)[0]["image"])
     assert poses.ndim == 3 and poses.shape[1:] == (17, 3) and np.isfinite(poses).all()
