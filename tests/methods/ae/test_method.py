@@ -199,13 +199,14 @@ def test_predict_tiny_hourglass_random_init():
 def test_tiny_hourglass_overfits_two_people():
     """Training signal end to end: the tiny hourglass overfits one synthetic two-person image
     (joints drawn as coloured squares) and the decoder then separates the two people by tag
-    (~70 s on one CPU thread)."""
+    (one-stack tiny hourglass, 500 steps: ~16 s on one CPU thread; measured max joint error
+    0.15 px)."""
     from posegroup.data.transforms import normalize_image
 
     torch.manual_seed(0)
     k = CROWDPOSE14.num_keypoints
     m = AEMethod(CROWDPOSE14)
-    net = hourglass_from_config("tiny", m.num_channels)
+    net = hourglass_from_config({"name": "tiny", "num_stacks": 1}, m.num_channels)
     rng = np.random.default_rng(0)
     img = np.zeros((128, 128, 3), np.uint8)
     kp = np.zeros((2, k, 3), np.float32)
@@ -219,7 +220,7 @@ def test_tiny_hourglass_overfits_two_people():
              m.encode(kp, np.zeros((128, 128), bool), None, (32, 32), 4).items()}
     x = torch.from_numpy(normalize_image(img))[None]
     opt = torch.optim.Adam(net.parameters(), 2e-3)
-    for _ in range(1200):
+    for _ in range(500):
         loss, _ = m.loss(net(x), batch)
         opt.zero_grad()
         loss.backward()
@@ -227,5 +228,5 @@ def test_tiny_hourglass_overfits_two_people():
     poses, scores = m.predict(net, img, input_size=128)
     assert len(poses) == 2
     err = np.abs(poses[:, None, :, :2] - kp[None, :, :, :2]).max(axis=(2, 3))   # (pred, true)
-    assert sorted(err.min(axis=1)) == pytest.approx([0.5, 0.5], abs=1.0)
+    assert err.min(axis=1).max() < 1.0                      # every joint within a pixel
     assert set(err.argmin(axis=1)) == {0, 1}
