@@ -283,7 +283,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="posegroup", description=__doc__.splitlines()[0])
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     sub = p.add_subparsers(dest="verb", required=True)
+    _add_synth_parser(sub)
+    _add_train_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_predict_parser(sub)
+    _add_export_parser(sub)
+    _add_benchmark_parser(sub)
+    _add_demo_parser(sub)
+    return p
 
+
+def _add_synth_parser(sub) -> None:
+    """The ``synth`` verb's arguments."""
     s = sub.add_parser("synth", help="write a synthetic crowded-scene COCO dataset")
     s.add_argument("--out", required=True)
     s.add_argument("--images", type=int, default=200)
@@ -298,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the synthetic dataset in a non-empty --out (its annotations.json and images/NNNNNN.jpg)")
     s.set_defaults(func=cmd_synth)
 
+
+def _add_train_parser(sub) -> None:
+    """The ``train`` verb's arguments."""
     t = sub.add_parser("train", help="train from a YAML config")
     t.add_argument("config")
     t.add_argument("--resume", nargs="?", const=True, default=False,
@@ -314,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also read an old-format/foreign (pickled) checkpoint -- it can run code: only for trusted files")
     t.set_defaults(func=cmd_train)
 
+
+def _add_evaluate_parser(sub) -> None:
+    """The ``evaluate`` verb's arguments."""
     e = sub.add_parser("evaluate", help="COCO AP of a results json, or of a model on a COCO split")
     e.add_argument("--gt", required=True, help="COCO ground-truth json")
     e.add_argument("--results", help="COCO results json")
@@ -328,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(e)
     e.set_defaults(func=cmd_evaluate)
 
+
+def _add_predict_parser(sub) -> None:
+    """The ``predict`` verb's arguments."""
     pr = sub.add_parser("predict", help="poses for images or folders -> results.json + PNGs; "
                                         "or videos -> annotated video + json per clip")
     pr.add_argument("images", nargs="+", help="images, folders of images, or video files (.mp4 ...)")
@@ -358,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(pr)
     pr.set_defaults(func=cmd_predict)
 
+
+def _add_export_parser(sub) -> None:
+    """The ``export`` verb's arguments."""
     x = sub.add_parser("export", help="export a checkpoint's network to ONNX")
     x.add_argument("--weights", required=True)
     x.add_argument("--out", required=True)
@@ -367,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also read an old-format/foreign (pickled) checkpoint -- it can run code: only for trusted files")
     x.set_defaults(func=cmd_export)
 
+
+def _add_benchmark_parser(sub) -> None:
+    """The ``benchmark`` verb's arguments."""
     b = sub.add_parser("benchmark", help="decode speed, or AP against training time")
     b.add_argument("what", choices=["decode", "train", "speed", "methods"],
                    help="decode: decoders on oracle maps; train: AP against training minutes; "
@@ -390,13 +416,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: runs/benchmark_train or runs/benchmark_methods)")
     b.set_defaults(func=cmd_benchmark)
 
+
+def _add_demo_parser(sub) -> None:
+    """The ``demo`` verb's arguments."""
     d = sub.add_parser("demo", help="the whole pipeline on an embedded synthetic default")
     d.add_argument("--out", default="posegroup_demo")
     d.add_argument("--minutes", type=float, default=5.0, help="training minutes")
     d.add_argument("--images", type=int, default=2000, help="synthetic training images")
     d.add_argument("--overwrite", action="store_true", help="run in a non-empty --out, replacing the demo's files")
     d.set_defaults(func=cmd_demo)
-    return p
 
 
 def main(argv=None) -> int:
