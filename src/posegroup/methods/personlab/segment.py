@@ -1,6 +1,18 @@
 """PersonLab instance segmentation from the semantic segmentation and long-range offsets
 (SPEC section 2; paper section 4).
 
+Symbols:
+    K        keypoints of the keypoint set
+    (H, W)   the output grid; cell (i, j) sits at input (j s + o, i s + o), s = ``output_stride``,
+             o = ``grid_offset``
+    x, x_i   a position (pixel i) in input px
+    p_S(x)   person (semantic) segmentation probability, (H, W)
+    L_k(x)   long-range offset of keypoint k at x, (K, H, W, 2) x, y input px
+    S_k(x)   short-range offset, (K, H, W, 2)
+    N        decoded people; y_{j,k} keypoint k of person j, (N, K, 3) x, y, score p_k(y_{j,k})
+    λ_j      √(area of the box around person j's keypoints)
+    D_{i,j}  embedding distance of pixel i to person j (below)
+
 1. Long-range refinement (paper): twice by themselves, ``L_k(x) <- x' + L_k(x') - x``, then twice
    by the short-range offsets, ``L_k(x) <- x' + S_k(x') - x``, with ``x' = x + L_k(x)`` (bilinear).
 2. Embedding ``G_k(x) = x + L_k(x)``.
