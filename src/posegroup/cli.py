@@ -235,10 +235,7 @@ def cmd_benchmark(args) -> int:
     from .engine import benchmark
     if args.what == "decode":
         ann = args.ann[0] if args.ann else str(_default_layouts())
-        for fn in ("benchmark_decode_ae", "benchmark_decode_personlab"):
-            if hasattr(benchmark, fn):
-                extra = {"noise": args.noise} if fn == "benchmark_decode_ae" else {}
-                getattr(benchmark, fn)(ann, num_images=args.images, **extra)
+        benchmark.benchmark_decode(ann, num_images=args.images, noise=args.noise)
         return 0
     if args.what == "methods":
         from .engine.compare import benchmark_methods
@@ -405,7 +402,7 @@ def _add_benchmark_parser(sub) -> None:
     b.add_argument("--stats", help="speed: also write the rows to this json")
     b.add_argument("--images", type=int, default=None, help="decode: use the first N images")
     b.add_argument("--noise", default="clean", choices=["clean", "mild", "hard"],
-                   help="decode: AE oracle degradation level (engine.benchmark.AE_NOISE_LEVELS)")
+                   help="decode: AE oracle degradation level (methods.ae.bench.AE_NOISE_LEVELS)")
     b.add_argument("--minutes", type=float, default=15.0,
                    help="train / methods: training minutes (methods: per method) (default: 15)")
     b.add_argument("--seed", type=int, default=0, help="methods: data and training seed (default: 0)")

@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from posegroup.engine.benchmark import (AE_NOISE_LEVELS, ae_coco_results, ae_noise_knobs, ae_noisy_outputs,
-                                        ae_perfect_outputs, benchmark_decode_ae, coco_layouts)
+from posegroup.methods.ae.bench import (AE_NOISE_LEVELS, ae_coco_results, ae_noise_knobs, ae_noisy_outputs,
+                                        ae_perfect_outputs, benchmark_decode_ae)
+from posegroup.engine.benchmark import coco_layouts
 
 
 def test_coco_layouts_match_pycocotools(coco_val_gt):
@@ -107,7 +108,7 @@ def test_noisy_outputs_follow_their_knobs(coco_val_gt):
 
 
 def test_benchmark_decode_personlab_against_the_paper_path(coco_val_gt, capsys):
-    from posegroup.engine.benchmark import benchmark_decode_personlab
+    from posegroup.methods.personlab.bench import benchmark_decode_personlab
     from posegroup.methods.personlab.decode import PAPER_HOUGH
 
     res = benchmark_decode_personlab(coco_val_gt, num_images=6, repeats=1, posenet=None)
@@ -127,7 +128,7 @@ def test_benchmark_decode_personlab_against_the_paper_path(coco_val_gt, capsys):
 
 def test_benchmark_decode_posenet_few_images(shared_data, capsys):
     pytest.importorskip("onnxruntime")
-    from posegroup.engine.benchmark import benchmark_decode_posenet
+    from posegroup.methods.personlab.bench import benchmark_decode_posenet
 
     ann = shared_data / "coco_images" / "person_keypoints_local_images.json"
     model = shared_data / "models" / "posenet_mobilenetv1_dyn.onnx"

@@ -245,7 +245,7 @@ FIGURES: dict = {}
 
 @pytest.fixture(scope="module")
 def perfect(coco_val_gt):
-    from posegroup.engine.benchmark import ae_perfect_outputs
+    from posegroup.methods.ae.bench import ae_perfect_outputs
 
     return ae_perfect_outputs(coco_val_gt, resolution=128, sigma=2.0)
 
@@ -262,7 +262,7 @@ def _ap(coco_gt, outputs, **kw):
     """Decode ``outputs`` with ``group`` and score with pycocotools COCOeval."""
     from pycocotools.cocoeval import COCOeval
 
-    from posegroup.engine.benchmark import ae_coco_results
+    from posegroup.methods.ae.bench import ae_coco_results
 
     results = ae_coco_results(outputs, **kw)
     with contextlib.redirect_stdout(io.StringIO()):
