@@ -243,9 +243,9 @@ def cmd_benchmark(args) -> int:
                           images=args.train_images, ablations=args.ablations, max_steps=args.max_steps,
                           max_images=args.images, progress=not args.quiet)
         return 0
-    if args.what == "speed":
+    if args.what in ("speed", "predict"):
         if not args.weights or not args.ann:
-            raise CliError("benchmark speed needs --weights CKPT [CKPT ...] and --ann SPLIT.json [...]")
+            raise CliError(f"benchmark {args.what} needs --weights CKPT|M.onnx [...] and --ann SPLIT.json [...]")
         splits = {Path(a).parent.name or Path(a).stem: a for a in args.ann}
         benchmark.benchmark_speed(args.weights, splits, max_images=args.images or 50, out_file=args.stats)
         return 0
@@ -391,14 +391,15 @@ def _add_export_parser(sub) -> None:
 def _add_benchmark_parser(sub) -> None:
     """The ``benchmark`` verb's arguments."""
     b = sub.add_parser("benchmark", help="decode speed, or AP against training time")
-    b.add_argument("what", choices=["decode", "train", "speed", "methods"],
+    b.add_argument("what", choices=["decode", "train", "speed", "predict", "methods"],
                    help="decode: decoders on oracle maps; train: AP against training minutes; "
-                        "speed: network / decoder ms of trained checkpoints (the first is the baseline); "
+                        "speed (= predict): AP, network / decoder ms, images/s of checkpoints and exported "
+                        ".onnx models (the first is the baseline); "
                         "methods: AE, PersonLab and recurrent on one backbone and budget, sparse to heavy")
     b.add_argument("config", nargs="?", help="train: the YAML config")
     b.add_argument("--ann", nargs="+", help="decode: COCO keypoint json of layouts (default ../shared/data); "
                                             "speed: one json per split (named by its folder)")
-    b.add_argument("--weights", nargs="+", help="speed: checkpoints to time (first = baseline)")
+    b.add_argument("--weights", nargs="+", help="speed / predict: checkpoints and exported .onnx models to time (first = baseline)")
     b.add_argument("--stats", help="speed: also write the rows to this json")
     b.add_argument("--images", type=int, default=None, help="decode: use the first N images")
     b.add_argument("--noise", default="clean", choices=["clean", "mild", "hard"],

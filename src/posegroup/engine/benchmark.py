@@ -236,9 +236,20 @@ def _timed_predictor(model, method, test_opts):
     def post(_module, _inp, _out):
         stamps["network"] += time.perf_counter() - stamps["t"]
 
-    timed = getattr(model, "backbone", model)   # a model that wraps a backbone (recurrent) times that
-    timed.register_forward_pre_hook(pre)
-    timed.register_forward_hook(post)
+    if callable(getattr(type(model), "run_graph", None)):   # an ONNX model: its graph is the network
+        graph = model.run_graph
+
+        def run_graph(x):
+            pre(None, None)
+            out = graph(x)
+            post(None, None, None)
+            return out
+
+        model.run_graph = run_graph
+    else:
+        timed = getattr(model, "backbone", model)   # a model that wraps a backbone (recurrent) times that
+        timed.register_forward_pre_hook(pre)
+        timed.register_forward_hook(post)
 
     def run(image):
         stamps["network"] = 0.0
@@ -252,9 +263,11 @@ def _timed_predictor(model, method, test_opts):
 
 def benchmark_speed(checkpoints, splits: dict, *, max_images: int | None = 50, threads: int | None = 1,
                     repeats: int = 1, out_file=None) -> list[dict]:
-    """Per checkpoint and split: AP, network ms and decoder ms per image and per decoded person.
+    """Per model and split: AP, network ms and decoder ms per image and per decoded person,
+    images per second. ``checkpoints``: training checkpoints (PyTorch) and/or ``.onnx`` files
+    written by ``posegroup export`` (onnxruntime for the network, the method's decoding in Python).
 
-    The first checkpoint is the baseline: every row also gives its total time as a ratio to the
+    The first model is the baseline: every row also gives its total time as a ratio to the
     baseline's on the same split, measured in the same run. ``splits``: name -> COCO json.
     Prints a Markdown table; returns its rows (written to ``out_file`` as json when given).
     """
@@ -273,8 +286,15 @@ def benchmark_speed(checkpoints, splits: dict, *, max_images: int | None = 50, t
         torch.set_num_threads(int(threads))
     rows, base = [], {}
     for ck in checkpoints:
-        model, method, config = load_model(ck)
-        run = _timed_predictor(model, method, test_options(config, method))
+        if str(ck).endswith(".onnx"):     # our own export, through onnxruntime
+            from .onnx_model import load_onnx_model
+            model, method, meta = load_onnx_model(ck)
+            opts = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (meta.get("test") or {}).items()}
+            runtime = "onnxruntime"
+        else:
+            model, method, config = load_model(ck)
+            opts, runtime = test_options(config, method), "pytorch"
+        run = _timed_predictor(model, method, opts)
         for split, ann in splits.items():
             ds = CocoPoseDataset(ann, keypoint_set=method.keypoint_set)
             ids = list(ds.image_ids)[:max_images] if max_images else list(ds.image_ids)
@@ -292,18 +312,20 @@ def benchmark_speed(checkpoints, splits: dict, *, max_images: int | None = 50, t
             ap = float(evaluate_results(str(ds.ann_file), results, keypoint_set=ds.keypoint_set,
                                         image_ids=ids)["AP"]) if results else 0.0
             net_ms, dec_ms = 1e3 * float(np.median(net)), 1e3 * float(np.median(dec))
-            row = {"checkpoint": str(ck), "method": method.name, "split": split, "images": len(ids), "AP": ap,
+            row = {"checkpoint": str(ck), "method": method.name, "runtime": runtime, "split": split,
+                   "images": len(ids), "AP": ap, "images_per_s": 1e3 / max(1e-9, net_ms + dec_ms),
                    "network_ms": net_ms, "decoder_ms": dec_ms,
                    "decoder_ms_per_person": 1e3 * float(np.sum(dec)) / max(1, people * max(1, int(repeats))),
                    "people_per_image": people / max(1, len(ids))}
             base.setdefault(split, net_ms + dec_ms)
             row["total_vs_baseline"] = (net_ms + dec_ms) / base[split]
             rows.append(row)
-    lines = ["| method | split | AP | network ms | decoder ms | decoder ms / person | people / image | "
-             "total vs first |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | runtime | split | AP | network ms | decoder ms | decoder ms / person | people / image | "
+             "images / s | total vs first |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['split']} | {r['AP']:.3f} | {r['network_ms']:.1f} | {r['decoder_ms']:.1f} | "
-                     f"{r['decoder_ms_per_person']:.2f} | {r['people_per_image']:.1f} | {r['total_vs_baseline']:.2f}x |")
+        lines.append(f"| {r['method']} | {r['runtime']} | {r['split']} | {r['AP']:.3f} | {r['network_ms']:.1f} | "
+                     f"{r['decoder_ms']:.1f} | {r['decoder_ms_per_person']:.2f} | {r['people_per_image']:.1f} | "
+                     f"{r['images_per_s']:.1f} | {r['total_vs_baseline']:.2f}x |")
     print("\n".join(lines), flush=True)
     if out_file is not None:
         Path(out_file).write_text(json.dumps(rows, indent=1))
