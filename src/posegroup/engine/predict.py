@@ -161,10 +161,30 @@ def predict_images(predictor: Callable, paths, *, out_dir: str | Path, keypoint_
     earlier prediction is replaced as a whole (its pictures not drawn again are deleted at the
     end, only in a folder that held a ``results.json``).
     """
-    from ..data.coco import DatasetError
     import sys
     files = collect_images(paths)
     out_dir = Path(out_dir)
+    names, inputs, previous = _check_outputs(paths, files, out_dir, draw=draw, gt_file=gt_file, overwrite=overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results, written = _predict_files(predictor, files, names, out_dir, keypoint_set=keypoint_set, draw=draw,
+                                      progress=progress, gt_file=gt_file, threshold=threshold)
+    if files and len(results.skipped) == len(files):
+        more = f" (and {len(files) - 1} more unreadable)" if len(files) > 1 else ""
+        raise PredictError(f"{results.skipped[0][1]}{more}; no image could be read, nothing written")
+    for _, reason in results.skipped:
+        print(f"posegroup: skipped {reason}", file=sys.stderr)
+    _write_json(out_dir / "results.json", list(results))
+    if overwrite and previous:  # the earlier prediction's pictures that were not drawn again
+        for old in out_dir.glob("*.png"):
+            if old.name not in written and old.resolve() not in inputs:
+                old.unlink()
+    return results
+
+
+def _check_outputs(paths, files: list[Path], out_dir: Path, *, draw: bool, gt_file, overwrite: bool
+                   ) -> tuple[list[str], set[Path], bool]:
+    """The safety rules of :func:`predict_images` (nothing written yet). Returns (picture stem
+    of each file, the resolved inputs, whether ``out_dir`` held a ``results.json``)."""
     out_res = out_dir.resolve()
     if out_dir.exists() and not out_dir.is_dir():
         raise PredictError(f"{out_dir}: exists and is not a folder; --out names the output folder")
@@ -191,7 +211,14 @@ def predict_images(predictor: Callable, paths, *, out_dir: str | Path, keypoint_
             if t.exists():
                 raise PredictError(f"{t}: already exists (an earlier prediction?); pass --overwrite to replace it, "
                                    "or choose another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return names, inputs, previous
+
+
+def _predict_files(predictor: Callable, files: list[Path], names: list[str], out_dir: Path, *, keypoint_set,
+                   draw: bool, progress: bool, gt_file, threshold: float) -> tuple[PredictResults, set[str]]:
+    """Predict (and draw) each file in turn. Returns (results with ``skipped``, picture names
+    written)."""
+    from ..data.coco import DatasetError
     id_map = _image_id_map(gt_file)
     results = PredictResults()
     results.skipped = []
@@ -220,17 +247,7 @@ def predict_images(predictor: Callable, paths, *, out_dir: str | Path, keypoint_
             canvas = draw_poses(image, poses, keypoint_set, scores=scores, masks=masks, threshold=threshold)
             save_png(out_dir / f"{names[index]}.png", canvas)
             written.add(f"{names[index]}.png")
-    if files and len(results.skipped) == len(files):
-        more = f" (and {len(files) - 1} more unreadable)" if len(files) > 1 else ""
-        raise PredictError(f"{results.skipped[0][1]}{more}; no image could be read, nothing written")
-    for _, reason in results.skipped:
-        print(f"posegroup: skipped {reason}", file=sys.stderr)
-    _write_json(out_dir / "results.json", list(results))
-    if overwrite and previous:  # the earlier prediction's pictures that were not drawn again
-        for old in out_dir.glob("*.png"):
-            if old.name not in written and old.resolve() not in inputs:
-                old.unlink()
-    return results
+    return results, written
 
 
 def predict_dataset(predictor: Callable, dataset, *, max_images: int | None = None, progress: bool = True,

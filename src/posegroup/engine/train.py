@@ -190,6 +190,301 @@ def _set_old_run_aside(out_dir: Path) -> Path | None:
 
 # ---- training ------------------------------------------------------------------------------
 
+class _Run:
+    """The pieces of one :func:`train` call: config, process group, data, method, network,
+    optimizer, schedule, outputs (attributes set by :func:`_setup`, :func:`_resume`,
+    :func:`_make_loader` and :func:`_open_outputs`)."""
+
+    writer = bar = log_file = replaced = None
+
+
+def _setup(cfg: dict, out_dir: Path, max_steps: int | None, fresh: bool) -> _Run:
+    """Process group, device, seeds, data, method, network (``model.init_from`` when ``fresh``),
+    optimizer, lr schedule and AMP scaler, in the order that fixes the global RNG stream."""
+    from ..data.coco import CocoPoseDataset
+    from ..data.training import StepBatchSampler, TrainingSet
+
+    r = _Run()
+    r.cfg, r.tc, r.dc, r.out_dir = cfg, cfg["train"], cfg["data"], out_dir
+    tc, dc = r.tc, r.dc
+    r.rank, r.world, r.local_rank, r.own_pg = _distributed()
+    r.is_main = r.rank == 0
+    if tc["device"]:
+        r.device = torch.device(tc["device"])
+    else:
+        r.device = torch.device(f"cuda:{r.local_rank}" if torch.cuda.is_available() else "cpu")
+    r.use_amp = bool(tc["amp"]) and r.device.type == "cuda"
+    if r.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    r.seed = int(tc["seed"])
+    _seed_everything(r.seed)
+    r.dataset = CocoPoseDataset(dc["train_ann"], dc["train_images"], keypoint_set=dc["keypoint_set"])
+    r.ks = r.dataset.keypoint_set
+    r.method = build_method_from_config(cfg, r.ks)
+    r.net = build_model(cfg, r.method)
+    if fresh:
+        load_init_weights(r.net, cfg)
+    r.net = r.net.to(r.device)
+    aug = dict(dc["augmentation"])
+    r.train_set = TrainingSet(r.dataset, r.method, input_size=int(dc["input_size"]), stride=int(dc["stride"]),
+                              augment=bool(aug.pop("enabled")), seed=r.seed,
+                              color_jitter=bool(aug.pop("color_jitter")), affine_options=aug)
+    r.batch_size = int(tc["batch_size"])
+    r.steps_per_epoch = StepBatchSampler(len(r.dataset), r.batch_size, world_size=r.world).steps_per_epoch
+    r.total_steps = int(tc["steps"]) if tc["steps"] is not None else int(tc["epochs"]) * r.steps_per_epoch
+    r.end_step = r.total_steps if max_steps is None else min(r.total_steps, int(max_steps))
+
+    if tc["optimizer"] != "adam":
+        raise TrainingError(f"{cfg['_source']}: train.optimizer must be 'adam', got {tc['optimizer']!r}")
+    r.optimizer = torch.optim.Adam(r.net.parameters(), lr=float(tc["lr"]), weight_decay=float(tc["weight_decay"]))
+    sched_cfg, total = dict(tc["lr_schedule"]), r.total_steps
+    r.scheduler = torch.optim.lr_scheduler.LambdaLR(r.optimizer, lambda s: lr_factor(s, sched_cfg, total))
+    r.scaler = torch.amp.GradScaler("cuda", enabled=r.use_amp)
+    r.ckpt_path = out_dir / CHECKPOINT_NAME
+    return r
+
+
+def _resume(r: _Run, resume: bool | str | Path, *, overwrite: bool, allow_changes: bool,
+            trust: bool | None) -> tuple[int, dict | None]:
+    """Refuse to clobber a run, clear stale temp files, and on ``resume`` load the checkpoint
+    (model, optimizer, scheduler, scaler) after checking its method and config. Returns
+    ``(start_step, rng states to restore or None)``."""
+    if not resume and not overwrite and r.ckpt_path.exists():
+        raise RunRefused(f"{r.ckpt_path}: a checkpoint is already there; resume it (--resume), start afresh "
+                         "(--overwrite) or choose another output folder")
+    if r.is_main:
+        remove_stale_temp_files(r.ckpt_path)  # left by a checkpoint write that was killed
+    if not resume:
+        return 0, None
+    src = r.ckpt_path if resume is True else Path(resume)
+    state = load_checkpoint(src, map_location=r.device, trust=trust)
+    if state.get("method") != r.method.name:
+        raise TrainingError(f"{src}: checkpoint is for method {state.get('method')!r}, config says {r.method.name!r}")
+    changes = config_changes(state.get("config") or {}, r.cfg) if not allow_changes else []
+    if changes:
+        shown = ", ".join(f"{k} ({old!r} -> {new!r})" for k, old, new in changes[:3])
+        more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+        raise RunRefused(f"{src}: the config differs from the checkpoint's in {shown}{more}; resume with the "
+                         "run's config, or accept the change with --allow-changes")
+    try:
+        r.net.load_state_dict(state["model"])
+        r.optimizer.load_state_dict(state["optimizer"])
+        r.scheduler.load_state_dict(state["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{src}: does not fit the configured model/optimizer "
+                              f"({str(e).strip().splitlines()[0]})") from None
+    if state.get("scaler") and r.use_amp:
+        r.scaler.load_state_dict(state["scaler"])
+    return int(state["step"]), state.get("rng")
+
+
+def _make_loader(r: _Run, start_step: int) -> torch.utils.data.DataLoader:
+    """DDP wrapper (``r.model``) and the data loader of batches ``start_step + 1, ...``."""
+    from ..data.training import StepBatchSampler, collate
+
+    r.model = r.net
+    if r.world > 1:
+        r.model = torch.nn.parallel.DistributedDataParallel(
+            r.net, device_ids=[r.local_rank] if r.device.type == "cuda" else None)
+    sampler = StepBatchSampler(len(r.dataset), r.batch_size, seed=r.seed, start_step=start_step, rank=r.rank,
+                               world_size=r.world)
+    workers = int(r.tc["workers"])
+    return torch.utils.data.DataLoader(
+        r.train_set, batch_sampler=sampler, num_workers=workers, collate_fn=collate,
+        pin_memory=r.device.type == "cuda", generator=torch.Generator().manual_seed(r.seed),
+        persistent_workers=False, prefetch_factor=2 if workers > 0 else None,
+        worker_init_fn=_ignore_stop_signals if workers > 0 else None)
+
+
+def _open_outputs(r: _Run, start_step: int, *, fresh_overwrite: bool, progress: bool) -> None:
+    """Rank 0: the output folder (an old run set aside when overwriting), ``config.yaml``,
+    TensorBoard writer, ``log.jsonl`` (lines of steps to redo dropped) and the progress bar."""
+    if not r.is_main:
+        return
+    out_dir = r.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if fresh_overwrite:
+        r.replaced = _set_old_run_aside(out_dir)
+    (out_dir / "config.yaml").write_text(dump_config(r.cfg))
+    from torch.utils.tensorboard import SummaryWriter
+    r.writer = SummaryWriter(str(out_dir / "tb"), purge_step=start_step if start_step else None)
+    log_path = out_dir / "log.jsonl"
+    if log_path.exists():  # drop lines of steps a resume will redo (or all, when starting fresh)
+        keep = [ln for ln in log_path.read_text().splitlines()
+                if ln.strip() and start_step and json.loads(ln).get("step", 0) <= start_step]
+        log_path.write_text("".join(ln + "\n" for ln in keep))
+    r.log_file = open(log_path, "a")
+    if progress:
+        from tqdm import tqdm
+        r.bar = tqdm(total=r.end_step, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+
+
+def _close_outputs(r: _Run) -> None:
+    if r.bar is not None:
+        r.bar.close()
+    if r.writer is not None:
+        r.writer.flush()
+        r.writer.close()
+    if r.log_file is not None:
+        r.log_file.close()
+
+
+def _write_checkpoint(r: _Run, step: int) -> None:
+    """``last.pt`` at ``step`` (atomic); the first one of a run that replaced another deletes
+    the old run's files."""
+    save_checkpoint(r.ckpt_path, {
+        "model": r.net.state_dict(), "optimizer": r.optimizer.state_dict(),
+        "scheduler": r.scheduler.state_dict(), "scaler": r.scaler.state_dict() if r.use_amp else None,
+        "step": step, "epoch": step // r.steps_per_epoch, "rng": rng_state(), "config": r.cfg,
+        "keypoint_set": keypoint_set_to_dict(r.ks), "method": r.method.name})
+    if r.replaced is not None:  # the new run has its first checkpoint: the old one can go
+        shutil.rmtree(r.replaced, ignore_errors=True)
+        r.replaced = None
+
+
+class _StopRequest:
+    """SIGINT / SIGTERM handler: the first signal asks to stop after the current step, a second
+    one stops at once."""
+
+    def __init__(self, r: _Run):
+        self.r, self.signal, self.saved = r, None, {}
+
+    def __call__(self, signum, frame):
+        if self.signal is not None:  # asked twice: stop now (the last checkpoint stays)
+            raise KeyboardInterrupt
+        self.signal = signum
+        if self.r.bar is not None:
+            self.r.bar.write(f"{signal.Signals(signum).name}: stopping after this step and writing a checkpoint "
+                             "(again to stop at once)")
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, self)
+
+    def restore(self) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def _next_batch(r: _Run, it, stop: _StopRequest) -> dict | None:
+    """The next batch on the device; None when a signal reached the data-loader workers too
+    (one process). A worker's error is raised as the worker's own error."""
+    try:
+        raw = next(it)
+    except Exception as e:
+        if stop.signal is not None and r.world == 1:  # the signal reached the workers too
+            return None
+        unwrapped = unwrap_worker_error(e)
+        if unwrapped is not None:
+            raise unwrapped from None
+        raise
+    return _to_device(raw, r.device)
+
+
+def _train_step(r: _Run, batch: dict, step: int, *, t0: float, max_minutes: float | None,
+                stop: _StopRequest, last_good: str | None) -> tuple[float, dict, torch.Tensor, float]:
+    """One optimisation step. Returns ``(loss, parts, flags, elapsed seconds at the loss)``,
+    flags (float64, summed over ranks): [non-finite loss, out of time, loss, signal]. A
+    non-finite loss on any rank raises :class:`TrainingError` naming the step before the
+    weights change."""
+    loss_fn = getattr(r.method, "training_loss", None)  # optional hook: (model, batch) -> (loss, parts)
+    image = batch.pop("image")
+    with torch.autocast(r.device.type, dtype=torch.float16, enabled=r.use_amp):
+        if callable(loss_fn):
+            loss, parts = loss_fn(r.model, dict(batch, image=image))
+        else:
+            preds = r.model(image)
+    if not callable(loss_fn):
+        preds = [p.float() for p in preds] if isinstance(preds, (list, tuple)) else [preds.float()]
+        loss, parts = r.method.loss(preds, batch)
+    loss_value = float(loss.detach())
+    elapsed = time.monotonic() - t0
+    flags = torch.tensor([0.0 if math.isfinite(loss_value) else 1.0,
+                          1.0 if (max_minutes is not None and elapsed >= 60 * max_minutes) else 0.0,
+                          loss_value if math.isfinite(loss_value) else 0.0,
+                          1.0 if stop.signal is not None else 0.0],
+                         device=r.device, dtype=torch.float64)
+    if r.world > 1:
+        # any rank's NaN (or clock) stops all ranks; the logged loss is the mean over ranks
+        dist.all_reduce(flags)
+        loss_value = float(flags[2]) / r.world if flags[0] == 0 else loss_value
+    if flags[0] > 0:
+        raise TrainingError(
+            f"non-finite loss ({loss_value}) at step {step + 1} (of {r.total_steps}); "
+            + (f"last good checkpoint: {last_good}" if last_good else "no checkpoint written yet"))
+    r.optimizer.zero_grad(set_to_none=True)
+    r.scaler.scale(loss).backward()
+    if r.tc["grad_clip"] and r.tc["grad_clip"] > 0:
+        r.scaler.unscale_(r.optimizer)
+        torch.nn.utils.clip_grad_norm_(r.net.parameters(), float(r.tc["grad_clip"]))
+    r.scaler.step(r.optimizer)
+    r.scaler.update()
+    r.scheduler.step()
+    return loss_value, parts, flags, elapsed
+
+
+def _log_step(r: _Run, step: int, loss_value: float, parts: dict | None, elapsed: float) -> None:
+    """Rank 0: progress bar, and every ``train.log_every`` steps (and the last) TensorBoard
+    scalars and a ``log.jsonl`` line."""
+    if not r.is_main:
+        return
+    if r.bar is not None:
+        r.bar.update(1)
+        r.bar.set_postfix(loss=f"{loss_value:.4g}")
+    if step % max(1, int(r.tc["log_every"])) == 0 or step == r.end_step:
+        lr = r.optimizer.param_groups[0]["lr"]
+        r.writer.add_scalar("train/loss", loss_value, step)
+        r.writer.add_scalar("train/lr", lr, step)
+        for name, v in (parts or {}).items():
+            r.writer.add_scalar(f"train/{name}", float(v), step)
+        r.log_file.write(json.dumps({"step": step, "loss": loss_value, "lr": lr, "minutes": elapsed / 60,
+                                     **{k: float(v) for k, v in (parts or {}).items()}}) + "\n")
+        r.log_file.flush()
+
+
+def _bookkeeping(r: _Run, step: int, flags: torch.Tensor, stop: _StopRequest, evaluator) -> tuple[str | None, bool, Any]:
+    """After step ``step``: checkpoint (every ``train.checkpoint_every`` steps and when
+    finishing), evaluation (every ``train.eval_every`` steps and at the end of the schedule).
+    Returns ``(stop reason or None, checkpoint written, eval stats or the marker _NO_EVAL)``."""
+    timed_out = bool(flags[1] > 0)
+    # any rank's signal stops all ranks at the same step; alone, a signal that came during
+    # this step counts now
+    interrupted = bool(flags[3] > 0) or (r.world == 1 and stop.signal is not None)
+    finishing = step == r.end_step or timed_out or interrupted
+    ckpt_every, eval_every = int(r.tc["checkpoint_every"] or 0), int(r.tc["eval_every"] or 0)
+    saved = finishing or bool(ckpt_every and step % ckpt_every == 0)
+    if saved and r.is_main:
+        _write_checkpoint(r, step)
+    stats = _NO_EVAL
+    if evaluator is not None and ((eval_every and step % eval_every == 0) or (finishing and step == r.total_steps)):
+        stats = _run_eval(evaluator, r.net, step, r.writer, r.is_main, r.world)
+        r.model.train()
+    reason = None
+    if interrupted and step < r.end_step:
+        reason = "interrupted"
+    elif timed_out:
+        reason = "max_minutes"
+    return reason, saved, stats
+
+
+def _after_loop(r: _Run, step: int, start_step: int, stopped: str) -> str:
+    """The stop reason after the step loop: a loop left on a signal (workers hit) is
+    "interrupted" with a checkpoint at ``step``; a call with nothing to do still leaves a file."""
+    if stopped not in ("interrupted", "max_minutes") and step < r.end_step:  # left the loop on a signal
+        stopped = "interrupted"
+        if r.is_main:
+            _write_checkpoint(r, step)
+    if step == start_step and r.is_main and not r.ckpt_path.exists():  # nothing to do, still leave a file
+        _write_checkpoint(r, step)
+    return stopped
+
+
+#: :func:`_bookkeeping`'s "no evaluation at this step".
+_NO_EVAL = object()
+
+
 def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str | Path = False,
           max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True,
           overwrite: bool = False, allow_changes: bool = False, trust: bool | None = None) -> dict:
@@ -222,257 +517,52 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
     :class:`~posegroup.engine.checkpoint.CheckpointError` for a bad resume file. A data-loader
     worker's error is raised as the worker's own error (one line), not torch's wrapper.
     """
-    from ..data.coco import CocoPoseDataset
-    from ..data.training import StepBatchSampler, TrainingSet, collate
-
     cfg = config if "_source" in config else merge_config(config)
-    tc, dc = cfg["train"], cfg["data"]
-    out_dir = Path(out_dir or tc["out_dir"])
-    max_minutes = max_minutes if max_minutes is not None else tc["max_minutes"]
-    rank, world, local_rank, own_pg = _distributed()
-    is_main = rank == 0
-    if tc["device"]:
-        device = torch.device(tc["device"])
-    else:
-        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    use_amp = bool(tc["amp"]) and device.type == "cuda"
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-    # data, method, model
-    seed = int(tc["seed"])
-    _seed_everything(seed)
-    dataset = CocoPoseDataset(dc["train_ann"], dc["train_images"], keypoint_set=dc["keypoint_set"])
-    ks = dataset.keypoint_set
-    method = build_method_from_config(cfg, ks)
-    net = build_model(cfg, method)
-    if not resume:
-        load_init_weights(net, cfg)
-    net = net.to(device)
-    aug = dict(dc["augmentation"])
-    train_set = TrainingSet(dataset, method, input_size=int(dc["input_size"]), stride=int(dc["stride"]),
-                            augment=bool(aug.pop("enabled")), seed=seed, color_jitter=bool(aug.pop("color_jitter")),
-                            affine_options=aug)
-    batch_size = int(tc["batch_size"])
-    steps_per_epoch = StepBatchSampler(len(dataset), batch_size, world_size=world).steps_per_epoch
-    total_steps = int(tc["steps"]) if tc["steps"] is not None else int(tc["epochs"]) * steps_per_epoch
-    end_step = total_steps if max_steps is None else min(total_steps, int(max_steps))
-
-    if tc["optimizer"] != "adam":
-        raise TrainingError(f"{cfg['_source']}: train.optimizer must be 'adam', got {tc['optimizer']!r}")
-    optimizer = torch.optim.Adam(net.parameters(), lr=float(tc["lr"]), weight_decay=float(tc["weight_decay"]))
-    sched_cfg = dict(tc["lr_schedule"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, sched_cfg, total_steps))
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-    ckpt_path = out_dir / CHECKPOINT_NAME
-    start_step, restored_rng = 0, None
-    if not resume and not overwrite and ckpt_path.exists():
-        raise RunRefused(f"{ckpt_path}: a checkpoint is already there; resume it (--resume), start afresh (--overwrite) or choose "
-                            "another output folder")
-    if is_main:
-        remove_stale_temp_files(ckpt_path)  # left by a checkpoint write that was killed
-    if resume:
-        src = ckpt_path if resume is True else Path(resume)
-        state = load_checkpoint(src, map_location=device, trust=trust)
-        if state.get("method") != method.name:
-            raise TrainingError(f"{src}: checkpoint is for method {state.get('method')!r}, config says {method.name!r}")
-        changes = config_changes(state.get("config") or {}, cfg) if not allow_changes else []
-        if changes:
-            shown = ", ".join(f"{k} ({old!r} -> {new!r})" for k, old, new in changes[:3])
-            more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
-            raise RunRefused(f"{src}: the config differs from the checkpoint's in {shown}{more}; resume with the "
-                                "run's config, or accept the change with --allow-changes")
-        try:
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"{src}: does not fit the configured model/optimizer "
-                                  f"({str(e).strip().splitlines()[0]})") from None
-        if state.get("scaler") and use_amp:
-            scaler.load_state_dict(state["scaler"])
-        start_step, restored_rng = int(state["step"]), state.get("rng")
-        del state
-
-    model = net
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[local_rank] if device.type == "cuda" else None)
-
-    sampler = StepBatchSampler(len(dataset), batch_size, seed=seed, start_step=start_step, rank=rank,
-                               world_size=world)
-    workers = int(tc["workers"])
-    loader = torch.utils.data.DataLoader(
-        train_set, batch_sampler=sampler, num_workers=workers, collate_fn=collate,
-        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed),
-        persistent_workers=False, prefetch_factor=2 if workers > 0 else None,
-        worker_init_fn=_ignore_stop_signals if workers > 0 else None)
-
-    writer, bar, log_file = None, None, None
-    replaced = None
-    if is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if not resume and overwrite:
-            replaced = _set_old_run_aside(out_dir)
-        (out_dir / "config.yaml").write_text(dump_config(cfg))
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(out_dir / "tb"), purge_step=start_step if start_step else None)
-        log_path = out_dir / "log.jsonl"
-        if log_path.exists():  # drop lines of steps a resume will redo (or all, when starting fresh)
-            keep = [ln for ln in log_path.read_text().splitlines()
-                    if ln.strip() and start_step and json.loads(ln).get("step", 0) <= start_step]
-            log_path.write_text("".join(ln + "\n" for ln in keep))
-        log_file = open(log_path, "a")
-        if progress:
-            from tqdm import tqdm
-            bar = tqdm(total=end_step, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
-
-    def make_state(step: int) -> dict:
-        return {"model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if use_amp else None,
-                "step": step, "epoch": step // steps_per_epoch, "rng": rng_state(), "config": cfg,
-                "keypoint_set": keypoint_set_to_dict(ks), "method": method.name}
-
-    def write_checkpoint(step: int) -> None:
-        nonlocal replaced
-        save_checkpoint(ckpt_path, make_state(step))
-        if replaced is not None:  # the new run has its first checkpoint: the old one can go
-            shutil.rmtree(replaced, ignore_errors=True)
-            replaced = None
-
-    stop = {"signal": None}
-
-    def on_signal(signum, frame):
-        if stop["signal"] is not None:  # asked twice: stop now (the last checkpoint stays)
-            raise KeyboardInterrupt
-        stop["signal"] = signum
-        if bar is not None:
-            bar.write(f"{signal.Signals(signum).name}: stopping after this step and writing a checkpoint "
-                      "(again to stop at once)")
-
-    evaluator = _Evaluator(cfg, method, out_dir) if dc["val_ann"] else None
-    eval_every = int(tc["eval_every"] or 0)
-    ckpt_every = int(tc["checkpoint_every"] or 0)
-    log_every = max(1, int(tc["log_every"]))
-    loss_fn = getattr(method, "training_loss", None)  # optional hook: (model, batch) -> (loss, parts)
+    max_minutes = max_minutes if max_minutes is not None else cfg["train"]["max_minutes"]
+    r = _setup(cfg, Path(out_dir or cfg["train"]["out_dir"]), max_steps, fresh=not resume)
+    start_step, restored_rng = _resume(r, resume, overwrite=overwrite, allow_changes=allow_changes, trust=trust)
+    loader = _make_loader(r, start_step)
+    _open_outputs(r, start_step, fresh_overwrite=not resume and overwrite, progress=progress)
+    stop = _StopRequest(r)
+    evaluator = _Evaluator(cfg, r.method, r.out_dir) if r.dc["val_ann"] else None
 
     if restored_rng is not None:
         set_rng_state(restored_rng)
-    last_good = str(ckpt_path) if resume else None
+    last_good = str(r.ckpt_path) if resume else None
     step, last_loss, last_eval, stopped = start_step, float("nan"), None, "done"
     t0 = time.monotonic()
-    model.train()
+    r.model.train()
     it = None
-    saved_handlers = {}
     try:
         it = iter(loader)  # workers start here, before the handlers below (they ignore the signals)
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                saved_handlers[sig] = signal.signal(sig, on_signal)
-        while step < end_step:
-            try:
-                raw = next(it)
-            except Exception as e:
-                if stop["signal"] is not None and world == 1:  # the signal reached the workers too
-                    break
-                unwrapped = unwrap_worker_error(e)
-                if unwrapped is not None:
-                    raise unwrapped from None
-                raise
-            batch = _to_device(raw, device)
-            image = batch.pop("image")
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                if callable(loss_fn):
-                    loss, parts = loss_fn(model, dict(batch, image=image))
-                else:
-                    preds = model(image)
-            if not callable(loss_fn):
-                preds = [p.float() for p in preds] if isinstance(preds, (list, tuple)) else [preds.float()]
-                loss, parts = method.loss(preds, batch)
-            loss_value = float(loss.detach())
-            elapsed = time.monotonic() - t0
-            flags = torch.tensor([0.0 if math.isfinite(loss_value) else 1.0,
-                                  1.0 if (max_minutes is not None and elapsed >= 60 * max_minutes) else 0.0,
-                                  loss_value if math.isfinite(loss_value) else 0.0,
-                                  1.0 if stop["signal"] is not None else 0.0],
-                                 device=device, dtype=torch.float64)
-            if world > 1:
-                # any rank's NaN (or clock) stops all ranks; the logged loss is the mean over ranks
-                dist.all_reduce(flags)
-                loss_value = float(flags[2]) / world if flags[0] == 0 else loss_value
-            if flags[0] > 0:
-                raise TrainingError(
-                    f"non-finite loss ({loss_value}) at step {step + 1} (of {total_steps}); "
-                    + (f"last good checkpoint: {last_good}" if last_good else "no checkpoint written yet"))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if tc["grad_clip"] and tc["grad_clip"] > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(net.parameters(), float(tc["grad_clip"]))
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            last_loss = loss_value
-
-            if is_main:
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_value:.4g}")
-                if step % log_every == 0 or step == end_step:
-                    lr = optimizer.param_groups[0]["lr"]
-                    writer.add_scalar("train/loss", loss_value, step)
-                    writer.add_scalar("train/lr", lr, step)
-                    for name, v in (parts or {}).items():
-                        writer.add_scalar(f"train/{name}", float(v), step)
-                    log_file.write(json.dumps({"step": step, "loss": loss_value, "lr": lr,
-                                               "minutes": elapsed / 60,
-                                               **{k: float(v) for k, v in (parts or {}).items()}}) + "\n")
-                    log_file.flush()
-            timed_out = bool(flags[1] > 0)
-            # any rank's signal stops all ranks at the same step; alone, a signal that came
-            # during this step counts now
-            interrupted = bool(flags[3] > 0) or (world == 1 and stop["signal"] is not None)
-            finishing = step == end_step or timed_out or interrupted
-            if finishing or (ckpt_every and step % ckpt_every == 0):
-                if is_main:
-                    write_checkpoint(step)
-                last_good = str(ckpt_path)
-            if evaluator is not None and ((eval_every and step % eval_every == 0) or (finishing and step == total_steps)):
-                last_eval = _run_eval(evaluator, net, step, writer, is_main, world)
-                model.train()
-            if interrupted and step < end_step:
-                stopped = "interrupted"
+        stop.install()
+        while step < r.end_step:
+            batch = _next_batch(r, it, stop)
+            if batch is None:
                 break
-            if timed_out:
-                stopped = "max_minutes"
+            last_loss, parts, flags, elapsed = _train_step(r, batch, step, t0=t0, max_minutes=max_minutes,
+                                                           stop=stop, last_good=last_good)
+            step += 1
+            _log_step(r, step, last_loss, parts, elapsed)
+            reason, saved, stats = _bookkeeping(r, step, flags, stop, evaluator)
+            last_good = str(r.ckpt_path) if saved else last_good
+            last_eval = last_eval if stats is _NO_EVAL else stats
+            if reason is not None:
+                stopped = reason
                 break
         else:
-            stopped = "done" if step >= total_steps else "max_steps"
-        if stopped not in ("interrupted", "max_minutes") and step < end_step:  # left the loop on a signal
-            stopped = "interrupted"
-            if is_main:
-                write_checkpoint(step)
-        if step == start_step and is_main and not ckpt_path.exists():  # nothing to do, still leave a file
-            write_checkpoint(step)
+            stopped = "done" if step >= r.total_steps else "max_steps"
+        stopped = _after_loop(r, step, start_step, stopped)
     finally:
-        for sig, handler in saved_handlers.items():
-            signal.signal(sig, handler)
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.flush()
-            writer.close()
-        if log_file is not None:
-            log_file.close()
+        stop.restore()
+        _close_outputs(r)
         del it  # shuts data-loader workers down
-        if own_pg:
+        if r.own_pg:
             if sys.exc_info()[0] is None:  # no barrier on an error: another rank may be gone
                 dist.barrier()
             dist.destroy_process_group()
-    return {"steps": step, "start_step": start_step, "total_steps": total_steps, "final_loss": last_loss,
-            "checkpoint": str(ckpt_path), "eval": last_eval, "out_dir": str(out_dir),
+    return {"steps": step, "start_step": start_step, "total_steps": r.total_steps, "final_loss": last_loss,
+            "checkpoint": str(r.ckpt_path), "eval": last_eval, "out_dir": str(r.out_dir),
             "minutes": (time.monotonic() - t0) / 60, "stopped": stopped}
 
 
