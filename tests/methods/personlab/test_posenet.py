@@ -63,7 +63,8 @@ def test_posenet_on_three_real_images(shared_data):
             assert good[..., 1].min() > -20 and good[..., 1].max() < info["height"] + 20
     assert found >= 1
     stats = evaluate_posenet(ann, ann.parent, model_path, max_images=3)
-    assert stats["num_images"] == 3 and 0.0 <= stats["AP"] <= 1.0
+    # measured: AP 0.585, AP50 0.891 on these three images (onnxruntime, CPU)
+    assert stats["num_images"] == 3 and stats["AP"] == pytest.approx(0.585, abs=0.02)
 
 
 @pytest.mark.slow
