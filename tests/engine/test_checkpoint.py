@@ -23,21 +23,6 @@ def test_roundtrip_and_atomic(tmp_path):
     assert sorted(os.listdir(p.parent)) == ["a.pt"]          # no temp file left behind
 
 
-def test_failed_write_keeps_old_file(tmp_path, monkeypatch):
-    p = tmp_path / "a.pt"
-    save_checkpoint(p, {"model": {}, "step": 1})
-
-    def boom(*a, **k):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(ck.torch, "save", boom)
-    with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(p, {"model": {}, "step": 2})
-    monkeypatch.undo()
-    assert load_checkpoint(p)["step"] == 1
-    assert sorted(os.listdir(tmp_path)) == ["a.pt"]
-
-
 def test_missing_and_corrupt(tmp_path):
     with pytest.raises(CheckpointError, match=r"nope\.pt: checkpoint file not found"):
         load_checkpoint(tmp_path / "nope.pt")
@@ -151,3 +136,25 @@ def test_stale_temp_files_are_found_and_removed(tmp_path):
     assert ck.stale_temp_files(p) == sorted(stale)
     assert sorted(ck.remove_stale_temp_files(p)) == sorted(stale)
     assert sorted(os.listdir(tmp_path)) == [".other.pt.zz.tmp", "last.pt"]
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"),
+                                   RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")])
+def test_a_failed_write_is_one_line_naming_the_file_and_cause(tmp_path, monkeypatch, error):
+    """Disk full (or any write error): one CheckpointError line naming the file and the cause;
+    the previous checkpoint stays and no temp file is left."""
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"model": {"w": torch.ones(2)}, "step": 1})
+
+    def fail(*a, **k):
+        raise error
+
+    monkeypatch.setattr(torch, "save", fail)
+    with pytest.raises(CheckpointError) as info:
+        save_checkpoint(path, {"model": {"w": torch.zeros(2)}, "step": 2})
+    msg = str(info.value)
+    assert str(path) in msg and "\n" not in msg
+    assert ("No space left on device" in msg) if isinstance(error, OSError) else ("file write failed" in msg)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

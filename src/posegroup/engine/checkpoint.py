@@ -45,23 +45,29 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
     Returns the path written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = dict(state)
     state.setdefault("format", FORMAT)
     if "config" in state:
         state["config"] = plain(state["config"])
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({_write_cause(e, path)})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, (OSError, RuntimeError)):   # disk full, permissions, torch's writer
+            raise CheckpointError(f"{path}: cannot write the checkpoint ({_write_cause(e, path)}); "
+                                  "the previous checkpoint, if any, is intact") from None
         raise
     try:  # make the rename durable too
         dfd = os.open(str(path.parent), os.O_RDONLY)
@@ -72,6 +78,22 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
     except OSError:
         pass
     return path
+
+
+def _write_cause(e: BaseException, path: Path) -> str:
+    """One line: the OS's reason (e.g. "No space left on device"), or torch's first line plus
+    the free space of the target's file system when that is nearly exhausted."""
+    import shutil
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    cause = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    try:
+        free = shutil.disk_usage(path.parent).free
+        if free < 64 * 2 ** 20:
+            cause += f"; only {free // 2 ** 20} MiB free on that disk"
+    except OSError:
+        pass
+    return cause
 
 
 def stale_temp_files(path: str | Path) -> list[Path]:
