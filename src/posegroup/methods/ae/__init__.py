@@ -187,8 +187,8 @@ class AEMethod(Method):
     """
 
     name = "ae"
-    TEST_OPTIONS = {"input_size": 512, "scales": (1.0,), "flip": False, "refine": False,
-                    "multiscale_tags": "concat"}
+    TEST_OPTIONS = {"input_size": 512, "scales": (1.0,), "flip": False, "refine": None,
+                    "multiscale_tags": "concat"}   # refine None: group()'s preset decides (default: on)
     #: Test options that go to the decoders: :func:`.decode.group` keywords + :data:`SEG_DECODE_OPTIONS`.
     DECODE_OPTIONS = _group_keywords() + tuple(SEG_DECODE_OPTIONS)
 
@@ -438,7 +438,8 @@ class AEMethod(Method):
         :func:`.segment.segment_people`.
 
         Options left None take the constructor's ``decode_defaults`` value, else
-        ``TEST_OPTIONS`` (input_size 512, scales (1.0,), flip False, refine False, "concat").
+        ``TEST_OPTIONS`` (input_size 512, scales (1.0,), flip False, refine None = :func:`.decode.group`'s
+        preset default (on), "concat").
 
         Returns poses (N, K, 3) x, y, score in image pixels (missing joints filled by
         :func:`.decode.fill_missing`; positions clipped to the image) and scores (N,); with
@@ -459,7 +460,8 @@ class AEMethod(Method):
             model, image, input_size=int(test["input_size"]), scales=test["scales"], flip=bool(test["flip"]),
             multiscale_tags=test["multiscale_tags"], return_segmentation=self.segmentation)
         heat, tag, factor, stride = outs[:4]
-        poses, scores = decode.group(heat, tag, refine=bool(test["refine"]), **opts)
+        refine = None if test["refine"] is None else bool(test["refine"])
+        poses, scores = decode.group(heat, tag, refine=refine, **opts)
         poses = np.asarray(poses, dtype=np.float64).reshape(-1, self.num_keypoints, 3)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if len(poses):
