@@ -137,7 +137,9 @@ def test_benchmark_decode_posenet_few_images(shared_data, capsys):
     res = benchmark_decode_posenet(ann, model, num_images=8, repeats=1)
     assert res["num_images"] == 8 and set(res["settings"]) == {"default", "paper"}
     assert "PoseNet outputs" in capsys.readouterr().out
-    assert all(0.0 <= r["ap"] <= 1.0 for r in res["settings"].values())
+    # the same network's outputs: both decoder paths find the people (AP well above 0) and agree
+    aps = [r["ap"] for r in res["settings"].values()]
+    assert min(aps) > 0.1 and max(aps) - min(aps) < 0.1
 
 
 def test_defaults_beat_the_reference_preset_under_noise(coco_val_gt):

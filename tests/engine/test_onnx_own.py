@@ -101,7 +101,11 @@ def test_cli_predict_and_evaluate_read_the_metadata(exported, data, tmp_path, ca
     if kind == "ae":
         assert main(["--quiet", "evaluate", "--gt", str(data), "--onnx", str(path),
                      "--stats", str(tmp_path / "s.json")]) == 0
-        assert "AP" in json.loads((tmp_path / "s.json").read_text())
+        assert main(["--quiet", "evaluate", "--gt", str(data), "--weights", str(ckpt),
+                     "--stats", str(tmp_path / "t.json")]) == 0
+        onnx_stats = json.loads((tmp_path / "s.json").read_text())
+        torch_stats = json.loads((tmp_path / "t.json").read_text())
+        assert onnx_stats["AP"] == pytest.approx(torch_stats["AP"], abs=1e-3)   # same model, same AP
 
 
 def test_a_foreign_file_without_metadata_is_refused(tmp_path):
