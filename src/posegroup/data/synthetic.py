@@ -791,7 +791,9 @@ def generate_dataset(out_dir, num_images: int, *, crowding="sparse", seed: int =
                     bar.update(1)
         else:
             import multiprocessing as mp
-            with mp.get_context().Pool(min(workers, n), initializer=_init_worker, initargs=(bank,)) as pool:
+            # forkserver: a fork of this process could inherit a lock held by a thread of torch,
+            # onnxruntime or OpenMP and deadlock; the server is a fresh single-threaded process
+            with mp.get_context("forkserver").Pool(min(workers, n), initializer=_init_worker, initargs=(bank,)) as pool:
                 for r in pool.imap(_make_image, jobs, chunksize=max(1, int(chunksize))):
                     results.append(r)
                     if bar is not None:

@@ -159,10 +159,12 @@ def unwrap_worker_error(e: BaseException) -> BaseException | None:
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
-    """Data-loader workers leave SIGINT / SIGTERM to the main process, which stops training at
-    a step boundary and then shuts them down (a worker dying mid-step would abort the step)."""
+    """Data-loader workers leave Ctrl-C (SIGINT, which reaches the whole foreground process group)
+    to the main process, which stops training at a step boundary and then shuts them down (a
+    worker dying mid-step would abort the step). They keep SIGTERM's default: Python's
+    multiprocessing ends leftover daemonic workers at exit with SIGTERM and then joins them, so a
+    worker that ignored it would hang the exit for ever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _run_files(out_dir: Path) -> list[Path]:
