@@ -11,15 +11,9 @@ import torch
 import yaml
 
 from posegroup.cli import main
-from tests.engine.test_train import make_dataset, tiny_config
+from tests.engine.test_train import _one_thread, make_dataset, tiny_config  # noqa: F401 (autouse fixture)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

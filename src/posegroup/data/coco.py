@@ -69,6 +69,17 @@ def _id_label(rec: dict, key: str = "id") -> str:
     return repr(rec[key]) if key in rec else "without id"
 
 
+def _add_unique_id(seen: set, value, name: str, entry: str, duplicate: str) -> None:
+    """Add ``value`` to ``seen``; one DatasetError line when it is unhashable or already there."""
+    try:
+        dup = value in seen
+    except TypeError:
+        raise DatasetError(f"{name}: {entry}: id {value!r} is not a number or string") from None
+    if dup:
+        raise DatasetError(f"{name}: {duplicate}")
+    seen.add(value)
+
+
 def validate_coco(data: dict, name) -> None:
     """Check a loaded COCO json (ground truth or pose bank) record by record.
 
@@ -83,13 +94,7 @@ def validate_coco(data: dict, name) -> None:
         if not isinstance(img, dict) or "id" not in img:
             raise DatasetError(f"{name}: image entry #{n} is not an object with an 'id'")
         iid = img["id"]
-        try:
-            dup = iid in seen_images
-        except TypeError:
-            raise DatasetError(f"{name}: image entry #{n}: id {iid!r} is not a number or string") from None
-        if dup:
-            raise DatasetError(f"{name}: image {iid!r}: duplicate image id (entry #{n})")
-        seen_images.add(iid)
+        _add_unique_id(seen_images, iid, name, f"image entry #{n}", f"image {iid!r}: duplicate image id (entry #{n})")
         for key in ("width", "height"):
             if key in img and not (_is_number(img[key]) and math.isfinite(img[key]) and img[key] > 0):
                 raise DatasetError(f"{name}: image {iid!r}: {key} {img[key]!r} is not a positive number")
@@ -106,13 +111,8 @@ def validate_coco(data: dict, name) -> None:
         if "image_id" in a:
             label += f" (image {a['image_id']!r})"
         if "id" in a:
-            try:
-                dup = aid in seen_anns
-            except TypeError:
-                raise DatasetError(f"{name}: annotation entry #{n}: id {aid!r} is not a number or string") from None
-            if dup:
-                raise DatasetError(f"{name}: {label}: duplicate annotation id (entry #{n})")
-            seen_anns.add(aid)
+            _add_unique_id(seen_anns, aid, name, f"annotation entry #{n}",
+                           f"{label}: duplicate annotation id (entry #{n})")
         kp = a.get("keypoints")
         if kp is not None:
             if not isinstance(kp, list):

@@ -105,13 +105,11 @@ def _calibrate(cfg: dict, scratch: Path, steps: int = 20) -> float:
     from .train import train
     c = copy.deepcopy(cfg)
     c["train"].update(steps=steps + 2, checkpoint_every=10 ** 9, out_dir=str(scratch))
-    t0 = time.monotonic()
-    train(c, max_steps=2, progress=False, overwrite=True)        # start-up and first steps
+    train(c, max_steps=2, progress=False, overwrite=True)        # start-up and first steps, not timed
     t1 = time.monotonic()
     train(c, resume=True, max_steps=steps + 2, progress=False)
     rate = steps / max(1e-6, (time.monotonic() - t1) / 60)
     shutil.rmtree(scratch, ignore_errors=True)
-    del t0
     return rate
 
 
