@@ -131,6 +131,13 @@ def cmd_synth(args) -> int:
 def cmd_train(args) -> int:
     from .engine.config import load_config
     from .engine.train import RunRefused, train
+    if args.list:
+        from .engine.config import bundled_configs
+        for name, path in bundled_configs().items():
+            print(f"{name:<28} {path}")
+        return 0
+    if not args.config:
+        raise CliError("give a CONFIG (a YAML file, or a bundled config's name: posegroup train --list)")
     if args.resume and args.overwrite:
         raise CliError("give --resume or --overwrite, not both")
     if args.allow_changes and not args.resume:
@@ -310,7 +317,11 @@ def _add_synth_parser(sub) -> None:
 def _add_train_parser(sub) -> None:
     """The ``train`` verb's arguments."""
     t = sub.add_parser("train", help="train from a YAML config")
-    t.add_argument("config")
+    t.add_argument("config", nargs="?",
+                   help="a YAML config file, or the name of a bundled one (e.g. ae_tiny_synthetic; see --list); "
+                        "relative paths in a bundled config resolve against the working directory, in your own "
+                        "file against its folder")
+    t.add_argument("--list", action="store_true", help="list the bundled configs and exit")
     t.add_argument("--resume", nargs="?", const=True, default=False,
                    help="continue from the last checkpoint in the output folder (or the one given)")
     t.add_argument("--out", default=None, help="output folder (default: the config's)")
@@ -437,7 +448,10 @@ def main(argv=None) -> int:
         print(f"posegroup: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:
+        from .engine.distributed import peer_gone
         from .engine.train import TrainingError
+        if peer_gone(e):  # another DDP rank failed and prints the one line; this rank ends quietly
+            return 1
         if not isinstance(e, TrainingError):
             raise
         print(f"posegroup: error: {e}", file=sys.stderr)

@@ -76,11 +76,34 @@ def test_overrides(tmp_path):
         parse_override("train.batch_size")
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "configs").glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "src" / "posegroup" / "configs").glob("*.yaml")))
 def test_shipped_configs_load(name):
-    cfg = load_config(REPO / "configs" / f"{name}.yaml")      # method.options and test validated too
+    cfg = load_config(REPO / "src" / "posegroup" / "configs" / f"{name}.yaml")   # method.options, test validated too
     assert cfg["method"]["name"] == name.split("_")[0]
     assert cfg["data"]["input_size"] % cfg["data"]["stride"] == 0
+
+
+def test_bundled_configs_by_name_resolve_against_cwd(tmp_path, monkeypatch):
+    """`posegroup train ae_tiny_synthetic`: a bundled config by bare name (with or without .yaml),
+    its relative paths in the working directory; a config of one's own keeps its own folder;
+    an unknown name is one line listing the bundled ones."""
+    from posegroup.engine.config import bundled_configs, find_config
+    assert {"ae_tiny_synthetic", "recurrent_tiny_synthetic"} <= set(bundled_configs())
+    monkeypatch.chdir(tmp_path)
+    for name in ("ae_tiny_synthetic", "ae_tiny_synthetic.yaml"):
+        assert find_config(name) == bundled_configs()["ae_tiny_synthetic"]
+        cfg = load_config(name)
+        assert cfg["data"]["train_ann"] == str(tmp_path / "runs/synth/train/annotations.json")
+        assert cfg["train"]["out_dir"] == str(tmp_path / "runs/ae_tiny_synthetic")
+    assert load_config("recurrent_tiny_synthetic")["model"]["init_from"] == str(tmp_path / "runs/ae_tiny_synthetic/last.pt")
+    own = tmp_path / "mine" / "ae_tiny_synthetic.yaml"              # a copy one edits: its own folder
+    own.parent.mkdir()
+    own.write_text(bundled_configs()["ae_tiny_synthetic"].read_text())
+    assert load_config(own)["data"]["train_ann"] == str(own.parent / "runs/synth/train/annotations.json")
+    (tmp_path / "ae_tiny_synthetic.yaml").write_text(MINIMAL)          # a file of the same name wins
+    assert find_config("ae_tiny_synthetic.yaml") == Path("ae_tiny_synthetic.yaml")
+    with pytest.raises(ConfigError, match=r"^ae_tiny: no such config file, nor a bundled config .*ae_tiny_synthetic"):
+        load_config("ae_tiny")
 
 
 def _write(tmp_path, train_extra: str = "", data_extra: str = "") -> Path:

@@ -243,7 +243,7 @@ def test_overfit_four_images_decodes(tmp_path):
     ann = generate_dataset(tmp_path / "data", 4, crowding="sparse", seed=0, image_size=128, workers=1,
                            progress=False)["annotation_file"]
     cfg = merge_config({
-        # as configs/ae_tiny_synthetic.yaml: push 10x the pull, or the tags of a small model
+        # as the bundled ae_tiny_synthetic config: push 10x the pull, or the tags of a small model
         # collapse to one value (with pull = push = 1 the pull gradient wins at the start).
         "method": {"name": "ae", "options": {"pull_weight": 1e-3, "push_weight": 1e-2}},
         "model": {"name": "tiny", "num_stacks": 1},

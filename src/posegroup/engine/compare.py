@@ -85,8 +85,7 @@ def make_data(out: Path, *, images: int, val_images: int, size: int, seed: int, 
 def stage_config(stage: dict, anns: dict, out: Path, *, seed: int, size: int, init: str | None) -> dict:
     """The stage's bundled config with the comparison's data, backbone, seed and output folder."""
     from .config import load_config
-    from .demo import find_config
-    cfg = load_config(find_config(stage["config"]), require_training=False)
+    cfg = load_config(stage["config"].removesuffix(".yaml"), require_training=False)
     cfg["method"]["options"] = {**cfg["method"]["options"], **stage.get("options", {})}
     model = cfg["model"]
     if "backbone" in model or "init_from" in model:    # a method reading another's backbone

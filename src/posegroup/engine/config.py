@@ -29,7 +29,7 @@ unchanged to the component that owns them (method, backbone, decoder), which val
     ``steps`` (None) or ``epochs`` (None): the length of training (one of them is required;
     ``steps`` wins). ``max_minutes`` (None: no wall-clock limit; training stops cleanly, with a
     checkpoint, when reached). ``workers`` (2: data loader processes), ``amp`` (True: mixed
-    precision, used only when CUDA is there), ``grad_clip`` (0.0 = off: max gradient norm),
+    precision: float16 on CUDA, bfloat16 on CPUs with AMX/AVX512-BF16, else float32), ``grad_clip`` (0.0 = off: max gradient norm),
     ``checkpoint_every`` (1000 steps; a checkpoint is also written at the end), ``eval_every``
     (0 = only at the end when a val split is set; N = every N steps), ``seed`` (0),
     ``out_dir`` ("runs/train"), ``log_every`` (20 steps), ``device`` (None: cuda if available).
@@ -46,9 +46,13 @@ size and step counts are positive integers, ``lr`` a positive number (``true`` i
 probabilities in [0, 1], ``device`` one that is there -- each fault a one-line
 :class:`ConfigError` naming the file and the dotted key.
 
-Paths (``data.*_ann``, ``data.*_images``, ``train.out_dir``) that are relative resolve
-**relative to the folder of the config file** (not the current working directory), so a config
-can be run from anywhere. A config given as a dict (no file) resolves against the CWD.
+Paths (``data.*_ann``, ``data.*_images``, ``train.out_dir``, ``model.init_from``) that are
+relative resolve **relative to the folder of the config file** (not the current working
+directory), so a config of your own can be run from anywhere. Two exceptions resolve against
+the CWD: a config given as a dict (no file), and a *bundled* config -- the YAML files shipped
+inside the package (``posegroup/configs/``, :func:`bundled_configs`), which
+:func:`find_config` / :func:`load_config` also find by bare name (``ae_tiny_synthetic``), so
+their ``runs/...`` paths land in the folder you run from, not in site-packages.
 """
 from __future__ import annotations
 
@@ -63,6 +67,9 @@ OPEN_SECTIONS = ("method.options", "model", "test")
 
 #: Keys that must be present (not None) after merging, for training.
 REQUIRED_FOR_TRAINING = ("method.name", "data.train_ann")
+
+#: The configs shipped inside the package (package data, found by bare name).
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 #: Keys holding file-system paths, resolved relative to the config file.
 PATH_KEYS = ("data.train_ann", "data.train_images", "data.val_ann", "data.val_images", "train.out_dir",
@@ -360,17 +367,45 @@ def validate_values(cfg: dict, source: str) -> None:
     check_device(_get(cfg, "train.device"), source)
 
 
+def bundled_configs() -> dict[str, Path]:
+    """The configs shipped with the package: ``{name (no .yaml): path}``, sorted by name."""
+    return {p.stem: p for p in sorted(BUNDLED_DIR.glob("*.yaml"))}
+
+
+def find_config(name: str | Path) -> Path:
+    """A config file: ``name`` itself when it is a file, else the bundled config of that name
+    (with or without ``.yaml``); a name that is neither: a one-line :class:`ConfigError` listing
+    the bundled ones. A file of yours wins over a bundled config of the same name."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    bundled = bundled_configs()
+    stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
+    if path.parent != Path("."):          # a path, not a name: reading it says what is wrong
+        return path
+    if stem in bundled:
+        return bundled[stem]
+    raise ConfigError(f"{name}: no such config file, nor a bundled config of that name "
+                      f"(bundled: {', '.join(bundled) or 'none'}; posegroup train --list)")
+
+
+def is_bundled(path: str | Path) -> bool:
+    """Whether ``path`` is one of the package's bundled configs."""
+    return Path(path).resolve().parent == BUNDLED_DIR
+
+
 def load_config(path: str | Path, overrides: dict | None = None, *, require_training: bool = True) -> dict:
     """Read a YAML config file, merge it over the defaults and check it.
 
     Args:
-        path: the YAML file. Relative paths inside resolve against its folder.
+        path: the YAML file, or the bare name of a bundled config (:func:`find_config`).
+            Relative paths inside resolve against its folder -- for a bundled config, the CWD.
         overrides: nested dict merged over the file's content (e.g. from the command line).
         require_training: require ``data.train_ann`` and a length of training.
     Raises: :class:`ConfigError` naming the file for a missing/unreadable file, bad YAML, an
     unknown key or a missing required key.
     """
-    path = Path(path)
+    path = find_config(path)
     try:
         text = path.read_text()
     except OSError as e:
@@ -381,8 +416,8 @@ def load_config(path: str | Path, overrides: dict | None = None, *, require_trai
         raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
     if overrides:
         user = deep_update(user, overrides)
-    return merge_config(user, source=str(path), base_dir=path.resolve().parent,
-                        require_training=require_training)
+    base = Path.cwd() if is_bundled(path) else path.resolve().parent
+    return merge_config(user, source=str(path), base_dir=base, require_training=require_training)
 
 
 def deep_update(base: dict, update: dict) -> dict:

@@ -1,7 +1,7 @@
 """``posegroup demo``: the whole pipeline on an embedded default, no user data, no downloads.
 
 Makes a small synthetic training split and two held-out splits (sparse, heavy overlap), trains a
-tiny Associative Embedding hourglass for a few CPU minutes (configs/ae_tiny_synthetic.yaml),
+tiny Associative Embedding hourglass for a few CPU minutes (bundled config ae_tiny_synthetic),
 predicts, scores with the official COCO metric and writes pictures and an AP table.
 """
 from __future__ import annotations
@@ -17,13 +17,12 @@ CONFIG_NAME = "ae_tiny_synthetic.yaml"
 
 
 def find_config(name: str = CONFIG_NAME) -> Path:
-    """The repository's configs/NAME (the package is installed from its checkout)."""
-    here = Path(__file__).resolve()
-    for base in here.parents:
-        p = base / "configs" / name
-        if p.is_file():
-            return p
-    raise FileNotFoundError(f"configs/{name} not found next to the posegroup sources")
+    """The bundled config NAME (``posegroup/configs/``, package data: no checkout needed)."""
+    from .config import BUNDLED_DIR, bundled_configs
+    path = bundled_configs().get(Path(name).stem)
+    if path is None:
+        raise FileNotFoundError(f"{BUNDLED_DIR / name}: bundled config missing from the installed package")
+    return path
 
 
 def run_demo(out_dir="posegroup_demo", *, minutes: float = 5.0, images: int = 2000,

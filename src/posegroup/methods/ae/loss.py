@@ -24,7 +24,7 @@ per-pixel tags h(x) (dimension E), S_n the pixels sampled in instance n (at most
   averaged over the counted (non-ignored) pixels.
 
 These are sums, exactly as written (not normalised by |S_n| or N): the config's weights carry
-the scale (see ``configs/ae_seg_tiny_synthetic.yaml``). Averaged over the images of the batch.
+the scale (see the bundled config ``ae_seg_tiny_synthetic``). Averaged over the images of the batch.
 """
 from __future__ import annotations
 
