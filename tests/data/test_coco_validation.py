@@ -47,6 +47,24 @@ FAULTS = [
     ("string_height", _set(["images", 0, "height"], "40"), r"image 7: height '40' is not a positive number"),
     ("image_without_id", lambda d: d["images"][1].pop("id"), r"image entry #1 is not an object with an 'id'"),
     ("nan_crowd_index", _set(["images", 0, "crowdIndex"], math.nan), r"image 7: crowdIndex nan is not a finite number"),
+    # a labelled keypoint more than one image width (60) / height (40) outside its image
+    ("huge_keypoint", _set(["annotations", 1, "keypoints", 0], 1e9),
+     r"annotation 2 \(image 8\): keypoint 0 at \(1e\+09, 12\.5\) lies more than one image width/height "
+     r"outside the 60x40 image"),
+    ("negative_keypoint", _set(["annotations", 0, "keypoints", 1], -40.5),
+     r"annotation 1 \(image 7\): keypoint 0 at \(10\.5, -40\.5\) lies more than one image width/height outside"),
+    ("bad_rle_counts", _set(["annotations", 1, "segmentation"], {"size": [40, 60], "counts": [10, 20]}),
+     r"annotation 2 \(image 8\): RLE segmentation counts sum to 30, not 40 x 60"),
+    ("rle_of_other_size", _set(["annotations", 0, "segmentation"], {"size": [64, 64], "counts": "PPP"}),
+     r"annotation 1 \(image 7\): RLE segmentation size \[64, 64\] is not the image's \[40, 60\]"),
+    ("rle_negative_counts", _set(["annotations", 0, "segmentation"], {"size": [40, 60], "counts": [-5, 2405]}),
+     r"annotation 1 \(image 7\): RLE segmentation counts are not a string or a list of integers >= 0"),
+    ("rle_without_size", _set(["annotations", 0, "segmentation"], {"counts": "PPP"}),
+     r"annotation 1 \(image 7\): RLE segmentation size None is not \[height, width\]"),
+    ("nan_polygon", _set(["annotations", 0, "segmentation"], [[1, 2, 3, math.nan, 5, 6]]),
+     r"annotation 1 \(image 7\): segmentation polygon 0 is not a list of finite numbers"),
+    ("string_segmentation", _set(["annotations", 0, "segmentation"], "mask.png"),
+     r"annotation 1 \(image 7\): segmentation is a str, not polygons or an RLE dict"),
 ]
 
 
@@ -83,3 +101,33 @@ def test_pose_bank_without_images_is_still_checked(tmp_path):
     p.write_text(json.dumps(bank))
     with pytest.raises(DatasetError, match=r"annotation 1 \(image 7\): keypoint 1 y is inf"):
         load_coco_json(p, require_images=False)
+
+
+def test_keypoints_near_or_unlabelled_outside_the_image_pass(tmp_path):
+    """The keypoint range rule refuses only labelled keypoints beyond one image size: a labelled
+    keypoint just inside the margin (x = -59, y = 79 for a 60x40 image) and an unlabelled one at
+    1e9 pass."""
+    data = _data()
+    data["annotations"][0]["keypoints"][3:6] = [-59.0, 79.0, 1]
+    data["annotations"][0]["keypoints"][6:9] = [1e9, -1e9, 0]
+    p = tmp_path / "ann.json"
+    p.write_text(json.dumps(data))
+    assert len(CocoPoseDataset(p)) == 2
+
+
+def test_corrupt_compressed_rle_is_one_line_when_decoded(tmp_path):
+    """A compressed RLE string of the right size that pycocotools cannot decode: one line naming
+    the file and the annotation id when the image's masks are built."""
+    import cv2
+    import numpy as np
+    data = _data()
+    data["annotations"][1]["segmentation"] = {"size": [40, 60], "counts": "abc!!"}
+    p = tmp_path / "ann.json"
+    p.write_text(json.dumps(data))
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((40, 60, 3), np.uint8))
+    ds = CocoPoseDataset(p)
+    ds[0]
+    with pytest.raises(DatasetError, match=rf"^{p}: annotation 2 \(image 8\): segmentation cannot be decoded") as e:
+        ds[1]
+    assert "\n" not in str(e.value)

@@ -56,6 +56,10 @@ RESULT_FAULTS = [
     ("no_image_id", _no("image_id"), r"result 1: no image_id"),
     ("not_an_object", [1, 2], r"result 1: not a json object"),
     ("bad_rle", _good(segmentation=[[0, 0, 10, 0, 10, 10]]), r"result 1 \(image 1\): segmentation is not an RLE"),
+    # beyond 10 image sizes (200 px) from the origin
+    ("huge_keypoint", _good(keypoints=_kp_with(3, 1e9)),
+     r"result 1 \(image 1\): keypoint 1 at \(1e\+09, 45\) lies beyond 10x the 200x200 image's size"),
+    ("negative_keypoint", _good(keypoints=_kp_with(7, -2001)), r"result 1 \(image 1\): keypoint 2 at \(56, -2001\) lies beyond"),
 ]
 
 
@@ -120,3 +124,13 @@ def test_nan_ground_truth_no_longer_scores_a_match(tmp_path):
     p.write_text(json.dumps(data))
     with pytest.raises(DatasetError, match="keypoint 0 x is nan"):
         evaluate_all(p, [_good()])
+
+
+def test_results_just_inside_the_range_rule_are_scored(tmp_path):
+    """|x| and |y| up to 10 image sizes are accepted (scored as misses, not refused)."""
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(_gt()))
+    far = _good(keypoints=_kp_with(0, -2000.0), score=0.5)
+    far["keypoints"][1] = 2000.0
+    stats = evaluate_results(gt, [_good(), far])
+    assert stats["AP"] == pytest.approx(1.0)

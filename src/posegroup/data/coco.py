@@ -11,7 +11,8 @@
 
 Every fault in the input (missing or unreadable image, malformed json, keypoint arrays of the
 wrong length, annotations naming unknown image ids, NaN/inf or non-numeric keypoints and boxes,
-duplicate image or annotation ids, non-positive image sizes) raises :class:`DatasetError` with one
+labelled keypoints more than one image width/height outside their image, malformed polygons or
+RLE segmentations, duplicate image or annotation ids, non-positive image sizes) raises :class:`DatasetError` with one
 line naming the file, the record (image / annotation id) and the fault: :func:`load_coco_json`
 checks every file it reads (:func:`validate_coco`).
 """
@@ -86,10 +87,14 @@ def validate_coco(data: dict, name) -> None:
     Faults, each a one-line :class:`DatasetError` ``"<name>: image|annotation <id>: <fault>"``:
     an image without an id, a duplicate image id, a width/height that is not a positive number,
     a ``crowdIndex`` that is not a finite number >= 0; a duplicate annotation id, ``keypoints``
-    that are not a list of finite numbers in whole (x, y, v) triples, a ``bbox`` that is not four
-    finite numbers with non-negative width and height, a non-finite ``area``.
+    that are not a list of finite numbers in whole (x, y, v) triples, a labelled keypoint (v > 0)
+    more than one image width/height outside its image (x < -W or x > 2W, y < -H or y > 2H; the
+    rule of :data:`KEYPOINT_MARGIN`), a ``bbox`` that is not four finite numbers with non-negative
+    width and height, a non-finite ``area``, a ``segmentation`` that is neither polygons of finite
+    numbers nor an RLE of the image's size (uncompressed counts: non-negative integers summing
+    to H x W).
     (Whether ``keypoints`` has 3 x K values and names a known image is the reader's check.)"""
-    seen_images = set()
+    seen_images, sizes = set(), {}
     for n, img in enumerate(data.get("images") or []):
         if not isinstance(img, dict) or "id" not in img:
             raise DatasetError(f"{name}: image entry #{n} is not an object with an 'id'")
@@ -98,6 +103,8 @@ def validate_coco(data: dict, name) -> None:
         for key in ("width", "height"):
             if key in img and not (_is_number(img[key]) and math.isfinite(img[key]) and img[key] > 0):
                 raise DatasetError(f"{name}: image {iid!r}: {key} {img[key]!r} is not a positive number")
+        if "width" in img and "height" in img:
+            sizes[iid] = (img["width"], img["height"])
         if "crowdIndex" in img:
             c = img["crowdIndex"]
             if not (_is_number(c) and math.isfinite(c) and c >= 0):
@@ -106,35 +113,97 @@ def validate_coco(data: dict, name) -> None:
     for n, a in enumerate(data.get("annotations") or []):
         if not isinstance(a, dict):
             raise DatasetError(f"{name}: annotation entry #{n} is not an object")
-        aid = a.get("id")
-        label = f"annotation {aid!r}" if "id" in a else f"annotation entry #{n} (no id)"
-        if "image_id" in a:
-            label += f" (image {a['image_id']!r})"
+        label = _annotation_label(a, n)
         if "id" in a:
-            _add_unique_id(seen_anns, aid, name, f"annotation entry #{n}",
+            _add_unique_id(seen_anns, a["id"], name, f"annotation entry #{n}",
                            f"{label}: duplicate annotation id (entry #{n})")
-        kp = a.get("keypoints")
-        if kp is not None:
-            if not isinstance(kp, list):
-                raise DatasetError(f"{name}: {label}: keypoints is a {type(kp).__name__}, not a list")
-            if len(kp) % 3:
-                raise DatasetError(f"{name}: {label}: {len(kp)} keypoint values, not whole (x, y, v) triples")
-            bad = _bad_number(kp)
-            if bad is not None:
-                j, v = bad
-                raise DatasetError(f"{name}: {label}: keypoint {j // 3} {'xyv'[j % 3]} is {v!r}, "
-                                   f"not a finite number")
-        if "bbox" in a:
-            bb = a["bbox"]
-            if not isinstance(bb, list) or len(bb) != 4:
-                raise DatasetError(f"{name}: {label}: bbox {bb!r} is not [x, y, width, height]")
-            bad = _bad_number(bb)
-            if bad is not None:
-                raise DatasetError(f"{name}: {label}: bbox {'xywh'[bad[0]]} is {bad[1]!r}, not a finite number")
-            if bb[2] < 0 or bb[3] < 0:
-                raise DatasetError(f"{name}: {label}: bbox has negative width or height {bb[2:]}")
-        if "area" in a and not (_is_number(a["area"]) and math.isfinite(a["area"])):
-            raise DatasetError(f"{name}: {label}: area {a['area']!r} is not a finite number")
+        size = sizes.get(a["image_id"]) if "image_id" in a and _hashable(a["image_id"]) else None
+        _check_annotation(a, f"{name}: {label}", size)
+
+
+#: A labelled ground-truth keypoint may lie at most this many image widths (heights) left of or
+#: right of (above or below) its image; further out it is a fault, not an annotation.
+KEYPOINT_MARGIN = 1.0
+
+
+def _hashable(v) -> bool:
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
+
+
+def _annotation_label(a: dict, n: int) -> str:
+    """"annotation <id> (image <image_id>)" for error lines (entry number when there is no id)."""
+    label = f"annotation {a['id']!r}" if "id" in a else f"annotation entry #{n} (no id)"
+    return label + (f" (image {a['image_id']!r})" if "image_id" in a else "")
+
+
+def _check_annotation(a: dict, where: str, size: tuple | None) -> None:
+    """One annotation's keypoints, bbox, area and segmentation (``where``: "<file>: <label>";
+    ``size``: its image's (W, H) or None); see :func:`validate_coco`."""
+    kp = a.get("keypoints")
+    if kp is not None:
+        if not isinstance(kp, list):
+            raise DatasetError(f"{where}: keypoints is a {type(kp).__name__}, not a list")
+        if len(kp) % 3:
+            raise DatasetError(f"{where}: {len(kp)} keypoint values, not whole (x, y, v) triples")
+        bad = _bad_number(kp)
+        if bad is not None:
+            j, v = bad
+            raise DatasetError(f"{where}: keypoint {j // 3} {'xyv'[j % 3]} is {v!r}, not a finite number")
+        if size is not None:
+            _check_keypoint_range(np.asarray(kp, float).reshape(-1, 3), where, size)
+    if "bbox" in a:
+        bb = a["bbox"]
+        if not isinstance(bb, list) or len(bb) != 4:
+            raise DatasetError(f"{where}: bbox {bb!r} is not [x, y, width, height]")
+        bad = _bad_number(bb)
+        if bad is not None:
+            raise DatasetError(f"{where}: bbox {'xywh'[bad[0]]} is {bad[1]!r}, not a finite number")
+        if bb[2] < 0 or bb[3] < 0:
+            raise DatasetError(f"{where}: bbox has negative width or height {bb[2:]}")
+    if "area" in a and not (_is_number(a["area"]) and math.isfinite(a["area"])):
+        raise DatasetError(f"{where}: area {a['area']!r} is not a finite number")
+    if a.get("segmentation"):
+        _check_segmentation(a["segmentation"], where, size)
+
+
+def _check_keypoint_range(kp: np.ndarray, where: str, size: tuple) -> None:
+    """kp: (K, 3) finite x, y, v. A labelled keypoint beyond :data:`KEYPOINT_MARGIN` image
+    sizes outside the (W, H) image is a fault."""
+    w, h = size
+    lo, hi = -KEYPOINT_MARGIN * np.array([w, h]), (1 + KEYPOINT_MARGIN) * np.array([w, h])
+    out = (kp[:, 2] > 0) & ((kp[:, :2] < lo) | (kp[:, :2] > hi)).any(1)
+    if out.any():
+        j = int(np.argmax(out))
+        raise DatasetError(f"{where}: keypoint {j} at ({kp[j, 0]:g}, {kp[j, 1]:g}) lies more than one image "
+                           f"width/height outside the {w:g}x{h:g} image")
+
+
+def _check_segmentation(segm, where: str, size: tuple | None) -> None:
+    """Polygons (lists of finite numbers) or an RLE dict of the image's ``size`` (W, H): ``size``
+    [H, W], ``counts`` a string (compressed) or non-negative integers summing to H x W."""
+    if isinstance(segm, list):
+        for i, poly in enumerate(segm):
+            if not isinstance(poly, list) or _bad_number(poly) is not None:
+                raise DatasetError(f"{where}: segmentation polygon {i} is not a list of finite numbers")
+        return
+    if not isinstance(segm, dict):
+        raise DatasetError(f"{where}: segmentation is a {type(segm).__name__}, not polygons or an RLE dict")
+    hw, counts = segm.get("size"), segm.get("counts")
+    if not (isinstance(hw, list) and len(hw) == 2 and all(isinstance(v, int) and v > 0 for v in hw)):
+        raise DatasetError(f"{where}: RLE segmentation size {hw!r} is not [height, width]")
+    if size is not None and tuple(hw) != (size[1], size[0]):
+        raise DatasetError(f"{where}: RLE segmentation size {hw} is not the image's [{size[1]:g}, {size[0]:g}]")
+    if isinstance(counts, str):
+        return
+    if not (isinstance(counts, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                             for v in counts)):
+        raise DatasetError(f"{where}: RLE segmentation counts are not a string or a list of integers >= 0")
+    if sum(counts) != hw[0] * hw[1]:
+        raise DatasetError(f"{where}: RLE segmentation counts sum to {sum(counts)}, not {hw[0]} x {hw[1]}")
 
 
 def decode_segmentation(segm, height: int, width: int) -> np.ndarray:
@@ -240,7 +309,7 @@ class CocoPoseDataset:
             crowd = bool(a.get("iscrowd", 0))
             if crowd or n_lab == 0:
                 if with_masks and h and w:
-                    m = decode_segmentation(a.get("segmentation"), h, w) if a.get("segmentation") else None
+                    m = self._mask(a, h, w) if a.get("segmentation") else None
                     if m is not None and m.any():
                         ignore |= m.astype(bool)
                     elif a.get("bbox") and not crowd:
@@ -250,10 +319,23 @@ class CocoPoseDataset:
             kps.append(np.asarray(a["keypoints"], np.float32).reshape(k, 3))
             if with_masks:
                 segm = a.get("segmentation")
-                masks.append(decode_segmentation(segm, h, w) if segm and h and w else np.zeros((h, w), np.uint8))
+                masks.append(self._mask(a, h, w) if segm and h and w else np.zeros((h, w), np.uint8))
         keypoints = np.stack(kps) if kps else np.zeros((0, k, 3), np.float32)
         inst = np.stack(masks) if masks else np.zeros((0, h, w), np.uint8)
         return {"keypoints": keypoints, "instance_masks": inst, "ignore_mask": ignore}
+
+    def _mask(self, a: dict, h: int, w: int) -> np.ndarray:
+        """uint8 (H, W) mask of annotation ``a``; a segmentation pycocotools cannot decode (a
+        corrupt compressed RLE) or not of the image's size is one line naming file and annotation."""
+        try:
+            m = decode_segmentation(a["segmentation"], h, w)
+        except (ValueError, TypeError, KeyError, OverflowError) as e:
+            raise DatasetError(f"{self.ann_file}: {_annotation_label(a, 0)}: segmentation cannot be decoded "
+                               f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+        if m.shape != (h, w):
+            raise DatasetError(f"{self.ann_file}: {_annotation_label(a, 0)}: segmentation is {m.shape[0]}x{m.shape[1]}, "
+                               f"the image {h}x{w}")
+        return m
 
     def __getitem__(self, i: int) -> dict:
         image_id = self.image_ids[i]

@@ -133,13 +133,32 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+#: A result keypoint x (y) may lie at most this many image widths (heights) from the origin.
+RESULT_COORD_LIMIT = 10.0
+
+
+def _check_result_range(kp: list, where: str, size: tuple | None) -> None:
+    """kp: finite [x, y, s] * K of one result; ``size``: its image's (W, H) or None (no check)."""
+    if size is None:
+        return
+    xy = np.abs(np.asarray(kp, float).reshape(-1, 3)[:, :2])
+    out = (xy > RESULT_COORD_LIMIT * np.asarray(size, float)).any(1)
+    if out.any():
+        j = int(np.argmax(out))
+        raise DatasetError(f"{where}: keypoint {j} at ({kp[3 * j]:g}, {kp[3 * j + 1]:g}) lies beyond "
+                           f"{RESULT_COORD_LIMIT:g}x the {size[0]:g}x{size[1]:g} image's size from its origin")
+
+
 def check_results(dets: list, name: str, gt: dict, gt_name: str, *, num_keypoints: int | None) -> None:
     """One-line :class:`DatasetError` ``"<name>: result <i> (image <id>): <fault>"`` for the first
     bad detection: not an object, image id missing or not in the ground truth, category id
     missing or not a ground-truth category, score missing or not a finite number, keypoints
-    (when ``num_keypoints`` is given) missing, of the wrong length, or not finite numbers,
-    a segmentation that is not an RLE dict."""
+    (when ``num_keypoints`` is given) missing, of the wrong length, or not finite numbers, or a
+    keypoint x (y) beyond :data:`RESULT_COORD_LIMIT` image widths (heights) from the origin
+    (``|x| > 10 W``: no decoder puts a joint there; a garbage coordinate would still weigh in
+    COCOeval's OKS), a segmentation that is not an RLE dict."""
     img_ids = {im["id"] for im in gt["images"]}
+    sizes = {im["id"]: (im["width"], im["height"]) for im in gt["images"] if "width" in im and "height" in im}
     cat_ids = {c["id"] for c in gt.get("categories") or [] if isinstance(c, dict) and "id" in c} or {1}
     for i, d in enumerate(dets):
         if not isinstance(d, dict):
@@ -177,6 +196,7 @@ def check_results(dets: list, name: str, gt: dict, gt_name: str, *, num_keypoint
             for j, v in enumerate(kp):
                 if not _finite(v):
                     raise DatasetError(f"{where}: keypoint {j // 3} {'xys'[j % 3]} is {v!r}, not a finite number")
+            _check_result_range(kp, where, sizes.get(iid))
         if "segmentation" in d:
             s = d["segmentation"]
             if not (isinstance(s, dict) and isinstance(s.get("size"), list) and len(s["size"]) == 2

@@ -42,6 +42,8 @@ from .checkpoint import (CheckpointError, build_method_from_config, build_model,
                          load_init_weights,
                          plain, remove_stale_temp_files, rng_state, save_checkpoint, set_rng_state)
 from .config import dump_config, merge_config
+from .distributed import init_from_env as _distributed
+from .distributed import settle
 from .predict import test_options  # noqa: F401  (re-exported: the training evaluator uses it)
 
 #: File name of the rolling checkpoint inside ``out_dir``.
@@ -85,20 +87,6 @@ def lr_factor(step: int, schedule: dict, total_steps: int) -> float:
     if warm and step < warm:
         f *= (step + 1) / warm
     return f
-
-
-def _distributed() -> tuple[int, int, int, bool]:
-    """(rank, world_size, local_rank, initialised_here) from torchrun's environment."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0, False
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if dist.is_initialized():
-        return rank, world, local, False
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local)
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size(), local, True
 
 
 def _seed_everything(seed: int) -> None:
@@ -200,16 +188,17 @@ class _Run:
     writer = bar = log_file = replaced = None
 
 
-def _setup(cfg: dict, out_dir: Path, max_steps: int | None, fresh: bool) -> _Run:
-    """Process group, device, seeds, data, method, network (``model.init_from`` when ``fresh``),
-    optimizer, lr schedule and AMP scaler, in the order that fixes the global RNG stream."""
+def _setup(cfg: dict, out_dir: Path, max_steps: int | None, fresh: bool, dist_info: tuple) -> _Run:
+    """Process group (``dist_info``: :func:`~posegroup.engine.distributed.init_from_env`), device,
+    seeds, data, method, network (``model.init_from`` when ``fresh``), optimizer, lr schedule and
+    AMP scaler, in the order that fixes the global RNG stream."""
     from ..data.coco import CocoPoseDataset
     from ..data.training import StepBatchSampler, TrainingSet
 
     r = _Run()
     r.cfg, r.tc, r.dc, r.out_dir = cfg, cfg["train"], cfg["data"], out_dir
     tc, dc = r.tc, r.dc
-    r.rank, r.world, r.local_rank, r.own_pg = _distributed()
+    r.rank, r.world, r.local_rank, r.own_pg = dist_info
     r.is_main = r.rank == 0
     if tc["device"]:
         r.device = torch.device(tc["device"])
@@ -372,16 +361,17 @@ class _StopRequest:
 
 def _next_batch(r: _Run, it, stop: _StopRequest) -> dict | None:
     """The next batch on the device; None when a signal reached the data-loader workers too
-    (one process). A worker's error is raised as the worker's own error."""
+    (one process). A worker's error is raised as the worker's own error. Under DDP every rank
+    settles after reading (:func:`~posegroup.engine.distributed.settle`): one rank's data fault
+    stops every rank, reported once by the failing rank."""
+    error = None
     try:
         raw = next(it)
     except Exception as e:
         if stop.signal is not None and r.world == 1:  # the signal reached the workers too
             return None
-        unwrapped = unwrap_worker_error(e)
-        if unwrapped is not None:
-            raise unwrapped from None
-        raise
+        error = unwrap_worker_error(e) or e
+    settle(error)  # raises ``error`` (or, on the other ranks, PeerFailed) when any rank failed
     return _to_device(raw, r.device)
 
 
@@ -487,6 +477,28 @@ def _after_loop(r: _Run, step: int, start_step: int, stopped: str) -> str:
 _NO_EVAL = object()
 
 
+def _prepare(cfg: dict, out_dir: Path, max_steps: int | None, *, resume, overwrite: bool, allow_changes: bool,
+             trust: bool | None, progress: bool) -> tuple[_Run, int, dict | None]:
+    """:func:`_setup`, :func:`_resume` and :func:`_open_outputs`, settled across DDP ranks
+    (:func:`~posegroup.engine.distributed.settle`): an error on any rank stops every rank and is
+    reported once. Returns ``(run, start step, rng states to restore or None)``."""
+    dist_info = _distributed()
+    r, error, start_step, restored_rng = None, None, 0, None
+    try:
+        r = _setup(cfg, out_dir, max_steps, fresh=not resume, dist_info=dist_info)
+        start_step, restored_rng = _resume(r, resume, overwrite=overwrite, allow_changes=allow_changes, trust=trust)
+        _open_outputs(r, start_step, fresh_overwrite=not resume and overwrite, progress=progress)
+    except Exception as e:
+        error = e
+    try:
+        settle(error)
+    except BaseException:  # the process group ends with the process (see train())
+        if r is not None:
+            _close_outputs(r)
+        raise
+    return r, start_step, restored_rng
+
+
 def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str | Path = False,
           max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True,
           overwrite: bool = False, allow_changes: bool = False, trust: bool | None = None) -> dict:
@@ -521,10 +533,10 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
     """
     cfg = config if "_source" in config else merge_config(config)
     max_minutes = max_minutes if max_minutes is not None else cfg["train"]["max_minutes"]
-    r = _setup(cfg, Path(out_dir or cfg["train"]["out_dir"]), max_steps, fresh=not resume)
-    start_step, restored_rng = _resume(r, resume, overwrite=overwrite, allow_changes=allow_changes, trust=trust)
+    r, start_step, restored_rng = _prepare(cfg, Path(out_dir or cfg["train"]["out_dir"]), max_steps, resume=resume,
+                                           overwrite=overwrite, allow_changes=allow_changes, trust=trust,
+                                           progress=progress)
     loader = _make_loader(r, start_step)
-    _open_outputs(r, start_step, fresh_overwrite=not resume and overwrite, progress=progress)
     stop = _StopRequest(r)
     evaluator = _Evaluator(cfg, r.method, r.out_dir) if r.dc["val_ann"] else None
 
@@ -559,9 +571,8 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
         stop.restore()
         _close_outputs(r)
         del it  # shuts data-loader workers down
-        if r.own_pg:
-            if sys.exc_info()[0] is None:  # no barrier on an error: another rank may be gone
-                dist.barrier()
+        if r.own_pg and sys.exc_info()[0] is None:  # on an error the process exit ends the group:
+            dist.barrier()                            # the other ranks wait for it (distributed.settle)
             dist.destroy_process_group()
     return {"steps": step, "start_step": start_step, "total_steps": r.total_steps, "final_loss": last_loss,
             "checkpoint": str(r.ckpt_path), "eval": last_eval, "out_dir": str(r.out_dir),
