@@ -254,7 +254,8 @@ def cmd_benchmark(args) -> int:
         if not args.weights or not args.ann:
             raise CliError(f"benchmark {args.what} needs --weights CKPT|M.onnx [...] and --ann SPLIT.json [...]")
         splits = {Path(a).parent.name or Path(a).stem: a for a in args.ann}
-        benchmark.benchmark_speed(args.weights, splits, max_images=args.images or 50, out_file=args.stats)
+        benchmark.benchmark_speed(args.weights, splits, max_images=args.images or 50, out_file=args.stats,
+                                  onnx_format=args.format)
         return 0
     from .engine.config import load_config
     if not args.config:
@@ -404,13 +405,18 @@ def _add_benchmark_parser(sub) -> None:
     b = sub.add_parser("benchmark", help="decode speed, or AP against training time")
     b.add_argument("what", choices=["decode", "train", "speed", "predict", "methods"],
                    help="decode: decoders on oracle maps; train: AP against training minutes; "
-                        "speed (= predict): AP, network / decoder ms, images/s of checkpoints and exported "
-                        ".onnx models (the first is the baseline); "
+                        "speed (= predict): AP, network / decoder ms, images/s of checkpoints, exported "
+                        ".onnx models and foreign ONNX networks (--format) (the first is the baseline); "
                         "methods: AE, PersonLab and recurrent on one backbone and budget, sparse to heavy")
     b.add_argument("config", nargs="?", help="train: the YAML config")
     b.add_argument("--ann", nargs="+", help="decode: COCO keypoint json of layouts (default ../shared/data); "
                                             "speed: one json per split (named by its folder)")
-    b.add_argument("--weights", nargs="+", help="speed / predict: checkpoints and exported .onnx models to time (first = baseline)")
+    b.add_argument("--weights", nargs="+",
+                   help="speed / predict: checkpoints, exported .onnx models and foreign .onnx networks (no posegroup "
+                        "metadata: read as --format) to time (first = baseline)")
+    from .methods import DEFAULT_ONNX_FORMAT, ONNX_FORMATS
+    b.add_argument("--format", default=None, choices=sorted(ONNX_FORMATS),
+                   help=f"speed / predict: layout of the foreign .onnx files among --weights (default: {DEFAULT_ONNX_FORMAT})")
     b.add_argument("--stats", help="speed: also write the rows to this json")
     b.add_argument("--images", type=int, default=None, help="decode: use the first N images")
     b.add_argument("--noise", default="clean", choices=["clean", "mild", "hard"],

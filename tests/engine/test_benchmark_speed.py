@@ -1,5 +1,6 @@
 """benchmark speed / predict: network and decoder times split correctly, PyTorch against
-onnxruntime on the same model, ratios against the first model of the run."""
+onnxruntime on the same model, a foreign ONNX network (PoseNet) beside them, ratios against the
+first model of the run."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import torch
 from posegroup.cli import main
 from posegroup.engine.benchmark import benchmark_speed
 from posegroup.engine.train import train
+from tests.conftest import shared_file
 from tests.engine.test_train import _one_thread, make_dataset, tiny_config  # noqa: F401 (autouse fixture)
 
 
@@ -52,3 +54,56 @@ def test_network_time_is_the_backbone_forward(tmp_path, monkeypatch):
     image = torch.zeros(64, 64, 3, dtype=torch.uint8).numpy()
     _, _, net_s, total_s = predict(image)
     assert 0.05 <= net_s <= total_s
+
+
+POSENET = "models/posenet_mobilenetv1_dyn.onnx"
+COCO_IMAGES = "coco_images/person_keypoints_local_images.json"
+
+
+def test_posenet_row_beside_a_checkpoint(tmp_path):
+    """A foreign .onnx (no posegroup metadata) among --weights is read through its adapter
+    (default format posenet): a 'posenet' onnxruntime row on the real COCO images, with the AP
+    that COCOeval gives to PoseNet's own predictions of the same images, beside a checkpoint's."""
+    pytest.importorskip("onnxruntime")
+    from posegroup.data.coco import CocoPoseDataset
+    from posegroup.engine.evaluate import evaluate_results
+    from posegroup.engine.predict import to_coco_results
+    from posegroup.methods.personlab.posenet import PoseNetONNX
+    model, ann = shared_file(POSENET), shared_file(COCO_IMAGES)
+    tiny = make_dataset(tmp_path / "d", 2, size=64, people=(1, 2))
+    run = train(tiny_config(tiny, tmp_path / "run", steps=1), progress=False)
+    assert main(["--quiet", "benchmark", "predict", "--weights", run["checkpoint"], str(model), "--ann", str(ann),
+                 "--images", "3", "--stats", str(tmp_path / "rows.json")]) == 0
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [(r["method"], r["runtime"], r["split"]) for r in rows] == \
+        [("ae", "pytorch", "coco_images"), ("posenet", "onnxruntime", "coco_images")]
+    pn = rows[1]
+    assert pn["images"] == 3 and pn["network_ms"] > 0 and pn["decoder_ms"] > 0
+    assert pn["total_vs_baseline"] == pytest.approx(
+        (pn["network_ms"] + pn["decoder_ms"]) / (rows[0]["network_ms"] + rows[0]["decoder_ms"]))
+    ds = CocoPoseDataset(str(ann))
+    ids = list(ds.image_ids)[:3]
+    net = PoseNetONNX(model, threads=1)
+    results = [r for i in ids for r in to_coco_results(i, *net.predict(ds.load_image(i)))]
+    assert pn["AP"] == pytest.approx(evaluate_results(str(ann), results, image_ids=ids)["AP"], abs=1e-9)
+    assert pn["AP"] > 0.2                                   # a real network on real images
+
+
+def test_foreign_onnx_network_time_is_its_graph_run(tmp_path):
+    """The adapter's run_graph (onnxruntime) is the network column; preprocessing and decoding the rest."""
+    import time
+
+    pytest.importorskip("onnxruntime")
+    from posegroup.engine import benchmark as B
+    net, method, opts, runtime = B._speed_model(shared_file(POSENET), threads=1)
+    assert (method.name, runtime, opts) == ("posenet", "onnxruntime", {})
+    original = net.run_graph
+
+    def slow(x):
+        time.sleep(0.05)
+        return original(x)
+
+    net.run_graph = slow
+    image = torch.zeros(96, 128, 3, dtype=torch.uint8).numpy()
+    _, _, net_s, total_s = B._timed_predictor(net, method, opts)(image)
+    assert 0.05 <= net_s < total_s

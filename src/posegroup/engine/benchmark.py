@@ -261,11 +261,89 @@ def _timed_predictor(model, method, test_opts):
     return run
 
 
+class _AdapterMethod:
+    """A foreign ONNX network's adapter (:data:`posegroup.methods.ONNX_FORMATS`) seen as a method
+    by :func:`benchmark_speed`: ``predict(net, image)`` is the adapter's own predict, its
+    ``run_graph`` the network."""
+
+    def __init__(self, name, net):
+        self.name, self.keypoint_set = name, net.keypoint_set
+
+    def predict(self, net, image, **opts):
+        return net.predict(image, **opts)
+
+
+def _speed_model(path, onnx_format=None, threads=1):
+    """(model, method, test options, runtime) of one ``benchmark predict`` entry: a training
+    checkpoint (PyTorch); an ``.onnx`` that ``posegroup export`` wrote (onnxruntime network, the
+    method's decoding in Python); or a foreign ``.onnx`` without posegroup metadata, read by its
+    adapter of format ``onnx_format`` (default :data:`~posegroup.methods.DEFAULT_ONNX_FORMAT`,
+    as ``predict --onnx``; it applies to foreign files only), with ``threads`` onnxruntime threads."""
+    from .checkpoint import load_model
+    from .predict import test_options
+
+    if not str(path).endswith(".onnx"):
+        model, method, config = load_model(path)
+        return model, method, test_options(config, method), "pytorch"
+    from .onnx_model import load_onnx_model, read_metadata
+    if read_metadata(path) is not None:    # our own export: its metadata says how to decode it
+        model, method, meta = load_onnx_model(path)
+        opts = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (meta.get("test") or {}).items()}
+        return model, method, opts, "onnxruntime"
+    from ..methods import DEFAULT_ONNX_FORMAT, onnx_adapter
+    fmt = onnx_format or DEFAULT_ONNX_FORMAT
+    net = onnx_adapter(fmt, path, threads=threads)
+    return net, _AdapterMethod(fmt, net), {}, "onnxruntime"
+
+
+def _speed_row(run, method, ann, max_images, repeats) -> dict:
+    """AP, median network / decoder ms, images/s and people of ``run`` (a :func:`_timed_predictor`)
+    on the first ``max_images`` images of the COCO json ``ann``."""
+    import numpy as np
+
+    from ..data.coco import CocoPoseDataset
+    from .evaluate import evaluate_results
+    from .predict import to_coco_results
+
+    ds = CocoPoseDataset(ann, keypoint_set=method.keypoint_set)
+    ids = list(ds.image_ids)[:max_images] if max_images else list(ds.image_ids)
+    images = [ds.load_image(i) for i in ids]
+    run(images[0])                                         # warm-up
+    net, dec, people, results = [], [], 0, []
+    for _ in range(max(1, int(repeats))):
+        results, people = [], 0
+        for image_id, image in zip(ids, images):
+            poses, scores, n_s, t_s = run(image)
+            net.append(n_s)
+            dec.append(t_s - n_s)
+            people += len(poses)
+            results += to_coco_results(image_id, poses, scores)
+    ap = float(evaluate_results(str(ds.ann_file), results, keypoint_set=ds.keypoint_set,
+                                image_ids=ids)["AP"]) if results else 0.0
+    net_ms, dec_ms = 1e3 * float(np.median(net)), 1e3 * float(np.median(dec))
+    return {"images": len(ids), "AP": ap, "images_per_s": 1e3 / max(1e-9, net_ms + dec_ms),
+            "network_ms": net_ms, "decoder_ms": dec_ms,
+            "decoder_ms_per_person": 1e3 * float(np.sum(dec)) / max(1, people * max(1, int(repeats))),
+            "people_per_image": people / max(1, len(ids))}
+
+
+def _speed_table(rows) -> str:
+    lines = ["| method | runtime | split | AP | network ms | decoder ms | decoder ms / person | people / image | "
+             "images / s | total vs first |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['runtime']} | {r['split']} | {r['AP']:.3f} | {r['network_ms']:.1f} | "
+                     f"{r['decoder_ms']:.1f} | {r['decoder_ms_per_person']:.2f} | {r['people_per_image']:.1f} | "
+                     f"{r['images_per_s']:.1f} | {r['total_vs_baseline']:.2f}x |")
+    return "\n".join(lines)
+
+
 def benchmark_speed(checkpoints, splits: dict, *, max_images: int | None = 50, threads: int | None = 1,
-                    repeats: int = 1, out_file=None) -> list[dict]:
+                    repeats: int = 1, out_file=None, onnx_format: str | None = None) -> list[dict]:
     """Per model and split: AP, network ms and decoder ms per image and per decoded person,
-    images per second. ``checkpoints``: training checkpoints (PyTorch) and/or ``.onnx`` files
-    written by ``posegroup export`` (onnxruntime for the network, the method's decoding in Python).
+    images per second. ``checkpoints``: training checkpoints (PyTorch), ``.onnx`` files written
+    by ``posegroup export`` (onnxruntime for the network, the method's decoding in Python) and
+    foreign ``.onnx`` networks without posegroup metadata (e.g. Google's PoseNet, through its
+    adapter of format ``onnx_format``; see :func:`_speed_model`).
 
     The first model is the baseline: every row also gives its total time as a ratio to the
     baseline's on the same split, measured in the same run. ``splits``: name -> COCO json.
@@ -274,59 +352,22 @@ def benchmark_speed(checkpoints, splits: dict, *, max_images: int | None = 50, t
     import json
     from pathlib import Path
 
-    import numpy as np
     import torch
-
-    from ..data.coco import CocoPoseDataset
-    from .checkpoint import load_model
-    from .evaluate import evaluate_results
-    from .predict import test_options, to_coco_results
 
     if threads:
         torch.set_num_threads(int(threads))
     rows, base = [], {}
     for ck in checkpoints:
-        if str(ck).endswith(".onnx"):     # our own export, through onnxruntime
-            from .onnx_model import load_onnx_model
-            model, method, meta = load_onnx_model(ck)
-            opts = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (meta.get("test") or {}).items()}
-            runtime = "onnxruntime"
-        else:
-            model, method, config = load_model(ck)
-            opts, runtime = test_options(config, method), "pytorch"
+        model, method, opts, runtime = _speed_model(ck, onnx_format, threads=threads)
         run = _timed_predictor(model, method, opts)
         for split, ann in splits.items():
-            ds = CocoPoseDataset(ann, keypoint_set=method.keypoint_set)
-            ids = list(ds.image_ids)[:max_images] if max_images else list(ds.image_ids)
-            images = [ds.load_image(i) for i in ids]
-            run(images[0])                                         # warm-up
-            net, dec, people, results = [], [], 0, []
-            for _ in range(max(1, int(repeats))):
-                results, people = [], 0
-                for image_id, image in zip(ids, images):
-                    poses, scores, n_s, t_s = run(image)
-                    net.append(n_s)
-                    dec.append(t_s - n_s)
-                    people += len(poses)
-                    results += to_coco_results(image_id, poses, scores)
-            ap = float(evaluate_results(str(ds.ann_file), results, keypoint_set=ds.keypoint_set,
-                                        image_ids=ids)["AP"]) if results else 0.0
-            net_ms, dec_ms = 1e3 * float(np.median(net)), 1e3 * float(np.median(dec))
             row = {"checkpoint": str(ck), "method": method.name, "runtime": runtime, "split": split,
-                   "images": len(ids), "AP": ap, "images_per_s": 1e3 / max(1e-9, net_ms + dec_ms),
-                   "network_ms": net_ms, "decoder_ms": dec_ms,
-                   "decoder_ms_per_person": 1e3 * float(np.sum(dec)) / max(1, people * max(1, int(repeats))),
-                   "people_per_image": people / max(1, len(ids))}
-            base.setdefault(split, net_ms + dec_ms)
-            row["total_vs_baseline"] = (net_ms + dec_ms) / base[split]
+                   **_speed_row(run, method, ann, max_images, repeats)}
+            total = row["network_ms"] + row["decoder_ms"]
+            base.setdefault(split, total)
+            row["total_vs_baseline"] = total / base[split]
             rows.append(row)
-    lines = ["| method | runtime | split | AP | network ms | decoder ms | decoder ms / person | people / image | "
-             "images / s | total vs first |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['method']} | {r['runtime']} | {r['split']} | {r['AP']:.3f} | {r['network_ms']:.1f} | "
-                     f"{r['decoder_ms']:.1f} | {r['decoder_ms_per_person']:.2f} | {r['people_per_image']:.1f} | "
-                     f"{r['images_per_s']:.1f} | {r['total_vs_baseline']:.2f}x |")
-    print("\n".join(lines), flush=True)
+    print(_speed_table(rows), flush=True)
     if out_file is not None:
         Path(out_file).write_text(json.dumps(rows, indent=1))
     return rows

@@ -66,17 +66,27 @@ def test_flags() -> dict[str, tuple[dict, tuple[str, ...]]]:
 
 
 #: Foreign ONNX networks ``predict --onnx M --format F`` reads: format -> "module:Class", a class
-#: taking (path, **test options) with ``predict(image)`` and ``keypoint_set``.
+#: taking (path, **test options, threads=None) with ``predict(image)``, ``keypoint_set`` and
+#: ``run_graph(x)`` (the network alone, timed as such by ``benchmark predict``).
 ONNX_FORMATS = {"posenet": "posegroup.methods.personlab.posenet:PoseNetONNX"}
+#: The format of an ONNX network without posegroup metadata when none is given.
+DEFAULT_ONNX_FORMAT = "posenet"
+
+
+def onnx_adapter(fmt: str, path, **opts):
+    """The adapter object of an ONNX network of format ``fmt`` (``ONNX_FORMATS[fmt](path, **opts)``):
+    ``predict(image) -> (poses, scores)``, ``keypoint_set``, and ``run_graph(x)`` (the network
+    alone, what ``benchmark predict`` times as its network)."""
+    if fmt not in ONNX_FORMATS:
+        raise ValueError(f"unknown ONNX format {fmt!r}; choose one of {sorted(ONNX_FORMATS)}")
+    module, cls = ONNX_FORMATS[fmt].split(":")
+    return getattr(importlib.import_module(module), cls)(path, **opts)
 
 
 def onnx_predictor(fmt: str, path, **opts):
     """(predictor, keypoint_set) for an ONNX network of format ``fmt``."""
-    if fmt not in ONNX_FORMATS:
-        raise ValueError(f"unknown ONNX format {fmt!r}; choose one of {sorted(ONNX_FORMATS)}")
-    module, cls = ONNX_FORMATS[fmt].split(":")
-    net = getattr(importlib.import_module(module), cls)(path, **opts)
+    net = onnx_adapter(fmt, path, **opts)
     return net.predict, net.keypoint_set
 
 
-__all__ = ["Method", "build_method", "check_options", "test_option_names", "method_class", "test_flags", "onnx_predictor", "ONNX_FORMATS", "METHODS"]
+__all__ = ["Method", "build_method", "check_options", "test_option_names", "method_class", "test_flags", "onnx_adapter", "onnx_predictor", "ONNX_FORMATS", "DEFAULT_ONNX_FORMAT", "METHODS"]

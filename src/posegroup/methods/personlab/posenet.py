@@ -85,10 +85,8 @@ class PoseNetONNX:
             raise ValueError(f"{path}: PoseNet ONNX model file not found")
         if (input_size - 1) % self.output_stride:
             raise ValueError(f"PoseNet input_size must be 16k+1 (e.g. 513), got {input_size}")
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("onnxruntime is not installed: pip install posegroup[onnx]") from exc
+        from ...extras import require
+        ort = require("onnxruntime", "a PoseNet ONNX network")
         opts = ort.SessionOptions()
         if threads is not None:
             opts.intra_op_num_threads = int(threads)
@@ -125,10 +123,15 @@ class PoseNetONNX:
         x[:nh, :nw] = resized.astype(np.float32) / 127.5 - 1.0
         return x[None], factor
 
+    def run_graph(self, x: np.ndarray) -> list[np.ndarray]:
+        """The network alone: onnxruntime on a prepared input (:meth:`preprocess`) -> the four
+        raw outputs (heatmap, offset, displacement_fwd, displacement_bwd), batch dim kept."""
+        return self.session.run(self.output_names, {self.input_name: x})
+
     def run(self, image: np.ndarray) -> tuple[dict[str, Any], float]:
         """Network outputs of one image in the decoder layout, and the resize factor."""
         x, factor = self.preprocess(image)
-        outs = self.session.run(self.output_names, {self.input_name: x})
+        outs = self.run_graph(x)
         return convert_outputs(*(o[0] for o in outs)), factor
 
     def predict(self, image: np.ndarray, **decode_opts: Any) -> tuple[np.ndarray, np.ndarray]:
