@@ -202,8 +202,10 @@ def cmd_predict(args) -> int:
         raise CliError("--track follows people through a video; give a video file (.mp4 ...)")
     if videos and args.gt:
         raise CliError("--gt names image ids; a video's json uses frame indices")
-    if getattr(args, "ray", False) and (videos or args.gt):
-        raise CliError("--ray predicts images (no videos, no --gt)")
+    if getattr(args, "ray", False) and videos:
+        raise CliError(f"{videos[0]}: is a video; --ray predicts images only (predict a video without --ray)")
+    if getattr(args, "ray", False) and args.gt:
+        raise CliError("--ray does not take --gt (score its results.json with 'posegroup evaluate --results')")
     with trusting(args.trust_checkpoint):
         predictor, kps, _ = make_predictor(args)   # also checks the model and flags before any worker starts
     if getattr(args, "ray", False):
