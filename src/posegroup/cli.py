@@ -28,13 +28,27 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     t = p.add_argument_group("test-time options (each method owns its flags; default: the checkpoint config's)")
     for name, (spec, owners) in test_flags().items():
         kw = {k: v for k, v in spec.items() if k != "type"}
-        kw["help"] = f"{spec.get('help', '')} [{', '.join(owners)}]"
+        kw["help"] = f"{spec.get('help', '')} [{', '.join(owners)}] (default: the model's own test setting)"
         if spec.get("type") is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
             kw["type"] = spec.get("type", str)
             kw.setdefault("metavar", None if "choices" in spec else name.upper())
         t.add_argument("--" + name.replace("_", "-"), dest=f"test_{name}", default=None, **kw)
+
+
+def _add_device_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--device", default=None,
+                   help=f"{what}: cpu, cuda or cuda:N (default: cuda when there is one, else cpu)")
+
+
+def _device(args) -> str | None:
+    """``--device`` checked (one line naming it when that device is not there), or None."""
+    device = getattr(args, "device", None)
+    if device is not None:
+        from .engine.config import check_device
+        check_device(device, None, "--device")
+    return device
 
 
 def _test_opts(args) -> dict:
@@ -49,10 +63,12 @@ def _test_opts(args) -> dict:
 
 
 def make_predictor(args):
-    """(predictor, keypoint_set, name) from --weights or --onnx; predictor(image) -> poses, scores[, masks]."""
+    """(predictor, keypoint_set, label) from --weights or --onnx; predictor(image) -> poses, scores[, masks];
+    label: "method (model file)", the pictures' caption."""
     if bool(args.weights) == bool(args.onnx):
         raise CliError("give exactly one of --weights CKPT or --onnx MODEL")
     opts = _test_opts(args)
+    device = _device(args)
 
     def check_flags(method):
         unknown = sorted(set(opts) - set(type(method).TEST_FLAGS))
@@ -68,20 +84,20 @@ def make_predictor(args):
             model, method, meta = load_onnx_model(args.onnx)
             check_flags(method)
             test = {k: tuple(v) if isinstance(v, list) else v for k, v in (meta.get("test") or {}).items()}
-            return wrap(model, method, None, **{**test, **opts}), method.keypoint_set, Path(args.onnx).name
+            return wrap(model, method, None, **{**test, **opts}), method.keypoint_set, f"{method.name} ({Path(args.onnx).name})"
         from .methods import onnx_predictor
         fmt = fmt or "posenet"
         unknown = sorted(set(opts) - {"input_size"})
         if unknown:
             raise CliError(f"--{unknown[0].replace('_', '-')} is not a test option of --onnx --format {fmt}")
         predictor, kps = onnx_predictor(fmt, args.onnx, **opts)
-        return predictor, kps, Path(args.onnx).name
+        return predictor, kps, f"{fmt} ({Path(args.onnx).name})"
     from .engine.predict import checkpoint_predictor
     from .engine.checkpoint import load_model
     model, method, config = load_model(args.weights)
     check_flags(method)
-    predictor, method, _ = checkpoint_predictor(args.weights, model=(model, method, config), **opts)
-    return predictor, method.keypoint_set, Path(args.weights).name
+    predictor, method, _ = checkpoint_predictor(args.weights, device, model=(model, method, config), **opts)
+    return predictor, method.keypoint_set, f"{method.name} ({Path(args.weights).name})"
 
 
 # ----------------------------------------------------------------------------- verbs
@@ -143,6 +159,8 @@ def cmd_train(args) -> int:
     if args.allow_changes and not args.resume:
         raise CliError("--allow-changes goes with --resume")
     config = load_config(args.config)
+    if _device(args) is not None:
+        config["train"]["device"] = args.device
     resume = args.resume if args.resume else False
     try:
         summary = train(config, out_dir=args.out, resume=resume, max_steps=args.max_steps,
@@ -183,8 +201,11 @@ def cmd_evaluate(args) -> int:
         results = predict_dataset(predictor, ds, progress=not args.quiet)
         if out_results is not None:
             _write_text_atomic(out_results, json.dumps(results))
-    stats = evaluate_all(args.gt, results, protocol=args.protocol)
+    subset = bool(args.results) and not args.all_images   # a model predicts every image of --gt
+    stats = evaluate_all(args.gt, results, protocol=args.protocol, only_with_results=subset)
     print(format_table(stats))
+    print(f"scored {stats['images_scored']} of {stats['images_total']} ground-truth images"
+          + (" (those with results; --all-images scores all)" if stats["images_scored"] < stats["images_total"] else ""))
     if args.stats:
         _write_text_atomic(Path(args.stats), json.dumps(stats, indent=1))
         print(f"stats written to {args.stats}")
@@ -207,7 +228,7 @@ def cmd_predict(args) -> int:
     if getattr(args, "ray", False) and args.gt:
         raise CliError("--ray does not take --gt (score its results.json with 'posegroup evaluate --results')")
     with trusting(args.trust_checkpoint):
-        predictor, kps, _ = make_predictor(args)   # also checks the model and flags before any worker starts
+        predictor, kps, label = make_predictor(args)   # also checks the model and flags before any worker starts
     if getattr(args, "ray", False):
         from .engine.ray_predict import model_spec_from_args, predict_ray
         s = predict_ray(model_spec_from_args(args), args.images, out_dir=args.out, address=args.ray_address,
@@ -225,7 +246,7 @@ def cmd_predict(args) -> int:
         return 0
     results = predict_images(predictor, args.images, out_dir=args.out, keypoint_set=kps,
                              draw=not args.no_draw, progress=not args.quiet, gt_file=args.gt,
-                             overwrite=args.overwrite)
+                             overwrite=args.overwrite, min_score=args.min_score, label=label)
     skipped = getattr(results, "skipped", [])
     print(f"{len(results)} people in {args.out}/results.json"
           + (f"; skipped {len(skipped)} unreadable: {', '.join(p for p, _ in skipped)}" if skipped else ""))
@@ -235,7 +256,7 @@ def cmd_predict(args) -> int:
 def cmd_export(args) -> int:
     from .engine.export import export_onnx
     path = export_onnx(args.weights, args.out, input_size=args.input_size, overwrite=args.overwrite,
-                       trust=args.trust_checkpoint)
+                       trust=args.trust_checkpoint, device=_device(args))
     print(f"exported {path}")
     return 0
 
@@ -286,10 +307,31 @@ def cmd_demo(args) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
+class _SubParser(argparse.ArgumentParser):
+    """A verb's parser: help with defaults (:class:`_Help`)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, unless the text already says it (or the
+    option is an on/off switch, off unless given)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or action.required or (action.nargs == 0 and action.default in (False, None)):
+            return text
+        if action.default is None and (action.option_strings or action.nargs == "?"):
+            return text + " (default: not given)"
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="posegroup", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="posegroup", description=__doc__.splitlines()[0], formatter_class=_Help)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    sub = p.add_subparsers(dest="verb", required=True)
+    sub = p.add_subparsers(dest="verb", required=True, parser_class=_SubParser)
     _add_synth_parser(sub)
     _add_train_parser(sub)
     _add_evaluate_parser(sub)
@@ -303,15 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_synth_parser(sub) -> None:
     """The ``synth`` verb's arguments."""
     s = sub.add_parser("synth", help="write a synthetic crowded-scene COCO dataset")
-    s.add_argument("--out", required=True)
-    s.add_argument("--images", type=int, default=200)
+    s.add_argument("--out", required=True, help="folder to write annotations.json and images/ into")
+    s.add_argument("--images", type=int, default=200, help="number of images")
     s.add_argument("--crowding", default="sparse",
                    help="sparse | medium | heavy | a number in [0, 1], or a comma list to mix them "
                         "(e.g. sparse,medium,heavy) (default: sparse)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="random seed (the same seed writes the same dataset)")
     s.add_argument("--poses", default=None, help="COCO keypoint json to take real poses from")
     s.add_argument("--size", type=int, default=256, help="image side in pixels")
-    s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--workers", type=int, default=None, help="worker processes (default: up to the CPU count)")
     s.add_argument("--overwrite", action="store_true",
                    help="replace the synthetic dataset in a non-empty --out (its annotations.json and images/NNNNNN.jpg)")
     s.set_defaults(func=cmd_synth)
@@ -325,11 +367,16 @@ def _add_train_parser(sub) -> None:
                         "relative paths in a bundled config resolve against the working directory, in your own "
                         "file against its folder")
     t.add_argument("--list", action="store_true", help="list the bundled configs and exit")
+    t.add_argument("--device", default=None,
+                   help="train on cpu, cuda or cuda:N (default: the config's train.device; unset there: cuda when "
+                        "there is one, else cpu)")
     t.add_argument("--resume", nargs="?", const=True, default=False,
                    help="continue from the last checkpoint in the output folder (or the one given)")
     t.add_argument("--out", default=None, help="output folder (default: the config's)")
-    t.add_argument("--max-steps", type=int, default=None)
-    t.add_argument("--max-minutes", type=float, default=None)
+    t.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many steps, with a checkpoint (default: the config's train.steps)")
+    t.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after this many minutes, with a checkpoint (default: the config's train.max_minutes)")
     t.add_argument("--overwrite", action="store_true",
                    help="start afresh in an output folder that has a run: replaces it as a whole (the old files are "
                         "set aside in .replaced_run/ until the new run's first checkpoint)")
@@ -344,7 +391,11 @@ def _add_evaluate_parser(sub) -> None:
     """The ``evaluate`` verb's arguments."""
     e = sub.add_parser("evaluate", help="COCO AP of a results json, or of a model on a COCO split")
     e.add_argument("--gt", required=True, help="COCO ground-truth json")
-    e.add_argument("--results", help="COCO results json")
+    e.add_argument("--results", help="COCO results json (e.g. predict's results.json: its results are matched to "
+                                     "--gt images by file_name where they carry one, else by image_id)")
+    e.add_argument("--all-images", action="store_true",
+                   help="--results: score against every --gt image (images without results count their people as "
+                        "missed); default: only the images that have results")
     e.add_argument("--images", default=None, help="image folder of --gt (default: next to it)")
     e.add_argument("--stats", help="write the figures to this json")
     e.add_argument("--out", help="also keep the predictions here (results.json)")
@@ -354,11 +405,13 @@ def _add_evaluate_parser(sub) -> None:
     e.add_argument("--trust-checkpoint", action="store_true",
                    help="also read an old-format/foreign (pickled) checkpoint -- it can run code: only for trusted files")
     _add_model_args(e)
+    _add_device_arg(e, "run a --weights model on")
     e.set_defaults(func=cmd_evaluate)
 
 
 def _add_predict_parser(sub) -> None:
     """The ``predict`` verb's arguments."""
+    from .engine.predict import MIN_SCORE
     pr = sub.add_parser("predict", help="poses for images or folders -> results.json + PNGs; "
                                         "or videos -> annotated video + json per clip")
     pr.add_argument("images", nargs="+", help="images, folders of images, or video files (.mp4 ...)")
@@ -379,26 +432,32 @@ def _add_predict_parser(sub) -> None:
     pr.add_argument("--cpus-per-worker", type=float, default=1.0, help="--ray: CPUs per worker (default: 1)")
     pr.add_argument("--gpus-per-worker", type=float, default=0.0, help="--ray: GPUs per worker (default: 0)")
     pr.add_argument("--shard-size", type=int, default=64, help="--ray: images per shard (default: 64)")
-    pr.add_argument("--out", default="predictions")
+    pr.add_argument("--out", default="predictions", help="output folder: results.json and one PNG per image")
     pr.add_argument("--gt", default=None, help="COCO json whose image ids to use in results.json")
     pr.add_argument("--no-draw", action="store_true", help="no PNGs")
+    pr.add_argument("--min-score", type=float, default=MIN_SCORE,
+                    help="draw only the people scored at least this (results.json keeps them all); low-scored "
+                         "people are mostly fragments and duplicates that bury a crowded picture")
     pr.add_argument("--overwrite", action="store_true",
                     help="replace an earlier prediction in --out (results.json and its pictures)")
     pr.add_argument("--trust-checkpoint", action="store_true",
                    help="also read an old-format/foreign (pickled) checkpoint -- it can run code: only for trusted files")
     _add_model_args(pr)
+    _add_device_arg(pr, "run a --weights model on (--onnx: onnxruntime picks CUDA when it has it)")
     pr.set_defaults(func=cmd_predict)
 
 
 def _add_export_parser(sub) -> None:
     """The ``export`` verb's arguments."""
     x = sub.add_parser("export", help="export a checkpoint's network to ONNX")
-    x.add_argument("--weights", required=True)
-    x.add_argument("--out", required=True)
-    x.add_argument("--input-size", type=int, default=None)
+    x.add_argument("--weights", required=True, help="checkpoint written by 'posegroup train'")
+    x.add_argument("--out", required=True, help="the .onnx file to write")
+    x.add_argument("--input-size", type=int, default=None,
+                   help="side of the example input traced (the graph takes any size) (default: the config's data.input_size)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing --out file (never a checkpoint)")
     x.add_argument("--trust-checkpoint", action="store_true",
                    help="also read an old-format/foreign (pickled) checkpoint -- it can run code: only for trusted files")
+    _add_device_arg(x, "trace the network on")
     x.set_defaults(func=cmd_export)
 
 
@@ -447,9 +506,10 @@ def _add_demo_parser(sub) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from .data.coco import DatasetError
+    from .extras import MissingDependency
     try:
         return args.func(args)
-    except (CliError, DatasetError, FileNotFoundError) as e:
+    except (CliError, DatasetError, FileNotFoundError, MissingDependency) as e:
         print(f"posegroup: error: {e}", file=sys.stderr)
         return 2
     except ValueError as e:  # library input checks raise ValueError with a one-line message

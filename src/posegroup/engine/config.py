@@ -286,30 +286,33 @@ def _check_bool(cfg: dict, dotted: str, source: str) -> None:
         raise ConfigError(f"{source}: '{dotted}' must be true or false, got {v!r}")
 
 
-def check_device(device: Any, source: str, dotted: str = "train.device") -> None:
-    """A device name torch understands and that is there (``cuda`` needs CUDA, ``cuda:N`` N GPUs)."""
+def check_device(device: Any, source: str | None, dotted: str = "train.device") -> None:
+    """A device name torch understands and that is there (``cuda`` needs CUDA, ``cuda:N`` N GPUs);
+    else a one-line :class:`ConfigError` naming ``source`` (the config file) and ``dotted`` (the
+    key), or only ``dotted`` when ``source`` is None (a command-line flag: ``--device``)."""
     import torch
     if device is None:
         return
+    what = f"{source}: '{dotted}'" if source else dotted
     if not isinstance(device, str) or not device.strip():
-        raise ConfigError(f"{source}: '{dotted}' must be a device name such as cpu or cuda, got {device!r}")
+        raise ConfigError(f"{what} must be a device name such as cpu or cuda, got {device!r}")
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
-        raise ConfigError(f"{source}: '{dotted}' is not a device torch knows, got {device!r}") from None
+        raise ConfigError(f"{what} is not a device torch knows, got {device!r}") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"{source}: '{dotted}' is {device!r} but CUDA is not available here "
+            raise ConfigError(f"{what} is {device!r} but CUDA is not available here "
                               "(use cpu, or leave it unset: cuda when there is one)")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"{source}: '{dotted}' is {device!r} but there are only "
+            raise ConfigError(f"{what} is {device!r} but there are only "
                               f"{torch.cuda.device_count()} CUDA devices")
     elif dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise ConfigError(f"{source}: '{dotted}' is {device!r} but MPS is not available here")
+            raise ConfigError(f"{what} is {device!r} but MPS is not available here")
     elif dev.type != "cpu":
-        raise ConfigError(f"{source}: '{dotted}' must be cpu, cuda[:N] or mps, got {device!r}")
+        raise ConfigError(f"{what} must be cpu, cuda[:N] or mps, got {device!r}")
 
 
 def validate_values(cfg: dict, source: str) -> None:

@@ -33,6 +33,7 @@ import copy
 import io
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +205,28 @@ def check_results(dets: list, name: str, gt: dict, gt_name: str, *, num_keypoint
                 raise DatasetError(f"{where}: segmentation is not an RLE dict with 'size' [h, w] and 'counts'")
 
 
+def map_file_names(dets: list, name: str, gt: dict, gt_name: str) -> list:
+    """The detections with ``image_id`` taken from the ground-truth image of the same file name
+    (base names compared) wherever a detection carries ``file_name`` (``predict`` writes it; its
+    ids are list indices when no ``--gt`` was given). A file name that no ground-truth image (or
+    more than one) has is a one-line :class:`DatasetError` naming both files."""
+    by_name: dict[str, list] = {}
+    for im in gt["images"]:
+        if isinstance(im.get("file_name"), str):
+            by_name.setdefault(os.path.basename(im["file_name"]), []).append(im["id"])
+    out = []
+    for i, d in enumerate(dets):
+        if isinstance(d, dict) and d.get("file_name") is not None:
+            base = os.path.basename(str(d["file_name"]))
+            ids = by_name.get(base, [])
+            if len(ids) != 1:
+                fault = "no image" if not ids else f"{len(ids)} images (ambiguous)"
+                raise DatasetError(f"{name}: result {i}: file_name {base!r} matches {fault} of the ground truth {gt_name}")
+            d = dict(d, image_id=ids[0])
+        out.append(d)
+    return out
+
+
 def _coco_from_dict(data: dict) -> COCO:
     coco = COCO()
     coco.dataset = data
@@ -247,6 +270,7 @@ def _prepare(gt_file, results, iou_type, keypoint_set, protocol):
     ks = _gt_keypoint_set(gt, keypoint_set)
     protocol = resolve_protocol(protocol, ks, gt_name)
     _fill_gt(gt, protocol)
+    dets = map_file_names(dets, res_name, gt, gt_name)
     check_results(dets, res_name, gt, gt_name,
                   num_keypoints=ks.num_keypoints if iou_type == "keypoints" else None)
     return gt, gt_name, dets, ks, protocol
@@ -292,20 +316,29 @@ def crowd_splits(gt: dict, gt_name: str = "<ground truth>") -> dict[str, list]:
     return {s: ids for s, ids in out.items() if ids}
 
 
-def evaluate_all(gt_file, results, *, keypoint_set=None, protocol: str | None = None) -> dict:
-    """Keypoint figures at the top level, ``protocol`` (the one applied), plus ``segm`` (when
-    results carry masks) and ``splits`` (CrowdPose easy/medium/hard, when the ground truth has
-    crowd indices)."""
+def evaluate_all(gt_file, results, *, keypoint_set=None, protocol: str | None = None,
+                 only_with_results: bool = False) -> dict:
+    """Keypoint figures at the top level, ``protocol`` (the one applied), ``images_scored`` and
+    ``images_total`` (of the ground truth), plus ``segm`` (when results carry masks) and
+    ``splits`` (CrowdPose easy/medium/hard, when the ground truth has crowd indices).
+
+    ``only_with_results``: score only the ground-truth images that have results (a prediction
+    of some of its images), else all of them (an image without results counts its people as
+    missed)."""
     gt, gt_name, dets, ks, protocol = _prepare(gt_file, results, "keypoints", keypoint_set, protocol)
+    ids = sorted({d["image_id"] for d in dets}, key=str) if only_with_results else None
     scorer = _Scorer(gt, dets, "keypoints", ks.sigmas_array)
-    stats = scorer.score()
-    stats["protocol"] = protocol
+    stats = scorer.score(ids)
+    stats.update(protocol=protocol, images_scored=len(gt["images"]) if ids is None else len(ids),
+                 images_total=len(gt["images"]))
     masked = [d for d in dets if "segmentation" in d]
     if masked:
-        stats["segm"] = _Scorer(gt, masked, "segm", None).score()
+        stats["segm"] = _Scorer(gt, masked, "segm", None).score(ids)
     splits = crowd_splits(gt, gt_name)
     if splits:
-        stats["splits"] = {s: scorer.score(ids) for s, ids in splits.items()}
+        if ids is not None:   # the scored images of each split (a split without any is left out)
+            splits = {s: kept for s, s_ids in splits.items() if (kept := sorted(set(s_ids) & set(ids), key=str))}
+        stats["splits"] = {s: scorer.score(s_ids) for s, s_ids in splits.items()}
     return stats
 
 

@@ -38,7 +38,7 @@ class ExportError(ValueError):
 
 
 def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17, overwrite: bool = False,
-                trust: bool | None = None) -> Path:
+                trust: bool | None = None, device: str | None = None) -> Path:
     """Export the checkpoint ``weights`` to ONNX at ``out``; checks it with onnxruntime when
     installed (max abs difference to PyTorch printed). Returns the output path.
 
@@ -46,14 +46,17 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
     exported and checked. An existing ``out`` is refused unless ``overwrite``; ``out`` equal
     to ``weights``, a folder, or named like a checkpoint (:data:`CHECKPOINT_SUFFIXES`) is always
     refused (:class:`ExportError`). ``trust``: see :func:`~posegroup.engine.checkpoint.load_checkpoint`.
+    ``device``: where the network is traced (default cpu).
     """
     import os
     import tempfile
 
+    from ..extras import require
     from .checkpoint import keypoint_set_to_dict, load_model
     from .onnx_model import covered_modules, export_metadata, outside_state
     from .predict import test_options
 
+    onnx = require("onnx", "posegroup export")     # torch's exporter writes through it
     out = Path(out)
     if out.resolve() == Path(weights).resolve():
         raise ExportError(f"{out}: is the checkpoint being exported; choose another --out")
@@ -65,8 +68,8 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
         raise ExportError(f"{out}: already exists; pass --overwrite to replace it, or choose another --out")
     model, method, config = load_model(weights, trust=trust)
     size = int(input_size or (config or {}).get("data", {}).get("input_size", 512))
-    wrapped = _LastStack(model).eval()
-    x = torch.randn(1, 3, size, size)
+    wrapped = _LastStack(model.to(device or "cpu")).eval()
+    x = torch.randn(1, 3, size, size, device=device or "cpu")
     covered = covered_modules(wrapped.model, wrapped, x)   # modules the graph runs; the others' weights travel
     metadata = export_metadata(model, method, config, keypoint_set_to_dict(method.keypoint_set),
                                test=test_options(config or {"data": {"input_size": size}}, method),
@@ -76,11 +79,13 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        torch.onnx.export(wrapped, (x,), str(tmp), input_names=["image"], output_names=["output"],
-                          opset_version=opset, dynamo=False,
-                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                                        "output": {0: "batch", 2: "out_height", 3: "out_width"}})
-        import onnx
+        try:
+            torch.onnx.export(wrapped, (x,), str(tmp), input_names=["image"], output_names=["output"],
+                              opset_version=opset, dynamo=False,
+                              dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                                            "output": {0: "batch", 2: "out_height", 3: "out_width"}})
+        except torch.onnx.OnnxExporterError as e:
+            raise ExportError(f"{weights}: torch's ONNX exporter failed ({str(e).splitlines()[0]})") from None
         proto = onnx.load(str(tmp))
         for key, value in metadata.items():
             entry = proto.metadata_props.add()
@@ -94,8 +99,8 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
         if ort is not None:
             sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
             with torch.no_grad():
-                ref = wrapped(x).numpy()
-            got = sess.run(None, {"image": x.numpy()})[0]
+                ref = wrapped(x).cpu().numpy()
+            got = sess.run(None, {"image": x.cpu().numpy()})[0]
             diff = float(abs(ref - got).max())
             if diff > 1e-3 * max(1.0, float(abs(ref).max())):
                 raise RuntimeError(f"{out}: ONNX output differs from PyTorch by {diff:.2e}")

@@ -104,11 +104,8 @@ def export_metadata(model: torch.nn.Module, method, config: dict, keypoint_set_d
 
 # ----------------------------------------------------------------------------- read side
 def _onnx():
-    try:
-        import onnx
-    except ImportError:
-        raise OnnxModelError("reading ONNX metadata needs onnx: pip install onnx") from None
-    return onnx
+    from ..extras import require
+    return require("onnx", "reading an ONNX model (--onnx)")
 
 
 def read_metadata(path: str | Path) -> dict[str, str] | None:
@@ -127,10 +124,8 @@ def read_metadata(path: str | Path) -> dict[str, str] | None:
 
 
 def _session(path: Path):
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise OnnxModelError("running an ONNX model needs onnxruntime: pip install onnxruntime") from None
+    from ..extras import require
+    ort = require("onnxruntime", "running an ONNX model (--onnx)")
     so = ort.SessionOptions()
     so.intra_op_num_threads = max(1, torch.get_num_threads())
     so.inter_op_num_threads = 1

@@ -95,9 +95,10 @@ def _unpack(out) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
 
 
 def to_coco_results(image_id: int, poses: np.ndarray, scores: np.ndarray, masks: np.ndarray | None = None,
-                    category_id: int = 1) -> list[dict]:
-    """COCO results entries of one image: keypoints flat [x, y, s]*K, score, and a
-    ``segmentation`` RLE (counts as str) when masks (N, H, W) are given."""
+                    category_id: int = 1, file_name: str | None = None) -> list[dict]:
+    """COCO results entries of one image: keypoints flat [x, y, s]*K, score, a ``segmentation``
+    RLE (counts as str) when masks (N, H, W) are given, and ``file_name`` (the image's base
+    name, by which ``evaluate`` finds its ground-truth id) when given."""
     results = []
     rles = None
     if masks is not None and len(masks):
@@ -107,6 +108,8 @@ def to_coco_results(image_id: int, poses: np.ndarray, scores: np.ndarray, masks:
         r = {"image_id": int(image_id), "category_id": int(category_id),
              "keypoints": [round(float(v), 3) for v in poses[n].reshape(-1)],
              "score": float(scores[n])}
+        if file_name is not None:
+            r["file_name"] = os.path.basename(str(file_name))
         if rles is not None:
             rle = dict(rles[n])
             rle["counts"] = rle["counts"].decode("ascii")
@@ -115,15 +118,21 @@ def to_coco_results(image_id: int, poses: np.ndarray, scores: np.ndarray, masks:
     return results
 
 
-def _image_id_map(gt_file: str | Path | None) -> dict[str, int]:
+def _read_gt(gt_file: str | Path | None) -> tuple[dict[str, int], dict[int, list]]:
+    """(image id by base file name, ground-truth keypoint lists by image id) of ``gt_file``."""
     if gt_file is None:
-        return {}
+        return {}, {}
     try:
         with open(gt_file) as f:
-            images = json.load(f).get("images") or []
-    except (OSError, json.JSONDecodeError) as e:
+            data = json.load(f)
+        images = data.get("images") or []
+        people: dict[int, list] = {}
+        for a in data.get("annotations") or []:
+            if a.get("keypoints") and not a.get("iscrowd", 0):
+                people.setdefault(a["image_id"], []).append(a["keypoints"])
+    except (OSError, json.JSONDecodeError, AttributeError, KeyError, TypeError) as e:
         raise PredictError(f"{gt_file}: cannot read ground-truth json ({e})") from None
-    return {os.path.basename(im["file_name"]): int(im["id"]) for im in images if "file_name" in im}
+    return {os.path.basename(im["file_name"]): int(im["id"]) for im in images if "file_name" in im}, people
 
 
 def _write_json(path: Path, obj) -> None:
@@ -140,15 +149,25 @@ class PredictResults(list):
     skipped: list
 
 
+#: People scored below this are not drawn by default (all are written to results.json): on the
+#: 136 real COCO images, PoseNet's people below 0.2 are mostly fragments and duplicates that
+#: pile up on crowded pictures (see README, "Pictures").
+MIN_SCORE = 0.2
+
+
 def predict_images(predictor: Callable, paths, *, out_dir: str | Path, keypoint_set, draw: bool = True,
                    progress: bool = True, gt_file: str | Path | None = None, threshold: float = 0.1,
-                   overwrite: bool = False) -> PredictResults:
+                   overwrite: bool = False, min_score: float = MIN_SCORE, label: str = "") -> PredictResults:
     """Predict every image in ``paths`` (files and/or folders).
 
-    Writes ``out_dir/results.json`` (COCO keypoint results; ``image_id`` from ``gt_file``'s
-    images by file name when given -- an image not in it is an error --, else the image's index
-    in the sorted list) and, when ``draw``, ``out_dir/<stem>.png`` with the skeletons
-    (keypoints above ``threshold``; ``<stem>_<index>.png`` when a name repeats). Returns the
+    Writes ``out_dir/results.json`` (COCO keypoint results, each with the image's ``file_name``;
+    ``image_id`` from ``gt_file``'s images by file name when given -- an image not in it is an
+    error --, else the image's index in the list; ``evaluate`` maps results to ground-truth ids
+    by ``file_name`` either way) and, when ``draw``, ``out_dir/<stem>.png``
+    (:func:`posegroup.viz.prediction_picture`: the people scored at least ``min_score``, joints
+    above ``threshold``, small images enlarged, a caption with ``label`` (the model), the file
+    name and the people shown; the ground truth beside it when ``gt_file`` is given;
+    ``<stem>_<index>.png`` when a name repeats). Returns the
     results list (:class:`PredictResults`, whose ``skipped`` lists the unreadable files).
 
     An unreadable or corrupt image is skipped (one line each on stderr, at the end) and the
@@ -166,8 +185,9 @@ def predict_images(predictor: Callable, paths, *, out_dir: str | Path, keypoint_
     out_dir = Path(out_dir)
     names, inputs, previous = _check_outputs(paths, files, out_dir, draw=draw, gt_file=gt_file, overwrite=overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results, written = _predict_files(predictor, files, names, out_dir, keypoint_set=keypoint_set, draw=draw,
-                                      progress=progress, gt_file=gt_file, threshold=threshold)
+    picture = dict(threshold=threshold, min_score=min_score, label=label) if draw else None
+    results, written = _predict_files(predictor, files, names, out_dir, keypoint_set=keypoint_set,
+                                      picture=picture, progress=progress, gt_file=gt_file)
     if files and len(results.skipped) == len(files):
         more = f" (and {len(files) - 1} more unreadable)" if len(files) > 1 else ""
         raise PredictError(f"{results.skipped[0][1]}{more}; no image could be read, nothing written")
@@ -215,11 +235,11 @@ def _check_outputs(paths, files: list[Path], out_dir: Path, *, draw: bool, gt_fi
 
 
 def _predict_files(predictor: Callable, files: list[Path], names: list[str], out_dir: Path, *, keypoint_set,
-                   draw: bool, progress: bool, gt_file, threshold: float) -> tuple[PredictResults, set[str]]:
-    """Predict (and draw) each file in turn. Returns (results with ``skipped``, picture names
-    written)."""
+                   picture: dict | None, progress: bool, gt_file) -> tuple[PredictResults, set[str]]:
+    """Predict each file in turn and, when ``picture`` (the options of :func:`_draw`) is given,
+    draw it. Returns (results with ``skipped``, picture names written)."""
     from ..data.coco import DatasetError
-    id_map = _image_id_map(gt_file)
+    id_map, gt_people = _read_gt(gt_file)
     results = PredictResults()
     results.skipped = []
     written: set[str] = set()
@@ -241,13 +261,23 @@ def _predict_files(predictor: Callable, files: list[Path], names: list[str], out
             results.skipped.append((str(path), reason))
             continue
         poses, scores, masks = _unpack(predictor(image))
-        results.extend(to_coco_results(image_id, poses, scores, masks))
-        if draw:
-            from ..viz import draw_poses, save_png
-            canvas = draw_poses(image, poses, keypoint_set, scores=scores, masks=masks, threshold=threshold)
-            save_png(out_dir / f"{names[index]}.png", canvas)
+        results.extend(to_coco_results(image_id, poses, scores, masks, file_name=path.name))
+        if picture is not None:
+            gt = gt_people.get(image_id, []) if gt_file is not None else None
+            _draw(out_dir / f"{names[index]}.png", image, path.name, poses, scores, masks, gt,
+                  keypoint_set=keypoint_set, **picture)
             written.add(f"{names[index]}.png")
     return results, written
+
+
+def _draw(target: Path, image, file_name: str, poses, scores, masks, gt, *, keypoint_set, threshold: float,
+          min_score: float, label: str) -> None:
+    """Write the picture of one image (:func:`posegroup.viz.prediction_picture`)."""
+    from ..viz import prediction_picture, save_png
+    gt_poses = None if gt is None else np.asarray(gt, np.float64).reshape(-1, keypoint_set.num_keypoints, 3)
+    title = " | ".join(s for s in (label, file_name) if s)
+    save_png(target, prediction_picture(image, poses, scores, keypoint_set, title=title, masks=masks,
+                                        min_score=min_score, threshold=threshold, gt_poses=gt_poses))
 
 
 def predict_dataset(predictor: Callable, dataset, *, max_images: int | None = None, progress: bool = True,
@@ -269,7 +299,8 @@ def predict_dataset(predictor: Callable, dataset, *, max_images: int | None = No
         else:
             image = dataset[i]["image"]
         poses, scores, masks = _unpack(predictor(image))
-        results.extend(to_coco_results(image_id, poses, scores, masks))
+        info = getattr(dataset, "images", {}).get(image_id) or {}
+        results.extend(to_coco_results(image_id, poses, scores, masks, file_name=info.get("file_name")))
     if out_file is not None:
         _write_json(Path(out_file), results)
     return results

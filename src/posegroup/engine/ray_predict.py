@@ -25,11 +25,9 @@ from .predict import PredictError, _write_json, collect_images
 
 
 def _ray():
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise PredictError("predict --ray needs Ray Data: pip install 'posegroup[ray]'") from None
+    from ..extras import require
+    ray = require("ray", "predict --ray")
+    require("ray.data", "predict --ray")
     return ray
 
 
@@ -61,7 +59,7 @@ class ShardPredictor:
                     skipped.append([path, str(e).splitlines()[0] if str(e) else type(e).__name__])
                     continue
                 poses, scores, masks = _unpack(self.predictor(image))
-                results.extend(to_coco_results(image_id, poses, scores, masks))
+                results.extend(to_coco_results(image_id, poses, scores, masks, file_name=Path(path).name))
             out["shard"].append(int(shard))
             out["results"].append(json.dumps(results))
             out["skipped"].append(json.dumps(skipped))

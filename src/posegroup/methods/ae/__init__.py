@@ -387,11 +387,18 @@ class AEMethod(Method):
     def draw_maps(self, model: torch.nn.Module, image: np.ndarray, *, canvas: np.ndarray | None = None,
                   **opts: Any) -> list[np.ndarray]:
         """Heatmaps (max over joints) and tag maps of the last stack, drawn over ``canvas``
-        (default: the image)."""
-        from ...viz import draw_heatmaps, draw_tags
+        (default: the image), each titled, with its colour scale."""
+        import cv2
+
+        from ...viz import caption, colorbar, draw_heatmaps, draw_tags, tag_range
         hm, tags, _, _ = self.network_outputs(model, image, input_size=int(opts.get("input_size", 512)))
         canvas = image if canvas is None else canvas
-        return [draw_heatmaps(canvas, hm), draw_tags(canvas, hm, tags)]
+        w = canvas.shape[1]
+        lo, hi = tag_range(hm, tags)
+        return [caption(draw_heatmaps(canvas, hm), ["AE heatmaps: strongest joint per pixel"],
+                        legend=colorbar(w, 0.0, 1.0, "heatmap value")),
+                caption(draw_tags(canvas, hm, tags), ["AE tags of the strongest joint", "one colour = one person"],
+                        legend=colorbar(w, lo, hi, "tag value", cv2.COLORMAP_HSV))]
 
     def predict_true_ids(self, model: torch.nn.Module, image: np.ndarray, keypoints: np.ndarray, **test_opts: Any
                          ) -> tuple[np.ndarray, np.ndarray]:

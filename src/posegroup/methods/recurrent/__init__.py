@@ -229,11 +229,14 @@ class RecurrentMethod(Method):
 
     def draw_maps(self, model: torch.nn.Module, image: np.ndarray, *, canvas: np.ndarray | None = None,
                   **opts: Any) -> list[np.ndarray]:
-        """Each decoded person's heatmaps in its own colour (the colours of the pose picture)."""
-        from ...viz import draw_person_maps
+        """Each decoded person's heatmaps in its own colour (the colours of the pose picture),
+        titled, with a colour key (person n = the n-th step of the recurrent loop)."""
+        from ...viz import caption, color_key, draw_person_maps, person_colors
         heat, probs, _, _ = self.network_outputs(model, image, input_size=int(opts.get("input_size", 512)))
         n = _decode.num_people(probs, self.settings.stop_threshold)
-        return [draw_person_maps(image if canvas is None else canvas, heat[:n])]
+        canvas = image if canvas is None else canvas
+        key = color_key(canvas.shape[1], person_colors(n), [f"person {i + 1}" for i in range(n)]) if n else None
+        return [caption(draw_person_maps(canvas, heat[:n]), [f"recurrent: {n} people, one per step"], legend=key)]
 
     def predict(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
                 scales=None, flip: bool | None = None, **decode_opts: Any) -> tuple[np.ndarray, np.ndarray]:
