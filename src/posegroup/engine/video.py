@@ -107,6 +107,38 @@ def draw_tracked(image: np.ndarray, poses: np.ndarray, scores: np.ndarray, masks
     return canvas
 
 
+def _video_targets(path: Path, out_dir: Path, *, draw: bool, overwrite: bool) -> list[Path]:
+    """``[out_dir/<stem>.json]`` (+ ``<stem>.mp4`` when ``draw``), checked: no target on the
+    input, none existing unless ``overwrite`` (:class:`PredictError`)."""
+    targets = [out_dir / f"{path.stem}.json"] + ([out_dir / f"{path.stem}.mp4"] if draw else [])
+    for t in targets:
+        if t.resolve() == path.resolve():
+            raise PredictError(f"{t}: is the input video and would be overwritten; choose another --out")
+        if t.exists() and not overwrite:
+            raise PredictError(f"{t}: already exists (an earlier prediction?); pass --overwrite to replace it, "
+                               "or choose another --out")
+    return targets
+
+
+def _predict_frame(predictor: Callable, frame: np.ndarray, index: int, tracker, track_min_score: float):
+    """One frame (H, W, 3) RGB: ``(poses (N, K, 3), scores (N,), masks or None, ids, entries)``;
+    ``ids`` the track id per person (None without a tracker; None for people scored below
+    ``track_min_score``), ``entries`` its COCO results with ``frame`` and ``track_id``."""
+    poses, scores, masks = _unpack(predictor(frame))
+    ids = None
+    if tracker is not None:
+        keep = np.flatnonzero(scores >= track_min_score)
+        kept = tracker.update(poses[keep])
+        ids = [None] * len(poses)
+        for k, i in zip(keep, kept):
+            ids[k] = i
+    entries = to_coco_results(index, poses, scores, masks)
+    for k, e in enumerate(entries):
+        e["frame"] = index
+        e["track_id"] = None if ids is None or ids[k] is None else int(ids[k])
+    return poses, scores, masks, ids, entries
+
+
 def predict_video(predictor: Callable, path: str | Path, *, out_dir: str | Path, keypoint_set,
                   track: bool = False, track_max_gap: int = 5, track_oks: float = 0.3, track_min_score: float = 0.0,
                   draw: bool = True,
@@ -130,13 +162,7 @@ def predict_video(predictor: Callable, path: str | Path, *, out_dir: str | Path,
     if out_dir.exists() and not out_dir.is_dir():
         raise PredictError(f"{out_dir}: exists and is not a folder; --out names the output folder")
     info = video_info(path)
-    targets = [out_dir / f"{path.stem}.json"] + ([out_dir / f"{path.stem}.mp4"] if draw else [])
-    for t in targets:
-        if t.resolve() == path.resolve():
-            raise PredictError(f"{t}: is the input video and would be overwritten; choose another --out")
-        if t.exists() and not overwrite:
-            raise PredictError(f"{t}: already exists (an earlier prediction?); pass --overwrite to replace it, "
-                               "or choose another --out")
+    targets = _video_targets(path, out_dir, draw=draw, overwrite=overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     fps_in = info["fps"] if info["fps"] > 0 else 25.0
     tmp_video = out_dir / f".{path.stem}.tmp.mp4"
@@ -151,19 +177,7 @@ def predict_video(predictor: Callable, path: str | Path, *, out_dir: str | Path,
     n = 0
     try:
         for n, frame in enumerate(frames, 1):
-            index = n - 1
-            poses, scores, masks = _unpack(predictor(frame))
-            ids = None
-            if tracker is not None:
-                keep = np.flatnonzero(scores >= track_min_score)
-                kept = tracker.update(poses[keep])
-                ids = [None] * len(poses)
-                for k, i in zip(keep, kept):
-                    ids[k] = i
-            entries = to_coco_results(index, poses, scores, masks)
-            for k, e in enumerate(entries):
-                e["frame"] = index
-                e["track_id"] = None if ids is None or ids[k] is None else int(ids[k])
+            poses, scores, masks, ids, entries = _predict_frame(predictor, frame, n - 1, tracker, track_min_score)
             results.extend(entries)
             if draw:
                 if writer is None:

@@ -7,6 +7,75 @@ pixels. Nothing here hard-wires 17 keypoints: K comes from the shapes.
 
 Reference behaviour quoted below is that of the official pose-ae-train decoder (read for facts,
 not copied) and of HigherHRNet where they differ.
+
+Options of :func:`group`
+------------------------
+
+Presets (every option left None takes the preset's value, :data:`PRESETS`):
+  * ``"default"``: the tuned decoder: one candidate per plateau, gated matching in which the
+    tag distance only gates and the candidate score decides (``match_cost="score"``),
+    log-parabola sub-pixel peaks, refine that fills every missing joint whose best positive
+    cell has a tag close to the person's (``refine_accept="near"``; joint score = that
+    heatmap value, not 1 as in the reference), person score from the detected joints.
+  * ``"spec"``: SPEC as written (the earlier defaults of this function).
+  * ``"reference"``: pose-ae-train's test-time decoder (utils/group.py ``HeatmapParser``
+    with test.py's settings, then test.py's ``refine``), reproduced on its own code path:
+    the heatmap is clipped at 1 first; people live in a dict keyed by the first tag value of
+    the joint that created them (a candidate that starts a person whose key exists goes into
+    that person, replacing its joint, and resets its tag list); once ``max_people`` people
+    exist, later joint types are skipped ("ignore_too_much"); the matching distance is the
+    RMS over D, the cost matrix padded square with 1e10; quarter-pixel adjust; refine runs on
+    every person with the person's tag = mean of the tags at its joints' cells, L2 distance,
+    accepts when the heatmap value at the argmax is > 0, gives the refined joint score 1 and
+    adjusts it with test.py's own quarter rule (whose row neighbour is clamped at K - 1, as
+    in test.py, and at the map). Person scores: mean of the K joint scores before refine.
+    Not reproduced: the order of exactly tied candidates (torch ``topk`` is unspecified; here
+    raster order), and the choice among exactly equal-cost assignments (``munkres`` there,
+    scipy here). The options in ``_REFERENCE_FIXED`` cannot be changed with this preset.
+
+Options:
+    preset: ``"default"``, ``"spec"`` or ``"reference"``.
+    detection_threshold: 0.1 (official test-time value; the reference class default is 0.2).
+    tag_threshold: 1.0 (reference), > 0.
+    top_k: candidates per joint, 30 (reference), in [1, 10000].
+    nms_kernel: odd window side in [1, 31]: 3 (pose-ae-train; HigherHRNet/mmpose use 5).
+    max_people: 30 (reference), in [1, 10000]: only the first ``max_people`` groups
+        (creation order) are matched against; later candidates may still start new people
+        (except with the reference preset), so the output is not truncated.
+    joint_order: a permutation of range(K) or a KeypointSet; default
+        :func:`default_joint_order` (SPEC's COCO order when K = 17, range(K) otherwise).
+    adjust: apply the sub-pixel step 6; without it the cell centre (j + 0.5, i + 0.5).
+    refine: step 8 (the paper's "+ refine" results).
+    subpixel: ``"quarter"`` (reference) or ``"quadratic"`` (log-parabola fit, exact on
+        Gaussian peaks); see :func:`subpixel_offsets`.
+    tag_metric: ``"l2"`` Euclidean norm (SPEC, HigherHRNet) or ``"rms"`` root mean square
+        over the D tag dimensions (pose-ae-train's matching). Identical for D = 1.
+    refine_accept: ``"adjusted"`` (SPEC step 8 as written): add the refined joint only when
+        heatmap - round(dist) > 0 at the argmax; ``"heatmap"`` (pose-ae-train's code):
+        whenever the heatmap value at the argmax is > 0, i.e. nearly every missing joint is
+        filled with its best guess (OKS ignores guesses for unlabelled joints), another
+        person's joint included; ``"near"`` (default): the argmax over the cells with a
+        positive heatmap, taken when its tag distance rounds to at most 1: weak joints of the
+        person are filled, other people's (ids >= 2 apart) are not. Noisy oracle, 150
+        images, clean / mild / hard: near 0.997 / 0.902 / 0.601, heatmap 0.994 / 0.902 /
+        0.598, adjusted 0.997 / 0.892 / 0.536.
+    nms_ties: ``"keep"`` (reference max-pool equality) or ``"first"`` (one candidate per
+        plateau of exactly equal maxima); see :func:`nms`.
+    gated_matching: False (reference): the Hungarian sees every (candidate, group) pair and
+        matches at or beyond ``tag_threshold`` are rejected only afterwards, so with tied costs
+        it may prefer an assignment whose pairs are then all rejected (e.g. 1-D tags 2, 4, 6
+        against groups 0, 2, 4: the optimum "6->4, 4->2, 2->0" costs the same as the right
+        one, and splits two people). True: pairs with distance >= ``tag_threshold`` cost
+        1e10 before the assignment, so the number of accepted matches is maximised first.
+    person_score: ``"detected"`` (SPEC step 7, reference): mean of the K joint scores before
+        refine; ``"refined"``: the same mean after refine (refined joints count with their
+        heatmap value). On the noisy oracle (``posegroup benchmark decode``) "refined" loses
+        much AP under spurious peaks: their one-joint people borrow whole bodies in refine.
+    match_cost: ``"rounded"`` (SPEC step 5, reference): round(dist) * 100 - score;
+        ``"score"``: among the pairs closer than ``tag_threshold`` (gated as with
+        ``gated_matching``) only the candidate score counts, so a spurious peak whose tag is
+        close enough never displaces a stronger true joint of the same person because its
+        tag happens to round better.
 """
 from __future__ import annotations
 
@@ -269,7 +338,8 @@ def _parabola(hm, joint, y, x, axis: int, n: int) -> np.ndarray:
 # ------------------------------------------------------------------------------ steps 4-8
 #: Option values of the presets of :func:`group`. "spec": SPEC section 1 as written (the
 #: earlier defaults); "reference": pose-ae-train's test-time decoder (its own code path, see
-#: :func:`group`); "default": the tuned defaults (measured by ``posegroup benchmark decode``).
+#: "Options of group" in the module docstring); "default": the tuned defaults (measured by
+#: ``posegroup benchmark decode``).
 PRESETS: dict[str, dict] = {
     "spec": dict(detection_threshold=0.1, tag_threshold=1.0, top_k=30, nms_kernel=3, max_people=30,
                  adjust=True, refine=True, subpixel="quarter", tag_metric="l2", refine_accept="adjusted",
@@ -357,73 +427,15 @@ def group(heatmaps, tags, *, preset: str = "default", detection_threshold: "floa
          heatmap - round(dist(tag, person's mean tag)) is added (with the heatmap value there as
          score, adjusted like the others) when accepted (see ``refine_accept``).
 
-    Presets (every option left None takes the preset's value, :data:`PRESETS`):
-      * ``"default"``: the tuned decoder: one candidate per plateau, gated matching in which the
-        tag distance only gates and the candidate score decides (``match_cost="score"``),
-        log-parabola sub-pixel peaks, refine that fills every missing joint whose best positive
-        cell has a tag close to the person's (``refine_accept="near"``; joint score = that
-        heatmap value, not 1 as in the reference), person score from the detected joints.
-      * ``"spec"``: SPEC as written (the earlier defaults of this function).
-      * ``"reference"``: pose-ae-train's test-time decoder (utils/group.py ``HeatmapParser``
-        with test.py's settings, then test.py's ``refine``), reproduced on its own code path:
-        the heatmap is clipped at 1 first; people live in a dict keyed by the first tag value of
-        the joint that created them (a candidate that starts a person whose key exists goes into
-        that person, replacing its joint, and resets its tag list); once ``max_people`` people
-        exist, later joint types are skipped ("ignore_too_much"); the matching distance is the
-        RMS over D, the cost matrix padded square with 1e10; quarter-pixel adjust; refine runs on
-        every person with the person's tag = mean of the tags at its joints' cells, L2 distance,
-        accepts when the heatmap value at the argmax is > 0, gives the refined joint score 1 and
-        adjusts it with test.py's own quarter rule (whose row neighbour is clamped at K - 1, as
-        in test.py, and at the map). Person scores: mean of the K joint scores before refine.
-        Not reproduced: the order of exactly tied candidates (torch ``topk`` is unspecified; here
-        raster order), and the choice among exactly equal-cost assignments (``munkres`` there,
-        scipy here). The options in ``_REFERENCE_FIXED`` cannot be changed with this preset.
+    Presets and options: "Options of group" in the module docstring (every option left None takes
+    the preset's value, :data:`PRESETS`; out-of-range values are a ``ValueError`` naming them).
 
     Args:
         heatmaps: (K, H, W) joint heatmaps (one image).
         tags: (K, H, W, D) tag maps ((K, H, W) is read as D = 1).
-        preset: ``"default"``, ``"spec"`` or ``"reference"``.
-        detection_threshold: 0.1 (official test-time value; the reference class default is 0.2).
-        tag_threshold: 1.0 (reference), > 0.
-        top_k: candidates per joint, 30 (reference), in [1, 10000].
-        nms_kernel: odd window side in [1, 31]: 3 (pose-ae-train; HigherHRNet/mmpose use 5).
-        max_people: 30 (reference), in [1, 10000]: only the first ``max_people`` groups
-            (creation order) are matched against; later candidates may still start new people
-            (except with the reference preset), so the output is not truncated.
-        joint_order: a permutation of range(K) or a KeypointSet; default
-            :func:`default_joint_order` (SPEC's COCO order when K = 17, range(K) otherwise).
-        adjust: apply the sub-pixel step 6; without it the cell centre (j + 0.5, i + 0.5).
-        refine: step 8 (the paper's "+ refine" results).
-        subpixel: ``"quarter"`` (reference) or ``"quadratic"`` (log-parabola fit, exact on
-            Gaussian peaks); see :func:`subpixel_offsets`.
-        tag_metric: ``"l2"`` Euclidean norm (SPEC, HigherHRNet) or ``"rms"`` root mean square
-            over the D tag dimensions (pose-ae-train's matching). Identical for D = 1.
-        refine_accept: ``"adjusted"`` (SPEC step 8 as written): add the refined joint only when
-            heatmap - round(dist) > 0 at the argmax; ``"heatmap"`` (pose-ae-train's code):
-            whenever the heatmap value at the argmax is > 0, i.e. nearly every missing joint is
-            filled with its best guess (OKS ignores guesses for unlabelled joints), another
-            person's joint included; ``"near"`` (default): the argmax over the cells with a
-            positive heatmap, taken when its tag distance rounds to at most 1: weak joints of the
-            person are filled, other people's (ids >= 2 apart) are not. Noisy oracle, 150
-            images, clean / mild / hard: near 0.997 / 0.902 / 0.601, heatmap 0.994 / 0.902 /
-            0.598, adjusted 0.997 / 0.892 / 0.536.
-        nms_ties: ``"keep"`` (reference max-pool equality) or ``"first"`` (one candidate per
-            plateau of exactly equal maxima); see :func:`nms`.
-        gated_matching: False (reference): the Hungarian sees every (candidate, group) pair and
-            matches at or beyond ``tag_threshold`` are rejected only afterwards, so with tied costs
-            it may prefer an assignment whose pairs are then all rejected (e.g. 1-D tags 2, 4, 6
-            against groups 0, 2, 4: the optimum "6->4, 4->2, 2->0" costs the same as the right
-            one, and splits two people). True: pairs with distance >= ``tag_threshold`` cost
-            1e10 before the assignment, so the number of accepted matches is maximised first.
-        person_score: ``"detected"`` (SPEC step 7, reference): mean of the K joint scores before
-            refine; ``"refined"``: the same mean after refine (refined joints count with their
-            heatmap value). On the noisy oracle (``posegroup benchmark decode``) "refined" loses
-            much AP under spurious peaks: their one-joint people borrow whole bodies in refine.
-        match_cost: ``"rounded"`` (SPEC step 5, reference): round(dist) * 100 - score;
-            ``"score"``: among the pairs closer than ``tag_threshold`` (gated as with
-            ``gated_matching``) only the candidate score counts, so a spurious peak whose tag is
-            close enough never displaces a stronger true joint of the same person because its
-            tag happens to round better.
+        preset, detection_threshold, tag_threshold, top_k, nms_kernel, max_people, joint_order,
+        adjust, refine, subpixel, tag_metric, refine_accept, nms_ties, gated_matching, person_score,
+        match_cost: the options (module docstring).
     Returns:
         poses: (N, K, 3) float32, x, y, score per joint (score 0 = missing), heatmap-cell units.
         scores: (N,) float32 person scores.
@@ -444,15 +456,8 @@ def group(heatmaps, tags, *, preset: str = "default", detection_threshold: "floa
                                     detection_threshold=opts["detection_threshold"], nms_ties=opts["nms_ties"])
     member, tag_sum, count = _match(cj, cv, tg[cj, cy, cx], k, order, opts)
     n_groups = member.shape[0]
-    poses = np.zeros((n_groups, k, 3), dtype=np.float64)
-    gi, ji = np.nonzero(member >= 0)
-    ci = member[gi, ji]
     sub = opts["subpixel"] if opts["adjust"] else "none"
-    if ci.size:
-        dx, dy = subpixel_offsets(hm, cj[ci], cy[ci], cx[ci], sub)
-        poses[gi, ji, 0] = cx[ci] + 0.5 + dx
-        poses[gi, ji, 1] = cy[ci] + 0.5 + dy
-        poses[gi, ji, 2] = cv[ci]
+    poses = _place_joints(hm, member, (cj, cy, cx, cv), sub)
     scores = poses[:, :, 2].mean(axis=1) if n_groups else np.zeros(0)
     if opts["refine"] and n_groups:
         means = tag_sum / count[:, None]
@@ -460,6 +465,23 @@ def group(heatmaps, tags, *, preset: str = "default", detection_threshold: "floa
         if opts["person_score"] == "refined":
             scores = poses[:, :, 2].mean(axis=1)
     return poses.astype(np.float32), scores.astype(np.float32)
+
+
+def _place_joints(hm: np.ndarray, member: np.ndarray, candidates: tuple, subpixel: str) -> np.ndarray:
+    """Step 6: (G, K, 3) float64 x, y, score of each group's joints (zeros where it has none):
+    the candidate's cell centre plus its ``subpixel`` offset. ``member`` (G, K) candidate index
+    per group joint (-1 = none); ``candidates`` (joint, y, x, score) arrays of
+    :func:`top_candidates`; ``hm`` (K, H, W)."""
+    cj, cy, cx, cv = candidates
+    poses = np.zeros((member.shape[0], hm.shape[0], 3), dtype=np.float64)
+    gi, ji = np.nonzero(member >= 0)
+    ci = member[gi, ji]
+    if ci.size:
+        dx, dy = subpixel_offsets(hm, cj[ci], cy[ci], cx[ci], subpixel)
+        poses[gi, ji, 0] = cx[ci] + 0.5 + dx
+        poses[gi, ji, 1] = cy[ci] + 0.5 + dy
+        poses[gi, ji, 2] = cv[ci]
+    return poses
 
 
 def _match(cj, cv, ctag, k: int, order, opts):

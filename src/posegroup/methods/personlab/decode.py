@@ -46,6 +46,57 @@ target of the person owning c. Both give ``x + F(x)`` for a smooth field.
 Coordinates: cell (i, j) of every (·, H, W) map sits at input ``(j·stride + grid_offset,
 i·stride + grid_offset)``; offsets are (x, y) in input pixels; a Hough cell (r, c) covers
 input ``[c·hs, (c+1)·hs) × [r·hs, (r+1)·hs)``.
+
+Options of :func:`decode_poses`, with their measured effect
+------------------------------------------------------------
+
+    hough_stride: input px per Hough cell; None (default): the output stride, i.e. one
+        Hough cell per output cell (candidates are then moved to their sub-cell position by
+        the short offset, ``refine_peaks``). Paper: 1, input resolution (``PAPER_HOUGH``, the
+        earlier default, 20-40x slower). The map holds the vote mass per Hough cell, so
+        ``peak_threshold`` depends on it. Measured (``posegroup benchmark decode``): perfect
+        outputs of the 511 COCO val layouts (input 512, stride 4) AP 0.985 both; PoseNet
+        (136 local COCO images, stride 16, its own thresholds) AP 0.279 vs 0.270.
+    blur_sigma: Gaussian blur of the Hough maps before peak finding, input px (reference
+        implementations ~2; 0 = off).
+    peak_threshold: minimum blurred Hough score of a candidate (SPEC: 0.004-0.01 in the
+        reference implementations; 0.01 here).
+    refine_peaks: move each candidate by the short offset at it (PoseNet reference).
+    mid_refine_steps: recurrent mid-offset refinements (paper: 2).
+    mid_refine: where the refinement is applied. ``"field"``: the whole mid-offset field
+        before decoding (paper, O(E × H × W)); ``"point"`` (default): the same update only
+        where the decoder reads the field (x' = y_k + M(y_k), then x' <- x' + S_l(x'),
+        ``mid_refine_steps`` times): identical with ``offset_sampling="nearest"``, and with
+        bilinear sampling the same up to the order of interpolation; O(people × edges).
+        Default "point" (departure from the paper's wording, not its intent): on perfect
+        outputs of the 511 COCO val layouts it scores at least as well as "field" (AP
+        0.9873 vs 0.9850 at input 512 / stride 4; 0.9819 vs 0.9802 at stride 8 on the
+        image) and on PoseNet (136 local COCO images, input 513: AP 0.2695 vs 0.2618), at
+        ~4 ms instead of ~60 ms per image.
+    offset_sampling: how the short / mid offsets are read at continuous positions:
+        ``"bilinear"`` (paper: heads upsampled bilinearly; default) or ``"nearest"`` (the
+        vote ``c + F(c)`` of the nearest cell c: where two people's disks meet it follows
+        one person instead of averaging both; see :func:`offset_targets`). Perfect outputs
+        (511 COCO val layouts, input 512, stride 4): AP 0.9873 bilinear, 0.9900 nearest
+        (with ``oks_mass="votes"``); PoseNet (stride 16): 0.2695 bilinear, 0.2587 nearest.
+    oks_mass: the Hough mass ĥ_k of the expected-OKS score: ``"map"`` (paper: the Hough map,
+        its cell centres at ``hough_stride``) or ``"votes"`` (every vote at its exact
+        position: the same mass without the ±hough_stride/2 discretisation, which matters
+        when λ_j κ_k is below a pixel, e.g. a person reduced to one keypoint; cost
+        O(people × votes) instead of O(people × non-zero Hough cells)). PoseNet: AP 0.2695
+        "map", 0.2685 "votes".
+    nms_radius: r in input px (paper: 10).
+    snap_radius: if > 0, a keypoint placed by a mid-range offset snaps to the nearest
+        candidate (Hough peak) of its type within this distance, input px (SPEC: optional;
+        default 0 = off, as in the paper's equations). Perfect outputs: snap 8 px gives AP
+        0.9874 (paper settings) / 0.9890 (exact options), i.e. no gain: where two people's
+        same joints are a few px apart their Hough peaks merge and both snap to one;
+        PoseNet: 0.2714 vs 0.2695.
+    max_people: stop after this many people (None: no limit, as in the paper).
+    score_threshold: drop people whose instance score is below this (default 0: keep all).
+    vote_threshold: only cells with p_k above it vote (default 0.01; paper 0: every cell
+        with p > 0). A cell below 0.01 adds < 0.01 stride²/(πR²) to the map; skipping them
+        makes the voting ~15x cheaper on PoseNet's dense sigmoid maps (AP 0.2787 vs 0.2781).
 """
 from __future__ import annotations
 
@@ -614,53 +665,22 @@ def decode_poses(heatmaps: np.ndarray, short_offsets: np.ndarray, mid_offsets: n
         radius: disk radius R in input px (paper: 32): Hough normalisation and scoring disk.
         sigmas: (K,) OKS sigmas (κ_k = 2 σ_k); None = 0.05 for every keypoint (the project's
             default for unknown keypoint sets; pass ``keypoint_set.sigmas``).
-        hough_stride: input px per Hough cell; None (default): the output stride, i.e. one
-            Hough cell per output cell (candidates are then moved to their sub-cell position by
-            the short offset, ``refine_peaks``). Paper: 1, input resolution (``PAPER_HOUGH``, the
-            earlier default, 20-40x slower). The map holds the vote mass per Hough cell, so
-            ``peak_threshold`` depends on it. Measured (``posegroup benchmark decode``): perfect
-            outputs of the 511 COCO val layouts (input 512, stride 4) AP 0.985 both; PoseNet
-            (136 local COCO images, stride 16, its own thresholds) AP 0.279 vs 0.270.
-        blur_sigma: Gaussian blur of the Hough maps before peak finding, input px (reference
-            implementations ~2; 0 = off).
-        peak_threshold: minimum blurred Hough score of a candidate (SPEC: 0.004-0.01 in the
-            reference implementations; 0.01 here).
+        hough_stride: input px per Hough cell; None (default): the output stride.
+        blur_sigma: Gaussian blur of the Hough maps before peak finding, input px (0 = off).
+        peak_threshold: minimum blurred Hough score of a candidate.
         refine_peaks: move each candidate by the short offset at it (PoseNet reference).
         mid_refine_steps: recurrent mid-offset refinements (paper: 2).
-        mid_refine: where the refinement is applied. ``"field"``: the whole mid-offset field
-            before decoding (paper, O(E × H × W)); ``"point"`` (default): the same update only
-            where the decoder reads the field (x' = y_k + M(y_k), then x' <- x' + S_l(x'),
-            ``mid_refine_steps`` times): identical with ``offset_sampling="nearest"``, and with
-            bilinear sampling the same up to the order of interpolation; O(people × edges).
-            Default "point" (departure from the paper's wording, not its intent): on perfect
-            outputs of the 511 COCO val layouts it scores at least as well as "field" (AP
-            0.9873 vs 0.9850 at input 512 / stride 4; 0.9819 vs 0.9802 at stride 8 on the
-            image) and on PoseNet (136 local COCO images, input 513: AP 0.2695 vs 0.2618), at
-            ~4 ms instead of ~60 ms per image.
-        offset_sampling: how the short / mid offsets are read at continuous positions:
-            ``"bilinear"`` (paper: heads upsampled bilinearly; default) or ``"nearest"`` (the
-            vote ``c + F(c)`` of the nearest cell c: where two people's disks meet it follows
-            one person instead of averaging both; see :func:`offset_targets`). Perfect outputs
-            (511 COCO val layouts, input 512, stride 4): AP 0.9873 bilinear, 0.9900 nearest
-            (with ``oks_mass="votes"``); PoseNet (stride 16): 0.2695 bilinear, 0.2587 nearest.
-        oks_mass: the Hough mass ĥ_k of the expected-OKS score: ``"map"`` (paper: the Hough map,
-            its cell centres at ``hough_stride``) or ``"votes"`` (every vote at its exact
-            position: the same mass without the ±hough_stride/2 discretisation, which matters
-            when λ_j κ_k is below a pixel, e.g. a person reduced to one keypoint; cost
-            O(people × votes) instead of O(people × non-zero Hough cells)). PoseNet: AP 0.2695
-            "map", 0.2685 "votes".
+        mid_refine: ``"point"`` (default) or ``"field"`` (paper): where the refinement applies.
+        offset_sampling: ``"bilinear"`` (paper, default) or ``"nearest"``.
+        oks_mass: ``"map"`` (paper, default) or ``"votes"``: the Hough mass of the expected OKS.
         nms_radius: r in input px (paper: 10).
-        snap_radius: if > 0, a keypoint placed by a mid-range offset snaps to the nearest
-            candidate (Hough peak) of its type within this distance, input px (SPEC: optional;
-            default 0 = off, as in the paper's equations). Perfect outputs: snap 8 px gives AP
-            0.9874 (paper settings) / 0.9890 (exact options), i.e. no gain: where two people's
-            same joints are a few px apart their Hough peaks merge and both snap to one;
-            PoseNet: 0.2714 vs 0.2695.
+        snap_radius: > 0: a keypoint placed by a mid-range offset snaps to the nearest candidate
+            of its type within this distance, input px (default 0 = off).
         max_people: stop after this many people (None: no limit, as in the paper).
         score_threshold: drop people whose instance score is below this (default 0: keep all).
-        vote_threshold: only cells with p_k above it vote (default 0.01; paper 0: every cell
-            with p > 0). A cell below 0.01 adds < 0.01 stride²/(πR²) to the map; skipping them
-            makes the voting ~15x cheaper on PoseNet's dense sigmoid maps (AP 0.2787 vs 0.2781).
+        vote_threshold: only cells with p_k above it vote (default 0.01; paper 0).
+        Every option's reasons and measured effect: "Options of decode_poses" in the module
+        docstring.
     Returns:
         poses (N, K, 3) float32 x, y, expected-OKS keypoint score (input px), and scores (N,)
         float32 instance scores, sorted by decreasing score.
@@ -697,11 +717,24 @@ def decode_poses(heatmaps: np.ndarray, short_offsets: np.ndarray, mid_offsets: n
     if len(xy) == 0:
         return np.zeros((0, k, 3), np.float32), np.zeros(0, np.float32)
     # 5. scoring
+    return _score_people(heatmaps, xy, reached, mass, 2.0 * sig, gs, radius=radius, hough_stride=hs,
+                         nms_radius=nms_radius, score_threshold=score_threshold)
+
+
+def _score_people(heatmaps: np.ndarray, xy: np.ndarray, reached: np.ndarray, mass, kappa: np.ndarray, gs: dict, *,
+                  radius: float, hough_stride: float, nms_radius: float,
+                  score_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Step 5 of :func:`decode_poses`: expected-OKS keypoint scores (0 where not ``reached``),
+    instance scores, people sorted by decreasing score above ``score_threshold``.
+    ``heatmaps`` (K, H, W); ``xy`` (N, K, 2) input px; ``reached`` (N, K) bool; ``mass`` the
+    dense Hough map (K, Hh, Wh) or the sparse votes; ``kappa`` (K,) = 2 σ_k; ``gs`` the grid
+    (stride, grid_offset). Returns poses (N', K, 3) float32 and scores (N',) float32."""
+    k = heatmaps.shape[0]
     presence = bilinear_sample(heatmaps, np.arange(k)[None], xy[..., 0], xy[..., 1], **gs)
     if isinstance(mass, np.ndarray):
-        kp_scores = expected_oks(xy, mass, presence, 2.0 * sig, radius=radius, hough_stride=hs)
+        kp_scores = expected_oks(xy, mass, presence, kappa, radius=radius, hough_stride=hough_stride)
     else:
-        kp_scores = expected_oks_sparse(xy, mass, presence, 2.0 * sig, radius=radius)
+        kp_scores = expected_oks_sparse(xy, mass, presence, kappa, radius=radius)
     kp_scores = np.where(reached, kp_scores, 0.0)
     inst = instance_scores(xy, kp_scores, nms_radius=nms_radius)
     order = np.argsort(-inst, kind="stable")
