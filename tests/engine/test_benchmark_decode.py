@@ -10,7 +10,8 @@ import pytest
 
 from posegroup.methods.ae.bench import (AE_NOISE_LEVELS, ae_coco_results, ae_noise_knobs, ae_noisy_outputs,
                                         ae_perfect_outputs, benchmark_decode_ae)
-from posegroup.engine.benchmark import coco_layouts
+from posegroup.engine.benchmark import _coco_keypoint_ap
+from posegroup.evaluation import coco_layouts
 
 
 def test_coco_layouts_match_pycocotools(coco_val_gt):
@@ -47,7 +48,7 @@ def test_perfect_outputs_scale_and_results(coco_val_gt):
 
 
 def test_benchmark_decode_ae_figures(coco_val_gt, capsys):
-    res = benchmark_decode_ae(coco_val_gt, noise="mild", num_images=30, repeats=1, threads=1)
+    res = benchmark_decode_ae(coco_val_gt, noise="mild", num_images=30, repeats=1, threads=1, score_ap=_coco_keypoint_ap)
     out = capsys.readouterr().out
     assert "speed ratio" in out and "COCO AP" in out and "reference" in out
     assert res["num_images"] == 30 and res["noise"] == AE_NOISE_LEVELS["mild"]
@@ -59,7 +60,7 @@ def test_benchmark_decode_ae_figures(coco_val_gt, capsys):
     assert res["speed_ratio"] == pytest.approx(res["presets"]["reference"]["ms"] / res["presets"]["default"]["ms"])
     assert res["ap_gain"] == pytest.approx(res["presets"]["default"]["ap"] - res["presets"]["reference"]["ap"])
     with pytest.raises(ValueError, match="repeats"):
-        benchmark_decode_ae(coco_val_gt, num_images=1, repeats=0)
+        benchmark_decode_ae(coco_val_gt, num_images=1, repeats=0, score_ap=_coco_keypoint_ap)
 
 
 def test_noise_knobs_validated_by_name():
@@ -111,7 +112,7 @@ def test_benchmark_decode_personlab_against_the_paper_path(coco_val_gt, capsys):
     from posegroup.methods.personlab.bench import benchmark_decode_personlab
     from posegroup.methods.personlab.decode import PAPER_HOUGH
 
-    res = benchmark_decode_personlab(coco_val_gt, num_images=6, repeats=1, posenet=None)
+    res = benchmark_decode_personlab(coco_val_gt, num_images=6, repeats=1, posenet=None, score_ap=_coco_keypoint_ap)
     out = capsys.readouterr().out
     assert "speed ratio" in out and "in-run baseline" in out
     rows = res["settings"]
@@ -123,7 +124,7 @@ def test_benchmark_decode_personlab_against_the_paper_path(coco_val_gt, capsys):
     assert res["speed_ratio"] == pytest.approx(rows["paper"]["ms"] / rows["default"]["ms"])
     assert res["posenet"] is None
     with pytest.raises(ValueError, match="repeats"):
-        benchmark_decode_personlab(coco_val_gt, num_images=1, repeats=0, posenet=None)
+        benchmark_decode_personlab(coco_val_gt, num_images=1, repeats=0, posenet=None, score_ap=_coco_keypoint_ap)
 
 
 def test_benchmark_decode_posenet_few_images(shared_data, capsys):
@@ -134,7 +135,7 @@ def test_benchmark_decode_posenet_few_images(shared_data, capsys):
     model = shared_data / "models" / "posenet_mobilenetv1_dyn.onnx"
     if not (ann.is_file() and model.is_file()):
         pytest.skip("PoseNet model or images absent")
-    res = benchmark_decode_posenet(ann, model, num_images=8, repeats=1)
+    res = benchmark_decode_posenet(ann, model, num_images=8, repeats=1, score_ap=_coco_keypoint_ap)
     assert res["num_images"] == 8 and set(res["settings"]) == {"default", "paper"}
     assert "PoseNet outputs" in capsys.readouterr().out
     # the same network's outputs: both decoder paths find the people (AP well above 0) and agree
@@ -144,7 +145,6 @@ def test_benchmark_decode_posenet_few_images(shared_data, capsys):
 
 def test_defaults_beat_the_reference_preset_under_noise(coco_val_gt):
     """The claim of the README's Decoders table on a seeded subset (80 images)."""
-    from posegroup.engine.benchmark import _coco_keypoint_ap
 
     aps = {}
     for noise in ("clean", "mild", "hard"):

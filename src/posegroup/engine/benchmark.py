@@ -2,99 +2,18 @@
 ``posegroup benchmark decode`` and ``posegroup benchmark train``."""
 from __future__ import annotations
 
-# ---- decode benchmarks: generic helpers; each method's plug-in is ``<method package>.bench`` ----
 
-def coco_layouts(ann_file, num_images=None):
-    """Real pose layouts of a COCO keypoint json.
-
-    Returns a list (images in file order, the first ``num_images`` if given) of dicts with
-    ``image_id``, ``width``, ``height`` and ``keypoints`` (N, K, 3) float64 x, y, v of the
-    non-crowd people with >= 1 labelled keypoint (image pixels, continuous convention). K is
-    read from the json's category.
-    """
-    import numpy as np
-
-    from ..data.coco import CocoPoseDataset
-
-    ds = CocoPoseDataset(ann_file)
-    images = ds.data["images"]
-    if num_images is not None:
-        images = images[:int(num_images)]
-    return [{"image_id": im["id"], "width": im["width"], "height": im["height"],
-             "keypoints": ds.annotations(im["id"], with_masks=False)["keypoints"].astype(np.float64)}
-            for im in images]
-
+# ---- decode benchmarks: each method's plug-in is ``<method package>.bench``; the engine hands it
+# its COCO AP scorer (the method-free timing helpers are in ``posegroup.evaluation``) ----
 
 def _coco_keypoint_ap(ann_file, results, image_ids):
-    """COCOeval keypoint AP over ``image_ids`` (:func:`~posegroup.engine.evaluate.evaluate_results`)."""
+    """COCOeval keypoint AP over ``image_ids`` (:func:`~posegroup.engine.evaluate.evaluate_results`);
+    the ``score_ap`` the decode plug-ins are given."""
     from .evaluate import evaluate_results
 
     if not results:
         return 0.0
     return evaluate_results(ann_file, results, image_ids=image_ids)["AP"]
-
-
-#: People-per-image buckets of the decode benchmarks.
-PEOPLE_BUCKETS = {"0": (0, 0), "1": (1, 1), "2-3": (2, 3), "4-6": (4, 6), "7+": (7, 10 ** 9)}
-
-
-def _set_threads(threads) -> int:
-    """One-thread (or ``threads``) torch / OpenMP / BLAS / OpenCV for timing."""
-    import os
-
-    threads = int(threads)
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1; got {threads!r}")
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(threads))
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except Exception:  # pragma: no cover - torch is a dependency, but the timing does not need it
-        pass
-    try:
-        import cv2
-
-        cv2.setNumThreads(threads)
-    except Exception:  # pragma: no cover
-        pass
-    return threads
-
-
-def _timed_runs(fns, items, repeats):
-    """ms per item of each of ``fns`` {name: f(item)}: the fastest of ``repeats`` runs, in CPU
-    time of this process (``time.process_time``; the decoders run on one thread, so on a shared
-    machine this is robust to other jobs where wall time is not); the settings take turns on
-    every item so that cache and frequency changes hit them alike."""
-    import time
-
-    import numpy as np
-
-    times = {name: [] for name in fns}
-    for item in items:
-        for name, fn in fns.items():
-            t = []
-            for _ in range(int(repeats)):
-                t0 = time.process_time()
-                fn(item)
-                t.append(time.process_time() - t0)
-            times[name].append(1e3 * float(np.min(t)))
-    return {name: np.asarray(v) for name, v in times.items()}
-
-
-def _summary(times, people):
-    """Median / mean ms and the medians by :data:`PEOPLE_BUCKETS`."""
-    import numpy as np
-
-    by_people = {}
-    for name, (lo, hi) in PEOPLE_BUCKETS.items():
-        sel = (people >= lo) & (people <= hi)
-        if sel.any():
-            by_people[name] = {"images": int(sel.sum()), "ms": float(np.median(times[sel]))}
-    return {"ms": float(np.median(times)) if len(times) else float("nan"),
-            "ms_mean": float(np.mean(times)) if len(times) else float("nan"), "by_people": by_people}
-
 
 
 # ---- train benchmark -------------------------------------------------------------------------
@@ -114,7 +33,8 @@ def _ap_on_split(model, method, ann_file, test_opts, max_images, true_ids: bool)
     import torch
     from ..data.coco import CocoPoseDataset
     from .evaluate import evaluate_results
-    from .predict import make_predictor, to_coco_results
+    from ..evaluation import to_coco_results
+    from .predict import make_predictor
 
     ds = CocoPoseDataset(ann_file, keypoint_set=method.keypoint_set)
     ids = list(ds.image_ids)[:max_images] if max_images else list(ds.image_ids)
@@ -303,7 +223,7 @@ def _speed_row(run, method, ann, max_images, repeats) -> dict:
 
     from ..data.coco import CocoPoseDataset
     from .evaluate import evaluate_results
-    from .predict import to_coco_results
+    from ..evaluation import to_coco_results
 
     ds = CocoPoseDataset(ann, keypoint_set=method.keypoint_set)
     ids = list(ds.image_ids)[:max_images] if max_images else list(ds.image_ids)
@@ -373,10 +293,48 @@ def benchmark_speed(checkpoints, splits: dict, *, max_images: int | None = 50, t
     return rows
 
 
+def evaluate_posenet(ann_file, image_root, model_path, *, input_size: int = 513, max_images: int | None = None,
+                     threads: int | None = 1, **decode_opts) -> dict[str, float]:
+    """COCO keypoint AP of PoseNet + PersonLab decoding on a COCO-style annotated image folder
+    (:class:`~posegroup.methods.personlab.posenet.PoseNetONNX`, ``decode_opts`` for its decoder).
+
+    Args:
+        ann_file: COCO keypoints json (file_name relative to ``image_root``).
+        image_root: image folder. model_path: PoseNet .onnx.
+        max_images: first N images only (all by default).
+    Returns: {"AP", "AP50", "AP75", "APm", "APl", "AR", "num_images", "ms_per_image"} (COCOeval
+    keypoint stats, ms = network + decode per image).
+    """
+    import time
+
+    import numpy as np
+
+    from ..data.coco import CocoPoseDataset
+    from ..methods.personlab.posenet import PoseNetONNX
+    from ..skeleton import COCO17
+    from .predict import evaluate_predictor
+
+    model = PoseNetONNX(model_path, input_size=input_size, threads=threads)
+    dataset = CocoPoseDataset(ann_file, image_root, keypoint_set=COCO17)
+    times = []
+
+    def timed_predict(image):
+        t0 = time.perf_counter()
+        out = model.predict(image, **decode_opts)
+        times.append(time.perf_counter() - t0)
+        return out
+
+    stats = evaluate_predictor(timed_predict, dataset, max_images=max_images)
+    stats["ms_per_image"] = 1000.0 * float(np.median(times)) if times else 0.0
+    stats["num_detections"] = stats["num_results"]
+    return stats
+
+
 def benchmark_decode(ann_file, *, num_images=None, noise="clean") -> dict:
     """``posegroup benchmark decode``: every method's decode benchmark plug-in
-    (``posegroup.methods.<name>.bench.benchmark_decode(ann_file, num_images=, noise=)``), in
-    the order of :data:`posegroup.methods.METHODS`. Returns {method: its result}."""
+    (``posegroup.methods.<name>.bench.benchmark_decode(ann_file, num_images=, noise=, score_ap=)``,
+    ``score_ap`` the engine's COCO AP :func:`_coco_keypoint_ap`), in the order of
+    :data:`posegroup.methods.METHODS`. Returns {method: its result}."""
     import importlib
 
     from ..methods import METHODS
@@ -389,5 +347,5 @@ def benchmark_decode(ann_file, *, num_images=None, noise="clean") -> dict:
             if e.name != module + ".bench":
                 raise
             continue
-        out[name] = bench.benchmark_decode(ann_file, num_images=num_images, noise=noise)
+        out[name] = bench.benchmark_decode(ann_file, num_images=num_images, noise=noise, score_ap=_coco_keypoint_ap)
     return out

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..data.coco import read_image
+from ..evaluation import to_coco_results
 
 #: Image file extensions collected from folders.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -92,30 +93,6 @@ def _unpack(out) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         raise PredictError(f"predictor returned poses {poses.shape} / scores {scores.shape}; "
                            "expected (N, K, 3) and (N,)")
     return poses, scores, masks
-
-
-def to_coco_results(image_id: int, poses: np.ndarray, scores: np.ndarray, masks: np.ndarray | None = None,
-                    category_id: int = 1, file_name: str | None = None) -> list[dict]:
-    """COCO results entries of one image: keypoints flat [x, y, s]*K, score, a ``segmentation``
-    RLE (counts as str) when masks (N, H, W) are given, and ``file_name`` (the image's base
-    name, by which ``evaluate`` finds its ground-truth id) when given."""
-    results = []
-    rles = None
-    if masks is not None and len(masks):
-        from pycocotools import mask as mask_utils
-        rles = mask_utils.encode(np.asfortranarray(masks.astype(np.uint8).transpose(1, 2, 0)))
-    for n in range(len(poses)):
-        r = {"image_id": int(image_id), "category_id": int(category_id),
-             "keypoints": [round(float(v), 3) for v in poses[n].reshape(-1)],
-             "score": float(scores[n])}
-        if file_name is not None:
-            r["file_name"] = os.path.basename(str(file_name))
-        if rles is not None:
-            rle = dict(rles[n])
-            rle["counts"] = rle["counts"].decode("ascii")
-            r["segmentation"] = rle
-        results.append(r)
-    return results
 
 
 def _read_gt(gt_file: str | Path | None) -> tuple[dict[str, int], dict[int, list]]:

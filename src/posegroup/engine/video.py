@@ -21,7 +21,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .predict import PredictError, _unpack, _write_json, to_coco_results
+from ..evaluation import to_coco_results
+from .predict import PredictError, _unpack, _write_json
 
 #: File extensions ``predict`` treats as videos.
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")

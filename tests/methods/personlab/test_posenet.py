@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from posegroup.methods.personlab.posenet import POSENET_EDGES, PoseNetONNX, convert_outputs, evaluate_posenet
+from posegroup.engine.benchmark import evaluate_posenet
+from posegroup.methods.personlab.posenet import POSENET_EDGES, PoseNetONNX, convert_outputs
 from posegroup.skeleton import COCO17
 
 from ...conftest import shared_file

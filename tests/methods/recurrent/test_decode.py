@@ -81,7 +81,7 @@ def test_targets_pad_and_count():
 def perfect_results(ann_file, num_images, resolution=128, **decode_opts):
     """Per image: person heatmaps at ``resolution`` cells for the longer side, stop probabilities
     [1]*Z + [0], decoded; results in image pixels."""
-    from posegroup.engine.benchmark import coco_layouts
+    from posegroup.evaluation import coco_layouts
     from posegroup.engine.predict import to_coco_results
 
     results, ids = [], []

@@ -1,11 +1,11 @@
 """AE's decode benchmark (``posegroup benchmark decode``): perfect and noisy oracle outputs of
 real COCO layouts, decoded by :func:`.decode.group` and scored with COCOeval, against the
 reference preset measured in the same run. A benchmark plug-in: the engine finds it as
-``posegroup.methods.ae.bench.benchmark_decode`` and it uses the engine's generic helpers."""
+``posegroup.methods.ae.bench.benchmark_decode``, which it hands its COCO AP scorer
+(``score_ap``); the timing helpers are :mod:`posegroup.evaluation`'s."""
 from __future__ import annotations
 
-from ...engine.benchmark import (PEOPLE_BUCKETS, _coco_keypoint_ap, _set_threads, _summary, _timed_runs,  # noqa: F401
-                                 coco_layouts)
+from ...evaluation import PEOPLE_BUCKETS, coco_layouts, set_threads, timed_runs, timing_summary, to_coco_results
 
 def ae_perfect_outputs(ann_file, *, resolution=128, sigma=2.0, num_images=None):
     """Perfect AE network outputs for the real layouts of ``ann_file``.
@@ -144,7 +144,6 @@ def ae_coco_results(outputs, **group_kwargs):
     ``methods.ae.decode.group`` and return COCO keypoint results (image coordinates, missing
     joints filled at the person's mean position, score = person score)."""
     from .decode import fill_missing, group
-    from ...engine.predict import to_coco_results
 
     results = []
     for o in outputs:
@@ -160,14 +159,15 @@ AE_BENCH_PRESETS = ("default", "reference", "spec")
 
 
 def benchmark_decode_ae(ann_file, *, noise="clean", num_images=None, repeats=3, threads=1, resolution=128,
-                        seed=0, verbose=True, **knobs):
+                        seed=0, verbose=True, score_ap, **knobs):
     """AP and speed of the AE decoder (``group``) on noisy oracle outputs of real COCO layouts,
     against the reference preset (pose-ae-train's decoder) measured in the same run.
 
     Outputs come from :func:`ae_noisy_outputs` (``noise`` level, ``knobs`` override single
     degradations, ``seed``); every image is decoded by each of :data:`AE_BENCH_PRESETS` in turn
-    (``repeats`` runs each, the fastest CPU time kept, :func:`_timed_runs`) and the results scored
-    with COCOeval.
+    (``repeats`` runs each, the fastest CPU time kept, :func:`~posegroup.evaluation.timed_runs`)
+    and the results scored with ``score_ap(ann_file, results, image_ids) -> AP`` (the engine's
+    COCOeval, ``posegroup.engine.benchmark._coco_keypoint_ap``).
 
     Returns: dict ``num_images``, ``noise`` (the knobs), ``presets`` {name: {"ap", "ms",
     "ms_mean", "by_people" {bucket: {"images", "ms"}}}}, ``speed_ratio`` (reference ms /
@@ -179,15 +179,15 @@ def benchmark_decode_ae(ann_file, *, noise="clean", num_images=None, repeats=3, 
 
     if int(repeats) < 1:
         raise ValueError(f"repeats must be >= 1; got {repeats!r}")
-    threads = _set_threads(threads)
+    threads = set_threads(threads)
     outputs = ae_noisy_outputs(ann_file, noise=noise, resolution=resolution, num_images=num_images,
                                seed=seed, **knobs)
     people = np.array([o["num_people"] for o in outputs])
     ids = [o["image_id"] for o in outputs]
     fns = {p: (lambda o, p=p: group(o["heatmaps"], o["tags"], preset=p)) for p in AE_BENCH_PRESETS}
-    times = _timed_runs(fns, outputs, repeats)
-    presets = {p: {"ap": _coco_keypoint_ap(ann_file, ae_coco_results(outputs, preset=p), ids),
-                   **_summary(times[p], people)} for p in AE_BENCH_PRESETS}
+    times = timed_runs(fns, outputs, repeats)
+    presets = {p: {"ap": score_ap(ann_file, ae_coco_results(outputs, preset=p), ids),
+                   **timing_summary(times[p], people)} for p in AE_BENCH_PRESETS}
     ref, ours = presets["reference"], presets["default"]
     res = {"num_images": len(outputs), "noise": outputs[0]["noise"] if outputs else ae_noise_knobs(noise, **knobs),
            "presets": presets, "speed_ratio": ref["ms"] / ours["ms"] if ours["ms"] > 0 else float("nan"),
@@ -212,6 +212,6 @@ def _print_ae(res, noise, resolution, threads, repeats):
           f"speed ratio {res['speed_ratio']:.2f}x (reference ms / default ms)")
 
 
-def benchmark_decode(ann_file, *, num_images=None, noise="clean", **kw):
-    """Entry point of ``posegroup benchmark decode`` for AE."""
-    return benchmark_decode_ae(ann_file, noise=noise, num_images=num_images, **kw)
+def benchmark_decode(ann_file, *, num_images=None, noise="clean", score_ap, **kw):
+    """Entry point of ``posegroup benchmark decode`` for AE (``score_ap``: the engine's COCO AP)."""
+    return benchmark_decode_ae(ann_file, noise=noise, num_images=num_images, score_ap=score_ap, **kw)

@@ -1,11 +1,11 @@
 """PersonLab's decode benchmark (``posegroup benchmark decode``): perfect outputs of real COCO
 layouts and Google PoseNet's real outputs, decoded by :func:`.decode.decode_poses` against the
 paper's Hough-map path measured in the same run. A benchmark plug-in: the engine finds it as
-``posegroup.methods.personlab.bench.benchmark_decode`` and it uses the engine's generic helpers."""
+``posegroup.methods.personlab.bench.benchmark_decode``, which it hands its COCO AP scorer
+(``score_ap``); the timing helpers are :mod:`posegroup.evaluation`'s."""
 from __future__ import annotations
 
-from ...engine.benchmark import (PEOPLE_BUCKETS, _coco_keypoint_ap, _set_threads, _summary,  # noqa: F401
-                                 _timed_runs, coco_layouts)
+from ...evaluation import PEOPLE_BUCKETS, coco_layouts, set_threads, timed_runs, timing_summary, to_coco_results
 
 # ---- PersonLab decode (perfect network outputs from real COCO layouts) ----
 
@@ -56,7 +56,6 @@ def personlab_coco_results(outputs, **decode_opts):
     import numpy as np
 
     from .decode import decode_poses
-    from ...engine.predict import to_coco_results
 
     results = []
     for o in outputs:
@@ -86,13 +85,13 @@ def _personlab_settings(outputs, people, repeats, settings, score):
                                       output_stride=o["stride"], grid_offset=o["grid_offset"],
                                       **{"sigmas": o["sigmas"], **opts})
 
-    times = _timed_runs({name: fn(opts) for name, opts in settings.items()}, outputs, repeats)
-    return {name: {"options": opts, "ap": score(opts), **_summary(times[name], people)}
+    times = timed_runs({name: fn(opts) for name, opts in settings.items()}, outputs, repeats)
+    return {name: {"options": opts, "ap": score(opts), **timing_summary(times[name], people)}
             for name, opts in settings.items()}
 
 
 def benchmark_decode_personlab(ann_file, *, num_images=None, threads=1, repeats=3, stride=4, input_size=512,
-                               exact=True, posenet="auto", verbose=True, **decode_opts):
+                               exact=True, posenet="auto", verbose=True, score_ap, **decode_opts):
     """Speed and AP of PersonLab's ``decode_poses`` against the earlier decoder path
     (:data:`~posegroup.methods.personlab.decode.PAPER_HOUGH`: the paper's input-resolution
     Hough map) measured in the same run.
@@ -102,7 +101,8 @@ def benchmark_decode_personlab(ann_file, *, num_images=None, threads=1, repeats=
     on the image itself), decoded with ``decode_opts`` on the defaults ("default") and with
     PAPER_HOUGH on top ("paper"), and with ``exact`` both again under
     :data:`PERSONLAB_EXACT_OPTIONS`; each image ``repeats`` times in turns (fastest CPU time
-    kept, :func:`_timed_runs`), COCOeval.
+    kept, :func:`~posegroup.evaluation.timed_runs`), scored by ``score_ap(ann_file, results,
+    image_ids) -> AP`` (the engine's COCOeval).
     With ``posenet`` (a dict ``ann``, ``model``; "auto": ../shared/data's 136 local COCO images
     and PoseNet model next to ``ann_file``'s folder, skipped when absent or without onnxruntime):
     the same on PoseNet's real outputs (:func:`benchmark_decode_posenet`).
@@ -115,7 +115,7 @@ def benchmark_decode_personlab(ann_file, *, num_images=None, threads=1, repeats=
 
     from .decode import PAPER_HOUGH
 
-    threads = _set_threads(threads)
+    threads = set_threads(threads)
     if int(repeats) < 1:
         raise ValueError(f"repeats must be >= 1; got {repeats!r}")
     outputs = personlab_perfect_outputs(ann_file, stride=stride, num_images=num_images, input_size=input_size)
@@ -126,7 +126,7 @@ def benchmark_decode_personlab(ann_file, *, num_images=None, threads=1, repeats=
         settings.update({"exact": {**decode_opts, **PERSONLAB_EXACT_OPTIONS},
                          "exact paper": {**decode_opts, **PERSONLAB_EXACT_OPTIONS, **PAPER_HOUGH}})
     rows = _personlab_settings(outputs, people, repeats, settings,
-                               lambda opts: _coco_keypoint_ap(ann_file, personlab_coco_results(outputs, **opts), ids))
+                               lambda opts: score_ap(ann_file, personlab_coco_results(outputs, **opts), ids))
     res = {"num_images": len(outputs), "settings": rows,
            "speed_ratio": rows["paper"]["ms"] / rows["default"]["ms"] if rows["default"]["ms"] > 0 else float("nan")}
     if exact:
@@ -138,9 +138,10 @@ def benchmark_decode_personlab(ann_file, *, num_images=None, threads=1, repeats=
                         f"median over images",
                         rows, [("default", "paper")] + ([("exact", "exact paper")] if exact else []))
     res["posenet"] = benchmark_decode_posenet(ann_file=None, auto_from=ann_file, num_images=num_images,
-                                              repeats=repeats, threads=threads, verbose=verbose) \
+                                              repeats=repeats, threads=threads, verbose=verbose, score_ap=score_ap) \
         if posenet == "auto" else (benchmark_decode_posenet(**posenet, num_images=num_images, repeats=repeats,
-                                                            threads=threads, verbose=verbose) if posenet else None)
+                                                            threads=threads, verbose=verbose, score_ap=score_ap)
+                                   if posenet else None)
     return res
 
 
@@ -183,7 +184,7 @@ def posenet_outputs(ann_file, model_path, *, num_images=None, input_size=513, th
 
 
 def benchmark_decode_posenet(ann_file=None, model=None, *, auto_from=None, num_images=None, repeats=3, threads=1,
-                             input_size=513, verbose=True):
+                             input_size=513, verbose=True, score_ap):
     """``decode_poses`` on Google PoseNet's real outputs with ``PoseNetONNX``'s settings
     ("default": ``DECODE_DEFAULTS``) against its earlier settings ("paper":
     ``PAPER_DECODE``, input-resolution Hough map) in the same run: median ms per image (the
@@ -207,12 +208,12 @@ def benchmark_decode_posenet(ann_file=None, model=None, *, auto_from=None, num_i
     from .posenet import PoseNetONNX
 
     outputs = posenet_outputs(str(ann_file), str(model), num_images=num_images, input_size=input_size,
-                              threads=_set_threads(threads))
+                              threads=set_threads(threads))
     people = np.array([o["num_people"] for o in outputs])
     ids = [o["image_id"] for o in outputs]
     settings = {"default": dict(PoseNetONNX.DECODE_DEFAULTS), "paper": dict(PoseNetONNX.PAPER_DECODE)}
     rows = _personlab_settings(outputs, people, repeats, settings,
-                               lambda opts: _coco_keypoint_ap(str(ann_file), personlab_coco_results(outputs, **opts), ids))
+                               lambda opts: score_ap(str(ann_file), personlab_coco_results(outputs, **opts), ids))
     res = {"num_images": len(outputs), "settings": rows, "speed_ratio": rows["paper"]["ms"] / rows["default"]["ms"]}
     if verbose:
         _print_settings(f"PoseNet outputs (decode only), {len(outputs)} images, input {input_size}, "
@@ -222,7 +223,7 @@ def benchmark_decode_posenet(ann_file=None, model=None, *, auto_from=None, num_i
 
 # ---- end of PersonLab decode section ----
 
-def benchmark_decode(ann_file, *, num_images=None, noise="clean", **kw):
+def benchmark_decode(ann_file, *, num_images=None, noise="clean", score_ap, **kw):
     """Entry point of ``posegroup benchmark decode`` for PersonLab (``noise`` is AE's oracle knob:
     PersonLab's oracle is perfect outputs and PoseNet's real ones)."""
-    return benchmark_decode_personlab(ann_file, num_images=num_images, **kw)
+    return benchmark_decode_personlab(ann_file, num_images=num_images, score_ap=score_ap, **kw)

@@ -9,7 +9,6 @@ the 16 tree edges, parent -> child and child -> parent). Cell (i, j) is at input
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -146,33 +145,3 @@ class PoseNetONNX:
         poses = poses.copy()
         poses[..., :2] /= factor
         return poses, scores
-
-
-def evaluate_posenet(ann_file, image_root, model_path, *, input_size: int = 513, max_images: int | None = None,
-                     threads: int | None = 1, **decode_opts: Any) -> dict[str, float]:
-    """COCO keypoint AP of PoseNet + PersonLab decoding on a COCO-style annotated image folder.
-
-    Args:
-        ann_file: COCO keypoints json (file_name relative to ``image_root``).
-        image_root: image folder. model_path: PoseNet .onnx.
-        max_images: first N images only (all by default).
-    Returns: {"AP", "AP50", "AP75", "APm", "APl", "AR", "num_images", "ms_per_image"} (COCOeval
-    keypoint stats, ms = network + decode per image).
-    """
-    from ...data.coco import CocoPoseDataset
-    from ...engine.predict import evaluate_predictor
-
-    model = PoseNetONNX(model_path, input_size=input_size, threads=threads)
-    dataset = CocoPoseDataset(ann_file, image_root, keypoint_set=COCO17)
-    times = []
-
-    def timed_predict(image):
-        t0 = time.perf_counter()
-        out = model.predict(image, **decode_opts)
-        times.append(time.perf_counter() - t0)
-        return out
-
-    stats = evaluate_predictor(timed_predict, dataset, max_images=max_images)
-    stats["ms_per_image"] = 1000.0 * float(np.median(times)) if times else 0.0
-    stats["num_detections"] = stats["num_results"]
-    return stats

@@ -71,11 +71,8 @@ def encode(keypoints: np.ndarray, instance_masks: np.ndarray | None, ignore_mask
         raise ValueError(f"keypoints must be (N, K, 3), got shape {kps.shape}")
     n, k_num = kps.shape[:2]
     h, w = output_size
-    edges = [(int(a), int(b)) for a, b in edges]
+    edges = _checked_edges(edges, k_num)
     e_num = len(edges)
-    for a, b in edges:
-        if not (0 <= a < k_num and 0 <= b < k_num):
-            raise ValueError(f"edge ({a}, {b}) out of range for {k_num} keypoints")
     px, py = cell_positions((h, w), stride, grid_offset)
     pos = np.stack([px, py], axis=-1)  # (H, W, 2)
 
@@ -104,34 +101,8 @@ def encode(keypoints: np.ndarray, instance_masks: np.ndarray | None, ignore_mask
         nearest = np.argmin(dist2, axis=0)  # (K, H, W)
         short = np.take_along_axis(disp, nearest[None, ..., None], axis=0)[0] * heat[..., None]
 
-        for e, (a, b) in enumerate(edges):
-            both = lab[:, a] & lab[:, b]
-            if not both.any():
-                continue
-            d2 = np.where(both[:, None, None], dist2[:, a], np.inf)  # (N, H, W)
-            j = np.argmin(d2, axis=0)
-            inside = np.take_along_axis(d2, j[None], axis=0)[0] <= radius * radius
-            target = xy[j, b] - pos  # (H, W, 2)
-            mid[e] = target * inside[..., None]
-            mid_w[e] = inside
-
-        if instance_masks is not None:
-            masks = np.asarray(instance_masks)
-            if masks.shape[0] != n:
-                raise ValueError(f"{masks.shape[0]} instance masks for {n} people")
-            cell_masks = _sample_mask(masks != 0, px, py)  # (N, H, W)
-            areas = (masks != 0).reshape(n, -1).sum(axis=1).astype(np.float64)
-        else:
-            cell_masks = in_disk.any(axis=1)
-            areas = cell_masks.reshape(n, -1).sum(axis=1).astype(np.float64)
-        seg = cell_masks.any(axis=0).astype(np.float32)
-        # owner = the smallest instance covering the cell
-        cost = np.where(cell_masks, areas[:, None, None], np.inf)
-        owner = np.argmin(cost, axis=0)
-        covered = cell_masks.any(axis=0)
-        long_ = np.take_along_axis(disp, owner[None, None, ..., None], axis=0)[0] if n else long_
-        long_w = (lab[owner].transpose(2, 0, 1) & covered[None]).astype(np.float32)  # (K, H, W)
-        long_ = long_ * long_w[..., None]
+        mid, mid_w = _mid_targets(xy, lab, dist2, pos, edges, radius)
+        long_, long_w, seg = _long_targets(disp, lab, in_disk, instance_masks, px, py)
 
     return {
         "heatmaps": heat,
@@ -144,6 +115,64 @@ def encode(keypoints: np.ndarray, instance_masks: np.ndarray | None, ignore_mask
         "mid_weights": mid_w * valid[None],
         "long_weights": long_w * valid[None],
     }
+
+
+def _checked_edges(edges: Sequence[tuple[int, int]], k_num: int) -> list[tuple[int, int]]:
+    """``edges`` as int pairs; ValueError for a keypoint index outside [0, k_num)."""
+    edges = [(int(a), int(b)) for a, b in edges]
+    for a, b in edges:
+        if not (0 <= a < k_num and 0 <= b < k_num):
+            raise ValueError(f"edge ({a}, {b}) out of range for {k_num} keypoints")
+    return edges
+
+
+def _mid_targets(xy: np.ndarray, lab: np.ndarray, dist2: np.ndarray, pos: np.ndarray,
+                 edges: list[tuple[int, int]], radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mid-range targets of :func:`encode`: (E, H, W, 2) offsets y_{j,l} - x on the disk of
+    y_{j,k} for each edge (k, l) (the nearest such person j with both labelled) and the (E, H, W)
+    weights. ``xy`` (N, K, 2), ``lab`` (N, K) bool, ``dist2`` (N, K, H, W) squared distances
+    (inf where unlabelled), ``pos`` (H, W, 2) cell positions."""
+    h, w = pos.shape[:2]
+    mid = np.zeros((len(edges), h, w, 2), np.float32)
+    mid_w = np.zeros((len(edges), h, w), np.float32)
+    for e, (a, b) in enumerate(edges):
+        both = lab[:, a] & lab[:, b]
+        if not both.any():
+            continue
+        d2 = np.where(both[:, None, None], dist2[:, a], np.inf)  # (N, H, W)
+        j = np.argmin(d2, axis=0)
+        inside = np.take_along_axis(d2, j[None], axis=0)[0] <= radius * radius
+        target = xy[j, b] - pos  # (H, W, 2)
+        mid[e] = target * inside[..., None]
+        mid_w[e] = inside
+    return mid, mid_w
+
+
+def _long_targets(disp: np.ndarray, lab: np.ndarray, in_disk: np.ndarray, instance_masks,
+                  px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Long-range targets of :func:`encode`: (K, H, W, 2) offsets to the keypoints of the
+    instance owning each cell (the smallest mask covering it; without masks the union of its
+    keypoint disks), their (K, H, W) weights, and the (H, W) segmentation. ``disp`` (N, K, H, W, 2)
+    keypoint - cell, ``lab`` (N, K), ``in_disk`` (N, K, H, W), ``instance_masks`` (N, H_in, W_in)
+    or None, ``px``/``py`` (H, W) cell positions."""
+    n = disp.shape[0]
+    if instance_masks is not None:
+        masks = np.asarray(instance_masks)
+        if masks.shape[0] != n:
+            raise ValueError(f"{masks.shape[0]} instance masks for {n} people")
+        cell_masks = _sample_mask(masks != 0, px, py)  # (N, H, W)
+        areas = (masks != 0).reshape(n, -1).sum(axis=1).astype(np.float64)
+    else:
+        cell_masks = in_disk.any(axis=1)
+        areas = cell_masks.reshape(n, -1).sum(axis=1).astype(np.float64)
+    seg = cell_masks.any(axis=0).astype(np.float32)
+    # owner = the smallest instance covering the cell
+    cost = np.where(cell_masks, areas[:, None, None], np.inf)
+    owner = np.argmin(cost, axis=0)
+    covered = cell_masks.any(axis=0)
+    long_ = np.take_along_axis(disp, owner[None, None, ..., None], axis=0)[0]
+    long_w = (lab[owner].transpose(2, 0, 1) & covered[None]).astype(np.float32)  # (K, H, W)
+    return long_ * long_w[..., None], long_w, seg
 
 
 def impute_unlabelled(keypoints: np.ndarray, edges: Sequence[tuple[int, int]]) -> np.ndarray:
