@@ -238,6 +238,15 @@ def _ellipse_2d(center3, R, radii):
 def _kinematic_figure(rng) -> tuple[np.ndarray, np.ndarray, list]:
     """Sample a figure from the kinematic prior. Angles in degrees; limits are plausible
     human ranges (this module's choice). Returns joints (17, 2), labelled (17,), shapes."""
+    pose = _kinematic_pose(rng)
+    return _figure_shapes(rng, pose)
+
+
+def _kinematic_pose(rng) -> dict:
+    """The 3-D body of :func:`_kinematic_figure` (its random draws first, in their order):
+    ``P`` (17, 3) body-frame joints, rotations ``R_t`` (torso), ``R_b`` (body yaw, body ->
+    world), ``R_h`` (head), shoulder and head centres ``sc``, ``hc``, hand and toe points by
+    wrist / ankle index, and ``build`` (body width factor)."""
     build = rng.uniform(0.85, 1.3)               # body width factor (thin .. heavy build)
     L = rng.uniform(0.95, 1.05, size=6)          # segment length jitter
     # Torso: lean forward, lateral bend, twist of the shoulders about the vertical.
@@ -286,7 +295,16 @@ def _kinematic_figure(rng) -> tuple[np.ndarray, np.ndarray, list]:
         d = math.cos(kf) * u + math.sin(kf) * back
         P[ank] = P[knee] + SHANK * L[4] * d
         toes[ank] = P[ank] + 0.1 * _perp(np.array([0.0, 0.0, 1.0]), d, np.array([0.0, 0.0, 1.0])) + 0.02 * d
+    return {"P": P, "R_t": R_t, "R_b": R_b, "R_h": R_h, "sc": sc, "hc": hc, "hands": hands, "toes": toes,
+            "build": build}
 
+
+def _figure_shapes(rng, pose: dict) -> tuple[np.ndarray, np.ndarray, list]:
+    """The drawing of a :func:`_kinematic_pose` (clothing drawn from ``rng``): projected joints
+    (17, 2), labelled (17,) and the depth-sorted shapes (torso, head, face parts, limbs, hands,
+    feet; far-side limbs shaded)."""
+    P, R_t, R_b, R_h, sc, hc = (pose[k] for k in ("P", "R_t", "R_b", "R_h", "sc", "hc"))
+    hands, toes, build = pose["hands"], pose["toes"], pose["build"]
     W = (R_b @ P.T).T                             # world coordinates
     depth = W[:, 2]
     J = _project(W)
@@ -504,6 +522,71 @@ def _background(rng, H: int, W: int) -> np.ndarray:
     return img.astype(np.float32)
 
 
+def _place(rng, figs: list, heights: np.ndarray, c: float, H: int, W: int) -> tuple[np.ndarray, list]:
+    """Placement of :func:`_render`: each person's box (of 48 random candidates) whose IoU with
+    those already placed is closest to a target drawn from [0.55 c, 0.1 + 0.8 c]. Returns the
+    boxes (N, 4) x0 y0 x1 y1 and each figure's offset (2,) (figure units x height -> pixels)."""
+    lo_t, hi_t = 0.55 * c, 0.1 + 0.8 * c
+    n_cand = 48
+    placed, offsets = [], []
+    for i, (J, lab, shapes) in enumerate(figs):
+        ext = _extent(shapes) * heights[i]
+        bw, bh = ext[2] - ext[0], ext[3] - ext[1]
+        # Box centres: at most ~15% of the width and ~20% of the height out of the image.
+        cx = rng.uniform(min(0.35 * bw, W / 2), max(W - 0.35 * bw, W / 2), size=n_cand)
+        cy = rng.uniform(min(0.3 * bh, H / 2), max(H - 0.3 * bh, H / 2), size=n_cand)
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+        target = rng.uniform(lo_t, hi_t)
+        if placed:
+            best = int(np.argmin(np.abs(box_iou_matrix(boxes, np.array(placed)).max(axis=1) - target)))
+        else:
+            best = 0
+        placed.append(boxes[best])
+        offsets.append(boxes[best, :2] - ext[:2])
+    return np.array(placed), offsets
+
+
+def _visibility(kps: np.ndarray, owner: np.ndarray, min_area_frac: float,
+                min_keypoints_person: int) -> tuple[np.ndarray, np.ndarray]:
+    """Visibility of :func:`_render`, in place on ``kps`` (N, 17, 3): v = 2 where the person owns
+    the keypoint's pixel (or nobody does), 1 where another person covers it, 0 outside the image
+    or unlabelled (x, y zeroed); people below ``min_area_frac`` of the image or with fewer than
+    ``min_keypoints_person`` labelled keypoints are zeroed. ``owner`` (H, W) int16 person rank or
+    -1. Returns visible masks (N, H, W) bool and their areas (N,)."""
+    n = kps.shape[0]
+    H, W = owner.shape
+    vis_masks = owner[None] == np.arange(n, dtype=np.int16)[:, None, None]
+    x, y = kps[..., 0], kps[..., 1]
+    inside = (kps[..., 2] > 0) & (x >= 0) & (x < W) & (y >= 0) & (y < H)
+    xi = np.clip(np.floor(x).astype(np.int64), 0, W - 1)
+    yi = np.clip(np.floor(y).astype(np.int64), 0, H - 1)
+    own = owner[yi, xi]
+    mine = (own == np.arange(n)[:, None]) | (own < 0)
+    v = np.where(inside, np.where(mine, 2, 1), 0)
+    kps[..., 2] = v
+    kps[v == 0, :2] = 0.0
+    area = vis_masks.reshape(n, -1).sum(axis=1)
+    small = (area < min_area_frac * H * W) | ((v > 0).sum(axis=1) < min_keypoints_person)
+    kps[small] = 0.0
+    return vis_masks, area
+
+
+def _crowding_figures(full_masks: np.ndarray, full_boxes: np.ndarray) -> tuple[float, float]:
+    """(max box IoU, max mask IoU; NaN with < 2 people) over the people with pixels in the
+    image; ``full_masks`` (N, H, W) bool, ``full_boxes`` (N, 4)."""
+    n = full_masks.shape[0]
+    drawn = full_masks.reshape(n, -1).any(axis=1)
+    max_iou = max_pairwise_iou(full_boxes[drawn])
+    fm = full_masks[drawn].reshape(int(drawn.sum()), -1).astype(np.float32)
+    if len(fm) >= 2:
+        inter = fm @ fm.T
+        a = np.diag(inter)
+        iou = inter / np.maximum(a[:, None] + a[None, :] - inter, 1)
+        np.fill_diagonal(iou, -1)
+        return max_iou, float(iou.max())
+    return max_iou, float("nan")
+
+
 # ================================================================================ the scene
 def _render(rng, H: int, W: int, c: float, pose_bank=None, min_area_frac: float = 0.01,
             min_keypoints_person: int = 3) -> dict:
@@ -523,24 +606,7 @@ def _render(rng, H: int, W: int, c: float, pose_bank=None, min_area_frac: float 
     base = rng.uniform(0.3 + 0.25 * c, 0.7 + 0.15 * c)
     heights = np.clip(base * np.exp(rng.normal(0, 0.25 - 0.15 * c, size=n)), 0.2, 1.0) * s
     # -- placement: each person's box IoU with those already placed close to a target ---------
-    lo_t, hi_t = 0.55 * c, 0.1 + 0.8 * c
-    n_cand = 48
-    placed, offsets = [], []
-    for i, (J, lab, shapes) in enumerate(figs):
-        ext = _extent(shapes) * heights[i]
-        bw, bh = ext[2] - ext[0], ext[3] - ext[1]
-        # Box centres: at most ~15% of the width and ~20% of the height out of the image.
-        cx = rng.uniform(min(0.35 * bw, W / 2), max(W - 0.35 * bw, W / 2), size=n_cand)
-        cy = rng.uniform(min(0.3 * bh, H / 2), max(H - 0.3 * bh, H / 2), size=n_cand)
-        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
-        target = rng.uniform(lo_t, hi_t)
-        if placed:
-            best = int(np.argmin(np.abs(box_iou_matrix(boxes, np.array(placed)).max(axis=1) - target)))
-        else:
-            best = 0
-        placed.append(boxes[best])
-        offsets.append(boxes[best, :2] - ext[:2])
-    placed = np.array(placed)
+    placed, offsets = _place(rng, figs, heights, c, H, W)
     # -- painter's order: far (feet higher in the image) to near ------------------------------
     order = np.argsort(placed[:, 3] + rng.normal(0, 0.1, size=n) * heights, kind="stable")
     owner = np.full((H, W), -1, np.int16)
@@ -585,32 +651,8 @@ def _render(rng, H: int, W: int, c: float, pose_bank=None, min_area_frac: float 
     if rng.random() < 0.5:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.0))
     image = np.clip(np.round(img), 0, 255).astype(np.uint8)
-    # -- visibility, visible masks, small people ---------------------------------------------
-    vis_masks = owner[None] == np.arange(n, dtype=np.int16)[:, None, None]
-    x, y = kps[..., 0], kps[..., 1]
-    inside = (kps[..., 2] > 0) & (x >= 0) & (x < W) & (y >= 0) & (y < H)
-    xi = np.clip(np.floor(x).astype(np.int64), 0, W - 1)
-    yi = np.clip(np.floor(y).astype(np.int64), 0, H - 1)
-    own = owner[yi, xi]
-    mine = (own == np.arange(n)[:, None]) | (own < 0)
-    v = np.where(inside, np.where(mine, 2, 1), 0)
-    kps[..., 2] = v
-    kps[v == 0, :2] = 0.0
-    area = vis_masks.reshape(n, -1).sum(axis=1)
-    small = (area < min_area_frac * H * W) | ((v > 0).sum(axis=1) < min_keypoints_person)
-    kps[small] = 0.0
-    # -- crowding figures over the people with pixels in the image --------------------------
-    drawn = full_masks.reshape(n, -1).any(axis=1)
-    max_iou = max_pairwise_iou(full_boxes[drawn])
-    fm = full_masks[drawn].reshape(int(drawn.sum()), -1).astype(np.float32)
-    if len(fm) >= 2:
-        inter = fm @ fm.T
-        a = np.diag(inter)
-        iou = inter / np.maximum(a[:, None] + a[None, :] - inter, 1)
-        np.fill_diagonal(iou, -1)
-        max_mask_iou = float(iou.max())
-    else:
-        max_mask_iou = float("nan")
+    vis_masks, area = _visibility(kps, owner, min_area_frac, min_keypoints_person)
+    max_iou, max_mask_iou = _crowding_figures(full_masks, full_boxes)
     keep = area > 0
     return {"image": image, "keypoints": kps[keep].astype(np.float32), "masks": vis_masks[keep],
             "full_boxes": full_boxes[keep], "max_iou": max_iou, "max_mask_iou": max_mask_iou}
@@ -733,6 +775,45 @@ def _make_image(args):
     return index, file_name, anns, scene["max_iou"], scene["max_mask_iou"]
 
 
+def _run_jobs(jobs: list, bank, workers: int, chunksize: int, progress: bool) -> list:
+    """:func:`_make_image` of every job, in job order: in this process (``workers`` 1 or one
+    job) or in a forkserver pool (a fork of this process could inherit a lock held by a thread
+    of torch, onnxruntime or OpenMP and deadlock; the server is a fresh single-threaded process)."""
+    n = len(jobs)
+    results = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=n, desc="synth", unit="img")
+    try:
+        if workers == 1 or n == 1:
+            _init_worker(bank)
+            for job in jobs:
+                results.append(_make_image(job))
+                if bar is not None:
+                    bar.update(1)
+        else:
+            import multiprocessing as mp
+            with mp.get_context("forkserver").Pool(min(workers, n), initializer=_init_worker, initargs=(bank,)) as pool:
+                for r in pool.imap(_make_image, jobs, chunksize=max(1, int(chunksize))):
+                    results.append(r)
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return results
+
+
+def _write_json_atomic(path: Path, doc: dict) -> Path:
+    """``doc`` as json at ``path`` via a temp file and a rename; returns ``path``."""
+    tmp = path.with_suffix(".json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, path)
+    return path
+
+
 def generate_dataset(out_dir, num_images: int, *, crowding="sparse", seed: int = 0, poses_file=None,
                      image_size=256, workers: int | None = None, progress: bool = True,
                      jpeg_quality: int = 95, min_area_frac: float = 0.01, min_keypoints_person: int = 3,
@@ -777,30 +858,7 @@ def generate_dataset(out_dir, num_images: int, *, crowding="sparse", seed: int =
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     jobs = [(i, int(seed), H, W, levels[i % len(levels)], image_dir, jpeg_quality, min_area_frac,
              min_keypoints_person) for i in range(n)]
-    results = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=n, desc="synth", unit="img")
-    try:
-        if workers == 1 or n == 1:
-            _init_worker(bank)
-            for job in jobs:
-                results.append(_make_image(job))
-                if bar is not None:
-                    bar.update(1)
-        else:
-            import multiprocessing as mp
-            # forkserver: a fork of this process could inherit a lock held by a thread of torch,
-            # onnxruntime or OpenMP and deadlock; the server is a fresh single-threaded process
-            with mp.get_context("forkserver").Pool(min(workers, n), initializer=_init_worker, initargs=(bank,)) as pool:
-                for r in pool.imap(_make_image, jobs, chunksize=max(1, int(chunksize))):
-                    results.append(r)
-                    if bar is not None:
-                        bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+    results = _run_jobs(jobs, bank, workers, chunksize, progress)
     images, annotations, ious, mask_ious = [], [], [], []
     ann_id = 0
     for index, file_name, anns, max_iou, max_mask_iou in results:
@@ -822,13 +880,8 @@ def generate_dataset(out_dir, num_images: int, *, crowding="sparse", seed: int =
             "mean_max_iou_kind": "full (unoccluded) person bounding boxes, images with >= 2 people",
             "mean_max_mask_iou": round(mean_mask_iou, 6) if ious else None,
             "ignored_people": "small people are annotations with num_keypoints = 0"}
-    doc = {"info": info, "images": images, "annotations": annotations,
-           "categories": [COCO17.coco_category()]}
-    ann_file = out / "annotations.json"
-    tmp = ann_file.with_suffix(".json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(doc, f)
-    os.replace(tmp, ann_file)
+    ann_file = _write_json_atomic(out / "annotations.json", {"info": info, "images": images, "annotations": annotations,
+                                                              "categories": [COCO17.coco_category()]})
     seconds = time.perf_counter() - t0
     people = sum(1 for a in annotations if a["num_keypoints"] > 0)
     return {"images": n, "people": people, "ignored_people": len(annotations) - people,
