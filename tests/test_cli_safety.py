@@ -203,7 +203,7 @@ def test_demo_refuses_a_non_empty_folder(tmp_path, capsys):
     out = tmp_path / "demo"
     out.mkdir()
     (out / "thesis.tex").write_text("years of work")
-    assert main(["--quiet", "demo", "--out", str(out), "--minutes", "0.01", "--images", "4"]) == 2
+    assert main(["--quiet", "demo", "--out", str(out), "--train", "--steps", "1", "--images", "4"]) == 2
     _one_line_error(capsys, "already exists and is not empty", "--overwrite")
     assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
 

@@ -301,9 +301,31 @@ def _default_layouts() -> Path:
 
 def cmd_demo(args) -> int:
     from .engine.demo import run_demo
-    run_demo(args.out, minutes=args.minutes, images=args.images, progress=not args.quiet,
-             overwrite=args.overwrite)
+    run_demo(args.out, train=args.train, methods=args.methods, steps=args.steps, images=args.images,
+             val_images=args.val_images, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
     return 0
+
+
+def _demo_steps(text: str) -> dict:
+    """``demo --steps``: ``N`` (every method) or ``METHOD=N,...``."""
+    from .engine.demo import METHODS
+    try:
+        pairs = dict(item.split("=", 1) for item in text.split(",")) if "=" in text else dict.fromkeys(METHODS, text)
+        steps = {m.strip(): int(n) for m, n in pairs.items()}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected N or METHOD=N,... (e.g. ae=2000,personlab=1000)")
+    bad = [m for m, n in steps.items() if m not in METHODS or n <= 0]
+    if bad or not steps:
+        raise argparse.ArgumentTypeError(f"{text!r}: methods must be among {list(METHODS)} with positive step counts")
+    return steps
+
+
+def _demo_methods(text: str) -> tuple:
+    from .engine.demo import METHODS
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not methods or any(m not in METHODS for m in methods):
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma list of {list(METHODS)}")
+    return methods
 
 
 # ----------------------------------------------------------------------------- parser
@@ -495,10 +517,21 @@ def _add_benchmark_parser(sub) -> None:
 
 def _add_demo_parser(sub) -> None:
     """The ``demo`` verb's arguments."""
-    d = sub.add_parser("demo", help="the whole pipeline on an embedded synthetic default")
-    d.add_argument("--out", default="posegroup_demo")
-    d.add_argument("--minutes", type=float, default=5.0, help="training minutes")
-    d.add_argument("--images", type=int, default=2000, help="synthetic training images")
+    from .engine.demo import DEMO_STEPS, METHODS
+    d = sub.add_parser("demo", help="the whole pipeline on an embedded synthetic default: shipped models of every "
+                       "method (or --train) predict held-out sparse/medium/heavy scenes, scored and drawn")
+    d.add_argument("--out", default="posegroup_demo", help="output folder (default: %(default)s)")
+    d.add_argument("--train", action="store_true",
+                   help="train each method first (a fixed step budget, --steps) instead of using the shipped weights; "
+                        "OUT/weights/ then holds what the package ships")
+    d.add_argument("--methods", type=_demo_methods, default=METHODS,
+                   help="comma list of methods (default: %s)" % ",".join(METHODS))
+    d.add_argument("--steps", type=_demo_steps, default=None,
+                   help="--train steps: N for every method or METHOD=N,... (default: %s)"
+                        % ",".join(f"{m}={n}" for m, n in DEMO_STEPS.items()))
+    d.add_argument("--images", type=int, default=2000, help="synthetic training images with --train (default: %(default)s)")
+    d.add_argument("--val-images", type=int, default=40, help="held-out images per split (default: %(default)s)")
+    d.add_argument("--seed", type=int, default=0, help="data and training seed (default: %(default)s)")
     d.add_argument("--overwrite", action="store_true", help="run in a non-empty --out, replacing the demo's files")
     d.set_defaults(func=cmd_demo)
 

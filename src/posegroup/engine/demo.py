@@ -1,8 +1,13 @@
 """``posegroup demo``: the whole pipeline on an embedded default, no user data, no downloads.
 
-Makes a small synthetic training split and two held-out splits (sparse, heavy overlap), trains a
-tiny Associative Embedding hourglass for a few CPU minutes (bundled config ae_tiny_synthetic),
-predicts, scores with the official COCO metric and writes pictures and an AP table.
+By default the demo uses the small trained models shipped inside the package
+(``posegroup/weights/``, one per method, made by ``posegroup demo --train``; see
+:data:`MANIFEST`): it writes held-out synthetic splits (sparse, medium, heavy overlap),
+predicts them with every method, scores with the official COCO metric and writes pictures and
+an AP table -- in well under a minute. ``demo --train`` first trains each method's bundled tiny
+config for a fixed number of steps (:data:`DEMO_STEPS`; a step budget, so the result does not
+depend on how busy the machine is) and uses those models; its ``weights/`` are exactly what
+the package ships.
 """
 from __future__ import annotations
 
@@ -14,135 +19,236 @@ import cv2
 import numpy as np
 
 CONFIG_NAME = "ae_tiny_synthetic.yaml"
+#: The methods of the demo, in training order (the recurrent head reads the AE backbone).
+METHODS = ("ae", "personlab", "recurrent")
+#: Held-out splits: name -> crowding.
+SPLITS = {"val_sparse": "sparse", "val_medium": "medium", "val_heavy": "heavy"}
+#: ``demo --train``: training steps per method (batch 16, 128 px, bundled tiny configs).
+DEMO_STEPS = {"ae": 2000, "personlab": 1000, "recurrent": 600}
+#: The shipped weights and the figures recorded when they were made.
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+MANIFEST = WEIGHTS_DIR / "manifest.json"
+#: What the caption says a good number is (recorded with the shipped weights, see MANIFEST).
+GOOD = ("A perfect model scores 1.000. For these tiny CPU models (one-stack hourglass, ~0.5 M "
+        "weights, 128-px input) sparse AP >= 0.30 is good; heavy overlap is where every method "
+        "of this size still fails (README: crowds).")
 
 
 def find_config(name: str = CONFIG_NAME) -> Path:
-    """The bundled config NAME (``posegroup/configs/``, package data: no checkout needed)."""
-    from .config import BUNDLED_DIR, bundled_configs
-    path = bundled_configs().get(Path(name).stem)
+    """The bundled config NAME (``posegroup/configs/``, package data: no checkout needed) -- never
+    a file of the same name in the working directory."""
+    from .config import bundled_configs
+    stem = name[:-5] if name.endswith(".yaml") else name
+    path = bundled_configs().get(stem)
     if path is None:
-        raise FileNotFoundError(f"{BUNDLED_DIR / name}: bundled config missing from the installed package")
+        raise FileNotFoundError(f"posegroup/configs/{stem}.yaml: bundled config missing from the installed package")
     return path
 
 
-def run_demo(out_dir="posegroup_demo", *, minutes: float = 5.0, images: int = 2000,
-             val_images: int = 40, progress: bool = True, seed: int = 0, overwrite: bool = False) -> dict:
-    """Synthesise, train, predict, evaluate and draw; returns the AP table as a dict.
+def shipped_manifest() -> dict:
+    """The shipped weights' manifest: ``{method: {file, steps, seed, AP: {split: AP}, ...}}``
+    ({} when the package ships none)."""
+    return json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {}
 
-    Writes under ``out_dir``: data/ (synthetic splits), train/ (checkpoints, TensorBoard),
-    pictures/*.png, results_{split}.json, ap_table.md and ap_table.json. An existing non-empty
+
+def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Write the inference part of training checkpoint ``src`` to ``dst``: weights in float16
+    (halves the file; :func:`~posegroup.engine.checkpoint.load_model` casts them back), the
+    config, keypoint set, method and step -- no optimizer or RNG state. Atomic."""
+    import torch
+    from .checkpoint import load_checkpoint, save_checkpoint
+    state = load_checkpoint(src)
+    weights = {k: (v.half() if torch.is_floating_point(v) else v) for k, v in state["model"].items()}
+    keep = {k: state[k] for k in ("config", "keypoint_set", "method", "step") if k in state}
+    return save_checkpoint(dst, dict(keep, model=weights))
+
+
+def run_demo(out_dir="posegroup_demo", *, train: bool = False, methods=METHODS, steps: dict | None = None,
+             images: int = 2000, val_images: int = 40, progress: bool = True, seed: int = 0,
+             overwrite: bool = False) -> dict:
+    """Synthesise, (train,) predict, evaluate and draw; returns the table as a dict
+    ``{"splits": {split: info}, "methods": {method: {split: {AP, AP50, AP75, AR}, ...}}}``.
+
+    Args:
+        train: train each method (``steps`` per method, default :data:`DEMO_STEPS`) on a
+            synthetic training split of ``images`` images instead of using the shipped weights.
+        methods: which methods (default all three).
+    Writes under ``out_dir``: data/ (synthetic splits), train/<method>/ (when training),
+    weights/<method>.pt (the slim checkpoints used), pictures/*.png,
+    results_<method>_<split>.json, ap_table.md and ap_table.json. An existing non-empty
     ``out_dir`` is refused (ValueError) unless ``overwrite``.
     """
-    from .checkpoint import load_model
-    from .config import load_config
-    from .predict import checkpoint_predictor
-    from .train import train
-
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise ValueError(f"{out}: already exists and is not empty; pass --overwrite to replace the demo's "
                          "files there (its synthetic data is reused), or choose another --out")
+    methods = tuple(methods)
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"demo --methods: unknown {unknown}; choose from {list(METHODS)}")
     t0 = time.time()
-    cfg = load_config(find_config())
-    data = out / "data"
     say = print if progress else (lambda *a, **k: None)
-    say(f"[1/4] synthetic scenes -> {data}")
-    stats = _synthesise(data, int(cfg["data"].get("synth_image_size", cfg["data"]["input_size"])),
-                        images=images, val_images=val_images, seed=seed, progress=progress)
-    cfg["data"]["train_ann"] = str(data / "train" / "annotations.json")
-    cfg["data"]["train_images"] = None
-    cfg["data"]["val_ann"] = None        # scored below, after training
-    cfg["data"]["val_images"] = None
-    # A cosine schedule sized to the time budget: ~266 steps/min measured for this config on
-    # one free CPU core (batch 16, 128 px); on a slower or busier machine the time limit ends
-    # training before the schedule does.
-    cfg["train"]["steps"] = max(50, int(minutes * 250))
-    cfg["train"]["max_minutes"] = minutes
-    cfg["train"]["eval_every"] = 0
-
-    say(f"[2/4] training a tiny AE hourglass for {minutes:g} min on the CPU")
-    summary = train(cfg, out_dir=out / "train", max_minutes=minutes, progress=progress, overwrite=True)
-    predictor, method, config = checkpoint_predictor(summary["checkpoint"])
-    model, _, _ = load_model(summary["checkpoint"])
-
-    say("[3/4] predicting and scoring the held-out splits")
-    table = {}
-    for name in ("val_sparse", "val_heavy"):
-        table[name] = _score_split(out, data / name / "annotations.json", name, predictor, method, model,
-                                   input_size=config["data"]["input_size"], progress=progress)
-        table[name]["mean_max_iou"] = stats[name].get("mean_max_iou")
-
-    say("[4/4] results")
-    text = _ap_table(table)
+    data = out / "data"
+    say(f"[1/3] synthetic scenes -> {data}")
+    stats = _synthesise(data, 128, images=images if train else 0, val_images=val_images, seed=seed,
+                        progress=progress)
+    if train:
+        made = _train_methods(out, data, methods, dict(DEMO_STEPS, **(steps or {})), seed=seed,
+                              progress=progress, say=say)
+    else:
+        made = _shipped_weights(out, methods)
+    say("[3/3] predicting and scoring the held-out splits")
+    table = {"splits": {name: _split_info(stats[name]) for name in SPLITS}, "methods": {}}
+    for m in methods:
+        row = dict(made[m])
+        for name in SPLITS:
+            row[name] = _score_split(out, data / name / "annotations.json", name, Path(row["weights"]),
+                                     progress=progress)
+        table["methods"][m] = row
+    text = _ap_table(table, val_images=val_images, trained=train)
     (out / "ap_table.md").write_text(text + "\n")
     table["minutes_total"] = (time.time() - t0) / 60
-    table["train_steps"] = summary.get("steps")
     (out / "ap_table.json").write_text(json.dumps(table, indent=1))
     say(text)
     say(f"pictures in {out / 'pictures'}, table in {out / 'ap_table.md'} ({table['minutes_total']:.1f} min in all)")
     return table
 
 
+def _shipped_weights(out: Path, methods) -> dict:
+    """``{method: {weights, steps, recorded}}`` of the weights shipped in the package; a missing
+    file is a one-line FileNotFoundError that says how to make it."""
+    manifest = shipped_manifest()
+    made = {}
+    for m in methods:
+        entry = manifest.get(m)
+        path = WEIGHTS_DIR / entry["file"] if entry else WEIGHTS_DIR / f"{m}.pt"
+        if not entry or not path.is_file():
+            raise FileNotFoundError(f"{path}: no shipped {m} weights in this installation; run "
+                                    "`posegroup demo --train` to train them")
+        made[m] = {"weights": str(path), "steps": entry.get("steps"), "recorded": entry.get("AP", {}),
+                   "source": "shipped"}
+    return made
+
+
+def _train_methods(out: Path, data: Path, methods, steps: dict, *, seed: int, progress: bool, say) -> dict:
+    """Train each method's bundled tiny config for ``steps[method]`` steps on ``data/train``;
+    the recurrent head starts from the AE model trained here (or the shipped one). Returns
+    ``{method: {weights, steps, minutes, source}}`` and writes ``out/weights/<method>.pt``."""
+    from .config import load_config
+    from .train import train
+    made = {}
+    for i, m in enumerate(methods):
+        cfg = load_config(find_config(f"{m}_tiny_synthetic.yaml"))
+        cfg["data"].update(train_ann=str(data / "train" / "annotations.json"), train_images=None,
+                           val_ann=None, val_images=None)
+        run_dir = out / "train" / m
+        cfg["train"].update(steps=int(steps[m]), max_minutes=None, eval_every=0, seed=seed,
+                            out_dir=str(run_dir))
+        if m == "recurrent":
+            ae = made.get("ae", {}).get("weights") or _shipped_weights(out, ["ae"])["ae"]["weights"]
+            cfg["model"]["init_from"] = str(ae)
+        say(f"[2/3] training {m} ({i + 1}/{len(methods)}): {steps[m]} steps")
+        t = time.time()
+        summary = train(cfg, out_dir=run_dir, progress=progress, overwrite=True)
+        minutes = (time.time() - t) / 60
+        done = int(summary.get("steps") or steps[m])
+        say(f"      {m}: {done} steps in {minutes:.1f} min ({done / max(minutes, 1e-9):.0f} steps/min)")
+        weights = slim_checkpoint(summary["checkpoint"], out / "weights" / f"{m}.pt")
+        made[m] = {"weights": str(weights), "steps": done, "minutes": minutes, "source": "trained", "seed": seed}
+    return made
+
+
+def _split_info(info: dict) -> dict:
+    """Crowding figures of a synthetic split's ``info``."""
+    return {k: info.get(k) for k in ("crowding", "mean_max_iou", "people_per_image", "num_images")}
+
+
 def _synthesise(data: Path, size: int, *, images: int, val_images: int, seed: int, progress: bool) -> dict:
-    """The train / val_sparse / val_heavy synthetic splits under ``data`` (a split already there
-    is reused); returns each split's info (crowding statistics)."""
+    """The train (``images`` > 0 only) and held-out :data:`SPLITS` under ``data`` (a split
+    already there is reused); returns each split's crowding figures (mean max box IoU, people
+    per image, crowding)."""
     from ..data.synthetic import generate_dataset
-    splits = {"train": ("sparse", images, seed), "val_sparse": ("sparse", val_images, seed + 1000),
-              "val_heavy": ("heavy", val_images, seed + 2000)}
+    splits = {name: (crowding, val_images, seed + 1000 * (i + 1)) for i, (name, crowding) in enumerate(SPLITS.items())}
+    if images > 0:
+        splits["train"] = ("sparse", images, seed)
     stats = {}
     for name, (crowding, n, s) in splits.items():
         ann = data / name / "annotations.json"
         if not ann.is_file():
-            stats[name] = generate_dataset(data / name, n, crowding=crowding, seed=s, image_size=size,
-                                           progress=progress)
-        else:
-            stats[name] = json.loads(ann.read_text()).get("info", {})
+            generate_dataset(data / name, n, crowding=crowding, seed=s, image_size=size, progress=progress)
+        doc = json.loads(ann.read_text())
+        people = sum(1 for a in doc["annotations"] if a.get("num_keypoints", 0) > 0)
+        stats[name] = dict(doc.get("info", {}), num_images=len(doc["images"]),
+                           people_per_image=people / max(1, len(doc["images"])))
     return stats
 
 
-def _score_split(out: Path, ann: Path, name: str, predictor, method, model, *, input_size: int,
-                 progress: bool) -> dict:
-    """Predict split ``name``, write ``results_{name}.json``, score it and draw its first four
-    images (poses and the method's maps, enlarged) into ``out/pictures``. Returns AP, AP50,
-    AP75, AR."""
+def _score_split(out: Path, ann: Path, name: str, weights: Path, *, progress: bool, pictures: int = 2) -> dict:
+    """Predict split ``name`` with the model in ``weights``, write
+    ``results_<method>_<name>.json``, score it (official COCO metric) and draw its first
+    ``pictures`` images into ``out/pictures``. Returns AP, AP50, AP75, AR."""
     from ..data.coco import CocoPoseDataset
-    from ..viz import draw_poses, save_png
+    from .checkpoint import load_model
     from .evaluate import evaluate_all
-    from .predict import predict_dataset
+    from .predict import checkpoint_predictor, predict_dataset
+    loaded = load_model(weights)
+    model, method, config = loaded
+    predictor, _, _ = checkpoint_predictor(weights, model=loaded)
+    tag = config["method"]["name"]
     ds = CocoPoseDataset(ann)
     results = predict_dataset(predictor, ds, progress=progress)
-    (out / f"results_{name}.json").write_text(json.dumps(results))
+    (out / f"results_{tag}_{name}.json").write_text(json.dumps(results))
     st = evaluate_all(ds.ann_file, results)
-    by_image = {}
-    for r in results:
-        by_image.setdefault(r["image_id"], []).append(r)
-    pics = out / "pictures"
-    for i in range(min(4, len(ds))):
-        sample = ds[i]
-        rs = by_image.get(sample["image_id"], [])
-        k = ds.keypoint_set.num_keypoints
-        poses = np.array([r["keypoints"] for r in rs], float).reshape(-1, k, 3)
-        scores = np.array([r["score"] for r in rs])
-        keep = scores >= 0.1
-        # small synthetic images are drawn enlarged so that a person can see them
-        zoom = max(1, 384 // max(sample["image"].shape[:2]))
-        big = cv2.resize(sample["image"], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_LINEAR)
-        shown = poses[keep].copy()
-        shown[..., :2] *= zoom
-        pic = draw_poses(big, shown, ds.keypoint_set, scores=scores[keep])
-        save_png(pics / f"{name}_{i}_poses.png", np.concatenate([big, pic], 1))
-        maps = method.draw_maps(model, sample["image"], canvas=big, input_size=input_size)
-        if maps:
-            save_png(pics / f"{name}_{i}_maps.png", np.concatenate(maps, 1))
+    _draw_examples(out / "pictures", f"{tag}_{name}", ds, results, method, model,
+                   input_size=int(config["data"]["input_size"]), count=pictures)
     return {"AP": st["AP"], "AP50": st["AP50"], "AP75": st["AP75"], "AR": st["AR"]}
 
 
-def _ap_table(table: dict) -> str:
-    """The markdown AP table of the held-out splits."""
-    lines = ["| split | mean max-IoU | AP | AP50 | AP75 | AR |", "|---|---|---|---|---|---|"]
-    for name, r in table.items():
-        iou = r["mean_max_iou"]
-        lines.append(f"| {name} | {iou:.2f} | {r['AP']:.3f} | {r['AP50']:.3f} | {r['AP75']:.3f} | {r['AR']:.3f} |"
-                     if iou is not None else
-                     f"| {name} | - | {r['AP']:.3f} | {r['AP50']:.3f} | {r['AP75']:.3f} | {r['AR']:.3f} |")
+def _draw_examples(pics: Path, prefix: str, ds, results: list, method, model, *, input_size: int,
+                   count: int) -> None:
+    """``prefix_<i>_poses.png`` (the predicted people scored >= ``predict.MIN_SCORE`` beside the
+    ground truth, enlarged, captioned) and the method's ``prefix_<i>_maps.png`` (titled, with
+    a colour legend) for the first ``count`` images of ``ds``."""
+    from ..viz import enlarge, prediction_picture, save_png, side_by_side
+    from .predict import MIN_SCORE
+    by_image = {}
+    for r in results:
+        by_image.setdefault(r["image_id"], []).append(r)
+    k = ds.keypoint_set.num_keypoints
+    for i in range(min(count, len(ds))):
+        sample = ds[i]
+        rs = by_image.get(sample["image_id"], [])
+        poses = np.array([r["keypoints"] for r in rs], float).reshape(-1, k, 3)
+        scores = np.array([r["score"] for r in rs])
+        title = f"{method.name} | {Path(sample['file_name']).name}"
+        save_png(pics / f"{prefix}_{i}_poses.png",
+                 prediction_picture(sample["image"], poses, scores, ds.keypoint_set, title=title,
+                                    min_score=MIN_SCORE, gt_poses=sample["keypoints"]))
+        big, _ = enlarge(sample["image"])     # small synthetic images: enlarged so that a person can see them
+        maps = method.draw_maps(model, sample["image"], canvas=big, input_size=input_size)
+        if maps:
+            save_png(pics / f"{prefix}_{i}_maps.png", side_by_side(maps))
+
+
+def _ap_table(table: dict, *, val_images: int, trained: bool) -> str:
+    """The markdown table: a caption (what is measured, what a good number is), one row per
+    method with each split's AP (AR), the training steps, and the split figures."""
+    splits = list(table["splits"])
+    info = table["splits"]
+    caption = (f"COCO keypoint AP (AR) on {val_images} held-out synthetic 128-px images per split, official "
+               "metric (pycocotools); models " + ("trained by this run" if trained else
+                                                    "shipped with posegroup (`posegroup demo --train` retrains them)")
+               + ". " + GOOD)
+    head = "| method | weights | steps | " + " | ".join(f"{s} AP (AR)" for s in splits) + " |"
+    lines = [caption, "", head, "|" + "---|" * (3 + len(splits))]
+    for m, row in table["methods"].items():
+        cells = [f"{row[s]['AP']:.3f} ({row[s]['AR']:.3f})" for s in splits]
+        lines.append(f"| {m} | {row['source']} | {row.get('steps') or '-'} | " + " | ".join(cells) + " |")
+    ious = ", ".join(f"{s} {_fmt(info[s].get('mean_max_iou'))} / {info[s]['people_per_image']:.1f}" for s in splits)
+    lines += ["", f"Splits: mean max box-IoU between people / people per image: {ious} "
+              "(OCHuman: 0.67 mean max IoU)."]
     return "\n".join(lines)
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.2f}"

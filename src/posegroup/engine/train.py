@@ -69,6 +69,26 @@ class RunRefused(TrainingError):
 
 # ---- pieces --------------------------------------------------------------------------------
 
+def autocast_dtype(device: torch.device, amp: bool) -> "torch.dtype | None":
+    """The mixed-precision dtype of training on ``device`` (None: float32 throughout).
+
+    ``amp`` on CUDA: float16 (with a gradient scaler). ``amp`` on a CPU with bfloat16 matrix
+    units (AMX tiles or AVX512-BF16): bfloat16 autocast, no scaler (bfloat16 keeps float32's
+    exponent range); measured on such a 2-core Xeon, the tiny hourglass's training step takes
+    0.6x the float32 time. Other CPUs stay in float32 (bfloat16 is emulated there and slower).
+    """
+    if not amp:
+        return None
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu":
+        cpu = torch.cpu
+        fast = getattr(cpu, "_is_amx_tile_supported", lambda: False)() or \
+            getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+        return torch.bfloat16 if fast else None
+    return None
+
+
 def lr_factor(step: int, schedule: dict, total_steps: int) -> float:
     """Multiplier of the base lr at optimizer step ``step`` (0-based).
 
@@ -205,6 +225,7 @@ def _setup(cfg: dict, out_dir: Path, max_steps: int | None, fresh: bool, dist_in
     else:
         r.device = torch.device(f"cuda:{r.local_rank}" if torch.cuda.is_available() else "cpu")
     r.use_amp = bool(tc["amp"]) and r.device.type == "cuda"
+    r.amp_dtype = autocast_dtype(r.device, bool(tc["amp"]))
     if r.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
@@ -383,7 +404,7 @@ def _train_step(r: _Run, batch: dict, step: int, *, t0: float, max_minutes: floa
     weights change."""
     loss_fn = getattr(r.method, "training_loss", None)  # optional hook: (model, batch) -> (loss, parts)
     image = batch.pop("image")
-    with torch.autocast(r.device.type, dtype=torch.float16, enabled=r.use_amp):
+    with torch.autocast(r.device.type, dtype=r.amp_dtype or torch.float32, enabled=r.amp_dtype is not None):
         if callable(loss_fn):
             loss, parts = loss_fn(r.model, dict(batch, image=image))
         else:

@@ -165,13 +165,13 @@ class RecurrentMethod(Method):
         valid = torch.zeros(b, n, dtype=torch.bool)
         seed = int(torch.randint(0, 2 ** 31 - 1, ()))
         rng = np.random.default_rng(seed)
-        probs = torch.sigmoid(logits.detach()).cpu().numpy()
+        probs = torch.sigmoid(logits.detach().float()).cpu().numpy()
         for i, pr in enumerate(pairs):
             if not pr:
                 continue
             steps = np.array([t for t, _ in pr])
             people = np.array([k for _, k in pr])
-            u = order_people(self.settings.lstm2_order, heats[i, steps].detach().cpu().numpy(), probs[i, steps], rng)
+            u = order_people(self.settings.lstm2_order, heats[i, steps].detach().float().cpu().numpy(), probs[i, steps], rng)
             inputs[i, :len(pr)] = heats[i, steps[u]].detach()
             targets[i, :len(pr)] = gt[i, people[u]]
             valid[i, :len(pr)] = True

@@ -99,8 +99,9 @@ class RunningNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             with torch.no_grad():
-                mean = x.mean(dim=(0, 2, 3))
-                var = x.var(dim=(0, 2, 3), unbiased=False)
+                xf = x.float()   # statistics in float32 (x may be bfloat16 under CPU autocast)
+                mean = xf.mean(dim=(0, 2, 3))
+                var = xf.var(dim=(0, 2, 3), unbiased=False)
                 m = 1.0 if int(self.num_batches) == 0 else self.momentum   # first batch: take it whole
                 self.running_mean.lerp_(mean, m)
                 self.running_var.lerp_(var, m)
