@@ -223,6 +223,44 @@ def test_offset_targets_bilinear_and_nearest_hand_values():
                                np.stack([x, y], -1) + bilinear_sample(g, ch, x, y, stride=8, grid_offset=4))
 
 
+@pytest.mark.parametrize("whole", [True, False])
+@pytest.mark.parametrize("hough_stride,blur_sigma", [(4.0, 2.0), (8.0, 2.0), (4.0, 0.0), (2.0, 3.0)])
+def test_packed_peaks_equal_dense_map(monkeypatch, whole, hough_stride, blur_sigma):
+    """The decoder's cropped canvas (boxes around the votes, or the whole map when small) finds
+    exactly find_peaks' peaks on the dense map, and its cells are the map's non-zero cells;
+    votes at and beyond the map border included."""
+    from posegroup.methods.personlab import decode as dec
+
+    monkeypatch.setattr(dec, "_WHOLE_MAP_CELLS", 1 << 30 if whole else 0)
+    rng = np.random.default_rng(int(hough_stride * 10 + blur_sigma))
+    found = 0
+    for _ in range(6):
+        k, h, w = 4, int(rng.integers(4, 24)), int(rng.integers(4, 24))
+        heat = (rng.random((k, h, w)) * (rng.random((k, h, w)) < rng.uniform(0.02, 0.4))).astype(np.float32)
+        heat[1] = 0                                         # a channel without votes
+        short = (rng.normal(size=(k, h, w, 2)) * 10).astype(np.float32)
+        short[:, :2] -= 30                                  # votes off the top / left border
+        kw = dict(output_stride=8, grid_offset=4.0, radius=8.0, hough_stride=hough_stride)
+        size = dec.hough_size((h, w), 8, 4.0, hough_stride)
+        hough = dec._dense_hough(heat, short, size_hw=size, min_p=0.01, **kw)
+        dense = find_peaks(hough, hough_stride=hough_stride, peak_threshold=1e-4, blur_sigma=blur_sigma)
+        short_c = short.view(np.complex64).reshape(-1)
+        peaks, cells, votes = dec.packed_peaks(heat, short_c, size_hw=size, min_p=0.01, peak_threshold=1e-4,
+                                               blur_sigma=blur_sigma, **kw)
+        assert len(dense[0]) == len(peaks[0])
+        found += len(peaks[0])
+        for a, b in zip(dense[:3], peaks[:3]):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(dense[3], peaks[3], rtol=1e-6)   # OpenCV's blur: 1 ulp by image width
+        ck, cx, cy, chv = cells
+        r, c = np.floor(cy / hough_stride).astype(int), np.floor(cx / hough_stride).astype(int)
+        np.testing.assert_array_equal(chv, hough[ck, r, c])
+        assert len(set(zip(ck, r, c))) == len(ck) == np.count_nonzero(hough)
+        for a, b in zip(votes, raw_votes(heat, short, output_stride=8, grid_offset=4.0, radius=8.0, min_p=0.01)):
+            np.testing.assert_array_equal(a, b)
+    assert found > 10
+
+
 def _reference_decode(heat, short, mid, edges, stride, go, sigmas, nms_radius=10.0, hough_stride=1.0,
                       vote_threshold=0.0):
     """Independent one-seed-at-a-time greedy decoder on the dense maps (paper's loop, point

@@ -11,9 +11,10 @@ Pipeline of :func:`decode_poses`:
    By default a Hough cell is an output cell (``hough_stride`` = the output stride) and only
    cells with p_k > ``vote_threshold`` (0.01) vote; the paper's input-resolution map is
    :data:`PAPER_HOUGH`. :func:`hough_scores` builds the dense (K, Hh, Wh) map; the decoder
-   builds it directly when it is small (:data:`DENSE_HOUGH_CELLS`), else works on the *sparse*
-   vote list and blurs only the rows and columns that votes can reach (:func:`sparse_peaks`:
-   the same peaks as :func:`find_peaks` on the dense map, see there).
+   never does: on small maps (:data:`DENSE_HOUGH_CELLS`) it splats, blurs and max-filters only
+   the box around each channel's votes (:func:`packed_peaks`), on large ones the rows and
+   columns that votes can reach (:func:`sparse_peaks`); both give the peaks of
+   :func:`find_peaks` on the dense map (see there).
 2. **Candidates**: local maxima under a 3×3 max filter above ``peak_threshold``; positions are
    moved by the short-range offset at the peak (``refine_peaks``; the reference PoseNet decoder
    also places a keypoint at cell + short offset).
@@ -112,9 +113,10 @@ _SAMPLING = ("bilinear", "nearest")
 _FIRST_BATCH = 32
 #: largest batch (its (B, B) claim matrix is the memory bound)
 _MAX_BATCH = 1024
-#: Hough maps of at most this many cells (K x Hh x Wh) are built dense (blur, peaks and the
-#: expected-OKS mass read off the map); larger ones go through the sparse vote list. Both give
-#: the same peaks and scores (:func:`sparse_peaks`, :func:`expected_oks_sparse`).
+#: Hough maps of at most this many cells (K x Hh x Wh) go through :func:`packed_peaks` (boxes
+#: around the votes in one canvas), larger ones through the sparse vote list
+#: (:func:`sparse_peaks`). Both give the dense map's peaks; the expected-OKS mass is the map's
+#: non-zero cells (:func:`expected_oks_sparse`).
 DENSE_HOUGH_CELLS = 1 << 19
 
 
@@ -382,6 +384,136 @@ def find_peaks(hough: np.ndarray, *, hough_stride: float = 1.0, peak_threshold: 
     order = np.argsort(-s, kind="stable")
     k, r, c, s = k[order], r[order], c[order], s[order]
     return k, (c + 0.5) * hough_stride, (r + 0.5) * hough_stride, s
+
+
+def _vote_corners(heatmaps: np.ndarray, short_c: np.ndarray, *, output_stride: float, grid_offset: float,
+                  radius: float, hough_stride: float, size_hw: tuple[int, int], min_p: float):
+    """The votes of the cells with p_k > ``min_p`` (``short_c``: the short offsets as a flat
+    complex64 view, x + iy; non-finite offsets read as 0). Returns the votes of :func:`raw_votes`
+    ``(k, x, y, w)``, and of those whose 2x2 bilinear footprint touches the (Hh, Wh) map: channel
+    (V,) (ascending), top-left corner row and column (V,) (-1 ... Hh-1 / Wh-1), the fractions
+    fx, fy (V,) and the weight (V,)."""
+    k, h, w = heatmaps.shape
+    hh, wh = size_hw
+    flat = heatmaps.reshape(-1)
+    sel = np.flatnonzero(flat > min_p)
+    kk, rem = np.divmod(sel, h * w)
+    ii, jj = np.divmod(rem, w)
+    so = short_c[sel]
+    if not np.isfinite(so).all():
+        so = np.nan_to_num(so, nan=0.0, posinf=0.0, neginf=0.0)
+    vx = jj * output_stride + grid_offset + so.real
+    vy = ii * output_stride + grid_offset + so.imag
+    p = flat[sel].astype(np.float64) * (output_stride ** 2 / (math.pi * radius ** 2))
+    votes = (kk, vx, vy, p)
+    qx = vx / hough_stride - 0.5
+    qy = vy / hough_stride - 0.5
+    ok = (qx >= -1) & (qx < wh) & (qy >= -1) & (qy < hh)
+    if not ok.all():
+        qx, qy, p, kk = qx[ok], qy[ok], p[ok], kk[ok]
+    x0 = np.floor(qx)
+    y0 = np.floor(qy)
+    return votes, kk, y0.astype(np.int64), x0.astype(np.int64), qx - x0, qy - y0, p
+
+
+#: Hough maps of at most this many cells (K x Hh x Wh) are packed whole (every channel, no
+#: cropping: fewer operations on maps this small).
+_WHOLE_MAP_CELLS = 1 << 15
+
+
+def _crops(kk: np.ndarray, r0: np.ndarray, c0: np.ndarray, num_k: int, size_hw: tuple[int, int], margin: int,
+           sep: int):
+    """The boxes of :func:`packed_peaks`: per channel with votes, the rows / columns of its votes'
+    corners ± ``margin``, clipped to one cell beyond the (Hh, Wh) map (or, for small maps, the
+    whole map plus that ring for every channel). ``kk`` (V,) ascending channels, ``r0`` / ``c0``
+    (V,) the votes' top-left corners. Returns channels (B,), first map row and column (B,),
+    box height and width (B,), first canvas row (B,), each vote's canvas offset (V,) and the
+    canvas (height, width)."""
+    hh, wh = size_hw
+    if num_k * (hh + 2) * (wh + 2) <= _WHOLE_MAP_CELLS:
+        chans = np.arange(num_k)
+        rlo, clo = np.full(num_k, -1), np.full(num_k, -1)
+        bh, bw = np.full(num_k, hh + 2), np.full(num_k, wh + 2)
+        counts = None
+    else:
+        starts = np.flatnonzero(np.concatenate([[True], kk[1:] != kk[:-1]]))
+        chans = kk[starts]
+        counts = np.diff(np.append(starts, len(kk)))
+        rlo = np.maximum(np.minimum.reduceat(r0, starts) - margin, -1)
+        clo = np.maximum(np.minimum.reduceat(c0, starts) - margin, -1)
+        bh = np.minimum(np.maximum.reduceat(r0, starts) + 1 + margin, hh) - rlo + 1
+        bw = np.minimum(np.maximum.reduceat(c0, starts) + 1 + margin, wh) - clo + 1
+    row0 = np.concatenate([[0], np.cumsum(bh + sep)[:-1]])
+    width = int(bw.max())
+    off = (row0 - rlo) * width - clo
+    off_v = off[kk] if counts is None else np.repeat(off, counts)
+    return chans, rlo, clo, bh, bw, row0, off_v, (int((bh + sep).sum()), width)
+
+
+def _inside_map(rlo, clo, bh, bw, row0, sep, canvas_hw, size_hw) -> np.ndarray:
+    """(height, width) bool: the canvas cells of :func:`packed_peaks` that are map cells (not the
+    ring beyond the map, the separators or the padding right of a narrower box)."""
+    height, width = canvas_hw
+    hh, wh = size_hw
+    band = np.repeat(np.arange(len(rlo)), bh + sep)
+    map_row = np.arange(height) - row0[band]                   # row within the box
+    row_ok = (map_row < bh[band]) & (map_row + rlo[band] >= 0) & (map_row + rlo[band] < hh)
+    lo = -clo[band]                                            # 1 where the box starts at column -1
+    hi = np.minimum(bw, wh - clo)[band]
+    col = np.arange(width)[None, :]
+    return row_ok[:, None] & (col >= lo[:, None]) & (col < hi[:, None])
+
+
+def packed_peaks(heatmaps: np.ndarray, short_c: np.ndarray, *, output_stride: float, grid_offset: float,
+                 radius: float, hough_stride: float, size_hw: tuple[int, int], min_p: float, peak_threshold: float,
+                 blur_sigma: float, cells: bool = True):
+    """:func:`find_peaks` of the dense Hough map of :func:`_dense_hough` (the same peaks, scores
+    and order; the map's cells hold the same sums) without building it: each channel's map is
+    cut to the box of its votes ± (kernel radius ρ + 1) and the boxes are stacked in one canvas
+    with ρ rows between them, where the votes are splatted, blurred and max-filtered. The cells
+    of the canvas that are no map cells (the ring beyond the map, separators, padding) are
+    zeroed before the blur and again before the max filter (= the map's zero border; within a
+    box, a cell farther than ρ from every vote is 0 as on the map). ``short_c``: flat complex64
+    view of the short offsets. Returns the peaks ``(k, x, y, score)``, with ``cells`` the map's
+    non-zero cells ``(k, x, y, h)`` (centres, input px; h as the float32 map; else None), and
+    the raw votes ``(k, x, y, w)`` (:func:`raw_votes`)."""
+    k = heatmaps.shape[0]
+    sig = blur_sigma / hough_stride
+    ks = _gauss_ksize(sig)
+    sep = max(ks // 2, 1)
+    votes, kk, r0, c0, fx, fy, p = _vote_corners(heatmaps, short_c, output_stride=output_stride,
+                                                 grid_offset=grid_offset, radius=radius, hough_stride=hough_stride,
+                                                 size_hw=size_hw, min_p=min_p)
+    e = np.zeros(0, np.int64)
+    if len(kk) == 0:
+        return (e, np.zeros(0), np.zeros(0), np.zeros(0, np.float32)), (e, np.zeros(0), np.zeros(0), np.zeros(0)), votes
+    chans, rlo, clo, bh, bw, row0, off_v, (height, width) = _crops(kk, r0, c0, k, size_hw, ks // 2 + 1, sep)
+    i = r0 * width + c0 + off_v
+    pfx = p * fx
+    p0 = p - pfx                                               # p (1 - fx)
+    wt = np.concatenate([p0 * (1 - fy), pfx * (1 - fy), p0 * fy, pfx * fy])   # _dense_hough's order
+    canvas = np.bincount(np.concatenate([i, i + 1, i + width, i + width + 1]), weights=wt,
+                         minlength=height * width).astype(np.float32).reshape(height, width)
+    outside = ~_inside_map(rlo, clo, bh, bw, row0, sep, (height, width), size_hw)
+    canvas[outside] = 0.0
+    blurred = canvas
+    if sig > 0:
+        blurred = cv2.GaussianBlur(canvas, (ks, ks), sigmaX=sig, sigmaY=sig, borderType=cv2.BORDER_CONSTANT)
+        blurred[outside] = 0.0
+    mx = cv2.dilate(blurred, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    pr, pc = np.nonzero((blurred >= mx) & (blurred > peak_threshold))
+    s = blurred[pr, pc]
+    order = np.argsort(-s, kind="stable")                      # ties: channel, row, column (canvas order)
+    pr, pc, s = pr[order], pc[order], s[order]
+    pb = np.searchsorted(row0, pr, side="right") - 1
+    peaks = (chans[pb], (pc + clo[pb] + 0.5) * hough_stride, (pr - row0[pb] + rlo[pb] + 0.5) * hough_stride, s)
+    if not cells:
+        return peaks, None, votes
+    nz = np.flatnonzero(canvas)
+    nr, nc = np.divmod(nz, width)
+    nb = np.searchsorted(row0, nr, side="right") - 1
+    return peaks, (chans[nb], (nc + clo[nb] + 0.5) * hough_stride, (nr - row0[nb] + rlo[nb] + 0.5) * hough_stride,
+                   canvas.reshape(-1)[nz].astype(np.float64)), votes
 
 
 def _active(k: np.ndarray, v: np.ndarray, num_k: int, n: int, margin: int) -> np.ndarray:
@@ -803,19 +935,21 @@ def _check_decode_args(heatmaps, short_offsets, mid_offsets, edges, sigmas, knob
 def _candidates(heatmaps, short_offsets, *, output_stride, grid_offset, radius, hough_stride, peak_threshold,
                 blur_sigma, vote_threshold, oks_mass):
     """Steps 1-2: candidate types (P,), positions (P, 2) (Hough cell centres, input px) in queue
-    order, and the expected-OKS mass: the dense Hough map (K, Hh, Wh), or points ``(k, x, y, h)``
-    (the non-zero Hough cells, or with ``oks_mass="votes"`` the raw votes)."""
+    order, and the expected-OKS mass as points ``(k, x, y, h)``: the non-zero Hough cells, or
+    with ``oks_mass="votes"`` the raw votes. Small maps (:data:`DENSE_HOUGH_CELLS`) through
+    :func:`packed_peaks`, large ones through :func:`sparse_peaks` (the same peaks)."""
     k, h, w = heatmaps.shape
     hsize = hough_size((h, w), output_stride, grid_offset, hough_stride)
     small = k * hsize[0] * hsize[1] <= DENSE_HOUGH_CELLS
-    votes = raw_votes(heatmaps, short_offsets, output_stride=output_stride, grid_offset=grid_offset,
-                      radius=radius, min_p=vote_threshold) if oks_mass == "votes" or not small else None
     if small:
-        mass = _dense_hough(heatmaps, short_offsets, output_stride=output_stride, grid_offset=grid_offset,
-                            radius=radius, hough_stride=hough_stride, size_hw=hsize, min_p=vote_threshold)
-        ck, cx, cy, _ = find_peaks(mass, hough_stride=hough_stride, peak_threshold=peak_threshold,
-                                   blur_sigma=blur_sigma)
+        short_c = np.ascontiguousarray(short_offsets).view(np.complex64).reshape(-1)
+        (ck, cx, cy, _), mass, votes = packed_peaks(
+            heatmaps, short_c, output_stride=output_stride, grid_offset=grid_offset, radius=radius,
+            hough_stride=hough_stride, size_hw=hsize, min_p=vote_threshold, peak_threshold=peak_threshold,
+            blur_sigma=blur_sigma, cells=oks_mass == "map")
     else:
+        votes = raw_votes(heatmaps, short_offsets, output_stride=output_stride, grid_offset=grid_offset,
+                          radius=radius, min_p=vote_threshold)
         vk, vr, vc, vw, hsize = hough_votes(heatmaps, short_offsets, output_stride=output_stride,
                                             grid_offset=grid_offset, radius=radius, hough_stride=hough_stride,
                                             votes=votes)
