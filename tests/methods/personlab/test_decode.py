@@ -351,3 +351,25 @@ def test_bad_options():
     for bad in ({"offset_sampling": "cubic"}, {"mid_refine": "both"}, {"oks_mass": "x"}):
         with pytest.raises(ValueError):
             _decode(maps, **bad)
+
+
+@pytest.mark.parametrize("whole_field", [True, False])
+def test_non_finite_offsets_read_as_zero(monkeypatch, whole_field):
+    """Non-finite offsets are neutralised where they are read (the whole field once when small,
+    else the values gathered): the same poses as with those offsets set to 0 beforehand."""
+    from posegroup.methods.personlab import decode as dec
+
+    monkeypatch.setattr(dec, "_CHECK_WHOLE_FIELD", 1 << 30 if whole_field else 0)
+    rng = np.random.default_rng(5)
+    heat, short, mid = _perfect(_people([(60, 30), (120, 40)]), (64, 64), stride=4)
+    bad_s, bad_m = short.copy(), mid.copy()
+    bad_s[rng.random(short.shape) < 0.05] = np.nan
+    bad_m[rng.random(mid.shape) < 0.05] = np.inf
+    bad_m[rng.random(mid.shape) < 0.05] = -np.inf
+    for opts in ({}, {"offset_sampling": "nearest"}, {"mid_refine": "field"}, PAPER_HOUGH):
+        want = _decode((heat, np.nan_to_num(bad_s, nan=0.0, posinf=0.0, neginf=0.0),
+                        np.nan_to_num(bad_m, nan=0.0, posinf=0.0, neginf=0.0)), **opts)
+        got = _decode((heat, bad_s, bad_m), **opts)
+        assert len(got[0]) == len(want[0]) > 0
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])

@@ -155,57 +155,72 @@ def bilinear_sample(field: np.ndarray, channels: np.ndarray, x: np.ndarray, y: n
     return out.reshape(ch.shape + field.shape[3:])
 
 
-class _OffsetReader:
-    """Fast :func:`offset_targets` for 1-D point sets (the decoder's inner loop): the field
-    is flattened once and each call is a handful of NumPy operations on the points."""
+#: offset fields of at most this many cells x channels are checked for non-finite values whole
+#: (once); larger ones where they are read
+_CHECK_WHOLE_FIELD = 1 << 17
 
-    def __init__(self, field: np.ndarray, *, stride: float, grid_offset: float, sampling: str):
+
+class _OffsetReader:
+    """Fast :func:`offset_targets` for 1-D point sets (the decoder's inner loop): the field is
+    viewed once as one complex64 per cell (x + iy, so that a gather is one 1-D take) and each
+    read is a handful of NumPy operations on the (n, 2) points. With ``finite`` (the decoder),
+    non-finite field values read as 0, checked on the few values read rather than the field."""
+
+    def __init__(self, field: np.ndarray, *, stride: float, grid_offset: float, sampling: str,
+                 finite: bool = False):
         if sampling not in _SAMPLING:
             raise ValueError(f"sampling must be one of {_SAMPLING}, got {sampling!r}")
         c, h, w = field.shape[:3]
-        self.h, self.w = h, w
-        self.flat = np.ascontiguousarray(field).reshape(c * h * w, 2)
+        self.h, self.w, self.cells = h, w, h * w
+        f = np.ascontiguousarray(field, dtype=np.float64 if field.dtype == np.float64 else np.float32)
+        self.flat = f.view(np.complex128 if f.dtype == np.float64 else np.complex64).reshape(c * h * w)
         self.inv = 1.0 / float(stride)
         self.stride = float(stride)
         self.go = float(grid_offset)
         self.nearest = sampling == "nearest"
+        self.finite = finite
+        if finite and self.flat.size <= _CHECK_WHOLE_FIELD:        # small field: checked once, here
+            if not np.isfinite(self.flat).all():
+                self.flat = np.nan_to_num(self.flat, nan=0.0, posinf=0.0, neginf=0.0)
+            self.finite = False
         # bilinear: u is clamped just below w - 1 so that u0 + 1 stays on the grid (a weight of
         # 1e-9 moves to the last cell's neighbour); a 1-cell axis reads one cell
-        self.umax = w - 1 - 1e-9 if w > 1 else 0.0
-        self.vmax = h - 1 - 1e-9 if h > 1 else 0.0
+        self.qmax = (np.array([w - 0.5, h - 0.5]) if self.nearest else
+                     np.array([w - 1 - 1e-9 if w > 1 else 0.0, h - 1 - 1e-9 if h > 1 else 0.0]))
         du, dv = int(w > 1), w * int(h > 1)
         self.corners = np.array([0, du, dv, dv + du], np.int64)[:, None]
 
     def __call__(self, ch: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        w = self.w
-        u = np.asarray(x, np.float64) - self.go
-        u *= self.inv
-        v = np.asarray(y, np.float64) - self.go
-        v *= self.inv
-        base = np.asarray(ch, np.int64) * (self.h * w)
+        """(n,) channels and positions -> (n, 2) targets (float64)."""
+        p = np.stack([np.asarray(x, np.float64), np.asarray(y, np.float64)], axis=1)
+        return self.read(np.asarray(ch, np.int64) * self.cells, p)
+
+    def _gather(self, idx: np.ndarray) -> np.ndarray:
+        g = self.flat[idx]
+        if self.finite and not np.isfinite(g).all():
+            g = np.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
+        return g.astype(np.complex128).view(np.float64).reshape(idx.shape + (2,))
+
+    def read(self, base: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Targets (n, 2) of the points ``p`` (n, 2) (input px) in the channels whose first flat
+        cell is ``base`` (n,) (= channel · H · W)."""
+        q = p - self.go
+        q *= self.inv
         if self.nearest:
-            u += 0.5
-            v += 0.5
-            np.minimum(np.maximum(u, 0.0, out=u), w - 0.5, out=u)
-            np.minimum(np.maximum(v, 0.0, out=v), self.h - 0.5, out=v)
-            j = u.astype(np.int64)  # u >= 0: truncation = floor
-            i = v.astype(np.int64)
-            out = self.flat[base + i * w + j].astype(np.float64)
-            out[:, 0] += j * self.stride + self.go
-            out[:, 1] += i * self.stride + self.go
+            q += 0.5
+            np.minimum(np.maximum(q, 0.0, out=q), self.qmax, out=q)
+            ij = q.astype(np.int64)  # q >= 0: truncation = floor
+            out = self._gather(base + ij[:, 1] * self.w + ij[:, 0])
+            out += ij * self.stride + self.go
             return out
-        np.minimum(np.maximum(u, 0.0, out=u), self.umax, out=u)
-        np.minimum(np.maximum(v, 0.0, out=v), self.vmax, out=v)
-        u0 = u.astype(np.int64)
-        v0 = v.astype(np.int64)
-        u -= u0
-        v -= v0
-        g = self.flat[(base + v0 * w + u0) + self.corners].astype(np.float64)  # (4, n, 2)
-        fu = u[:, None]
+        np.minimum(np.maximum(q, 0.0, out=q), self.qmax, out=q)
+        q0 = q.astype(np.int64)
+        q -= q0
+        g = self._gather((base + q0[:, 1] * self.w + q0[:, 0]) + self.corners)  # (4, n, 2)
+        fu = q[:, 0:1]
         top = g[0] + (g[1] - g[0]) * fu
-        top += ((g[2] + (g[3] - g[2]) * fu) - top) * v[:, None]
-        top[:, 0] += x
-        top[:, 1] += y
+        top += ((g[2] + (g[3] - g[2]) * fu) - top) * q[:, 1:2]
+        top += p
         return top
 
 
@@ -675,18 +690,20 @@ def expected_oks_sparse(poses_xy: np.ndarray, points: tuple, presence: np.ndarra
         return np.zeros((n, k))
     lam2 = _box_area(poses_xy)
     inv2k2 = 1.0 / (2.0 * np.asarray(kappas, np.float64)[ck] ** 2)
-    num = np.zeros((n, k))
-    den = np.zeros((n, k))
+    num = np.zeros(n * k)
+    den = np.zeros(n * k)
     step = max(1, max_pairs // len(ck))
+    px, py = poses_xy[..., 0], poses_xy[..., 1]
     for s0 in range(0, n, step):
-        y = poses_xy[s0:s0 + step][:, ck]  # (n', U, 2)
-        d2 = (cx - y[..., 0]) ** 2 + (cy - y[..., 1]) ** 2
-        hv = np.where(d2 <= radius * radius, ch, 0.0)
-        g = np.exp(-d2 * inv2k2 / lam2[s0:s0 + step, None])
-        nn = y.shape[0]
-        idx = (np.arange(nn)[:, None] * k + ck).reshape(-1)
-        num[s0:s0 + nn] = np.bincount(idx, weights=(hv * g).reshape(-1), minlength=nn * k).reshape(nn, k)
-        den[s0:s0 + nn] = np.bincount(idx, weights=hv.reshape(-1), minlength=nn * k).reshape(nn, k)
+        d2 = (cx - px[s0:s0 + step][:, ck]) ** 2                  # (n', U)
+        d2 += (cy - py[s0:s0 + step][:, ck]) ** 2
+        j, u = np.nonzero(d2 <= radius * radius)                   # the pairs within the disk only
+        hv = ch[u]
+        g = np.exp(-d2[j, u] * inv2k2[u] / lam2[s0 + j])
+        idx = (s0 + j) * k + ck[u]
+        num += np.bincount(idx, weights=hv * g, minlength=n * k)
+        den += np.bincount(idx, weights=hv, minlength=n * k)
+    num, den = num.reshape(n, k), den.reshape(n, k)
     return presence * np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
 
 
@@ -833,16 +850,16 @@ def decode_poses(heatmaps: np.ndarray, short_offsets: np.ndarray, mid_offsets: n
     ck, cxy, mass = _candidates(heatmaps, short_offsets, output_stride=output_stride, grid_offset=grid_offset,
                                 radius=radius, hough_stride=hs, peak_threshold=peak_threshold,
                                 blur_sigma=blur_sigma, vote_threshold=vote_threshold, oks_mass=oks_mass)
-    read_short = _OffsetReader(short_offsets, sampling=offset_sampling, **gs)
+    read_short = _OffsetReader(short_offsets, sampling=offset_sampling, finite=True, **gs)
     if refine_peaks and len(ck):
         cxy = read_short(ck, cxy[:, 0], cxy[:, 1])
     # 3. mid-range refinement ("field": the whole field first; "point": inside grow)
     if mid_refine == "field" and mid_refine_steps:
-        mid = refine_mid_offsets(mid_offsets, short_offsets, edges, output_stride=output_stride,
+        mid = refine_mid_offsets(_finite(mid_offsets), _finite(short_offsets), edges, output_stride=output_stride,
                                  grid_offset=grid_offset, steps=mid_refine_steps, sampling=offset_sampling)
     else:
         mid = mid_offsets
-    grower = _Grower(ck, cxy, edges, k, _OffsetReader(mid, sampling=offset_sampling, **gs), read_short,
+    grower = _Grower(ck, cxy, edges, k, _OffsetReader(mid, sampling=offset_sampling, finite=True, **gs), read_short,
                      mid_refine_steps if mid_refine == "point" else 0, snap_radius)
     # 4. greedy decoding over the priority queue, in growing batches
     xy, reached = _greedy_decode(ck, cxy, grower, max_people, nms_radius ** 2)
@@ -926,10 +943,13 @@ def _check_decode_args(heatmaps, short_offsets, mid_offsets, edges, sigmas, knob
         raise ValueError(f"{sig.shape[0] if sig.ndim else 1} sigmas for {k} keypoints")
     if not np.isfinite(heatmaps).all():
         heatmaps = np.nan_to_num(heatmaps, nan=0.0, posinf=1.0, neginf=0.0)
-    if not (np.isfinite(short_offsets).all() and np.isfinite(mid_offsets).all()):
-        short_offsets = np.nan_to_num(short_offsets, nan=0.0, posinf=0.0, neginf=0.0)
-        mid_offsets = np.nan_to_num(mid_offsets, nan=0.0, posinf=0.0, neginf=0.0)
+    # non-finite offsets read as 0 where they are read (votes, _OffsetReader(finite=True), _finite)
     return heatmaps, short_offsets, mid_offsets, edges, sig
+
+
+def _finite(offsets: np.ndarray) -> np.ndarray:
+    """Offsets with non-finite values set to 0 (the whole field; for the paths that read most of it)."""
+    return offsets if np.isfinite(offsets).all() else np.nan_to_num(offsets, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _candidates(heatmaps, short_offsets, *, output_stride, grid_offset, radius, hough_stride, peak_threshold,
@@ -948,6 +968,7 @@ def _candidates(heatmaps, short_offsets, *, output_stride, grid_offset, radius, 
             hough_stride=hough_stride, size_hw=hsize, min_p=vote_threshold, peak_threshold=peak_threshold,
             blur_sigma=blur_sigma, cells=oks_mass == "map")
     else:
+        short_offsets = _finite(short_offsets)
         votes = raw_votes(heatmaps, short_offsets, output_stride=output_stride, grid_offset=grid_offset,
                           radius=radius, min_p=vote_threshold)
         vk, vr, vc, vw, hsize = hough_votes(heatmaps, short_offsets, output_stride=output_stride,
@@ -981,20 +1002,26 @@ class _Grower:
         c, ck, cxy = len(idx), self.ck, self.cxy
         pos = np.full((c, self.k, 2), np.nan)
         pos[np.arange(c), ck[idx]] = cxy[idx]
-        plan, level = self.plans[ck[idx]], self.levels[ck[idx]]
-        for depth in range(1, int(level.max(initial=0)) + 1):
-            rows, steps = np.nonzero(level == depth)
-            e, a, b = plan[rows, steps].T
-            src = pos[rows, a]
-            p = self.read_mid(e, src[:, 0], src[:, 1])
+        level = self.levels[ck[idx]]
+        rows, steps = np.nonzero(level)
+        order = np.argsort(level[rows, steps], kind="stable")
+        rows, steps = rows[order], steps[order]
+        ends = np.cumsum(np.bincount(level[rows, steps]))
+        plan = self.plans[ck[idx][rows], steps]                     # (S, 3) edge, source, target
+        cells_mid, cells_short = self.read_mid.cells, self.read_short.cells
+        for depth in range(1, len(ends)):
+            sl = slice(ends[depth - 1], ends[depth])
+            r, (e, a, b) = rows[sl], plan[sl].T
+            p = self.read_mid.read(e * cells_mid, pos[r, a])
+            base_b = b * cells_short
             for _ in range(self.point_steps):
-                p = self.read_short(b, p[:, 0], p[:, 1])
+                p = self.read_short.read(base_b, p)
             if self.snap_table is not None:
                 d2 = ((self.snap_table[b] - p[:, None]) ** 2).sum(-1)  # (C', M)
                 j = np.argmin(d2, axis=1)
-                near = d2[np.arange(len(rows)), j] <= self.snap_radius ** 2
+                near = d2[np.arange(len(r)), j] <= self.snap_radius ** 2
                 p = np.where(near[:, None], self.snap_table[b, j], p)
-            pos[rows, b] = p
+            pos[r, b] = p
         reached = ~np.isnan(pos[..., 0])
         return np.where(reached[..., None], pos, cxy[idx][:, None]), reached
 
