@@ -24,7 +24,7 @@ METHODS = ("ae", "personlab", "recurrent")
 #: Held-out splits: name -> crowding.
 SPLITS = {"val_sparse": "sparse", "val_medium": "medium", "val_heavy": "heavy"}
 #: ``demo --train``: training steps per method (batch 16, 128 px, bundled tiny configs).
-DEMO_STEPS = {"ae": 2000, "personlab": 1000, "recurrent": 600}
+DEMO_STEPS = {"ae": 2000, "personlab": 1000, "recurrent": 1000}
 #: The shipped weights and the figures recorded when they were made.
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
@@ -105,6 +105,8 @@ def run_demo(out_dir="posegroup_demo", *, train: bool = False, methods=METHODS, 
             row[name] = _score_split(out, data / name / "annotations.json", name, Path(row["weights"]),
                                      progress=progress)
         table["methods"][m] = row
+    if train:
+        write_manifest(out / "weights", table, val_images=val_images, seed=seed)
     text = _ap_table(table, val_images=val_images, trained=train)
     (out / "ap_table.md").write_text(text + "\n")
     table["minutes_total"] = (time.time() - t0) / 60
@@ -112,6 +114,20 @@ def run_demo(out_dir="posegroup_demo", *, train: bool = False, methods=METHODS, 
     say(text)
     say(f"pictures in {out / 'pictures'}, table in {out / 'ap_table.md'} ({table['minutes_total']:.1f} min in all)")
     return table
+
+
+def write_manifest(folder: Path, table: dict, *, val_images: int, seed: int) -> Path:
+    """``folder/manifest.json`` for the weights a ``demo --train`` run made: per method its file,
+    steps, seed, the held-out split size and the AP it scored (what the shipped-weights test
+    checks). Copying ``folder`` into ``posegroup/weights/`` ships them."""
+    manifest = {m: {"file": Path(row["weights"]).name, "steps": row["steps"], "seed": seed,
+                    "val_images": val_images, "minutes": round(row.get("minutes", 0.0), 2),
+                    "AP": {s: round(row[s]["AP"], 4) for s in SPLITS},
+                    "command": f"posegroup demo --train --seed {seed} --val-images {val_images}"}
+                for m, row in table["methods"].items()}
+    path = folder / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    return path
 
 
 def _shipped_weights(out: Path, methods) -> dict:
