@@ -24,7 +24,7 @@ from ...skeleton import KeypointSet
 from . import head as _head
 from .loss import PUSH_FORMS, PULL_FORMS, ae_loss
 from .segment import SEG_DECODERS
-from ..common import grid_to_image, resample_maps as _resample
+from ..common import grid_to_image
 
 
 def downsample_ignore_mask(ignore_mask: np.ndarray | None, output_size: tuple[int, int], stride: int) -> np.ndarray:
@@ -325,52 +325,41 @@ class AEMethod(Method):
         return heat, tag, factor1, stride, (prob, segs[owner.index(best)][1])
 
     def _passes(self, model, image, input_size, scales, flip):
-        """The network at every scale (and mirrored), each output resampled onto the common grid.
+        """The network at every scale (and mirrored), each output (last stack) resampled onto the
+        common grid by :func:`~posegroup.methods.common.network_passes`; the joint channels of a
+        mirrored pass are swapped left/right here (the spatial flip back is the helper's).
         Returns (heatmaps [(K, H, W)], tags [(K, H, W, D)], scale index of each, segmentation
         [(foreground logits (H, W), pixel tags (H, W, E))] (empty when off), grid (H, W), factor1,
         stride)."""
-        from . import decode
-        from ..common import check_image, check_scales, common_grid
-        from ...data.transforms import normalize_image, resize_for_inference
+        from ..common import network_passes
 
-        img = check_image(image)
-        scales = check_scales(scales)
-        multiple = int(getattr(model, "input_multiple", 64))
-        stride = int(getattr(model, "stride", 4))
         k, d, e = self.num_keypoints, self.tag_dim, self.seg_tag_dim
-        device = next(model.parameters()).device
-        grid, factor1 = common_grid(img.shape[:2], int(input_size), stride)
-        heats, tags, owner, segs = [], [], [], []
+        flip_index = torch.as_tensor(np.asarray(self.keypoint_set.flip_index, dtype=np.int64))
+        passes = 1 + bool(flip)
+
+        def last_stack(net, x):
+            out = net(x)
+            return out[-1] if isinstance(out, (list, tuple)) else out
+
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                for si, s in enumerate(scales):
-                    net_img, factor = resize_for_inference(img, max(1, int(round(input_size * s))), multiple)
-                    x = torch.from_numpy(normalize_image(net_img))[None].to(device)
-                    if flip:
-                        x = torch.cat([x, torch.flip(x, dims=[3])], 0)
-                    out = model(x)
-                    out = (out[-1] if isinstance(out, (list, tuple)) else out).float()
-                    hm, tg = (v.cpu() for v in _head.split_outputs(out, k, d, e))   # (b, K, h, w), (.., D)
-                    if e:
-                        fg, st = (v.cpu() for v in _head.split_segmentation(out, k, d, e))
-                    ratio = factor / factor1   # grid cell X <-> this output's continuous X * ratio
-                    for b in range(hm.shape[0]):
-                        hb, tb = hm[b].numpy(), tg[b].numpy()
-                        if b == 1:
-                            hb, tb = decode.flip_back(hb, tb, self.keypoint_set.flip_index)
-                        heats.append(_resample(torch.from_numpy(np.ascontiguousarray(hb)), grid, ratio).numpy())
-                        tb = torch.from_numpy(np.ascontiguousarray(tb)).permute(0, 3, 1, 2)
-                        tb = _resample(tb.reshape(k * d, *tb.shape[2:]), grid, ratio)
-                        tags.append(tb.reshape(k, d, *grid).permute(0, 2, 3, 1).numpy())
-                        owner.append(si)
-                        if e:
-                            sb = torch.cat([fg[b][None], st[b].permute(2, 0, 1)], 0)      # (1 + E, h, w)
-                            sb = _resample(torch.flip(sb, dims=[2]) if b == 1 else sb, grid, ratio)
-                            segs.append((sb[0].numpy(), sb[1:].permute(1, 2, 0).numpy()))
+                maps, grid, factor1, stride = network_passes(model, image, int(input_size), scales, bool(flip),
+                                                             last_stack)
         finally:
             model.train(was_training)
+        heats, tags, segs = [], [], []
+        for i, m in enumerate(maps):
+            hm, tg = _head.split_outputs(m, k, d, e)                           # (K, H, W), (K, H, W, D)
+            if i % passes == 1:                                   # mirrored: left/right joints swapped
+                hm, tg = hm[flip_index], tg[flip_index]
+            heats.append(hm.numpy())
+            tags.append(tg.numpy())
+            if e:
+                fg, st = _head.split_segmentation(m, k, d, e)                  # (H, W), (H, W, E)
+                segs.append((fg.numpy(), st.numpy()))
+        owner = [i // passes for i in range(len(maps))]                         # scale index of each
         return heats, tags, owner, segs, grid, factor1, stride
 
     TEST_FLAGS = {
