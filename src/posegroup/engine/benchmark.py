@@ -9,54 +9,123 @@ from __future__ import annotations
 def _coco_keypoint_ap(ann_file, results, image_ids):
     """COCOeval keypoint AP over ``image_ids`` (:func:`~posegroup.engine.evaluate.evaluate_results`);
     the ``score_ap`` the decode plug-ins are given."""
-    from .evaluate import evaluate_results
-
-    if not results:
-        return 0.0
-    return evaluate_results(ann_file, results, image_ids=image_ids)["AP"]
+    return coco_scores(ann_file, results, image_ids)["AP"]
 
 
-# ---- train benchmark -------------------------------------------------------------------------
+# ---- timed prediction over a held-out split, scored with COCOeval (benchmark train, predict, methods) ----
 
-def _true_id_predictor(method, model, dataset, test_opts):
-    """(image_id -> results) with true person ids, or None when the method has no ceiling.
+def _timed_predictor(model, method, test_opts):
+    """``image -> (poses, scores, network_s, total_s)``: the network time is the model's forward
+    on the prepared input (timed by a forward hook on the model), the rest of ``method.predict``
+    (resizing, the recurrent LSTM loop, grouping, decoding) is the decoder's."""
+    import time
+
+    import torch
+
+    stamps = {"network": 0.0}
+
+    def pre(_module, _inp):
+        stamps["t"] = time.perf_counter()
+
+    def post(_module, _inp, _out):
+        stamps["network"] += time.perf_counter() - stamps["t"]
+
+    if callable(getattr(type(model), "run_graph", None)):   # an ONNX model: its graph is the network
+        graph = model.run_graph
+
+        def run_graph(x):
+            pre(None, None)
+            out = graph(x)
+            post(None, None, None)
+            return out
+
+        model.run_graph = run_graph
+    else:
+        timed = getattr(model, "backbone", model)   # a model that wraps a backbone (recurrent) times that
+        timed.register_forward_pre_hook(pre)
+        timed.register_forward_hook(post)
+
+    def run(image):
+        stamps["network"] = 0.0
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = method.predict(model, image, **test_opts)
+        return out[0], out[1], stamps["network"], time.perf_counter() - t0
+
+    return run
+
+
+def _true_id_predictor(method, model, test_opts):
+    """``(image, keypoints) -> (poses, scores, ...)`` with true person ids, or None when the
+    method has no ceiling.
 
     A method offers its ceiling through a ``predict_true_ids(model, image, keypoints,
     **test_opts)`` method (AE: true tags; PersonLab could follow true mid-range offsets)."""
     hook = getattr(method, "predict_true_ids", None)
     if callable(hook):
-        return lambda model_, image, kp: hook(model_, image, kp, **test_opts)
+        return lambda image, kp: hook(model, image, kp, **test_opts)
     return None
 
 
-def _ap_on_split(model, method, ann_file, test_opts, max_images, true_ids: bool):
-    import torch
+def open_split(ann_file, keypoint_set, max_images):
+    """(dataset, image ids) of a held-out split: the COCO json ``ann_file`` read with
+    ``keypoint_set``, its first ``max_images`` images (all when None or 0)."""
     from ..data.coco import CocoPoseDataset
-    from .evaluate import evaluate_results
-    from ..evaluation import to_coco_results
-    from .predict import make_predictor
 
-    ds = CocoPoseDataset(ann_file, keypoint_set=method.keypoint_set)
-    ids = list(ds.image_ids)[:max_images] if max_images else list(ds.image_ids)
-    predictor = make_predictor(model, method, None, **test_opts)
-    oracle = _true_id_predictor(method, model, ds, test_opts) if true_ids else None
-    res, res_true = [], []
-    for image_id in ids:
-        image = ds.load_image(image_id)
-        out = predictor(image)
-        res.extend(to_coco_results(image_id, out[0], out[1], out[2] if len(out) > 2 else None))
+    ds = CocoPoseDataset(ann_file, keypoint_set=keypoint_set)
+    return ds, (list(ds.image_ids)[:max_images] if max_images else list(ds.image_ids))
+
+
+def predict_split(run, dataset, image_ids, *, images=None, oracle=None) -> dict:
+    """``run`` (a :func:`_timed_predictor`) on the images ``image_ids`` of ``dataset`` (or on
+    ``images``, the same images already loaded, in that order).
+
+    ``oracle``: a :func:`_true_id_predictor`, run (outside the timings) on each image with its
+    true people. Returns {"results": COCO results (poses and scores), "network_s",
+    "decoder_s": per-image seconds, "people": poses predicted, "true_results": the oracle's COCO
+    results, None without one}."""
+    import torch
+
+    from ..evaluation import to_coco_results
+
+    out = {"results": [], "network_s": [], "decoder_s": [], "people": 0,
+           "true_results": None if oracle is None else []}
+    for i, image_id in enumerate(image_ids):
+        image = dataset.load_image(image_id) if images is None else images[i]
+        poses, scores, net_s, total_s = run(image)
+        out["network_s"].append(net_s)
+        out["decoder_s"].append(total_s - net_s)
+        out["people"] += len(poses)
+        out["results"] += to_coco_results(image_id, poses, scores)
         if oracle is not None:
             with torch.inference_mode():
-                p, s = oracle(model, image, ds.annotations(image_id)["keypoints"])[:2]
-            res_true.extend(to_coco_results(image_id, p, s))
+                p, s = oracle(image, dataset.annotations(image_id, with_masks=False)["keypoints"])[:2]
+            out["true_results"] += to_coco_results(image_id, p, s)
+    return out
+
+
+def coco_scores(ann_file, results, image_ids, *, keypoint_set=None, keys=("AP",)) -> dict[str, float]:
+    """COCOeval keypoint figures ``keys`` of ``results`` on ``image_ids``
+    (:func:`~posegroup.engine.evaluate.evaluate_results`); all 0.0 without results."""
+    from .evaluate import evaluate_results
+
+    if not results:
+        return {k: 0.0 for k in keys}
+    stats = evaluate_results(ann_file, results, keypoint_set=keypoint_set, image_ids=image_ids)
+    return {k: float(stats[k]) for k in keys}
+
+
+# ---- train benchmark -------------------------------------------------------------------------
+
+def _ap_on_split(run, oracle, method, ann_file, max_images):
+    """(AP, true-id AP or None without ``oracle``) of ``run`` on a split (:func:`predict_split`)."""
+    ds, ids = open_split(ann_file, method.keypoint_set, max_images)
+    out = predict_split(run, ds, ids, oracle=oracle)
 
     def ap(results):
-        if not results:
-            return 0.0
-        return float(evaluate_results(str(ds.ann_file), results, keypoint_set=ds.keypoint_set,
-                                      image_ids=ids)["AP"])
+        return coco_scores(str(ds.ann_file), results, ids, keypoint_set=ds.keypoint_set)["AP"]
 
-    return ap(res), (ap(res_true) if oracle is not None else None)
+    return ap(out["results"]), (ap(out["true_results"]) if oracle is not None else None)
 
 
 def benchmark_train(config: dict, *, minutes: float = 15.0, eval_every_minutes: float | None = None,
@@ -122,8 +191,9 @@ def benchmark_train(config: dict, *, minutes: float = 15.0, eval_every_minutes: 
         model, method, _ = load_model(s["checkpoint"])
         opts = test_options(cfg, method)
         row = {"minutes": round(trained, 3), "step": s["steps"], "loss": s["final_loss"]}
+        run, oracle = _timed_predictor(model, method, opts), _true_id_predictor(method, model, opts)
         for name, ann in splits.items():
-            ap, ap_true = _ap_on_split(model, method, ann, opts, max_images, true_ids=True)
+            ap, ap_true = _ap_on_split(run, oracle, method, ann, max_images)
             row[f"{name}_AP"] = ap
             row[f"{name}_true_ids_AP"] = ap_true
         rows.append(row)
@@ -139,47 +209,6 @@ def benchmark_train(config: dict, *, minutes: float = 15.0, eval_every_minutes: 
 
 
 # ---- speed of trained models: network ms vs decoder ms, per image and per person ----------------
-
-def _timed_predictor(model, method, test_opts):
-    """``image -> (poses, scores, network_s, total_s)``: the network time is the model's forward
-    on the prepared input (timed by a forward hook on the model), the rest of ``method.predict``
-    (resizing, the recurrent LSTM loop, grouping, decoding) is the decoder's."""
-    import time
-
-    import torch
-
-    stamps = {"network": 0.0}
-
-    def pre(_module, _inp):
-        stamps["t"] = time.perf_counter()
-
-    def post(_module, _inp, _out):
-        stamps["network"] += time.perf_counter() - stamps["t"]
-
-    if callable(getattr(type(model), "run_graph", None)):   # an ONNX model: its graph is the network
-        graph = model.run_graph
-
-        def run_graph(x):
-            pre(None, None)
-            out = graph(x)
-            post(None, None, None)
-            return out
-
-        model.run_graph = run_graph
-    else:
-        timed = getattr(model, "backbone", model)   # a model that wraps a backbone (recurrent) times that
-        timed.register_forward_pre_hook(pre)
-        timed.register_forward_hook(post)
-
-    def run(image):
-        stamps["network"] = 0.0
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            out = method.predict(model, image, **test_opts)
-        return out[0], out[1], stamps["network"], time.perf_counter() - t0
-
-    return run
-
 
 class _AdapterMethod:
     """A foreign ONNX network's adapter (:data:`posegroup.methods.ONNX_FORMATS`) seen as a method
@@ -218,28 +247,20 @@ def _speed_model(path, onnx_format=None, threads=1):
 
 def _speed_row(run, method, ann, max_images, repeats) -> dict:
     """AP, median network / decoder ms, images/s and people of ``run`` (a :func:`_timed_predictor`)
-    on the first ``max_images`` images of the COCO json ``ann``."""
+    on the first ``max_images`` images of the COCO json ``ann`` (:func:`predict_split`
+    ``repeats`` times; AP and people of the last)."""
     import numpy as np
 
-    from ..data.coco import CocoPoseDataset
-    from .evaluate import evaluate_results
-    from ..evaluation import to_coco_results
-
-    ds = CocoPoseDataset(ann, keypoint_set=method.keypoint_set)
-    ids = list(ds.image_ids)[:max_images] if max_images else list(ds.image_ids)
+    ds, ids = open_split(ann, method.keypoint_set, max_images)
     images = [ds.load_image(i) for i in ids]
     run(images[0])                                         # warm-up
-    net, dec, people, results = [], [], 0, []
+    net, dec = [], []
     for _ in range(max(1, int(repeats))):
-        results, people = [], 0
-        for image_id, image in zip(ids, images):
-            poses, scores, n_s, t_s = run(image)
-            net.append(n_s)
-            dec.append(t_s - n_s)
-            people += len(poses)
-            results += to_coco_results(image_id, poses, scores)
-    ap = float(evaluate_results(str(ds.ann_file), results, keypoint_set=ds.keypoint_set,
-                                image_ids=ids)["AP"]) if results else 0.0
+        out = predict_split(run, ds, ids, images=images)
+        net += out["network_s"]
+        dec += out["decoder_s"]
+    people = out["people"]
+    ap = coco_scores(str(ds.ann_file), out["results"], ids, keypoint_set=ds.keypoint_set)["AP"]
     net_ms, dec_ms = 1e3 * float(np.median(net)), 1e3 * float(np.median(dec))
     return {"images": len(ids), "AP": ap, "images_per_s": 1e3 / max(1e-9, net_ms + dec_ms),
             "network_ms": net_ms, "decoder_ms": dec_ms,

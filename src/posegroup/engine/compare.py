@@ -156,43 +156,27 @@ def evaluate_row(name: str, stage: str, test: dict, anns: dict, out: Path, *, ma
     """COCO AP, AP50, AP75, AR, network / decoder ms per split, and the true-id ceiling (methods
     with ``predict_true_ids``) of one stage's final checkpoint with test overrides."""
     import numpy as np
-    import torch
 
-    from ..data.coco import CocoPoseDataset
-    from .benchmark import _timed_predictor
+    from .benchmark import _timed_predictor, _true_id_predictor, coco_scores, open_split, predict_split
     from .checkpoint import load_model
-    from .evaluate import evaluate_results
-    from .predict import test_options, to_coco_results
+    from .predict import test_options
 
     model, method, config = load_model(out / "runs" / stage / "last.pt")
     opts = {**test_options(config, method), **test}
-    run = _timed_predictor(model, method, opts)
-    oracle = getattr(method, "predict_true_ids", None)
+    run, oracle = _timed_predictor(model, method, opts), _true_id_predictor(method, model, opts)
     row = {"row": name, "method": method.name, "stage": stage, "test": test, "splits": {}}
     for split in SPLITS:
-        ds = CocoPoseDataset(anns[split], keypoint_set=method.keypoint_set)
-        ids = list(ds.image_ids)[:max_images] if max_images else list(ds.image_ids)
-        res, res_true, net, dec = [], [], [], []
-        for image_id in ids:
-            image = ds.load_image(image_id)
-            poses, scores, n_s, t_s = run(image)
-            net.append(n_s)
-            dec.append(t_s - n_s)
-            res += to_coco_results(image_id, poses, scores)
-            if callable(oracle):
-                with torch.inference_mode():
-                    p, s = oracle(model, image, ds.annotations(image_id, with_masks=False)["keypoints"], **opts)[:2]
-                res_true += to_coco_results(image_id, p, s)
+        ds, ids = open_split(anns[split], method.keypoint_set, max_images)
+        res = predict_split(run, ds, ids, oracle=oracle)
 
         def score(results):
-            if not results:
-                return {k: 0.0 for k in ("AP", "AP50", "AP75", "AR")}
-            st = evaluate_results(str(ds.ann_file), results, keypoint_set=ds.keypoint_set, image_ids=ids)
-            return {k: float(st[k]) for k in ("AP", "AP50", "AP75", "AR")}
+            return coco_scores(str(ds.ann_file), results, ids, keypoint_set=ds.keypoint_set,
+                               keys=("AP", "AP50", "AP75", "AR"))
 
-        cell = score(res)
-        cell.update(network_ms=1e3 * float(np.median(net)), decoder_ms=1e3 * float(np.median(dec)),
-                    true_ids_AP=score(res_true)["AP"] if callable(oracle) else None)
+        cell = score(res["results"])
+        cell.update(network_ms=1e3 * float(np.median(res["network_s"])),
+                    decoder_ms=1e3 * float(np.median(res["decoder_s"])),
+                    true_ids_AP=score(res["true_results"])["AP"] if oracle is not None else None)
         row["splits"][split] = cell
     return row
 
