@@ -56,3 +56,22 @@ def test_table_round_trip():
     back = parse_table(format_table(rows, "header line"))
     assert back == [{"row": "ae", "split": "heavy", "AP": 0.25, "AP50": 0.5, "AP75": 0.2, "AR": 0.3,
                      "network_ms": 3.2, "decoder_ms": 1.1, "true_ids_AP": 0.4}]
+
+
+def test_calibration_excludes_the_start_up_of_each_timed_run(tmp_path, monkeypatch):
+    """A fake training whose every call costs 3 s of start-up plus 0.1 s per step: the
+    calibration must report 600 steps/min (timing one resume would say ~171)."""
+    from posegroup.engine import compare
+    import posegroup.engine.train as train_mod
+    clock = {"t": 0.0, "step": 0}
+
+    def fake_train(cfg, *, max_steps, resume=False, **kw):
+        start = clock["step"] if resume else 0
+        clock["t"] += 3.0 + 0.1 * (max_steps - start)
+        clock["step"] = max_steps
+        return {"steps": max_steps}
+
+    monkeypatch.setattr(train_mod, "train", fake_train)
+    monkeypatch.setattr(compare.time, "monotonic", lambda: clock["t"])
+    rate = compare._calibrate({"train": {}}, tmp_path / "cal", steps=20)
+    assert rate == pytest.approx(600.0)
