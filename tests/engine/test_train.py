@@ -276,13 +276,16 @@ def test_ddp_two_cpu_processes(tiny_data, tmp_path):
         from tests.engine.test_train import tiny_config
         from posegroup.engine.train import train
         s = train(tiny_config(Path({str(tiny_data)!r}), Path({str(tmp_path / 'run')!r}), steps=4), progress=False)
-        print("RESULT", os.environ["RANK"], s["steps"], s["final_loss"])
+        # each rank writes its own file: torchrun's children share one unbuffered stdout, where
+        # their prints interleave piece by piece
+        Path({str(tmp_path)!r}, "result_" + os.environ["RANK"] + ".json").write_text(
+            json.dumps([os.environ["RANK"], str(s["steps"]), s["final_loss"]]))
     """))
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           str(script)], capture_output=True, text=True, timeout=170)
     assert out.returncode == 0, out.stderr[-2000:]
-    rows = sorted(line.split()[1:] for line in out.stdout.splitlines() if line.startswith("RESULT"))
-    assert [r[:2] for r in rows] == [["0", "4"], ["1", "4"]]
+    rows = sorted(json.loads(p.read_text()) for p in tmp_path.glob("result_*.json"))
+    assert [r[:2] for r in rows] == [["0", "4"], ["1", "4"]], out.stderr[-2000:]
     assert rows[0][2] == rows[1][2]                      # the logged loss is the mean over ranks
     assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 4
 

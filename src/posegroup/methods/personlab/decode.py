@@ -319,6 +319,17 @@ def hough_scores(heatmaps: np.ndarray, short_offsets: np.ndarray, *, output_stri
 
 
 
+def _cells_above(heatmaps: np.ndarray, min_p: float):
+    """The cells of ``heatmaps`` (K, H, W) with p > ``min_p``: ``(flat, sel, k, i, j)`` -- the
+    flat maps, the flat indices (V,) ascending, and each cell's channel, row and column (V,)."""
+    _, h, w = heatmaps.shape
+    flat = heatmaps.reshape(-1)
+    sel = np.flatnonzero(flat > min_p)
+    kk, rem = np.divmod(sel, h * w)
+    ii, jj = np.divmod(rem, w)
+    return flat, sel, kk, ii, jj
+
+
 def _dense_hough(heatmaps: np.ndarray, short_offsets: np.ndarray, *, output_stride: float, grid_offset: float,
                  radius: float, hough_stride: float, size_hw: tuple[int, int], min_p: float = 0.0) -> np.ndarray:
     """:func:`hough_scores` of the cells with p_k > ``min_p`` straight into a dense (K, Hh, Wh)
@@ -326,12 +337,9 @@ def _dense_hough(heatmaps: np.ndarray, short_offsets: np.ndarray, *, output_stri
     (votes whose 2x2 footprint misses the map, or with non-finite position or weight, are
     dropped; the margin is cut off). With ``min_p`` = 0 the same map as :func:`hough_scores` up
     to float summation order."""
-    k, h, w = heatmaps.shape
     hh, wh = size_hw
-    flat = heatmaps.reshape(-1)
-    sel = np.flatnonzero(flat > min_p)
-    kk, rem = np.divmod(sel, h * w)
-    ii, jj = np.divmod(rem, w)
+    k = heatmaps.shape[0]
+    flat, sel, kk, ii, jj = _cells_above(heatmaps, min_p)
     so = short_offsets.reshape(-1, 2)[sel].astype(np.float64)
     qx = (jj * output_stride + grid_offset + so[:, 0]) / hough_stride - 0.5
     qy = (ii * output_stride + grid_offset + so[:, 1]) / hough_stride - 0.5
@@ -408,12 +416,8 @@ def _vote_corners(heatmaps: np.ndarray, short_c: np.ndarray, *, output_stride: f
     ``(k, x, y, w)``, and of those whose 2x2 bilinear footprint touches the (Hh, Wh) map: channel
     (V,) (ascending), top-left corner row and column (V,) (-1 ... Hh-1 / Wh-1), the fractions
     fx, fy (V,) and the weight (V,)."""
-    k, h, w = heatmaps.shape
     hh, wh = size_hw
-    flat = heatmaps.reshape(-1)
-    sel = np.flatnonzero(flat > min_p)
-    kk, rem = np.divmod(sel, h * w)
-    ii, jj = np.divmod(rem, w)
+    flat, sel, kk, ii, jj = _cells_above(heatmaps, min_p)
     so = short_c[sel]
     if not np.isfinite(so).all():
         so = np.nan_to_num(so, nan=0.0, posinf=0.0, neginf=0.0)
