@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -537,6 +538,25 @@ def _add_demo_parser(sub) -> None:
 
 
 def main(argv=None) -> int:
+    code = _main(argv)
+    if code:
+        _leave_distributed(code)
+    return code
+
+
+def _leave_distributed(code: int) -> None:
+    """A DDP process that stops on an error leaves its process group open (the other ranks wait
+    for its exit, engine.distributed); the group's C++ teardown at interpreter exit can then
+    abort ("terminate called without an active exception", SIGABRT instead of ``code``). Such a
+    process flushes its output and leaves with ``os._exit(code)``."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from .data.coco import DatasetError
     from .extras import MissingDependency
