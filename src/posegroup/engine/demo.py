@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 CONFIG_NAME = "ae_tiny_synthetic.yaml"
-#: The methods of the demo, in training order (the recurrent head reads the AE backbone).
+#: The methods of the demo, in training order (a method's INIT_FROM_METHOD comes before it).
 METHODS = ("ae", "personlab", "recurrent")
 #: Held-out splits: name -> crowding.
 SPLITS = {"val_sparse": "sparse", "val_medium": "medium", "val_heavy": "heavy"}
@@ -148,8 +148,9 @@ def _shipped_weights(out: Path, methods) -> dict:
 
 def _train_methods(out: Path, data: Path, methods, steps: dict, *, seed: int, progress: bool, say) -> dict:
     """Train each method's bundled tiny config for ``steps[method]`` steps on ``data/train``;
-    the recurrent head starts from the AE model trained here (or the shipped one). Returns
+    a method with an ``INIT_FROM_METHOD`` starts from that model trained here (or the shipped one). Returns
     ``{method: {weights, steps, minutes, source}}`` and writes ``out/weights/<method>.pt``."""
+    from ..methods import method_class
     from .config import load_config
     from .train import train
     made = {}
@@ -160,9 +161,10 @@ def _train_methods(out: Path, data: Path, methods, steps: dict, *, seed: int, pr
         run_dir = out / "train" / m
         cfg["train"].update(steps=int(steps[m]), max_minutes=None, eval_every=0, seed=seed,
                             out_dir=str(run_dir))
-        if m == "recurrent":
-            ae = made.get("ae", {}).get("weights") or _shipped_weights(out, ["ae"])["ae"]["weights"]
-            cfg["model"]["init_from"] = str(ae)
+        donor = method_class(m).INIT_FROM_METHOD
+        if donor:      # trained here before it (METHODS' order), or the shipped one
+            weights = made.get(donor, {}).get("weights") or _shipped_weights(out, [donor])[donor]["weights"]
+            cfg["model"]["init_from"] = str(weights)
         say(f"[2/3] training {m} ({i + 1}/{len(methods)}): {steps[m]} steps")
         t = time.time()
         summary = train(cfg, out_dir=run_dir, progress=progress, overwrite=True)

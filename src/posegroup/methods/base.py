@@ -24,6 +24,11 @@ class Method:
 
     name: str = "base"
 
+    #: The method whose trained network this one's ``model.init_from`` reads (None: trains from
+    #: scratch). Recipes that train several methods (``posegroup demo --train``) train that one
+    #: first and point ``init_from`` at it.
+    INIT_FROM_METHOD: str | None = None
+
     #: Test-time options settable from the command line (openpifpaf-style: each method owns its
     #: flags): option name -> argparse keywords (``type``, ``help``, optional ``nargs``,
     #: ``choices``). ``type: bool`` gives a ``--name`` / ``--no-name`` switch. Every name is a

@@ -65,6 +65,7 @@ class RecurrentMethod(Method):
     """The recurrent association method; options: :class:`RecurrentSettings`."""
 
     name = "recurrent"
+    INIT_FROM_METHOD = "ae"           # the ConvLSTM reads a trained AE hourglass (paper sec. 4)
     TEST_OPTIONS = {"input_size": 512, "scales": (1.0,), "flip": False}
     TEST_FLAGS = {
         **Method.TEST_FLAGS,
