@@ -29,7 +29,7 @@ DEMO_STEPS = {"ae": 2000, "personlab": 1000, "recurrent": 1000}
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
 #: What the caption says a good number is (recorded with the shipped weights, see MANIFEST).
-GOOD = ("A perfect model scores 1.000. For these tiny CPU models (hourglasses of 0.6-1.1 M "
+GOOD = ("A perfect model scores 1.000. For these tiny CPU models (hourglasses of 0.6-0.7 M "
         "weights, 128-px input) sparse AP >= 0.30 is good; heavy overlap is where every method "
         "of this size still fails (README: crowds).")
 
