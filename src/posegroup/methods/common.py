@@ -6,6 +6,8 @@ of the scale-1 input, cropped to the cells covering the image.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,6 +26,19 @@ def resample_maps(maps: torch.Tensor, size: tuple[int, int], ratio: float) -> to
     grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)      # (H, W, 2) as (x, y)
     return F.grid_sample(maps[None], grid[None], mode="bilinear", padding_mode="zeros",
                          align_corners=False)[0]
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module):
+    """``with evaluating(model):`` -- eval mode and no gradients inside; the model's own
+    train / eval mode is restored on leaving, also after an error."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
 
 
 def check_image(image) -> np.ndarray:

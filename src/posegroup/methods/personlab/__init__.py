@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..base import Method
+from ..common import evaluating
 from ..settings import as_dict, from_options, positive, setting
 from . import head as head_mod
 from .decode import decode_poses
@@ -173,11 +174,8 @@ class PersonLabMethod(Method):
             x = x.to(next(model.parameters()).device)
         except StopIteration:
             pass
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
+        with evaluating(model):
             out = model(x)
-        model.train(was_training)
         pred = out[-1] if isinstance(out, (list, tuple)) else out
         stride = padded.shape[1] / pred.shape[-1]
         maps = self.heads_to_numpy(pred)

@@ -197,24 +197,19 @@ class RecurrentMethod(Method):
         Returns heatmaps (T, J, H, W), stop probabilities (T,), factor, stride (image px =
         grid px * stride / factor).
         """
-        from ..common import network_passes
+        from ..common import evaluating, network_passes
         net = getattr(model, "module", model)
-        was = net.training
-        net.eval()
-        try:
-            with torch.no_grad():
-                maps, grid, factor, stride = network_passes(
-                    net, image, int(input_size), scales, bool(flip), lambda m, x: m.features(x))
-                feats = torch.stack(maps).mean(0)[None].to(next(net.parameters()).device)
-                gen = torch.Generator().manual_seed(int(generator_seed))
-                heats, logits, lengths = net.head.unroll(feats, max_steps=self.settings.step_limit,
-                                                         stop_threshold=self.settings.stop_threshold, generator=gen)
-                length = int(lengths[0])
-                heat, probs = heats[0, :length], torch.sigmoid(logits[0, :length])
-                if net.head.lstm2 is not None:
-                    heat = self._refine(net, feats, heat, probs, gen)
-        finally:
-            net.train(was)
+        with evaluating(net):
+            maps, grid, factor, stride = network_passes(
+                net, image, int(input_size), scales, bool(flip), lambda m, x: m.features(x))
+            feats = torch.stack(maps).mean(0)[None].to(next(net.parameters()).device)
+            gen = torch.Generator().manual_seed(int(generator_seed))
+            heats, logits, lengths = net.head.unroll(feats, max_steps=self.settings.step_limit,
+                                                     stop_threshold=self.settings.stop_threshold, generator=gen)
+            length = int(lengths[0])
+            heat, probs = heats[0, :length], torch.sigmoid(logits[0, :length])
+            if net.head.lstm2 is not None:
+                heat = self._refine(net, feats, heat, probs, gen)
         return heat.cpu().numpy(), probs.cpu().numpy(), factor, stride
 
     def _refine(self, net, feats, heat, probs, gen) -> torch.Tensor:
