@@ -31,3 +31,14 @@ def shared_file(rel: str) -> Path:
 def coco_val_gt(shared_data) -> Path:
     """The 511 complete COCO val2017 images' keypoint annotations (official-equivalent AP)."""
     return shared_file("coco_val2017_kp/person_keypoints_val2017_gtcomplete511.json")
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread during the test (CI has 2 cores; results do not depend on the
+    machine's thread count), the previous count restored after it."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -17,13 +17,7 @@ from posegroup.cli import build_parser, main
 from posegroup.skeleton import COCO17
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

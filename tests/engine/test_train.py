@@ -135,12 +135,7 @@ def tiny_data(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("synth"), 5, size=64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_resume_is_exact(tiny_data, tmp_path):
