@@ -105,3 +105,29 @@ def test_config_from_dict_and_errors():
         hourglass_from_config("huge", 7)
     with pytest.raises(ValueError, match="unknown hourglass option"):
         hourglass_from_config({"depht": 3}, 7)
+
+
+@pytest.mark.parametrize("stacks", [1, 2])
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_output_stride_2(stacks, batch_norm):
+    """output_stride 2: predictions on a grid twice as fine, features still at stride 4; every
+    stack's prediction gets gradient; the stride-4 network has no upsampling weights (its
+    checkpoints keep their keys)."""
+    torch.manual_seed(0)
+    net = _tiny(num_stacks=stacks, output_stride=2, batch_norm=batch_norm)
+    assert net.stride == 2 and net.feature_stride == 4 and StackedHourglass.stride == 4
+    out = net(torch.randn(2, 3, 32, 48))
+    assert [o.shape for o in out] == [torch.Size([2, 5, 16, 24])] * stacks
+    assert all(f.shape == (2, 8, 8, 12) for f in net.last_features)
+    sum(o.square().mean() for o in out).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert not any("upsample" in k for k in _tiny().state_dict())
+    assert _tiny().stride == 4
+
+
+def test_output_stride_from_config_and_errors():
+    net = hourglass_from_config({"name": "tiny", "num_stacks": 1, "output_stride": 2}, 7)
+    assert net(torch.randn(1, 3, 64, 64))[0].shape == (1, 7, 32, 32)
+    with pytest.raises(ValueError, match="output_stride must be one of"):
+        hourglass_from_config({"name": "tiny", "output_stride": 8}, 7)

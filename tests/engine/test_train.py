@@ -550,3 +550,24 @@ def test_corrupt_image_is_one_line_with_workers(tmp_path, workers):
         train(cfg, progress=False)
     msg = str(e.value)
     assert "\n" not in msg and "img001.png" in msg and "DataLoader" not in msg, msg
+
+
+def test_output_stride_2_trains_and_a_mismatch_is_refused(tiny_data, tmp_path):
+    """model.output_stride 2 needs data.stride 2 (targets on the network's grid): a mismatch is one
+    error naming both keys, before anything is written; matched, it trains, resumes from its
+    checkpoint and predicts people inside the image."""
+    out = tmp_path / "run"
+    cfg = tiny_config(tiny_data, out, steps=2)
+    cfg["model"]["output_stride"] = 2
+    with pytest.raises(TrainingError, match=r"data\.stride is 4 but the network predicts at stride 2 "
+                                            r"\(model\.output_stride\); set data\.stride: 2"):
+        train(cfg, progress=False)
+    assert not (out / "last.pt").exists()
+    cfg["data"]["stride"] = 2
+    assert train(cfg, progress=False)["steps"] == 2
+    model, method, _ = load_model(out / "last.pt")
+    assert model.stride == 2
+    img = cv2.cvtColor(cv2.imread(str(tiny_data.parent / json.loads(tiny_data.read_text())["images"][0]["file_name"])),
+                       cv2.COLOR_BGR2RGB)
+    poses, _ = method.predict(model, img, input_size=64, detection_threshold=-1.0)
+    assert poses.shape[0] >= 1 and (poses[..., :2] >= 0).all() and (poses[..., 0] <= img.shape[1]).all()

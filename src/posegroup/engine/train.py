@@ -238,6 +238,10 @@ def _setup(cfg: dict, out_dir: Path, max_steps: int | None, fresh: bool, dist_in
     if fresh:
         load_init_weights(r.net, cfg)
     r.net = r.net.to(r.device)
+    net_stride = int(getattr(r.net, "stride", dc["stride"]))
+    if net_stride != int(dc["stride"]):
+        raise TrainingError(f"{cfg['_source']}: data.stride is {dc['stride']} but the network predicts at stride "
+                            f"{net_stride} (model.output_stride); set data.stride: {net_stride}")
     aug = dict(dc["augmentation"])
     r.train_set = TrainingSet(r.dataset, r.method, input_size=int(dc["input_size"]), stride=int(dc["stride"]),
                               augment=bool(aug.pop("enabled")), seed=r.seed,

@@ -145,31 +145,32 @@ class BlobModel(nn.Module):
     peak sits where the image is bright), tags 0."""
 
     input_multiple = 16
-    stride = 4
 
-    def __init__(self, k):
+    def __init__(self, k, stride=4):
         super().__init__()
-        self.k = k
+        self.k, self.stride = k, stride
         self.dummy = nn.Parameter(torch.zeros(()))
 
     def forward(self, x):
         v = x[:, :1] - x[:, :1].amin(dim=(2, 3), keepdim=True)
-        v = F.avg_pool2d(v, 4)
+        v = F.avg_pool2d(v, self.stride)
         v = v / v.amax(dim=(2, 3), keepdim=True)
         heat = v.expand(-1, self.k, -1, -1)
         return [merge_outputs(heat, torch.zeros_like(heat))]
 
 
+@pytest.mark.parametrize("stride", [4, 2])
 @pytest.mark.parametrize("scales,flip", [((1.0,), False), ((1.0,), True), ((1.0, 2.0, 0.5), True)])
-def test_predict_maps_back_to_image_pixels(scales, flip):
+def test_predict_maps_back_to_image_pixels(scales, flip, stride):
     k = CROWDPOSE14.num_keypoints
     m = AEMethod(CROWDPOSE14)
     img = np.zeros((100, 150, 3), np.uint8)
     x0, y0 = 101.0, 74.0                                  # blob centre (continuous coordinates)
-    img[int(y0) - 5:int(y0) + 5, int(x0) - 5:int(x0) + 5] = 255
-    poses, scores = m.predict(BlobModel(k), img, input_size=128, scales=scales, flip=flip)
+    h = 5 * stride // 4                                   # about 2 output cells wide (no wide plateau)
+    img[int(y0) - h:int(y0) + h, int(x0) - h:int(x0) + h] = 255
+    poses, scores = m.predict(BlobModel(k, stride), img, input_size=128, scales=scales, flip=flip)
     assert poses.shape == (1, k, 3) and scores.shape == (1,)
-    cell = 4 * 150 / 128                                  # one output cell in image px
+    cell = stride * 150 / 128                             # one output cell in image px
     assert np.abs(poses[0, :, 0] - x0).max() < 0.6 * cell
     assert np.abs(poses[0, :, 1] - y0).max() < 0.6 * cell
     assert scores[0] > 0.5

@@ -248,7 +248,7 @@ class RecurrentPoseNet(nn.Module):
         self.backbone = backbone
         self.head = head
         self.freeze_backbone = bool(freeze_backbone)
-        self.stride = getattr(backbone, "stride", 4)
+        self.stride = getattr(backbone, "feature_stride", getattr(backbone, "stride", 4))   # heatmaps on the feature grid
         self.input_multiple = getattr(backbone, "input_multiple", 64)
         if self.freeze_backbone:
             for name, p in self.backbone.named_parameters():
