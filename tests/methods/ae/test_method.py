@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from posegroup.backbones.hourglass import hourglass_from_config
 from posegroup.methods import build_method
-from posegroup.methods.ae import AEMethod, downsample_ignore_mask
+from posegroup.methods.ae import SEG_DECODE_OPTIONS, AEMethod, downsample_ignore_mask
 from posegroup.methods.ae.head import merge_outputs
 from posegroup.skeleton import COCO17, CROWDPOSE14
 
@@ -231,3 +231,20 @@ def test_tiny_hourglass_overfits_two_people():
     err = np.abs(poses[:, None, :, :2] - kp[None, :, :, :2]).max(axis=(2, 3))   # (pred, true)
     assert err.min(axis=1).max() < 1.0                      # every joint within a pixel
     assert set(err.argmin(axis=1)) == {0, 1}
+
+
+def test_predict_true_ids_takes_every_test_option():
+    """The true-id ceiling runs the network like predict, with any test option predict takes
+    (multiscale_tags was passed on to the decoder and failed)."""
+    k = CROWDPOSE14.num_keypoints
+    m = AEMethod(CROWDPOSE14)
+    img = np.zeros((100, 150, 3), np.uint8)
+    img[69:79, 96:106] = 255
+    truth = np.zeros((1, k, 3))
+    truth[0] = [101.0, 74.0, 2.0]
+    opts = {**m.TEST_OPTIONS, "input_size": 128, "scales": (1.0, 2.0), "flip": True, "multiscale_tags": "scale1",
+            "refine": True}
+    opts.update({"detection_threshold": 0.1, **SEG_DECODE_OPTIONS})     # a decode and segmentation options
+    poses, scores = m.predict_true_ids(BlobModel(k), img, truth, **opts)
+    assert poses.shape == (1, k, 3) and scores.shape == (1,)
+    assert np.abs(poses[0, :, :2] - [101.0, 74.0]).max() < 0.6 * 4 * 150 / 128

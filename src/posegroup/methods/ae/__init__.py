@@ -390,14 +390,16 @@ class AEMethod(Method):
         person whose joint k is nearest, :func:`posegroup.methods.ae.targets.tag_maps`).
 
         Args: model, image uint8 (H, W, 3), keypoints (N, K, 3) true people in
-        image px, test_opts: ``input_size``, ``scales``, ``flip`` (network side) + decode options.
+        image px, test_opts: ``input_size``, ``scales``, ``flip``, ``multiscale_tags`` (network
+        side) + decode options (segmentation options are ignored: no masks here).
         Returns (poses (M, K, 3) image px, scores (M,)) like ``self.predict``.
         """
         from . import decode, targets
 
-        net_keys = ("input_size", "scales", "flip")
+        net_keys = ("input_size", "scales", "flip", "multiscale_tags")
         net_opts = {k: v for k, v in test_opts.items() if k in net_keys}
-        opts = {**self.decode_defaults, **{k: v for k, v in test_opts.items() if k not in net_keys}}
+        opts = {**self.decode_defaults, **{k: v for k, v in test_opts.items()
+                                           if k not in net_keys and k not in SEG_DECODE_OPTIONS}}
         opts["refine"] = False
         heat, _, factor, stride = self.network_outputs(model, image, **net_opts)
         heat = np.asarray(heat, np.float32)
