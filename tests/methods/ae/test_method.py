@@ -248,3 +248,17 @@ def test_predict_true_ids_takes_every_test_option():
     poses, scores = m.predict_true_ids(BlobModel(k), img, truth, **opts)
     assert poses.shape == (1, k, 3) and scores.shape == (1,)
     assert np.abs(poses[0, :, :2] - [101.0, 74.0]).max() < 0.6 * 4 * 150 / 128
+
+
+def test_multiscale_tags_default_is_scale1():
+    """Multi-scale: by default only scale 1's tags are kept (the measured better choice on a
+    small model); "concat" (paper) stacks the tags of every scale."""
+    k = CROWDPOSE14.num_keypoints
+    m = AEMethod(CROWDPOSE14)
+    img = np.zeros((100, 150, 3), np.uint8)
+    img[69:79, 96:106] = 255
+    assert m.TEST_OPTIONS["multiscale_tags"] == "scale1"
+    _, tags, _, _ = m.network_outputs(BlobModel(k), img, input_size=128, scales=(1.0, 2.0, 0.5))
+    _, tags_c, _, _ = m.network_outputs(BlobModel(k), img, input_size=128, scales=(1.0, 2.0, 0.5),
+                                        multiscale_tags="concat")
+    assert tags.shape[-1] == 1 and tags_c.shape[-1] == 3
