@@ -11,7 +11,9 @@ import torch
 import yaml
 
 from posegroup.cli import main
-from tests.engine.test_train import _one_thread, make_dataset, tiny_config  # noqa: F401 (autouse fixture)
+from tests.engine.test_train import make_dataset, tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

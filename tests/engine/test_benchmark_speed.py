@@ -12,7 +12,9 @@ from posegroup.cli import main
 from posegroup.engine.benchmark import benchmark_speed
 from posegroup.engine.train import train
 from tests.conftest import shared_file
-from tests.engine.test_train import _one_thread, make_dataset, tiny_config  # noqa: F401 (autouse fixture)
+from tests.engine.test_train import make_dataset, tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_speed_rows_pytorch_and_onnx(tmp_path):

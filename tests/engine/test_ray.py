@@ -8,7 +8,9 @@ import json
 import pytest
 
 from posegroup.cli import main
-from tests.engine.test_train import _one_thread, make_dataset, tiny_config  # noqa: F401
+from tests.engine.test_train import make_dataset, tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_ray_refuses_a_video(tmp_path, capsys):

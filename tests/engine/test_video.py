@@ -14,7 +14,9 @@ import pytest
 from posegroup.engine.track import Tracker, count_id_switches, oks_matrix
 from posegroup.engine.video import predict_video, read_frames
 from posegroup.skeleton import COCO17
-from tests.engine.test_train import _TEMPLATE, _one_thread, make_dataset, tiny_config  # noqa: F401
+from tests.engine.test_train import _TEMPLATE, make_dataset, tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE, FRAMES = 64, 12
 

@@ -15,7 +15,9 @@ from posegroup.engine.predict import checkpoint_predictor, evaluate_predictor
 from posegroup.engine.train import train
 from posegroup.methods import build_method
 from posegroup.skeleton import COCO17
-from tests.engine.test_train import _one_thread, make_dataset, tiny_config  # noqa: F401 (autouse fixture)
+from tests.engine.test_train import make_dataset, tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 BACKBONE = {"name": "tiny", "num_stacks": 1, "depth": 2, "base_width": 16, "width_increase": 8, "stem_width": 8}
 
