@@ -25,7 +25,7 @@ root = R / "rec_abl"
 anns = {k: str(R / "synth" / f"val_{k}" / "annotations.json") for k in compare.SPLITS}
 res_path = root / "results.json"
 for name in names:
-    stage = f"{name}_s{seed}"
+    stage = f"{name}_s{seed}" + (f"_{steps}steps" if steps != 800 else "")
     results = json.loads(res_path.read_text()) if res_path.is_file() else {}
     if stage in results:
         continue
