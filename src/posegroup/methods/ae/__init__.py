@@ -53,6 +53,10 @@ def downsample_ignore_mask(ignore_mask: np.ndarray | None, output_size: tuple[in
 
 #: Test-time options of the segmentation decoder (:func:`.segment.segment_people`) and their
 #: defaults; constructor keywords (the method's defaults) and :meth:`AEMethod.predict` keywords.
+#: Multi-scale tags: "scale1" (the reference's, the default: see ``AEMethod.TEST_OPTIONS``) or
+#: "concat" (the paper's).
+MULTISCALE_TAGS = ("scale1", "concat")
+
 SEG_DECODE_OPTIONS = {"seg_decode": "paper", "seg_threshold": 0.5, "seg_bin_width": 0.2,
                       "seg_nms_radius": 1.0, "seg_min_cells": 2, "seg_anchor_radius": 1.5,
                       "seg_anchor_statistic": "median"}
@@ -140,9 +144,9 @@ def check_test_options(opts: dict, num_keypoints: int | None = None) -> None:
     for key in ("flip", "refine"):
         if key in opts and not isinstance(opts[key], bool):
             raise ValueError(f"option '{key}' must be true or false, got {opts[key]!r}")
-    if opts.get("multiscale_tags", "scale1") not in ("concat", "scale1"):
+    if opts.get("multiscale_tags", MULTISCALE_TAGS[0]) not in MULTISCALE_TAGS:
         raise ValueError(f"option 'multiscale_tags' has an invalid value {opts['multiscale_tags']!r}; "
-                         "expected one of ['concat', 'scale1']")
+                         f"expected one of {list(MULTISCALE_TAGS)}")
     if "scales" in opts:
         try:
             check_scales(opts["scales"])
@@ -193,7 +197,7 @@ class AEMethod(Method):
     # against 0.258 / 0.118 / 0.020 with concatenated ones (a small model's tags disagree across
     # scales). refine None: group()'s preset decides (default: on).
     TEST_OPTIONS = {"input_size": 512, "scales": (1.0,), "flip": False, "refine": None,
-                    "multiscale_tags": "scale1"}
+                    "multiscale_tags": MULTISCALE_TAGS[0]}
     #: Test options that go to the decoders: :func:`.decode.group` keywords + :data:`SEG_DECODE_OPTIONS`.
     DECODE_OPTIONS = _group_keywords() + tuple(SEG_DECODE_OPTIONS)
 
@@ -291,7 +295,7 @@ class AEMethod(Method):
 
     # -- inference --------------------------------------------------------------------------
     def network_outputs(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int = 512,
-                        scales=(1.0,), flip: bool = False, multiscale_tags: str = "scale1",
+                        scales=(1.0,), flip: bool = False, multiscale_tags: str = MULTISCALE_TAGS[0],
                         return_segmentation: bool = False) -> tuple:
         """Run ``model`` at every scale (and mirrored) and fuse onto one grid.
 
@@ -312,8 +316,8 @@ class AEMethod(Method):
         """
         from . import decode
 
-        if multiscale_tags not in ("concat", "scale1"):
-            raise ValueError(f"multiscale_tags must be 'concat' or 'scale1', got {multiscale_tags!r}")
+        if multiscale_tags not in MULTISCALE_TAGS:
+            raise ValueError(f"multiscale_tags must be one of {list(MULTISCALE_TAGS)}, got {multiscale_tags!r}")
         if return_segmentation and not self.segmentation:
             raise ValueError("return_segmentation needs a method built with segmentation=True")
         from ..common import check_scales
@@ -367,7 +371,7 @@ class AEMethod(Method):
         "flip": {"type": bool, "help": "flip test: average with the mirrored image"},
         "scales": {"type": float, "nargs": "+", "help": "multi-scale test, e.g. 1 0.5 2"},
         "refine": {"type": bool, "help": "AE: fill missing joints by tag (refinement)"},
-        "multiscale_tags": {"type": str, "choices": ["concat", "scale1"],
+        "multiscale_tags": {"type": str, "choices": list(MULTISCALE_TAGS),
                             "help": "AE: tags of scale 1 (reference, default) or of every scale (paper)"},
         "seg_decode": {"type": str, "choices": list(SEG_DECODERS),
                        "help": "AE segmentation: masks by tag-histogram NMS (paper) or anchored on the poses"},
@@ -389,6 +393,22 @@ class AEMethod(Method):
                 caption(draw_tags(canvas, hm, tags), ["AE tags of the strongest joint", "one colour = one person"],
                         legend=colorbar(w, lo, hi, "tag value", cv2.COLORMAP_HSV))]
 
+    def _split_options(self, test_given: dict, others: dict) -> tuple[dict, dict, dict]:
+        """Test-time keywords split into (every ``TEST_OPTIONS`` key, the segmentation options
+        given, the :func:`.decode.group` keywords). Test options given as None, and options not
+        given, take the constructor's ``decode_defaults`` value, else ``TEST_OPTIONS``."""
+        opts = {**self.TEST_OPTIONS, **self.decode_defaults, **others}
+        opts.update({key: v for key, v in test_given.items() if v is not None})
+        test = {key: opts.pop(key) for key in self.TEST_OPTIONS}
+        seg = {key: opts.pop(key) for key in SEG_DECODE_OPTIONS if key in opts}
+        return test, seg, opts
+
+    @staticmethod
+    def _network_options(test: dict) -> dict:
+        """:meth:`network_outputs` keywords of a ``test`` dict of :meth:`_split_options`."""
+        return {"input_size": int(test["input_size"]), "scales": test["scales"], "flip": bool(test["flip"]),
+                "multiscale_tags": test["multiscale_tags"]}
+
     def predict_true_ids(self, model: torch.nn.Module, image: np.ndarray, keypoints: np.ndarray, **test_opts: Any
                          ) -> tuple[np.ndarray, np.ndarray]:
         """AE's grouping ceiling for one image: the network's heatmaps, decoded with the predicted
@@ -402,12 +422,10 @@ class AEMethod(Method):
         """
         from . import decode, targets
 
-        net_keys = ("input_size", "scales", "flip", "multiscale_tags")
-        net_opts = {k: v for k, v in test_opts.items() if k in net_keys}
-        opts = {**self.decode_defaults, **{k: v for k, v in test_opts.items()
-                                           if k not in net_keys and k not in SEG_DECODE_OPTIONS}}
+        test, _, opts = self._split_options({k: v for k, v in test_opts.items() if k in self.TEST_OPTIONS},
+                                            {k: v for k, v in test_opts.items() if k not in self.TEST_OPTIONS})
         opts["refine"] = False
-        heat, _, factor, stride = self.network_outputs(model, image, **net_opts)
+        heat, _, factor, stride = self.network_outputs(model, image, **self._network_options(test))
         heat = np.asarray(heat, np.float32)
         kp = np.asarray(keypoints, np.float64).copy()
         kp[..., :2] *= factor / stride                                  # image px -> output grid
@@ -445,18 +463,14 @@ class AEMethod(Method):
         """
         from . import decode, segment
 
-        given = {"input_size": input_size, "scales": scales, "flip": flip, "refine": refine,
-                 "multiscale_tags": multiscale_tags}
-        opts = {**self.TEST_OPTIONS, **self.decode_defaults, **decode_opts}
-        opts.update({key: v for key, v in given.items() if v is not None})
-        test = {key: opts.pop(key) for key in self.TEST_OPTIONS}
-        seg_given = {key: opts.pop(key) for key in SEG_DECODE_OPTIONS if key in opts}
+        test, seg_given, opts = self._split_options(
+            {"input_size": input_size, "scales": scales, "flip": flip, "refine": refine,
+             "multiscale_tags": multiscale_tags}, decode_opts)
         if seg_given and not self.segmentation:
             raise ValueError(f"{sorted(seg_given)}: segmentation options need a method built with segmentation=True")
         seg_opts = check_seg_decode_options({**self.seg_decode_defaults, **seg_given})
-        outs = self.network_outputs(
-            model, image, input_size=int(test["input_size"]), scales=test["scales"], flip=bool(test["flip"]),
-            multiscale_tags=test["multiscale_tags"], return_segmentation=self.segmentation)
+        outs = self.network_outputs(model, image, **self._network_options(test),
+                                    return_segmentation=self.segmentation)
         heat, tag, factor, stride = outs[:4]
         refine = None if test["refine"] is None else bool(test["refine"])
         poses, scores = decode.group(heat, tag, refine=refine, **opts)
