@@ -3,13 +3,12 @@ usage: python rec_ablate.py SEED STEPS [variant ...]
 Every variant: bundled recurrent_tiny_synthetic, frozen backbone from runs/crowd_mixed_s0/last.pt
 (AE tiny trained 14000 steps on the mixed crowding set), head trained STEPS steps on train_mixed,
 then scored on val_{sparse,medium,heavy} (100 images each) with the official COCO metric."""
-import json, sys, copy
-from pathlib import Path
-import torch
-torch.set_num_threads(1)
+import json
+import sys
+
+from common import RUNS, score
 from posegroup.engine.config import load_config
 from posegroup.engine.train import train
-from posegroup.engine import compare
 
 VARIANTS = {
     "base": {},
@@ -20,9 +19,8 @@ VARIANTS = {
 }
 seed, steps = int(sys.argv[1]), int(sys.argv[2])
 names = sys.argv[3:] or list(VARIANTS)
-R = Path("runs").resolve()
+R = RUNS
 root = R / "rec_abl"
-anns = {k: str(R / "synth" / f"val_{k}" / "annotations.json") for k in compare.SPLITS}
 res_path = root / "results.json"
 for name in names:
     stage = f"{name}_s{seed}" + (f"_{steps}steps" if steps != 800 else "")
@@ -36,8 +34,7 @@ for name in names:
     cfg["train"].update(seed=seed, steps=steps, max_minutes=None, eval_every=0,
                         out_dir=str(root / "runs" / stage), checkpoint_every=200, log_every=50)
     s = train(cfg, overwrite=True, progress=False)
-    row = compare.evaluate_row(stage, stage, {}, anns, root, max_images=100)
-    row["train_minutes"] = s["minutes"]; row["steps"] = s["steps"]
+    row = {"splits": score(root / "runs" / stage / "last.pt"), "train_minutes": s["minutes"], "steps": s["steps"]}
     results = json.loads(res_path.read_text()) if res_path.is_file() else {}
     results[stage] = row
     res_path.write_text(json.dumps(results, indent=1))

@@ -165,18 +165,26 @@ def train_stage(stage: dict, cfg: dict, state: dict, out: Path, *, minutes: floa
 def evaluate_row(name: str, stage: str, test: dict, anns: dict, out: Path, *, max_images: int | None) -> dict:
     """COCO AP, AP50, AP75, AR, network / decoder ms per split, and the true-id ceiling (methods
     with ``predict_true_ids``) of one stage's final checkpoint with test overrides."""
+    from .checkpoint import load_model
+    model, method, config = load_model(out / "runs" / stage / "last.pt")
+    return {"row": name, "method": method.name, "stage": stage, "test": test,
+            "splits": score_splits(model, method, config, test, {k: anns[k] for k in SPLITS}, max_images=max_images)}
+
+
+def score_splits(model, method, config: dict, test: dict, anns: dict, *, max_images: int | None) -> dict:
+    """``{split: {AP, AP50, AP75, AR, network_ms, decoder_ms, true_ids_AP}}`` of a loaded model
+    (:func:`~posegroup.engine.checkpoint.load_model`) with test overrides, on every split of
+    ``anns`` (split name -> annotation file)."""
     import numpy as np
 
     from .benchmark import _timed_predictor, _true_id_predictor, coco_scores, open_split, predict_split
-    from .checkpoint import load_model
     from .predict import test_options
 
-    model, method, config = load_model(out / "runs" / stage / "last.pt")
     opts = {**test_options(config, method), **test}
     run, oracle = _timed_predictor(model, method, opts), _true_id_predictor(method, model, opts)
-    row = {"row": name, "method": method.name, "stage": stage, "test": test, "splits": {}}
-    for split in SPLITS:
-        ds, ids = open_split(anns[split], method.keypoint_set, max_images)
+    cells = {}
+    for split, ann in anns.items():
+        ds, ids = open_split(ann, method.keypoint_set, max_images)
         res = predict_split(run, ds, ids, oracle=oracle)
 
         def score(results):
@@ -187,8 +195,8 @@ def evaluate_row(name: str, stage: str, test: dict, anns: dict, out: Path, *, ma
         cell.update(network_ms=1e3 * float(np.median(res["network_s"])),
                     decoder_ms=1e3 * float(np.median(res["decoder_s"])),
                     true_ids_AP=score(res["true_results"])["AP"] if oracle is not None else None)
-        row["splits"][split] = cell
-    return row
+        cells[split] = cell
+    return cells
 
 
 def format_table(rows: list[dict], header: str = "") -> str:

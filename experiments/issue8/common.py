@@ -1,0 +1,27 @@
+"""Shared by the issue-8 scripts: the held-out splits and scoring (run from the repository root)."""
+from pathlib import Path
+
+import torch
+
+from posegroup.engine.checkpoint import load_model
+from posegroup.engine.compare import SPLITS, score_splits
+
+torch.set_num_threads(1)
+RUNS = Path("runs").resolve()
+
+
+def split_anns(splits=tuple(SPLITS)) -> dict:
+    """Split name -> runs/synth/val_<split>/annotations.json."""
+    return {k: str(RUNS / "synth" / f"val_{k}" / "annotations.json") for k in splits}
+
+
+def score(ckpt_or_model, test: dict | None = None, splits=tuple(SPLITS), n: int = 100) -> dict:
+    """compare.score_splits of a checkpoint path or a (model, method, config) triple."""
+    loaded = load_model(ckpt_or_model) if isinstance(ckpt_or_model, (str, Path)) else ckpt_or_model
+    return score_splits(*loaded, dict(test or {}), split_anns(splits), max_images=n)
+
+
+def aps(cells: dict) -> dict:
+    """{split: (AP, true-id AP or None)} rounded, for printing."""
+    return {k: (round(v["AP"], 3), None if v["true_ids_AP"] is None else round(v["true_ids_AP"], 3))
+            for k, v in cells.items()}
