@@ -159,15 +159,24 @@ class BlobModel(nn.Module):
         return [merge_outputs(heat, torch.zeros_like(heat))]
 
 
+BLOB_XY = (101.0, 74.0)                                   # blob centre (continuous coordinates)
+
+
+def blob_image(half: int = 5) -> np.ndarray:
+    """A black (100, 150, 3) image with a white square of side 2 * ``half`` centred on BLOB_XY."""
+    img = np.zeros((100, 150, 3), np.uint8)
+    x, y = int(BLOB_XY[0]), int(BLOB_XY[1])
+    img[y - half:y + half, x - half:x + half] = 255
+    return img
+
+
 @pytest.mark.parametrize("stride", [4, 2])
 @pytest.mark.parametrize("scales,flip", [((1.0,), False), ((1.0,), True), ((1.0, 2.0, 0.5), True)])
 def test_predict_maps_back_to_image_pixels(scales, flip, stride):
     k = CROWDPOSE14.num_keypoints
     m = AEMethod(CROWDPOSE14)
-    img = np.zeros((100, 150, 3), np.uint8)
-    x0, y0 = 101.0, 74.0                                  # blob centre (continuous coordinates)
-    h = 5 * stride // 4                                   # about 2 output cells wide (no wide plateau)
-    img[int(y0) - h:int(y0) + h, int(x0) - h:int(x0) + h] = 255
+    x0, y0 = BLOB_XY
+    img = blob_image(5 * stride // 4)                     # about 2 output cells wide (no wide plateau)
     poses, scores = m.predict(BlobModel(k, stride), img, input_size=128, scales=scales, flip=flip)
     assert poses.shape == (1, k, 3) and scores.shape == (1,)
     cell = stride * 150 / 128                             # one output cell in image px
@@ -238,16 +247,15 @@ def test_predict_true_ids_takes_every_test_option():
     (multiscale_tags was passed on to the decoder and failed)."""
     k = CROWDPOSE14.num_keypoints
     m = AEMethod(CROWDPOSE14)
-    img = np.zeros((100, 150, 3), np.uint8)
-    img[69:79, 96:106] = 255
+    img = blob_image()
     truth = np.zeros((1, k, 3))
-    truth[0] = [101.0, 74.0, 2.0]
+    truth[0] = [*BLOB_XY, 2.0]
     opts = {**m.TEST_OPTIONS, "input_size": 128, "scales": (1.0, 2.0), "flip": True, "multiscale_tags": "scale1",
             "refine": True}
     opts.update({"detection_threshold": 0.1, **SEG_DECODE_OPTIONS})     # a decode and segmentation options
     poses, scores = m.predict_true_ids(BlobModel(k), img, truth, **opts)
     assert poses.shape == (1, k, 3) and scores.shape == (1,)
-    assert np.abs(poses[0, :, :2] - [101.0, 74.0]).max() < 0.6 * 4 * 150 / 128
+    assert np.abs(poses[0, :, :2] - BLOB_XY).max() < 0.6 * 4 * 150 / 128
 
 
 def test_multiscale_tags_default_is_scale1():
@@ -255,8 +263,7 @@ def test_multiscale_tags_default_is_scale1():
     small model); "concat" (paper) stacks the tags of every scale."""
     k = CROWDPOSE14.num_keypoints
     m = AEMethod(CROWDPOSE14)
-    img = np.zeros((100, 150, 3), np.uint8)
-    img[69:79, 96:106] = 255
+    img = blob_image()
     assert m.TEST_OPTIONS["multiscale_tags"] == "scale1"
     _, tags, _, _ = m.network_outputs(BlobModel(k), img, input_size=128, scales=(1.0, 2.0, 0.5))
     _, tags_c, _, _ = m.network_outputs(BlobModel(k), img, input_size=128, scales=(1.0, 2.0, 0.5),
