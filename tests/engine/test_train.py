@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from posegroup.engine import train as train_mod
+from posegroup.data.coco import read_image
 from posegroup.engine.checkpoint import load_checkpoint, load_model
 from posegroup.engine.config import merge_config
 from posegroup.engine.train import TrainingError, lr_factor, train
@@ -554,8 +555,8 @@ def test_corrupt_image_is_one_line_with_workers(tmp_path, workers):
 
 def test_output_stride_2_trains_and_a_mismatch_is_refused(tiny_data, tmp_path):
     """model.output_stride 2 needs data.stride 2 (targets on the network's grid): a mismatch is one
-    error naming both keys, before anything is written; matched, it trains, resumes from its
-    checkpoint and predicts people inside the image."""
+    error naming both keys, before anything is written; matched, it trains, and the model loaded
+    from its checkpoint predicts people inside the image."""
     out = tmp_path / "run"
     cfg = tiny_config(tiny_data, out, steps=2)
     cfg["model"]["output_stride"] = 2
@@ -567,7 +568,6 @@ def test_output_stride_2_trains_and_a_mismatch_is_refused(tiny_data, tmp_path):
     assert train(cfg, progress=False)["steps"] == 2
     model, method, _ = load_model(out / "last.pt")
     assert model.stride == 2
-    img = cv2.cvtColor(cv2.imread(str(tiny_data.parent / json.loads(tiny_data.read_text())["images"][0]["file_name"])),
-                       cv2.COLOR_BGR2RGB)
+    img = read_image(tiny_data.parent / json.loads(tiny_data.read_text())["images"][0]["file_name"])
     poses, _ = method.predict(model, img, input_size=64, detection_threshold=-1.0)
     assert poses.shape[0] >= 1 and (poses[..., :2] >= 0).all() and (poses[..., 0] <= img.shape[1]).all()
