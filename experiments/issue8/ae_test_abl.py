@@ -5,8 +5,9 @@ import sys
 from pathlib import Path
 
 from common import aps, score
+from posegroup.engine.checkpoint import load_model
 
-ckpt, out = sys.argv[1], Path(sys.argv[2])
+model, out = load_model(sys.argv[1]), Path(sys.argv[2])      # loaded once for every variant
 CONCAT, SCALE1 = {"multiscale_tags": "concat"}, {"multiscale_tags": "scale1"}
 VARIANTS = {
     "single": {"refine": False, "scales": [1.0]},
@@ -23,6 +24,6 @@ VARIANTS = {
 rows = json.loads(out.read_text()) if out.is_file() else {}
 for name, test in VARIANTS.items():
     if name not in rows:
-        rows[name] = {"test": test, "splits": score(ckpt, test)}
+        rows[name] = {"test": test, "splits": score(model, test)}
         out.write_text(json.dumps(rows, indent=1))
         print(name, aps(rows[name]["splits"]), flush=True)
