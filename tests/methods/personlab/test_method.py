@@ -78,23 +78,29 @@ class _PerfectNet(torch.nn.Module):
         self.dummy = torch.nn.Parameter(torch.zeros(1))
 
     def forward(self, x):
+        """Image b = 1 of a batch is the mirrored input (flip test): its heads are those of the
+        mirrored people (x -> padded width - x, left and right joints swapped)."""
         h, w = x.shape[-2] // 4, x.shape[-1] // 4
         kp = self.kp.copy()
         kp[..., :2] *= self.factor
+        outs = [self._heads(kp, h, w)]
+        if len(x) > 1:
+            mirrored = kp[:, self.method.keypoint_set.flip_index].copy()
+            mirrored[..., 0] = 4 * w - mirrored[..., 0]
+            outs.append(self._heads(mirrored, h, w))
+        return [torch.from_numpy(np.concatenate(outs).astype(np.float32))]
+
+    def _heads(self, kp, h, w):
         t = encode(kp, None, None, (h, w), 4, edges=self.method.edges, grid_offset=2.0)
         logits = np.where(t["heatmaps"] > 0, 12.0, -12.0)[None]
         mv = lambda a: np.moveaxis(a, -1, 1)[None]  # noqa: E731  (F, H, W, 2) -> (1, F, 2, H, W)
-        out = head_mod.merge(logits, mv(t["short_offsets"]), mv(t["mid_offsets"]), mv(t["long_offsets"]),
-                             np.where(t["segmentation"] > 0, 12.0, -12.0)[None], offset_scale=self.method.radius)
-        return [torch.from_numpy(out.astype(np.float32))]
+        return head_mod.merge(logits, mv(t["short_offsets"]), mv(t["mid_offsets"]), mv(t["long_offsets"]),
+                              np.where(t["segmentation"] > 0, 12.0, -12.0)[None], offset_scale=self.method.radius)
 
 
 def test_predict_maps_back_to_image_pixels():
     m = PersonLabMethod(COCO17)
-    kp = np.zeros((2, 17, 3), np.float32)
-    kp[0, :, :2] = BASE + [120, 40]
-    kp[1, :, :2] = BASE + [330, 60]
-    kp[..., 2] = 2
+    kp = _two_people()
     image = np.zeros((260, 480, 3), np.uint8)
     net = _PerfectNet(m, kp, 480, 256)
     poses, scores, masks = m.predict(net, image, input_size=256)
@@ -105,3 +111,53 @@ def test_predict_maps_back_to_image_pixels():
     assert scores.min() > 0.5
     # masks: each person's disks (no instance masks given); disjoint, around its own keypoints
     assert masks[order[0]][40, 120] and masks[order[1]][60, 330] and not (masks[0] & masks[1]).any()
+
+
+def _two_people():
+    kp = np.zeros((2, 17, 3), np.float32)
+    kp[0, :, :2] = BASE + [120, 40]
+    kp[1, :, :2] = BASE + [330, 60]
+    kp[..., 2] = 2
+    return kp
+
+
+def test_mirror_maps_mirrored_targets_onto_the_targets():
+    """Targets of the mirrored layout (x -> W stride - x, left/right labels swapped), mirrored
+    back, are the targets: channels, edges, directions and cells (grid_offset stride / 2)."""
+    m = PersonLabMethod(COCO17)
+    kp = _two_people() * [0.5, 0.5, 1]
+    h, w, stride = 40, 64, 4
+    mirrored = kp[:, COCO17.flip_index].copy()
+    mirrored[..., 0] = w * stride - mirrored[..., 0]
+    keys = ("heatmaps", "short_offsets", "mid_offsets", "long_offsets", "segmentation")
+    t, tm = (encode(k, None, None, (h, w), stride, edges=m.edges, grid_offset=stride / 2) for k in (kp, mirrored))
+    back = head_mod.mirror({k: tm[k] for k in keys}, COCO17.flip_index, m.edges)
+    assert t["mid_offsets"].any() and not np.allclose(tm["short_offsets"], t["short_offsets"])
+    for key in keys:
+        assert back[key].shape == t[key].shape
+        np.testing.assert_allclose(back[key], t[key], atol=1e-4, err_msg=key)
+
+
+def test_mirror_needs_mirrored_edges():
+    maps = {"heatmaps": np.zeros((3, 2, 2)), "short_offsets": np.zeros((3, 2, 2, 2)),
+            "mid_offsets": np.zeros((1, 2, 2, 2)), "long_offsets": np.zeros((3, 2, 2, 2)),
+            "segmentation": np.zeros((2, 2))}
+    with pytest.raises(ValueError, match=r"mirror of edge \(0, 1\) is not among"):
+        head_mod.mirror(maps, [0, 2, 1], [(0, 1)])
+
+
+def test_predict_flip_test_matches_single_pass():
+    """With ``flip`` the mirrored image's heads (the mirrored people's) are mapped back and
+    averaged: perfect heads give the same exact poses as one pass."""
+    m = PersonLabMethod(COCO17)
+    kp = _two_people()
+    net = _PerfectNet(m, kp, 480, 256)
+    image = np.zeros((260, 480, 3), np.uint8)
+    one, _, _ = m.predict(net, image, input_size=256, with_masks=False)
+    both, scores, _ = m.predict(net, image, input_size=256, flip=True, with_masks=False)
+    assert both.shape == (2, 17, 3) and scores.min() > 0.5
+    order, order1 = np.argsort(both[:, 0, 0]), np.argsort(one[:, 0, 0])
+    np.testing.assert_allclose(both[order][..., :2], kp[..., :2], atol=0.05)
+    np.testing.assert_allclose(both[order][..., :2], one[order1][..., :2], atol=0.05)
+    assert "flip" in PersonLabMethod.TEST_FLAGS
+

@@ -147,29 +147,29 @@ class PersonLabMethod(Method):
     #: Test options that go to the decoders (:func:`.decode.decode_poses`, :func:`.segment.segment`).
     DECODE_OPTIONS = tuple(_decode_keywords()) + _SEGMENT_OPTS
     TEST_FLAGS = {**Method.TEST_FLAGS,
+                  "flip": {"type": bool, "help": "flip test: average with the mirrored image"},
                   "with_masks": {"type": bool, "help": "PersonLab: instance masks (default on)"}}
 
-    def predict(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
-                with_masks: bool = True, **decode_opts: Any):
-        """Run ``model`` on one RGB uint8 (H, W, 3) image and decode.
+    def network_maps(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
+                     flip: bool = False) -> tuple[dict, float, tuple[int, int], float]:
+        """The last stack's maps of one RGB uint8 (H, W, 3) image in the decoder's layout
+        (:func:`.head.to_decoder_layout`).
 
         The longer side is resized to ``input_size`` (aspect kept), padded right/bottom to the
-        model's ``input_multiple`` (default 64), ImageNet-normalised; the last stack's output is
-        decoded with :func:`.decode.decode_poses` (``decode_opts`` override its defaults) on the
-        output grid (bilinear sampling = bilinear upsampling), masks with :func:`.segment.segment`
-        (options ``seg_threshold``, ``distance_threshold``, ...). Returns ``(poses (N, K, 3),
-        scores (N,), masks (N, H, W) bool)`` in image pixels.
-        """
+        model's ``input_multiple`` (default 64), ImageNet-normalised. ``flip``: also the mirrored
+        image, in the same batch; its maps are mirrored back (:func:`.head.mirror`) and averaged
+        with the first (heatmap and segmentation probabilities, offsets in input px).
+        Returns (maps, stride (input px per cell), padded input (H, W), resize factor)."""
         from ...data.transforms import normalize_image, resize_for_inference
 
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"predict expects a uint8 (H, W, 3) RGB image, got {image.dtype} {image.shape}")
-        h, w = image.shape[:2]
-        size = int(input_size or self.input_size)
-        multiple = int(getattr(model, "input_multiple", 64))
-        padded, factor = resize_for_inference(image, size, multiple)
+        padded, factor = resize_for_inference(image, int(input_size or self.input_size),
+                                              int(getattr(model, "input_multiple", 64)))
         x = torch.from_numpy(normalize_image(padded))[None]
+        if flip:
+            x = torch.cat([x, torch.flip(x, dims=[3])], 0)
         try:
             x = x.to(next(model.parameters()).device)
         except StopIteration:
@@ -177,8 +177,24 @@ class PersonLabMethod(Method):
         with evaluating(model):
             out = model(x)
         pred = out[-1] if isinstance(out, (list, tuple)) else out
-        stride = padded.shape[1] / pred.shape[-1]
         maps = self.heads_to_numpy(pred)
+        if flip:
+            back = head_mod.mirror(self.heads_to_numpy(pred, 1), self.keypoint_set.flip_index, self.edges)
+            maps = {key: 0.5 * (maps[key] + back[key]) for key in maps}
+        return maps, padded.shape[1] / pred.shape[-1], padded.shape[:2], factor
+
+    def predict(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
+                flip: bool = False, with_masks: bool = True, **decode_opts: Any):
+        """Run ``model`` on one RGB uint8 (H, W, 3) image and decode.
+
+        :meth:`network_maps` (``input_size``, ``flip``) gives the maps; they are decoded with
+        :func:`.decode.decode_poses` (``decode_opts`` override its defaults) on the output grid
+        (bilinear sampling = bilinear upsampling), masks with :func:`.segment.segment` (options
+        ``seg_threshold``, ``distance_threshold``, ...). Returns ``(poses (N, K, 3), scores (N,),
+        masks (N, H, W) bool)`` in image pixels.
+        """
+        maps, stride, padded_shape, factor = self.network_maps(model, image, input_size=input_size, flip=flip)
+        h, w = image.shape[:2]
         seg_opts = {k: decode_opts.pop(k) for k in _SEGMENT_OPTS if k in decode_opts}
         opts = dict(radius=self.radius, sigmas=self.keypoint_set.sigmas)
         opts.update(self.decode_defaults)
@@ -189,7 +205,7 @@ class PersonLabMethod(Method):
         masks = np.zeros((len(poses), h, w), bool)
         if with_masks and len(poses):
             m = segment(maps["segmentation"], maps["long_offsets"], maps["short_offsets"], poses,
-                        output_stride=stride, grid_offset=stride / 2.0, output_size=padded.shape[:2],
+                        output_stride=stride, grid_offset=stride / 2.0, output_size=padded_shape,
                         **seg_opts)
             nh, nw = max(1, int(round(h * factor))), max(1, int(round(w * factor)))
             for j in range(len(m)):

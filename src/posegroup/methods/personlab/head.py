@@ -74,3 +74,40 @@ def to_decoder_layout(heads: dict, index: int = 0) -> dict[str, np.ndarray]:
         "long_offsets": np.moveaxis(np_(heads["long_offsets"][index]), 1, -1),
         "segmentation": sig(np_(heads["segmentation"][index])),
     }
+
+
+def mirror(maps: dict, flip_index, edges) -> dict[str, np.ndarray]:
+    """Maps decoded from a horizontally mirrored image, in the un-mirrored image's frame.
+
+    The network labels a mirrored person's left joints as right ones, so joint k of the image is
+    channel ``flip_index[k]`` of the mirrored pass, edge (a, b) its edge (flip_index[a],
+    flip_index[b]); every map is flipped back along W and every x offset negated. Exact for
+    cell-centred grids (cell i at ``(i + 1/2) stride``) whose padded input is mirrored whole.
+
+    Args:
+        maps: :func:`to_decoder_layout` of the mirrored pass: heatmaps (K, H, W), short_offsets
+            (K, H, W, 2), mid_offsets (E, H, W, 2), long_offsets (K, H, W, 2), segmentation (H, W).
+        flip_index: (K,) the left/right partner of each joint (``KeypointSet.flip_index``).
+        edges: the E directed (a, b) edges of the mid-range channels; mirrored into each other.
+    Returns the same keys and shapes; a ValueError names an edge whose mirror is not an edge.
+    """
+    fi = np.asarray(flip_index, dtype=np.int64)
+    where = {tuple(map(int, ab)): i for i, ab in enumerate(edges)}
+    missing = [ab for ab in where if (int(fi[ab[0]]), int(fi[ab[1]])) not in where]
+    if missing:
+        raise ValueError(f"flip test: the mirror of edge {missing[0]} is not among the mid-range edges")
+    edge_index = np.array([where[(int(fi[a]), int(fi[b]))] for a, b in where], dtype=np.int64)
+    sign = np.array([-1.0, 1.0], np.float32)
+
+    def back(a, index=None, vector=False):
+        a = np.asarray(a, np.float32)
+        if index is not None:
+            a = a[index]
+        if vector:                                        # (.., H, W, 2): W is the second-last axis
+            return np.ascontiguousarray(a[..., ::-1, :] * sign)
+        return np.ascontiguousarray(a[..., ::-1])
+
+    return {"heatmaps": back(maps["heatmaps"], fi), "short_offsets": back(maps["short_offsets"], fi, True),
+            "mid_offsets": back(maps["mid_offsets"], edge_index, True),
+            "long_offsets": back(maps["long_offsets"], fi, True), "segmentation": back(maps["segmentation"])}
+
