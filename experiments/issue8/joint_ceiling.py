@@ -2,10 +2,12 @@
 locate each true joint, apart from detection and grouping (README "Crowds", why heavy stays low).
 
 For every labelled joint of the first 60 images of val_sparse and val_heavy: the highest heatmap
-cell within 2 cells of it, moved a quarter cell towards its higher neighbour, scored by COCO's
+cell within 2 cells of it (cell j's centre at j + 0.5, the AE decoder's convention), moved a
+quarter cell towards its higher neighbour, scored by COCO's
 per-keypoint OKS term exp(-d^2 / (2 area (2 sigma_k)^2)) (area: the annotation's, i.e. the
 person's visible area). Printed per visibility (v = 1 occluded, v = 2 visible) and per joint.
-``perfect``: the same on Gaussian heatmaps (sigma 2 cells) drawn at the true joints instead."""
+``perfect``: the same on the AE targets (:func:`posegroup.methods.ae.targets.gaussian_heatmaps`,
+sigma 2 cells) of the true joints instead."""
 import sys
 
 import numpy as np
@@ -14,38 +16,27 @@ from common import split_anns
 from posegroup.engine.benchmark import open_split
 from posegroup.engine.checkpoint import load_model
 from posegroup.engine.predict import test_options
+from posegroup.methods.ae.targets import gaussian_heatmaps
 
 R = 2                                   # search window radius, cells
 
 
-def perfect_heatmaps(kps, shape, scale):
-    """(K, H, W) maximum of Gaussians (sigma 2 cells) at every labelled joint of ``kps`` (N, K, 3) px."""
-    k_num, h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    heat = np.zeros(shape, np.float32)
-    for p in kps:
-        for k in np.flatnonzero(p[:, 2] > 0):
-            g = np.exp(-((xx - p[k, 0] * scale) ** 2 + (yy - p[k, 1] * scale) ** 2) / 8.0)
-            heat[k] = np.maximum(heat[k], g)
-    return heat
-
-
 def joint_terms(heat, kps, areas, scale, var):
     """(joint, v, OKS term) of every labelled joint: best peak within R cells of it."""
-    k_num, h, w = heat.shape
     pad = np.pad(heat, ((0, 0), (1, 1), (1, 1)), mode="edge")
     rows = []
     for p, area in zip(kps, areas):
         for k in np.flatnonzero(p[:, 2] > 0):
             gx, gy = p[k, 0] * scale, p[k, 1] * scale
-            x0, y0 = max(int(round(gx)) - R, 0), max(int(round(gy)) - R, 0)
-            win = heat[k, y0:int(round(gy)) + R + 1, x0:int(round(gx)) + R + 1]
+            cx, cy = int(np.floor(gx)), int(np.floor(gy))            # the cell holding the joint
+            x0, y0 = max(cx - R, 0), max(cy - R, 0)
+            win = heat[k, y0:cy + R + 1, x0:cx + R + 1]
             if win.size == 0:
                 continue
             py, px = np.unravel_index(np.argmax(win), win.shape)
             py, px = py + y0, px + x0
-            qx = px + 0.25 * np.sign(pad[k, py + 1, px + 2] - pad[k, py + 1, px])
-            qy = py + 0.25 * np.sign(pad[k, py + 2, px + 1] - pad[k, py, px + 1])
+            qx = px + 0.5 + 0.25 * np.sign(pad[k, py + 1, px + 2] - pad[k, py + 1, px])
+            qy = py + 0.5 + 0.25 * np.sign(pad[k, py + 2, px + 1] - pad[k, py, px + 1])
             d2 = ((qx - gx) ** 2 + (qy - gy) ** 2) / scale ** 2
             rows.append((k, p[k, 2], np.exp(-d2 / (2 * var[k] * (area + np.spacing(1))))))
     return rows
@@ -64,7 +55,9 @@ def main(ckpt, perfect=False):
             kps = np.array([np.reshape(a["keypoints"], (-1, 3)) for a in anns], np.float64)
             heat, _, f, st = method.network_outputs(model, ds.load_image(i), **net)
             if perfect:
-                heat = perfect_heatmaps(kps, heat.shape, f / st)
+                grid_kps = kps.copy()
+                grid_kps[..., :2] *= f / st
+                heat = gaussian_heatmaps(grid_kps, heat.shape[1:], sigma=2.0)
             rows += joint_terms(heat, kps, [a["area"] for a in anns], f / st, var)
         t = np.array(rows)
         for v in (1, 2):

@@ -98,6 +98,14 @@ class _PerfectNet(torch.nn.Module):
                               np.where(t["segmentation"] > 0, 12.0, -12.0)[None], offset_scale=self.method.radius)
 
 
+def _two_people():
+    kp = np.zeros((2, 17, 3), np.float32)
+    kp[0, :, :2] = BASE + [120, 40]
+    kp[1, :, :2] = BASE + [330, 60]
+    kp[..., 2] = 2
+    return kp
+
+
 def test_predict_maps_back_to_image_pixels():
     m = PersonLabMethod(COCO17)
     kp = _two_people()
@@ -111,14 +119,6 @@ def test_predict_maps_back_to_image_pixels():
     assert scores.min() > 0.5
     # masks: each person's disks (no instance masks given); disjoint, around its own keypoints
     assert masks[order[0]][40, 120] and masks[order[1]][60, 330] and not (masks[0] & masks[1]).any()
-
-
-def _two_people():
-    kp = np.zeros((2, 17, 3), np.float32)
-    kp[0, :, :2] = BASE + [120, 40]
-    kp[1, :, :2] = BASE + [330, 60]
-    kp[..., 2] = 2
-    return kp
 
 
 def test_mirror_maps_mirrored_targets_onto_the_targets():
