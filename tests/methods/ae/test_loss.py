@@ -257,3 +257,17 @@ def test_ae_loss_with_segmentation_adds_weighted_terms():
     assert parts["seg_push"] == pytest.approx(2 * 0.01 * 0.5857770, rel=1e-6)
     assert float(total) == pytest.approx(sum(parts.values()), rel=1e-6)
     assert set(ae_loss(pred[:, :2 * k], targets, k)[1]) == {"heatmap", "pull", "push"}   # off: as before
+
+
+def test_heatmap_loss_per_cell_weights():
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.rand(2, 3, 4, 5, generator=g), torch.rand(2, 3, 4, 5, generator=g)
+    weight = torch.rand(2, 3, 4, 5, generator=g) * 4
+    mask = torch.ones(2, 4, 5)
+    mask[1, 0, :] = 0
+    want = ((pred - target) ** 2 * weight * mask[:, None]).flatten(1).mean(1).mean()
+    assert float(heatmap_loss(pred, target, mask, weight=weight)) == pytest.approx(float(want), rel=1e-6)
+    assert float(heatmap_loss(pred, target, mask, weight=torch.ones_like(pred))) == pytest.approx(
+        float(heatmap_loss(pred, target, mask)), rel=1e-6)
+    with pytest.raises(ValueError, match="weight"):
+        heatmap_loss(pred, target, mask, weight=weight[:, :2])

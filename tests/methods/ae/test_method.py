@@ -89,6 +89,28 @@ def test_encode_one_person():
     assert flat[j[0, 0, 0]] == hm[0].max() and flat[j[0, 5, 0]] == hm[5].max()
 
 
+def test_occluded_weight_encodes_weights_and_scales_the_heatmap_loss():
+    """occluded_weight w: encode adds "heatmap_weights" (w at an occluded joint's cell, 1 at a
+    visible one) and the heatmap term of the loss is the weighted MSE; default 1: no key."""
+    kp = np.zeros((1, 17, 3), np.float32)
+    kp[0, 0] = (18.0, 26.0, 2)      # visible, output cell (6, 4)
+    kp[0, 5] = (42.0, 10.0, 1)      # occluded, output cell (2, 10)
+    assert "heatmap_weights" not in AEMethod(COCO17).encode(kp, None, None, (16, 16), 4)
+    m = AEMethod(COCO17, occluded_weight=4.0)
+    t = m.encode(kp, None, None, (16, 16), 4)
+    w = t["heatmap_weights"]
+    assert w.shape == (17, 16, 16) and w[5, 2, 10] == pytest.approx(4.0) and np.all(w[0] == 1)
+    batch = {k: torch.from_numpy(v)[None] for k, v in t.items()}
+    pred = torch.zeros(1, m.num_channels, 16, 16)          # all-zero maps: error = target²
+    _, parts = m.loss([pred], batch)
+    want = float((torch.from_numpy(t["heatmaps"]) ** 2 * torch.from_numpy(w)).mean())
+    assert parts["heatmap"] == pytest.approx(want, rel=1e-5)
+    _, plain = AEMethod(COCO17).loss([pred], {k: v for k, v in batch.items() if k != "heatmap_weights"})
+    assert parts["heatmap"] > plain["heatmap"] * 1.2
+    with pytest.raises(ValueError, match="occluded_weight"):
+        AEMethod(COCO17, occluded_weight=-1)
+
+
 def test_encode_no_people():
     m = AEMethod(COCO17)
     t = m.encode(np.zeros((0, 17, 3)), np.zeros((32, 32), bool), None, (8, 8), 4)

@@ -143,3 +143,19 @@ def test_sample_instance_pixels_and_content_seed():
     assert len(draws) > 1                                   # other content, other draws
     with pytest.raises(ValueError):
         sample_instance_pixels(owner, 3, 0, content_rng(owner))
+
+
+def test_occlusion_weights_hand_values():
+    from posegroup.methods.ae.targets import occlusion_weights
+    # joint 0 occluded (v = 1) at the centre of cell (row 4, col 4); joint 1 visible (v = 2)
+    kp = _kp([[(4.5, 4.5, 1), (2.5, 2.5, 2)]])
+    w = occlusion_weights(kp, (9, 9), sigma=1.0, weight=3.0)
+    assert w.shape == (2, 9, 9) and w.dtype == np.float32
+    assert w[0, 4, 4] == pytest.approx(3.0)
+    assert w[0, 4, 5] == pytest.approx(1 + 2 * math.exp(-0.5), abs=1e-6)      # one cell away
+    assert w[0, 0, 0] == pytest.approx(1.0)                                   # beyond 3 sigma
+    assert np.all(w[1] == 1.0)                                                # visible joints: 1
+    assert np.all(occlusion_weights(kp, (9, 9), sigma=1.0, weight=1.0) == 1.0)
+    assert occlusion_weights(kp, (9, 9), sigma=1.0, weight=0.0)[0, 4, 4] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="weight"):
+        occlusion_weights(kp, (9, 9), weight=-1.0)

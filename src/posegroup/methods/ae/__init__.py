@@ -92,6 +92,8 @@ class AESettings:
     sigma: float = setting(2.0, positive, "> 0: heatmap Gaussian sigma, output cells [2]")
     max_people: int = setting(30, positive, "> 0: person slots for the tag loss [30]")
     heatmap_weight: float = setting(1.0, non_negative, ">= 0: [1]")
+    occluded_weight: float = setting(1.0, non_negative, ">= 0: heatmap-loss weight at occluded (v = 1) "
+                                     "joints, targets.occlusion_weights [1 = off; not in the paper]")
     pull_weight: float = setting(1e-3, non_negative, ">= 0: [1e-3]")
     push_weight: float = setting(1e-3, non_negative, ">= 0: [1e-3]")
     push_form: str = setting("paper", one_of(*PUSH_FORMS), "see loss.grouping_loss")
@@ -174,6 +176,8 @@ class AEMethod(Method):
         sigma: heatmap Gaussian sigma in output cells (paper: 2).
         max_people: person slots for the tag loss (reference: 30).
         heatmap_weight, pull_weight, push_weight: loss weights (reference: 1, 1e-3, 1e-3).
+        occluded_weight: heatmap-loss weight at occluded (v = 1) joints' Gaussians
+            (:func:`.targets.occlusion_weights`; 1 = off, the paper's loss).
         push_form: "paper" (default) or "reference" (see :func:`.loss.grouping_loss`).
         pull_form: "paper" (default) or "reference".
         push_sigma: sigma of the paper's push term (paper: 1).
@@ -213,6 +217,7 @@ class AEMethod(Method):
         self.sigma = settings.sigma
         self.max_people = settings.max_people
         self.heatmap_weight = settings.heatmap_weight
+        self.occluded_weight = settings.occluded_weight
         self.pull_weight = settings.pull_weight
         self.push_weight = settings.push_weight
         self.push_form = settings.push_form
@@ -243,7 +248,8 @@ class AEMethod(Method):
         """Targets for one image: keypoints (N, K, 3) in INPUT pixels.
 
         Returns {"heatmaps": (K, H, W) float32, "mask": (H, W) float32 (1 counted, 0 ignored),
-        "joints": (max_people, K, 2) int64}; with segmentation also "foreground" (H, W) float32
+        "joints": (max_people, K, 2) int64}; with ``occluded_weight`` != 1 also
+        "heatmap_weights" (K, H, W) float32; with segmentation also "foreground" (H, W) float32
         and "seg_pixels" (max_people, seg_samples, 2) int64 (``instance_masks`` (N, H_in, W_in)
         required, row n = person n).
         """
@@ -264,6 +270,8 @@ class AEMethod(Method):
             "mask": downsample_ignore_mask(ignore_mask, size, int(stride)),
             "joints": targets.joint_indices(out_kp, size, max_people=self.max_people).astype(np.int64),
         }
+        if self.occluded_weight != 1.0:
+            out["heatmap_weights"] = targets.occlusion_weights(out_kp, size, self.sigma, self.occluded_weight)
         if self.segmentation:
             out.update(self._encode_segmentation(kp, ignore_mask, instance_masks, size, int(stride)))
         return out

@@ -38,16 +38,17 @@ PULL_FORMS = ("paper", "reference")
 
 
 def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
-                 *, reduction: str = "mean") -> torch.Tensor:
+                 *, weight: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
     """Masked heatmap MSE, as the reference code computes it.
 
     Args:
         pred, target: (B, K, H, W).
         mask: (B, H, W), 1 = counted, 0 = ignored (None: all counted).
+        weight: (B, K, H, W) per-cell weights (None: 1; e.g. :func:`.targets.occlusion_weights`).
         reduction: "mean" (over the batch) or "none" (per image, (B,)).
-    Returns: per image the mean over joints and *all* pixels of mask · (pred − target)² (ignored
-    pixels count in the denominator with 0 error, as in the reference ``HeatmapLoss``), averaged
-    over the batch.
+    Returns: per image the mean over joints and *all* pixels of mask · weight · (pred − target)²
+    (ignored pixels count in the denominator with 0 error, as in the reference ``HeatmapLoss``),
+    averaged over the batch.
     """
     if pred.shape != target.shape or pred.dim() != 4:
         raise ValueError(f"heatmap_loss: pred {tuple(pred.shape)} and target {tuple(target.shape)} must both "
@@ -58,6 +59,10 @@ def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | 
             raise ValueError(f"heatmap_loss: mask {tuple(mask.shape)} must be (B, H, W) = "
                              f"{(pred.shape[0],) + tuple(pred.shape[2:])}")
         err = err * mask.to(pred.dtype)[:, None]
+    if weight is not None:
+        if weight.shape != pred.shape:
+            raise ValueError(f"heatmap_loss: weight {tuple(weight.shape)} must be (B, K, H, W) = {tuple(pred.shape)}")
+        err = err * weight.to(pred.dtype)
     per_image = err.flatten(1).mean(1)
     return _reduce(per_image, reduction)
 
@@ -228,6 +233,7 @@ def ae_loss(predictions: "list[torch.Tensor] | torch.Tensor", targets: dict, num
     Args:
         predictions: list of (B, K + K*D, H, W), one per stack (or one tensor).
         targets: "heatmaps" (B, K, H, W), "mask" (B, H, W) (1 counted, 0 ignored; optional),
+            "heatmap_weights" (B, K, H, W) (optional, see :func:`heatmap_loss`),
             "joints" (B, M, K, 2) int64.
         heatmap_weight, pull_weight, push_weight: reference code weights 1, 1e-3, 1e-3.
         push_form, sigma, pull_form: see :func:`grouping_loss`.
@@ -249,7 +255,7 @@ def ae_loss(predictions: "list[torch.Tensor] | torch.Tensor", targets: dict, num
     parts = {"heatmap": 0.0, "pull": 0.0, "push": 0.0}
     for pred in predictions:
         heat, tags = split_outputs(pred, num_keypoints, tag_dim, seg_tag_dim)
-        lh = heatmap_weight * heatmap_loss(heat, gt, mask)
+        lh = heatmap_weight * heatmap_loss(heat, gt, mask, weight=targets.get("heatmap_weights"))
         pull, push = grouping_loss(tags, joints, push_form=push_form, sigma=sigma, pull_form=pull_form)
         pull, push = pull_weight * pull, push_weight * push
         terms = {"heatmap": lh, "pull": pull, "push": push}

@@ -17,7 +17,7 @@ import zlib
 
 import numpy as np
 
-__all__ = ["gaussian_heatmaps", "joint_indices", "tag_maps", "reference_sigma", "instance_cells",
+__all__ = ["gaussian_heatmaps", "occlusion_weights", "joint_indices", "tag_maps", "reference_sigma", "instance_cells",
            "sample_instance_pixels", "content_rng"]
 
 
@@ -93,6 +93,30 @@ def gaussian_heatmaps(keypoints, output_size, sigma: float = 2.0) -> np.ndarray:
         g[(dy2[sel][:, :, None] + dx2[sel][:, None, :]) > cut] = 0.0
         out[kk] = g.max(axis=0)
     return out
+
+
+def occlusion_weights(keypoints, output_size, sigma: float = 2.0, weight: float = 1.0) -> np.ndarray:
+    """Per-cell weights of the heatmap loss that count occluded joints ``weight`` times.
+
+    W_k(c) = 1 + (weight - 1) · G_k(c), where G_k is :func:`gaussian_heatmaps` of the occluded
+    (v = 1) joints only: ``weight`` at an occluded joint's peak, falling back to 1 with its
+    Gaussian (and 1 everywhere when ``weight`` is 1 or no joint is occluded). Not in the papers:
+    a knob for crowds, where half the labelled joints are hidden (issue 8).
+
+    Args:
+        keypoints: (N, K, 3) x, y, v in output-grid continuous coordinates.
+        output_size: (H, W).
+        sigma: the heatmaps' Gaussian std, output cells.
+        weight: >= 0, the weight at an occluded joint's peak.
+    Returns:
+        (K, H, W) float32, >= min(1, weight).
+    """
+    kp = _check_keypoints(keypoints).copy()
+    if not (np.isfinite(weight) and weight >= 0):
+        raise ValueError(f"weight must be a number >= 0; got {weight!r}")
+    kp[..., 2] = np.where(kp[..., 2] == 1, 1.0, 0.0)
+    occluded = gaussian_heatmaps(kp, output_size, sigma=sigma)
+    return (1.0 + (float(weight) - 1.0) * occluded).astype(np.float32)
 
 
 def joint_indices(keypoints, output_size, max_people: int = 30) -> np.ndarray:
