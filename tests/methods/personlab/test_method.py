@@ -121,6 +121,14 @@ def test_predict_maps_back_to_image_pixels():
     assert masks[order[0]][40, 120] and masks[order[1]][60, 330] and not (masks[0] & masks[1]).any()
 
 
+@pytest.mark.parametrize("image", [np.zeros((32, 32, 3), np.float32), np.zeros((32, 32), np.uint8),
+                                   np.zeros((32, 32, 4), np.uint8)])
+def test_predict_rejects_a_non_rgb_uint8_image(image):
+    m = PersonLabMethod(COCO17)
+    with pytest.raises(ValueError, match=r"image must be uint8 \(H, W, 3\) RGB"):
+        m.predict(_PerfectNet(m, _two_people(), 32, 32), image, input_size=32)
+
+
 def test_mirror_maps_mirrored_targets_onto_the_targets():
     """Targets of the mirrored layout (x -> W stride - x, left/right labels swapped), mirrored
     back, are the targets: channels, edges, directions and cells (grid_offset stride / 2)."""

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..base import Method
-from ..common import evaluating
+from ..common import check_image, evaluating
 from ..settings import as_dict, from_options, positive, setting
 from . import head as head_mod
 from .decode import decode_poses
@@ -162,9 +162,7 @@ class PersonLabMethod(Method):
         Returns (maps, stride (input px per cell), padded input (H, W), resize factor)."""
         from ...data.transforms import normalize_image, resize_for_inference
 
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"predict expects a uint8 (H, W, 3) RGB image, got {image.dtype} {image.shape}")
+        image = check_image(image)
         padded, factor = resize_for_inference(image, int(input_size or self.input_size),
                                               int(getattr(model, "input_multiple", 64)))
         x = torch.from_numpy(normalize_image(padded))[None]
