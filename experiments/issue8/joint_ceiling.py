@@ -16,15 +16,16 @@ from common import split_anns
 from posegroup.engine.benchmark import open_split
 from posegroup.engine.checkpoint import load_model
 from posegroup.engine.predict import test_options
+from posegroup.methods.ae.decode import subpixel_offsets
 from posegroup.methods.ae.targets import gaussian_heatmaps
 
 R = 2                                   # search window radius, cells
 
 
 def joint_terms(heat, kps, areas, scale, var):
-    """(joint, v, OKS term) of every labelled joint: best peak within R cells of it."""
-    pad = np.pad(heat, ((0, 0), (1, 1), (1, 1)), mode="edge")
-    rows = []
+    """(joint, v, OKS term) rows of every labelled joint: best peak within R cells of it, moved
+    by the decoder's quarter-cell rule (:func:`posegroup.methods.ae.decode.subpixel_offsets`)."""
+    rows, peaks = [], []
     for p, area in zip(kps, areas):
         for k in np.flatnonzero(p[:, 2] > 0):
             gx, gy = p[k, 0] * scale, p[k, 1] * scale
@@ -34,12 +35,16 @@ def joint_terms(heat, kps, areas, scale, var):
             if win.size == 0:
                 continue
             py, px = np.unravel_index(np.argmax(win), win.shape)
-            py, px = py + y0, px + x0
-            qx = px + 0.5 + 0.25 * np.sign(pad[k, py + 1, px + 2] - pad[k, py + 1, px])
-            qy = py + 0.5 + 0.25 * np.sign(pad[k, py + 2, px + 1] - pad[k, py, px + 1])
-            d2 = ((qx - gx) ** 2 + (qy - gy) ** 2) / scale ** 2
-            rows.append((k, p[k, 2], np.exp(-d2 / (2 * var[k] * (area + np.spacing(1))))))
-    return rows
+            rows.append((k, p[k, 2], gx, gy, area))
+            peaks.append((py + y0, px + x0))
+    if not rows:
+        return np.zeros((0, 3))
+    k, v, gx, gy, area = np.array(rows).T
+    py, px = np.array(peaks).T
+    ki = k.astype(np.int64)
+    dx, dy = subpixel_offsets(heat, ki, py, px, "quarter")
+    d2 = ((px + 0.5 + dx - gx) ** 2 + (py + 0.5 + dy - gy) ** 2) / scale ** 2
+    return np.stack([k, v, np.exp(-d2 / (2 * var[ki] * (area + np.spacing(1))))], 1)
 
 
 def main(ckpt, perfect=False):
@@ -49,7 +54,7 @@ def main(ckpt, perfect=False):
     var = (2 * method.keypoint_set.sigmas_array) ** 2
     for split in ("sparse", "heavy"):
         ds, ids = open_split(split_anns((split,))[split], method.keypoint_set, 60)
-        rows = []
+        rows = [np.zeros((0, 3))]
         for i in ids:
             anns = [a for a in ds.anns[i] if not a.get("iscrowd", 0) and a.get("num_keypoints", 1) > 0]
             kps = np.array([np.reshape(a["keypoints"], (-1, 3)) for a in anns], np.float64)
@@ -58,8 +63,8 @@ def main(ckpt, perfect=False):
                 grid_kps = kps.copy()
                 grid_kps[..., :2] *= f / st
                 heat = gaussian_heatmaps(grid_kps, heat.shape[1:], sigma=2.0)
-            rows += joint_terms(heat, kps, [a["area"] for a in anns], f / st, var)
-        t = np.array(rows)
+            rows.append(joint_terms(heat, kps, [a["area"] for a in anns], f / st, var))
+        t = np.concatenate(rows)
         for v in (1, 2):
             sel = t[:, 1] == v
             print(f"{split} v={v}: {sel.sum()} joints, mean OKS term {t[sel, 2].mean():.3f}")
