@@ -22,29 +22,40 @@ from posegroup.methods.ae.targets import gaussian_heatmaps
 R = 2                                   # search window radius, cells
 
 
+def local_peaks(heat, kps, scale):
+    """Oracle-located joints: for each labelled joint, the highest heatmap cell of its type within
+    R cells of the truth, moved by the decoder's quarter-cell rule
+    (:func:`posegroup.methods.ae.decode.subpixel_offsets`).
+
+    heat: (K, H, W) heatmaps; kps: (N, K, 3) true joints, image px; scale: grid cells per px.
+    Returns (N, K, 3): x, y (image px) and the peak value; NaN for unlabelled joints and joints
+    whose window lies off the grid."""
+    K, H, W = heat.shape
+    out = np.full(kps.shape, np.nan)
+    n, k = np.nonzero(kps[..., 2] > 0)
+    cx = np.floor(kps[n, k, 0] * scale).astype(np.int64)            # the cell holding the joint
+    cy = np.floor(kps[n, k, 1] * scale).astype(np.int64)
+    d = np.arange(-R, R + 1)
+    wy, wx = cy[:, None, None] + d[None, :, None], cx[:, None, None] + d[None, None, :]
+    inside = (wy >= 0) & (wy < H) & (wx >= 0) & (wx < W)
+    vals = np.where(inside, heat[k[:, None, None], wy.clip(0, H - 1), wx.clip(0, W - 1)], -np.inf)
+    best = vals.reshape(len(k), -1).argmax(1)
+    py, px = wy[np.arange(len(k)), best // (2 * R + 1), 0], wx[np.arange(len(k)), 0, best % (2 * R + 1)]
+    ok = inside.reshape(len(k), -1).any(1)
+    n, k, py, px = n[ok], k[ok], py[ok], px[ok]
+    dx, dy = subpixel_offsets(heat, k, py, px, "quarter")
+    out[n, k] = np.stack([(px + 0.5 + dx) / scale, (py + 0.5 + dy) / scale, heat[k, py, px]], 1)
+    return out
+
+
 def joint_terms(heat, kps, areas, scale, var):
-    """(joint, v, OKS term) rows of every labelled joint: best peak within R cells of it, moved
-    by the decoder's quarter-cell rule (:func:`posegroup.methods.ae.decode.subpixel_offsets`)."""
-    rows, peaks = [], []
-    for p, area in zip(kps, areas):
-        for k in np.flatnonzero(p[:, 2] > 0):
-            gx, gy = p[k, 0] * scale, p[k, 1] * scale
-            cx, cy = int(np.floor(gx)), int(np.floor(gy))            # the cell holding the joint
-            x0, y0 = max(cx - R, 0), max(cy - R, 0)
-            win = heat[k, y0:cy + R + 1, x0:cx + R + 1]
-            if win.size == 0:
-                continue
-            py, px = np.unravel_index(np.argmax(win), win.shape)
-            rows.append((k, p[k, 2], gx, gy, area))
-            peaks.append((py + y0, px + x0))
-    if not rows:
-        return np.zeros((0, 3))
-    k, v, gx, gy, area = np.array(rows).T
-    py, px = np.array(peaks).T
-    ki = k.astype(np.int64)
-    dx, dy = subpixel_offsets(heat, ki, py, px, "quarter")
-    d2 = ((px + 0.5 + dx - gx) ** 2 + (py + 0.5 + dy - gy) ** 2) / scale ** 2
-    return np.stack([k, v, np.exp(-d2 / (2 * var[ki] * (area + np.spacing(1))))], 1)
+    """(joint, v, OKS term) rows of every labelled joint located by :func:`local_peaks`.
+    var: (K,) (2 sigma_k)^2; areas: (N,) the annotations' areas."""
+    peaks = local_peaks(heat, kps, scale)
+    n, k = np.nonzero(np.isfinite(peaks[..., 0]))
+    d2 = ((peaks[n, k, :2] - kps[n, k, :2]) ** 2).sum(1)
+    area = np.asarray(areas, np.float64)[n]
+    return np.stack([k, kps[n, k, 2], np.exp(-d2 / (2 * var[k] * (area + np.spacing(1))))], 1)
 
 
 def main(ckpt, perfect=False):
