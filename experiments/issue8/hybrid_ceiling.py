@@ -27,7 +27,7 @@ from joint_ceiling import local_peaks
 from posegroup.engine.benchmark import coco_scores, open_split
 from posegroup.engine.checkpoint import load_model
 from posegroup.engine.predict import test_options
-from posegroup.evaluation import to_coco_results
+from posegroup.evaluation import coco_layouts, to_coco_results
 
 VARIANTS = {                             # name: (source of visible joints, of occluded joints)
     "network": ("network", "network"),
@@ -43,10 +43,7 @@ NEIGHBOURS = 8
 
 def pose_bank(ann_file) -> np.ndarray:
     """(M, K, 2) the complete people (every joint labelled, v > 0) of a COCO keypoint json."""
-    import json
-    kps = [np.reshape(a["keypoints"], (-1, 3)) for a in json.loads(open(ann_file).read())["annotations"]
-           if a.get("num_keypoints", 0) > 0]
-    kps = np.array(kps, np.float64)
+    kps = np.concatenate([im["keypoints"] for im in coco_layouts(ann_file)])
     return kps[(kps[..., 2] > 0).all(1), :, :2]
 
 
@@ -77,7 +74,7 @@ def prior_guess(kps, bank, xy=None, k=NEIGHBOURS):
 
 
 def hybrid_poses(kps, peaks, priors, far, visible_from, occluded_from):
-    """kps: (N, K, 3) true joints; peaks: (N, K, 3) :func:`local_peaks`; prior: (N, K, 2)
+    """kps: (N, K, 3) true joints; peaks: (N, K, 3) :func:`local_peaks`; priors: (N, K, 2)
     :func:`prior_guess` fitted to the true visible joints, (N, K, 2) fitted to the
     network's ones; far: where a missing joint is put (x = y = far, outside the image: OKS
     term 0); ``*_from``: "truth", "network", "prior", "network prior" or "missing". Returns (N, K, 3) poses
@@ -85,10 +82,10 @@ def hybrid_poses(kps, peaks, priors, far, visible_from, occluded_from):
     v = kps[..., 2]
     sources = {"truth": kps[..., :2], "network": peaks[..., :2], "prior": priors[0],
                "network prior": priors[1], "missing": np.full(priors[0].shape, np.nan)}
-    poses = np.full(priors[0].shape, float(far))
+    poses = np.full(priors[0].shape, np.nan)
     for sel, source in ((v == 2, sources[visible_from]), (v == 1, sources[occluded_from])):
         poses[sel] = source[sel]
-    poses = np.where(np.isfinite(poses), poses, far)
+    poses = np.where(np.isfinite(poses), poses, far)          # missing and unlabelled joints
     scores = np.nan_to_num(np.nanmean(np.where(v > 0, peaks[..., 2], np.nan), axis=1), nan=0.0)
     return np.concatenate([poses, np.ones_like(poses[..., :1])], -1), scores
 
@@ -103,10 +100,9 @@ def main(ckpt, n_images=100):
         ds, ids = open_split(ann, method.keypoint_set, n_images)
         results = {name: [] for name in VARIANTS}
         for i in ids:
-            anns = [a for a in ds.anns[i] if not a.get("iscrowd", 0) and a.get("num_keypoints", 1) > 0]
-            if not anns:
+            kps = ds.annotations(i, with_masks=False)["keypoints"].astype(np.float64)
+            if not len(kps):
                 continue
-            kps = np.array([np.reshape(a["keypoints"], (-1, 3)) for a in anns], np.float64)
             image = ds.load_image(i)
             heat, _, f, st = method.network_outputs(model, image, **net)
             far = -4.0 * max(image.shape[:2])            # evaluate() refuses joints beyond 10x the size
@@ -114,11 +110,11 @@ def main(ckpt, n_images=100):
             priors = prior_guess(kps, bank), prior_guess(kps, bank, peaks[..., :2])
             for name, flags in VARIANTS.items():
                 results[name] += to_coco_results(i, *hybrid_poses(kps, peaks, priors, far, *flags))
-        table[split] = {name: coco_scores(ann, r, ids, keys=("AP", "AP50", "AP75")) for name, r in results.items()}
-        print(split, {name: round(s["AP"], 3) for name, s in table[split].items()}, flush=True)
+        table[split] = {name: coco_scores(ann, r, ids)["AP"] for name, r in results.items()}
+        print(split, {name: round(ap, 3) for name, ap in table[split].items()}, flush=True)
     print(f"\n| joints | {' | '.join(table)} |\n|---|{'---|' * len(table)}")
     for name in VARIANTS:
-        print(f"| {name} | " + " | ".join(f"{table[s][name]['AP']:.3f}" for s in table) + " |")
+        print(f"| {name} | " + " | ".join(f"{table[s][name]:.3f}" for s in table) + " |")
 
 
 if __name__ == "__main__":
