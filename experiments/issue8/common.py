@@ -1,4 +1,7 @@
-"""Shared by the issue-8 scripts: the held-out splits and scoring (run from the repository root)."""
+"""Shared by the issue-8 scripts: the held-out splits and scoring (run from the repository root).
+The splits (and the training scenes) live in runs/$SYNTH (default runs/synth; SYNTH=synthreal for
+the real-pose scenes of crowd_real_s0.yaml)."""
+import os
 from pathlib import Path
 
 import torch
@@ -8,11 +11,12 @@ from posegroup.engine.compare import SPLITS, score_splits
 
 torch.set_num_threads(1)
 RUNS = Path("runs").resolve()
+SYNTH = RUNS / os.environ.get("SYNTH", "synth")
 
 
 def split_anns(splits=tuple(SPLITS)) -> dict:
-    """Split name -> runs/synth/val_<split>/annotations.json."""
-    return {k: str(RUNS / "synth" / f"val_{k}" / "annotations.json") for k in splits}
+    """Split name -> runs/$SYNTH/val_<split>/annotations.json."""
+    return {k: str(SYNTH / f"val_{k}" / "annotations.json") for k in splits}
 
 
 def score(ckpt_or_model, test: dict | None = None, splits=tuple(SPLITS), n: int = 100) -> dict:

@@ -21,7 +21,7 @@ grid) count as missing."""
 import sys
 
 import numpy as np
-from common import RUNS, split_anns
+from common import SYNTH, split_anns
 from joint_ceiling import local_peaks
 
 from posegroup.engine.benchmark import coco_scores, open_split
@@ -95,7 +95,7 @@ def main(ckpt, n_images=100):
     opts = test_options(cfg, method)
     net = {k: opts[k] for k in ("input_size", "scales", "flip") if k in opts}
     table = {}
-    bank = pose_bank(RUNS / "synth" / "train_mixed" / "annotations.json")
+    bank = pose_bank(SYNTH / "train_mixed" / "annotations.json")
     for split, ann in split_anns().items():
         ds, ids = open_split(ann, method.keypoint_set, n_images)
         results = {name: [] for name in VARIANTS}
