@@ -8,7 +8,7 @@ with the official COCO metric. Backbones:
 import argparse
 import json
 
-from common import RUNS, score
+from common import RUNS, SYNTH, score
 from posegroup.engine.config import load_config
 from posegroup.engine.train import train
 
@@ -29,8 +29,7 @@ ap.add_argument("--minutes", type=float, default=None)
 args = ap.parse_args()
 seed, steps, names = args.seed, args.steps, args.variants or list(VARIANTS)
 backbone_run, size = BACKBONES[args.backbone]
-R = RUNS
-root = R / "rec_abl"
+root = RUNS / "rec_abl"
 res_path = root / "results.json"
 for name in names:
     stage = (f"{name}_s{seed}" + (f"_{steps}steps" if steps != 800 else "")
@@ -40,9 +39,9 @@ for name in names:
         continue
     cfg = load_config("recurrent_tiny_synthetic", require_training=False)
     cfg["method"]["options"].update(VARIANTS[name])
-    cfg["model"]["init_from"] = str(R / backbone_run / "last.pt")
+    cfg["model"]["init_from"] = str(RUNS / backbone_run / "last.pt")
     cfg["data"]["input_size"] = cfg["test"]["input_size"] = size
-    cfg["data"].update(train_ann=str(R / "synth/train_mixed/annotations.json"), val_ann=None)
+    cfg["data"].update(train_ann=str(SYNTH / "train_mixed" / "annotations.json"), val_ann=None)
     cfg["train"].update(seed=seed, steps=steps, max_minutes=args.minutes, eval_every=0,
                         out_dir=str(root / "runs" / stage), checkpoint_every=200, log_every=50)
     s = train(cfg, overwrite=True, progress=False)
