@@ -1,6 +1,6 @@
 """Shared by the issue-8 scripts: the held-out splits and scoring (run from the repository root).
 The splits (and the training scenes) live in runs/$SYNTH (default runs/synth; SYNTH=synthreal for
-the real-pose scenes of crowd_real_s0.yaml)."""
+the real-pose scenes of `pose_runs.py real`)."""
 import os
 from pathlib import Path
 
