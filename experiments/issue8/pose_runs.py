@@ -1,8 +1,11 @@
-"""python experiments/issue8/pose_runs.py random|real SEED [--resume]: the bundled
+"""python experiments/issue8/pose_runs.py random|real SEED [--width BASE,INC] [--batch B] [--steps N] [--resume]: the bundled
 ``ae_crowd_synthetic`` (128 px, 64² grid) with a 3800-step cosine schedule (~65 steps/min on the
 AMD EPYC CPU of the real-pose session, two runs side by side) on mixed-crowding scenes whose people
 take the synthetic kinematic prior (``random``: runs/synth) or real COCO val2017 poses (``real``:
-runs/synthreal). Output: runs/crowd_<poses>_s<SEED>. Run from the repository root, one thread
+runs/synthreal). Output: runs/crowd_<poses>_s<SEED>. ``--width 32,12 --steps 5400``: the hourglass's
+``base_width`` / ``width_increase`` (bundled: 48, 16) and the cosine schedule's length, into
+runs/crowd_<poses>_w<BASE>_s<SEED> (a narrower network takes more steps in the same minutes);
+``--batch 8``: the batch size (bundled: 16), into runs/crowd_<poses>[_w<BASE>]_b<B>_s<SEED>. Run from the repository root, one thread
 (OMP_NUM_THREADS=1), after making the data:
 
     python experiments/issue8/split_poses.py ../shared/data/coco_val2017_kp/person_keypoints_val2017_rebuilt.json runs/poses
@@ -19,18 +22,26 @@ ROOTS = {"random": "runs/synth", "real": "runs/synthreal"}
 STEPS = 3800
 
 
-def pose_config(poses: str, seed: int) -> dict:
-    """The run's config: ``ae_crowd_synthetic`` with data, schedule length, seed and output changed."""
+def pose_config(poses: str, seed: int, width: tuple[int, int] | None = None, steps: int = STEPS,
+                batch: int | None = None) -> dict:
+    """The run's config: ``ae_crowd_synthetic`` with data, schedule length, seed, output and
+    (``width``: (base_width, width_increase); ``batch``) the hourglass's widths and the batch size changed."""
     root = ROOTS[poses]
+    tag = (f"_w{width[0]}" if width else "") + (f"_b{batch}" if batch else "")
     return load_config("ae_crowd_synthetic", {
+        "model": dict(zip(("base_width", "width_increase"), width or ())),
         "data": {"train_ann": f"{root}/train_mixed/annotations.json", "val_ann": f"{root}/val_heavy/annotations.json"},
-        "train": {"steps": STEPS, "seed": seed, "out_dir": f"runs/crowd_{poses}_s{seed}"}})
+        "train": {"steps": steps, "seed": seed, "out_dir": f"runs/crowd_{poses}{tag}_s{seed}",
+                  **({"batch_size": batch} if batch else {})}})
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("poses", choices=sorted(ROOTS))
     ap.add_argument("seed", type=int)
+    ap.add_argument("--width", type=lambda v: tuple(int(x) for x in v.split(",")), default=None)
+    ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
-    print(train(pose_config(args.poses, args.seed), resume=args.resume))
+    print(train(pose_config(args.poses, args.seed, args.width, args.steps, args.batch), resume=args.resume))
