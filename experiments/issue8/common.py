@@ -14,9 +14,9 @@ RUNS = Path("runs").resolve()
 SYNTH = RUNS / os.environ.get("SYNTH", "synth")
 
 
-def split_anns(splits=tuple(SPLITS)) -> dict:
-    """Split name -> runs/$SYNTH/val_<split>/annotations.json."""
-    return {k: str(SYNTH / f"val_{k}" / "annotations.json") for k in splits}
+def split_anns(splits=tuple(SPLITS), root: Path = SYNTH) -> dict:
+    """Split name -> <root>/val_<split>/annotations.json (root: runs/$SYNTH)."""
+    return {k: str(Path(root) / f"val_{k}" / "annotations.json") for k in splits}
 
 
 def score(ckpt_or_model, test: dict | None = None, splits=tuple(SPLITS), n: int = 100) -> dict:

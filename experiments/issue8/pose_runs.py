@@ -1,12 +1,13 @@
-"""python experiments/issue8/pose_runs.py random|real SEED [--width BASE,INC] [--batch B] [--steps N] [--resume]: the bundled
-``ae_crowd_synthetic`` (128 px, 64² grid) with a 3800-step cosine schedule (~65 steps/min on the
-AMD EPYC CPU of the real-pose session, two runs side by side) on mixed-crowding scenes whose people
-take the synthetic kinematic prior (``random``: runs/synth) or real COCO val2017 poses (``real``:
-runs/synthreal). Output: runs/crowd_<poses>_s<SEED>. ``--width 32,12 --steps 5400``: the hourglass's
-``base_width`` / ``width_increase`` (bundled: 48, 16) and the cosine schedule's length, into
-runs/crowd_<poses>_w<BASE>_s<SEED> (a narrower network takes more steps in the same minutes);
-``--batch 8``: the batch size (bundled: 16), into runs/crowd_<poses>[_w<BASE>]_b<B>_s<SEED>. Run from the repository root, one thread
-(OMP_NUM_THREADS=1), after making the data:
+"""python experiments/issue8/pose_runs.py random|real SEED [--width BASE,INC] [--batch B] [--steps N] [--resume]
+
+The bundled ``ae_crowd_synthetic`` (128 px, 64² grid) with a 3800-step cosine schedule (~65 steps/min
+on the AMD EPYC CPU of the real-pose session, two runs side by side) on mixed-crowding scenes whose
+people take the synthetic kinematic prior (``random``: runs/synth) or real COCO val2017 poses
+(``real``: runs/synthreal). Output: runs/crowd_<poses>_s<SEED>. ``--width 32,12 --steps 5400``: the
+hourglass's ``base_width`` / ``width_increase`` (bundled: 48, 16) and the cosine schedule's length,
+into runs/crowd_<poses>_w<BASE>_s<SEED> (a narrower network takes more steps in the same minutes);
+``--batch 8``: the batch size (bundled: 16), into runs/crowd_<poses>[_w<BASE>]_b<B>_s<SEED>.
+Run from the repository root, one thread (OMP_NUM_THREADS=1), after making the data:
 
     python experiments/issue8/split_poses.py ../shared/data/coco_val2017_kp/person_keypoints_val2017_rebuilt.json runs/poses
     posegroup synth --out runs/synthreal/train_mixed --images 8000 --crowding sparse,medium,heavy --size 128 --seed 11 --poses runs/poses/train_poses.json
@@ -15,10 +16,11 @@ runs/crowd_<poses>_w<BASE>_s<SEED> (a narrower network takes more steps in the s
     same commands without --poses)"""
 import argparse
 
+from common import RUNS, split_anns
 from posegroup.engine.config import load_config
 from posegroup.engine.train import train
 
-ROOTS = {"random": "runs/synth", "real": "runs/synthreal"}
+ROOTS = {"random": RUNS / "synth", "real": RUNS / "synthreal"}
 STEPS = 3800
 
 
@@ -30,16 +32,25 @@ def pose_config(poses: str, seed: int, width: tuple[int, int] | None = None, ste
     tag = (f"_w{width[0]}" if width else "") + (f"_b{batch}" if batch else "")
     return load_config("ae_crowd_synthetic", {
         "model": dict(zip(("base_width", "width_increase"), width or ())),
-        "data": {"train_ann": f"{root}/train_mixed/annotations.json", "val_ann": f"{root}/val_heavy/annotations.json"},
-        "train": {"steps": steps, "seed": seed, "out_dir": f"runs/crowd_{poses}{tag}_s{seed}",
+        "data": {"train_ann": str(root / "train_mixed" / "annotations.json"),
+                 "val_ann": split_anns(("heavy",), root)["heavy"]},
+        "train": {"steps": steps, "seed": seed, "out_dir": str(RUNS / f"crowd_{poses}{tag}_s{seed}"),
                   **({"batch_size": batch} if batch else {})}})
+
+
+def widths(value: str) -> tuple[int, int]:
+    """``"BASE,INC"`` -> (base_width, width_increase)."""
+    parts = value.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"--width {value!r}: give BASE,INC, e.g. 32,12")
+    return int(parts[0]), int(parts[1])
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("poses", choices=sorted(ROOTS))
     ap.add_argument("seed", type=int)
-    ap.add_argument("--width", type=lambda v: tuple(int(x) for x in v.split(",")), default=None)
+    ap.add_argument("--width", type=widths, default=None)
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--resume", action="store_true")
