@@ -6,7 +6,8 @@ people take the synthetic kinematic prior (``random``: runs/synth) or real COCO 
 (``real``: runs/synthreal). Output: runs/crowd_<poses>_s<SEED>. ``--width 32,12 --steps 5400``: the
 hourglass's ``base_width`` / ``width_increase`` (bundled: 48, 16) and the cosine schedule's length,
 into runs/crowd_<poses>_w<BASE>_s<SEED> (a narrower network takes more steps in the same minutes);
-``--batch 8``: the batch size (bundled: 16), into runs/crowd_<poses>[_w<BASE>]_b<B>_s<SEED>.
+``--batch 8``: the batch size (bundled: 16), into runs/crowd_<poses>[_w<BASE>]_b<B>_s<SEED>;
+``--lr 8e-3``: the cosine schedule's peak learning rate (bundled: 4e-3), into ..._lr<LR>_s<SEED>.
 Run from the repository root, one thread (OMP_NUM_THREADS=1), after making the data:
 
     python experiments/issue8/split_poses.py ../shared/data/coco_val2017_kp/person_keypoints_val2017_rebuilt.json runs/poses
@@ -25,17 +26,18 @@ STEPS = 3800
 
 
 def pose_config(poses: str, seed: int, width: tuple[int, int] | None = None, steps: int = STEPS,
-                batch: int | None = None) -> dict:
+                batch: int | None = None, lr: float | None = None) -> dict:
     """The run's config: ``ae_crowd_synthetic`` with data, schedule length, seed, output and
-    (``width``: (base_width, width_increase); ``batch``) the hourglass's widths and the batch size changed."""
+    (``width``: (base_width, width_increase); ``batch``; ``lr``) the hourglass's widths, the batch
+    size and the peak learning rate changed."""
     root = ROOTS[poses]
-    tag = (f"_w{width[0]}" if width else "") + (f"_b{batch}" if batch else "")
+    tag = (f"_w{width[0]}" if width else "") + (f"_b{batch}" if batch else "") + (f"_lr{lr:g}" if lr else "")
     return load_config("ae_crowd_synthetic", {
         "model": dict(zip(("base_width", "width_increase"), width or ())),
         "data": {"train_ann": str(root / "train_mixed" / "annotations.json"),
                  "val_ann": split_anns(("heavy",), root)["heavy"]},
         "train": {"steps": steps, "seed": seed, "out_dir": str(RUNS / f"crowd_{poses}{tag}_s{seed}"),
-                  **({"batch_size": batch} if batch else {})}})
+                  **({"batch_size": batch} if batch else {}), **({"lr": lr} if lr else {})}})
 
 
 def widths(value: str) -> tuple[int, int]:
@@ -53,6 +55,7 @@ if __name__ == "__main__":
     ap.add_argument("--width", type=widths, default=None)
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--steps", type=int, default=STEPS)
+    ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
-    print(train(pose_config(args.poses, args.seed, args.width, args.steps, args.batch), resume=args.resume))
+    print(train(pose_config(args.poses, args.seed, args.width, args.steps, args.batch, args.lr), resume=args.resume))
