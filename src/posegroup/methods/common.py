@@ -67,12 +67,14 @@ def common_grid(image_hw: tuple[int, int], input_size: int, stride: int) -> tupl
 
 
 def network_passes(model: torch.nn.Module, image: np.ndarray, input_size: int, scales, flip: bool,
-                   run) -> tuple[list, tuple[int, int], float, int]:
+                   run, *, with_ratios: bool = False) -> tuple:
     """Run ``run(model, x (b, 3, S, S)) -> (b, C, h, w)`` at every scale (and mirrored) and
     resample each result onto the common grid (mirrored ones flipped back spatially).
 
     Returns (maps: list of (C, H, W) tensors in the order scale 1 [, scale 1 mirrored], scale 2
-    ..., the grid (H, W), factor1, stride).
+    ..., the grid (H, W), factor1, stride); ``with_ratios``: also each map's ratio (list of
+    floats), the input px of its pass per input px of scale 1 (a length in that pass's input
+    px divided by it is one in scale-1 input px, the grid's unit times ``stride``).
     """
     from ..data.transforms import normalize_image, resize_for_inference
 
@@ -81,7 +83,7 @@ def network_passes(model: torch.nn.Module, image: np.ndarray, input_size: int, s
     stride = int(getattr(model, "stride", 4))
     grid, factor1 = common_grid(img.shape[:2], input_size, stride)
     device = next(model.parameters()).device
-    out = []
+    out, ratios = [], []
     for s in check_scales(scales):
         net_img, factor = resize_for_inference(img, max(1, int(round(input_size * s))), multiple)
         x = torch.from_numpy(normalize_image(net_img))[None].to(device)
@@ -91,7 +93,8 @@ def network_passes(model: torch.nn.Module, image: np.ndarray, input_size: int, s
         for b in range(maps.shape[0]):
             m = maps[b] if b == 0 else torch.flip(maps[b], dims=[2])
             out.append(resample_maps(m, grid, factor / factor1))
-    return out, grid, factor1, stride
+            ratios.append(factor / factor1)
+    return (out, grid, factor1, stride, ratios) if with_ratios else (out, grid, factor1, stride)
 
 
 def grid_to_image(poses: np.ndarray, scores: np.ndarray, stride: int, factor: float, image_shape

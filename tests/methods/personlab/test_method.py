@@ -68,13 +68,16 @@ def test_encode_and_loss_with_hourglass():
 
 
 class _PerfectNet(torch.nn.Module):
-    """Returns perfect PersonLab heads for people given in *image* pixels (knows the resize)."""
+    """Returns perfect PersonLab heads for people given in *image* pixels (knows the resize:
+    ``input_size`` / the image's longer side, or with ``input_size`` None the padded input's
+    width over it -- exact for a wide image whose resized width is a multiple of 64)."""
 
     input_multiple = 64
 
     def __init__(self, method, kp_image, image_long_side, input_size):
         super().__init__()
-        self.method, self.kp, self.factor = method, kp_image, input_size / image_long_side
+        self.method, self.kp, self.long_side = method, kp_image, image_long_side
+        self.factor = None if input_size is None else input_size / image_long_side
         self.dummy = torch.nn.Parameter(torch.zeros(1))
 
     def forward(self, x):
@@ -82,7 +85,7 @@ class _PerfectNet(torch.nn.Module):
         mirrored people (x -> padded width - x, left and right joints swapped)."""
         h, w = x.shape[-2] // 4, x.shape[-1] // 4
         kp = self.kp.copy()
-        kp[..., :2] *= self.factor
+        kp[..., :2] *= self.factor or x.shape[-1] / self.long_side
         outs = [self._heads(kp, h, w)]
         if len(x) > 1:
             mirrored = kp[:, self.method.keypoint_set.flip_index].copy()
@@ -168,4 +171,37 @@ def test_predict_flip_test_matches_single_pass():
     np.testing.assert_allclose(both[order][..., :2], kp[..., :2], atol=0.05)
     np.testing.assert_allclose(both[order][..., :2], one[order1][..., :2], atol=0.05)
     assert "flip" in PersonLabMethod.TEST_FLAGS
+
+
+@pytest.mark.parametrize("scales,flip", [((1.0, 2.0, 0.5), False), ((1.0, 2.0, 0.5), True), ((2.0,), False),
+                                         ((0.5,), True)])
+def test_predict_multi_scale_gives_the_exact_poses(scales, flip):
+    """Every pass (its own input size, its own disks and offsets in its own input px) is
+    resampled onto the grid of scale 1 with its offsets rescaled: perfect heads at each scale
+    give the people's exact positions, alone or averaged over scales and mirrored passes. (Their
+    scores fall when scales are mixed, 0.9 -> 0.4: each pass's disks have radius R in its own
+    input px, so the averaged maps hold disks of three sizes.)"""
+    m = PersonLabMethod(COCO17)
+    kp = _two_people()
+    image = np.zeros((260, 512, 3), np.uint8)
+    net = _PerfectNet(m, kp, 512, None)
+    poses, scores, masks = m.predict(net, image, input_size=256, scales=scales, flip=flip)
+    assert poses.shape == (2, 17, 3) and scores.min() > 0.3 and masks.shape == (2, 260, 512)
+    order = np.argsort(poses[:, 0, 0])
+    np.testing.assert_allclose(poses[order][..., :2], kp[..., :2], atol=0.05)
+    assert masks[order[0]][40, 120] and masks[order[1]][60, 330]
+
+
+def test_network_maps_rescale_offsets_of_other_scales():
+    """At scale 2 the network's offsets (its input px) are twice those of scale 1; on the
+    common grid they must agree with scale 1's, and so must the grid, stride and factor."""
+    m = PersonLabMethod(COCO17)
+    net = _PerfectNet(m, _two_people(), 512, None)
+    image = np.zeros((260, 512, 3), np.uint8)
+    one, stride1, shape1, f1 = m.network_maps(net, image, input_size=256)
+    two, stride2, shape2, f2 = m.network_maps(net, image, input_size=256, scales=(2.0,))
+    assert (stride1, shape1, f1) == (stride2, shape2, f2) == (4.0, (132, 256), 0.5)
+    inside = (one["heatmaps"] > 0.9999) & (two["heatmaps"] > 0.9999)   # all source cells in the disks
+    assert inside.sum() > 100
+    np.testing.assert_allclose(two["short_offsets"][inside], one["short_offsets"][inside], atol=1e-3)
 

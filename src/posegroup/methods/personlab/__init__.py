@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..base import Method
-from ..common import check_image, evaluating
+from ..common import evaluating
 from ..settings import as_dict, from_options, positive, setting
 from . import head as head_mod
 from .decode import decode_poses
@@ -138,60 +138,64 @@ class PersonLabMethod(Method):
         return personlab_loss(predictions, targets, num_keypoints=self.num_keypoints,
                               num_edges=len(self.edges), radius=self.radius, weights=self.loss_weights)
 
-    def heads_to_numpy(self, prediction: torch.Tensor, index: int = 0) -> dict[str, np.ndarray]:
+    def heads_to_numpy(self, prediction: torch.Tensor, index: int = 0, ratio: float = 1.0) -> dict[str, np.ndarray]:
         """One image of a (B, C, H, W) prediction in the decoder's layout (probabilities,
-        offsets (.., H, W, 2) in input px)."""
-        heads = head_mod.split(prediction, self.num_keypoints, len(self.edges), offset_scale=self.radius)
+        offsets (.., H, W, 2) in input px divided by ``ratio``: the input px of the prediction's
+        pass per input px of the frame they are wanted in)."""
+        heads = head_mod.split(prediction, self.num_keypoints, len(self.edges), offset_scale=self.radius / ratio)
         return head_mod.to_decoder_layout(heads, index)
 
     #: Test options that go to the decoders (:func:`.decode.decode_poses`, :func:`.segment.segment`).
     DECODE_OPTIONS = tuple(_decode_keywords()) + _SEGMENT_OPTS
     TEST_FLAGS = {**Method.TEST_FLAGS,
                   "flip": {"type": bool, "help": "flip test: average with the mirrored image"},
+                  "scales": {"type": float, "nargs": "+", "help": "multi-scale test, e.g. 1 0.5 2"},
                   "with_masks": {"type": bool, "help": "PersonLab: instance masks (default on)"}}
 
     def network_maps(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
-                     flip: bool = False) -> tuple[dict, float, tuple[int, int], float]:
+                     flip: bool = False, scales=(1.0,)) -> tuple[dict, float, tuple[int, int], float]:
         """The last stack's maps of one RGB uint8 (H, W, 3) image in the decoder's layout
-        (:func:`.head.to_decoder_layout`).
+        (:func:`.head.to_decoder_layout`), on the common grid of scale 1.
 
-        The longer side is resized to ``input_size`` (aspect kept), padded right/bottom to the
-        model's ``input_multiple`` (default 64), ImageNet-normalised. ``flip``: also the mirrored
-        image, in the same batch; its maps are mirrored back (:func:`.head.mirror`) and averaged
-        with the first (heatmap and segmentation probabilities, offsets in input px).
-        Returns (maps, stride (input px per cell), padded input (H, W), resize factor)."""
-        from ...data.transforms import normalize_image, resize_for_inference
+        Each pass (:func:`~posegroup.methods.common.network_passes`: the longer side resized to
+        ``input_size`` times each of ``scales``, padded right/bottom to the model's
+        ``input_multiple``, ImageNet-normalised; ``flip``: also the mirrored image, in the same
+        batch) is resampled onto the grid of scale 1 (bilinear, logits), its offsets rescaled to
+        scale-1 input px, a mirrored pass's channels swapped back (:func:`.head.swap_sides`); the
+        passes' probabilities and offsets are averaged. (The paper reports a multi-scale result
+        without saying how its scales are merged; averaging on one grid is ours.)
+        Returns (maps, stride (scale-1 input px per cell), the grid's extent in scale-1 input px
+        (H, W), resize factor of scale 1)."""
+        from ..common import network_passes
 
-        image = check_image(image)
-        padded, factor = resize_for_inference(image, int(input_size or self.input_size),
-                                              int(getattr(model, "input_multiple", 64)))
-        x = torch.from_numpy(normalize_image(padded))[None]
-        if flip:
-            x = torch.cat([x, torch.flip(x, dims=[3])], 0)
-        try:
-            x = x.to(next(model.parameters()).device)
-        except StopIteration:
-            pass
+        def last_stack(net, x):
+            out = net(x)
+            return out[-1] if isinstance(out, (list, tuple)) else out
+
         with evaluating(model):
-            out = model(x)
-        pred = out[-1] if isinstance(out, (list, tuple)) else out
-        maps = self.heads_to_numpy(pred)
-        if flip:
-            back = head_mod.mirror(self.heads_to_numpy(pred, 1), self.keypoint_set.flip_index, self.edges)
-            maps = {key: 0.5 * (maps[key] + back[key]) for key in maps}
-        return maps, padded.shape[1] / pred.shape[-1], padded.shape[:2], factor
+            preds, grid, factor, stride, ratios = network_passes(
+                model, image, int(input_size or self.input_size), scales, bool(flip), last_stack, with_ratios=True)
+        total: dict[str, np.ndarray] = {}
+        for i, (pred, ratio) in enumerate(zip(preds, ratios)):
+            maps = self.heads_to_numpy(pred[None], 0, ratio)
+            if flip and i % 2:
+                maps = head_mod.swap_sides(maps, self.keypoint_set.flip_index, self.edges)
+            total = {key: total.get(key, 0.0) + a for key, a in maps.items()}
+        maps = {key: (a / len(preds)).astype(np.float32) for key, a in total.items()}
+        return maps, float(stride), (grid[0] * stride, grid[1] * stride), factor
 
     def predict(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
-                flip: bool = False, with_masks: bool = True, **decode_opts: Any):
+                flip: bool = False, scales=(1.0,), with_masks: bool = True, **decode_opts: Any):
         """Run ``model`` on one RGB uint8 (H, W, 3) image and decode.
 
-        :meth:`network_maps` (``input_size``, ``flip``) gives the maps; they are decoded with
+        :meth:`network_maps` (``input_size``, ``flip``, ``scales``) gives the maps; they are decoded with
         :func:`.decode.decode_poses` (``decode_opts`` override its defaults) on the output grid
         (bilinear sampling = bilinear upsampling), masks with :func:`.segment.segment` (options
         ``seg_threshold``, ``distance_threshold``, ...). Returns ``(poses (N, K, 3), scores (N,),
         masks (N, H, W) bool)`` in image pixels.
         """
-        maps, stride, padded_shape, factor = self.network_maps(model, image, input_size=input_size, flip=flip)
+        maps, stride, grid_shape, factor = self.network_maps(model, image, input_size=input_size, flip=flip,
+                                                             scales=scales)
         h, w = image.shape[:2]
         seg_opts = {k: decode_opts.pop(k) for k in _SEGMENT_OPTS if k in decode_opts}
         opts = dict(radius=self.radius, sigmas=self.keypoint_set.sigmas)
@@ -203,7 +207,7 @@ class PersonLabMethod(Method):
         masks = np.zeros((len(poses), h, w), bool)
         if with_masks and len(poses):
             m = segment(maps["segmentation"], maps["long_offsets"], maps["short_offsets"], poses,
-                        output_stride=stride, grid_offset=stride / 2.0, output_size=padded_shape,
+                        output_stride=stride, grid_offset=stride / 2.0, output_size=grid_shape,
                         **seg_opts)
             nh, nw = max(1, int(round(h * factor))), max(1, int(round(w * factor)))
             for j in range(len(m)):

@@ -77,12 +77,9 @@ def to_decoder_layout(heads: dict, index: int = 0) -> dict[str, np.ndarray]:
 
 
 def mirror(maps: dict, flip_index, edges) -> dict[str, np.ndarray]:
-    """Maps decoded from a horizontally mirrored image, in the un-mirrored image's frame.
-
-    The network labels a mirrored person's left joints as right ones, so joint k of the image is
-    channel ``flip_index[k]`` of the mirrored pass, edge (a, b) its edge (flip_index[a],
-    flip_index[b]); every map is flipped back along W and every x offset negated. Exact for
-    cell-centred grids (cell i at ``(i + 1/2) stride``) whose padded input is mirrored whole.
+    """Maps decoded from a horizontally mirrored image, in the un-mirrored image's frame: every
+    map flipped back along W, then :func:`swap_sides`. Exact for cell-centred grids (cell i at
+    ``(i + 1/2) stride``) whose padded input is mirrored whole.
 
     Args:
         maps: :func:`to_decoder_layout` of the mirrored pass: heatmaps (K, H, W), short_offsets
@@ -91,6 +88,19 @@ def mirror(maps: dict, flip_index, edges) -> dict[str, np.ndarray]:
         edges: the E directed (a, b) edges of the mid-range channels; mirrored into each other.
     Returns the same keys and shapes; a ValueError names an edge whose mirror is not an edge.
     """
+    def back(a):                                          # vectors (.., H, W, 2): W second-last
+        a = np.asarray(a, np.float32)
+        return a[..., ::-1, :] if a.ndim == 4 else a[..., ::-1]
+
+    return swap_sides({key: back(a) for key, a in maps.items()}, flip_index, edges)
+
+
+def swap_sides(maps: dict, flip_index, edges) -> dict[str, np.ndarray]:
+    """The maps of a mirrored pass already flipped back along W (as
+    :func:`~posegroup.methods.common.network_passes` returns them), made the un-mirrored
+    image's: the network labels a mirrored person's left joints as right ones, so joint k is
+    channel ``flip_index[k]``, edge (a, b) the edge (flip_index[a], flip_index[b]), and every x
+    offset is negated. Same keys and shapes as :func:`mirror`'s."""
     fi = np.asarray(flip_index, dtype=np.int64)
     where = {tuple(map(int, ab)): i for i, ab in enumerate(edges)}
     missing = [ab for ab in where if (int(fi[ab[0]]), int(fi[ab[1]])) not in where]
@@ -99,15 +109,12 @@ def mirror(maps: dict, flip_index, edges) -> dict[str, np.ndarray]:
     edge_index = np.array([where[(int(fi[a]), int(fi[b]))] for a, b in where], dtype=np.int64)
     sign = np.array([-1.0, 1.0], np.float32)
 
-    def back(a, index=None, vector=False):
+    def swap(a, index=None, vector=False):
         a = np.asarray(a, np.float32)
         if index is not None:
             a = a[index]
-        if vector:                                        # (.., H, W, 2): W is the second-last axis
-            return np.ascontiguousarray(a[..., ::-1, :] * sign)
-        return np.ascontiguousarray(a[..., ::-1])
+        return np.ascontiguousarray(a * sign if vector else a)
 
-    return {"heatmaps": back(maps["heatmaps"], fi), "short_offsets": back(maps["short_offsets"], fi, True),
-            "mid_offsets": back(maps["mid_offsets"], edge_index, True),
-            "long_offsets": back(maps["long_offsets"], fi, True), "segmentation": back(maps["segmentation"])}
-
+    return {"heatmaps": swap(maps["heatmaps"], fi), "short_offsets": swap(maps["short_offsets"], fi, True),
+            "mid_offsets": swap(maps["mid_offsets"], edge_index, True),
+            "long_offsets": swap(maps["long_offsets"], fi, True), "segmentation": swap(maps["segmentation"])}
