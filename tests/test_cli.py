@@ -39,3 +39,12 @@ def test_bad_input_is_one_line(tmp_path, capsys):
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "posegroup.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "benchmark" in out.stdout
+
+
+def test_benchmark_step_needs_a_config_and_its_data(tmp_path, capsys, monkeypatch):
+    assert main(["benchmark", "step"]) == 2
+    assert "benchmark step needs a CONFIG.yaml" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)                   # a bundled config's data resolve against the cwd
+    assert main(["benchmark", "step", "ae_crowd_synthetic"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "runs/synth/train_mixed/annotations.json: annotation file not found" in err

@@ -283,7 +283,10 @@ def cmd_benchmark(args) -> int:
         return 0
     from .engine.config import load_config
     if not args.config:
-        raise CliError("benchmark train needs a CONFIG.yaml")
+        raise CliError(f"benchmark {args.what} needs a CONFIG.yaml")
+    if args.what == "step":
+        benchmark.benchmark_step(load_config(args.config), repeats=args.repeats)
+        return 0
     benchmark.benchmark_train(load_config(args.config), minutes=args.minutes, out_dir=args.out or "runs/benchmark_train")
     return 0
 
@@ -487,12 +490,13 @@ def _add_export_parser(sub) -> None:
 def _add_benchmark_parser(sub) -> None:
     """The ``benchmark`` verb's arguments."""
     b = sub.add_parser("benchmark", help="decode speed, or AP against training time")
-    b.add_argument("what", choices=["decode", "train", "speed", "predict", "methods"],
-                   help="decode: decoders on oracle maps; train: AP against training minutes; "
+    b.add_argument("what", choices=["decode", "train", "step", "speed", "predict", "methods"],
+                   help="decode: decoders on oracle maps; train: AP against training minutes; step: a "
+                        "training step's time in the NCHW and channels_last memory formats (train.channels_last); "
                         "speed (= predict): AP, network / decoder ms, images/s of checkpoints, exported "
                         ".onnx models and foreign ONNX networks (--format) (the first is the baseline); "
                         "methods: AE, PersonLab and recurrent on one backbone and budget, sparse to heavy")
-    b.add_argument("config", nargs="?", help="train: the YAML config")
+    b.add_argument("config", nargs="?", help="train / step: the YAML config (or a bundled config's name)")
     b.add_argument("--ann", nargs="+", help="decode: COCO keypoint json of layouts (default ../shared/data); "
                                             "speed: one json per split (named by its folder)")
     b.add_argument("--weights", nargs="+",
@@ -507,6 +511,8 @@ def _add_benchmark_parser(sub) -> None:
                    help="decode: AE oracle degradation level (methods.ae.bench.AE_NOISE_LEVELS)")
     b.add_argument("--minutes", type=float, default=15.0,
                    help="train / methods: training minutes (methods: per method) (default: 15)")
+    b.add_argument("--repeats", type=int, default=5,
+                   help="step: alternating rounds of 3 timed steps per memory format (default: 5)")
     b.add_argument("--seed", type=int, default=0, help="methods: data and training seed (default: 0)")
     b.add_argument("--train-images", type=int, default=2000, help="methods: synthetic training images (default: 2000)")
     b.add_argument("--max-steps", type=int, default=None, help="methods: a step budget instead of minutes")

@@ -54,3 +54,20 @@ def test_benchmark_train_smoke(tmp_path):
     assert saved["rows"] == json.loads(json.dumps(r["rows"]))
     with pytest.raises(ValueError, match="missing.json: split 'x' annotation file not found"):
         benchmark_train(cfg, minutes=0.01, splits={"x": str(tmp_path / "missing.json")}, out_dir=out)
+
+
+def test_benchmark_step_times_both_memory_formats(tmp_path, capsys):
+    """Both formats timed on the config's own batch, NCHW the baseline (speed-up 1 by
+    definition, the other its ms ratio); the table is printed; nothing is written."""
+    from posegroup.engine.benchmark import benchmark_step
+    ann = make_dataset(tmp_path / "d", 2, size=64)
+    cfg = tiny_config(ann, tmp_path / "never_written")
+    r = benchmark_step(cfg, repeats=2, steps=1)
+    assert [row["memory_format"] for row in r["rows"]] == ["contiguous (NCHW)", "channels_last (NHWC)"]
+    base, other = r["rows"]
+    assert base["speedup"] == 1.0 and base["ms_per_step"] > 0 and other["ms_per_step"] > 0
+    assert other["speedup"] == pytest.approx(base["ms_per_step"] / other["ms_per_step"])
+    assert r["batch_size"] == 2 and r["input_size"] == 64
+    out = capsys.readouterr().out
+    assert "| channels_last (NHWC) |" in out and "batch 2, input 64 px" in out
+    assert not (tmp_path / "never_written").exists()

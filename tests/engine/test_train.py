@@ -571,3 +571,39 @@ def test_output_stride_2_trains_and_a_mismatch_is_refused(tiny_data, tmp_path):
     img = read_image(tiny_data.parent / json.loads(tiny_data.read_text())["images"][0]["file_name"])
     poses, _ = method.predict(model, img, input_size=64, detection_threshold=-1.0)
     assert poses.shape[0] >= 1 and (poses[..., :2] >= 0).all() and (poses[..., 0] <= img.shape[1]).all()
+
+
+def test_channels_last_resume_is_exact_and_matches_nchw(tiny_data, tmp_path):
+    """``train.channels_last``: weights and images NHWC. 6 steps straight == 3 + resume 3 bit for
+    bit; against the NCHW run the same numbers up to float rounding (the kernels differ); the
+    checkpoint loads into a plain (NCHW) model that predicts the same as the NHWC one."""
+    train(tiny_config(tiny_data, tmp_path / "nchw"), progress=False)
+    straight = train(tiny_config(tiny_data, tmp_path / "a", channels_last=True), progress=False)
+    cfg = tiny_config(tiny_data, tmp_path / "b", channels_last=True)
+    train(cfg, max_steps=3, progress=False)
+    resumed = train(cfg, resume=True, progress=False)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert_same_run(a, b)
+    assert straight["final_loss"] == resumed["final_loss"]
+    conv = next(v for k, v in a["model"].items() if v.ndim == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    losses = [[json.loads(x)["loss"] for x in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+              for run in ("nchw", "a")]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-3)     # measured: <= 6e-5 apart
+    assert losses[1][0] == pytest.approx(losses[0][0], rel=1e-6)      # step 1: same weights, same batch
+    ref = load_checkpoint(tmp_path / "nchw" / "last.pt")["model"]
+    for key, v in a["model"].items():   # Adam's steps are ~lr whatever the gradient's size: rounding
+        if v.is_floating_point():       # can flip a tiny gradient's sign (measured: <= 0.0055 apart)
+            torch.testing.assert_close(v, ref[key], rtol=0, atol=2e-2, msg=key)
+    model, method, _ = load_model(tmp_path / "a" / "last.pt")
+    assert all(p.is_contiguous() for p in model.parameters())
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    plain = method.predict(model, image, input_size=64)
+    model.to(memory_format=torch.channels_last)
+    np.testing.assert_allclose(method.predict(model, image, input_size=64)[0], plain[0], atol=1e-3)
+
+
+def test_channels_last_must_be_a_switch(tiny_data, tmp_path):
+    from posegroup.engine.config import ConfigError
+    with pytest.raises(ConfigError, match=r"'train.channels_last' must be true or false"):
+        tiny_config(tiny_data, tmp_path, channels_last="yes")

@@ -208,6 +208,67 @@ def benchmark_train(config: dict, *, minutes: float = 15.0, eval_every_minutes: 
     return {"rows": rows, "splits": dict(splits), "config": cfg.get("_source"), "out_dir": str(out)}
 
 
+# ---- training-step time: memory formats ------------------------------------------------------
+
+def benchmark_step(config: dict, *, repeats: int = 5, steps: int = 3, threads: int | None = 1) -> dict:
+    """Time of one training step (forward, loss, backward, Adam) of ``config``'s network on one
+    batch of its training data, in the default (NCHW) memory format -- the in-run baseline --
+    and with ``train.channels_last`` (NHWC), alternating: ``repeats`` rounds, each format one
+    warm-up step then ``steps`` timed steps (median) per round. Nothing is written.
+
+    Returns {"rows": [{"memory_format", "ms_per_step" (median over rounds), "speedup" (baseline
+    ms / this ms)}], "batch_size", "input_size", "device"}; also prints the table.
+    """
+    import copy
+    import statistics
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from ..data.training import collate
+    from .train import _setup, forward_loss
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    cfg = copy.deepcopy(config)
+    r = _setup(cfg, Path(cfg["train"]["out_dir"]), None, False, (0, 1, 0, False))
+    r.model = r.net
+    batch = collate([r.train_set[i % len(r.train_set)] for i in range(r.batch_size)])
+    batch = {k: v.to(r.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    sync = torch.cuda.synchronize if r.device.type == "cuda" else (lambda: None)
+
+    def step() -> float:
+        sync()
+        t0 = time.perf_counter()
+        loss, _ = forward_loss(r, dict(batch))
+        r.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        r.optimizer.step()
+        sync()
+        return time.perf_counter() - t0
+
+    formats = {"contiguous (NCHW)": False, "channels_last (NHWC)": True}
+    times: dict[str, list[float]] = {name: [] for name in formats}
+    for _ in range(max(1, int(repeats))):
+        for name, on in formats.items():
+            r.tc["channels_last"] = on
+            r.net.to(memory_format=torch.channels_last if on else torch.contiguous_format)
+            step()
+            times[name].append(statistics.median(step() for _ in range(max(1, int(steps)))))
+    base = statistics.median(times["contiguous (NCHW)"])
+    rows = [{"memory_format": name, "ms_per_step": 1000 * statistics.median(t),
+             "speedup": base / statistics.median(t)} for name, t in times.items()]
+    print(f"benchmark step: {cfg.get('_source', 'config')}, batch {r.batch_size}, input "
+          f"{cfg['data']['input_size']} px, {r.device}, {torch.get_num_threads()} thread(s), "
+          f"{repeats} rounds x {steps} steps")
+    print("| memory format | ms / step | speed-up |\n|---|---|---|")
+    for row in rows:
+        print(f"| {row['memory_format']} | {row['ms_per_step']:.1f} | {row['speedup']:.2f}x |")
+    return {"rows": rows, "batch_size": r.batch_size, "input_size": int(cfg["data"]["input_size"]),
+            "device": str(r.device)}
+
+
 # ---- speed of trained models: network ms vs decoder ms, per image and per person ----------------
 
 class _AdapterMethod:

@@ -30,6 +30,8 @@ unchanged to the component that owns them (method, backbone, decoder), which val
     ``steps`` wins). ``max_minutes`` (None: no wall-clock limit; training stops cleanly, with a
     checkpoint, when reached). ``workers`` (2: data loader processes), ``amp`` (True: mixed
     precision: float16 on CUDA, bfloat16 on CPUs with AMX/AVX512-BF16, else float32), ``grad_clip`` (0.0 = off: max gradient norm),
+    ``channels_last`` (False: the network's weights and input images in the NHWC memory format;
+    ``posegroup benchmark step CONFIG`` times a training step both ways on your machine),
     ``checkpoint_every`` (1000 steps; a checkpoint is also written at the end), ``eval_every``
     (0 = only at the end when a val split is set; N = every N steps), ``seed`` (0),
     ``out_dir`` ("runs/train"), ``log_every`` (20 steps), ``device`` (None: cuda if available).
@@ -109,6 +111,7 @@ DEFAULTS: dict[str, Any] = {
         "workers": 2,
         "amp": True,
         "grad_clip": 0.0,
+        "channels_last": False,
         "checkpoint_every": 1000,
         "eval_every": 0,
         "seed": 0,
@@ -363,6 +366,7 @@ def validate_values(cfg: dict, source: str) -> None:
     n(cfg, "train.workers", source, integer=True, minimum=0)
     _check_bool(cfg, "train.amp", source)
     n(cfg, "train.grad_clip", source, minimum=0)
+    _check_bool(cfg, "train.channels_last", source)
     n(cfg, "train.checkpoint_every", source, integer=True, above=0)
     n(cfg, "train.eval_every", source, integer=True, minimum=0)
     n(cfg, "train.seed", source, integer=True, minimum=0)

@@ -52,7 +52,7 @@ CHECKPOINT_NAME = "last.pt"
 #: Config keys (dotted; a trailing ``_`` or ``.`` is a prefix) that may differ between a
 #: checkpoint's config and the config of ``--resume``: they do not change the trained weights.
 RESUME_MAY_CHANGE = ("train.max_minutes", "train.out_dir", "train.workers", "train.eval_every", "train.log_every",
-                     "train.checkpoint_every", "data.val_")
+                     "train.checkpoint_every", "train.channels_last", "data.val_")
 
 #: Folder inside ``out_dir`` holding a replaced run until the new one has its first checkpoint.
 REPLACED_DIR = ".replaced_run"
@@ -238,6 +238,8 @@ def _setup(cfg: dict, out_dir: Path, max_steps: int | None, fresh: bool, dist_in
     if fresh:
         load_init_weights(r.net, cfg)
     r.net = r.net.to(r.device)
+    if tc["channels_last"]:                      # weights and images NHWC: see posegroup benchmark step
+        r.net = r.net.to(memory_format=torch.channels_last)
     net_stride = int(getattr(r.net, "stride", dc["stride"]))
     if net_stride != int(dc["stride"]):
         raise TrainingError(f"{cfg['_source']}: data.stride is {dc['stride']} but the network predicts at stride "
@@ -400,22 +402,29 @@ def _next_batch(r: _Run, it, stop: _StopRequest) -> dict | None:
     return _to_device(raw, r.device)
 
 
+def forward_loss(r: _Run, batch: dict) -> tuple[torch.Tensor, dict]:
+    """The loss of one batch (``batch`` is consumed): the method's optional ``training_loss(model,
+    batch)`` hook, else the network's stacks through ``method.loss``, the forward under the run's
+    autocast; with ``train.channels_last`` the images enter in that memory format."""
+    loss_fn = getattr(r.method, "training_loss", None)  # optional hook: (model, batch) -> (loss, parts)
+    image = batch.pop("image")
+    if r.tc["channels_last"]:
+        image = image.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(r.device.type, dtype=r.amp_dtype or torch.float32, enabled=r.amp_dtype is not None):
+        if callable(loss_fn):
+            return loss_fn(r.model, dict(batch, image=image))
+        preds = r.model(image)
+    preds = [p.float() for p in preds] if isinstance(preds, (list, tuple)) else [preds.float()]
+    return r.method.loss(preds, batch)
+
+
 def _train_step(r: _Run, batch: dict, step: int, *, t0: float, max_minutes: float | None,
                 stop: _StopRequest, last_good: str | None) -> tuple[float, dict, torch.Tensor, float]:
     """One optimisation step. Returns ``(loss, parts, flags, elapsed seconds at the loss)``,
     flags (float64, summed over ranks): [non-finite loss, out of time, loss, signal]. A
     non-finite loss on any rank raises :class:`TrainingError` naming the step before the
     weights change."""
-    loss_fn = getattr(r.method, "training_loss", None)  # optional hook: (model, batch) -> (loss, parts)
-    image = batch.pop("image")
-    with torch.autocast(r.device.type, dtype=r.amp_dtype or torch.float32, enabled=r.amp_dtype is not None):
-        if callable(loss_fn):
-            loss, parts = loss_fn(r.model, dict(batch, image=image))
-        else:
-            preds = r.model(image)
-    if not callable(loss_fn):
-        preds = [p.float() for p in preds] if isinstance(preds, (list, tuple)) else [preds.float()]
-        loss, parts = r.method.loss(preds, batch)
+    loss, parts = forward_loss(r, batch)
     loss_value = float(loss.detach())
     elapsed = time.monotonic() - t0
     flags = torch.tensor([0.0 if math.isfinite(loss_value) else 1.0,
