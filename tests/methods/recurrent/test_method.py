@@ -74,10 +74,12 @@ def test_overfit_counts_people_and_decodes_them(crowd4, tmp_path):
     assert stats["AP"] >= 0.9
 
 
-def test_resume_is_exact(crowd4, tmp_path):
-    """The noise of the feedback loop and the data order come back exactly after a resume."""
-    a = train(recurrent_config(crowd4, tmp_path / "a", steps=4), progress=False)
-    cfg = recurrent_config(crowd4, tmp_path / "b", steps=4)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_resume_is_exact(crowd4, tmp_path, channels_last):
+    """The noise of the feedback loop and the data order come back exactly after a resume (also
+    with the weights and images in the NHWC memory format: ``train.channels_last``)."""
+    a = train(recurrent_config(crowd4, tmp_path / "a", steps=4, channels_last=channels_last), progress=False)
+    cfg = recurrent_config(crowd4, tmp_path / "b", steps=4, channels_last=channels_last)
     train(cfg, max_steps=2, progress=False)
     b = train(cfg, resume=True, progress=False)
     assert a["steps"] == b["steps"] == 4
