@@ -66,15 +66,22 @@ def common_grid(image_hw: tuple[int, int], input_size: int, stride: int) -> tupl
     return (-(-nh1 // stride), -(-nw1 // stride)), factor1
 
 
+def last_stack(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The last stack's output of ``model(x)`` (a list of stacks, or one tensor): the
+    ``run`` of :func:`network_passes` for methods that decode the network's maps."""
+    out = model(x)
+    return out[-1] if isinstance(out, (list, tuple)) else out
+
+
 def network_passes(model: torch.nn.Module, image: np.ndarray, input_size: int, scales, flip: bool,
-                   run, *, with_ratios: bool = False) -> tuple:
+                   run) -> tuple[list, tuple[int, int], float, int, list]:
     """Run ``run(model, x (b, 3, S, S)) -> (b, C, h, w)`` at every scale (and mirrored) and
     resample each result onto the common grid (mirrored ones flipped back spatially).
 
     Returns (maps: list of (C, H, W) tensors in the order scale 1 [, scale 1 mirrored], scale 2
-    ..., the grid (H, W), factor1, stride); ``with_ratios``: also each map's ratio (list of
-    floats), the input px of its pass per input px of scale 1 (a length in that pass's input
-    px divided by it is one in scale-1 input px, the grid's unit times ``stride``).
+    ..., the grid (H, W), factor1, stride, ratios: each map's input px per input px of scale 1
+    (a length in its pass's input px divided by it is one in scale-1 input px, the grid's unit
+    times ``stride``)).
     """
     from ..data.transforms import normalize_image, resize_for_inference
 
@@ -94,7 +101,7 @@ def network_passes(model: torch.nn.Module, image: np.ndarray, input_size: int, s
             m = maps[b] if b == 0 else torch.flip(maps[b], dims=[2])
             out.append(resample_maps(m, grid, factor / factor1))
             ratios.append(factor / factor1)
-    return (out, grid, factor1, stride, ratios) if with_ratios else (out, grid, factor1, stride)
+    return out, grid, factor1, stride, ratios
 
 
 def grid_to_image(poses: np.ndarray, scores: np.ndarray, stride: int, factor: float, image_shape

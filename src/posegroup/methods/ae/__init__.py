@@ -349,18 +349,14 @@ class AEMethod(Method):
         Returns (heatmaps [(K, H, W)], tags [(K, H, W, D)], scale index of each, segmentation
         [(foreground logits (H, W), pixel tags (H, W, E))] (empty when off), grid (H, W), factor1,
         stride)."""
-        from ..common import evaluating, network_passes
+        from ..common import evaluating, last_stack, network_passes
 
         k, d, e = self.num_keypoints, self.tag_dim, self.seg_tag_dim
         flip_index = torch.as_tensor(np.asarray(self.keypoint_set.flip_index, dtype=np.int64))
         passes = 1 + bool(flip)
 
-        def last_stack(net, x):
-            out = net(x)
-            return out[-1] if isinstance(out, (list, tuple)) else out
-
         with evaluating(model):
-            maps, grid, factor1, stride = network_passes(model, image, int(input_size), scales, bool(flip), last_stack)
+            maps, grid, factor1, stride, _ = network_passes(model, image, int(input_size), scales, bool(flip), last_stack)
         heats, tags, segs = [], [], []
         for i, m in enumerate(maps):
             hm, tg = _head.split_outputs(m, k, d, e)                           # (K, H, W), (K, H, W, D)

@@ -166,15 +166,11 @@ class PersonLabMethod(Method):
         without saying how its scales are merged; averaging on one grid is ours.)
         Returns (maps, stride (scale-1 input px per cell), the grid's extent in scale-1 input px
         (H, W), resize factor of scale 1)."""
-        from ..common import network_passes
-
-        def last_stack(net, x):
-            out = net(x)
-            return out[-1] if isinstance(out, (list, tuple)) else out
+        from ..common import last_stack, network_passes
 
         with evaluating(model):
             preds, grid, factor, stride, ratios = network_passes(
-                model, image, int(input_size or self.input_size), scales, bool(flip), last_stack, with_ratios=True)
+                model, image, int(input_size or self.input_size), scales, bool(flip), last_stack)
         total: dict[str, np.ndarray] = {}
         for i, (pred, ratio) in enumerate(zip(preds, ratios)):
             maps = self.heads_to_numpy(pred[None], 0, ratio)

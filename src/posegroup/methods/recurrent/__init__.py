@@ -200,7 +200,7 @@ class RecurrentMethod(Method):
         from ..common import evaluating, network_passes
         net = getattr(model, "module", model)
         with evaluating(net):
-            maps, grid, factor, stride = network_passes(
+            maps, grid, factor, stride, _ = network_passes(
                 net, image, int(input_size), scales, bool(flip), lambda m, x: m.features(x))
             feats = torch.stack(maps).mean(0)[None].to(next(net.parameters()).device)
             gen = torch.Generator().manual_seed(int(generator_seed))
