@@ -19,3 +19,21 @@ def test_evaluating_restores_mode(training):
             raise RuntimeError("boom")
     assert net.training is training
     assert net(torch.ones(1, 2)).requires_grad
+
+
+def test_network_passes_ratios_and_a_model_without_parameters():
+    """Each pass's ratio is its input px per scale-1 input px (mirrored passes repeat it), every
+    map lands on the scale-1 grid, and a model without parameters (a wrapped ONNX graph) runs
+    on the CPU."""
+    import numpy as np
+    from posegroup.methods.common import last_stack, network_passes
+
+    class Ones(torch.nn.Module):        # stride 4, no parameters
+        def forward(self, x):
+            return [torch.ones(x.shape[0], 2, x.shape[2] // 4, x.shape[3] // 4)]
+
+    image = np.zeros((100, 200, 3), np.uint8)
+    maps, grid, factor1, stride, ratios = network_passes(Ones(), image, 128, (1.0, 2.0, 0.5), True, last_stack)
+    assert len(maps) == 6 and ratios == [1.0, 1.0, 2.0, 2.0, 0.5, 0.5]
+    assert (grid, factor1, stride) == ((16, 32), 0.64, 4)
+    assert all(tuple(m.shape) == (2, 16, 32) for m in maps)

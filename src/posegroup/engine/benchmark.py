@@ -227,15 +227,14 @@ def benchmark_step(config: dict, *, repeats: int = 5, steps: int = 3, threads: i
     import torch
 
     from ..data.training import collate
-    from .train import _setup, forward_loss
+    from .train import _setup, _to_device, forward_loss
 
     if threads:
         torch.set_num_threads(int(threads))
     cfg = copy.deepcopy(config)
     r = _setup(cfg, Path(cfg["train"]["out_dir"]), None, False, (0, 1, 0, False))
     r.model = r.net
-    batch = collate([r.train_set[i % len(r.train_set)] for i in range(r.batch_size)])
-    batch = {k: v.to(r.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    batch = _to_device(collate([r.train_set[i % len(r.train_set)] for i in range(r.batch_size)]), r.device)
     sync = torch.cuda.synchronize if r.device.type == "cuda" else (lambda: None)
 
     def step() -> float:

@@ -89,7 +89,8 @@ def network_passes(model: torch.nn.Module, image: np.ndarray, input_size: int, s
     multiple = int(getattr(model, "input_multiple", 64))
     stride = int(getattr(model, "stride", 4))
     grid, factor1 = common_grid(img.shape[:2], input_size, stride)
-    device = next(model.parameters()).device
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
     out, ratios = [], []
     for s in check_scales(scales):
         net_img, factor = resize_for_inference(img, max(1, int(round(input_size * s))), multiple)
@@ -100,7 +101,7 @@ def network_passes(model: torch.nn.Module, image: np.ndarray, input_size: int, s
         for b in range(maps.shape[0]):
             m = maps[b] if b == 0 else torch.flip(maps[b], dims=[2])
             out.append(resample_maps(m, grid, factor / factor1))
-            ratios.append(factor / factor1)
+        ratios += [factor / factor1] * maps.shape[0]
     return out, grid, factor1, stride, ratios
 
 

@@ -133,8 +133,9 @@ def test_predict_rejects_a_non_rgb_uint8_image(image):
 
 
 def test_mirror_maps_mirrored_targets_onto_the_targets():
-    """Targets of the mirrored layout (x -> W stride - x, left/right labels swapped), mirrored
-    back, are the targets: channels, edges, directions and cells (grid_offset stride / 2)."""
+    """Targets of the mirrored layout (x -> W stride - x, left/right labels swapped), flipped back
+    along W and their sides swapped (:func:`head.swap_sides`), are the targets: channels, edges,
+    directions and cells (grid_offset stride / 2)."""
     m = PersonLabMethod(COCO17)
     kp = _two_people() * [0.5, 0.5, 1]
     h, w, stride = 40, 64, 4
@@ -142,7 +143,8 @@ def test_mirror_maps_mirrored_targets_onto_the_targets():
     mirrored[..., 0] = w * stride - mirrored[..., 0]
     keys = ("heatmaps", "short_offsets", "mid_offsets", "long_offsets", "segmentation")
     t, tm = (encode(k, None, None, (h, w), stride, edges=m.edges, grid_offset=stride / 2) for k in (kp, mirrored))
-    back = head_mod.mirror({k: tm[k] for k in keys}, COCO17.flip_index, m.edges)
+    flipped = {k: (tm[k][..., ::-1, :] if tm[k].ndim == 4 else tm[k][..., ::-1]) for k in keys}   # along W
+    back = head_mod.swap_sides(flipped, COCO17.flip_index, m.edges)
     assert t["mid_offsets"].any() and not np.allclose(tm["short_offsets"], t["short_offsets"])
     for key in keys:
         assert back[key].shape == t[key].shape
@@ -154,7 +156,7 @@ def test_mirror_needs_mirrored_edges():
             "mid_offsets": np.zeros((1, 2, 2, 2)), "long_offsets": np.zeros((3, 2, 2, 2)),
             "segmentation": np.zeros((2, 2))}
     with pytest.raises(ValueError, match=r"mirror of edge \(0, 1\) is not among"):
-        head_mod.mirror(maps, [0, 2, 1], [(0, 1)])
+        head_mod.swap_sides(maps, [0, 2, 1], [(0, 1)])
 
 
 def test_predict_flip_test_matches_single_pass():

@@ -76,31 +76,21 @@ def to_decoder_layout(heads: dict, index: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def mirror(maps: dict, flip_index, edges) -> dict[str, np.ndarray]:
-    """Maps decoded from a horizontally mirrored image, in the un-mirrored image's frame: every
-    map flipped back along W, then :func:`swap_sides`. Exact for cell-centred grids (cell i at
-    ``(i + 1/2) stride``) whose padded input is mirrored whole.
+def swap_sides(maps: dict, flip_index, edges) -> dict[str, np.ndarray]:
+    """The maps of a horizontally mirrored image's pass, already flipped back along W (as
+    :func:`~posegroup.methods.common.network_passes` returns them), made the un-mirrored
+    image's: the network labels a mirrored person's left joints as right ones, so joint k is
+    channel ``flip_index[k]``, edge (a, b) the edge (flip_index[a], flip_index[b]), and every x
+    offset is negated. Exact for cell-centred grids (cell i at ``(i + 1/2) stride``) whose padded
+    input is mirrored whole.
 
     Args:
-        maps: :func:`to_decoder_layout` of the mirrored pass: heatmaps (K, H, W), short_offsets
+        maps: :func:`to_decoder_layout` of the pass: heatmaps (K, H, W), short_offsets
             (K, H, W, 2), mid_offsets (E, H, W, 2), long_offsets (K, H, W, 2), segmentation (H, W).
         flip_index: (K,) the left/right partner of each joint (``KeypointSet.flip_index``).
         edges: the E directed (a, b) edges of the mid-range channels; mirrored into each other.
     Returns the same keys and shapes; a ValueError names an edge whose mirror is not an edge.
     """
-    def back(a):                                          # vectors (.., H, W, 2): W second-last
-        a = np.asarray(a, np.float32)
-        return a[..., ::-1, :] if a.ndim == 4 else a[..., ::-1]
-
-    return swap_sides({key: back(a) for key, a in maps.items()}, flip_index, edges)
-
-
-def swap_sides(maps: dict, flip_index, edges) -> dict[str, np.ndarray]:
-    """The maps of a mirrored pass already flipped back along W (as
-    :func:`~posegroup.methods.common.network_passes` returns them), made the un-mirrored
-    image's: the network labels a mirrored person's left joints as right ones, so joint k is
-    channel ``flip_index[k]``, edge (a, b) the edge (flip_index[a], flip_index[b]), and every x
-    offset is negated. Same keys and shapes as :func:`mirror`'s."""
     fi = np.asarray(flip_index, dtype=np.int64)
     where = {tuple(map(int, ab)): i for i, ab in enumerate(edges)}
     missing = [ab for ab in where if (int(fi[ab[0]]), int(fi[ab[1]])) not in where]
