@@ -222,18 +222,16 @@ def benchmark_step(config: dict, *, repeats: int = 5, steps: int = 3, threads: i
     import copy
     import statistics
     import time
-    from pathlib import Path
 
     import torch
 
     from ..data.training import collate
-    from .train import _setup, _to_device, forward_loss
+    from .train import _to_device, forward_loss, single_process_run
 
     if threads:
         torch.set_num_threads(int(threads))
     cfg = copy.deepcopy(config)
-    r = _setup(cfg, Path(cfg["train"]["out_dir"]), None, False, (0, 1, 0, False))
-    r.model = r.net
+    r = single_process_run(cfg)
     batch = _to_device(collate([r.train_set[i % len(r.train_set)] for i in range(r.batch_size)]), r.device)
     sync = torch.cuda.synchronize if r.device.type == "cuda" else (lambda: None)
 

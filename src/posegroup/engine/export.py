@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from ..methods.common import last_stack
+
 
 class _LastStack(torch.nn.Module):
     def __init__(self, model: torch.nn.Module):
@@ -25,8 +27,7 @@ class _LastStack(torch.nn.Module):
         return "export_forward" if callable(getattr(self.model, "export_forward", None)) else "forward"
 
     def forward(self, image):
-        out = self.model.export_forward(image) if self.graph == "export_forward" else self.model(image)
-        return out[-1] if isinstance(out, (list, tuple)) else out
+        return last_stack(getattr(self.model, self.graph), image)
 
 
 #: Suffixes of checkpoints: ``export`` never writes an ONNX file under such a name.

@@ -297,6 +297,15 @@ def _resume(r: _Run, resume: bool | str | Path, *, overwrite: bool, allow_change
     return int(state["step"]), state.get("rng")
 
 
+def single_process_run(cfg: dict) -> _Run:
+    """``cfg``'s data, method, network, optimizer and schedule in this process (no process
+    group, no outputs, no data loader; ``r.model`` is the network), as a fresh training run
+    would build them: what :func:`posegroup.engine.benchmark.benchmark_step` times a step of."""
+    r = _setup(cfg, Path(cfg["train"]["out_dir"]), None, False, (0, 1, 0, False))
+    r.model = r.net
+    return r
+
+
 def _make_loader(r: _Run, start_step: int) -> torch.utils.data.DataLoader:
     """DDP wrapper (``r.model``) and the data loader of batches ``start_step + 1, ...``."""
     from ..data.training import StepBatchSampler, collate

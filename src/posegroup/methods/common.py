@@ -6,6 +6,7 @@ of the scale-1 input, cropped to the cells covering the image.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import numpy as np
@@ -66,9 +67,10 @@ def common_grid(image_hw: tuple[int, int], input_size: int, stride: int) -> tupl
     return (-(-nh1 // stride), -(-nw1 // stride)), factor1
 
 
-def last_stack(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def last_stack(model: torch.nn.Module | Callable, x: torch.Tensor) -> torch.Tensor:
     """The last stack's output of ``model(x)`` (a list of stacks, or one tensor): the
-    ``run`` of :func:`network_passes` for methods that decode the network's maps."""
+    ``run`` of :func:`network_passes` for methods that decode the network's maps, and the
+    exported graph's output (``model`` may be a bound ``export_forward``)."""
     out = model(x)
     return out[-1] if isinstance(out, (list, tuple)) else out
 
