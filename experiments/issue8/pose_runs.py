@@ -1,5 +1,5 @@
 """python experiments/issue8/pose_runs.py random|real SEED [--width BASE,INC] [--batch B] [--steps N] [--lr LR]
-    [--set KEY=JSON ...] [--resume]
+    [--set KEY=VALUE ...] [--resume]
 
 The bundled ``ae_crowd_synthetic`` (128 px, 64² grid) with a 3800-step cosine schedule (~65 steps/min
 on the AMD EPYC CPU of the real-pose session, two runs side by side) on mixed-crowding scenes whose
@@ -10,7 +10,7 @@ into runs/crowd_<poses>_w<BASE>_s<SEED> (a narrower network takes more steps in 
 ``--batch 8``: the batch size (bundled: 16), into runs/crowd_<poses>[_w<BASE>]_b<B>_s<SEED>;
 ``--lr 8e-3``: the cosine schedule's peak learning rate (bundled: 4e-3), into ..._lr<LR>_s<SEED>;
 ``--set data.augmentation.scale_range=[0.5,1.5]`` (repeatable): any other config key, dotted, its
-value as JSON, into ..._<last key part><value>_s<SEED> (e.g. ..._scale_range0.5-1.5_s0).
+value as YAML (:func:`posegroup.engine.config.parse_override`), into ..._<last key part><value>_s<SEED> (e.g. ..._scale_range0.5-1.5_s0).
 Run from the repository root, one thread (OMP_NUM_THREADS=1), after making the data:
 
     python experiments/issue8/split_poses.py ../shared/data/coco_val2017_kp/person_keypoints_val2017_rebuilt.json runs/poses
@@ -19,11 +19,10 @@ Run from the repository root, one thread (OMP_NUM_THREADS=1), after making the d
     (val_medium: --crowding medium --seed 2; val_sparse: --crowding sparse --seed 1; runs/synth: the
     same commands without --poses)"""
 import argparse
-import json
 import re
 
 from common import RUNS, split_anns
-from posegroup.engine.config import load_config
+from posegroup.engine.config import ConfigError, deep_update, load_config, parse_override
 from posegroup.engine.train import train
 
 ROOTS = {"random": RUNS / "synth", "real": RUNS / "synthreal"}
@@ -31,39 +30,23 @@ STEPS = 3800
 
 
 def pose_config(poses: str, seed: int, width: tuple[int, int] | None = None, steps: int = STEPS,
-                batch: int | None = None, lr: float | None = None, sets: dict | None = None) -> dict:
+                batch: int | None = None, lr: float | None = None, sets: tuple[str, ...] = ()) -> dict:
     """The run's config: ``ae_crowd_synthetic`` with data, schedule length, seed, output and
     (``width``: (base_width, width_increase); ``batch``; ``lr``) the hourglass's widths, the batch
-    size and the peak learning rate changed; ``sets``: {dotted key: value} overrides."""
+    size and the peak learning rate changed; ``sets``: ``"dotted.key=value"`` overrides."""
     root = ROOTS[poses]
     tag = (f"_w{width[0]}" if width else "") + (f"_b{batch}" if batch else "") + (f"_lr{lr:g}" if lr else "")
-    for key, value in (sets or {}).items():
-        tag += "_" + key.split(".")[-1] + re.sub(r"[^0-9A-Za-z.]+", "-", json.dumps(value)).strip("-")
-    return load_config("ae_crowd_synthetic", _nest(sets or {}, {
+    overrides = {}
+    for text in sets:
+        overrides = deep_update(overrides, parse_override(text))
+        key, value = text.split("=", 1)
+        tag += "_" + key.strip().split(".")[-1] + re.sub(r"[^0-9A-Za-z.]+", "-", value).strip("-")
+    return load_config("ae_crowd_synthetic", deep_update(overrides, {
         "model": dict(zip(("base_width", "width_increase"), width or ())),
         "data": {"train_ann": str(root / "train_mixed" / "annotations.json"),
                  "val_ann": split_anns(("heavy",), root)["heavy"]},
         "train": {"steps": steps, "seed": seed, "out_dir": str(RUNS / f"crowd_{poses}{tag}_s{seed}"),
                   **({"batch_size": batch} if batch else {}), **({"lr": lr} if lr else {})}}))
-
-
-def _nest(sets: dict, overrides: dict) -> dict:
-    """``overrides`` with each dotted ``sets`` key merged in as nested dicts."""
-    for key, value in sets.items():
-        node = overrides
-        *parents, last = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return overrides
-
-
-def key_value(text: str) -> tuple[str, object]:
-    """``"a.b=JSON"`` -> ("a.b", value)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--set {text!r}: give KEY=JSON, e.g. method.options.sigma=1.5")
-    return key, json.loads(value)
 
 
 def widths(value: str) -> tuple[int, int]:
@@ -82,8 +65,11 @@ if __name__ == "__main__":
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--lr", type=float, default=None)
-    ap.add_argument("--set", type=key_value, action="append", default=[], dest="sets")
+    ap.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
-    print(train(pose_config(args.poses, args.seed, args.width, args.steps, args.batch, args.lr, dict(args.sets)),
-                resume=args.resume))
+    try:
+        cfg = pose_config(args.poses, args.seed, args.width, args.steps, args.batch, args.lr, tuple(args.sets))
+    except ConfigError as e:
+        raise SystemExit(f"pose_runs.py: {e}") from None
+    print(train(cfg, resume=args.resume))
