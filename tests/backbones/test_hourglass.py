@@ -131,3 +131,41 @@ def test_output_stride_from_config_and_errors():
     assert net(torch.randn(1, 3, 64, 64))[0].shape == (1, 7, 32, 32)
     with pytest.raises(ValueError, match="output_stride must be one of"):
         hourglass_from_config({"name": "tiny", "output_stride": 8}, 7)
+
+
+@pytest.mark.parametrize("output_stride", [2, 4])
+@pytest.mark.parametrize("stacks", [1, 2])
+def test_head_split_groups_own_read_out(output_stride, stacks):
+    """head_split [2, 3]: the same output layout (5 maps); the last stack's channels 0-1 get no
+    gradient through its group-1 read-out layers and channels 2-4 none through its first head's,
+    while the shared hourglass is reached from both groups (earlier stacks' read-outs feed the
+    next stack through merge_preds, so only the last stack's are separate)."""
+    torch.manual_seed(0)
+    net = _tiny(num_stacks=stacks, output_stride=output_stride, head_split=[2, 3])
+    side = 16 // output_stride * 2
+    x = torch.randn(2, 3, 32, 32)
+    out = net(x)
+    assert [o.shape for o in out] == [torch.Size([2, 5, side, side])] * stacks
+    last = stacks - 1
+    first = [p for n, p in net.named_parameters() if n.startswith((f"heads.{last}.", f"upsample.{last}."))]
+    second = [p for n, p in net.named_parameters() if n.startswith(f"branches.{last}.")]
+    shared = [p for n, p in net.named_parameters() if n.startswith("stacks.0.")]
+    assert first and second and shared
+    for group, own, other in ((slice(0, 2), first, second), (slice(2, 5), second, first)):
+        net.zero_grad(set_to_none=True)
+        net(x)[-1][:, group].square().sum().backward()
+        assert all(p.grad is None or p.grad.abs().sum() == 0 for p in other)
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in own)
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in shared)
+
+
+def test_head_split_from_config_and_errors():
+    net = hourglass_from_config({"name": "tiny", "num_stacks": 1, "output_stride": 2, "head_split": [3, 4]}, 7)
+    assert net.head_split == [3, 4]
+    assert net(torch.randn(1, 3, 64, 64))[0].shape == (1, 7, 32, 32)
+    # no split: the checkpoint keys of a network without the option
+    plain = hourglass_from_config({"name": "tiny", "num_stacks": 1, "output_stride": 2}, 7)
+    assert plain.branches is None and set(plain.state_dict()) < set(net.state_dict())
+    for bad in ([3, 3], [7, 0], []):
+        with pytest.raises(ValueError, match="head_split"):
+            hourglass_from_config({"name": "tiny", "head_split": bad}, 7)

@@ -90,6 +90,23 @@ class Hourglass(nn.Module):
         return up + F.interpolate(low, scale_factor=2, mode="nearest")
 
 
+def _upsample_block(w: int, up: int, s: int, batch_norm: bool) -> nn.ModuleDict:
+    """output_stride 2 read-out: transposed conv (w -> up, stride 4 -> 2), then a 3x3 block over
+    it concatenated with the stem's stride-2 features (s channels)."""
+    return nn.ModuleDict({
+        "deconv": nn.Sequential(nn.ConvTranspose2d(w, up, 4, 2, 1, bias=not batch_norm),
+                                *([nn.BatchNorm2d(up)] if batch_norm else []), nn.ReLU()),
+        "mix": ConvBlock(up + s, up, 3, 1, batch_norm)})
+
+
+def _read_out(block: nn.ModuleDict, f: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+    """Head features from stack features f (B, w, H/4, W/4) and stem features half (B, s, H/2, W/2):
+    an upsample block's (B, up, H/2, W/2), or a plain ``mix`` block's (B, w, H/4, W/4)."""
+    if "deconv" in block:
+        return block["mix"](torch.cat([block["deconv"](f), half], 1))
+    return block["mix"](f)
+
+
 class StackedHourglass(nn.Module):
     """Stacked hourglass (AE variant).
 
@@ -108,6 +125,13 @@ class StackedHourglass(nn.Module):
             features themselves (``base_width`` channels).
         batch_norm: BatchNorm after convs. Default False (the reference AE code trains without it);
             the residual block and small CPU models train better with it.
+        head_split: None (default: one head predicts all ``out_channels`` maps from shared
+            features) or channel counts summing to ``out_channels``, e.g. ``[17, 17]`` for AE's K
+            heatmaps and K tags: the first group keeps the head above, each further group gets
+            its own head features after the stack -- its own transposed conv and 3x3 mix block
+            (output_stride 2) or its own 3x3 conv block (output_stride 4) -- and its own 1x1 conv,
+            so the groups share the hourglass but not the layers that read it out. Channels stay
+            in order: the groups' maps are concatenated.
 
     ``forward(x (B, 3, H, W)) -> list of (B, out_channels, H/s, W/s)``, one per stack, s =
     ``self.stride`` (= output_stride). After a forward, ``self.last_features`` is the list of
@@ -120,7 +144,8 @@ class StackedHourglass(nn.Module):
 
     def __init__(self, out_channels: int, *, num_stacks: int = 4, depth: int = 4, base_width: int = 256,
                  width_increase: int = 128, stem_width: int | None = None, block: str = "conv3x3",
-                 feature_channels: int | None = None, batch_norm: bool = False, output_stride: int = 4):
+                 feature_channels: int | None = None, batch_norm: bool = False, output_stride: int = 4,
+                 head_split: "list[int] | None" = None):
         super().__init__()
         if block not in BLOCKS:
             raise ValueError(f"unknown hourglass block {block!r}; choose one of {BLOCKS}")
@@ -132,7 +157,12 @@ class StackedHourglass(nn.Module):
             raise ValueError(f"StackedHourglass: width_increase must be >= 0, got {width_increase}")
         if output_stride not in OUTPUT_STRIDES:
             raise ValueError(f"StackedHourglass: output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
+        groups = [int(out_channels)] if head_split is None else [int(c) for c in head_split]
+        if not groups or min(groups) < 1 or sum(groups) != int(out_channels):
+            raise ValueError(f"StackedHourglass: head_split {head_split} must be channel counts >= 1 that sum "
+                             f"to the {out_channels} output channels")
         stem_width = 64 if stem_width is None else int(stem_width)
+        self.head_split = groups
         self.stride = int(output_stride)
         self.out_channels = int(out_channels)
         self.num_stacks = int(num_stacks)
@@ -153,19 +183,23 @@ class StackedHourglass(nn.Module):
         # output_stride 2: per stack, features (w, stride 4) -> transposed conv (w/2, stride 2)
         # -> concat stem's stride-2 features (s) -> 3x3 block (w/2) -> the 1x1 head
         up = w // 2
-        self.upsample = None if self.stride == 4 else nn.ModuleList(nn.ModuleDict({
-            "deconv": nn.Sequential(nn.ConvTranspose2d(w, up, 4, 2, 1, bias=not batch_norm),
-                                    *([nn.BatchNorm2d(up)] if batch_norm else []), nn.ReLU()),
-            "mix": ConvBlock(up + s, up, 3, 1, batch_norm)}) for _ in range(self.num_stacks))
+        self.upsample = None if self.stride == 4 else nn.ModuleList(
+            _upsample_block(w, up, s, batch_norm) for _ in range(self.num_stacks))
         head_in = w if self.stride == 4 else up
-        self.heads = nn.ModuleList(nn.Conv2d(head_in, self.out_channels, 1) for _ in range(self.num_stacks))
+        self.heads = nn.ModuleList(nn.Conv2d(head_in, groups[0], 1) for _ in range(self.num_stacks))
+        # head_split: per stack, per further channel group, its own read-out layers and 1x1 conv
+        self.branches = None if len(groups) == 1 else nn.ModuleList(nn.ModuleList(nn.ModuleDict({
+            **(_upsample_block(w, up, s, batch_norm) if self.stride == 2
+               else {"mix": ConvBlock(w, w, 3, 1, batch_norm)}),
+            "head": nn.Conv2d(head_in, c, 1)}) for c in groups[1:]) for _ in range(self.num_stacks))
         self.merge_features = nn.ModuleList(nn.Conv2d(w, w, 1) for _ in range(self.num_stacks - 1))
         self.merge_preds = nn.ModuleList(nn.Conv2d(self.out_channels, w, 1) for _ in range(self.num_stacks - 1))
         self.feature_proj = (None if feature_channels is None else nn.ModuleList(
             nn.Sequential(nn.Conv2d(w, int(feature_channels), 1), nn.ReLU()) for _ in range(self.num_stacks)))
         self.feature_channels = w if feature_channels is None else int(feature_channels)
         self.last_features: list[torch.Tensor] = []
-        for head in self.heads:  # initial predictions ~0 (heatmap targets are mostly 0)
+        branch_heads = [b["head"] for stack in (self.branches or []) for b in stack]
+        for head in [*self.heads, *branch_heads]:  # initial predictions ~0 (heatmap targets are mostly 0)
             nn.init.normal_(head.weight, std=1e-3)
             nn.init.zeros_(head.bias)
 
@@ -191,13 +225,12 @@ class StackedHourglass(nn.Module):
         preds, feats = [], []
         for i, stack in enumerate(self.stacks):
             f = stack(x)
-            if self.upsample is None:
-                p = self.heads[i](f)
-                preds.append(p)
-            else:
-                u = self.upsample[i]
-                preds.append(self.heads[i](u["mix"](torch.cat([u["deconv"](f), half], 1))))
-                p = F.avg_pool2d(preds[-1], 2)                   # back to stride 4 for the next stack
+            p = self.heads[i](f if self.upsample is None else _read_out(self.upsample[i], f, half))
+            if self.branches is not None:
+                p = torch.cat([p, *(b["head"](_read_out(b, f, half)) for b in self.branches[i])], 1)
+            preds.append(p)
+            if self.upsample is not None:
+                p = F.avg_pool2d(p, 2)                           # back to stride 4 for the next stack
             feats.append(f if self.feature_proj is None else self.feature_proj[i](f))
             if i < self.num_stacks - 1:
                 x = x + self.merge_features[i](f) + self.merge_preds[i](p)
@@ -238,7 +271,7 @@ def hourglass_from_config(cfg: "dict | str | None", out_channels: int) -> Stacke
         base = dict(CONFIGS[name])
     base.update(cfg)
     allowed = {"num_stacks", "depth", "base_width", "width_increase", "stem_width", "block",
-               "feature_channels", "batch_norm", "output_stride"}
+               "feature_channels", "batch_norm", "output_stride", "head_split"}
     unknown = sorted(set(base) - allowed)
     if unknown:
         raise ValueError(f"unknown hourglass option(s) {unknown}; allowed: {sorted(allowed)}")
