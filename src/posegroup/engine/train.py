@@ -41,7 +41,7 @@ import torch.distributed as dist
 from .checkpoint import (CheckpointError, build_method_from_config, build_model, keypoint_set_to_dict, load_checkpoint,
                          load_init_weights,
                          plain, remove_stale_temp_files, rng_state, save_checkpoint, set_rng_state)
-from .config import dump_config, merge_config
+from .config import ConfigError, dump_config, merge_config
 from .distributed import init_from_env as _distributed
 from .distributed import settle
 from .predict import test_options  # noqa: F401  (re-exported: the training evaluator uses it)
@@ -234,7 +234,10 @@ def _setup(cfg: dict, out_dir: Path, max_steps: int | None, fresh: bool, dist_in
     r.dataset = CocoPoseDataset(dc["train_ann"], dc["train_images"], keypoint_set=dc["keypoint_set"])
     r.ks = r.dataset.keypoint_set
     r.method = build_method_from_config(cfg, r.ks)
-    r.net = build_model(cfg, r.method)
+    try:
+        r.net = build_model(cfg, r.method)
+    except ValueError as e:  # the backbone's one-line check of a model.* key
+        raise ConfigError(f"{cfg['_source']}: model: {str(e).splitlines()[0]}") from None
     if fresh:
         load_init_weights(r.net, cfg)
     r.net = r.net.to(r.device)
