@@ -9,7 +9,8 @@ unchanged to the component that owns them (method, backbone, decoder), which val
     ``options`` (open, default ``{}``): keyword arguments of the method (loss weights, sigma...).
 ``model`` (open)
     Keyword arguments of :func:`posegroup.backbones.hourglass.hourglass_from_config`
-    (``num_stacks``, ``depth``, ``base_width``, ``width_increase`` ...). Default ``{}``.
+    (``num_stacks``, ``depth``, ``base_width``, ``width_increase``, ``output_stride``,
+    ``head_split`` ...). Default ``{}``.
 ``data`` (strict)
     ``train_ann`` (required for training): COCO keypoint json of the training split.
     ``train_images``: image folder (default None: the dataset's default, file names as given
