@@ -166,6 +166,6 @@ def test_head_split_from_config_and_errors():
     # no split: the checkpoint keys of a network without the option
     plain = hourglass_from_config({"name": "tiny", "num_stacks": 1, "output_stride": 2}, 7)
     assert plain.branches is None and set(plain.state_dict()) < set(net.state_dict())
-    for bad in ([3, 3], [7, 0], []):
+    for bad in ([3, 3], [7, 0], [], 7, [3.5, 3.5], ["3", "4"], [True, 6]):
         with pytest.raises(ValueError, match="head_split"):
             hourglass_from_config({"name": "tiny", "head_split": bad}, 7)

@@ -99,6 +99,19 @@ def _upsample_block(w: int, up: int, s: int, batch_norm: bool) -> nn.ModuleDict:
         "mix": ConvBlock(up + s, up, 3, 1, batch_norm)})
 
 
+def _head_groups(head_split, out_channels: int) -> list[int]:
+    """``head_split`` checked: None -> [out_channels]; else a list of ints >= 1 summing to
+    ``out_channels`` (anything else: one-line ValueError naming head_split)."""
+    if head_split is None:
+        return [out_channels]
+    if (not isinstance(head_split, (list, tuple)) or not head_split
+            or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in head_split)
+            or sum(head_split) != out_channels):
+        raise ValueError(f"StackedHourglass: head_split {head_split!r} must be channel counts in a list "
+                         f"(integers >= 1) that sum to the {out_channels} output channels")
+    return list(head_split)
+
+
 def _read_out(block: nn.ModuleDict, f: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
     """Head features from stack features f (B, w, H/4, W/4) and stem features half (B, s, H/2, W/2):
     an upsample block's (B, up, H/2, W/2), or a plain ``mix`` block's (B, w, H/4, W/4)."""
@@ -157,10 +170,7 @@ class StackedHourglass(nn.Module):
             raise ValueError(f"StackedHourglass: width_increase must be >= 0, got {width_increase}")
         if output_stride not in OUTPUT_STRIDES:
             raise ValueError(f"StackedHourglass: output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
-        groups = [int(out_channels)] if head_split is None else [int(c) for c in head_split]
-        if not groups or min(groups) < 1 or sum(groups) != int(out_channels):
-            raise ValueError(f"StackedHourglass: head_split {head_split} must be channel counts >= 1 that sum "
-                             f"to the {out_channels} output channels")
+        groups = _head_groups(head_split, int(out_channels))
         stem_width = 64 if stem_width is None else int(stem_width)
         self.head_split = groups
         self.stride = int(output_stride)
