@@ -76,6 +76,20 @@ def test_overrides(tmp_path):
         parse_override("train.batch_size")
 
 
+def test_exponent_floats_without_a_dot(tmp_path):
+    """``1e-3`` is a float in a file and in ``--set`` (PyYAML's YAML 1.1 alone reads a string);
+    a quoted one and non-numbers stay strings, the safe loader itself is unchanged."""
+    import yaml
+    assert parse_override("method.options.pull_weight=3e-4") == {"method": {"options": {"pull_weight": 3e-4}}}
+    assert parse_override("a.b=-2E+3")["a"]["b"] == -2000.0 and parse_override("a.b=7")["a"]["b"] == 7
+    assert parse_override("a.b=[1e-3, e5, 1e, '5e-4']")["a"]["b"] == [1e-3, "e5", "1e", "5e-4"]
+    f = tmp_path / "c.yaml"
+    f.write_text(MINIMAL.replace("method: {name: ae}", "method: {name: ae, options: {pull_weight: 5e-4}}"))
+    cfg = load_config(f)
+    assert cfg["method"]["options"] == {"pull_weight": 5e-4} and cfg["train"]["lr"] == 2e-4
+    assert yaml.safe_load("1e-3") == "1e-3"
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "src" / "posegroup" / "configs").glob("*.yaml")))
 def test_shipped_configs_load(name):
     cfg = load_config(REPO / "src" / "posegroup" / "configs" / f"{name}.yaml")   # method.options, test validated too

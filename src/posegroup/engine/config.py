@@ -60,6 +60,7 @@ their ``runs/...`` paths land in the folder you run from, not in site-packages.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,21 @@ DEFAULTS: dict[str, Any] = {
 
 class ConfigError(ValueError):
     """A bad configuration: the message names the file and the dotted key."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-3`` / ``3E5`` as floats the way YAML 1.2 and Python do
+    (YAML 1.1 needs a dot, ``1.0e-3``: without this ``lr: 1e-3`` or ``--set ...=3e-4`` stayed
+    a string, and a method's options or a saved config.yaml kept it so)."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
+def _read_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`_Loader`; raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 -- a SafeLoader subclass
 
 
 def _merge(defaults: dict, user: dict, where: str, source: str, prefix: str = "") -> dict:
@@ -419,7 +435,7 @@ def load_config(path: str | Path, overrides: dict | None = None, *, require_trai
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
     try:
-        user = yaml.safe_load(text) or {}
+        user = _read_yaml(text) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
     if overrides:
@@ -445,7 +461,7 @@ def parse_override(text: str) -> dict:
         raise ConfigError(f"override {text!r}: expected key.path=value")
     key, value = text.split("=", 1)
     out: dict = {}
-    _set(out, key.strip(), yaml.safe_load(value))
+    _set(out, key.strip(), _read_yaml(value))
     return out
 
 
