@@ -617,7 +617,7 @@ def test_head_split_trains_and_a_bad_split_is_one_config_line(tiny_data, tmp_pat
     out = tmp_path / "run"
     cfg = tiny_config(tiny_data, out, steps=2)
     cfg["model"]["head_split"] = [3, 3]
-    with pytest.raises(ConfigError, match=r"model: .*head_split \[3, 3\] must be channel counts"):
+    with pytest.raises(ConfigError, match=r"model: head_split \[3, 3\] must be channel counts"):
         train(cfg, progress=False)
     assert not (out / "last.pt").exists()
     k = len(json.loads(tiny_data.read_text())["categories"][0]["keypoints"])

@@ -236,8 +236,9 @@ def _setup(cfg: dict, out_dir: Path, max_steps: int | None, fresh: bool, dist_in
     r.method = build_method_from_config(cfg, r.ks)
     try:
         r.net = build_model(cfg, r.method)
-    except ValueError as e:  # the backbone's one-line check of a model.* key
-        raise ConfigError(f"{cfg['_source']}: model: {str(e).splitlines()[0]}") from None
+    except ValueError as e:  # the backbone's one-line check of a model.* key, less its class name
+        msg = re.sub(r"^[A-Z]\w*: ", "", str(e).splitlines()[0])
+        raise ConfigError(f"{cfg['_source']}: model: {msg}") from None
     if fresh:
         load_init_weights(r.net, cfg)
     r.net = r.net.to(r.device)
