@@ -158,3 +158,21 @@ def test_a_failed_write_is_one_line_naming_the_file_and_cause(tmp_path, monkeypa
     monkeypatch.undo()
     assert load_checkpoint(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+@pytest.mark.parametrize("name,kps,options,groups", [
+    ("ae", COCO17, {}, [17, 17]),                                            # K heatmaps, K tags
+    ("ae", CROWDPOSE14, {"tag_dim": 2, "segmentation": True, "seg_tag_dim": 3}, [14, 28, 4]),  # + fg, E
+    ("personlab", COCO17, {}, [17, 34, 64, 34, 1]),                          # K, 2K, 2E, 2K, 1
+])
+def test_head_split_outputs_is_the_methods_output_groups(name, kps, options, groups):
+    """``model.head_split: outputs`` builds one read-out per kind of output, hand-counted here;
+    the network's prediction keeps the method's channel count."""
+    from posegroup.methods import build_method
+    method = build_method(name, kps, **options)
+    assert method.output_groups == groups and sum(groups) == method.num_channels
+    net = ck.build_model({"model": {"name": "tiny", "head_split": "outputs"}}, method)
+    assert net.head_split == groups and len(net.branches[0]) == len(groups) - 1
+    assert net(torch.zeros(1, 3, 64, 64))[-1].shape[1] == method.num_channels
+    with pytest.raises(ValueError, match="head_split 'output' must be channel counts.*'outputs'"):
+        ck.build_model({"model": {"name": "tiny", "head_split": "output"}}, method)

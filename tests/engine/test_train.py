@@ -611,7 +611,7 @@ def test_channels_last_must_be_a_switch(tiny_data, tmp_path):
 
 def test_head_split_trains_and_a_bad_split_is_one_config_line(tiny_data, tmp_path):
     """model.head_split: a split that does not cover the method's channels is one ConfigError naming
-    the file and the model section, before anything is written; a valid one (AE: K heatmaps, K
+    the file and the model section, before anything is written; ``outputs`` (AE: K heatmaps, K
     tags) trains and its checkpoint rebuilds the split network."""
     from posegroup.engine.config import ConfigError
     out = tmp_path / "run"
@@ -621,7 +621,7 @@ def test_head_split_trains_and_a_bad_split_is_one_config_line(tiny_data, tmp_pat
         train(cfg, progress=False)
     assert not (out / "last.pt").exists()
     k = len(json.loads(tiny_data.read_text())["categories"][0]["keypoints"])
-    cfg["model"]["head_split"] = [k, k]
+    cfg["model"]["head_split"] = "outputs"                  # AE's [K heatmaps, K tags], at training and at load
     assert train(cfg, progress=False)["steps"] == 2
     model, _, _ = load_model(out / "last.pt")
     assert model.head_split == [k, k] and model.branches is not None

@@ -108,7 +108,8 @@ def _head_groups(head_split, out_channels: int) -> list[int]:
             or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in head_split)
             or sum(head_split) != out_channels):
         raise ValueError(f"StackedHourglass: head_split {head_split!r} must be channel counts in a list "
-                         f"(integers >= 1) that sum to the {out_channels} output channels")
+                         f"(integers >= 1) that sum to the {out_channels} output channels (in a "
+                         f"config also 'outputs': one per kind of output the method predicts)")
     return list(head_split)
 
 

@@ -256,7 +256,8 @@ def build_model(config: dict, method) -> torch.nn.Module:
     A method may supply its own network through a ``build_model(model_cfg)`` method (e.g. the
     recurrent decoder on top of a hourglass); otherwise a stacked hourglass with
     ``method.num_channels`` output channels per stack is built with
-    :func:`posegroup.backbones.hourglass.hourglass_from_config`.
+    :func:`posegroup.backbones.hourglass.hourglass_from_config`; ``model.head_split: outputs``
+    becomes ``method.output_groups`` (one read-out per kind of output the method predicts).
     """
     model_cfg = dict(config.get("model") or {})
     builder = getattr(method, "build_model", None)
@@ -264,6 +265,8 @@ def build_model(config: dict, method) -> torch.nn.Module:
         return builder(model_cfg)
     from ..backbones.hourglass import hourglass_from_config
     model_cfg.pop("init_from", None)
+    if model_cfg.get("head_split") == "outputs":
+        model_cfg["head_split"] = list(method.output_groups)
     return hourglass_from_config(model_cfg, method.num_channels)
 
 

@@ -10,7 +10,8 @@ unchanged to the component that owns them (method, backbone, decoder), which val
 ``model`` (open)
     Keyword arguments of :func:`posegroup.backbones.hourglass.hourglass_from_config`
     (``num_stacks``, ``depth``, ``base_width``, ``width_increase``, ``output_stride``,
-    ``head_split`` ...). Default ``{}``.
+    ``head_split`` ...; ``head_split: outputs`` gives each kind of output the method predicts
+    its own read-out, e.g. AE's heatmaps and tags). Default ``{}``.
 ``data`` (strict)
     ``train_ann`` (required for training): COCO keypoint json of the training split.
     ``train_images``: image folder (default None: the dataset's default, file names as given

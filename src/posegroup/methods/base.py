@@ -47,6 +47,13 @@ class Method:
         """Prediction channels per hourglass stack (e.g. AE: K heatmaps + K*D tags)."""
         raise NotImplementedError
 
+    @property
+    def output_groups(self) -> list[int]:
+        """The kinds of output in the prediction's channels, in order, as channel counts summing
+        to :attr:`num_channels` (e.g. AE: [K, K*D]): what ``model.head_split: outputs`` gives each
+        its own read-out layers. Default: one group."""
+        return [self.num_channels]
+
     # -- targets.py -----------------------------------------------------------------------
     def encode(self, keypoints: np.ndarray, ignore_mask: np.ndarray, instance_masks: np.ndarray | None,
                output_size: tuple[int, int], stride: int) -> dict[str, np.ndarray]:

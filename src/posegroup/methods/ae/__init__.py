@@ -242,6 +242,11 @@ class AEMethod(Method):
     def num_channels(self) -> int:
         return _head.num_channels(self.num_keypoints, self.tag_dim, self.seg_tag_dim)
 
+    @property
+    def output_groups(self) -> list[int]:
+        """[K heatmaps, K*D tags] (+ [1 + E] with segmentation)."""
+        return _head.channel_groups(self.num_keypoints, self.tag_dim, self.seg_tag_dim)
+
     # -- targets ----------------------------------------------------------------------------
     def encode(self, keypoints: np.ndarray, ignore_mask: np.ndarray | None, instance_masks: np.ndarray | None,
                output_size: tuple[int, int], stride: int) -> dict[str, np.ndarray]:

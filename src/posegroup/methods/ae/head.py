@@ -20,7 +20,13 @@ def num_channels(num_keypoints: int, tag_dim: int = 1, seg_tag_dim: int = 0) -> 
         raise ValueError(f"num_keypoints and tag_dim must be >= 1, got {num_keypoints}, {tag_dim}")
     if seg_tag_dim < 0:
         raise ValueError(f"seg_tag_dim must be >= 0 (0: no segmentation), got {seg_tag_dim}")
-    return num_keypoints * (1 + tag_dim) + (1 + seg_tag_dim if seg_tag_dim else 0)
+    return sum(channel_groups(num_keypoints, tag_dim, seg_tag_dim))
+
+
+def channel_groups(num_keypoints: int, tag_dim: int = 1, seg_tag_dim: int = 0) -> list[int]:
+    """The prediction's kinds of output, in channel order: [K heatmaps, K*D tags] (+ [1 + E]:
+    foreground and pixel tags, with segmentation)."""
+    return [num_keypoints, num_keypoints * tag_dim] + ([1 + seg_tag_dim] if seg_tag_dim else [])
 
 
 def _batched(pred: torch.Tensor, k: int, d: int, e: int, what: str) -> tuple[torch.Tensor, bool]:
@@ -97,4 +103,4 @@ def merge_outputs(heatmaps: torch.Tensor, tags: torch.Tensor, foreground: torch.
     return torch.cat(parts, dim=1)
 
 
-__all__ = ["num_channels", "split_outputs", "split_segmentation", "merge_outputs"]
+__all__ = ["num_channels", "channel_groups", "split_outputs", "split_segmentation", "merge_outputs"]

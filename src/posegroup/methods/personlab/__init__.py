@@ -128,6 +128,11 @@ class PersonLabMethod(Method):
         """K heatmaps + 2K short + 2E mid + 2K long + 1 segmentation."""
         return head_mod.num_channels(self.num_keypoints, len(self.edges))
 
+    @property
+    def output_groups(self) -> list[int]:
+        """[K heatmaps, 2K short, 2E mid, 2K long offsets, 1 segmentation]."""
+        return head_mod.channel_groups(self.num_keypoints, len(self.edges))
+
     def encode(self, keypoints, ignore_mask, instance_masks, output_size, stride):
         """Targets of :func:`.targets.encode` (grid_offset = stride / 2, the project's cells)."""
         return encode_targets(keypoints, instance_masks, ignore_mask, tuple(output_size), stride,

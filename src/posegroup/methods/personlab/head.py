@@ -15,12 +15,17 @@ import torch
 
 def num_channels(num_keypoints: int, num_edges: int) -> int:
     """C = K + 2K + 2E + 2K + 1."""
-    return 5 * num_keypoints + 2 * num_edges + 1
+    return sum(channel_groups(num_keypoints, num_edges))
+
+
+def channel_groups(num_keypoints: int, num_edges: int) -> list[int]:
+    """The prediction's kinds of output, in channel order: [K heatmaps, 2K short offsets, 2E mid
+    offsets, 2K long offsets, 1 segmentation]."""
+    return [num_keypoints, 2 * num_keypoints, 2 * num_edges, 2 * num_keypoints, 1]
 
 
 def _bounds(k: int, e: int) -> list[int]:
-    sizes = [k, 2 * k, 2 * e, 2 * k, 1]
-    return list(np.cumsum([0] + sizes))
+    return list(np.cumsum([0] + channel_groups(k, e)))
 
 
 def split(pred, num_keypoints: int, num_edges: int, offset_scale: float = 1.0) -> dict:
