@@ -145,3 +145,16 @@ def test_export_draw_and_cli_predict(crowd4, tmp_path):
                  "--out", str(tmp_path / "pred"), "--no-flip", "--person-score", "stop"]) == 0
     assert main(["--quiet", "predict", "--weights", str(run["checkpoint"]), str(Path(crowd4).parent),
                  "--out", str(tmp_path / "pred2"), "--refine"]) == 2
+
+
+def test_backbone_head_split_outputs_reads_an_ae_checkpoint_built_the_same_way():
+    """``model.backbone.head_split: outputs`` is the AE backbone's [J heatmaps, J*D tags]: the
+    weights of an AE network built with ``head_split: outputs`` load into it, a plain AE's do not."""
+    from posegroup.engine.checkpoint import build_model
+    spec = {"name": "tiny", "head_split": "outputs"}
+    rec = build_model({"model": {"backbone": spec, "backbone_tag_dim": 2}}, build_method("recurrent", COCO17))
+    assert rec.backbone.head_split == [17, 34]
+    ae = build_method("ae", COCO17, tag_dim=2)
+    rec.load_init_state(build_model({"model": spec}, ae).state_dict())
+    with pytest.raises(ValueError, match="do not fit model.backbone"):
+        rec.load_init_state(build_model({"model": {"name": "tiny"}}, ae).state_dict())

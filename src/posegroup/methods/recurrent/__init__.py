@@ -100,7 +100,11 @@ class RecurrentMethod(Method):
         if not isinstance(freeze, bool):
             raise ValueError(f"model.freeze_backbone must be true or false, got {freeze!r}")
         tag_dim = int(cfg.get("backbone_tag_dim", 1))
-        backbone = hourglass_from_config(cfg.get("backbone", "tiny"), self.num_keypoints * (1 + tag_dim))
+        spec = cfg.get("backbone", "tiny")
+        if isinstance(spec, dict) and spec.get("head_split") == "outputs":   # the AE backbone's [J, J*D]
+            from ..ae.head import channel_groups
+            spec = {**spec, "head_split": channel_groups(self.num_keypoints, tag_dim)}
+        backbone = hourglass_from_config(spec, self.num_keypoints * (1 + tag_dim))
         s = self.settings
         head = RecurrentHead(backbone.feature_channels * backbone.num_stacks, self.num_keypoints,
                              hidden_width=s.hidden_width, lstm1_layers=s.lstm1_layers,
