@@ -291,3 +291,41 @@ def test_multiscale_tags_default_is_scale1():
     _, tags_c, _, _ = m.network_outputs(BlobModel(k), img, input_size=128, scales=(1.0, 2.0, 0.5),
                                         multiscale_tags="concat")
     assert tags.shape[-1] == 1 and tags_c.shape[-1] == 3
+
+
+class TwoPeopleModel(nn.Module):
+    """Fake network: joint j's heatmap peaks at both ``centres`` (output cells), the brighter
+    peak alternating with j (so the candidates' score order differs from joint to joint), tags 0."""
+
+    input_multiple = 16
+
+    def __init__(self, k, centres, stride=4):
+        super().__init__()
+        self.k, self.centres, self.stride = k, centres, stride
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        h, w = x.shape[2] // self.stride, x.shape[3] // self.stride
+        yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        heat = torch.zeros(x.shape[0], self.k, h, w)
+        for j in range(self.k):
+            for n, (cx, cy) in enumerate(self.centres):
+                amp = 0.9 if (n + j) % 2 == 0 else 0.6
+                heat[:, j] = torch.maximum(heat[:, j], amp * torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 2.0))
+        return [merge_outputs(heat, torch.zeros_like(heat))]
+
+
+def test_predict_true_ids_does_not_depend_on_the_tag_threshold():
+    """The ceiling's perfect tags stay further apart than any ``tag_threshold``: two people come
+    back whole at 1 and at 5 (with ids 2 apart, a threshold of 3 let the matching swap their joints)."""
+    k = CROWDPOSE14.num_keypoints
+    m = AEMethod(CROWDPOSE14)
+    img = np.zeros((128, 128, 3), np.uint8)
+    truth = np.zeros((2, k, 3))
+    truth[0], truth[1] = [30.0, 42.0, 2.0], [90.0, 82.0, 2.0]
+    net = TwoPeopleModel(k, [(7, 10), (22, 20)])                        # the cells of those points
+    for thr in (1.0, 5.0):
+        poses, _ = m.predict_true_ids(net, img, truth, input_size=128, flip=False, tag_threshold=thr)
+        assert len(poses) == 2, thr
+        err = np.abs(poses[:, None, :, :2] - truth[None, :, :, :2]).max(axis=(2, 3))   # (pred, true)
+        assert sorted(err.argmin(axis=1)) == [0, 1] and err.min(axis=1).max() < 4, thr

@@ -438,7 +438,8 @@ class AEMethod(Method):
         heat = np.asarray(heat, np.float32)
         kp = np.asarray(keypoints, np.float64).copy()
         kp[..., :2] *= factor / stride                                  # image px -> output grid
-        ids = 2.0 * np.arange(len(kp))                                  # ids 2 apart > tag_threshold 1
+        gap = 2.0 * max(1.0, float(opts.get("tag_threshold") or 1.0))  # ids further apart than any match
+        ids = gap * np.arange(len(kp))
         true_tags = targets.tag_maps(kp, heat.shape[-2:], person_tags=ids).astype(np.float32)
         poses, scores = decode.group(heat, true_tags, **opts)
         poses = np.asarray(poses, np.float64).reshape(-1, self.num_keypoints, 3)
