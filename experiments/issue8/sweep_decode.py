@@ -6,30 +6,19 @@ once. Tune on the tuning splits, not the reported ones:
     posegroup synth --out runs/synth/val_tunemedium --images 100 --crowding medium --size 128 --seed 7
     python experiments/issue8/sweep_decode.py CKPT 100 tuneheavy,tunemedium tag_threshold=0.5,1,2
 
-Values are JSON (``true``, ``0.5``, ``"l2"`` or a bare word, read as a string)."""
+Each value is read as YAML, like ``--set`` (``true``, ``0.5``, ``l2``)."""
 import itertools
-import json
 import sys
 
 from common import aps, score
 
 from posegroup.engine.checkpoint import load_model
-
-
-def values(text: str) -> list:
-    """``"0.5,1,l2"`` -> [0.5, 1, "l2"]."""
-    out = []
-    for v in text.split(","):
-        try:
-            out.append(json.loads(v))
-        except json.JSONDecodeError:
-            out.append(v)
-    return out
-
+from posegroup.engine.config import parse_override
 
 if __name__ == "__main__":
     ckpt, n, splits = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
-    grid = {k: values(v) for k, v in (a.split("=", 1) for a in sys.argv[4:])}
+    grid = {k: [parse_override(f"v={v}")["v"] for v in vs.split(",")]
+            for k, vs in (a.split("=", 1) for a in sys.argv[4:])}
     loaded = load_model(ckpt)
     for combo in itertools.product(*grid.values()):
         test = dict(zip(grid, combo))

@@ -260,11 +260,14 @@ CONFIGS: dict[str, dict] = {
 }
 
 
-def hourglass_from_config(cfg: "dict | str | None", out_channels: int) -> StackedHourglass:
+def hourglass_from_config(cfg: "dict | str | None", out_channels: int,
+                          output_groups: "list[int] | None" = None) -> StackedHourglass:
     """Build a :class:`StackedHourglass` from a config.
 
     ``cfg`` is a named config ("ae_paper", "tiny"), or a dict of StackedHourglass keyword
     arguments, optionally with ``name`` (a named config whose values the other keys override).
+    ``output_groups``: the kinds of output in the ``out_channels`` (a method's
+    ``output_groups``, default one), what ``head_split: outputs`` stands for.
     """
     if cfg is None:
         cfg = {}
@@ -281,6 +284,8 @@ def hourglass_from_config(cfg: "dict | str | None", out_channels: int) -> Stacke
             raise ValueError(f"unknown hourglass config {name!r}; choose one of {sorted(CONFIGS)}")
         base = dict(CONFIGS[name])
     base.update(cfg)
+    if base.get("head_split") == "outputs":
+        base["head_split"] = list(output_groups or [out_channels])
     allowed = {"num_stacks", "depth", "base_width", "width_increase", "stem_width", "block",
                "feature_channels", "batch_norm", "output_stride", "head_split"}
     unknown = sorted(set(base) - allowed)

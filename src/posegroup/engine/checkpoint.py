@@ -265,9 +265,7 @@ def build_model(config: dict, method) -> torch.nn.Module:
         return builder(model_cfg)
     from ..backbones.hourglass import hourglass_from_config
     model_cfg.pop("init_from", None)
-    if model_cfg.get("head_split") == "outputs":
-        model_cfg["head_split"] = list(method.output_groups)
-    return hourglass_from_config(model_cfg, method.num_channels)
+    return hourglass_from_config(model_cfg, method.num_channels, method.output_groups)
 
 
 def load_init_weights(net: torch.nn.Module, config: dict) -> str | None:

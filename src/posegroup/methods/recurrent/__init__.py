@@ -24,6 +24,7 @@ from ..base import Method
 from ..common import grid_to_image
 from ..settings import as_dict, from_options, non_negative, one_of, positive, setting, unit_interval
 from ...skeleton import KeypointSet
+from ..ae.head import channel_groups
 from . import decode as _decode
 from .head import OMEGA, RecurrentHead, RecurrentPoseNet
 from .loss import LOSS_CONFIGS, ORDERS, order_people, recurrent_loss
@@ -100,11 +101,8 @@ class RecurrentMethod(Method):
         if not isinstance(freeze, bool):
             raise ValueError(f"model.freeze_backbone must be true or false, got {freeze!r}")
         tag_dim = int(cfg.get("backbone_tag_dim", 1))
-        spec = cfg.get("backbone", "tiny")
-        if isinstance(spec, dict) and spec.get("head_split") == "outputs":   # the AE backbone's [J, J*D]
-            from ..ae.head import channel_groups
-            spec = {**spec, "head_split": channel_groups(self.num_keypoints, tag_dim)}
-        backbone = hourglass_from_config(spec, self.num_keypoints * (1 + tag_dim))
+        groups = channel_groups(self.num_keypoints, tag_dim)               # the AE backbone's [J, J*D]
+        backbone = hourglass_from_config(cfg.get("backbone", "tiny"), sum(groups), groups)
         s = self.settings
         head = RecurrentHead(backbone.feature_channels * backbone.num_stacks, self.num_keypoints,
                              hidden_width=s.hidden_width, lstm1_layers=s.lstm1_layers,
