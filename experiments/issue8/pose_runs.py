@@ -29,11 +29,11 @@ ROOTS = {"random": RUNS / "synth", "real": RUNS / "synthreal"}
 STEPS = 3800
 #: What ``ae_crowd_synthetic`` held when the README's runs trained (before its grouping-loss weights
 #: fell to 3e-4 / 3e-3, its augmentation was turned off, its heads split and its tag threshold rose
-#: to 2, from these runs): every run starts from it, so the README's rows keep their commands;
-#: ``--set`` changes it.
+#: to 2, from these runs; its schedule now fills 60 minutes by itself): every run starts from it, so the
+#: README's rows keep their commands; ``--set`` changes it.
 RECIPE = {"method": {"options": {"pull_weight": 1e-3, "push_weight": 1e-2}},
           "data": {"augmentation": {"enabled": True}}, "model": {"head_split": None},
-          "test": {"tag_threshold": 1.0}}
+          "train": {"max_minutes": 62}, "test": {"tag_threshold": 1.0}}
 
 
 def pose_config(poses: str, seed: int, width: tuple[int, int] | None = None, steps: int = STEPS,

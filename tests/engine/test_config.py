@@ -137,6 +137,7 @@ def _write(tmp_path, train_extra: str = "", data_extra: str = "") -> Path:
     ("lr: .nan", "", "train.lr", "must be a number"),
     ("steps: -5", "", "train.steps", "must be > 0"),
     ("steps: 0", "", "train.steps", "must be > 0"),
+    ("steps: fast", "", "train.steps", "must be an integer, auto or null"),
     ("epochs: -1", "", "train.epochs", "must be > 0"),
     ("checkpoint_every: 0", "", "train.checkpoint_every", "must be > 0"),
     ("log_every: -2", "", "train.log_every", "must be > 0"),

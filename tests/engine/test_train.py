@@ -258,8 +258,11 @@ def test_overfit_four_images_decodes(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes(tiny_data, tmp_path):
-    """torchrun --nproc_per_node=2 (gloo on CPU): both ranks finish, rank 0 writes the outputs."""
+@pytest.mark.parametrize("steps", [4, "auto"])
+def test_ddp_two_cpu_processes(tiny_data, tmp_path, steps):
+    """torchrun --nproc_per_node=2 (gloo on CPU): both ranks finish, rank 0 writes the outputs.
+    ``steps: auto``: the ranks agree on one sized length (else one rank would stop early and the
+    other wait for it)."""
     import subprocess
     import sys
     import textwrap
@@ -270,20 +273,24 @@ def test_ddp_two_cpu_processes(tiny_data, tmp_path):
         sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
         from pathlib import Path
         from tests.engine.test_train import tiny_config
-        from posegroup.engine.train import train
-        s = train(tiny_config(Path({str(tiny_data)!r}), Path({str(tmp_path / 'run')!r}), steps=4), progress=False)
+        from posegroup.engine import train as train_mod
+        train_mod.AUTO_STEPS = (1, 3, 0.9)
+        s = train_mod.train(tiny_config(Path({str(tiny_data)!r}), Path({str(tmp_path / 'run')!r}), steps={steps!r},
+                                        max_minutes=0.05 + 0.01 * int(os.environ["RANK"])), progress=False)
         # each rank writes its own file: torchrun's children share one unbuffered stdout, where
         # their prints interleave piece by piece
         Path({str(tmp_path)!r}, "result_" + os.environ["RANK"] + ".json").write_text(
-            json.dumps([os.environ["RANK"], str(s["steps"]), s["final_loss"]]))
+            json.dumps([os.environ["RANK"], str(s["steps"]), s["final_loss"], s["total_steps"]]))
     """))
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           str(script)], capture_output=True, text=True, timeout=170)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = sorted(json.loads(p.read_text()) for p in tmp_path.glob("result_*.json"))
-    assert [r[:2] for r in rows] == [["0", "4"], ["1", "4"]], out.stderr[-2000:]
+    total = rows[0][3]
+    assert total == rows[1][3] and (total == 4 if steps == 4 else total > 3), rows
+    assert [r[:2] for r in rows] == [["0", str(total)], ["1", str(total)]], out.stderr[-2000:]
     assert rows[0][2] == rows[1][2]                      # the logged loss is the mean over ranks
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 4
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == total
 
 
 def test_fresh_start_does_not_clobber_a_run(tiny_data, tmp_path):
@@ -625,3 +632,64 @@ def test_head_split_trains_and_a_bad_split_is_one_config_line(tiny_data, tmp_pat
     assert train(cfg, progress=False)["steps"] == 2
     model, _, _ = load_model(out / "last.pt")
     assert model.head_split == [k, k] and model.branches is not None
+
+
+def _slowed(real, seconds: float):
+    """``build_method_from_config`` whose loss sleeps ``seconds`` (numerics untouched): steps of a
+    known, steady pace."""
+    import time
+
+    def build(cfg, ks):
+        method = real(cfg, ks)
+        loss = method.loss
+
+        def slow_loss(preds, targets):
+            time.sleep(seconds)
+            return loss(preds, targets)
+
+        method.loss = slow_loss
+        return method
+
+    return build
+
+
+def test_steps_auto_ends_the_cosine_within_the_minutes(tiny_data, tmp_path, monkeypatch):
+    """``train.steps: auto``: the run times its first steps and sizes the cosine so that it ends,
+    at its floor, inside ``max_minutes`` (without the sizing it would run until the clock stops
+    it, with the lr still at its peak)."""
+    monkeypatch.setattr(train_mod, "AUTO_STEPS", (1, 4, 0.85))
+    monkeypatch.setattr(train_mod, "build_method_from_config", _slowed(train_mod.build_method_from_config, 0.1))
+    cfg = tiny_config(tiny_data, tmp_path / "auto", steps="auto", max_minutes=0.1, log_every=1,
+                      lr_schedule={"type": "cosine", "warmup_steps": 2, "min_lr_ratio": 0.1})
+    s = train(cfg, progress=False)
+    assert s["stopped"] == "done" and s["steps"] == s["total_steps"]
+    assert s["minutes"] < 0.1
+    # each step takes > 0.1 s, so at most 60 fit into 6 s; a sizing that ignored the pace would not stop "done"
+    assert 15 <= s["total_steps"] <= 60, s["total_steps"]
+    lines = [json.loads(x) for x in (tmp_path / "auto" / "log.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == s["total_steps"]
+    assert lines[-1]["lr"] == pytest.approx(1e-4)               # the cosine's floor: lr 1e-3 x 0.1
+    assert lines[len(lines) // 2]["lr"] > 3e-4                     # and it got there gradually
+    assert load_checkpoint(tmp_path / "auto" / "last.pt")["total_steps"] == s["total_steps"]
+
+
+def test_steps_auto_resume_keeps_the_sized_schedule(tiny_data, tmp_path, monkeypatch):
+    """A resumed ``steps: auto`` run continues the length sized when it began (whatever its own
+    minutes), and gives the weights of a run configured with that length from the start."""
+    monkeypatch.setattr(train_mod, "AUTO_STEPS", (1, 3, 0.9))
+    sched = {"type": "cosine", "warmup_steps": 3, "min_lr_ratio": 0.05}   # warm-up covers the timed steps
+    cfg = tiny_config(tiny_data, tmp_path / "auto", steps="auto", max_minutes=0.04, lr_schedule=sched)
+    first = train(cfg, max_steps=5, progress=False)
+    total = first["total_steps"]
+    assert first["stopped"] == "max_steps" and first["steps"] == 5 and total is not None and total > 5
+    second = train(cfg, resume=True, max_minutes=5.0, progress=False)    # more minutes: same schedule
+    assert second["total_steps"] == total and second["steps"] == total and second["stopped"] == "done"
+    train(tiny_config(tiny_data, tmp_path / "fixed", steps=total, lr_schedule=sched), progress=False)
+    assert_same_run(load_checkpoint(tmp_path / "auto" / "last.pt"), load_checkpoint(tmp_path / "fixed" / "last.pt"))
+
+
+def test_steps_auto_needs_minutes(tiny_data, tmp_path):
+    from posegroup.engine.config import ConfigError
+    with pytest.raises(ConfigError, match=r"'train\.steps' is auto, .*no max_minutes is set"):
+        train(tiny_config(tiny_data, tmp_path / "a", steps="auto"), progress=False)
+    assert not (tmp_path / "a").exists()

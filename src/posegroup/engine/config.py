@@ -30,7 +30,9 @@ unchanged to the component that owns them (method, backbone, decoder), which val
     ``warmup_steps`` (0: linear warm-up from 0), ``min_lr_ratio`` (0.0: cosine floor).
     ``steps`` (None) or ``epochs`` (None): the length of training (one of them is required;
     ``steps`` wins). ``max_minutes`` (None: no wall-clock limit; training stops cleanly, with a
-    checkpoint, when reached). ``workers`` (2: data loader processes), ``amp`` (True: mixed
+    checkpoint, when reached). ``steps: auto`` sizes the schedule to ``max_minutes`` on the
+    machine it runs on: a fresh run times its first steps and fixes its length there (kept in
+    the checkpoint, so a resume continues the same schedule; see :data:`posegroup.engine.train.AUTO_STEPS`). ``workers`` (2: data loader processes), ``amp`` (True: mixed
     precision: float16 on CUDA, bfloat16 on CPUs with AMX/AVX512-BF16, else float32), ``grad_clip`` (0.0 = off: max gradient norm),
     ``channels_last`` (False: the network's weights and input images in the NHWC memory format;
     ``posegroup benchmark step CONFIG`` times a training step both ways on your machine),
@@ -378,7 +380,11 @@ def validate_values(cfg: dict, source: str) -> None:
     n(cfg, "train.lr_schedule.gamma", source, above=0)
     n(cfg, "train.lr_schedule.warmup_steps", source, integer=True, minimum=0)
     n(cfg, "train.lr_schedule.min_lr_ratio", source, minimum=0, maximum=1)
-    n(cfg, "train.steps", source, integer=True, above=0, optional=True)
+    if cfg["train"]["steps"] != "auto":
+        try:
+            n(cfg, "train.steps", source, integer=True, above=0, optional=True)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace("an integer or null", "an integer, auto or null")) from None
     n(cfg, "train.epochs", source, integer=True, above=0, optional=True)
     n(cfg, "train.max_minutes", source, above=0, optional=True)
     n(cfg, "train.workers", source, integer=True, minimum=0)

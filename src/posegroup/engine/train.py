@@ -6,6 +6,8 @@ Exact resume: the batch of step ``n`` is a pure function of (seed, n)
 of (seed, epoch, index) (:class:`~posegroup.data.training.TrainingSet`), and the checkpoint holds
 the model, optimizer, scheduler, AMP scaler, step and every global RNG state. Training ``N``
 steps straight and ``N/2`` + resume ``N/2`` give the same weights (bit-identical on CPU).
+``train.steps: auto`` (the schedule sized to ``max_minutes`` by timing the first steps,
+:data:`AUTO_STEPS`) keeps the sized length in the checkpoint: a resume continues that schedule.
 
 Outputs in ``out_dir``: ``last.pt`` (checkpoint, written atomically every
 ``train.checkpoint_every`` steps and at the end), ``config.yaml``, ``tb/`` (TensorBoard),
@@ -89,11 +91,13 @@ def autocast_dtype(device: torch.device, amp: bool) -> "torch.dtype | None":
     return None
 
 
-def lr_factor(step: int, schedule: dict, total_steps: int) -> float:
+def lr_factor(step: int, schedule: dict, total_steps: int | None) -> float:
     """Multiplier of the base lr at optimizer step ``step`` (0-based).
 
     ``schedule``: ``type`` "step" (x ``gamma`` at each of ``milestones``), "cosine" (from 1 to
     ``min_lr_ratio`` over ``total_steps``) or "constant"; ``warmup_steps`` of linear warm-up first.
+    ``total_steps`` None: the length is not known yet (``train.steps: auto`` before it is
+    sized): the cosine stays at its start.
     """
     warm = int(schedule.get("warmup_steps") or 0)
     f = 1.0
@@ -101,7 +105,7 @@ def lr_factor(step: int, schedule: dict, total_steps: int) -> float:
     if kind == "step":
         f = float(schedule.get("gamma", 0.1)) ** sum(1 for m in schedule.get("milestones") or [] if step >= int(m))
     elif kind == "cosine":
-        t = min(1.0, max(0.0, (step - warm) / max(1, total_steps - warm)))
+        t = 0.0 if total_steps is None else min(1.0, max(0.0, (step - warm) / max(1, total_steps - warm)))
         lo = float(schedule.get("min_lr_ratio", 0.0))
         f = lo + (1.0 - lo) * 0.5 * (1.0 + math.cos(math.pi * t))
     if warm and step < warm:
@@ -254,17 +258,57 @@ def _setup(cfg: dict, out_dir: Path, max_steps: int | None, fresh: bool, dist_in
                               color_jitter=bool(aug.pop("color_jitter")), affine_options=aug)
     r.batch_size = int(tc["batch_size"])
     r.steps_per_epoch = StepBatchSampler(len(r.dataset), r.batch_size, world_size=r.world).steps_per_epoch
-    r.total_steps = int(tc["steps"]) if tc["steps"] is not None else int(tc["epochs"]) * r.steps_per_epoch
-    r.end_step = r.total_steps if max_steps is None else min(r.total_steps, int(max_steps))
+    r.max_steps = max_steps
+    if tc["steps"] == "auto":
+        _set_length(r, None)                     # sized by _size_schedule once the first steps are timed
+    else:
+        _set_length(r, int(tc["steps"]) if tc["steps"] is not None else int(tc["epochs"]) * r.steps_per_epoch)
 
     if tc["optimizer"] != "adam":
         raise TrainingError(f"{cfg['_source']}: train.optimizer must be 'adam', got {tc['optimizer']!r}")
     r.optimizer = torch.optim.Adam(r.net.parameters(), lr=float(tc["lr"]), weight_decay=float(tc["weight_decay"]))
-    sched_cfg, total = dict(tc["lr_schedule"]), r.total_steps
-    r.scheduler = torch.optim.lr_scheduler.LambdaLR(r.optimizer, lambda s: lr_factor(s, sched_cfg, total))
+    sched_cfg = dict(tc["lr_schedule"])
+    r.scheduler = torch.optim.lr_scheduler.LambdaLR(r.optimizer, lambda s: lr_factor(s, sched_cfg, r.total_steps))
     r.scaler = torch.amp.GradScaler("cuda", enabled=r.use_amp)
     r.ckpt_path = out_dir / CHECKPOINT_NAME
     return r
+
+
+#: ``train.steps: auto``: a fresh run times its steps AUTO_STEPS[0] + 1 .. AUTO_STEPS[1] (the first
+#: ones pay for memory allocation and caches) and fixes its schedule's length so that the steps
+#: left fill AUTO_STEPS[2] of the minutes left (periodic evaluation and checkpoints take the rest).
+#: Before that the schedule runs at its start value (a warm-up of 50 steps or more is unaffected).
+AUTO_STEPS = (5, 30, 0.97)
+
+
+def _set_length(r: _Run, total: int | None) -> None:
+    """The schedule's length (None: not sized yet) and the step this call stops at."""
+    r.total_steps = total
+    ends = [v for v in (total, r.max_steps) if v is not None]
+    r.end_step = min(ends) if ends else sys.maxsize
+
+
+def _size_schedule(r: _Run, step: int, elapsed: float, times: dict, max_minutes: float) -> None:
+    """``train.steps: auto``, called after each step while the length is unknown: note the time
+    of step ``step`` in ``times`` {step: seconds since the call began}, and at the call's
+    AUTO_STEPS[1]-th step fix the schedule's length: the steps that fit into the rest of
+    ``max_minutes`` at the measured pace (the slowest rank's, under DDP)."""
+    times[step] = elapsed
+    first, last = min(times), step
+    if last - first < AUTO_STEPS[1] - AUTO_STEPS[0]:
+        return
+    per_step = (times[last] - times[first]) / (last - first)
+    left = 60 * max_minutes - times[last]
+    total = torch.tensor([step + max(0, int(AUTO_STEPS[2] * left / max(per_step, 1e-9)))], dtype=torch.int64)
+    if r.world > 1:
+        total = total.to(r.device)
+        dist.all_reduce(total, op=dist.ReduceOp.MIN)
+    _set_length(r, int(total))
+    if r.bar is not None:
+        r.bar.total = r.end_step
+        r.bar.refresh()
+        r.bar.write(f"train.steps auto: {60 / per_step:.1f} steps/min over steps {first + 1}-{last}; "
+                    f"the schedule ends at step {r.total_steps} (~{max_minutes:g} min)")
 
 
 def _resume(r: _Run, resume: bool | str | Path, *, overwrite: bool, allow_changes: bool,
@@ -298,6 +342,8 @@ def _resume(r: _Run, resume: bool | str | Path, *, overwrite: bool, allow_change
                               f"({str(e).strip().splitlines()[0]})") from None
     if state.get("scaler") and r.use_amp:
         r.scaler.load_state_dict(state["scaler"])
+    if r.tc["steps"] == "auto" and state.get("total_steps") is not None:   # the length sized when it began
+        _set_length(r, int(state["total_steps"]))
     return int(state["step"]), state.get("rng")
 
 
@@ -367,7 +413,8 @@ def _write_checkpoint(r: _Run, step: int) -> None:
     save_checkpoint(r.ckpt_path, {
         "model": r.net.state_dict(), "optimizer": r.optimizer.state_dict(),
         "scheduler": r.scheduler.state_dict(), "scaler": r.scaler.state_dict() if r.use_amp else None,
-        "step": step, "epoch": step // r.steps_per_epoch, "rng": rng_state(), "config": r.cfg,
+        "step": step, "epoch": step // r.steps_per_epoch, "total_steps": r.total_steps, "rng": rng_state(),
+        "config": r.cfg,
         "keypoint_set": keypoint_set_to_dict(r.ks), "method": r.method.name})
     if r.replaced is not None:  # the new run has its first checkpoint: the old one can go
         shutil.rmtree(r.replaced, ignore_errors=True)
@@ -569,7 +616,8 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
             change the outcome (default False: a one-line :class:`TrainingError` naming them).
         trust: read a pickled (old-format/foreign) resume checkpoint; see
             :func:`~posegroup.engine.checkpoint.load_checkpoint`.
-    Returns: summary dict: ``steps`` (total done), ``start_step``, ``total_steps`` (configured),
+    Returns: summary dict: ``steps`` (total done), ``start_step``, ``total_steps`` (configured; with ``train.steps: auto``
+    as sized, None until then),
     ``final_loss`` (last step's loss), ``checkpoint`` (path), ``eval`` (last val stats or None),
     ``out_dir``, ``minutes`` (this call), ``stopped`` ("done" | "max_steps" | "max_minutes" |
     "interrupted": SIGINT/SIGTERM, with a checkpoint at the step reached).
@@ -580,6 +628,9 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
     """
     cfg = config if "_source" in config else merge_config(config)
     max_minutes = max_minutes if max_minutes is not None else cfg["train"]["max_minutes"]
+    if cfg["train"]["steps"] == "auto" and max_minutes is None:
+        raise ConfigError(f"{cfg['_source']}: 'train.steps' is auto, which sizes the schedule to "
+                          "'train.max_minutes', but no max_minutes is set (config or --max-minutes)")
     r, start_step, restored_rng = _prepare(cfg, Path(out_dir or cfg["train"]["out_dir"]), max_steps, resume=resume,
                                            overwrite=overwrite, allow_changes=allow_changes, trust=trust,
                                            progress=progress)
@@ -590,7 +641,7 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
     if restored_rng is not None:
         set_rng_state(restored_rng)
     last_good = str(r.ckpt_path) if resume else None
-    step, last_loss, last_eval, stopped = start_step, float("nan"), None, "done"
+    step, last_loss, last_eval, stopped, auto_times = start_step, float("nan"), None, "done", {}
     t0 = time.monotonic()
     r.model.train()
     it = None
@@ -605,6 +656,8 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
                                                            stop=stop, last_good=last_good)
             step += 1
             _log_step(r, step, last_loss, parts, elapsed)
+            if r.total_steps is None and step - start_step >= AUTO_STEPS[0]:
+                _size_schedule(r, step, time.monotonic() - t0, auto_times, max_minutes)
             reason, saved, stats = _bookkeeping(r, step, flags, stop, evaluator)
             last_good = str(r.ckpt_path) if saved else last_good
             last_eval = last_eval if stats is _NO_EVAL else stats
@@ -612,7 +665,7 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
                 stopped = reason
                 break
         else:
-            stopped = "done" if step >= r.total_steps else "max_steps"
+            stopped = "done" if r.total_steps is not None and step >= r.total_steps else "max_steps"
         stopped = _after_loop(r, step, start_step, stopped)
     finally:
         stop.restore()
