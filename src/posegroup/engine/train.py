@@ -277,7 +277,7 @@ def _setup(cfg: dict, out_dir: Path, max_steps: int | None, fresh: bool, dist_in
 #: ``train.steps: auto``: a fresh run times its steps AUTO_STEPS[0] + 1 .. AUTO_STEPS[1] (the first
 #: ones pay for memory allocation and caches) and fixes its schedule's length so that the steps
 #: left fill AUTO_STEPS[2] of the minutes left (periodic evaluation and checkpoints take the rest).
-#: Before that the schedule runs at its start value (a warm-up of 50 steps or more is unaffected).
+#: Before that the schedule runs at its start value (a warm-up of AUTO_STEPS[1] steps or more is unaffected).
 AUTO_STEPS = (5, 30, 0.97)
 
 
