@@ -71,3 +71,20 @@ def test_benchmark_step_times_both_memory_formats(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| channels_last (NHWC) |" in out and "batch 2, input 64 px" in out
     assert not (tmp_path / "never_written").exists()
+
+
+def test_benchmark_train_sizes_an_auto_schedule_to_its_whole_budget(tmp_path, monkeypatch):
+    """``train.steps: auto`` under benchmark train: the schedule fills all ``minutes``, not the
+    first evaluation chunk (which would end the cosine, and the benchmark, after one chunk)."""
+    from posegroup.engine import train as train_mod
+    from posegroup.engine.checkpoint import load_checkpoint
+    torch.set_num_threads(1)
+    monkeypatch.setattr(train_mod, "AUTO_STEPS", (1, 3, 0.9))
+    ann = make_dataset(tmp_path / "d", 4, size=64)
+    cfg = tiny_config(ann, tmp_path / "unused", steps="auto")
+    out = tmp_path / "bench"
+    r = benchmark_train(cfg, minutes=0.12, eval_every_minutes=0.03, splits={"sparse": str(ann)}, out_dir=out,
+                        max_images=1, progress=False)
+    total = load_checkpoint(out / "train" / "last.pt")["total_steps"]
+    assert len(r["rows"]) >= 3, r["rows"]
+    assert total > 2 * r["rows"][0]["step"], (total, r["rows"])

@@ -185,7 +185,7 @@ def benchmark_train(config: dict, *, minutes: float = 15.0, eval_every_minutes: 
     while trained < minutes - 1e-6:
         chunk = min(every, minutes - trained)
         s = train(cfg, out_dir=out / "train", resume=not first, max_minutes=chunk, progress=progress,
-                  overwrite=first)
+                  overwrite=first, schedule_minutes=minutes - trained)   # train.steps auto: the whole budget
         first = False
         trained += s["minutes"]
         model, method, _ = load_model(s["checkpoint"])

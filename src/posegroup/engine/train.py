@@ -595,7 +595,8 @@ def _prepare(cfg: dict, out_dir: Path, max_steps: int | None, *, resume, overwri
 
 def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str | Path = False,
           max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True,
-          overwrite: bool = False, allow_changes: bool = False, trust: bool | None = None) -> dict:
+          overwrite: bool = False, allow_changes: bool = False, trust: bool | None = None,
+          schedule_minutes: float | None = None) -> dict:
     """Train the network described by ``config`` (see :mod:`posegroup.engine.config`).
 
     Args:
@@ -616,6 +617,9 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
             change the outcome (default False: a one-line :class:`TrainingError` naming them).
         trust: read a pickled (old-format/foreign) resume checkpoint; see
             :func:`~posegroup.engine.checkpoint.load_checkpoint`.
+        schedule_minutes: with ``train.steps: auto``, the minutes its schedule is sized to
+            (default: ``max_minutes``); a caller that trains in chunks of ``max_minutes`` passes
+            its whole budget. Used only while the length is not sized yet.
     Returns: summary dict: ``steps`` (total done), ``start_step``, ``total_steps`` (configured; with ``train.steps: auto``
     as sized, None until then),
     ``final_loss`` (last step's loss), ``checkpoint`` (path), ``eval`` (last val stats or None),
@@ -628,7 +632,8 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
     """
     cfg = config if "_source" in config else merge_config(config)
     max_minutes = max_minutes if max_minutes is not None else cfg["train"]["max_minutes"]
-    if cfg["train"]["steps"] == "auto" and max_minutes is None:
+    schedule_minutes = schedule_minutes if schedule_minutes is not None else max_minutes
+    if cfg["train"]["steps"] == "auto" and schedule_minutes is None:
         raise ConfigError(f"{cfg['_source']}: 'train.steps' is auto, which sizes the schedule to "
                           "'train.max_minutes', but no max_minutes is set (config or --max-minutes)")
     r, start_step, restored_rng = _prepare(cfg, Path(out_dir or cfg["train"]["out_dir"]), max_steps, resume=resume,
@@ -657,7 +662,7 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
             step += 1
             _log_step(r, step, last_loss, parts, elapsed)
             if r.total_steps is None and step - start_step >= AUTO_STEPS[0]:
-                _size_schedule(r, step, time.monotonic() - t0, auto_times, max_minutes)
+                _size_schedule(r, step, time.monotonic() - t0, auto_times, schedule_minutes)
             reason, saved, stats = _bookkeeping(r, step, flags, stop, evaluator)
             last_good = str(r.ckpt_path) if saved else last_good
             last_eval = last_eval if stats is _NO_EVAL else stats
