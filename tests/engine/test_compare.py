@@ -58,20 +58,23 @@ def test_table_round_trip():
                      "network_ms": 3.2, "decoder_ms": 1.1, "true_ids_AP": 0.4}]
 
 
-def test_calibration_excludes_the_start_up_of_each_timed_run(tmp_path, monkeypatch):
-    """A fake training whose every call costs 3 s of start-up plus 0.1 s per step: the
-    calibration must report 600 steps/min (timing one resume would say ~171)."""
+def test_a_stage_in_minutes_sizes_one_schedule_to_its_whole_budget(tmp_path, monkeypatch):
+    """Minutes mode: the stage trains in chunks (and a snapshot at half its minutes), and its
+    ``train.steps: auto`` schedule is sized once, in the first chunk, to the stage's budget --
+    not to that chunk (which would end the cosine with the first chunk)."""
     from posegroup.engine import compare
-    import posegroup.engine.train as train_mod
-    clock = {"t": 0.0, "step": 0}
-
-    def fake_train(cfg, *, max_steps, resume=False, **kw):
-        start = clock["step"] if resume else 0
-        clock["t"] += 3.0 + 0.1 * (max_steps - start)
-        clock["step"] = max_steps
-        return {"steps": max_steps}
-
-    monkeypatch.setattr(train_mod, "train", fake_train)
-    monkeypatch.setattr(compare.time, "monotonic", lambda: clock["t"])
-    rate = compare._calibrate({"train": {}}, tmp_path / "cal", steps=20)
-    assert rate == pytest.approx(600.0)
+    from posegroup.engine import train as train_mod
+    from posegroup.engine.checkpoint import load_checkpoint
+    from tests.engine.test_train import make_dataset, tiny_config
+    torch.set_num_threads(1)
+    monkeypatch.setattr(train_mod, "AUTO_STEPS", (2, 8, 0.9))
+    cfg = tiny_config(make_dataset(tmp_path / "d", 4, size=64), tmp_path / "runs" / "ae")
+    state, seen = {"stages": {}}, []
+    st = compare.train_stage({"name": "ae", "share": 1.0, "snapshots": [0.5]}, cfg, state, tmp_path,
+                             minutes=0.16, max_steps=None, chunk_minutes=0.04, progress=False,
+                             save=lambda: seen.append(dict(state["stages"]["ae"])))
+    assert st["done"] and len(seen) >= 3, seen
+    assert seen[0]["total_steps"] == st["total_steps"]          # sized in the first chunk, then kept
+    assert st["total_steps"] >= 1.5 * seen[0]["steps"], seen    # to the stage's minutes, not the chunk's
+    assert (tmp_path / "runs" / "ae" / "snapshot_0.5.pt").is_file()
+    assert load_checkpoint(tmp_path / "runs" / "ae" / "last.pt")["total_steps"] == st["total_steps"]

@@ -7,10 +7,11 @@ its share of the budget, the options it overrides, and which run's checkpoint in
 the AE backbone: its run starts from the AE run's checkpoint at half the budget and trains for
 the other half, so AE backbone + recurrent head cost the same budget as AE alone.
 
-Budget: ``minutes`` of training per full share. Each run's schedule length (steps) is sized from
-its speed measured at the start of the run (the difference of two timed resumes of 20 and 40
-calibration steps after 2 warm-up steps, same machine, same load), and ``max_minutes`` stops it at its share; a run whose machine got faster
-ends with its schedule, before its minutes (the table gives the steps and minutes each run got). ``max_steps`` replaces minutes by a step budget
+Budget: ``minutes`` of training per full share. Each run's schedule length (steps) is sized to
+its share by ``train.steps: auto`` (the run times its first steps; the length is kept in its
+checkpoint, so the chunks and a killed run's resume continue one schedule), and ``max_minutes``
+stops it at its share; a run whose machine got faster ends with its schedule, before its minutes
+(the table gives the steps and minutes each run got). ``max_steps`` replaces minutes by a step budget
 (tests). Everything is resumable: ``state.json`` records finished chunks and rows; a killed run
 resumes from its last checkpoint; a finished one is not repeated.
 
@@ -19,10 +20,8 @@ Outputs in ``out_dir``: ``data/`` (synthetic splits), ``runs/<stage>/``, ``state
 """
 from __future__ import annotations
 
-import copy
 import json
 import shutil
-import time
 from pathlib import Path
 
 #: Training runs. share: fraction of the budget; init: "<stage>@<fraction>" = that run's checkpoint
@@ -99,29 +98,6 @@ def stage_config(stage: dict, anns: dict, out: Path, *, seed: int, size: int, in
     return cfg
 
 
-def _calibrate(cfg: dict, scratch: Path, steps: int = 20) -> float:
-    """Steps per minute of this config on this machine now.
-
-    Two timed resumes of a throwaway run, of ``steps`` and ``2 * steps`` steps, after 2 warm-up
-    steps: each pays the same start-up (loading the checkpoint, building data and model), so
-    their difference times ``steps`` steps alone. (Timing one resume counted the start-up as
-    training: 167 steps/min measured against 235 reached by the AE stage it sized.)"""
-    from .train import train
-    c = copy.deepcopy(cfg)
-    c["train"].update(steps=3 * steps + 2, checkpoint_every=10 ** 9, out_dir=str(scratch))
-    train(c, max_steps=2, progress=False, overwrite=True)        # start-up and first steps, not timed
-    spans = []
-    for end in (steps + 2, 3 * steps + 2):                       # steps, then 2 * steps more
-        t = time.monotonic()
-        train(c, resume=True, max_steps=end, progress=False)
-        spans.append(time.monotonic() - t)
-    shutil.rmtree(scratch, ignore_errors=True)
-    per_step = (spans[1] - spans[0]) / steps
-    if per_step <= 0:                                           # noise: fall back to the long resume alone
-        per_step = spans[1] / (2 * steps)
-    return 60.0 / per_step
-
-
 def train_stage(stage: dict, cfg: dict, state: dict, out: Path, *, minutes: float, max_steps: int | None,
                 chunk_minutes: float, progress: bool, save) -> dict:
     """Train one stage to its budget in resumable chunks, copying ``snapshot_<f>.pt`` when it has
@@ -132,12 +108,9 @@ def train_stage(stage: dict, cfg: dict, state: dict, out: Path, *, minutes: floa
         return st
     run = Path(cfg["train"]["out_dir"])
     budget = stage["share"] * minutes
-    if "total_steps" not in st:
-        st["total_steps"] = (max(1, int(stage["share"] * max_steps)) if max_steps else
-                             max(20, int(_calibrate(cfg, out / "calibration") * budget)))
-        save()
-    total = st["total_steps"]
-    cfg["train"].update(steps=total, checkpoint_every=max(1, total // 20))
+    total = max(1, int(stage["share"] * max_steps)) if max_steps else None
+    # minutes: train.steps auto sizes the schedule to the stage's budget at its first steps
+    cfg["train"].update(steps=total or "auto", checkpoint_every=max(1, total // 20) if total else 10 ** 9)
 
     def reached(f: float) -> bool:
         return st["steps"] >= max(1, int(f * total)) if max_steps else st["minutes"] >= f * budget - 1e-6
@@ -146,14 +119,14 @@ def train_stage(stage: dict, cfg: dict, state: dict, out: Path, *, minutes: floa
         snap = run / f"snapshot_{f:g}.pt"
         if f < 1.0 and snap.is_file():
             continue
-        while not reached(f) and not (f == 1.0 and st["steps"] >= total):
+        while not reached(f) and not st.get("schedule_done"):     # a finished schedule trains no further
             resume = (run / "last.pt").is_file()
             s = train(cfg, resume=resume, overwrite=not resume,
                       max_steps=max(1, int(f * total)) if max_steps else None,
                       max_minutes=None if max_steps else max(0.05, min(chunk_minutes, f * budget - st["minutes"])),
-                      progress=progress)
+                      schedule_minutes=None if max_steps else budget - st["minutes"], progress=progress)
             st["minutes"] += s["minutes"]
-            st["steps"] = s["steps"]
+            st.update(steps=s["steps"], total_steps=s["total_steps"], schedule_done=s["stopped"] == "done")
             save()
         if f < 1.0:
             shutil.copyfile(run / "last.pt", snap)
