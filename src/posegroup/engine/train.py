@@ -645,32 +645,16 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
 
     if restored_rng is not None:
         set_rng_state(restored_rng)
-    last_good = str(r.ckpt_path) if resume else None
-    step, last_loss, last_eval, stopped, auto_times = start_step, float("nan"), None, "done", {}
+    step, last_loss, last_eval = start_step, float("nan"), None
     t0 = time.monotonic()
     r.model.train()
     it = None
     try:
         it = iter(loader)  # workers start here, before the handlers below (they ignore the signals)
         stop.install()
-        while step < r.end_step:
-            batch = _next_batch(r, it, stop)
-            if batch is None:
-                break
-            last_loss, parts, flags, elapsed = _train_step(r, batch, step, t0=t0, max_minutes=max_minutes,
-                                                           stop=stop, last_good=last_good)
-            step += 1
-            _log_step(r, step, last_loss, parts, elapsed)
-            if r.total_steps is None and step - start_step >= AUTO_STEPS[0]:
-                _size_schedule(r, step, time.monotonic() - t0, auto_times, schedule_minutes)
-            reason, saved, stats = _bookkeeping(r, step, flags, stop, evaluator)
-            last_good = str(r.ckpt_path) if saved else last_good
-            last_eval = last_eval if stats is _NO_EVAL else stats
-            if reason is not None:
-                stopped = reason
-                break
-        else:
-            stopped = "done" if r.total_steps is not None and step >= r.total_steps else "max_steps"
+        step, last_loss, last_eval, stopped = _step_loop(
+            r, it, stop, evaluator, start_step=start_step, t0=t0, max_minutes=max_minutes,
+            schedule_minutes=schedule_minutes, last_good=str(r.ckpt_path) if resume else None)
         stopped = _after_loop(r, step, start_step, stopped)
     finally:
         stop.restore()
@@ -682,6 +666,31 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
     return {"steps": step, "start_step": start_step, "total_steps": r.total_steps, "final_loss": last_loss,
             "checkpoint": str(r.ckpt_path), "eval": last_eval, "out_dir": str(r.out_dir),
             "minutes": (time.monotonic() - t0) / 60, "stopped": stopped}
+
+
+def _step_loop(r: _Run, it, stop: _StopRequest, evaluator, *, start_step: int, t0: float,
+               max_minutes: float | None, schedule_minutes: float | None,
+               last_good: str | None) -> tuple[int, float, Any, str]:
+    """The training steps of one :func:`train` call, from ``start_step`` until the schedule's
+    (or ``max_steps``') end, the clock or a signal; ``train.steps: auto`` is sized on the way.
+    Returns ``(step reached, last loss, last eval stats or None, stop reason)``."""
+    step, last_loss, last_eval, auto_times = start_step, float("nan"), None, {}
+    while step < r.end_step:
+        batch = _next_batch(r, it, stop)
+        if batch is None:
+            return step, last_loss, last_eval, "done"       # _after_loop: a signal reached the workers
+        last_loss, parts, flags, elapsed = _train_step(r, batch, step, t0=t0, max_minutes=max_minutes,
+                                                       stop=stop, last_good=last_good)
+        step += 1
+        _log_step(r, step, last_loss, parts, elapsed)
+        if r.total_steps is None and step - start_step >= AUTO_STEPS[0]:
+            _size_schedule(r, step, time.monotonic() - t0, auto_times, schedule_minutes)
+        reason, saved, stats = _bookkeeping(r, step, flags, stop, evaluator)
+        last_good = str(r.ckpt_path) if saved else last_good
+        last_eval = last_eval if stats is _NO_EVAL else stats
+        if reason is not None:
+            return step, last_loss, last_eval, reason
+    return step, last_loss, last_eval, "done" if r.total_steps is not None and step >= r.total_steps else "max_steps"
 
 
 class _Evaluator:
