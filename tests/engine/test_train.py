@@ -693,3 +693,15 @@ def test_steps_auto_needs_minutes(tiny_data, tmp_path):
     with pytest.raises(ConfigError, match=r"'train\.steps' is auto, .*no max_minutes is set"):
         train(tiny_config(tiny_data, tmp_path / "a", steps="auto"), progress=False)
     assert not (tmp_path / "a").exists()
+
+
+def test_steps_auto_sizes_when_the_call_ends_before_its_timing_window(tiny_data, tmp_path, monkeypatch):
+    """A call whose clock runs out before the timing window closes (a slow stage trained in short
+    chunks) still sizes the schedule, from the steps it has: the next call continues it."""
+    monkeypatch.setattr(train_mod, "AUTO_STEPS", (1, 10 ** 6, 0.9))
+    monkeypatch.setattr(train_mod, "build_method_from_config", _slowed(train_mod.build_method_from_config, 0.05))
+    cfg = tiny_config(tiny_data, tmp_path / "a", steps="auto", lr_schedule={"type": "cosine", "warmup_steps": 1})
+    s = train(cfg, max_minutes=0.02, schedule_minutes=0.08, progress=False)
+    assert s["stopped"] == "max_minutes" and s["total_steps"] is not None, s
+    assert s["total_steps"] >= 2 * s["steps"], s                   # the rest of 0.08 min, not of 0.02
+    assert load_checkpoint(tmp_path / "a" / "last.pt")["total_steps"] == s["total_steps"]

@@ -288,15 +288,19 @@ def _set_length(r: _Run, total: int | None) -> None:
     r.end_step = min(ends) if ends else sys.maxsize
 
 
-def _size_schedule(r: _Run, step: int, elapsed: float, times: dict, max_minutes: float) -> None:
+def _size_schedule(r: _Run, step: int, elapsed: float, times: dict, max_minutes: float, *,
+                   start_step: int, force: bool) -> None:
     """``train.steps: auto``, called after each step while the length is unknown: note the time
     of step ``step`` in ``times`` {step: seconds since the call began}, and at the call's
-    AUTO_STEPS[1]-th step fix the schedule's length: the steps that fit into the rest of
-    ``max_minutes`` at the measured pace (the slowest rank's, under DDP)."""
+    AUTO_STEPS[1]-th step -- or earlier when ``force`` (the call's clock ran out first) -- fix
+    the schedule's length: the steps that fit into the rest of ``max_minutes`` at the measured
+    pace (the slowest rank's, under DDP)."""
     times[step] = elapsed
     first, last = min(times), step
-    if last - first < AUTO_STEPS[1] - AUTO_STEPS[0]:
+    if last - first < AUTO_STEPS[1] - AUTO_STEPS[0] and not force:
         return
+    if last == first:                                     # too few timed steps: the call's mean pace
+        first, times[start_step] = start_step, 0.0
     per_step = (times[last] - times[first]) / (last - first)
     left = 60 * max_minutes - times[last]
     total = torch.tensor([step + max(0, int(AUTO_STEPS[2] * left / max(per_step, 1e-9)))], dtype=torch.int64)
@@ -683,8 +687,9 @@ def _step_loop(r: _Run, it, stop: _StopRequest, evaluator, *, start_step: int, t
                                                        stop=stop, last_good=last_good)
         step += 1
         _log_step(r, step, last_loss, parts, elapsed)
-        if r.total_steps is None and step - start_step >= AUTO_STEPS[0]:
-            _size_schedule(r, step, time.monotonic() - t0, auto_times, schedule_minutes)
+        if r.total_steps is None and (step - start_step >= AUTO_STEPS[0] or flags[1] > 0):
+            _size_schedule(r, step, time.monotonic() - t0, auto_times, schedule_minutes, start_step=start_step,
+                           force=bool(flags[1] > 0))
         reason, saved, stats = _bookkeeping(r, step, flags, stop, evaluator)
         last_good = str(r.ckpt_path) if saved else last_good
         last_eval = last_eval if stats is _NO_EVAL else stats
