@@ -83,7 +83,7 @@ def tiny_config(ann: Path, out_dir: Path, **train_over) -> dict:
 
 
 #: Checkpoint entries that must be identical between a resumed and an uninterrupted run.
-_EXACT_KEYS = ("step", "epoch", "model", "optimizer", "scheduler", "scaler", "rng")
+_EXACT_KEYS = ("step", "epoch", "model", "train_model", "optimizer", "scheduler", "scaler", "rng")
 
 
 def assert_same_state(a, b, where: str = "") -> None:
@@ -705,3 +705,48 @@ def test_steps_auto_sizes_when_the_call_ends_before_its_timing_window(tiny_data,
     assert s["stopped"] == "max_minutes" and s["total_steps"] is not None, s
     assert s["total_steps"] >= 2 * s["steps"], s                   # the rest of 0.08 min, not of 0.02
     assert load_checkpoint(tmp_path / "a" / "last.pt")["total_steps"] == s["total_steps"]
+
+
+def test_ema_averages_the_trained_weights_and_is_what_evaluates(tiny_data, tmp_path, monkeypatch):
+    """``train.ema``: training itself is unchanged (``train_model`` equals a run without it, bit
+    for bit); ``model`` is the running average, recomputed here by hand from the plain run's
+    weights after each step (read back step by step through exact resumes), with the warm-up
+    d = min(decay, (1 + n) / (10 + n)); the evaluation scores the average."""
+    plain_cfg = tiny_config(tiny_data, tmp_path / "plain", steps=4)
+    seen = [load_checkpoint(Path(train(plain_cfg, max_steps=0, progress=False)["checkpoint"]))["model"]]
+    for n in range(1, 5):
+        train(plain_cfg, resume=True, max_steps=n, progress=False)
+        seen.append(load_checkpoint(tmp_path / "plain" / "last.pt")["model"])
+    evaluated = {}
+    monkeypatch.setattr(train_mod._Evaluator, "__call__",
+                        lambda self, net, step: evaluated.update({k: v.clone() for k, v in net.state_dict().items()})
+                        or {"AP": 0.0, "step": step})
+    cfg = tiny_config(tiny_data, tmp_path / "ema", steps=4, ema=0.2)
+    cfg["data"]["val_ann"] = str(tiny_data)
+    train(cfg, progress=False)
+    state = load_checkpoint(tmp_path / "ema" / "last.pt")
+    assert_same_state(state["train_model"], seen[4], "train_model")
+    expected = {k: v.double() if v.is_floating_point() else v for k, v in seen[0].items()}
+    for n in range(1, 5):
+        d = min(0.2, (1 + n) / (10 + n))
+        for k, w in seen[n].items():
+            expected[k] = d * expected[k] + (1 - d) * w.double() if w.is_floating_point() else w
+    for k, v in state["model"].items():
+        assert torch.allclose(v.double(), expected[k], rtol=1e-5, atol=1e-6) if v.is_floating_point() \
+            else torch.equal(v, expected[k]), k
+    differs = [k for k, v in state["model"].items() if v.is_floating_point() and not torch.equal(v, seen[4][k])]
+    assert differs                                                  # the average is not the last weights
+    assert_same_state(evaluated, state["model"], "evaluated")
+
+
+def test_ema_resume_is_exact(tiny_data, tmp_path):
+    straight = tiny_config(tiny_data, tmp_path / "a", ema=0.9)
+    train(straight, progress=False)
+    cfg = tiny_config(tiny_data, tmp_path / "b", ema=0.9)
+    train(cfg, max_steps=3, progress=False)
+    train(cfg, resume=True, progress=False)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert "train_model" in a and a["step"] == 6
+    assert_same_run(a, b)
+    model, _, _ = load_model(tmp_path / "b" / "last.pt")           # inference loads the average
+    assert_same_state({k: v for k, v in model.state_dict().items()}, b["model"], "loaded")

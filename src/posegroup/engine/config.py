@@ -34,6 +34,8 @@ unchanged to the component that owns them (method, backbone, decoder), which val
     machine it runs on: a fresh run times its first steps and fixes its length there (kept in
     the checkpoint, so a resume continues the same schedule; see :data:`posegroup.engine.train.AUTO_STEPS`). ``workers`` (2: data loader processes), ``amp`` (True: mixed
     precision: float16 on CUDA, bfloat16 on CPUs with AMX/AVX512-BF16, else float32), ``grad_clip`` (0.0 = off: max gradient norm),
+    ``ema`` (None = off; a decay in (0, 1): the checkpoint's ``model`` and the evaluations hold an
+    exponential moving average of the weights, :func:`posegroup.engine.train.update_ema`),
     ``channels_last`` (False: the network's weights and input images in the NHWC memory format;
     ``posegroup benchmark step CONFIG`` times a training step both ways on your machine),
     ``checkpoint_every`` (1000 steps; a checkpoint is also written at the end), ``eval_every``
@@ -116,6 +118,7 @@ DEFAULTS: dict[str, Any] = {
         "workers": 2,
         "amp": True,
         "grad_clip": 0.0,
+        "ema": None,
         "channels_last": False,
         "checkpoint_every": 1000,
         "eval_every": 0,
@@ -276,14 +279,16 @@ def _is_number(v: Any) -> bool:
 
 
 def _check_number(cfg: dict, dotted: str, source: str, *, integer: bool = False, minimum: float | None = None,
-                  above: float | None = None, maximum: float | None = None, optional: bool = False) -> None:
+                  above: float | None = None, maximum: float | None = None, below: float | None = None,
+                  optional: bool = False, words: tuple[str, ...] = ()) -> None:
     """Check ``cfg[dotted]`` is a finite number (an int when ``integer``; an integral float is
-    turned into an int) within the bounds; one-line :class:`ConfigError` naming file and key."""
+    turned into an int) within the bounds, or one of ``words`` (e.g. "auto"); one-line
+    :class:`ConfigError` naming file and key."""
     import math
     v = _get(cfg, dotted)
-    if v is None and optional:
+    if (v is None and optional) or (isinstance(v, str) and v in words):
         return
-    kind = "an integer" if integer else "a number"
+    kind = ", ".join(["an integer" if integer else "a number", *words])
     if integer and isinstance(v, str):  # YAML reads 1e3 as a string
         try:
             v = float(v)
@@ -300,6 +305,8 @@ def _check_number(cfg: dict, dotted: str, source: str, *, integer: bool = False,
         raise ConfigError(f"{source}: '{dotted}' must be >= {minimum:g}, got {v!r}")
     if maximum is not None and v > maximum:
         raise ConfigError(f"{source}: '{dotted}' must be <= {maximum:g}, got {v!r}")
+    if below is not None and not v < below:
+        raise ConfigError(f"{source}: '{dotted}' must be < {below:g}, got {v!r}")
     _set(cfg, dotted, v)
 
 
@@ -380,16 +387,13 @@ def validate_values(cfg: dict, source: str) -> None:
     n(cfg, "train.lr_schedule.gamma", source, above=0)
     n(cfg, "train.lr_schedule.warmup_steps", source, integer=True, minimum=0)
     n(cfg, "train.lr_schedule.min_lr_ratio", source, minimum=0, maximum=1)
-    if cfg["train"]["steps"] != "auto":
-        try:
-            n(cfg, "train.steps", source, integer=True, above=0, optional=True)
-        except ConfigError as e:
-            raise ConfigError(str(e).replace("an integer or null", "an integer, auto or null")) from None
+    n(cfg, "train.steps", source, integer=True, above=0, optional=True, words=("auto",))
     n(cfg, "train.epochs", source, integer=True, above=0, optional=True)
     n(cfg, "train.max_minutes", source, above=0, optional=True)
     n(cfg, "train.workers", source, integer=True, minimum=0)
     _check_bool(cfg, "train.amp", source)
     n(cfg, "train.grad_clip", source, minimum=0)
+    n(cfg, "train.ema", source, above=0, below=1, optional=True)
     _check_bool(cfg, "train.channels_last", source)
     n(cfg, "train.checkpoint_every", source, integer=True, above=0)
     n(cfg, "train.eval_every", source, integer=True, minimum=0)

@@ -23,6 +23,7 @@ folder never mixes the log, config or TensorBoard files of two runs.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -248,6 +249,7 @@ def _setup(cfg: dict, out_dir: Path, max_steps: int | None, fresh: bool, dist_in
     r.net = r.net.to(r.device)
     if tc["channels_last"]:                      # weights and images NHWC: see posegroup benchmark step
         r.net = r.net.to(memory_format=torch.channels_last)
+    r.ema_net = copy.deepcopy(r.net).requires_grad_(False) if tc["ema"] else None
     net_stride = int(getattr(r.net, "stride", dc["stride"]))
     if net_stride != int(dc["stride"]):
         raise TrainingError(f"{cfg['_source']}: data.stride is {dc['stride']} but the network predicts at stride "
@@ -338,7 +340,9 @@ def _resume(r: _Run, resume: bool | str | Path, *, overwrite: bool, allow_change
         raise RunRefused(f"{src}: the config differs from the checkpoint's in {shown}{more}; resume with the "
                          "run's config, or accept the change with --allow-changes")
     try:
-        r.net.load_state_dict(state["model"])
+        r.net.load_state_dict(state.get("train_model") or state["model"])
+        if r.ema_net is not None:
+            r.ema_net.load_state_dict(state["model"])
         r.optimizer.load_state_dict(state["optimizer"])
         r.scheduler.load_state_dict(state["scheduler"])
     except (RuntimeError, ValueError, KeyError) as e:
@@ -414,8 +418,10 @@ def _close_outputs(r: _Run) -> None:
 def _write_checkpoint(r: _Run, step: int) -> None:
     """``last.pt`` at ``step`` (atomic); the first one of a run that replaced another deletes
     the old run's files."""
+    weights = ({"model": r.net.state_dict()} if r.ema_net is None      # "model": what inference loads
+               else {"model": r.ema_net.state_dict(), "train_model": r.net.state_dict()})
     save_checkpoint(r.ckpt_path, {
-        "model": r.net.state_dict(), "optimizer": r.optimizer.state_dict(),
+        **weights, "optimizer": r.optimizer.state_dict(),
         "scheduler": r.scheduler.state_dict(), "scaler": r.scaler.state_dict() if r.use_amp else None,
         "step": step, "epoch": step // r.steps_per_epoch, "total_steps": r.total_steps, "rng": rng_state(),
         "config": r.cfg,
@@ -512,7 +518,25 @@ def _train_step(r: _Run, batch: dict, step: int, *, t0: float, max_minutes: floa
     r.scaler.step(r.optimizer)
     r.scaler.update()
     r.scheduler.step()
+    if r.ema_net is not None:
+        update_ema(r.ema_net, r.net, float(r.tc["ema"]), step + 1)
     return loss_value, parts, flags, elapsed
+
+
+@torch.no_grad()
+def update_ema(ema_net: torch.nn.Module, net: torch.nn.Module, decay: float, step: int) -> float:
+    """``train.ema``: move every floating-point tensor of ``ema_net``'s state (weights and
+    BatchNorm statistics) towards ``net``'s, e ← d·e + (1 − d)·w, with d = min(decay, (1 + step) /
+    (10 + step)) (the warm-up of TensorFlow's ExponentialMovingAverage ``num_updates``, so the
+    average forgets the initial weights in a short run); integer buffers are copied. ``step``:
+    the optimisation step just taken (1, 2, ...). Returns d."""
+    d = min(decay, (1.0 + step) / (10.0 + step))
+    for e, w in zip(ema_net.state_dict().values(), net.state_dict().values()):
+        if e.is_floating_point():
+            e.lerp_(w.to(e.dtype), 1.0 - d)
+        else:
+            e.copy_(w)
+    return d
 
 
 def _log_step(r: _Run, step: int, loss_value: float, parts: dict | None, elapsed: float) -> None:
@@ -549,7 +573,7 @@ def _bookkeeping(r: _Run, step: int, flags: torch.Tensor, stop: _StopRequest, ev
         _write_checkpoint(r, step)
     stats = _NO_EVAL
     if evaluator is not None and ((eval_every and step % eval_every == 0) or (finishing and step == r.total_steps)):
-        stats = _run_eval(evaluator, r.net, step, r.writer, r.is_main, r.world)
+        stats = _run_eval(evaluator, r.net if r.ema_net is None else r.ema_net, step, r.writer, r.is_main, r.world)
         r.model.train()
     reason = None
     if interrupted and step < r.end_step:

@@ -271,3 +271,49 @@ def test_heatmap_loss_per_cell_weights():
         float(heatmap_loss(pred, target, mask)), rel=1e-6)
     with pytest.raises(ValueError, match="weight"):
         heatmap_loss(pred, target, mask, weight=weight[:, :2])
+
+
+def test_tag_window_pull_by_hand():
+    """window 1 on a 3x3 grid: a joint at the centre reads all 9 cells, one in a corner the 4 on
+    the grid; each joint's pull term is the mean squared distance of those cells' tags to h̄_n
+    (h̄_n and the push still from the joints' own cells)."""
+    tags = torch.arange(2 * 3 * 3, dtype=torch.float32).reshape(1, 2, 3, 3) / 4.0
+    # person 0: joint 0 at the centre (1, 1), joint 1 at the corner (0, 0)
+    centre, corner = 0 * 9 + 1 * 3 + 1, 1 * 9 + 0
+    joints = torch.tensor([[[[centre, 1], [corner, 1]]]])
+    t = tags[0].numpy()
+    mean = (t[0, 1, 1] + t[1, 0, 0]) / 2
+    term0 = ((t[0] - mean) ** 2).mean()                   # all 9 cells
+    term1 = ((t[1, :2, :2] - mean) ** 2).mean()           # the 4 cells on the grid
+    pull, push = grouping_loss(tags, joints, window=1)
+    assert pull.item() == pytest.approx((term0 + term1) / 2, rel=1e-6)
+    pull0, push0 = grouping_loss(tags, joints)
+    assert pull0.item() == pytest.approx(((t[0, 1, 1] - mean) ** 2 + (t[1, 0, 0] - mean) ** 2) / 2, rel=1e-6)
+    assert push.item() == push0.item()
+    # window 0 is the paper's loss, and a larger window only adds cells
+    assert grouping_loss(*_two_people(), window=0)[0].item() == grouping_loss(*_two_people())[0].item()
+    with pytest.raises(ValueError, match="window"):
+        grouping_loss(tags.reshape(1, 18, 1), joints, window=1)
+
+
+def test_tag_window_gradient_reaches_neighbours():
+    tags = torch.zeros(1, 1, 5, 5, requires_grad=True)
+    joints = torch.tensor([[[[2 * 5 + 2, 1]], [[0, 1]]]])
+    with torch.no_grad():
+        tags[0, 0, 2, 3] = 1.0                             # a neighbour off the person's tag
+    pull, _ = grouping_loss(tags, joints, window=1)
+    pull.backward()
+    g = tags.grad[0, 0]
+    assert g[2, 3] > 0 and g[4, 4] == 0                    # inside the window / outside it
+    assert grouping_loss(tags.detach(), joints)[0].item() == 0.0
+
+
+def test_ae_method_tag_window_option():
+    from posegroup.methods.ae import AEMethod
+    from posegroup.skeleton import get_keypoint_set
+    ks = get_keypoint_set("coco17")
+    assert AEMethod(ks, tag_window=1).tag_window == 1 and AEMethod(ks).tag_window == 0
+    with pytest.raises(ValueError, match="tag_window"):
+        AEMethod(ks, tag_window=-1)
+    with pytest.raises(ValueError, match="tag_window"):
+        AEMethod(ks, tag_window=1.5)

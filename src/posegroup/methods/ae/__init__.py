@@ -99,6 +99,8 @@ class AESettings:
     push_form: str = setting("paper", one_of(*PUSH_FORMS), "see loss.grouping_loss")
     pull_form: str = setting("paper", one_of(*PULL_FORMS), "see loss.grouping_loss")
     push_sigma: float = setting(1.0, positive, "> 0: sigma of the paper's push term [1]")
+    tag_window: int = setting(0, non_negative, ">= 0 cells: the pull reads the (2r+1)^2 cells around each joint, "
+                              "loss.grouping_loss window [0 = the paper's own cell; not in the paper]")
     segmentation: bool = setting(False, None, "also predict person instance masks")
     seg_tag_dim: int = setting(1, positive, "> 0: E, the pixel-tag dimension [1]")
     seg_samples: int = setting(32, positive, "> 0: S, pixels sampled per instance")
@@ -181,6 +183,8 @@ class AEMethod(Method):
         push_form: "paper" (default) or "reference" (see :func:`.loss.grouping_loss`).
         pull_form: "paper" (default) or "reference".
         push_sigma: sigma of the paper's push term (paper: 1).
+        tag_window: r cells; the pull reads the (2r+1)² cells around each joint
+            (:func:`.loss.grouping_loss` ``window``; 0 = the paper's own cell).
         segmentation: also predict person instance masks (foreground + pixel tags; default off,
             which leaves the head, targets and loss exactly as without it).
         seg_tag_dim: E, the pixel-tag dimension (paper: 1).
@@ -223,6 +227,7 @@ class AEMethod(Method):
         self.push_form = settings.push_form
         self.pull_form = settings.pull_form
         self.push_sigma = settings.push_sigma
+        self.tag_window = settings.tag_window
         self.decode_defaults = dict(decode_defaults)
         self.segmentation = settings.segmentation
         self.seg_tag_dim = settings.seg_tag_dim if settings.segmentation else 0   # E; 0 = no segmentation head
@@ -303,7 +308,7 @@ class AEMethod(Method):
         return ae_loss(predictions, targets, self.num_keypoints, tag_dim=self.tag_dim,
                        heatmap_weight=self.heatmap_weight, pull_weight=self.pull_weight,
                        push_weight=self.push_weight, push_form=self.push_form, sigma=self.push_sigma,
-                       pull_form=self.pull_form, seg_tag_dim=self.seg_tag_dim,
+                       pull_form=self.pull_form, tag_window=self.tag_window, seg_tag_dim=self.seg_tag_dim,
                        segmentation_weights=self.seg_weights, seg_sigma=self.seg_push_sigma)
 
     # -- inference --------------------------------------------------------------------------

@@ -87,7 +87,8 @@ def _flat_tags(tags: torch.Tensor, batch: int | None = None) -> torch.Tensor:
 
 
 def grouping_loss(tags: torch.Tensor, joints: torch.Tensor, *, push_form: str = "paper", sigma: float = 1.0,
-                  pull_form: str = "paper", reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+                  pull_form: str = "paper", window: int = 0, reduction: str = "mean"
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """AE grouping loss (pull, push).
 
     Args:
@@ -99,6 +100,11 @@ def grouping_loss(tags: torch.Tensor, joints: torch.Tensor, *, push_form: str = 
         sigma: σ of the paper's push (1 in the paper); unused by the reference form.
         pull_form: "paper" (squared Euclidean distance to h̄_n, default) or "reference" (the code's
             ``torch.mean`` also averages over the D tag dimensions). Equal when D = 1.
+        window: r >= 0 cells. 0 is the paper (the pull reads each joint's own cell). r > 0: each
+            joint's pull term is the mean over the (2r+1)² cells around it that lie on the grid
+            (:func:`window_tags`), so a peak one cell off still reads its person's tag; h̄_n
+            and the push stay at the joints' own cells. Needs tags with their grid,
+            (B, K, H, W[, D]).
         reduction: "mean" over the batch or "none" ((B,) each).
     Returns: (pull, push).
     """
@@ -125,7 +131,12 @@ def grouping_loss(tags: torch.Tensor, joints: torch.Tensor, *, push_form: str = 
     n_people = present.sum(1).to(flat.dtype)                     # N, (B,)
     mean = (h * v[..., None]).sum(2) / count.clamp(min=1)[..., None]  # h̄_n, (B, M, D)
 
-    sq = ((h - mean[:, :, None]) ** 2).sum(-1)                   # (B, M, K)
+    if window:
+        hw, inside = window_tags(tags, idx, window)                # (B, M, K, P, D), (B, M, K, P)
+        inside = inside.to(flat.dtype)
+        sq = (((hw - mean[:, :, None, None]) ** 2).sum(-1) * inside).sum(-1) / inside.sum(-1)
+    else:
+        sq = ((h - mean[:, :, None]) ** 2).sum(-1)               # (B, M, K)
     if pull_form == "reference":
         sq = sq / d
     pull_n = (sq * v).sum(2) / count.clamp(min=1)                # (B, M), 0 for empty slots
@@ -141,6 +152,34 @@ def grouping_loss(tags: torch.Tensor, joints: torch.Tensor, *, push_form: str = 
         norm = n_people * (n_people - 1)
     push = (e * pair.to(flat.dtype)).sum((1, 2)) / norm.clamp(min=1)
     return _reduce(pull, reduction), _reduce(push, reduction)
+
+
+def window_tags(tags: torch.Tensor, idx: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tags of the (2r+1)² cells around each joint (r = ``window``).
+
+    Args:
+        tags: (B, K, H, W, D) or (B, K, H, W) (D = 1).
+        idx: (B, M, K) flat indices k·H·W + y·W + x of the joints (any value where unused).
+    Returns: (tags (B, M, K, P, D), inside (B, M, K, P) bool: the cell lies on the grid), P = (2r+1)²,
+    cells ordered row by row from (−r, −r); cells off the grid read the joint's own cell.
+    """
+    if tags.dim() not in (4, 5):
+        raise ValueError(f"grouping_loss: window > 0 needs tags (B, K, H, W[, D]), got {tuple(tags.shape)}")
+    if window < 0:
+        raise ValueError(f"grouping_loss: window must be >= 0, got {window}")
+    b, _, h, w = tags.shape[:4]
+    flat = _flat_tags(tags)
+    d = flat.shape[-1]
+    k_, rest = idx // (h * w), idx % (h * w)
+    y, x = rest // w, rest % w
+    steps = torch.arange(-window, window + 1, device=idx.device)
+    dy, dx = torch.meshgrid(steps, steps, indexing="ij")
+    ny, nx = y[..., None] + dy.reshape(-1), x[..., None] + dx.reshape(-1)      # (B, M, K, P)
+    inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+    cell = torch.where(inside, k_[..., None] * h * w + ny * w + nx, idx[..., None])
+    m, k, p = idx.shape[1], idx.shape[2], cell.shape[-1]
+    out = torch.gather(flat, 1, cell.reshape(b, m * k * p, 1).expand(-1, -1, d)).reshape(b, m, k, p, d)
+    return out, inside
 
 
 def pixel_grouping_loss(seg_tags: torch.Tensor, pixels: torch.Tensor, *, sigma: float = 1.0,
@@ -226,8 +265,8 @@ def segmentation_loss(pred: torch.Tensor, targets: dict, num_keypoints: int, tag
 def ae_loss(predictions: "list[torch.Tensor] | torch.Tensor", targets: dict, num_keypoints: int, *,
             tag_dim: int = 1, heatmap_weight: float = 1.0, pull_weight: float = 1e-3,
             push_weight: float = 1e-3, push_form: str = "paper", sigma: float = 1.0,
-            pull_form: str = "paper", seg_tag_dim: int = 0, segmentation_weights: dict | None = None,
-            seg_sigma: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+            pull_form: str = "paper", tag_window: int = 0, seg_tag_dim: int = 0,
+            segmentation_weights: dict | None = None, seg_sigma: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Total AE loss summed over stacks (intermediate supervision).
 
     Args:
@@ -236,7 +275,7 @@ def ae_loss(predictions: "list[torch.Tensor] | torch.Tensor", targets: dict, num
             "heatmap_weights" (B, K, H, W) (optional, see :func:`heatmap_loss`),
             "joints" (B, M, K, 2) int64.
         heatmap_weight, pull_weight, push_weight: reference code weights 1, 1e-3, 1e-3.
-        push_form, sigma, pull_form: see :func:`grouping_loss`.
+        push_form, sigma, pull_form: see :func:`grouping_loss`; tag_window: its ``window``.
         seg_tag_dim: E > 0 adds the segmentation terms (:func:`segmentation_loss`; targets
             "foreground" (B, H, W) and "seg_pixels" (B, M, S, 2)) with ``segmentation_weights``
             {"foreground", "pull", "push"} and push σ ``seg_sigma``.
@@ -256,7 +295,8 @@ def ae_loss(predictions: "list[torch.Tensor] | torch.Tensor", targets: dict, num
     for pred in predictions:
         heat, tags = split_outputs(pred, num_keypoints, tag_dim, seg_tag_dim)
         lh = heatmap_weight * heatmap_loss(heat, gt, mask, weight=targets.get("heatmap_weights"))
-        pull, push = grouping_loss(tags, joints, push_form=push_form, sigma=sigma, pull_form=pull_form)
+        pull, push = grouping_loss(tags, joints, push_form=push_form, sigma=sigma, pull_form=pull_form,
+                                   window=tag_window)
         pull, push = pull_weight * pull, push_weight * push
         terms = {"heatmap": lh, "pull": pull, "push": push}
         if seg_tag_dim:
@@ -270,5 +310,5 @@ def ae_loss(predictions: "list[torch.Tensor] | torch.Tensor", targets: dict, num
     return total, parts
 
 
-__all__ = ["heatmap_loss", "grouping_loss", "pixel_grouping_loss", "foreground_loss", "segmentation_loss",
+__all__ = ["heatmap_loss", "grouping_loss", "window_tags", "pixel_grouping_loss", "foreground_loss", "segmentation_loss",
            "ae_loss", "PUSH_FORMS", "PULL_FORMS"]
