@@ -317,3 +317,33 @@ def test_ae_method_tag_window_option():
         AEMethod(ks, tag_window=-1)
     with pytest.raises(ValueError, match="tag_window"):
         AEMethod(ks, tag_window=1.5)
+
+
+def test_weight_adaptive_heatmap_loss_by_hand():
+    """SWAHR's weights: w = |1 - p| g^0.01 + |p| (1 - g^0.01), the loss the mean of w (p - g)^2."""
+    from posegroup.methods.ae.loss import adaptive_weights
+    pred = torch.tensor([0.2, 0.9, -0.1, 0.3]).reshape(1, 1, 2, 2)
+    gt = torch.tensor([1.0, 0.5, 0.0, 0.0]).reshape(1, 1, 2, 2)
+    g = [1.0, 0.5 ** 0.01, 0.0, 0.0]
+    p = [0.2, 0.9, -0.1, 0.3]
+    w = [abs(1 - pi) * gi + abs(pi) * (1 - gi) for pi, gi in zip(p, g)]
+    assert torch.allclose(adaptive_weights(pred, gt).flatten(), torch.tensor(w), atol=1e-7)
+    expected = sum(wi * (pi - ti) ** 2 for wi, pi, ti in zip(w, p, [1.0, 0.5, 0.0, 0.0])) / 4
+    preds = torch.cat([pred, torch.zeros(1, 1, 2, 2)], 1)            # K = 1 heatmap + 1 tag map
+    targets = {"heatmaps": gt, "joints": torch.zeros(1, 1, 1, 2, dtype=torch.long)}
+    _, parts = ae_loss([preds], targets, 1, heatmap_form="weight_adaptive")
+    assert parts["heatmap"] == pytest.approx(expected, rel=1e-6)
+    _, plain = ae_loss([preds], targets, 1)
+    assert plain["heatmap"] == pytest.approx(sum((pi - ti) ** 2 for pi, ti in zip(p, [1.0, 0.5, 0.0, 0.0])) / 4,
+                                             rel=1e-6)
+    with pytest.raises(ValueError, match="heatmap_form"):
+        ae_loss([preds], targets, 1, heatmap_form="focal")
+
+
+def test_ae_method_heatmap_form_option():
+    from posegroup.methods.ae import AEMethod
+    from posegroup.skeleton import get_keypoint_set
+    ks = get_keypoint_set("coco17")
+    assert AEMethod(ks, heatmap_form="weight_adaptive").heatmap_form == "weight_adaptive"
+    with pytest.raises(ValueError, match="heatmap_form"):
+        AEMethod(ks, heatmap_form="focal")

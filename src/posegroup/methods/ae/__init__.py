@@ -22,7 +22,7 @@ from ..base import Method
 from ..settings import as_dict, from_options, non_negative, one_of, positive, setting
 from ...skeleton import KeypointSet
 from . import head as _head
-from .loss import PUSH_FORMS, PULL_FORMS, ae_loss
+from .loss import HEATMAP_FORMS, PUSH_FORMS, PULL_FORMS, ae_loss
 from .segment import SEG_DECODERS
 from ..common import grid_to_image
 
@@ -92,6 +92,9 @@ class AESettings:
     sigma: float = setting(2.0, positive, "> 0: heatmap Gaussian sigma, output cells [2]")
     max_people: int = setting(30, positive, "> 0: person slots for the tag loss [30]")
     heatmap_weight: float = setting(1.0, non_negative, ">= 0: [1]")
+    heatmap_form: str = setting("mse", one_of(*HEATMAP_FORMS), "the heatmap loss: mse (the paper) or weight_adaptive "
+                                "(SWAHR, Luo et al. 2021; loss.adaptive_weights)")
+    heatmap_gamma: float = setting(0.01, positive, "> 0: gamma of weight_adaptive [0.01, SWAHR's code]")
     occluded_weight: float = setting(1.0, non_negative, ">= 0: heatmap-loss weight at occluded (v = 1) "
                                      "joints, targets.occlusion_weights [1 = off; not in the paper]")
     pull_weight: float = setting(1e-3, non_negative, ">= 0: [1e-3]")
@@ -183,6 +186,8 @@ class AEMethod(Method):
         push_form: "paper" (default) or "reference" (see :func:`.loss.grouping_loss`).
         pull_form: "paper" (default) or "reference".
         push_sigma: sigma of the paper's push term (paper: 1).
+        heatmap_form: "mse" (the paper) or "weight_adaptive" (SWAHR's weights,
+            :func:`.loss.adaptive_weights`, γ = heatmap_gamma, 0.01).
         tag_window: r cells; the pull reads the (2r+1)² cells around each joint
             (:func:`.loss.grouping_loss` ``window``; 0 = the paper's own cell).
         segmentation: also predict person instance masks (foreground + pixel tags; default off,
@@ -228,6 +233,8 @@ class AEMethod(Method):
         self.pull_form = settings.pull_form
         self.push_sigma = settings.push_sigma
         self.tag_window = settings.tag_window
+        self.heatmap_form = settings.heatmap_form
+        self.heatmap_gamma = settings.heatmap_gamma
         self.decode_defaults = dict(decode_defaults)
         self.segmentation = settings.segmentation
         self.seg_tag_dim = settings.seg_tag_dim if settings.segmentation else 0   # E; 0 = no segmentation head
@@ -308,7 +315,8 @@ class AEMethod(Method):
         return ae_loss(predictions, targets, self.num_keypoints, tag_dim=self.tag_dim,
                        heatmap_weight=self.heatmap_weight, pull_weight=self.pull_weight,
                        push_weight=self.push_weight, push_form=self.push_form, sigma=self.push_sigma,
-                       pull_form=self.pull_form, tag_window=self.tag_window, seg_tag_dim=self.seg_tag_dim,
+                       pull_form=self.pull_form, tag_window=self.tag_window,
+                       heatmap_form=self.heatmap_form, heatmap_gamma=self.heatmap_gamma, seg_tag_dim=self.seg_tag_dim,
                        segmentation_weights=self.seg_weights, seg_sigma=self.seg_push_sigma)
 
     # -- inference --------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from .head import split_outputs, split_segmentation
 
 PUSH_FORMS = ("paper", "reference")
+HEATMAP_FORMS = ("mse", "weight_adaptive")
 PULL_FORMS = ("paper", "reference")
 
 
@@ -65,6 +66,24 @@ def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | 
         err = err * weight.to(pred.dtype)
     per_image = err.flatten(1).mean(1)
     return _reduce(per_image, reduction)
+
+
+def adaptive_weights(pred: torch.Tensor, target: torch.Tensor, gamma: float = 0.01) -> torch.Tensor:
+    """Per-cell weights of the weight-adaptive heatmap regression (SWAHR: Luo et al., CVPR 2021,
+    "Rethinking the Heatmap Regression for Bottom-up Human Pose Estimation"):
+    w = |1 − p|·g^γ + |p|·(1 − g^γ). Near a joint (g^γ ≈ 1 wherever the target is not ~0) a cell
+    counts by how far the prediction is below 1, elsewhere by how far it is above 0, so the many
+    background cells already near 0 stop dominating the mean. Not detached (the gradient also
+    flows through w, as in the authors' code). γ: 0.01 in their code.
+
+    Args:
+        pred, target: (B, K, H, W).
+    Returns: (B, K, H, W) weights for :func:`heatmap_loss`.
+    """
+    if gamma <= 0:
+        raise ValueError(f"adaptive_weights: gamma must be > 0, got {gamma}")
+    g = target.to(pred.dtype).clamp(min=0) ** gamma
+    return (1 - pred).abs() * g + pred.abs() * (1 - g)
 
 
 def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -265,7 +284,8 @@ def segmentation_loss(pred: torch.Tensor, targets: dict, num_keypoints: int, tag
 def ae_loss(predictions: "list[torch.Tensor] | torch.Tensor", targets: dict, num_keypoints: int, *,
             tag_dim: int = 1, heatmap_weight: float = 1.0, pull_weight: float = 1e-3,
             push_weight: float = 1e-3, push_form: str = "paper", sigma: float = 1.0,
-            pull_form: str = "paper", tag_window: int = 0, seg_tag_dim: int = 0,
+            pull_form: str = "paper", tag_window: int = 0, heatmap_form: str = "mse", heatmap_gamma: float = 0.01,
+            seg_tag_dim: int = 0,
             segmentation_weights: dict | None = None, seg_sigma: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Total AE loss summed over stacks (intermediate supervision).
 
@@ -276,6 +296,8 @@ def ae_loss(predictions: "list[torch.Tensor] | torch.Tensor", targets: dict, num
             "joints" (B, M, K, 2) int64.
         heatmap_weight, pull_weight, push_weight: reference code weights 1, 1e-3, 1e-3.
         push_form, sigma, pull_form: see :func:`grouping_loss`; tag_window: its ``window``.
+        heatmap_form: "mse" (the paper) or "weight_adaptive" (cells weighted by
+            :func:`adaptive_weights` with γ = ``heatmap_gamma``, on top of "heatmap_weights").
         seg_tag_dim: E > 0 adds the segmentation terms (:func:`segmentation_loss`; targets
             "foreground" (B, H, W) and "seg_pixels" (B, M, S, 2)) with ``segmentation_weights``
             {"foreground", "pull", "push"} and push σ ``seg_sigma``.
@@ -286,6 +308,8 @@ def ae_loss(predictions: "list[torch.Tensor] | torch.Tensor", targets: dict, num
         predictions = [predictions]
     if len(predictions) == 0:
         raise ValueError("ae_loss: no predictions")
+    if heatmap_form not in HEATMAP_FORMS:
+        raise ValueError(f"unknown heatmap_form {heatmap_form!r}; choose one of {HEATMAP_FORMS}")
     for key in ("heatmaps", "joints"):
         if key not in targets:
             raise ValueError(f"ae_loss: targets lack {key!r} (have {sorted(targets)})")
@@ -294,7 +318,11 @@ def ae_loss(predictions: "list[torch.Tensor] | torch.Tensor", targets: dict, num
     parts = {"heatmap": 0.0, "pull": 0.0, "push": 0.0}
     for pred in predictions:
         heat, tags = split_outputs(pred, num_keypoints, tag_dim, seg_tag_dim)
-        lh = heatmap_weight * heatmap_loss(heat, gt, mask, weight=targets.get("heatmap_weights"))
+        weight = targets.get("heatmap_weights")
+        if heatmap_form == "weight_adaptive":
+            adaptive = adaptive_weights(heat, gt, heatmap_gamma)
+            weight = adaptive if weight is None else adaptive * weight.to(adaptive.dtype)
+        lh = heatmap_weight * heatmap_loss(heat, gt, mask, weight=weight)
         pull, push = grouping_loss(tags, joints, push_form=push_form, sigma=sigma, pull_form=pull_form,
                                    window=tag_window)
         pull, push = pull_weight * pull, push_weight * push
@@ -310,5 +338,5 @@ def ae_loss(predictions: "list[torch.Tensor] | torch.Tensor", targets: dict, num
     return total, parts
 
 
-__all__ = ["heatmap_loss", "grouping_loss", "window_tags", "pixel_grouping_loss", "foreground_loss", "segmentation_loss",
-           "ae_loss", "PUSH_FORMS", "PULL_FORMS"]
+__all__ = ["heatmap_loss", "adaptive_weights", "grouping_loss", "window_tags", "pixel_grouping_loss", "foreground_loss", "segmentation_loss",
+           "ae_loss", "PUSH_FORMS", "PULL_FORMS", "HEATMAP_FORMS"]
