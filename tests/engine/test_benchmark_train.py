@@ -73,6 +73,21 @@ def test_benchmark_step_times_both_memory_formats(tmp_path, capsys):
     assert not (tmp_path / "never_written").exists()
 
 
+def test_benchmark_step_times_the_ema_update(tmp_path, monkeypatch):
+    """With ``train.ema`` every timed step (and each warm-up one) also updates the average."""
+    from posegroup.engine import train as train_mod
+    from posegroup.engine.benchmark import benchmark_step
+    calls = []
+    real = train_mod.update_ema
+    monkeypatch.setattr(train_mod, "update_ema", lambda *a: calls.append(a[2]) or real(*a))
+    ann = make_dataset(tmp_path / "d", 2, size=64)
+    benchmark_step(tiny_config(ann, tmp_path / "never_written", ema=0.99), repeats=2, steps=1)
+    assert calls == [0.99] * 8                                    # 2 rounds x 2 formats x (1 warm-up + 1)
+    calls.clear()
+    benchmark_step(tiny_config(ann, tmp_path / "never_written"), repeats=1, steps=1)
+    assert calls == []
+
+
 def test_benchmark_train_sizes_an_auto_schedule_to_its_whole_budget(tmp_path, monkeypatch):
     """``train.steps: auto`` under benchmark train: the schedule fills all ``minutes``, not the
     first evaluation chunk (which would end the cosine, and the benchmark, after one chunk)."""

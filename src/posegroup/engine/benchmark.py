@@ -226,7 +226,7 @@ def benchmark_step(config: dict, *, repeats: int = 5, steps: int = 3, threads: i
     import torch
 
     from ..data.training import collate
-    from .train import _to_device, forward_loss, single_process_run
+    from .train import _to_device, forward_loss, single_process_run, update_ema
 
     if threads:
         torch.set_num_threads(int(threads))
@@ -242,6 +242,8 @@ def benchmark_step(config: dict, *, repeats: int = 5, steps: int = 3, threads: i
         r.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         r.optimizer.step()
+        if r.ema_net is not None:                      # train.ema: the average's update is part of a step
+            update_ema(r.ema_net, r.net, float(r.tc["ema"]), 1000)
         sync()
         return time.perf_counter() - t0
 
