@@ -288,9 +288,12 @@ def test_ddp_two_cpu_processes(tiny_data, tmp_path, steps):
     rows = sorted(json.loads(p.read_text()) for p in tmp_path.glob("result_*.json"))
     total = rows[0][3]
     assert total == rows[1][3] and (total == 4 if steps == 4 else total > 3), rows
-    assert [r[:2] for r in rows] == [["0", str(total)], ["1", str(total)]], out.stderr[-2000:]
+    # both ranks stop at the same step: the schedule's end or, on a loaded machine, the clock (its
+    # all-reduced flag stops every rank at once)
+    assert [r[0] for r in rows] == ["0", "1"] and rows[0][1] == rows[1][1], out.stderr[-2000:]
+    assert int(rows[0][1]) == total if steps == 4 else 3 < int(rows[0][1]) <= total, rows
     assert rows[0][2] == rows[1][2]                      # the logged loss is the mean over ranks
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == total
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == int(rows[0][1])
 
 
 def test_fresh_start_does_not_clobber_a_run(tiny_data, tmp_path):
