@@ -315,6 +315,41 @@ class TwoPeopleModel(nn.Module):
         return [merge_outputs(heat, torch.zeros_like(heat))]
 
 
+class FaintJointModel(TwoPeopleModel):
+    """TwoPeopleModel whose second person's joint 0 peaks at only 0.15, under the detection
+    threshold 0.2: only refine can find it."""
+
+    def forward(self, x):
+        heat = TwoPeopleModel.forward(self, x)[0][:, :self.k]
+        h, w = heat.shape[-2:]
+        yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        cx, cy = self.centres[1]
+        others = heat[:, 0] * ((xx - cx) ** 2 + (yy - cy) ** 2 > 9)
+        heat[:, 0] = torch.maximum(others, 0.15 * torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 2.0))
+        return [merge_outputs(heat, torch.zeros_like(heat))]
+
+
+def test_predict_true_ids_refines_like_predict():
+    """The ceiling decodes as the prediction does, refine included: a joint whose peak is under
+    the detection threshold is found with refine on (at its true place, its heatmap score) and
+    missing with refine off (filled at the person's mean, score 0)."""
+    k = CROWDPOSE14.num_keypoints
+    m = AEMethod(CROWDPOSE14)
+    img = np.zeros((128, 128, 3), np.uint8)
+    truth = np.zeros((2, k, 3))
+    truth[0], truth[1] = [30.0, 42.0, 2.0], [90.0, 82.0, 2.0]
+    net = FaintJointModel(k, [(7, 10), (22, 20)])
+    found = {}
+    for refine in (True, False):
+        poses, _ = m.predict_true_ids(net, img, truth, input_size=128, flip=False, detection_threshold=0.2,
+                                      refine=refine)
+        assert len(poses) == 2, refine
+        second = poses[np.abs(poses[:, 1, :2] - truth[1, 1, :2]).max(axis=1).argmin()]
+        found[refine] = second[0]
+    assert abs(found[True][2] - 0.15) < 0.02 and np.abs(found[True][:2] - truth[1, 0, :2]).max() < 4
+    assert found[False][2] == 0
+
+
 def test_predict_true_ids_does_not_depend_on_the_tag_threshold():
     """The ceiling's perfect tags stay further apart than any ``tag_threshold``: two people come
     back whole at 1 and at 5 (with ids 2 apart, a threshold of 3 let the matching swap their joints)."""

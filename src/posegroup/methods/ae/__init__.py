@@ -440,13 +440,14 @@ class AEMethod(Method):
         Args: model, image uint8 (H, W, 3), keypoints (N, K, 3) true people in
         image px, test_opts: ``input_size``, ``scales``, ``flip``, ``multiscale_tags`` (network
         side) + decode options (segmentation options are ignored: no masks here).
-        Returns (poses (M, K, 3) image px, scores (M,)) like ``self.predict``.
+        Returns (poses (M, K, 3) image px, scores (M,)) like ``self.predict``, through the same
+        decoding, ``refine`` included (the ceiling of what the prediction does; before 2026-12-02
+        it decoded without refine, which left the crowded splits' ceilings low).
         """
-        from . import decode, targets
+        from . import targets
 
         test, _, opts = self._split_options({k: v for k, v in test_opts.items() if k in self.TEST_OPTIONS},
                                             {k: v for k, v in test_opts.items() if k not in self.TEST_OPTIONS})
-        opts["refine"] = False
         heat, _, factor, stride = self.network_outputs(model, image, **self._network_options(test))
         heat = np.asarray(heat, np.float32)
         kp = np.asarray(keypoints, np.float64).copy()
@@ -454,13 +455,22 @@ class AEMethod(Method):
         gap = 2.0 * max(1.0, float(opts.get("tag_threshold") or 1.0))  # ids further apart than any match
         ids = gap * np.arange(len(kp))
         true_tags = targets.tag_maps(kp, heat.shape[-2:], person_tags=ids).astype(np.float32)
-        poses, scores = decode.group(heat, true_tags, **opts)
-        poses = np.asarray(poses, np.float64).reshape(-1, self.num_keypoints, 3)
-        scores = np.asarray(scores, np.float64).reshape(-1)
+        poses, scores = self._group(heat, true_tags, test["refine"], opts)
+        return grid_to_image(poses, scores, stride, factor, np.asarray(image).shape)
+
+    def _group(self, heat, tag, refine, opts: dict) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`.decode.group` of heat (K, H, W) and tag (K, H, W, D) with ``refine`` (None: the
+        preset's) and the decode ``opts``; missing joints filled (:func:`.decode.fill_missing`).
+        Returns (poses (N, K, 3) x, y, score on the output grid, scores (N,)), float64."""
+        from . import decode
+
+        refine = None if refine is None else bool(refine)
+        poses, scores = decode.group(heat, tag, refine=refine, **opts)
+        poses = np.asarray(poses, dtype=np.float64).reshape(-1, self.num_keypoints, 3)
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if len(poses):
-            poses = np.asarray(decode.fill_missing(poses), np.float64).copy()
-            poses[..., :2] *= stride / factor
-        return poses.astype(np.float32), scores.astype(np.float32)
+            poses = np.array(decode.fill_missing(poses), dtype=np.float64)
+        return poses, scores
 
     def predict(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
                 scales=None, flip: bool | None = None, refine: bool | None = None,
@@ -484,7 +494,7 @@ class AEMethod(Method):
         :func:`.decode.fill_missing`; positions clipped to the image) and scores (N,); with
         segmentation also masks (N, H, W) bool in image pixels, mask n for person n.
         """
-        from . import decode, segment
+        from . import segment
 
         test, seg_given, opts = self._split_options(
             {"input_size": input_size, "scales": scales, "flip": flip, "refine": refine,
@@ -495,12 +505,7 @@ class AEMethod(Method):
         outs = self.network_outputs(model, image, **self._network_options(test),
                                     return_segmentation=self.segmentation)
         heat, tag, factor, stride = outs[:4]
-        refine = None if test["refine"] is None else bool(test["refine"])
-        poses, scores = decode.group(heat, tag, refine=refine, **opts)
-        poses = np.asarray(poses, dtype=np.float64).reshape(-1, self.num_keypoints, 3)
-        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-        if len(poses):
-            poses = np.array(decode.fill_missing(poses), dtype=np.float64)
+        poses, scores = self._group(heat, tag, test["refine"], opts)
         shape = np.asarray(image).shape
         result = grid_to_image(poses, scores, stride, factor, shape)
         if not self.segmentation:
