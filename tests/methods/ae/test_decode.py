@@ -104,6 +104,30 @@ def test_refine_adds_missing_joint():
     assert group(hm, tg, adjust=False, preset="spec")[0][0, 1, 2] == 0          # 0.08 - 1 < 0
 
 
+def test_refine_radius_keeps_the_search_near_the_person():
+    """``refine_radius``: a missing joint is searched only within radius x the person's size
+    (larger side of its detected joints' box, at least one cell) of their mean. Person: joints 0
+    and 1 at (x, y) = (4.5, 4.5) and (8.5, 4.5) (mean (6.5, 4.5), size 4). Joint 2 has a strong
+    peak far away, at (25.5, 25.5), and a weak one near, at (7.5, 7.5), both with the person's tag: the whole map takes the far one, radius 1 (reach 4 cells) the near one (3.2
+    from the mean), radius 0.5 (reach 2) neither."""
+    hm = np.zeros((3, 32, 32), np.float32)
+    tg = np.zeros((3, 32, 32, 1), np.float32)
+    hm[0, 4, 4] = hm[1, 4, 8] = 0.9
+    hm[2, 25, 25], hm[2, 7, 7] = 0.08, 0.05        # both under the detection threshold
+    kw = dict(adjust=False, joint_order=[0, 1, 2])
+    assert len(group(hm, tg, refine=False, **kw)[0]) == 1
+    np.testing.assert_allclose(group(hm, tg, **kw)[0][0, 2], [25.5, 25.5, 0.08], rtol=1e-6)
+    np.testing.assert_allclose(group(hm, tg, refine_radius=1.0, **kw)[0][0, 2], [7.5, 7.5, 0.05], rtol=1e-6)
+    assert group(hm, tg, refine_radius=0.5, **kw)[0][0, 2, 2] == 0
+    np.testing.assert_allclose(group(hm, tg, refine_radius=0.5, **kw)[0][0, :2],
+                               group(hm, tg, refine=False, **kw)[0][0, :2])
+    for bad in (0, -1.0, True, "far", float("inf")):
+        with pytest.raises(ValueError, match="refine_radius"):
+            group(hm, tg, refine_radius=bad)
+    with pytest.raises(ValueError, match="refine_radius"):
+        group(hm, tg, refine_radius=1.0, preset="reference")
+
+
 def test_k14_crowdpose_and_joint_orders():
     rng = np.random.default_rng(1)
     people = np.concatenate([rng.uniform(2, 60, size=(3, 14, 2)), np.full((3, 14, 1), 2.0)], axis=2)
