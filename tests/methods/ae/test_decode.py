@@ -108,8 +108,9 @@ def test_refine_radius_keeps_the_search_near_the_person():
     """``refine_radius``: a missing joint is searched only within radius x the person's size
     (larger side of its detected joints' box, at least one cell) of their mean. Person: joints 0
     and 1 at (x, y) = (4.5, 4.5) and (8.5, 4.5) (mean (6.5, 4.5), size 4). Joint 2 has a strong
-    peak far away, at (25.5, 25.5), and a weak one near, at (7.5, 7.5), both with the person's tag: the whole map takes the far one, radius 1 (reach 4 cells) the near one (3.2
-    from the mean), radius 0.5 (reach 2) neither."""
+    peak far away, at (25.5, 25.5), and a weak one near, at (7.5, 7.5), both with the person's tag:
+    the whole map takes the far one, radius 1 (reach 4 cells) the near one (3.2 from the mean),
+    radius 0.5 (reach 2) neither."""
     hm = np.zeros((3, 32, 32), np.float32)
     tg = np.zeros((3, 32, 32, 1), np.float32)
     hm[0, 4, 4] = hm[1, 4, 8] = 0.9

@@ -441,8 +441,7 @@ class AEMethod(Method):
         image px, test_opts: ``input_size``, ``scales``, ``flip``, ``multiscale_tags`` (network
         side) + decode options (segmentation options are ignored: no masks here).
         Returns (poses (M, K, 3) image px, scores (M,)) like ``self.predict``, through the same
-        decoding, ``refine`` included (the ceiling of what the prediction does; before 2026-12-02
-        it decoded without refine, which left the crowded splits' ceilings low).
+        decoding (:meth:`_group`, ``refine`` included): the ceiling of what the prediction does.
         """
         from . import targets
 
