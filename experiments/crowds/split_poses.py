@@ -1,4 +1,4 @@
-"""python experiments/issue8/split_poses.py COCO_JSON OUT_DIR: split a COCO keypoint json's images
+"""python experiments/crowds/split_poses.py COCO_JSON OUT_DIR: split a COCO keypoint json's images
 into two disjoint halves by image id (even -> train_poses.json, odd -> val_poses.json), so that
 synthetic training scenes (``posegroup synth --poses``) and held-out scenes take their real
 poses from different photographs. Prints each half's images and people."""

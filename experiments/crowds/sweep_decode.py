@@ -1,10 +1,10 @@
-"""python experiments/issue8/sweep_decode.py CKPT N split[,split...] KEY=V1,V2,... [KEY=...]: AP (true
+"""python experiments/crowds/sweep_decode.py CKPT N split[,split...] KEY=V1,V2,... [KEY=...]: AP (true
 ids) of one checkpoint for every combination of the given test (decoder) options, the network loaded
 once. Tune on the tuning splits, not the reported ones:
 
     posegroup synth --out runs/synth/val_tuneheavy --images 100 --crowding heavy --size 128 --seed 7
     posegroup synth --out runs/synth/val_tunemedium --images 100 --crowding medium --size 128 --seed 7
-    python experiments/issue8/sweep_decode.py CKPT 100 tuneheavy,tunemedium tag_threshold=0.5,1,2
+    python experiments/crowds/sweep_decode.py CKPT 100 tuneheavy,tunemedium tag_threshold=0.5,1,2
 
 Each value is read as YAML, like ``--set`` (``true``, ``0.5``, ``l2``)."""
 import itertools

@@ -1,4 +1,4 @@
-"""python experiments/issue8/grouping_loss.py CKPT N split[,split...]: where AE's predicted tags
+"""python experiments/crowds/grouping_loss.py CKPT N split[,split...]: where AE's predicted tags
 lose people, against the true-id ceiling.
 
 Per split (first N images), with the checkpoint's own test options:

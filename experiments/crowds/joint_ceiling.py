@@ -1,5 +1,5 @@
-"""python experiments/issue8/joint_ceiling.py CKPT [perfect]: how well an AE checkpoint's heatmaps
-locate each true joint, apart from detection and grouping (README "Crowds", why heavy stays low).
+"""python experiments/crowds/joint_ceiling.py CKPT [perfect]: how well an AE checkpoint's heatmaps
+locate each true joint, apart from detection and grouping (docs/crowds.md, why heavy stays low).
 
 For every labelled joint of the first 60 images of val_sparse and val_heavy: the highest heatmap
 cell within 2 cells of it (cell j's centre at j + 0.5, the AE decoder's convention), moved a

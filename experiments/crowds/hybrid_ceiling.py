@@ -1,4 +1,4 @@
-"""python experiments/issue8/hybrid_ceiling.py CKPT [N]: which joints hold the heavy split back.
+"""python experiments/crowds/hybrid_ceiling.py CKPT [N]: which joints hold the heavy split back.
 COCO AP of people built from the true people (true detection, true grouping), each joint taken
 either from the truth or from the AE checkpoint's heatmaps (:func:`joint_ceiling.local_peaks`:
 the best peak within 2 cells of the true joint), on the first N (default 100) images of

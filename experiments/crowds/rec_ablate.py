@@ -1,4 +1,4 @@
-"""Recurrent ablations (issue #8 item 4) on one trained AE backbone.
+"""The recurrent paper's ablations on one trained AE backbone.
 usage: python rec_ablate.py SEED STEPS [variant ...] [--backbone b128|b256] [--minutes M]
 Every variant: bundled recurrent_tiny_synthetic, head trained STEPS steps (or M minutes) on
 train_mixed on a frozen AE backbone, then scored on val_{sparse,medium,heavy} (100 images each)

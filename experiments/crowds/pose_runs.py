@@ -1,8 +1,8 @@
-"""python experiments/issue8/pose_runs.py random|real SEED [--width BASE,INC] [--batch B] [--steps N] [--lr LR]
+"""python experiments/crowds/pose_runs.py random|real SEED [--width BASE,INC] [--batch B] [--steps N] [--lr LR]
     [--set KEY=VALUE ...] [--resume]
 
 The bundled ``ae_crowd_synthetic`` (128 px, 64² grid) with a 3800-step cosine schedule (~65 steps/min
-on the AMD EPYC CPU of the real-pose session, two runs side by side) on mixed-crowding scenes whose
+on a 2-core AMD EPYC CPU, AVX2 only, two runs side by side) on mixed-crowding scenes whose
 people take the synthetic kinematic prior (``random``: runs/synth) or real COCO val2017 poses
 (``real``: runs/synthreal). Output: runs/crowd_<poses>_s<SEED>. ``--width 32,12 --steps 5400``: the
 hourglass's ``base_width`` / ``width_increase`` (bundled: 48, 16) and the cosine schedule's length,
@@ -13,7 +13,7 @@ into runs/crowd_<poses>_w<BASE>_s<SEED> (a narrower network takes more steps in 
 value as YAML (:func:`posegroup.engine.config.parse_override`), into ..._<last key part><value>_s<SEED> (e.g. ..._scale_range0.5-1.5_s0).
 Run from the repository root, one thread (OMP_NUM_THREADS=1), after making the data:
 
-    python experiments/issue8/split_poses.py ../shared/data/coco_val2017_kp/person_keypoints_val2017_rebuilt.json runs/poses
+    python experiments/crowds/split_poses.py ../shared/data/coco_val2017_kp/person_keypoints_val2017_rebuilt.json runs/poses
     posegroup synth --out runs/synthreal/train_mixed --images 8000 --crowding sparse,medium,heavy --size 128 --seed 11 --poses runs/poses/train_poses.json
     posegroup synth --out runs/synthreal/val_heavy --images 100 --crowding heavy --size 128 --seed 2 --poses runs/poses/val_poses.json
     (val_medium: --crowding medium --seed 2; val_sparse: --crowding sparse --seed 1; runs/synth: the
@@ -27,10 +27,10 @@ from posegroup.engine.train import train
 
 ROOTS = {"random": RUNS / "synth", "real": RUNS / "synthreal"}
 STEPS = 3800
-#: What ``ae_crowd_synthetic`` held when the README's runs trained (before its grouping-loss weights
-#: fell to 3e-4 / 3e-3, its augmentation was turned off, its heads split and its tag threshold rose
-#: to 2, from these runs; its schedule now fills 60 minutes by itself): every run starts from it, so the
-#: README's rows keep their commands; ``--set`` changes it.
+#: The base crowd recipe every run starts from (docs/crowds.md): grouping-loss weights 1e-3 / 1e-2,
+#: augmentation on, one shared read-out, tag threshold 1, a 62-minute limit. The bundled
+#: ``ae_crowd_synthetic`` differs (3e-4 / 3e-3, no augmentation, ``model.head_split: outputs``, tag
+#: threshold 2, ``train.steps: auto`` in 60 minutes); ``--set`` changes any key.
 RECIPE = {"method": {"options": {"pull_weight": 1e-3, "push_weight": 1e-2}},
           "data": {"augmentation": {"enabled": True}}, "model": {"head_split": None},
           "train": {"max_minutes": 62}, "test": {"tag_threshold": 1.0}}

@@ -1,4 +1,4 @@
-"""Shared by the issue-8 scripts: the held-out splits and scoring (run from the repository root).
+"""Shared by the crowd scripts: the held-out splits and scoring (run from the repository root).
 The splits (and the training scenes) live in runs/$SYNTH (default runs/synth; SYNTH=synthreal for
 the real-pose scenes of `pose_runs.py real`)."""
 import os

@@ -1,5 +1,5 @@
-"""python experiments/issue8/tag_probe.py CKPT MINUTES [SEED]: can tags be learnt on top of a network
-trained without the grouping loss (README "Crowds", the grouping loss costs localisation)?
+"""python experiments/crowds/tag_probe.py CKPT MINUTES [SEED]: can tags be learnt on top of a network
+trained without the grouping loss (docs/crowds.md, the grouping loss costs localisation)?
 
 Loads CKPT (an AE run with pull = push = 0), freezes every weight except the tag rows of the final
 1x1 head (its heatmap rows keep their gradient zeroed, BatchNorm in eval mode), trains those rows

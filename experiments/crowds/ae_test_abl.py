@@ -1,4 +1,4 @@
-"""AE test-time ablation (issue #8 item 4): refine and multi-scale on one checkpoint.
+"""AE test-time ablation: refine and multi-scale on one checkpoint.
 usage: python ae_test_abl.py CKPT OUT.json   (rows already in OUT.json are kept)"""
 import json
 import sys
