@@ -40,8 +40,15 @@ def test_wheel_has_configs_and_installed_demo_needs_no_checkout(tmp_path):
     assert {f"posegroup/configs/{n}" for n in bundled} <= names
 
     venv = tmp_path / "venv"      # the test environment's packages (torch...), posegroup from the wheel
-    _run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", venv], tmp_path, env)
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path, env)
     py = venv / "bin" / "python"
+    # The running interpreter's site folders, named in a .pth (plain paths: their own .pth files,
+    # such as an editable posegroup's, are not read). --system-site-packages would not do: a venv
+    # made from a virtualenv's Python sees the base installation's site, not that virtualenv's.
+    site_dir = Path(_run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path, env).strip())
+    parent = [p for p in sys.path if p and Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+    assert parent, sys.path
+    (site_dir / "test_environment.pth").write_text("".join(f"{p}\n" for p in parent))
     _run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel], tmp_path, env)
     run_dir = tmp_path / "empty"
     run_dir.mkdir()
