@@ -32,8 +32,8 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert main(["evaluate", "--gt", str(gt), "--results", str(gt)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("posegroup: error:") and "gt.json" in err and "\n" not in err
-    assert main(["predict", "a.jpg"]) == 2
-    assert "exactly one of --weights" in capsys.readouterr().err
+    assert main(["predict", "a.jpg", "--weights", "w.pt", "--onnx", "m.onnx"]) == 2
+    assert "give one of --weights CKPT or --onnx MODEL" in capsys.readouterr().err
 
 
 def test_console_script_runs():

@@ -19,8 +19,9 @@ class CliError(Exception):
 # ----------------------------------------------------------------------------- predictors
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     from .methods import ONNX_FORMATS, test_flags
-    g = p.add_argument_group("model (one of)")
-    g.add_argument("--weights", help="checkpoint written by 'posegroup train'")
+    g = p.add_argument_group("model (one of; neither: the pretrained PoseNet shipped in the package)")
+    g.add_argument("--weights", help="checkpoint written by 'posegroup train', or a shipped model's name "
+                                     "(ae, personlab, recurrent)")
     g.add_argument("--onnx", help="an ONNX network: one 'posegroup export' wrote (its metadata says how to "
                                   "decode it), or a foreign one with --format")
     g.add_argument("--format", default=None, choices=sorted(ONNX_FORMATS),
@@ -64,41 +65,17 @@ def _test_opts(args) -> dict:
 
 
 def make_predictor(args):
-    """(predictor, keypoint_set, label) from --weights or --onnx; predictor(image) -> poses, scores[, masks];
-    label: "method (model file)", the pictures' caption."""
-    if bool(args.weights) == bool(args.onnx):
-        raise CliError("give exactly one of --weights CKPT or --onnx MODEL")
-    opts = _test_opts(args)
-    device = _device(args)
-
-    def check_flags(method):
-        unknown = sorted(set(opts) - set(type(method).TEST_FLAGS))
-        if unknown:
-            raise CliError(f"--{unknown[0].replace('_', '-')} is not a test option of the {method.name} method "
-                           f"(its options: {', '.join('--' + k.replace('_', '-') for k in type(method).TEST_FLAGS)})")
-
-    if args.onnx:
-        from .engine.onnx_model import load_onnx_model, read_metadata
-        fmt = getattr(args, "format", None)
-        if fmt is None and read_metadata(args.onnx) is not None:   # our own export: its metadata says how
-            from .engine.predict import make_predictor as wrap
-            model, method, meta = load_onnx_model(args.onnx)
-            check_flags(method)
-            test = {k: tuple(v) if isinstance(v, list) else v for k, v in (meta.get("test") or {}).items()}
-            return wrap(model, method, None, **{**test, **opts}), method.keypoint_set, f"{method.name} ({Path(args.onnx).name})"
-        from .methods import onnx_predictor
-        fmt = fmt or "posenet"
-        unknown = sorted(set(opts) - {"input_size"})
-        if unknown:
-            raise CliError(f"--{unknown[0].replace('_', '-')} is not a test option of --onnx --format {fmt}")
-        predictor, kps = onnx_predictor(fmt, args.onnx, **opts)
-        return predictor, kps, f"{fmt} ({Path(args.onnx).name})"
-    from .engine.predict import checkpoint_predictor
-    from .engine.checkpoint import load_model
-    model, method, config = load_model(args.weights)
-    check_flags(method)
-    predictor, method, _ = checkpoint_predictor(args.weights, device, model=(model, method, config), **opts)
-    return predictor, method.keypoint_set, f"{method.name} ({Path(args.weights).name})"
+    """(predictor, keypoint_set, label) from --weights or --onnx, or the shipped pretrained model
+    when neither is given; predictor(image) -> poses, scores[, masks]; label: "method (model
+    file)", the pictures' caption."""
+    from .engine.predictor import Predictor
+    if args.weights and args.onnx:
+        raise CliError("give one of --weights CKPT or --onnx MODEL (neither: the shipped pretrained model)")
+    if getattr(args, "format", None) and not args.onnx:
+        raise CliError("--format names the layout of an --onnx network; give --onnx MODEL")
+    p = Predictor.load(args.onnx or args.weights, device=_device(args), format=getattr(args, "format", None),
+                       **_test_opts(args))
+    return p.run, p.keypoint_set, p.label
 
 
 # ----------------------------------------------------------------------------- verbs
@@ -192,8 +169,6 @@ def cmd_evaluate(args) -> int:
     if args.results:
         results = args.results
     else:
-        if not (args.weights or args.onnx):
-            raise CliError("give --results RES.json, or a model (--weights / --onnx) to predict with")
         from .data.coco import CocoPoseDataset
         from .engine.predict import predict_dataset
         with trusting(args.trust_checkpoint):

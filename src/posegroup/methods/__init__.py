@@ -79,8 +79,39 @@ def onnx_adapter(fmt: str, path, **opts):
     alone, what ``benchmark predict`` times as its network)."""
     if fmt not in ONNX_FORMATS:
         raise ValueError(f"unknown ONNX format {fmt!r}; choose one of {sorted(ONNX_FORMATS)}")
-    module, cls = ONNX_FORMATS[fmt].split(":")
-    return getattr(importlib.import_module(module), cls)(path, **opts)
+    return _adapter(ONNX_FORMATS[fmt], opts, f"--onnx --format {fmt}")(path, **opts)
+
+
+def _adapter(spec: str, opts: dict, what: str) -> type:
+    """The adapter class of ``spec`` ("module:Class"), after checking that it takes every keyword
+    of ``opts`` (one-line ValueError naming the flag and the ones it takes)."""
+    import inspect
+    module, cls_name = spec.split(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    params = inspect.signature(cls.__init__).parameters
+    takes = [k for k, p in params.items() if p.kind == p.KEYWORD_ONLY and k not in ("keypoint_set", "decode")]
+    unknown = sorted(k for k in opts if k not in takes)
+    if unknown:
+        raise ValueError(f"--{unknown[0].replace('_', '-')} is not a test option of {what} "
+                         f"(its options: {', '.join('--' + k.replace('_', '-') for k in takes)})")
+    return cls
+
+
+#: Pretrained networks shipped in the package: name -> "module:Class", a class taking
+#: (weights=None, *, device=None, **test options) with the adapter interface of ONNX_FORMATS.
+PRETRAINED = {"posenet": "posegroup.methods.personlab.posenet:PoseNetTorch"}
+#: What ``posegroup predict`` and ``Predictor.load()`` use when no model is given.
+DEFAULT_PRETRAINED = "posenet"
+
+
+def pretrained_model(name: str | None = None, **opts):
+    """The adapter object of shipped pretrained network ``name`` (default
+    :data:`DEFAULT_PRETRAINED`), its weights read from the package. ``opts``: its test-time
+    options (``input_size``, ``flip``...) and ``device``; an unknown one is a one-line ValueError."""
+    name = name or DEFAULT_PRETRAINED
+    if name not in PRETRAINED:
+        raise ValueError(f"unknown pretrained network {name!r}; choose one of {sorted(PRETRAINED)}")
+    return _adapter(PRETRAINED[name], opts, f"the pretrained {name} network")(**opts)
 
 
 def onnx_predictor(fmt: str, path, **opts):
@@ -89,4 +120,4 @@ def onnx_predictor(fmt: str, path, **opts):
     return net.predict, net.keypoint_set
 
 
-__all__ = ["Method", "build_method", "check_options", "test_option_names", "method_class", "test_flags", "onnx_adapter", "onnx_predictor", "ONNX_FORMATS", "DEFAULT_ONNX_FORMAT", "METHODS"]
+__all__ = ["Method", "build_method", "check_options", "test_option_names", "method_class", "test_flags", "onnx_adapter", "onnx_predictor", "pretrained_model", "PRETRAINED", "DEFAULT_PRETRAINED", "ONNX_FORMATS", "DEFAULT_ONNX_FORMAT", "METHODS"]

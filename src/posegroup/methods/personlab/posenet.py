@@ -49,7 +49,131 @@ def convert_outputs(heatmap_logits: np.ndarray, offsets: np.ndarray, displacemen
             "mid_offsets": np.ascontiguousarray(np.moveaxis(mid, 2, 0), np.float32), "edges": directed}
 
 
-class PoseNetONNX:
+def flip_outputs(heatmap_logits: np.ndarray, offsets: np.ndarray, displacement_fwd: np.ndarray,
+                 displacement_bwd: np.ndarray, flip_index, edges=POSENET_EDGES) -> tuple[np.ndarray, ...]:
+    """PoseNet outputs (h, w, C) of a horizontally flipped input -> outputs of the unflipped input.
+
+    The grid puts cell j at input pixel s j on an input 16 k + 1 wide, so flipping the input maps
+    cell j onto cell w - 1 - j exactly: every map is mirrored along w, left/right keypoints (and
+    the edges between them) swap channels, and x offsets change sign."""
+    k, e = heatmap_logits.shape[-1], len(edges)
+    fi = np.asarray(flip_index)
+    edge_at = {tuple(ed): i for i, ed in enumerate(edges)}
+    try:
+        fe = np.array([edge_at[(int(fi[a]), int(fi[b]))] for a, b in edges])
+    except KeyError:
+        raise ValueError("flip: the edges are not symmetric under the keypoint set's flip pairs") from None
+
+    def mirror(a, index, n):
+        a = a[:, ::-1]
+        return np.concatenate([a[..., :n][..., index], -a[..., n:][..., index]], axis=-1)
+
+    return (heatmap_logits[:, ::-1][..., fi], mirror(offsets, fi, k), mirror(displacement_fwd, fe, e),
+            mirror(displacement_bwd, fe, e))
+
+
+class _PoseNetDecoding:
+    """What the ONNX and the PyTorch PoseNet share: preprocessing, flip fusion and PersonLab
+    decoding. A subclass sets ``input_size``, ``keypoint_set``, ``decode_defaults``, ``flip``,
+    ``output_stride`` and implements :meth:`run_graph` (prepared input -> the four raw outputs)."""
+
+    DECODE_DEFAULTS = {"peak_threshold": 0.1, "oks_mass": "votes"}
+    #: the paper's decoding: Hough map at input resolution, every cell voting.
+    PAPER_DECODE = {"peak_threshold": 0.003, "hough_stride": 1.0, "vote_threshold": 0.0}
+    output_stride = 16
+    flip = False
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """Resize (aspect kept) so the longer side is ``input_size``, pad right/bottom to s k + 1,
+        scale to [-1, 1]. Returns ((1, H, W, 3) float32, factor: net px = image px * factor)."""
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"PoseNet expects a uint8 (H, W, 3) RGB image, got {image.dtype} {image.shape}")
+        h, w = image.shape[:2]
+        factor = self.input_size / max(h, w)
+        nh, nw = max(1, int(round(h * factor))), max(1, int(round(w * factor)))
+        resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+        s = self.output_stride
+        ph, pw = int(math.ceil((nh - 1) / s)) * s + 1, int(math.ceil((nw - 1) / s)) * s + 1
+        x = np.zeros((ph, pw, 3), np.float32)
+        x[:nh, :nw] = resized.astype(np.float32) / 127.5 - 1.0
+        return x[None], factor
+
+    def run_graph(self, x: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def run(self, image: np.ndarray) -> tuple[dict[str, Any], float]:
+        """Network outputs of one image in the decoder layout (flip-averaged when ``flip``), and
+        the resize factor."""
+        x, factor = self.preprocess(image)
+        if self.flip:
+            both = self.run_graph(np.concatenate([x, x[:, :, ::-1]]))
+            back = flip_outputs(*(o[1] for o in both), self.keypoint_set.flip_index)
+            outs = [(o[0] + b) / 2 for o, b in zip(both, back)]
+        else:
+            outs = [o[0] for o in self.run_graph(x)]
+        return convert_outputs(*outs), factor
+
+    def predict(self, image: np.ndarray, **decode_opts: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Poses (N, 17, 3) (x, y, score in image px) and scores (N,) of one RGB uint8 image."""
+        maps, factor = self.run(image)
+        opts = dict(sigmas=self.keypoint_set.sigmas, **self.DECODE_DEFAULTS)
+        opts.update(self.decode_defaults)
+        opts.update(decode_opts)
+        poses, scores = decode_poses(maps["heatmaps"], maps["short_offsets"], maps["mid_offsets"],
+                                     edges=maps["edges"], output_stride=self.output_stride,
+                                     grid_offset=0.0, **opts)
+        poses = poses.copy()
+        poses[..., :2] /= factor
+        return poses, scores
+
+
+def _check_input_size(input_size: int, stride: int) -> int:
+    if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < stride + 1 \
+            or (input_size - 1) % stride:
+        raise ValueError(f"PoseNet input_size must be {stride}k+1 (e.g. {32 * stride + 1}), got {input_size!r}")
+    return int(input_size)
+
+
+class PoseNetTorch(_PoseNetDecoding):
+    """PoseNet's MobileNetV1 as a PyTorch module (:mod:`posegroup.backbones.posenet`) + PersonLab
+    decoding: the pretrained default for real photos.
+
+    Args:
+        weights: the network's weights (default: the file shipped in the package).
+        input_size: longer side of the network input (s k + 1).
+        output_stride: 16 (PoseNet's trained layout) or 8 (dilated, same weights).
+        flip: average the outputs of the image and its mirror image.
+        device: torch device (default: cuda when there is one, else cpu).
+        threads: torch intra-op threads (None: unchanged).
+        decode: :func:`.decode.decode_poses` options on top of :attr:`DECODE_DEFAULTS`.
+    """
+
+    def __init__(self, weights=None, *, input_size: int = 513, output_stride: int = 16, flip: bool = False,
+                 device: str | None = None, threads: int | None = None, keypoint_set: KeypointSet = COCO17,
+                 decode: dict | None = None):
+        import torch
+        from ...backbones.posenet import SHIPPED_WEIGHTS, posenet_mobilenet
+        self.output_stride = int(output_stride)
+        self.input_size = _check_input_size(input_size, self.output_stride)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.net = posenet_mobilenet(self.output_stride, weights=weights or SHIPPED_WEIGHTS).to(self.device)
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        self.flip = bool(flip)
+        self.keypoint_set = keypoint_set
+        self.decode_defaults = dict(decode or {})
+
+    def run_graph(self, x: np.ndarray) -> list[np.ndarray]:
+        """The network alone: (B, H, W, 3) prepared input -> the four raw outputs (B, h, w, C)."""
+        import torch
+        with torch.inference_mode():
+            out = self.net(torch.from_numpy(np.ascontiguousarray(x)).to(self.device).permute(0, 3, 1, 2))
+            return [out[n].permute(0, 2, 3, 1).float().cpu().numpy()
+                    for n in ("heatmaps", "offsets", "displacement_fwd", "displacement_bwd")]
+
+
+class PoseNetONNX(_PoseNetDecoding):
     """PoseNet ONNX model + PersonLab decoding.
 
     Args:
@@ -66,24 +190,17 @@ class PoseNetONNX:
     "map": AP 0.275 / 0.278 / 0.278 / 0.268 at 0.003 / 0.01 / 0.1 / 0.2), and the expected-OKS
     mass is taken at the votes (``oks_mass="votes"``: AP 0.270, with keypoint and person scores
     on the scale of the paper's input-resolution map; the cell-centred "map" mass gives AP
-    0.279 but scores ~half as large). :attr:`PAPER_DECODE` is the earlier setting (Hough map at
+    0.279 but scores ~half as large). :attr:`PAPER_DECODE` is the paper's setting (Hough map at
     input resolution, 0.003 chosen among 0.001 / 0.003 / 0.006 on the first 40 images: AP
     0.384 / 0.397 / 0.380 there; 0.270 on all 136), ~40x slower.
     """
-
-    DECODE_DEFAULTS = {"peak_threshold": 0.1, "oks_mass": "votes"}
-    #: the earlier decoding: the paper's input-resolution Hough map, every cell voting.
-    PAPER_DECODE = {"peak_threshold": 0.003, "hough_stride": 1.0, "vote_threshold": 0.0}
-
-    output_stride = 16
 
     def __init__(self, model_path, *, input_size: int = 513, providers=None, threads: int | None = None,
                  keypoint_set: KeypointSet = COCO17, decode: dict | None = None):
         path = Path(model_path)
         if not path.is_file():
             raise ValueError(f"{path}: PoseNet ONNX model file not found")
-        if (input_size - 1) % self.output_stride:
-            raise ValueError(f"PoseNet input_size must be 16k+1 (e.g. 513), got {input_size}")
+        self.input_size = _check_input_size(input_size, self.output_stride)
         from ...extras import require
         ort = require("onnxruntime", "a PoseNet ONNX network")
         opts = ort.SessionOptions()
@@ -102,46 +219,10 @@ class PoseNetONNX:
                                  ("heatmap", "offset", "displacement_fwd", "displacement_bwd")]
         except StopIteration:
             raise ValueError(f"{path}: outputs {names} are not PoseNet's (heatmap, offset, displacement_fwd/bwd)")
-        self.input_size = int(input_size)
         self.keypoint_set = keypoint_set
         self.decode_defaults = dict(decode or {})
-
-    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        """Resize (aspect kept) so the longer side is ``input_size``, pad right/bottom to 16k+1,
-        scale to [-1, 1]. Returns ((1, H, W, 3) float32, factor: net px = image px * factor)."""
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"PoseNet expects a uint8 (H, W, 3) RGB image, got {image.dtype} {image.shape}")
-        h, w = image.shape[:2]
-        factor = self.input_size / max(h, w)
-        nh, nw = max(1, int(round(h * factor))), max(1, int(round(w * factor)))
-        resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
-        s = self.output_stride
-        ph, pw = int(math.ceil((nh - 1) / s)) * s + 1, int(math.ceil((nw - 1) / s)) * s + 1
-        x = np.zeros((ph, pw, 3), np.float32)
-        x[:nh, :nw] = resized.astype(np.float32) / 127.5 - 1.0
-        return x[None], factor
 
     def run_graph(self, x: np.ndarray) -> list[np.ndarray]:
         """The network alone: onnxruntime on a prepared input (:meth:`preprocess`) -> the four
         raw outputs (heatmap, offset, displacement_fwd, displacement_bwd), batch dim kept."""
         return self.session.run(self.output_names, {self.input_name: x})
-
-    def run(self, image: np.ndarray) -> tuple[dict[str, Any], float]:
-        """Network outputs of one image in the decoder layout, and the resize factor."""
-        x, factor = self.preprocess(image)
-        outs = self.run_graph(x)
-        return convert_outputs(*(o[0] for o in outs)), factor
-
-    def predict(self, image: np.ndarray, **decode_opts: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Poses (N, 17, 3) (x, y, score in image px) and scores (N,) of one RGB uint8 image."""
-        maps, factor = self.run(image)
-        opts = dict(sigmas=self.keypoint_set.sigmas, **self.DECODE_DEFAULTS)
-        opts.update(self.decode_defaults)
-        opts.update(decode_opts)
-        poses, scores = decode_poses(maps["heatmaps"], maps["short_offsets"], maps["mid_offsets"],
-                                     edges=maps["edges"], output_stride=self.output_stride,
-                                     grid_offset=0.0, **opts)
-        poses = poses.copy()
-        poses[..., :2] /= factor
-        return poses, scores
