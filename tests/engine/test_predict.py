@@ -88,6 +88,6 @@ def test_dataset_evaluation_of_a_perfect_predictor(data):
 
 def test_empty_and_bad_predictor_outputs():
     assert to_coco_results(1, np.zeros((0, 17, 3)), np.zeros(0)) == []
-    from posegroup.engine.predict import _unpack
+    from posegroup.engine.predict import unpack
     with pytest.raises(PredictError, match="expected \\(N, K, 3\\)"):
-        _unpack((np.zeros((2, 17, 2)), np.zeros(2)))
+        unpack((np.zeros((2, 17, 2)), np.zeros(2)))

@@ -64,16 +64,24 @@ def checkpoint_predictor(path: str | Path, device: str | None = None, *, model=N
     return make_predictor(model, method, dev, **opts), method, config
 
 
-def collect_images(paths: str | Path | Iterable[str | Path]) -> list[Path]:
-    """Files given directly, plus the image files (sorted, by :data:`IMAGE_EXTENSIONS`) of
-    folders given. A missing path is a one-line :class:`PredictError`."""
+def collect_images(paths: str | Path | Iterable[str | Path], *, exclude: str | Path | None = None) -> list[Path]:
+    """Files given directly, plus the entries named like images (:data:`IMAGE_EXTENSIONS`) found in
+    folders given and their sub-folders (sorted by path; symbolic links to folders not followed;
+    the folder ``exclude`` -- the output folder -- left out). An entry that is not a readable file
+    (a folder named ``x.jpg``, a dangling link, a pipe) is kept, for the reader to name it as
+    skipped. A missing path, or a folder with no image at all, is a one-line :class:`PredictError`."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    skip = Path(exclude).resolve() if exclude is not None else None
     out: list[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            out.extend(sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS))
+            found = _images_under(p, skip)
+            if not found:
+                raise PredictError(f"{p}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in this folder "
+                                   "or its sub-folders")
+            out.extend(found)
         elif p.is_file():
             out.append(p)
         else:
@@ -81,7 +89,18 @@ def collect_images(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def _unpack(out) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _images_under(folder: Path, skip: Path | None) -> list[Path]:
+    """The entries named like images in ``folder`` and its sub-folders, sorted (see collect_images)."""
+    found = []
+    for root, dirs, names in os.walk(folder):      # does not follow links to folders: no loops
+        dirs[:] = sorted(d for d in dirs if skip is None or Path(root, d).resolve() != skip)
+        found += [Path(root, name) for name in dirs + names if Path(name).suffix.lower() in IMAGE_EXTENSIONS]
+    return sorted(found)
+
+
+def unpack(out) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A predictor's output ``(poses, scores[, masks])`` checked -> (poses (N, K, 3), scores (N,),
+    masks (N, H, W) or None); a malformed one is a :class:`PredictError`."""
     if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
         raise PredictError(f"predictor must return (poses, scores) or (poses, scores, masks), got {type(out).__name__}")
     poses = np.asarray(out[0], np.float64)
@@ -154,11 +173,14 @@ def predict_images(predictor: Callable, paths, *, out_dir: str | Path, keypoint_
     folders, a picture that would land on an input file, or a ``gt_file`` in the way are
     refused (:class:`PredictError`, whatever ``overwrite``). An ``out_dir`` that already holds
     ``results.json`` or a picture of the same name is refused unless ``overwrite``; then the
-    earlier prediction is replaced as a whole (its pictures not drawn again are deleted at the
-    end, only in a folder that held a ``results.json``).
+    earlier prediction is replaced as a whole: its pictures not drawn again -- those the
+    earlier prediction listed in ``out_dir/.posegroup_pictures.json``, nothing else -- are
+    deleted at the end. A target that is a symbolic link, a ``results.json`` that is not a
+    results list or a ``.png`` that is not a PNG is refused whatever ``overwrite``; pictures and
+    ``results.json`` are each written to a temporary file and moved into place.
     """
     import sys
-    files = collect_images(paths)
+    files = collect_images(paths, exclude=out_dir)
     out_dir = Path(out_dir)
     names, inputs, previous = _check_outputs(paths, files, out_dir, draw=draw, gt_file=gt_file, overwrite=overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -171,11 +193,54 @@ def predict_images(predictor: Callable, paths, *, out_dir: str | Path, keypoint_
     for _, reason in results.skipped:
         print(f"posegroup: skipped {reason}", file=sys.stderr)
     _write_json(out_dir / "results.json", list(results))
-    if overwrite and previous:  # the earlier prediction's pictures that were not drawn again
-        for old in out_dir.glob("*.png"):
-            if old.name not in written and old.resolve() not in inputs:
-                old.unlink()
+    stale = _listed_pictures(out_dir) - written if overwrite and previous else set()
+    _write_json(out_dir / PICTURE_LIST, sorted(written))
+    for name in stale:  # the earlier prediction's pictures that were not drawn again
+        old = out_dir / name
+        if old.is_file() and not old.is_symlink() and old.resolve() not in inputs and _is_png(old):
+            old.unlink()
     return results
+
+
+#: The pictures the last prediction in a folder drew (what ``--overwrite`` may delete there).
+PICTURE_LIST = ".posegroup_pictures.json"
+
+
+def _listed_pictures(out_dir: Path) -> set[str]:
+    """The picture names ``out_dir``'s :data:`PICTURE_LIST` holds (none when absent or odd)."""
+    try:
+        names = json.loads((out_dir / PICTURE_LIST).read_text())
+    except (OSError, ValueError):
+        return set()
+    return {n for n in names if isinstance(n, str) and n.endswith(".png") and "/" not in n and "\\" not in n} \
+        if isinstance(names, list) else set()
+
+
+def _is_png(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89PNG\r\n\x1a\n"
+    except OSError:
+        return False
+
+
+def _is_results_list(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_text()), list)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+
+
+def _check_replaceable(targets: list[Path]) -> None:
+    """Refuse (whatever ``--overwrite``) a target that is a link or a file of another kind."""
+    for t in targets:
+        if t.is_symlink():
+            raise PredictError(f"{t}: is a symbolic link; predict never writes through one (remove it, "
+                               "or choose another --out)")
+        if t.exists() and (not t.is_file() or (t.suffix == ".png" and not _is_png(t))
+                           or (t.name == "results.json" and not _is_results_list(t))):
+            raise PredictError(f"{t}: exists and is not a {'PNG picture' if t.suffix == '.png' else 'results list'} "
+                               "predict wrote; not replaced (choose another --out)")
 
 
 def _check_outputs(paths, files: list[Path], out_dir: Path, *, draw: bool, gt_file, overwrite: bool
@@ -203,6 +268,7 @@ def _check_outputs(paths, files: list[Path], out_dir: Path, *, draw: bool, gt_fi
         if t in inputs:
             raise PredictError(f"{t}: is an input of this prediction and would be overwritten; choose another --out")
     previous = (out_dir / "results.json").is_file()
+    _check_replaceable(targets)
     if not overwrite:
         for t in targets:
             if t.exists():
@@ -217,6 +283,13 @@ def _predict_files(predictor: Callable, files: list[Path], names: list[str], out
     draw it. Returns (results with ``skipped``, picture names written)."""
     from ..data.coco import DatasetError
     id_map, gt_people = _read_gt(gt_file)
+    need = 3 * keypoint_set.num_keypoints
+    for people in gt_people.values():
+        bad = next((len(kp) if isinstance(kp, list) else repr(kp) for kp in people
+                    if not isinstance(kp, list) or len(kp) != need), None)
+        if bad is not None:
+            raise PredictError(f"{gt_file}: a ground-truth person has {bad} keypoint values, expected {need} "
+                               f"({keypoint_set.num_keypoints} keypoints of the model's {keypoint_set.name})")
     results = PredictResults()
     results.skipped = []
     written: set[str] = set()
@@ -237,7 +310,7 @@ def _predict_files(predictor: Callable, files: list[Path], names: list[str], out
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             results.skipped.append((str(path), reason))
             continue
-        poses, scores, masks = _unpack(predictor(image))
+        poses, scores, masks = unpack(predictor(image))
         results.extend(to_coco_results(image_id, poses, scores, masks, file_name=path.name))
         if picture is not None:
             gt = gt_people.get(image_id, []) if gt_file is not None else None
@@ -253,8 +326,14 @@ def _draw(target: Path, image, file_name: str, poses, scores, masks, gt, *, keyp
     from ..viz import prediction_picture, save_png
     gt_poses = None if gt is None else np.asarray(gt, np.float64).reshape(-1, keypoint_set.num_keypoints, 3)
     title = " | ".join(s for s in (label, file_name) if s)
-    save_png(target, prediction_picture(image, poses, scores, keypoint_set, title=title, masks=masks,
-                                        min_score=min_score, threshold=threshold, gt_poses=gt_poses))
+    tmp = target.with_name(f".{target.stem}.tmp.png")     # a failed write leaves the earlier picture
+    try:
+        save_png(tmp, prediction_picture(image, poses, scores, keypoint_set, title=title, masks=masks,
+                                         min_score=min_score, threshold=threshold, gt_poses=gt_poses))
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def predict_dataset(predictor: Callable, dataset, *, max_images: int | None = None, progress: bool = True,
@@ -275,7 +354,7 @@ def predict_dataset(predictor: Callable, dataset, *, max_images: int | None = No
             image = dataset.load_image(image_id)
         else:
             image = dataset[i]["image"]
-        poses, scores, masks = _unpack(predictor(image))
+        poses, scores, masks = unpack(predictor(image))
         info = getattr(dataset, "images", {}).get(image_id) or {}
         results.extend(to_coco_results(image_id, poses, scores, masks, file_name=info.get("file_name")))
     if out_file is not None:

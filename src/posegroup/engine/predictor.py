@@ -32,14 +32,6 @@ class Person:
     mask: np.ndarray | None = None
 
 
-def unpack(out) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """A raw predictor output ``(poses, scores)`` or ``(poses, scores, masks)`` -> the three,
-    masks None when absent."""
-    poses, scores = out[0], out[1]
-    masks = out[2] if len(out) > 2 else None
-    return np.asarray(poses), np.asarray(scores), masks
-
-
 class Predictor:
     """A model ready to predict: ``predictor(image) -> [Person]``.
 
@@ -56,6 +48,7 @@ class Predictor:
 
     def __call__(self, image: np.ndarray) -> list[Person]:
         """uint8 (H, W, 3) RGB image -> people, highest score first."""
+        from .predict import unpack
         poses, scores, masks = unpack(self.run(image))
         order = np.argsort(-scores, kind="stable")
         return [Person(poses[i].astype(np.float32), float(scores[i]), None if masks is None else masks[i])

@@ -32,23 +32,24 @@ def _ray():
 
 
 class ShardPredictor:
-    """Ray Data stateful callable: loads the model once (``model_spec``: the keyword arguments
-    of the CLI's model options, see :func:`posegroup.cli.make_predictor`) and predicts each
-    shard of a batch -> rows ``{"shard", "results" (json text), "skipped" (json text)}``."""
+    """Ray Data stateful callable: loads the model once (``model_spec``: the keyword arguments of
+    :meth:`~posegroup.engine.predictor.Predictor.load`, ``path`` and ``trust_checkpoint``
+    besides) and predicts each shard of a batch -> rows ``{"shard", "results" (json text),
+    "skipped" (json text)}``."""
 
     def __init__(self, model_spec: dict, threads: int = 1):
-        import argparse
         import torch
-        from ..cli import make_predictor
         from .checkpoint import trusting
+        from .predictor import Predictor
         torch.set_num_threads(max(1, int(threads)))
-        args = argparse.Namespace(**model_spec)
-        with trusting(bool(model_spec.get("trust_checkpoint"))):
-            self.predictor, _, _ = make_predictor(args)
+        spec = dict(model_spec)
+        trust, path, fmt = bool(spec.pop("trust_checkpoint", False)), spec.pop("path", None), spec.pop("format", None)
+        with trusting(trust):
+            self.predictor = Predictor.load(path, format=fmt, **spec).run
 
     def __call__(self, batch: dict) -> dict:
         from ..data.coco import DatasetError, read_image
-        from .predict import _unpack, to_coco_results
+        from .predict import to_coco_results, unpack
         out = {"shard": [], "results": [], "skipped": []}
         for shard, paths, ids in zip(batch["shard"], batch["paths"], batch["ids"]):
             results, skipped = [], []
@@ -58,7 +59,7 @@ class ShardPredictor:
                 except (DatasetError, OSError, ValueError) as e:
                     skipped.append([path, str(e).splitlines()[0] if str(e) else type(e).__name__])
                     continue
-                poses, scores, masks = _unpack(self.predictor(image))
+                poses, scores, masks = unpack(self.predictor(image))
                 results.extend(to_coco_results(image_id, poses, scores, masks, file_name=Path(path).name))
             out["shard"].append(int(shard))
             out["results"].append(json.dumps(results))
@@ -73,7 +74,7 @@ def predict_ray(model_spec: dict, paths, *, out_dir: str | Path, address: str | 
     predicted in this call), "skipped"}``. ``address``: an existing cluster (``"auto"``, or
     ``"ray://HEAD:10001"``); None starts a local Ray with ``num_workers * num_cpus`` CPUs."""
     ray = _ray()
-    files = [str(p.resolve()) for p in collect_images(paths)]
+    files = [str(p.resolve()) for p in collect_images(paths, exclude=out_dir)]
     if not files:
         raise PredictError("no image to predict")
     if shard_size < 1 or num_workers < 1:
@@ -134,13 +135,15 @@ def predict_ray(model_spec: dict, paths, *, out_dir: str | Path, address: str | 
 
 
 def model_spec_from_args(args: Any) -> dict:
-    """The picklable model options of a parsed ``predict`` command line (for the workers)."""
-    keep = ("weights", "onnx", "format", "trust_checkpoint")
-    spec = {k: getattr(args, k, None) for k in keep}
+    """The picklable model options of a parsed ``predict`` command line (for the workers): the
+    model's ``path`` (absolute; None: the shipped pretrained model), ``format``,
+    ``trust_checkpoint`` and the test-time options given."""
+    path = getattr(args, "onnx", None) or getattr(args, "weights", None)
+    if path is not None and Path(path).exists():
+        path = os.path.abspath(path)
+    spec = {"path": path, "format": getattr(args, "format", None),
+            "trust_checkpoint": bool(getattr(args, "trust_checkpoint", False))}
     for k, v in vars(args).items():
         if k.startswith("test_") and v is not None:
-            spec[k] = v
-    for k in ("weights", "onnx"):
-        if spec[k]:
-            spec[k] = os.path.abspath(spec[k])
+            spec[k[len("test_"):]] = tuple(v) if isinstance(v, list) else v
     return spec

@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..evaluation import to_coco_results
-from .predict import PredictError, _unpack, _write_json
+from .predict import PredictError, unpack, _write_json
 
 #: File extensions ``predict`` treats as videos.
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -125,7 +125,7 @@ def _predict_frame(predictor: Callable, frame: np.ndarray, index: int, tracker, 
     """One frame (H, W, 3) RGB: ``(poses (N, K, 3), scores (N,), masks or None, ids, entries)``;
     ``ids`` the track id per person (None without a tracker; None for people scored below
     ``track_min_score``), ``entries`` its COCO results with ``frame`` and ``track_id``."""
-    poses, scores, masks = _unpack(predictor(frame))
+    poses, scores, masks = unpack(predictor(frame))
     ids = None
     if tracker is not None:
         keep = np.flatnonzero(scores >= track_min_score)
