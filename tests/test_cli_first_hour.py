@@ -1,4 +1,4 @@
-"""A user's first hour (issue 12): predict -> evaluate just works, pictures a person can read,
+"""A user's first hour: predict -> evaluate just works, pictures a person can read,
 help with defaults, a missing optional package or device is one line."""
 from __future__ import annotations
 

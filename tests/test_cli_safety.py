@@ -1,4 +1,4 @@
-"""Safe by default (issue 10): no verb overwrites a user's file without --overwrite, none writes
+"""Safe by default: no verb overwrites a user's file without --overwrite, none writes
 over its own inputs, checkpoints that carry code are refused, and errors stay one line."""
 from __future__ import annotations
 

@@ -144,7 +144,7 @@ def test_benchmark_decode_posenet_few_images(shared_data, capsys):
 
 
 def test_defaults_beat_the_reference_preset_under_noise(coco_val_gt):
-    """The claim of the README's Decoders table on a seeded subset (80 images)."""
+    """The claim of the AE table in docs/decoders.md on a seeded subset (80 images)."""
 
     aps = {}
     for noise in ("clean", "mild", "hard"):

@@ -117,7 +117,7 @@ def test_bad_ground_truth_is_refused_in_evaluation(tmp_path, fault, spoil, match
 
 
 def test_nan_ground_truth_no_longer_scores_a_match(tmp_path):
-    # issue #10: a NaN ground truth used to be scored (garbage reached AP 0.188)
+    # a NaN ground truth must not be scored as a match
     data = _gt()
     data["annotations"][0]["keypoints"] = [math.nan] * 51
     p = tmp_path / "gt.json"

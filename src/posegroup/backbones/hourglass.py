@@ -20,7 +20,7 @@ The output stride is 4 and the input side must be a multiple of ``2 ** (depth + 
 2020) predicts on a grid twice as fine: each stack's features (stride 4) are upsampled by a 4x4
 transposed conv, concatenated with the stem's first (stride-2) features and mixed by a 3x3 block
 before the 1x1 prediction conv. The features for other heads (``last_features``) stay at
-stride 4 (``feature_stride``). Measured on crowded synthetic scenes (issue 8): the joints of
+stride 4 (``feature_stride``). Measured on crowded synthetic scenes (docs/crowds.md): the joints of
 small, overlapping people need the finer grid, and it costs a fraction of doubling the input.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """``posegroup benchmark methods``: the grouping methods on one backbone, one data set and one
-training budget, scored on held-out sparse / medium / heavy splits (issue: crowds).
+training budget, scored on held-out sparse / medium / heavy splits (docs/benchmarks.md).
 
 What is compared is data, not code: :data:`STAGES` lists the training runs (a bundled config,
 its share of the budget, the options it overrides, and which run's checkpoint initialises it),
@@ -16,7 +16,7 @@ stops it at its share; a run whose machine got faster ends with its schedule, be
 resumes from its last checkpoint; a finished one is not repeated.
 
 Outputs in ``out_dir``: ``data/`` (synthetic splits), ``runs/<stage>/``, ``state.json``,
-``methods.md`` (the table the README embeds) and ``methods.json``.
+``methods.md`` (the table docs/benchmarks.md shows) and ``methods.json``.
 """
 from __future__ import annotations
 

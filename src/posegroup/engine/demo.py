@@ -31,7 +31,7 @@ MANIFEST = WEIGHTS_DIR / "manifest.json"
 #: What the caption says a good number is (recorded with the shipped weights, see MANIFEST).
 GOOD = ("A perfect model scores 1.000. For these tiny CPU models (hourglasses of 0.6-0.7 M "
         "weights, 128-px input) sparse AP >= 0.30 is good; heavy overlap is where every method "
-        "of this size still fails (README: crowds).")
+        "of this size still fails (docs/crowds.md).")
 
 
 def find_config(name: str = CONFIG_NAME) -> Path:

@@ -147,7 +147,7 @@ class PredictResults(list):
 
 #: People scored below this are not drawn by default (all are written to results.json): on the
 #: 136 real COCO images, PoseNet's people below 0.2 are mostly fragments and duplicates that
-#: pile up on crowded pictures (see README, "Pictures").
+#: pile up on crowded pictures (docs/cli.md).
 MIN_SCORE = 0.2
 
 

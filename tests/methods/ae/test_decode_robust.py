@@ -1,4 +1,4 @@
-"""``group`` on broken or extreme maps (issue 10): never a crash, a hang or a NaN score; an
+"""``group`` on broken or extreme maps: never a crash, a hang or a NaN score; an
 out-of-range knob is a ValueError naming it."""
 from __future__ import annotations
 

@@ -176,7 +176,7 @@ def test_ae_loss_sums_stacks_with_weights():
     assert total.item() == pytest.approx(sum(parts.values()))
 
 
-# -- instance segmentation (issue 13): pixel pull / push and the foreground BCE by hand -------
+# -- instance segmentation: pixel pull / push and the foreground BCE by hand --------------------
 def _pixel_case():
     """One 2 x 2 map, tags (row-major cells 0..3) 0, 1, 3, 3. Person A sampled at cells {0, 1},
     person B at {2, 3}; slot 2 holds an invalid entry pointing at cell 3."""

@@ -1,4 +1,4 @@
-"""AE instance segmentation (issue 13): head layout, options, decoders by hand, and a fast
+"""AE instance segmentation: head layout, options, decoders by hand, and a fast
 overfit that decodes masks of IoU >= 0.8 per person and is scored by COCOeval segm."""
 from __future__ import annotations
 

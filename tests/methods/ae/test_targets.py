@@ -108,7 +108,7 @@ def test_bad_input_raises():
         gaussian_heatmaps(np.zeros((1, 17, 3)), (8,))
 
 
-# -- instance segmentation targets (issue 13) -----------------------------------------------------
+# -- instance segmentation targets --------------------------------------------------------------
 def test_instance_cells_by_hand():
     from posegroup.methods.ae.targets import instance_cells
 

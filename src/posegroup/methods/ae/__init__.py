@@ -205,7 +205,7 @@ class AEMethod(Method):
 
     name = "ae"
     # multiscale_tags default "scale1" (the reference's), not the paper's "concat": measured on the
-    # tiny AE trained on mixed crowding (runs of issue 8, 100 images per split, flip + refine),
+    # tiny AE trained on mixed crowding (docs/test_time.md, 100 images per split, flip + refine),
     # scales {1, 2, 0.5}: AP sparse / medium / heavy 0.507 / 0.268 / 0.062 with scale-1 tags
     # against 0.258 / 0.118 / 0.020 with concatenated ones (a small model's tags disagree across
     # scales). refine None: group()'s preset decides (default: on).

@@ -104,7 +104,7 @@ def anchor_tags(prob: np.ndarray, tags: np.ndarray, poses: np.ndarray, *, thresh
     The median (default) ignores a minority of cells near the joints that belong to someone
     else (an occluded joint lies on the person in front). Perfect maps, anchors on the visible
     joints, "pose" masks, segm AP: heavy synthetic split median 0.198 / mean 0.147, sparse
-    0.688 / 0.704 (README, "AE segmentation").
+    0.688 / 0.704 (docs/segmentation.md).
 
     Args: prob (H, W), tags (H, W, E), poses (N, K, 3) grid x, y, score.
     Returns: (N, E).

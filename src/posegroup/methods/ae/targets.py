@@ -101,7 +101,7 @@ def occlusion_weights(keypoints, output_size, sigma: float = 2.0, weight: float 
     W_k(c) = 1 + (weight - 1) · G_k(c), where G_k is :func:`gaussian_heatmaps` of the occluded
     (v = 1) joints only: ``weight`` at an occluded joint's peak, falling back to 1 with its
     Gaussian (and 1 everywhere when ``weight`` is 1 or no joint is occluded). Not in the papers:
-    a knob for crowds, where half the labelled joints are hidden (issue 8).
+    a knob for crowds, where half the labelled joints are hidden (docs/crowds.md).
 
     Args:
         keypoints: (N, K, 3) x, y, v in output-grid continuous coordinates.

@@ -13,7 +13,7 @@ Coordinates: cell (i, j) has centre (j + 0.5, i + 0.5) (docs/ARCHITECTURE.md).
 Person score (the paper gives none; COCO AP ranks people by one): ``"joints"`` (default) is the
 mean over the J joints of the peak heatmap value clipped to [0, 1] (a dropped joint counts 0),
 like AE's person score, which ranks well-localised people first. ``"stop"`` (p_t of the step)
-and ``"product"`` are the alternatives measured (README, recurrent figures).
+and ``"product"`` are the alternatives measured (docs/training.md).
 """
 from __future__ import annotations
 
