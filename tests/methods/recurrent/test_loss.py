@@ -99,19 +99,6 @@ def test_configurations_select_the_papers_terms():
         heatmap_candidates(p_over, 2, config="cc'")
 
 
-def test_assign_people_removes_matched_truth_chunk_by_chunk():
-    rng = np.random.default_rng(0)
-    true = _people(rng, 3)
-    # steps: 0 copies person 2, 1 copies person 2 again, 2 copies person 0
-    heats = np.stack([true[2], true[2], true[0]])
-    cand = np.ones(3, bool)
-    one_chunk = assign_people(heats, true, cand, None)
-    assert sorted(one_chunk) == sorted([(0, 2), (2, 0), (1, 1)])
-    # T = 1: step 0 takes person 2 first; step 1 can no longer have it
-    chunks = assign_people(heats, true, cand, 1)
-    assert chunks[0] == (0, 2) and all(k != 2 for t, k in chunks[1:])
-
-
 def test_recurrent_loss_hand_values():
     # one image, z = 1, two steps: step 1 predicts zeros (p = 0.9), step 2 stops (p = 0.1)
     gt = torch.zeros(1, 2, 1, 2, 2)

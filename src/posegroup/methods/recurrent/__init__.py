@@ -27,7 +27,7 @@ from ...skeleton import KeypointSet
 from ..ae.head import channel_groups
 from . import decode as _decode
 from .head import OMEGA, RecurrentHead, RecurrentPoseNet
-from .loss import LOSS_CONFIGS, ORDERS, order_people, recurrent_loss
+from .loss import LOSS_CONFIGS, LSTM2_INPUTS, ORDERS, REDUCTIONS, first_stop, lstm2_sequence, order_people, recurrent_loss
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +42,18 @@ class RecurrentSettings:
     lstm2_hidden_width: int = setting(0, non_negative, "LSTM2 first hidden width (0: hidden_width)")
     lstm2_layers: int = setting(2, positive, "[2]")
     lstm2_order: str = setting("learned", one_of(*ORDERS), "LSTM2 input order (Table 3)")
+    lstm2_inputs: str = setting("predicted", one_of(*LSTM2_INPUTS), "steps LSTM2 reads in training: the "
+                                "predicted people as at test time, or the matched ones only [predicted]")
+    lstm2_detach_input: bool = setting(False, None, "LSTM2's loss stops at its input instead of reaching "
+                                                    "LSTM1 [false: the 'loss on LSTM2 only' ablation trains LSTM1]")
     loss_config: str = setting("aa'", one_of(*LOSS_CONFIGS), "Table 4 configuration")
     bptt_steps: int = setting(8, positive, "truncated BPTT chunk T [8]")
+    cut_at_stop: bool = setting(True, None, "a chunk also closes (match, gradient cut) at every p_t < omega "
+                                            "[Algorithm 1, line 10: true]")
+    mask_matching: bool = setting(True, None, "ignored cells left out of the matching cost [not in the paper]")
+    mask_stop: bool = setting(True, None, "no stop target for steps in ignored cells [not in the paper]")
+    heatmap_reduction: str = setting("sum", one_of(*REDUCTIONS), "one matched person's squared error: "
+                                                                 "sum or mean over its J*H*W cells [sum]")
     max_steps: int = setting(0, non_negative, "step limit (0: max_people + 1)")
     stop_threshold: float = setting(OMEGA, unit_interval, "omega [sigmoid(-1)]")
     heatmap_weight: float = setting(1.0, non_negative, "[1]")
@@ -142,47 +152,54 @@ class RecurrentMethod(Method):
     def _sequence_loss(self, net: RecurrentPoseNet, image: torch.Tensor, batch: dict[str, torch.Tensor]
                        ) -> tuple[torch.Tensor, dict[str, float]]:
         s = self.settings
-        feats = net.features(image)
+        x = net.head.norm(net.features(image))          # normalised (running statistics updated) once
         z = batch["num_people"].reshape(-1)
-        heats, logits, lengths = net.head.unroll(feats, max_steps=s.step_limit, min_steps=z + 1,
-                                                 stop_threshold=s.stop_threshold, bptt_steps=s.bptt_steps)
+        heats, logits, lengths = net.head.unroll(x, max_steps=s.step_limit, min_steps=z + 1, normalized=True,
+                                                 stop_threshold=s.stop_threshold, bptt_steps=s.bptt_steps,
+                                                 cut_at_stop=s.cut_at_stop)
         gt, mask = batch["person_heatmaps"], batch.get("mask")
         loss, parts, pairs = recurrent_loss(heats, logits, lengths, gt, z, mask, config=s.loss_config,
-                                            bptt_steps=s.bptt_steps, stop_threshold=s.stop_threshold,
-                                            heatmap_weight=s.heatmap_weight, stop_weight=s.stop_weight)
+                                            bptt_steps=s.bptt_steps, cut_at_stop=s.cut_at_stop,
+                                            stop_threshold=s.stop_threshold, heatmap_weight=s.heatmap_weight,
+                                            stop_weight=s.stop_weight, reduction=s.heatmap_reduction,
+                                            mask_matching=s.mask_matching, mask_stop=s.mask_stop)
         if net.head.lstm2 is not None:
-            loss2 = self._lstm2_loss(net, feats, heats, logits, pairs, gt, mask)
+            loss2 = self._lstm2_loss(net, x, heats, logits, lengths, pairs, gt, mask)
             parts["lstm2"] = float(loss2.detach())
             loss = loss + s.lstm2_weight * loss2
         return loss, parts
 
-    def _lstm2_loss(self, net, feats, heats, logits, pairs, gt, mask) -> torch.Tensor:
-        """Eq. 4: LSTM2 reads LSTM1's matched people (detached) in the configured order and is
-        scored against their ground truth in the same order."""
-        b = heats.shape[0]
-        n = max((len(p) for p in pairs), default=0)
-        if n == 0:
-            return heats.sum() * 0.0
-        inputs = heats.new_zeros((b, n) + heats.shape[2:])
-        targets = torch.zeros_like(inputs)
-        valid = torch.zeros(b, n, dtype=torch.bool)
-        seed = int(torch.randint(0, 2 ** 31 - 1, ()))
-        rng = np.random.default_rng(seed)
+    def _lstm2_loss(self, net, x, heats, logits, lengths, pairs, gt, mask) -> torch.Tensor:
+        """Eq. 4: LSTM2 reads LSTM1's people (:func:`.loss.lstm2_sequence`) in the configured
+        order and is scored against the matched ones' ground truth in the same order.
+
+        x: (B, C, H, W) normalised features; heats (B, L, J, H, W), logits (B, L), lengths (B,);
+        pairs: per image (step, true person); gt (B, P, J, H, W); mask (B, H, W) or None."""
+        s = self.settings
+        src = heats.detach() if s.lstm2_detach_input else heats
         probs = torch.sigmoid(logits.detach().float()).cpu().numpy()
+        rng = np.random.default_rng(int(torch.randint(0, 2 ** 31 - 1, ())))
+        rows = []
         for i, pr in enumerate(pairs):
-            if not pr:
-                continue
-            steps = np.array([t for t, _ in pr])
-            people = np.array([k for _, k in pr])
-            u = order_people(self.settings.lstm2_order, heats[i, steps].detach().float().cpu().numpy(), probs[i, steps], rng)
-            inputs[i, :len(pr)] = heats[i, steps[u]].detach()
-            targets[i, :len(pr)] = gt[i, people[u]]
-            valid[i, :len(pr)] = True
-        out = net.head.refine(feats, inputs)
+            n = int(lengths[i])
+            steps, people = lstm2_sequence(pr, first_stop(probs[i, :n], s.stop_threshold), s.lstm2_inputs)
+            u = order_people(s.lstm2_order, heats[i, steps].detach().float().cpu().numpy(), probs[i, steps], rng)
+            rows.append((steps[u], people[u]))
+        width = max((len(st) for st, _ in rows), default=0)
+        if width == 0:
+            return heats.sum() * 0.0
+        pad = heats.new_zeros((width,) + heats.shape[2:])
+        inputs = torch.stack([torch.cat([src[i, torch.from_numpy(st)], pad[len(st):]]) for i, (st, _) in enumerate(rows)])
+        targets = torch.stack([torch.cat([gt[i, torch.from_numpy(np.maximum(pe, 0))], pad[len(pe):]])
+                               for i, (_, pe) in enumerate(rows)])
+        scored = torch.tensor([[k < len(pe) and pe[k] >= 0 for k in range(width)] for _, pe in rows])
+        out = net.head.refine(x, inputs, normalized=True)
         err = (out - targets) ** 2
         if mask is not None:
             err = err * mask[:, None, None]
-        return (err * valid.to(err)[:, :, None, None, None]).sum() / b
+        err = err * scored.to(err)[:, :, None, None, None]
+        per_person = err.flatten(2).sum(2) if s.heatmap_reduction == "sum" else err.flatten(2).mean(2)
+        return per_person.sum() / heats.shape[0]
 
     # -- inference --------------------------------------------------------------------------
     def network_outputs(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int = 512,
@@ -204,9 +221,9 @@ class RecurrentMethod(Method):
         with evaluating(net):
             maps, grid, factor, stride, _ = network_passes(
                 net, image, int(input_size), scales, bool(flip), lambda m, x: m.features(x))
-            feats = torch.stack(maps).mean(0)[None].to(next(net.parameters()).device)
+            feats = net.head.norm(torch.stack(maps).mean(0)[None].to(next(net.parameters()).device))
             gen = torch.Generator().manual_seed(int(generator_seed))
-            heats, logits, lengths = net.head.unroll(feats, max_steps=self.settings.step_limit,
+            heats, logits, lengths = net.head.unroll(feats, max_steps=self.settings.step_limit, normalized=True,
                                                      stop_threshold=self.settings.stop_threshold, generator=gen)
             length = int(lengths[0])
             heat, probs = heats[0, :length], torch.sigmoid(logits[0, :length])
@@ -220,7 +237,7 @@ class RecurrentMethod(Method):
             return heat
         rng = np.random.default_rng(int(torch.randint(0, 2 ** 31 - 1, (), generator=gen)))
         u = order_people(self.settings.lstm2_order, heat[:n].cpu().numpy(), probs[:n].cpu().numpy(), rng)
-        refined = net.head.refine(feats, heat[:n][torch.from_numpy(u)][None])[0]
+        refined = net.head.refine(feats, heat[:n][torch.from_numpy(u)][None], normalized=True)[0]
         out = heat.clone()
         out[torch.from_numpy(u)] = refined
         return out

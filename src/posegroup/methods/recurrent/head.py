@@ -77,9 +77,39 @@ class ConvLSTM(nn.Module):
         return new
 
 
-def detach_state(state):
-    """The state with its history cut (truncated back-propagation)."""
-    return [(h.detach(), c.detach()) for h, c in state]
+def detach_state(state, cut: torch.Tensor | None = None):
+    """The state with its history cut (truncated back-propagation).
+
+    state: list of (h, c), each (B, C_l, H, W); cut: (B,) bool, the images whose history is cut
+    (None: all). Returns the same layout; an uncut image keeps its graph."""
+    if cut is None:
+        return [(h.detach(), c.detach()) for h, c in state]
+    keep = cut.to(state[0][0].device).view(-1, 1, 1, 1)
+    return [(torch.where(keep, h.detach(), h), torch.where(keep, c.detach(), c)) for h, c in state]
+
+
+def chunk_end(t: int, stopped: torch.Tensor, bptt_steps: int | None, cut_at_stop: bool) -> torch.Tensor:
+    """Algorithm 1, line 10: whether step ``t`` (1-based) closes a chunk (match, back-propagate).
+
+    stopped: (B,) bool, p_t < omega at this step. A chunk closes every ``bptt_steps`` (T) steps
+    and, with ``cut_at_stop`` (the paper), at every step whose p_t < omega.
+    Returns (B,) bool."""
+    every = bool(bptt_steps) and t % int(bptt_steps) == 0
+    ends = torch.full_like(stopped, every, dtype=torch.bool)
+    return ends | stopped.bool() if cut_at_stop else ends
+
+
+def chunk_ends(stop_probs, *, bptt_steps: int | None, stop_threshold: float = OMEGA,
+               cut_at_stop: bool = True) -> torch.Tensor:
+    """:func:`chunk_end` of every step: stop_probs (L,) p_t -> (L,) bool (step t closes a chunk).
+
+    The same rule cuts the gradient in :meth:`RecurrentHead.unroll` and groups the steps
+    that are matched together in the loss (:func:`.loss.assign_people`)."""
+    p = torch.as_tensor(stop_probs, dtype=torch.float64).reshape(-1)
+    stopped = ~(p >= stop_threshold)
+    if len(p) == 0:
+        return torch.zeros(0, dtype=torch.bool)
+    return torch.stack([chunk_end(t + 1, stopped[t:t + 1], bptt_steps, cut_at_stop)[0] for t in range(len(p))])
 
 
 class RunningNorm(nn.Module):
@@ -177,21 +207,24 @@ class RecurrentHead(nn.Module):
         return heat, self.stop(pooled)[:, 0], state
 
     def unroll(self, feats: torch.Tensor, *, max_steps: int, min_steps: torch.Tensor | None = None,
-               stop_threshold: float = OMEGA, bptt_steps: int | None = None,
-               generator: torch.Generator | None = None, record_states: list | None = None):
+               stop_threshold: float = OMEGA, bptt_steps: int | None = None, cut_at_stop: bool = False,
+               normalized: bool = False, generator: torch.Generator | None = None,
+               record_states: list | None = None):
         """Run LSTM1 person by person (Algorithm 1's loop).
 
         Image b finishes after step t when t >= min_steps[b] and some step <= t had
         p_t < stop_threshold (training: min_steps = Z + 1, so |p| = max(Z_hat, Z) + 1 steps are
-        taken; inference: min_steps = 1, i.e. the first stop), or at ``max_steps``. With
-        ``bptt_steps`` T the state is detached after every T-th step (truncated BPTT: nothing
-        after step kT back-propagates into steps <= kT), the hidden state itself carries on.
+        taken; inference: min_steps = 1, i.e. the first stop), or at ``max_steps``. The state
+        of an image is detached after every step that closes a chunk (:func:`chunk_end`: every
+        ``bptt_steps`` T steps, and at every p_t < omega with ``cut_at_stop``): nothing after
+        the cut back-propagates into the chunk before it; the hidden state itself carries on.
 
-        feats: (B, C, H, W) raw features (normalised here).
+        feats: (B, C, H, W) raw features, normalised here (``normalized``: already normalised
+        by :attr:`norm`, which then is not updated again).
         Returns heatmaps (B, T, J, H, W), stop logits (B, T), lengths (B,) int64 (steps taken
         by each image; steps beyond an image's length are computed but meaningless).
         """
-        x = self.norm(feats)
+        x = feats if normalized else self.norm(feats)
         b = x.shape[0]
         state = self.lstm1.zero_state(x)
         need = torch.ones(b, dtype=torch.long) if min_steps is None else min_steps.detach().cpu().long()
@@ -204,26 +237,27 @@ class RecurrentHead(nn.Module):
             logits.append(logit)
             if record_states is not None:
                 record_states.append(state)
-            active = lengths == 0
-            stopped |= (torch.sigmoid(logit.detach().float()).cpu() < stop_threshold)
-            done = active & stopped & (t >= need)
+            below = torch.sigmoid(logit.detach().float()).cpu() < stop_threshold
+            stopped |= below
+            done = (lengths == 0) & stopped & (t >= need)
             lengths[done] = t
             if bool((lengths > 0).all()):
                 break
-            if bptt_steps and t % int(bptt_steps) == 0:
-                state = detach_state(state)
+            cut = chunk_end(t, below, bptt_steps, cut_at_stop)
+            if bool(cut.any()):
+                state = detach_state(state, None if bool(cut.all()) else cut)
         lengths[lengths == 0] = len(heats)
         return torch.stack(heats, 1), torch.stack(logits, 1), lengths
 
-    def refine(self, feats: torch.Tensor, heats: torch.Tensor) -> torch.Tensor:
+    def refine(self, feats: torch.Tensor, heats: torch.Tensor, *, normalized: bool = False) -> torch.Tensor:
         """LSTM2: a sequence of people, already in the chosen order, refined one per step.
 
-        feats: (B, C, H, W) raw features; heats: (B, N, J, H, W) LSTM1 heatmaps (the input).
-        Returns (B, N, J, H, W).
+        feats: (B, C, H, W) raw features (``normalized``: already normalised by :attr:`norm`);
+        heats: (B, N, J, H, W) LSTM1 heatmaps (the input). Returns (B, N, J, H, W).
         """
         if self.lstm2 is None:
             raise ValueError("this head has no LSTM2 (lstm2: false)")
-        x = self.norm(feats)
+        x = feats if normalized else self.norm(feats)
         state = self.lstm2.zero_state(x)
         outs = []
         for n in range(heats.shape[1]):

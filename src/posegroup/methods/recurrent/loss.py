@@ -1,17 +1,21 @@
 """Training loss of the recurrent association method (paper eq. 1-4, Algorithm 1, Table 4).
 
-Symbols: B images, T steps taken (one person per step), Z true people of an image, Z_hat the
+Symbols: B images, L steps taken (one person per step), Z true people of an image, Z_hat the
 people the network predicts (the steps before its first p_t < omega), J joints, (H, W) grid,
-omega the stop threshold (sigmoid(-1)), chunk = the ``bptt_steps`` steps between two cuts.
+omega the stop threshold (sigmoid(-1)), T = ``bptt_steps``.
 
 Per image (Algorithm 1): the network runs |p| = max(Z_hat, Z) + 1 steps
-(:meth:`.head.RecurrentHead.unroll` with ``min_steps = Z + 1``). At the end of every chunk its
-candidate heatmaps are matched to the ground truth not matched yet (:func:`match_people`, the
-Hungarian algorithm on C[k, k'] = sum_j ||H_kj - H^_k'j||), and the matched ground truth leaves
-the pool (line 17). Loss = heatmap_weight * sum over matched pairs of the squared L2 error
-(eq. 2; ignored cells masked) + stop_weight * binary cross-entropy of p against
-:func:`stop_targets` (eq. 3), averaged over the B images. Which steps are candidates is the
-configuration of Table 4 (:func:`heatmap_candidates`).
+(:meth:`.head.RecurrentHead.unroll` with ``min_steps = Z + 1``). The steps fall into chunks
+(:func:`.head.chunk_ends`: a chunk closes every T steps and, with ``cut_at_stop``, at every
+p_t < omega). At the end of every chunk its candidate heatmaps are matched to the ground truth
+not matched yet (:func:`match_people`, the Hungarian algorithm on
+C[k, k'] = sum_j ||H_kj - H^_k'j||, ignored cells masked), and the matched ground truth leaves
+the pool (line 17). Loss = heatmap_weight * the squared L2 error of the matched pairs (eq. 2;
+ignored cells masked; summed, or averaged over the J * H * W cells of a person: ``reduction``)
++ stop_weight * binary cross-entropy of p against :func:`stop_targets` (eq. 3; steps beyond the
+true people whose heatmaps lie in ignored cells are not counted: :func:`stop_weights`),
+averaged over the B images. Which steps are candidates is the configuration of Table 4
+(:func:`heatmap_candidates`).
 
 Truncated back-propagation: the engine back-propagates the summed loss once; since the
 LSTM state is detached at every chunk end, each chunk's loss reaches only its own chunk, which
@@ -24,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from .head import OMEGA
+from .head import OMEGA, chunk_ends
 
 #: Table 4: (a) / (b) when Z_hat < Z, (a') / (b') when Z_hat >= Z.
 LOSS_CONFIGS = ("aa'", "ab'", "ba'", "bb'")
@@ -32,8 +36,20 @@ LOSS_CONFIGS = ("aa'", "ab'", "ba'", "bb'")
 #: LSTM2 input orders of Table 3.
 ORDERS = ("learned", "random", "confidence", "inverse", "canonical")
 
-__all__ = ["stop_targets", "match_people", "heatmap_candidates", "assign_people", "recurrent_loss",
-           "order_people", "LOSS_CONFIGS", "ORDERS"]
+#: What LSTM2 reads in training: "predicted", the Z_hat steps before the first stop (what it
+#: reads at test time) and any later matched step; "matched", the matched steps only.
+LSTM2_INPUTS = ("predicted", "matched")
+
+#: How one matched person's squared heatmap error is reduced: "sum" over its J * H * W cells
+#: (eq. 2, the squared L2 norm) or "mean" over them.
+REDUCTIONS = ("sum", "mean")
+
+#: A step whose heatmap mass lies at least this much in ignored cells is "in an ignored region".
+IGNORED_SHARE = 0.5
+
+__all__ = ["stop_targets", "stop_weights", "match_people", "heatmap_candidates", "assign_people",
+           "recurrent_loss", "order_people", "first_stop", "lstm2_sequence", "LOSS_CONFIGS", "ORDERS",
+           "REDUCTIONS", "LSTM2_INPUTS"]
 
 
 def stop_targets(num_predicted: int, num_true: int) -> np.ndarray:
@@ -52,12 +68,18 @@ def _as_numpy(a) -> np.ndarray:
     return np.asarray(a, np.float32)
 
 
-def match_people(pred, true) -> tuple[np.ndarray, np.ndarray]:
+def _masked(a: np.ndarray, mask) -> np.ndarray:
+    """a (N, J, H, W) with the ignored cells (mask (H, W) == 0) zeroed; mask None: a."""
+    return a if mask is None else a * _as_numpy(mask)[None, None]
+
+
+def match_people(pred, true, mask=None) -> tuple[np.ndarray, np.ndarray]:
     """Hungarian matching of predicted and true people.
 
     Args:
         pred: (T, J, H, W) predicted heatmaps (tensor or array).
         true: (Z, J, H, W) ground-truth heatmaps.
+        mask: (H, W) 1 = counted, 0 = ignored, or None: the cost reads the counted cells only.
     Cost C[k', k] = sum_j ||H_kj - H^_k'j||_2, the Frobenius norm of each joint map's difference
     (not squared), minimised by scipy's ``linear_sum_assignment``.
     Returns (pred_index, true_index): the min(T, Z) matched pairs, sorted by pred_index.
@@ -67,6 +89,7 @@ def match_people(pred, true) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"match_people: pred {p.shape} and true {g.shape} must be (T, J, H, W) and (Z, J, H, W)")
     if len(p) == 0 or len(g) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    p, g = _masked(p, mask), _masked(g, mask)
     t, j = p.shape[:2]
     pf, gf = p.reshape(t, j, -1), g.reshape(len(g), j, -1)
     # ||a - b||^2 = |a|^2 + |b|^2 - 2 a.b per joint, for every (pred, true) pair at once
@@ -75,6 +98,29 @@ def match_people(pred, true) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = linear_sum_assignment(cost)
     order = np.argsort(rows)
     return rows[order].astype(np.int64), cols[order].astype(np.int64)
+
+
+def stop_weights(targets, heats, mask=None, *, share: float = IGNORED_SHARE) -> np.ndarray:
+    """Which steps' stop targets count in eq. 3: not those that say "no person" (p_t = 0) to a
+    step, other than the last, whose heatmaps lie in ignored cells (a person the annotation
+    leaves out, e.g. a crowd: the network is neither told it is one nor that it is none).
+
+    targets: (L,) eq. 1; heats: (L, J, H, W) the steps' heatmaps; mask: (H, W) 1 = counted,
+    0 = ignored (None: every weight 1). A step lies in ignored cells when at least ``share`` of
+    its positive heatmap mass does. Returns (L,) float32 of 0 / 1.
+    """
+    tgt = np.asarray(targets, np.float32).reshape(-1)
+    w = np.ones(len(tgt), np.float32)
+    if mask is None or len(tgt) < 2:
+        return w
+    mk = _as_numpy(mask)
+    h = np.maximum(_as_numpy(heats).reshape(len(tgt), -1, *mk.shape), 0.0).sum(1)        # (L, H, W)
+    total = h.reshape(len(tgt), -1).sum(-1)
+    ignored = (h * (1.0 - mk)[None]).reshape(len(tgt), -1).sum(-1)
+    in_ignored = (total > 0) & (ignored >= share * total)
+    w[(tgt == 0) & in_ignored] = 0.0
+    w[-1] = 1.0
+    return w
 
 
 def heatmap_candidates(stop_probs, num_true: int, *, config: str = "aa'", stop_threshold: float = OMEGA
@@ -105,60 +151,96 @@ def heatmap_candidates(stop_probs, num_true: int, *, config: str = "aa'", stop_t
     return keep
 
 
-def assign_people(heats, gt, candidates: np.ndarray, bptt_steps: int | None) -> list[tuple[int, int]]:
+def assign_people(heats, gt, candidates: np.ndarray, ends, mask=None) -> list[tuple[int, int]]:
     """Algorithm 1's matching, chunk by chunk: (step, true person) pairs of one image.
 
     heats: (L, J, H, W) the image's steps; gt: (Z, J, H, W); candidates: (L,) bool;
-    bptt_steps: chunk length T (None: one chunk). The ground truth matched in a chunk leaves
-    the pool of the later chunks.
+    ends: (L,) bool, the steps that close a chunk (:func:`.head.chunk_ends`; the last step
+    closes one anyway); mask: (H, W) or None, passed to :func:`match_people`. The ground truth
+    matched in a chunk leaves the pool of the later chunks. Returns pairs sorted by step.
     """
-    length = len(candidates)
-    chunk = int(bptt_steps) if bptt_steps else max(1, length)
+    cand = np.asarray(candidates, bool).reshape(-1)
+    closes = np.asarray(ends, bool).reshape(-1)
+    if len(closes) != len(cand):
+        raise ValueError(f"assign_people: {len(cand)} candidates but {len(closes)} chunk ends")
     pool = list(range(len(gt)))
     pairs: list[tuple[int, int]] = []
-    for start in range(0, length, chunk):
-        steps = [t for t in range(start, min(length, start + chunk)) if candidates[t]]
+    start = 0
+    for stop in [t + 1 for t in range(len(cand)) if closes[t] or t == len(cand) - 1]:
+        steps = [t for t in range(start, stop) if cand[t]]
+        start = stop
         if not steps or not pool:
             continue
-        pi, ti = match_people(heats[steps], gt[pool])
+        pi, ti = match_people(heats[steps], gt[pool], mask)
         matched = [pool[k] for k in ti]
         pairs.extend((steps[a], m) for a, m in zip(pi, matched))
         pool = [k for k in pool if k not in matched]
     return pairs
 
 
+def first_stop(probs: np.ndarray, stop_threshold: float) -> int:
+    """Z_hat: the steps before the first p_t < stop_threshold (all of them if none is)."""
+    below = ~(np.asarray(probs, np.float64) >= stop_threshold)
+    return int(np.argmax(below)) if below.any() else len(below)
+
+
+def _heatmap_term(heats, gt, pairs, mask, reduction: str) -> torch.Tensor | None:
+    """Eq. 2 of one image: heats (L, J, H, W), gt (Z, J, H, W), mask (H, W) or None -> scalar
+    (None without pairs)."""
+    if not pairs:
+        return None
+    t_idx = torch.tensor([p[0] for p in pairs], device=heats.device)
+    k_idx = torch.tensor([p[1] for p in pairs], device=heats.device)
+    err = (heats[t_idx] - gt[k_idx]) ** 2                                  # (R, J, H, W)
+    if mask is not None:
+        err = err * mask[None, None]
+    per_person = err.flatten(1).sum(1) if reduction == "sum" else err.flatten(1).mean(1)
+    return per_person.sum()
+
+
 def recurrent_loss(heats: torch.Tensor, stop_logits: torch.Tensor, lengths: torch.Tensor, gt: torch.Tensor,
                    num_true: torch.Tensor, mask: torch.Tensor | None = None, *, config: str = "aa'",
-                   bptt_steps: int | None = 8, stop_threshold: float = OMEGA, heatmap_weight: float = 1.0,
-                   stop_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float], list[list[tuple[int, int]]]]:
+                   bptt_steps: int | None = 8, cut_at_stop: bool = True, stop_threshold: float = OMEGA,
+                   heatmap_weight: float = 1.0, stop_weight: float = 1.0, reduction: str = "sum",
+                   mask_matching: bool = True, mask_stop: bool = True
+                   ) -> tuple[torch.Tensor, dict[str, float], list[list[tuple[int, int]]]]:
     """The LSTM1 loss of a batch.
 
     Args:
-        heats: (B, T, J, H, W) from :meth:`.head.RecurrentHead.unroll`; stop_logits (B, T);
+        heats: (B, L, J, H, W) from :meth:`.head.RecurrentHead.unroll`; stop_logits (B, L);
             lengths (B,) steps taken per image.
         gt: (B, P, J, H, W) per-person targets, num_true (B,) Z per image; mask (B, H, W) 1 =
-            counted, 0 = ignored (None: all counted).
+            counted, 0 = ignored (None: all counted). The heatmap error is always masked;
+            ``mask_matching`` masks the matching cost, ``mask_stop`` the stop targets
+            (:func:`stop_weights`).
+        bptt_steps, cut_at_stop: the chunks (:func:`.head.chunk_ends`), as in the unroll.
+        reduction: one matched person's squared error, "sum" (eq. 2) or "mean" over its cells.
     Returns (loss, {"heatmap", "stop", "people", "count_error"}, pairs per image).
     """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"heatmap_reduction must be one of {REDUCTIONS}, got {reduction!r}")
     b = heats.shape[0]
     heat_terms, stop_terms, all_pairs, count_err = [], [], [], 0.0
     probs = torch.sigmoid(stop_logits.detach().float()).cpu().numpy()
     for i in range(b):
         length, z = int(lengths[i]), int(num_true[i])
+        m = None if mask is None else mask[i]
+        steps = heats[i, :length]
         cand = heatmap_candidates(probs[i, :length], z, config=config, stop_threshold=stop_threshold)
-        pairs = assign_people(heats[i, :length].detach(), gt[i, :z].detach(), cand, bptt_steps)
+        ends = chunk_ends(probs[i, :length], bptt_steps=bptt_steps, stop_threshold=stop_threshold,
+                          cut_at_stop=cut_at_stop).numpy()
+        pairs = assign_people(steps.detach(), gt[i, :z].detach(), cand, ends,
+                              m.detach() if (m is not None and mask_matching) else None)
         all_pairs.append(pairs)
-        if pairs:
-            t_idx = torch.tensor([p[0] for p in pairs], device=heats.device)
-            k_idx = torch.tensor([p[1] for p in pairs], device=heats.device)
-            err = (heats[i, t_idx] - gt[i, k_idx]) ** 2
-            if mask is not None:
-                err = err * mask[i][None, None]
-            heat_terms.append(err.sum())
-        below = probs[i, :length] < stop_threshold
-        z_hat = int(np.argmax(below)) if below.any() else length
-        target = torch.from_numpy(stop_targets(z_hat, z)[:length]).to(stop_logits)
-        stop_terms.append(F.binary_cross_entropy_with_logits(stop_logits[i, :length], target, reduction="sum"))
+        term = _heatmap_term(steps, gt[i], pairs, m, reduction)
+        if term is not None:
+            heat_terms.append(term)
+        z_hat = first_stop(probs[i, :length], stop_threshold)
+        target = stop_targets(z_hat, z)[:length]
+        weight = stop_weights(target, steps.detach(), m.detach() if (m is not None and mask_stop) else None)
+        bce = F.binary_cross_entropy_with_logits(stop_logits[i, :length], torch.from_numpy(target).to(stop_logits),
+                                                 weight=torch.from_numpy(weight).to(stop_logits), reduction="sum")
+        stop_terms.append(bce)
         count_err += abs(z_hat - z)
     heat = torch.stack(heat_terms).sum() / b if heat_terms else heats.sum() * 0.0
     stop = torch.stack(stop_terms).sum() / b
@@ -166,6 +248,22 @@ def recurrent_loss(heats: torch.Tensor, stop_logits: torch.Tensor, lengths: torc
     parts = {"heatmap": float(heat.detach()), "stop": float(stop.detach()),
              "people": float(num_true.float().mean()), "count_error": count_err / b}
     return loss, parts, all_pairs
+
+
+def lstm2_sequence(pairs, num_predicted: int, inputs: str = "predicted") -> tuple[np.ndarray, np.ndarray]:
+    """The steps LSTM2 reads for one image (in LSTM1's order) and the true person of each.
+
+    pairs: (step, true person) of the image; num_predicted: Z_hat; inputs: "predicted" (the
+    steps < Z_hat, and any later matched step) or "matched" (the matched steps only).
+    Returns steps (N,) int64 ascending and people (N,) int64 (-1: no true person; eq. 4 scores
+    only the matched ones).
+    """
+    if inputs not in LSTM2_INPUTS:
+        raise ValueError(f"lstm2_inputs must be one of {LSTM2_INPUTS}, got {inputs!r}")
+    person = {int(t): int(k) for t, k in pairs}
+    steps = set(person) | (set(range(int(num_predicted))) if inputs == "predicted" else set())
+    order = np.array(sorted(steps), np.int64)
+    return order, np.array([person.get(int(t), -1) for t in order], np.int64)
 
 
 def order_people(order: str, heats: np.ndarray, stop_probs: np.ndarray, rng: np.random.Generator | None = None

@@ -1,0 +1,337 @@
+"""Algorithm 1 of the recurrent method, checked on a tiny head in a few steps: where gradients
+flow and where they must not, which steps are matched together (the chunks of the gradient
+cut), the stop targets of the training loss, the ignore mask, LSTM2's input and the running
+normalisation. Each test runs in well under a second or two on one core."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from posegroup.methods import build_method
+from posegroup.methods.recurrent import loss as loss_module
+from posegroup.methods.recurrent.head import OMEGA, RecurrentHead, chunk_ends
+from posegroup.methods.recurrent.loss import (assign_people, lstm2_sequence, match_people, recurrent_loss,
+                                              stop_targets, stop_weights)
+from posegroup.skeleton import COCO17
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+BACKBONE = {"name": "tiny", "num_stacks": 1, "depth": 2, "base_width": 16, "width_increase": 8, "stem_width": 8}
+
+
+def tiny_head(feedback_passes: int = 2, lstm2: bool = False) -> RecurrentHead:
+    torch.manual_seed(0)
+    return RecurrentHead(4, 2, hidden_width=4, lstm1_layers=2, feedback_passes=feedback_passes,
+                         lstm2_hidden_width=4 if lstm2 else None)
+
+
+def fix_stop(head: RecurrentHead, logit: float) -> None:
+    """Every step's p_t = sigmoid(logit) (the stop FC reads nothing)."""
+    with torch.no_grad():
+        head.stop.weight.zero_()
+        head.stop.bias.fill_(float(logit))
+
+
+def bce(p: float, targets) -> float:
+    return float(sum(-np.log(p) if t else -np.log(1 - p) for t in targets))
+
+
+def one_hot_people(z: int, j: int = 2, size: int = 6) -> torch.Tensor:
+    """(z, j, size, size): person k has joint i's peak at cell (k // 3, 2 (k mod 3) + i), j <= 2."""
+    gt = torch.zeros(z, j, size, size)
+    for k in range(z):
+        for i in range(j):
+            gt[k, i, k // 3, 2 * (k % 3) + i] = 1.0
+    return gt
+
+
+def grads(loss: torch.Tensor, *modules) -> list[float]:
+    """Sum of |d loss / d w| over each module's parameters (0.0 where none reaches them)."""
+    params = [p for m in modules for p in m.parameters()]
+    g = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
+    out, k = [], 0
+    for m in modules:
+        n = len(list(m.parameters()))
+        out.append(float(sum(x.abs().sum() for x in g[k:k + n] if x is not None)))
+        k += n
+    return out
+
+
+# ---------------------------------------------------------------------------- gradient flow
+def _loss_of_tiny_unroll(head, *, heatmap_weight, stop_weight, z=2):
+    feats = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(1))
+    heats, logits, lengths = head.unroll(feats, max_steps=z + 1, min_steps=torch.tensor([z + 1]), bptt_steps=8)
+    gt = one_hot_people(z)[None]
+    loss, _, pairs = recurrent_loss(heats, logits, lengths, gt, torch.tensor([z]), config="ba'",
+                                    heatmap_weight=heatmap_weight, stop_weight=stop_weight)
+    assert pairs[0], "the heatmap loss has matched people"
+    return loss
+
+
+def test_heatmap_loss_trains_the_heatmaps_and_lstm1_not_the_stop_head():
+    head = tiny_head()
+    fix_stop(head, 1.0)
+    loss = _loss_of_tiny_unroll(head, heatmap_weight=1.0, stop_weight=0.0)
+    out1, lstm1, stop = grads(loss, head.out1, head.lstm1, head.stop)
+    assert out1 > 0 and lstm1 > 0
+    assert stop == 0.0
+
+
+@pytest.mark.parametrize("passes, reaches_out1", [(2, True), (0, False)])
+def test_stop_loss_trains_the_stop_head_lstm1_and_through_the_feedback_loop_the_heatmaps(passes, reaches_out1):
+    """The heatmaps of a step's first pass are the input of its second, so the stop loss reaches
+    the heatmap conv through the feedback loop; without the loop it cannot."""
+    head = tiny_head(feedback_passes=passes)
+    loss = _loss_of_tiny_unroll(head, heatmap_weight=0.0, stop_weight=1.0)
+    out1, lstm1, stop = grads(loss, head.out1, head.lstm1, head.stop)
+    assert stop > 0 and lstm1 > 0
+    assert (out1 > 0) == reaches_out1
+
+
+def test_feedback_heatmaps_carry_gradient_into_the_first_pass():
+    """Step t's heatmaps depend on its first pass's heatmaps (fed back), not only on the state."""
+    head = tiny_head(feedback_passes=2)
+    feats = torch.randn(1, 4, 6, 6)
+    seen = []
+    hook = head.out1.register_forward_hook(lambda m, i, o: seen.append(o))
+    heat, _, _ = head.person(head.norm(feats), head.lstm1.zero_state(feats))
+    hook.remove()
+    first_pass = seen[0]
+    g = torch.autograd.grad(heat.sum(), first_pass)[0]
+    assert g.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------- chunks
+def test_chunk_ends():
+    hi, lo = 0.9, 0.1
+    p = [hi, hi, lo, hi, hi, hi]
+    assert chunk_ends(p, bptt_steps=2, cut_at_stop=True).tolist() == [False, True, True, True, False, True]
+    assert chunk_ends(p, bptt_steps=2, cut_at_stop=False).tolist() == [False, True, False, True, False, True]
+    assert chunk_ends(p, bptt_steps=None, cut_at_stop=True).tolist() == [False, False, True, False, False, False]
+
+
+def _gradient_chunks(head, feats, length, **unroll):
+    """The steps of one image grouped by the gradient: t joins t-1's group when step t's
+    heatmaps back-propagate into the state left by step t-1."""
+    states = []
+    heats, logits, lengths = head.unroll(feats, max_steps=length, record_states=states, **unroll)
+    groups = [[0]]
+    for t in range(1, int(lengths[0])):
+        g = torch.autograd.grad(heats[0, t].sum(), states[t - 1][0][0], allow_unused=True, retain_graph=True)[0]
+        if g is not None and g.abs().sum() > 0:
+            groups[-1].append(t)
+        else:
+            groups.append([t])
+    return groups, heats, logits, lengths
+
+
+def _matched_chunks(monkeypatch, heats, logits, lengths, gt, z, **kw):
+    """The steps the loss hands to each call of the matching, found by their heatmaps."""
+    calls = []
+    real = loss_module.match_people
+
+    def spy(pred, true, mask=None):
+        steps = [next(t for t in range(heats.shape[1]) if torch.equal(heats[0, t].detach(), row)) for row in pred]
+        calls.append(steps)
+        return real(pred, true, mask)
+
+    monkeypatch.setattr(loss_module, "match_people", spy)
+    recurrent_loss(heats, logits, lengths, gt, torch.tensor([z]), **kw)
+    return calls
+
+
+@pytest.mark.parametrize("bptt, stop_logit, cut_at_stop, config, z, expected", [
+    (3, 3.0, True, "aa'", 7, [[0, 1, 2], [3, 4, 5], [6]]),     # never stops: every T steps
+    (8, -3.0, True, "ba'", 3, [[0], [1], [2], [3]]),           # stops at every step: each its own chunk
+    (2, -3.0, False, "ba'", 3, [[0, 1], [2, 3]]),              # stops ignored by the cut: every T steps
+])
+def test_matching_chunks_are_the_gradient_chunks(monkeypatch, bptt, stop_logit, cut_at_stop, config, z, expected):
+    """Algorithm 1: the steps matched together are exactly those between two gradient cuts."""
+    head = tiny_head()
+    fix_stop(head, stop_logit)
+    feats = torch.randn(1, 4, 6, 6)
+    groups, heats, logits, lengths = _gradient_chunks(head, feats, 7 if stop_logit > 0 else 99,
+                                                      min_steps=torch.tensor([z + 1]), bptt_steps=bptt,
+                                                      cut_at_stop=cut_at_stop)
+    assert groups == expected
+    calls = _matched_chunks(monkeypatch, heats, logits, lengths, one_hot_people(z)[None], z, config=config,
+                            bptt_steps=bptt, cut_at_stop=cut_at_stop)
+    candidates = [[t for t in g if t < z] for g in expected]
+    assert calls == [c for c in candidates if c]
+
+
+def test_assign_people_reports_the_step_not_its_place_among_the_candidates():
+    gt = one_hot_people(3)
+    heats = torch.zeros(4, 2, 6, 6)
+    heats[1] = gt[1]
+    heats[3] = gt[0]
+    pairs = assign_people(heats, gt, np.array([False, True, False, True]), np.array([False, True, False, True]))
+    assert pairs == [(1, 1), (3, 0)]
+
+
+def test_assign_people_removes_matched_truth_chunk_by_chunk():
+    gt = one_hot_people(3)
+    heats = torch.stack([gt[2], gt[2], gt[0]])      # steps 0 and 1 both look like person 2
+    one_chunk = assign_people(heats, gt, np.ones(3, bool), np.zeros(3, bool))
+    assert sorted(one_chunk) == [(0, 2), (1, 1), (2, 0)]
+    per_step = assign_people(heats, gt, np.ones(3, bool), np.ones(3, bool))
+    assert per_step[0] == (0, 2) and all(k != 2 for _, k in per_step[1:])
+
+
+# ---------------------------------------------------------------------------- ignore mask
+def test_ignore_mask_enters_the_matching_cost():
+    true = np.zeros((2, 1, 1, 4), np.float32)
+    true[0, 0, 0, 0] = true[1, 0, 0, 3] = 1.0
+    mask = np.array([[1, 1, 0, 1]], np.float32)
+    pred = np.zeros((2, 1, 1, 4), np.float32)
+    pred[0, 0, 0, 3], pred[0, 0, 0, 2] = 0.6, 3.0    # a little of person 1, a blob in the ignored cell
+    pred[1, 0, 0, 3], pred[1, 0, 0, 0] = 1.0, 0.5
+    assert match_people(pred, true)[1].tolist() == [0, 1]         # the blob decides
+    assert match_people(pred, true, mask)[1].tolist() == [1, 0]   # the counted cells decide
+
+
+def test_ignore_mask_in_the_heatmap_loss_value_and_gradient():
+    gt = one_hot_people(1, j=1, size=2)[None]                       # (1, 1, 1, 2, 2)
+    heats = torch.full((1, 2, 1, 2, 2), 0.5, requires_grad=True)
+    logits = torch.logit(torch.tensor([[0.9, 0.1]]))
+    mask = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]])
+    loss, parts, _ = recurrent_loss(heats, logits, torch.tensor([2]), gt, torch.tensor([1]), mask,
+                                    stop_weight=0.0)
+    assert parts["heatmap"] == pytest.approx(0.25 * 3)               # 3 counted cells of error 0.5
+    g = torch.autograd.grad(loss, heats)[0]
+    assert g[0, 0, 0, 0, 1] == 0 and g[0, 0, 0, 0, 0] != 0
+    assert g[0, 1].abs().sum() == 0                                  # the stop step is not a person
+
+
+def test_stop_weights_leave_out_steps_in_ignored_cells():
+    mask = np.ones((4, 4), np.float32)
+    mask[:, 2:] = 0.0
+    heats = np.zeros((4, 1, 4, 4), np.float32)
+    heats[0, 0, 0, 0] = heats[1, 0, 0, 3] = heats[2, 0, 1, 3] = heats[3, 0, 2, 3] = 1.0
+    targets = stop_targets(3, 1)                                       # [1, 0, 0, 0]
+    w = stop_weights(targets, heats, mask)
+    assert w.tolist() == [1, 0, 0, 1]          # the true person and the last (stop) step count
+    assert stop_weights(targets, heats, None).tolist() == [1, 1, 1, 1]
+
+
+def test_stop_loss_skips_a_person_the_annotation_left_out():
+    """z = 1; step 2 finds someone in an ignored region: no stop target for it."""
+    gt = torch.zeros(1, 1, 1, 4, 4)
+    gt[0, 0, 0, 0, 0] = 1.0
+    heats = torch.zeros(1, 3, 1, 4, 4)
+    heats[0, 0] = gt[0, 0]
+    heats[0, 1, 0, 0, 3] = 1.0                                       # step 2: in the ignored cells
+    mask = torch.ones(1, 4, 4)
+    mask[0, :, 2:] = 0.0
+    logits = torch.logit(torch.tensor([[0.9, 0.8, 0.1]]))
+    args = (heats, logits, torch.tensor([3]), gt, torch.tensor([1]), mask)
+    _, with_mask, _ = recurrent_loss(*args)
+    _, without, _ = recurrent_loss(*args, mask_stop=False)
+    assert with_mask["stop"] == pytest.approx(bce(0.9, [1]) + bce(0.1, [0]), rel=1e-5)
+    assert without["stop"] == pytest.approx(bce(0.9, [1]) + bce(0.8, [0]) + bce(0.1, [0]), rel=1e-5)
+
+
+# ---------------------------------------------------------------------------- reduction
+def test_heatmap_reduction_sum_or_mean_over_a_persons_cells():
+    gt = one_hot_people(1, j=1, size=2)[None]
+    heats = torch.zeros(1, 2, 1, 2, 2)
+    logits = torch.logit(torch.tensor([[0.9, 0.1]]))
+    args = (heats, logits, torch.tensor([2]), gt, torch.tensor([1]))
+    assert recurrent_loss(*args, reduction="sum")[1]["heatmap"] == pytest.approx(1.0)
+    assert recurrent_loss(*args, reduction="mean")[1]["heatmap"] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="heatmap_reduction"):
+        recurrent_loss(*args, reduction="max")
+
+
+# ---------------------------------------------------------------------------- the method's loss
+def tiny_method(**options):
+    opts = {"hidden_width": 8, "lstm1_layers": 2, "max_people": 3, "sigma": 1.0, **options}
+    method = build_method("recurrent", COCO17, **opts)
+    torch.manual_seed(0)
+    net = method.build_model({"backbone": BACKBONE, "freeze_backbone": False})
+    return method, net
+
+
+def tiny_batch(method, people: int, mask=None):
+    """One 64 px image with ``people`` people standing apart (output grid 16 x 16)."""
+    kp = np.zeros((people, 17, 3))
+    for n in range(people):
+        kp[n, :, 0] = 8 + 20 * n + np.arange(17) % 4
+        kp[n, :, 1] = 8 + 2.5 * np.arange(17)
+        kp[n, :, 2] = 2
+    ignore = np.zeros((64, 64), bool) if mask is None else mask
+    t = method.encode(kp, ignore, None, (16, 16), 4)
+    batch = {k: torch.from_numpy(np.asarray(v))[None] for k, v in t.items()}
+    batch["image"] = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    assert int(batch["num_people"]) == people
+    return batch
+
+
+@pytest.mark.parametrize("stop_logit, people, targets", [
+    (-3.0, 2, [1, 1, 0]),          # under-count (Z_hat = 0): the loop still runs Z + 1 steps
+    (3.0, 1, [1, 0, 0, 0]),        # over-count: runs to the step limit (max_people + 1 = 4)
+])
+def test_training_loss_stop_targets(stop_logit, people, targets):
+    """Eq. 1 inside the method's training loss: |p| = max(Z_hat, Z) + 1 steps, Z ones then zeros."""
+    method, net = tiny_method()
+    fix_stop(net.head, stop_logit)
+    net.train()
+    _, parts = method.training_loss(net, tiny_batch(method, people))
+    p = 1.0 / (1.0 + np.exp(-stop_logit))
+    assert parts["stop"] == pytest.approx(bce(p, targets), rel=1e-4)
+    assert parts["count_error"] == abs((0 if stop_logit < 0 else 4) - people)
+
+
+def test_training_loss_reads_the_ignore_mask():
+    method, net = tiny_method()
+    fix_stop(net.head, 3.0)
+    net.train()
+    batch = tiny_batch(method, 2)
+    _, counted = method.training_loss(net, batch)
+    batch["mask"] = torch.zeros_like(batch["mask"])
+    _, ignored = method.training_loss(net, batch)
+    assert counted["heatmap"] > 0 and ignored["heatmap"] == 0.0
+
+
+def test_training_updates_the_running_normalisation_once_per_batch_with_lstm2():
+    method, net = tiny_method(lstm2=True)
+    net.train()
+    before = int(net.head.norm.num_batches)
+    method.training_loss(net, tiny_batch(method, 2))
+    assert int(net.head.norm.num_batches) == before + 1
+
+
+@pytest.mark.parametrize("detach, reaches_lstm1", [(False, True), (True, False)])
+def test_lstm2_loss_reaches_lstm1_unless_detached(detach, reaches_lstm1):
+    method, net = tiny_method(lstm2=True, lstm2_detach_input=detach, heatmap_weight=0.0, stop_weight=0.0)
+    fix_stop(net.head, 3.0)
+    net.train()
+    loss, parts = method.training_loss(net, tiny_batch(method, 2))
+    assert parts["lstm2"] > 0
+    lstm2, lstm1 = grads(loss, net.head.lstm2, net.head.lstm1)
+    assert lstm2 > 0
+    assert (lstm1 > 0) == reaches_lstm1
+
+
+def test_lstm2_reads_the_predicted_people_scored_on_the_matched():
+    pairs = [(0, 1), (1, 0)]
+    steps, people = lstm2_sequence(pairs, 4, "predicted")           # over-count: 4 predicted, 2 true
+    assert steps.tolist() == [0, 1, 2, 3] and people.tolist() == [1, 0, -1, -1]
+    steps, people = lstm2_sequence(pairs, 4, "matched")
+    assert steps.tolist() == [0, 1] and people.tolist() == [1, 0]
+    steps, people = lstm2_sequence([(0, 0), (2, 1)], 1, "predicted")  # under-count, step 2 matched
+    assert steps.tolist() == [0, 2] and people.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="lstm2_inputs"):
+        lstm2_sequence(pairs, 2, "all")
+
+
+def test_new_settings_are_validated():
+    for key, bad in [("cut_at_stop", "yes"), ("heatmap_reduction", "max"), ("lstm2_inputs", "all"),
+                     ("mask_matching", 1), ("mask_stop", "no"), ("lstm2_detach_input", "x")]:
+        with pytest.raises(ValueError, match=key):
+            build_method("recurrent", COCO17, **{key: bad})
+    s = build_method("recurrent", COCO17).settings
+    assert (s.cut_at_stop, s.mask_matching, s.mask_stop, s.heatmap_reduction, s.lstm2_inputs,
+            s.lstm2_detach_input) == (True, True, True, "sum", "predicted", False)
+    assert OMEGA == pytest.approx(1 / (1 + np.e))
