@@ -526,24 +526,28 @@ def _place(rng, figs: list, heights: np.ndarray, c: float, H: int, W: int) -> tu
     """Placement of :func:`_render`: each person's box (of 48 random candidates) whose IoU with
     those already placed is closest to a target drawn from [0.55 c, 0.1 + 0.8 c]. Returns the
     boxes (N, 4) x0 y0 x1 y1 and each figure's offset (2,) (figure units x height -> pixels)."""
-    lo_t, hi_t = 0.55 * c, 0.1 + 0.8 * c
-    n_cand = 48
     placed, offsets = [], []
     for i, (J, lab, shapes) in enumerate(figs):
         ext = _extent(shapes) * heights[i]
-        bw, bh = ext[2] - ext[0], ext[3] - ext[1]
-        # Box centres: at most ~15% of the width and ~20% of the height out of the image.
-        cx = rng.uniform(min(0.35 * bw, W / 2), max(W - 0.35 * bw, W / 2), size=n_cand)
-        cy = rng.uniform(min(0.3 * bh, H / 2), max(H - 0.3 * bh, H / 2), size=n_cand)
-        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
-        target = rng.uniform(lo_t, hi_t)
-        if placed:
-            best = int(np.argmin(np.abs(box_iou_matrix(boxes, np.array(placed)).max(axis=1) - target)))
-        else:
-            best = 0
-        placed.append(boxes[best])
-        offsets.append(boxes[best, :2] - ext[:2])
+        box = place_box(rng, ext[2] - ext[0], ext[3] - ext[1], placed, c, H, W)
+        placed.append(box)
+        offsets.append(box[:2] - ext[:2])
     return np.array(placed), offsets
+
+
+def place_box(rng, bw: float, bh: float, placed: list, c: float, H: int, W: int) -> np.ndarray:
+    """The crowding calibration of one person: of 48 random boxes of size ``bw`` x ``bh`` (box
+    centres at most ~15% of the width and ~20% of the height out of the image), the one whose
+    largest IoU with the boxes ``placed`` (list of (4,) x0 y0 x1 y1) is closest to a target drawn
+    from U(0.55 c, 0.1 + 0.8 c); the first candidate when nothing is placed. Returns (4,)."""
+    n_cand = 48
+    cx = rng.uniform(min(0.35 * bw, W / 2), max(W - 0.35 * bw, W / 2), size=n_cand)
+    cy = rng.uniform(min(0.3 * bh, H / 2), max(H - 0.3 * bh, H / 2), size=n_cand)
+    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+    target = rng.uniform(0.55 * c, 0.1 + 0.8 * c)
+    if not placed:
+        return boxes[0]
+    return boxes[int(np.argmin(np.abs(box_iou_matrix(boxes, np.array(placed)).max(axis=1) - target)))]
 
 
 def _visibility(kps: np.ndarray, owner: np.ndarray, min_area_frac: float,
@@ -588,6 +592,25 @@ def _crowding_figures(full_masks: np.ndarray, full_boxes: np.ndarray) -> tuple[f
 
 
 # ================================================================================ the scene
+def people_range(c: float) -> tuple[int, int]:
+    """(fewest, most) people of a scene at crowding level ``c``: 1-4 sparse .. 3-8 heavy."""
+    return int(round(1 + 2 * c)), int(round(4 + 4 * c))
+
+
+def num_people(rng, c: float) -> int:
+    """Number of people of a scene at crowding level ``c``, uniform over :func:`people_range`."""
+    lo, hi = people_range(c)
+    return int(rng.integers(lo, hi + 1))
+
+
+def people_heights(rng, c: float, n: int, s: float) -> np.ndarray:
+    """Standing heights (n,) in pixels of a scene's people (``s``: the image's shorter side): a
+    scene scale U(0.3 + 0.25 c, 0.7 + 0.15 c) times a per-person log-normal spread that narrows
+    with ``c`` (similar sizes in crowds), clipped to [0.2, 1] x ``s``."""
+    base = rng.uniform(0.3 + 0.25 * c, 0.7 + 0.15 * c)
+    return np.clip(base * np.exp(rng.normal(0, 0.25 - 0.15 * c, size=n)), 0.2, 1.0) * s
+
+
 def _render(rng, H: int, W: int, c: float, pose_bank=None, min_area_frac: float = 0.01,
             min_keypoints_person: int = 3) -> dict:
     """The full scene: see :func:`render_scene`. Returns a dict with image, keypoints (N, 17, 3),
@@ -596,15 +619,14 @@ def _render(rng, H: int, W: int, c: float, pose_bank=None, min_area_frac: float 
     img = _background(rng, H, W)
     s = float(min(H, W))
     # -- people: number, figures, sizes (every range interpolates linearly in c) --------------
-    n = int(rng.integers(int(round(1 + 2 * c)), int(round(4 + 4 * c)) + 1))
+    n = num_people(rng, c)
     figs = []
     for _ in range(n):
         if pose_bank is not None and len(pose_bank):
             figs.append(_bank_figure(rng, pose_bank[int(rng.integers(len(pose_bank)))]))
         else:
             figs.append(_kinematic_figure(rng))
-    base = rng.uniform(0.3 + 0.25 * c, 0.7 + 0.15 * c)
-    heights = np.clip(base * np.exp(rng.normal(0, 0.25 - 0.15 * c, size=n)), 0.2, 1.0) * s
+    heights = people_heights(rng, c, n, s)
     # -- placement: each person's box IoU with those already placed close to a target ---------
     placed, offsets = _place(rng, figs, heights, c, H, W)
     # -- painter's order: far (feet higher in the image) to near ------------------------------
@@ -718,12 +740,7 @@ def load_pose_bank(poses_file, min_keypoints: int = 8) -> np.ndarray:
             continue
         xy = a[:, :2]
         origin = 0.5 * (xy[L_HIP] + xy[R_HIP]) if (lab[L_HIP] and lab[R_HIP]) else xy[lab].mean(axis=0)
-        ratios = [np.linalg.norm(xy[i] - xy[j]) / L for i, j, L in _CANON_SEGMENTS if lab[i] and lab[j]]
-        if ratios:
-            scale = float(np.percentile(ratios, 75))
-        else:
-            ext = xy[lab].max(axis=0) - xy[lab].min(axis=0)
-            scale = float(ext.max()) / 0.5
+        scale = standing_height(xy, lab)
         if not np.isfinite(scale) or scale <= 1e-6:
             continue
         pose = np.zeros((K, 3), np.float32)
@@ -733,6 +750,18 @@ def load_pose_bank(poses_file, min_keypoints: int = 8) -> np.ndarray:
     if not out:
         raise ValueError(f"{path}: no person with >= {min_keypoints} labelled keypoints")
     return np.stack(out)
+
+
+def standing_height(xy: np.ndarray, lab: np.ndarray) -> float:
+    """Standing height of a COCO-17 person from its labelled keypoints (``xy`` (17, 2), ``lab``
+    (17,) bool, at least one True): the 75th percentile of (observed length / canonical length)
+    over the labelled segments of ``_CANON_SEGMENTS`` (foreshortening only shortens), else the
+    labelled extent / 0.5. Same units as ``xy``."""
+    ratios = [np.linalg.norm(xy[i] - xy[j]) / L for i, j, L in _CANON_SEGMENTS if lab[i] and lab[j]]
+    if ratios:
+        return float(np.percentile(ratios, 75))
+    ext = xy[lab].max(axis=0) - xy[lab].min(axis=0)
+    return float(ext.max()) / 0.5
 
 
 # ============================================================================== the dataset
@@ -748,17 +777,29 @@ def _init_worker(bank):
 def _make_image(args):
     """Worker: render image ``index``, write its JPEG, return its annotations (no ids yet)."""
     index, seed, H, W, c, image_dir, jpeg_quality, min_area_frac, min_kp = args
-    from pycocotools import mask as mask_util
-
     rng = np.random.default_rng([seed, index])
     scene = _render(rng, H, W, c, _BANK, min_area_frac, min_kp)
+    file_name = write_scene_image(scene["image"], image_dir, index, jpeg_quality)
+    return index, file_name, scene_annotations(scene, H, W), scene["max_iou"], scene["max_mask_iou"]
+
+
+def write_scene_image(image: np.ndarray, image_dir: Path, index: int, jpeg_quality: int) -> str:
+    """Write uint8 (H, W, 3) RGB ``image`` as ``image_dir/NNNNNN.jpg`` (``index``); returns its name."""
     file_name = f"{index:06d}.jpg"
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(scene["image"], cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
     if not ok:
         raise RuntimeError(f"{image_dir / file_name}: JPEG encoding failed")
     with open(image_dir / file_name, "wb") as f:
         f.write(buf.tobytes())
+    return file_name
+
+
+def scene_annotations(scene: dict, H: int, W: int) -> list[dict]:
+    """COCO annotations (no ids yet) of a scene's ``keypoints`` (N, K, 3) and visible ``masks``
+    (N, H, W) bool: keypoints (x, y to 2 decimals, v int), num_keypoints, the mask's bbox and
+    area, and the mask as a compressed RLE segmentation."""
+    from pycocotools import mask as mask_util
+
     anns = []
     for kp, m in zip(scene["keypoints"], scene["masks"]):
         rle = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
@@ -772,13 +813,17 @@ def _make_image(args):
             "iscrowd": 0,
             "segmentation": {"size": [H, W], "counts": rle["counts"].decode("ascii")},
         })
-    return index, file_name, anns, scene["max_iou"], scene["max_mask_iou"]
+    return anns
 
 
-def _run_jobs(jobs: list, bank, workers: int, chunksize: int, progress: bool) -> list:
-    """:func:`_make_image` of every job, in job order: in this process (``workers`` 1 or one
-    job) or in a forkserver pool (a fork of this process could inherit a lock held by a thread
-    of torch, onnxruntime or OpenMP and deadlock; the server is a fresh single-threaded process)."""
+def run_jobs(jobs: list, bank, workers: int, chunksize: int, progress: bool, task=None, init=None) -> list:
+    """``task`` (default :func:`_make_image`) of every job, in job order, after ``init(bank)``
+    (default :func:`_init_worker`) in each process: in this process (``workers`` 1 or one job)
+    or in a forkserver pool (a fork of this process could inherit a lock held by a thread of
+    torch, onnxruntime or OpenMP and deadlock; the server is a fresh single-threaded process).
+    ``task`` and ``init`` are module-level functions (the pool pickles them by name)."""
+    task = _make_image if task is None else task
+    init = _init_worker if init is None else init
     n = len(jobs)
     results = []
     bar = None
@@ -787,15 +832,15 @@ def _run_jobs(jobs: list, bank, workers: int, chunksize: int, progress: bool) ->
         bar = tqdm(total=n, desc="synth", unit="img")
     try:
         if workers == 1 or n == 1:
-            _init_worker(bank)
+            init(bank)
             for job in jobs:
-                results.append(_make_image(job))
+                results.append(task(job))
                 if bar is not None:
                     bar.update(1)
         else:
             import multiprocessing as mp
-            with mp.get_context("forkserver").Pool(min(workers, n), initializer=_init_worker, initargs=(bank,)) as pool:
-                for r in pool.imap(_make_image, jobs, chunksize=max(1, int(chunksize))):
+            with mp.get_context("forkserver").Pool(min(workers, n), initializer=init, initargs=(bank,)) as pool:
+                for r in pool.imap(task, jobs, chunksize=max(1, int(chunksize))):
                     results.append(r)
                     if bar is not None:
                         bar.update(1)
@@ -812,6 +857,23 @@ def _write_json_atomic(path: Path, doc: dict) -> Path:
         json.dump(doc, f)
     os.replace(tmp, path)
     return path
+
+
+def collect_results(results: list, levels: list, H: int, W: int) -> tuple[list, list, list, list]:
+    """COCO ``images`` and ``annotations`` (image id = index + 1, annotation ids from 1) of the
+    job results ``(index, file_name, anns, max_iou, max_mask_iou, ...)`` in index order, with the
+    finite max box / mask IoUs (images with >= 2 people)."""
+    images, annotations, ious, mask_ious = [], [], [], []
+    for index, file_name, anns, max_iou, max_mask_iou, *_ in results:
+        image_id = index + 1
+        images.append({"id": image_id, "file_name": file_name, "width": W, "height": H,
+                       "crowding": levels[index % len(levels)]})
+        for a in anns:
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, **a})
+        if np.isfinite(max_iou):
+            ious.append(max_iou)
+            mask_ious.append(max_mask_iou)
+    return images, annotations, ious, mask_ious
 
 
 def generate_dataset(out_dir, num_images: int, *, crowding="sparse", seed: int = 0, poses_file=None,
@@ -858,19 +920,8 @@ def generate_dataset(out_dir, num_images: int, *, crowding="sparse", seed: int =
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     jobs = [(i, int(seed), H, W, levels[i % len(levels)], image_dir, jpeg_quality, min_area_frac,
              min_keypoints_person) for i in range(n)]
-    results = _run_jobs(jobs, bank, workers, chunksize, progress)
-    images, annotations, ious, mask_ious = [], [], [], []
-    ann_id = 0
-    for index, file_name, anns, max_iou, max_mask_iou in results:
-        image_id = index + 1
-        images.append({"id": image_id, "file_name": file_name, "width": W, "height": H,
-                       "crowding": levels[index % len(levels)]})
-        for a in anns:
-            ann_id += 1
-            annotations.append({"id": ann_id, "image_id": image_id, **a})
-        if np.isfinite(max_iou):
-            ious.append(max_iou)
-            mask_ious.append(max_mask_iou)
+    results = run_jobs(jobs, bank, workers, chunksize, progress)
+    images, annotations, ious, mask_ious = collect_results(results, levels, H, W)
     mean_iou = float(np.mean(ious)) if ious else float("nan")
     mean_mask_iou = float(np.mean(mask_ious)) if mask_ious else float("nan")
     info = {"description": "posegroup synthetic crowded scenes",

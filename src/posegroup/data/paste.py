@@ -1,0 +1,608 @@
+"""Real-people scenes: people cut out of real photos by their masks and pasted into crowds.
+
+Sources. Any COCO keypoint json with instance segmentations (polygons or RLE) and its images
+(e.g. ``../shared/data/coco_images``). A *usable* person is a non-crowd annotation with a
+non-empty segmentation, at least ``min_keypoints`` labelled (v > 0) keypoints and an estimated
+standing height of at least ``min_height`` pixels; the others are skipped and counted by reason
+(``no_segmentation``, ``no_visible_joint`` -- no labelled keypoint at all --, ``few_keypoints``,
+``too_small``). Each usable person is cut out once: its mask's bounding box, the RGB pixels,
+the mask and its keypoints moved into the crop.
+
+Source split. Image ``i`` of the json belongs to the held-out sources when the first 8 hex
+digits of ``sha256(str(image id))`` read as a fraction of 2**32 are below ``heldout_fraction``
+(default 0.3), else to the training sources: the split depends on the image id only, so
+scenes written for training and held-out scenes never share a source image (people or
+background). A dataset records its source image ids (``info.source_images``);
+:func:`shared_source_images` compares two datasets.
+
+Backgrounds. The largest window of each source image whose aspect ratio is the scene's and
+that no annotation box (any person, crowd regions and people without keypoints included,
+grown by ``BACKGROUND_MARGIN`` pixels) touches, when its shorter side is at least
+``min_background`` pixels. Images marked ``gt_complete: false`` (annotations of keypoint people
+only, unlabelled people may be anywhere) give no background. A scene takes a random sub-window
+(side U(0.6, 1) of the window), resized to the scene, randomly mirrored, colour-jittered.
+
+Scene model. The number of people, their standing heights and their placement follow the
+synthetic scenes exactly (:func:`~posegroup.data.synthetic.num_people`,
+:func:`~posegroup.data.synthetic.people_heights`, :func:`~posegroup.data.synthetic.place_box`:
+the ``--crowding sparse|medium|heavy`` calibration). Each person (distinct source people per
+scene) is scaled to its height (COCO-17: standing height from the labelled segments, else the
+mask's height), mirrored with probability 1/2 (x -> w - x, left/right keypoints swapped with the
+keypoint set's flip pairs), rotated by N(0, 8) degrees clipped to +-25, colour-jittered
+(brightness, saturation, per-channel gains) and pasted with a hard mask edge (Ghiasi et al.,
+*Simple Copy-Paste*, CVPR 2021: blending the edges does not matter). Order far to near as in the
+synthetic scenes (lower box bottom = nearer). Working from the nearest person back, a person
+whose pasted mask is covered by the nearer people kept beyond ``max_covered`` of its area is
+dropped (not pasted at all). Visible masks are the pixels each person owns at the end; a joint
+whose pixel a nearer person owns becomes v = 1 (a joint hidden in its source photo stays 1);
+small people get ``num_keypoints = 0`` as in the synthetic scenes.
+
+Determinism: scene ``i`` is a function of ``np.random.default_rng([seed, i])`` and the people
+bank (people in annotation order) only, whatever the worker count.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..skeleton import COCO17, KeypointSet
+from .coco import DatasetError, decode_segmentation, load_coco_json, read_image
+from .synthetic import (_clipped_normal, _crowding_figures, _image_hw, _visibility, _write_json_atomic,
+                        collect_results, crowding_levels, num_people, people_heights, people_range,
+                        place_box, run_jobs, scene_annotations, standing_height, write_scene_image)
+
+__all__ = ["PeopleBank", "load_people_bank", "source_split_of", "render_paste_scene", "generate_paste_dataset",
+           "shared_source_images", "SOURCE_SPLITS"]
+
+SOURCE_SPLITS = ("train", "heldout")
+BACKGROUND_MARGIN = 4  # pixels around every annotation box that a background window avoids
+
+
+@dataclass
+class PeopleBank:
+    """Cut-out people and person-free backgrounds of one source split.
+
+    rgb[p]: uint8 (h_p, w_p, 3) crop; mask[p]: bool (h_p, w_p); keypoints: float32 (P, K, 3)
+    x, y (continuous pixel coordinates of the crop), v (the source's); height: float64 (P,)
+    standing height in source pixels; image_id, ann_id: (P,) lists of the json's ids;
+    backgrounds[b]: uint8 (h_b, w_b, 3) person-free windows with the scene's aspect;
+    background_ids: (B,) list of their source image ids; skipped: people skipped by reason; source_images: sorted ids of the images used."""
+    rgb: list
+    mask: list
+    keypoints: np.ndarray
+    height: np.ndarray
+    image_id: list
+    ann_id: list
+    backgrounds: list
+    background_ids: list
+    keypoint_set: KeypointSet
+    ann_file: str
+    source_split: str
+    heldout_fraction: float
+    skipped: dict = field(default_factory=dict)
+    source_images: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rgb)
+
+
+# =============================================================================== the split
+def source_split_of(image_id, heldout_fraction: float) -> str:
+    """"heldout" when sha256(str(image_id))'s first 8 hex digits / 2**32 < ``heldout_fraction``,
+    else "train"."""
+    u = int(hashlib.sha256(str(image_id).encode()).hexdigest()[:8], 16) / 2 ** 32
+    return "heldout" if u < heldout_fraction else "train"
+
+
+def _check_split_args(source_split, heldout_fraction, allow_shared_sources) -> str:
+    """The split's name ("train", "heldout", or "all" with ``allow_shared_sources``)."""
+    if not (isinstance(heldout_fraction, (int, float)) and 0.0 < float(heldout_fraction) < 1.0):
+        raise ValueError(f"heldout_fraction {heldout_fraction!r}: must be a number in (0, 1)")
+    if source_split is None:
+        if not allow_shared_sources:
+            raise ValueError("give --source-split train|heldout (people and backgrounds from one split of the "
+                             "source images, so training and held-out scenes share none), or --allow-shared-sources "
+                             "to take every source image")
+        return "all"
+    if source_split not in SOURCE_SPLITS:
+        raise ValueError(f"source split {source_split!r}: expected one of {', '.join(SOURCE_SPLITS)}")
+    if allow_shared_sources:
+        raise ValueError("give --source-split or --allow-shared-sources, not both")
+    return source_split
+
+
+def shared_source_images(ann_a, ann_b) -> set:
+    """Source image ids two real-people datasets (their annotations.json) have in common."""
+    ids = []
+    for f in (ann_a, ann_b):
+        info = load_coco_json(f).get("info") or {}
+        if "source_images" not in info:
+            raise ValueError(f"{f}: no info.source_images (not a real-people scene dataset)")
+        ids.append(set(info["source_images"]))
+    return ids[0] & ids[1]
+
+
+# =============================================================================== the bank
+def _keypoint_set(data: dict, ann_file) -> KeypointSet:
+    cats = [c for c in data.get("categories") or [] if isinstance(c, dict) and c.get("keypoints")]
+    return KeypointSet.from_coco_category(cats[0]) if cats else COCO17
+
+
+def _classify(a: dict, K: int, min_keypoints: int, min_height: float, is_coco17: bool, where: str):
+    """(reason skipped or None, keypoints (K, 3) float64, standing height) of one annotation."""
+    kp = a.get("keypoints")
+    if kp is not None and len(kp) != 3 * K:
+        raise DatasetError(f"{where}: {len(kp)} keypoint values, expected {3 * K} for the category's {K} keypoints")
+    kp = np.asarray(kp if kp is not None else np.zeros(3 * K), np.float64).reshape(K, 3)
+    lab = kp[:, 2] > 0
+    if not a.get("segmentation"):
+        return "no_segmentation", kp, 0.0
+    if not lab.any():
+        return "no_visible_joint", kp, 0.0
+    if lab.sum() < min_keypoints:
+        return "few_keypoints", kp, 0.0
+    bh = float(a["bbox"][3]) if isinstance(a.get("bbox"), list) else 0.0
+    h = standing_height(kp[:, :2], lab) if is_coco17 else bh
+    h = float(np.clip(h, 0.6 * bh, 4.0 * bh)) if bh > 0 else h
+    if not np.isfinite(h) or h < min_height:
+        return "too_small", kp, h
+    return None, kp, h
+
+
+def _cut(img: np.ndarray, segm, kp: np.ndarray):
+    """Crop of one person: (rgb (h, w, 3) uint8, mask (h, w) bool, keypoints (K, 3) moved into
+    the crop) over its mask's bounding box; None when the mask is empty."""
+    H, W = img.shape[:2]
+    m = decode_segmentation(segm, H, W).astype(bool)
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if not len(rows):
+        return None
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    k = kp.astype(np.float32).copy()
+    k[:, 0] -= x0
+    k[:, 1] -= y0
+    k[k[:, 2] <= 0, :2] = 0.0
+    return np.ascontiguousarray(img[y0:y1, x0:x1]), np.ascontiguousarray(m[y0:y1, x0:x1]), k
+
+
+def free_window(shape: tuple, boxes: np.ndarray, aspect: float, margin: int = BACKGROUND_MARGIN):
+    """Largest window (x0, y0, x1, y1) of an image of ``shape`` (H, W) with height / width =
+    ``aspect`` that no box of ``boxes`` (N, 4) x0 y0 x1 y1 (grown by ``margin``) touches; the
+    top-left-most of the largest; None when none is >= 1 pixel. Vectorised: a binary search on
+    the window width over an integral image of the occupied pixels."""
+    H, W = shape
+    occ = np.zeros((H, W), np.int32)
+    for x0, y0, x1, y1 in np.asarray(boxes, np.float64).reshape(-1, 4):
+        occ[max(int(y0) - margin, 0):max(int(math.ceil(y1)) + margin, 0),
+            max(int(x0) - margin, 0):max(int(math.ceil(x1)) + margin, 0)] = 1
+    ii = np.pad(occ.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+
+    def fits(w: int):
+        h = int(round(w * aspect))
+        if w < 1 or h < 1 or w > W or h > H:
+            return None
+        s = ii[h:, w:] - ii[:-h, w:] - ii[h:, :-w] + ii[:-h, :-w]
+        free = np.argwhere(s == 0)
+        return None if not len(free) else (int(free[0, 1]), int(free[0, 0]), int(free[0, 1]) + w, int(free[0, 0]) + h)
+
+    lo, hi, best = 1, min(W, int(H / aspect) + 1), None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        win = fits(mid)
+        if win is not None:
+            best, lo = win, mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
+def _image_path(root: Path, fallback: bool, img: dict, ann_file) -> Path:
+    """The file of image entry ``img``: ``root/file_name`` (with ``fallback``, else
+    ``root/images/file_name`` when that one is there); one line when neither exists."""
+    name = img.get("file_name")
+    if not isinstance(name, str) or not name:
+        raise DatasetError(f"{ann_file}: image {img['id']!r} has no file_name")
+    path = root / name
+    if not path.is_file() and fallback and (root / "images" / name).is_file():
+        path = root / "images" / name
+    if not path.is_file():
+        raise DatasetError(f"{path}: image file not found (image {img['id']!r} of {ann_file}; "
+                           f"--images-root is the folder its file_name is relative to)")
+    return path
+
+
+def _check_bank_args(min_keypoints, min_height, min_background, aspect) -> None:
+    if not (isinstance(min_keypoints, int) and min_keypoints >= 1):
+        raise ValueError(f"min_keypoints {min_keypoints!r}: must be an integer >= 1")
+    for name, v, lo in (("min_height", min_height, 1.0), ("min_background", min_background, 16.0)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= lo):
+            raise ValueError(f"{name} {v!r}: must be a number >= {lo:g}")
+    if not (isinstance(aspect, (int, float)) and 0.1 <= aspect <= 10):
+        raise ValueError(f"aspect {aspect!r}: must be a number in [0.1, 10]")
+
+
+def _select(data: dict, ann_file, split: str, heldout_fraction: float) -> tuple[list, dict]:
+    """The split's image entries (json order) and their annotations by image id; one line for
+    a json without segmentations or an annotation naming an unknown image."""
+    anns = [a for a in data["annotations"] if not a.get("iscrowd", 0)]
+    if not any(a.get("segmentation") for a in anns):
+        raise DatasetError(f"{ann_file}: no person has a segmentation (people are cut out by their masks; "
+                           "give a COCO keypoint json with instance segmentations)")
+    images = [im for im in data["images"] if split == "all" or source_split_of(im["id"], heldout_fraction) == split]
+    known = {im["id"] for im in data["images"]}
+    by_image = {im["id"]: [] for im in images}
+    for n, a in enumerate(data["annotations"]):
+        if a.get("image_id") not in known:
+            raise DatasetError(f"{ann_file}: annotation {a.get('id', f'entry #{n}')!r} names image "
+                               f"{a.get('image_id')!r}, which is not in 'images'")
+        if a["image_id"] in by_image:
+            by_image[a["image_id"]].append(a)
+    return images, by_image
+
+
+def load_people_bank(ann_file, images_root=None, *, source_split=None, heldout_fraction: float = 0.3,
+                     allow_shared_sources: bool = False, min_keypoints: int = 5, min_height: float = 64,
+                     min_background: float = 128, aspect: float = 1.0) -> PeopleBank:
+    """Cut out the usable people of one source split and find its backgrounds (module docstring).
+
+    Args:
+        ann_file: COCO keypoint json with segmentations; images_root: the folder its
+            ``file_name``s are relative to (default: the json's folder, then its ``images/``).
+        source_split: "train" or "heldout"; None only with ``allow_shared_sources`` (all images).
+        heldout_fraction: share of source images (by id hash) that are held out, in (0, 1).
+        min_keypoints, min_height: a usable person's labelled keypoints and standing height (px).
+        min_background: shorter side (px) of a background window; aspect: scene height / width.
+    Raises DatasetError / ValueError with one line naming the file and the problem."""
+    split = _check_split_args(source_split, heldout_fraction, allow_shared_sources)
+    _check_bank_args(min_keypoints, min_height, min_background, aspect)
+    ann_file = Path(ann_file)
+    data = load_coco_json(ann_file)
+    kps_set = _keypoint_set(data, ann_file)
+    K = kps_set.num_keypoints
+    images, by_image = _select(data, ann_file, split, heldout_fraction)
+    root = Path(images_root) if images_root is not None else ann_file.parent
+    if images_root is not None and not root.is_dir():
+        raise DatasetError(f"{root}: --images-root is not a folder")
+    skipped = {"crowd": 0, "no_segmentation": 0, "no_visible_joint": 0, "few_keypoints": 0, "too_small": 0}
+    plan = []
+    for im in images:
+        usable = []
+        for a in by_image[im["id"]]:
+            if a.get("iscrowd", 0):
+                skipped["crowd"] += 1
+                continue
+            why, kp, h = _classify(a, K, min_keypoints, min_height, kps_set is COCO17,
+                                   f"{ann_file}: annotation {a.get('id')!r} (image {im['id']!r})")
+            if why:
+                skipped[why] += 1
+            else:
+                usable.append((a, kp, h))
+        bg = im.get("gt_complete", True) is not False
+        if usable or bg:
+            plan.append((im, usable, bg, _image_path(root, images_root is None, im, ann_file)))
+    return _build_bank(plan, by_image, kps_set, ann_file, split, float(heldout_fraction), skipped,
+                       min_background, aspect)
+
+
+def _build_bank(plan, by_image, kps_set, ann_file, split, heldout_fraction, skipped, min_background, aspect):
+    """Read the planned images (``plan``: (image entry, usable (ann, kp, height) list, background
+    candidate, path)) and cut their people and backgrounds into a :class:`PeopleBank`."""
+    rgb, mask, kps, height, iids, aids, bgs, bg_ids, used = [], [], [], [], [], [], [], [], set()
+    for im, usable, bg, path in plan:
+        img = read_image(path)
+        if (im.get("width"), im.get("height")) not in ((None, None), (img.shape[1], img.shape[0])):
+            raise DatasetError(f"{path}: image is {img.shape[1]}x{img.shape[0]}, its entry in {ann_file} says "
+                               f"{im.get('width')}x{im.get('height')}")
+        for a, kp, h in usable:
+            cut = _cut(img, a["segmentation"], kp)
+            if cut is None:
+                skipped["no_segmentation"] += 1
+                continue
+            rgb.append(cut[0]), mask.append(cut[1]), kps.append(cut[2]), height.append(h)
+            iids.append(im["id"]), aids.append(a.get("id", -1))
+            used.add(im["id"])
+        if bg:
+            boxes = [a["bbox"] for a in by_image[im["id"]] if isinstance(a.get("bbox"), list)]
+            boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in boxes], np.float64).reshape(-1, 4)
+            win = free_window(img.shape[:2], boxes, aspect)
+            if win is not None and min(win[2] - win[0], win[3] - win[1]) >= min_background:
+                bgs.append(np.ascontiguousarray(img[win[1]:win[3], win[0]:win[2]]))
+                bg_ids.append(im["id"])
+                used.add(im["id"])
+    K = kps_set.num_keypoints
+    return PeopleBank(rgb, mask, np.array(kps, np.float32).reshape(-1, K, 3), np.array(height, np.float64),
+                      list(iids), list(aids), bgs, list(bg_ids),
+                      kps_set, str(ann_file), split, heldout_fraction, skipped, sorted(used))
+
+
+# =============================================================================== the scene
+def _jitter_colour(rng, rgb: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """float32 (h, w, 3) colour jitter: saturation U(0.7, 1.3), brightness U(0.75, 1.25),
+    per-channel gains U(0.9, 1.1) (ranges scaled by ``strength``); not clipped."""
+    x = rgb.astype(np.float32)
+    gray = x.mean(axis=2, keepdims=True)
+    sat = 1 + strength * rng.uniform(-0.3, 0.3)
+    gain = (1 + strength * rng.uniform(-0.25, 0.25)) * (1 + strength * rng.uniform(-0.1, 0.1, size=3))
+    return (gray + sat * (x - gray)) * gain.astype(np.float32)
+
+
+def _background_image(rng, bank: PeopleBank, H: int, W: int) -> tuple[np.ndarray, object]:
+    """A random sub-window (side U(0.6, 1) of a random background window) resized to (H, W),
+    mirrored with probability 1/2, colour-jittered: float32 (H, W, 3), and its source image id."""
+    b = int(rng.integers(len(bank.backgrounds)))
+    src = bank.backgrounds[b]
+    h, w = src.shape[:2]
+    f = rng.uniform(0.6, 1.0)
+    ch, cw = max(int(round(h * f)), 1), max(int(round(w * f)), 1)
+    y0, x0 = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+    crop = src[y0:y0 + ch, x0:x0 + cw]
+    img = cv2.resize(crop, (W, H), interpolation=cv2.INTER_AREA if cw > W else cv2.INTER_LINEAR)
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    return _jitter_colour(rng, img, 0.5), bank.background_ids[b]
+
+
+def _transform_person(rng, bank: PeopleBank, p: int, target_height: float, flip: bool, angle: float):
+    """Person ``p`` scaled to ``target_height`` px, mirrored when ``flip`` (left/right keypoints
+    swapped), rotated by ``angle`` degrees (clockwise on screen) about its crop centre,
+    colour-jittered (from ``rng``). Returns None when nothing of its mask is left, else rgb float32 (h, w, 3), mask bool (h, w) (cropped to the mask's box) and keypoints
+    float32 (K, 3) in that crop's continuous pixel coordinates (unlabelled: x = y = 0)."""
+    rgb, m, kp = bank.rgb[p], bank.mask[p], bank.keypoints[p].copy()
+    f = float(target_height / bank.height[p])
+    h, w = m.shape
+    nw, nh = max(int(round(w * f)), 1), max(int(round(h * f)), 1)
+    interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
+    rgb = cv2.resize(rgb, (nw, nh), interpolation=interp)
+    m = cv2.resize(m.astype(np.uint8) * 255, (nw, nh), interpolation=interp)
+    kp[:, 0] *= nw / w
+    kp[:, 1] *= nh / h
+    if flip:
+        rgb, m = rgb[:, ::-1], m[:, ::-1]
+        kp = kp[bank.keypoint_set.flip_index]
+        kp[:, 0] = nw - kp[:, 0]
+    a = math.radians(angle)
+    L = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    corners = (np.array([[0, 0], [nw, 0], [0, nh], [nw, nh]]) - [nw / 2, nh / 2]) @ L.T
+    lo, hi = np.floor(corners.min(axis=0)), np.ceil(corners.max(axis=0))
+    t = -L @ np.array([nw / 2, nh / 2]) - lo              # continuous: p' = L p + t
+    A = np.hstack([L, (t + L @ [0.5, 0.5] - 0.5)[:, None]])  # cv2 works in pixel-index coordinates
+    size = (int(hi[0] - lo[0]), int(hi[1] - lo[1]))
+    rgb = cv2.warpAffine(np.ascontiguousarray(rgb), A, size, flags=cv2.INTER_LINEAR, borderValue=0)
+    m = cv2.warpAffine(np.ascontiguousarray(m), A, size, flags=cv2.INTER_LINEAR, borderValue=0) >= 128
+    kp[:, :2] = kp[:, :2] @ L.T + t
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if not len(rows):
+        return None
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    kp[:, :2] -= (x0, y0)
+    kp[kp[:, 2] <= 0, :2] = 0.0
+    return _jitter_colour(rng, rgb[y0:y1, x0:x1]), m[y0:y1, x0:x1], kp
+
+
+def _drop_covered(full: np.ndarray, order: np.ndarray, max_covered: float) -> np.ndarray:
+    """Keep flags (N,) bool: from the nearest person (last of ``order``, far to near) back, a
+    person with no pixel in the image, or whose ``full`` (N, H, W) bool mask the nearer kept
+    people cover beyond ``max_covered`` of its area, is dropped."""
+    keep = np.zeros(len(full), bool)
+    covered = np.zeros(full.shape[1:], bool)
+    for i in order[::-1]:
+        area = int(full[i].sum())
+        if area and int((full[i] & covered).sum()) <= max_covered * area:
+            keep[i] = True
+            covered |= full[i]
+    return keep
+
+
+def _slices(off: np.ndarray, shape: tuple, H: int, W: int):
+    """(scene slices, crop slices) of a (h, w) crop whose top-left pixel goes to ``off`` (x, y),
+    clipped to the (H, W) scene; None when nothing of it is inside."""
+    h, w = shape
+    x0, y0 = int(off[0]), int(off[1])
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + w, W), min(y0 + h, H)
+    if sx1 <= sx0 or sy1 <= sy0:
+        return None
+    return (slice(sy0, sy1), slice(sx0, sx1)), (slice(sy0 - y0, sy1 - y0), slice(sx0 - x0, sx1 - x0))
+
+
+def _people(rng, bank: PeopleBank, H: int, W: int, c: float) -> tuple[list, np.ndarray]:
+    """The scene's people before occlusion: (source index, rgb, mask, keypoints, offset (2,) int)
+    each, placed by the synthetic scenes' crowding calibration, and their boxes (N, 4)."""
+    n = min(num_people(rng, c), len(bank))
+    who = rng.choice(len(bank), size=n, replace=False)
+    heights = people_heights(rng, c, n, float(min(H, W)))
+    people, placed = [], []
+    for i, p in enumerate(who):
+        flip, angle = bool(rng.random() < 0.5), _clipped_normal(rng, 0, 8, -25, 25)
+        t = _transform_person(rng, bank, int(p), heights[i], flip, angle)
+        if t is None:
+            continue
+        mh, mw = t[1].shape
+        box = place_box(rng, mw, mh, placed, c, H, W)
+        placed.append(box)
+        people.append((int(p), *t, np.round(box[:2]).astype(np.int64)))
+    return people, np.array(placed, np.float64).reshape(-1, 4)
+
+
+def _paste_render(rng, bank: PeopleBank, H: int, W: int, c: float, max_covered: float = 0.8,
+                  min_area_frac: float = 0.01, min_keypoints_person: int = 3) -> dict:
+    """The full scene (module docstring). Returns image uint8 (H, W, 3), keypoints float32
+    (N, K, 3), masks bool (N, H, W) visible, full_boxes (N, 4), max_iou, max_mask_iou (NaN with
+    < 2 people), sources [(image id, annotation id)] (N), dropped (people covered beyond
+    ``max_covered``), background (its source image id); people far to near."""
+    img, bg_id = _background_image(rng, bank, H, W)
+    people, placed = _people(rng, bank, H, W, c)
+    n = len(people)
+    hts = placed[:, 3] - placed[:, 1]
+    order = np.argsort(placed[:, 3] + rng.normal(0, 0.1, size=n) * hts, kind="stable")
+    full = np.zeros((n, H, W), bool)
+    cuts = []
+    for i, (_, _, m, _, off) in enumerate(people):
+        sl = _slices(off, m.shape, H, W)
+        cuts.append(sl)
+        if sl is not None:
+            full[i][sl[0]] = m[sl[1]]
+    keep = _drop_covered(full, order, max_covered)
+    order = np.array([i for i in order if keep[i]], np.int64)
+    K = bank.keypoint_set.num_keypoints
+    owner = np.full((H, W), -1, np.int16)
+    kps = np.zeros((len(order), K, 3), np.float64)
+    for rank, i in enumerate(order):
+        _, rgb, m, kp, off = people[i]
+        dst, src = cuts[i]
+        ms = m[src]
+        img[dst][ms] = rgb[src][ms]
+        owner[dst][ms] = rank
+        kps[rank] = kp
+        kps[rank, :, :2] += off
+    source_v = kps[..., 2].copy()
+    full = full[order]
+    rows, cols = full.any(axis=2), full.any(axis=1)
+    full_boxes = np.stack([cols.argmax(1), rows.argmax(1), W - cols[:, ::-1].argmax(1),
+                           H - rows[:, ::-1].argmax(1)], axis=1).astype(np.float64)
+    vis_masks, area = _visibility(kps, owner, min_area_frac, min_keypoints_person)
+    kps[..., 2] = np.minimum(kps[..., 2], np.where(source_v > 0, source_v, 0))
+    max_iou, max_mask_iou = _crowding_figures(full, full_boxes)
+    ok = area > 0
+    sources = [(bank.image_id[people[i][0]], bank.ann_id[people[i][0]]) for i in order]
+    return {"image": np.clip(np.round(img), 0, 255).astype(np.uint8), "keypoints": kps[ok].astype(np.float32),
+            "masks": vis_masks[ok], "full_boxes": full_boxes[ok], "max_iou": max_iou, "max_mask_iou": max_mask_iou,
+            "sources": [s for s, k in zip(sources, ok) if k], "dropped": int(n - len(order)), "background": bg_id}
+
+
+def render_paste_scene(rng: np.random.Generator, bank: PeopleBank, image_size=512, crowding="sparse",
+                       max_covered: float = 0.8):
+    """One real-people scene in memory (a pure function of ``rng``'s state and ``bank``).
+
+    Returns image uint8 (H, W, 3) RGB, keypoints float32 (N, K, 3) x, y, v (continuous pixel
+    coordinates), masks bool (N, H, W) visible instance masks, far to near."""
+    H, W = _image_hw(image_size)
+    levels = crowding_levels(crowding)
+    if len(levels) != 1:
+        raise ValueError(f"crowding {crowding!r}: one level per scene")
+    _check_scene_args(bank, levels, max_covered)
+    scene = _paste_render(rng, bank, H, W, levels[0], max_covered)
+    return scene["image"], scene["keypoints"], scene["masks"]
+
+
+def _check_scene_args(bank: PeopleBank, levels: list, max_covered) -> None:
+    """One line when ``max_covered`` is not in (0, 1) or the bank has too few people (the most
+    a scene of the most crowded level holds) or no background."""
+    if not (isinstance(max_covered, (int, float)) and 0.0 < float(max_covered) < 1.0):
+        raise ValueError(f"max_covered {max_covered!r}: must be a number in (0, 1)")
+    need = people_range(max(levels))[1]
+    what = f"the {bank.source_split} source images of {bank.ann_file}"
+    if len(bank) < need:
+        skipped = ", ".join(f"{k} {v}" for k, v in bank.skipped.items() if v)
+        raise DatasetError(f"{what} hold {len(bank)} usable people (skipped: {skipped or 'none'}), fewer than the "
+                           f"{need} a scene at crowding level {max(levels):g} holds")
+    if not bank.backgrounds:
+        raise DatasetError(f"{what} have no person-free background window (images with gt_complete false "
+                           "give none)")
+
+
+# ============================================================================== the dataset
+_BANK = None  # worker-global people bank (set by the Pool initializer)
+
+
+def _init_worker(bank):
+    global _BANK
+    _BANK = bank
+    cv2.setNumThreads(1)
+
+
+def _make_image(args):
+    """Worker: render scene ``index``, write its JPEG, return its annotations (no ids yet) with
+    each person's source ids, the crowding figures, the people dropped and the background."""
+    index, seed, H, W, c, image_dir, jpeg_quality, max_covered, min_area_frac, min_kp = args
+    scene = _paste_render(np.random.default_rng([seed, index]), _BANK, H, W, c, max_covered, min_area_frac, min_kp)
+    file_name = write_scene_image(scene["image"], image_dir, index, jpeg_quality)
+    anns = scene_annotations(scene, H, W)
+    for a, (iid, aid) in zip(anns, scene["sources"]):
+        a["source_image_id"], a["source_annotation_id"] = iid, aid
+    return index, file_name, anns, scene["max_iou"], scene["max_mask_iou"], scene["dropped"], scene["background"]
+
+
+def _check_dataset_args(num_images, jpeg_quality, min_area_frac, min_keypoints_person, chunksize) -> None:
+    checks = (("num_images", num_images, 1, None), ("jpeg_quality", jpeg_quality, 1, 100),
+              ("min_keypoints_person", min_keypoints_person, 0, None), ("chunksize", chunksize, 1, None))
+    for name, v, lo, hi in checks:
+        if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi)):
+            raise ValueError(f"{name} {v!r}: must be an integer >= {lo}" + (f" and <= {hi}" if hi else ""))
+    if not (isinstance(min_area_frac, (int, float)) and 0.0 <= min_area_frac < 1.0):
+        raise ValueError(f"min_area_frac {min_area_frac!r}: must be a number in [0, 1)")
+
+
+def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images_root=None, bank: PeopleBank = None,
+                           source_split=None, heldout_fraction: float = 0.3, allow_shared_sources: bool = False,
+                           crowding="sparse", seed: int = 0, image_size=512, workers: int | None = None,
+                           progress: bool = True, jpeg_quality: int = 95, max_covered: float = 0.8,
+                           min_area_frac: float = 0.01, min_keypoints_person: int = 3, chunksize: int = 8) -> dict:
+    """Write a real-people scene dataset: ``out_dir/images/NNNNNN.jpg`` and
+    ``out_dir/annotations.json`` (the layout of :func:`~posegroup.data.synthetic.generate_dataset`;
+    every person also names its ``source_image_id`` and ``source_annotation_id``; ``info`` records
+    the source split and ``source_images``). Every input is read and checked before anything is
+    written.
+
+    Args:
+        people_from, images_root, source_split, heldout_fraction, allow_shared_sources: the
+            sources (:func:`load_people_bank`); or ``bank``, one already loaded.
+        crowding: as :func:`~posegroup.data.synthetic.generate_dataset` (a comma list mixes levels).
+        max_covered: a person whose pasted mask nearer people cover beyond this share is dropped.
+        Others: as :func:`~posegroup.data.synthetic.generate_dataset`; image_size default 512.
+
+    Returns: the stats of :func:`~posegroup.data.synthetic.generate_dataset` plus "dropped_people",
+    "skipped_sources" (source people skipped, by reason), "source_people", "source_backgrounds",
+    "source_split".
+    """
+    t0 = time.perf_counter()
+    _check_dataset_args(num_images, jpeg_quality, min_area_frac, min_keypoints_person, chunksize)
+    levels = crowding_levels(crowding)
+    H, W = _image_hw(image_size)
+    if (bank is None) == (people_from is None):
+        raise ValueError("give exactly one of people_from (a COCO keypoint json) or bank")
+    if bank is None:
+        bank = load_people_bank(people_from, images_root, source_split=source_split, heldout_fraction=heldout_fraction,
+                                allow_shared_sources=allow_shared_sources, aspect=H / W)
+    _check_scene_args(bank, levels, max_covered)
+    out = Path(out_dir)
+    image_dir = out / "images"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    jobs = [(i, int(seed), H, W, levels[i % len(levels)], image_dir, jpeg_quality, float(max_covered), min_area_frac,
+             min_keypoints_person) for i in range(int(num_images))]
+    results = run_jobs(jobs, bank, workers, chunksize, progress, task=_make_image, init=_init_worker)
+    images, annotations, ious, mask_ious = collect_results(results, levels, H, W)
+    for im, r in zip(images, results):
+        im["background_source_image_id"] = r[6]
+    stats = _stats(annotations, ious, mask_ious, len(images), sum(r[5] for r in results))
+    info = {"description": "posegroup real-people scenes (people cut out of real photos and pasted)",
+            "crowding": crowding if isinstance(crowding, str) else float(crowding),
+            "crowding_level": levels[0] if len(levels) == 1 else levels, "seed": int(seed), "image_size": [H, W],
+            "people_from": bank.ann_file, "source_split": bank.source_split, "heldout_fraction": bank.heldout_fraction,
+            "source_split_rule": "heldout when int(sha256(str(image_id))[:8], 16) / 2**32 < heldout_fraction",
+            "source_images": bank.source_images, "skipped_source_people": bank.skipped, "max_covered": float(max_covered),
+            "mean_max_iou": round(stats["mean_max_iou"], 6) if ious else None,
+            "mean_max_iou_kind": "full (unoccluded) person bounding boxes, images with >= 2 people",
+            "mean_max_mask_iou": round(stats["mean_max_mask_iou"], 6) if ious else None,
+            "ignored_people": "small people are annotations with num_keypoints = 0"}
+    ann_file = _write_json_atomic(out / "annotations.json", {"info": info, "images": images, "annotations": annotations,
+                                                              "categories": [bank.keypoint_set.coco_category()]})
+    seconds = time.perf_counter() - t0
+    return {**stats, "seconds": seconds, "images_per_second": len(images) / seconds if seconds > 0 else float("inf"),
+            "annotation_file": str(ann_file), "image_dir": str(image_dir), "skipped_sources": dict(bank.skipped),
+            "source_people": len(bank), "source_backgrounds": len(bank.backgrounds), "source_split": bank.source_split}
+
+
+def _stats(annotations: list, ious: list, mask_ious: list, n: int, dropped: int) -> dict:
+    people = sum(1 for a in annotations if a["num_keypoints"] > 0)
+    return {"images": n, "people": people, "ignored_people": len(annotations) - people,
+            "mean_people_per_image": len(annotations) / n, "dropped_people": int(dropped),
+            "mean_max_iou": float(np.mean(ious)) if ious else float("nan"),
+            "mean_max_mask_iou": float(np.mean(mask_ious)) if mask_ious else float("nan"), "crowded_images": len(ious)}
