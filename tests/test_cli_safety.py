@@ -56,9 +56,13 @@ def test_predict_refuses_an_earlier_prediction_and_overwrite_replaces_it(data, c
     assert main(argv) == 2
     _one_line_error(capsys, "results.json: already exists", "--overwrite")
     assert _snapshot(out) == first                                            # nothing touched
-    (out / "zz_stale.png").write_bytes(first["img000.png"])                   # a picture of an older run
+    (out / "zz_stale.png").write_bytes(first["img000.png"])                   # a picture of an older run,
+    listed = json.loads((out / ".posegroup_pictures.json").read_text())       # which it listed
+    (out / ".posegroup_pictures.json").write_text(json.dumps(listed + ["zz_stale.png"]))
+    (out / "holiday.png").write_bytes(first["img000.png"])                    # the user's own picture
     assert main(argv + ["--overwrite"]) == 0
-    assert sorted(_snapshot(out)) == sorted(first)                            # replaced as a whole
+    assert sorted(_snapshot(out)) == sorted([*first, "holiday.png"])          # replaced as a whole, and
+    assert (out / "holiday.png").read_bytes() == first["img000.png"]          # only what predict wrote
 
 
 def test_predict_refuses_a_picture_over_an_existing_file(data, ckpt, tmp_path, capsys):

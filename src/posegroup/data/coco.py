@@ -358,11 +358,21 @@ def _num_labelled(a: dict) -> int:
 
 
 def read_image(path) -> np.ndarray:
-    """Read an image file as uint8 (H, W, 3) RGB; one-line error for a missing or unreadable file."""
+    """Read an image file as uint8 (H, W, 3) RGB; one-line error for a missing or unreadable file,
+    or one whose header declares more than :data:`posegroup.limits.MAX_IMAGE_PIXELS` pixels."""
+    from ..limits import check_image_pixels
     path = Path(path)
     if not path.is_file():
+        if path.is_symlink() and not path.exists():
+            raise DatasetError(f"{path}: dangling or looping symbolic link, not an image")
+        if path.exists():
+            raise DatasetError(f"{path}: not a regular file (a folder, a pipe ...), not an image")
         raise DatasetError(f"{path}: image file not found")
     buf = np.fromfile(str(path), dtype=np.uint8)
+    try:
+        check_image_pixels(buf, path)
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
     if img is None:
         raise DatasetError(f"{path}: unreadable or corrupt image")

@@ -261,19 +261,19 @@ def _check_outputs(paths, files: list[Path], out_dir: Path, *, draw: bool, gt_fi
         drawn.add(name)
         names.append(name)
     targets = [out_res / "results.json"] + ([out_res / f"{n}.png" for n in names] if draw else [])
-    inputs = {f.resolve() for f in files}
+    inputs = {Path(os.path.realpath(f)) for f in files}     # realpath: a link loop stays as it is
     if gt_file is not None:
         inputs.add(Path(gt_file).resolve())
     for t in targets:
         if t in inputs:
             raise PredictError(f"{t}: is an input of this prediction and would be overwritten; choose another --out")
     previous = (out_dir / "results.json").is_file()
-    _check_replaceable(targets)
     if not overwrite:
         for t in targets:
             if t.exists():
                 raise PredictError(f"{t}: already exists (an earlier prediction?); pass --overwrite to replace it, "
                                    "or choose another --out")
+    _check_replaceable(targets)
     return names, inputs, previous
 
 

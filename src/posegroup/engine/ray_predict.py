@@ -74,7 +74,7 @@ def predict_ray(model_spec: dict, paths, *, out_dir: str | Path, address: str | 
     predicted in this call), "skipped"}``. ``address``: an existing cluster (``"auto"``, or
     ``"ray://HEAD:10001"``); None starts a local Ray with ``num_workers * num_cpus`` CPUs."""
     ray = _ray()
-    files = [str(p.resolve()) for p in collect_images(paths, exclude=out_dir)]
+    files = [os.path.realpath(p) for p in collect_images(paths, exclude=out_dir)]
     if not files:
         raise PredictError("no image to predict")
     if shard_size < 1 or num_workers < 1:

@@ -1,0 +1,102 @@
+"""Odd input and hostile files: each refused in one line naming the file, flag or key, or handled
+and said; ``--overwrite`` replaces only what the verb itself wrote; writes that fail (read-only
+folder, full disk) end in one line with the earlier outputs intact; sizes have bounds."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from posegroup.cli import main
+from tests.test_cli_safety import _one_line_error, ckpt, data  # noqa: F401 -- fixtures
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _predict(*args) -> list[str]:
+    return ["--quiet", "predict", *map(str, args)]
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` pixels (its data cut short)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+# ---- --overwrite replaces only what predict wrote ------------------------------------------
+
+def test_predict_overwrite_never_writes_through_a_link_nor_over_another_kind(data, ckpt, tmp_path, capsys):
+    out = tmp_path / "pred"
+    argv = _predict(data.parent / "img000.png", "--weights", ckpt, "--out", out)
+    assert main(argv) == 0
+    elsewhere = tmp_path / "elsewhere.png"
+    elsewhere.write_bytes(b"precious")
+    (out / "img000.png").unlink()
+    (out / "img000.png").symlink_to(elsewhere)
+    capsys.readouterr()
+    assert main(argv + ["--overwrite"]) == 2
+    _one_line_error(capsys, "img000.png: is a symbolic link")
+    assert elsewhere.read_bytes() == b"precious"
+    (out / "img000.png").unlink()
+    (out / "results.json").write_text('{"a": "json of another kind"}')
+    assert main(argv + ["--overwrite"]) == 2
+    _one_line_error(capsys, "results.json: exists and is not a results list")
+    assert json.loads((out / "results.json").read_text()) == {"a": "json of another kind"}
+
+
+# ---- which images ----------------------------------------------------------------------------
+
+def test_predict_finds_images_in_sub_folders_and_names_what_it_cannot_read(data, ckpt, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    (photos / "2024" / "june").mkdir(parents=True)
+    image = cv2.imread(str(data.parent / "img000.png"))
+    cv2.imwrite(str(photos / "2024" / "june" / "a.png"), image)
+    (photos / "folder.jpg").mkdir()                           # a folder named like an image
+    (photos / "gone.png").symlink_to(tmp_path / "missing.png")  # a dangling link
+    (photos / "loop.png").symlink_to(photos / "loop.png")      # a link to itself
+    os.mkfifo(photos / "pipe.png")                            # would block a reader
+    (photos / "bomb.png").write_bytes(_png_header(100000, 100000))
+    (photos / "notes.txt").write_text("not an image")
+    out = tmp_path / "pred"
+    assert main(_predict(photos, "--weights", ckpt, "--out", out)) == 0
+    err = capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert {r["file_name"] for r in results} <= {"a.png"} and (out / "a.png").is_file()
+    for name, why in (("folder.jpg", "not a regular file"), ("gone.png", "symbolic link"),
+                      ("loop.png", "symbolic link"), ("pipe.png", "not a regular file"),
+                      ("bomb.png", "100000 x 100000 pixels")):
+        line = next((x for x in err.splitlines() if name in x), "")
+        assert line.startswith("posegroup: skipped") and why in line, (name, err)
+    assert "notes.txt" not in err
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "notes.txt").write_text("x")
+    assert main(_predict(empty, "--weights", ckpt, "--out", tmp_path / "p2")) == 2
+    _one_line_error(capsys, "empty: no image files", "sub-folders")
+
+
+def test_predict_output_folder_inside_the_input_folder_is_not_read_back(data, ckpt, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.png"), cv2.imread(str(data.parent / "img000.png")))
+    argv = _predict(photos, "--weights", ckpt, "--out", photos / "pred")
+    assert main(argv) == 0 and main(argv + ["--overwrite"]) == 0
+    assert sorted(p.name for p in (photos / "pred").glob("*.png")) == ["a.png"]
+
+
+def test_predict_gt_of_another_keypoint_set_is_one_line(data, ckpt, tmp_path, capsys):
+    gt = json.loads(data.read_text())
+    for a in gt["annotations"]:
+        a["keypoints"] = a["keypoints"][:42]                  # 14 keypoints, the model has 17
+    other = tmp_path / "crowdpose14.json"
+    other.write_text(json.dumps(gt))
+    assert main(_predict(data.parent, "--weights", ckpt, "--out", tmp_path / "p", "--gt", other)) == 2
+    _one_line_error(capsys, "crowdpose14.json: a ground-truth person has 42 keypoint values, expected 51")
