@@ -102,23 +102,62 @@ def cmd_synth(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CliError(f"{out}: exists and is not a folder")
+    bank = _people_bank(args)  # every source read and checked before anything is written
     if out.is_dir() and any(out.iterdir()):
         if not args.overwrite:
             raise CliError(f"{out}: folder is not empty; pass --overwrite to replace the dataset there, "
                            "or choose another --out")
         own = [out / "annotations.json"] + sorted((out / "images").glob("[0-9][0-9][0-9][0-9][0-9][0-9].jpg"))
-        if args.poses and any(_same_file(args.poses, f) for f in own):
-            raise CliError(f"{args.poses}: --poses is a file of the dataset --overwrite would replace")
+        for flag, given in (("--poses", args.poses), ("--people-from", args.people_from)):
+            if given and any(_same_file(given, f) for f in own):
+                raise CliError(f"{given}: {flag} is a file of the dataset --overwrite would replace")
         for f in own:  # the earlier synthetic dataset as a whole (nothing else in the folder)
             if f.is_file():
                 f.unlink()
     crowding = args.crowding
+    if bank is not None:
+        return _synth_people(args, bank)
     stats = generate_dataset(args.out, args.images, crowding=crowding, seed=args.seed,
-                             poses_file=args.poses, image_size=args.size, workers=args.workers,
+                             poses_file=args.poses, image_size=256 if args.size is None else args.size, workers=args.workers,
                              progress=not args.quiet)
     print(f"wrote {stats['images']} images, {stats['people']} people to {args.out} "
           f"({stats['mean_people_per_image']:.1f} per image; mean max box IoU between people "
           f"{stats['mean_max_iou']:.3f} -- OCHuman 0.67, CrowdPose val 0.31, COCO val 0.14; {stats['seconds']:.1f} s)")
+    return 0
+
+
+def _people_bank(args):
+    """The people bank of ``synth --people-from`` (None without it); its flags checked."""
+    paste_flags = {"--images-root": args.images_root, "--source-split": args.source_split,
+                   "--heldout-fraction": args.heldout_fraction, "--max-covered": args.max_covered,
+                   "--allow-shared-sources": args.allow_shared_sources or None}
+    if not args.people_from:
+        given = [k for k, v in paste_flags.items() if v is not None]
+        if given:
+            raise CliError(f"{given[0]} goes with --people-from ANN.json")
+        return None
+    if args.poses:
+        raise CliError("give --poses (drawn figures in real poses) or --people-from (real people pasted), not both")
+    from .data.paste import load_people_bank
+    return load_people_bank(args.people_from, args.images_root, source_split=args.source_split,
+                            heldout_fraction=0.3 if args.heldout_fraction is None else args.heldout_fraction,
+                            allow_shared_sources=args.allow_shared_sources)
+
+
+def _synth_people(args, bank) -> int:
+    """``synth --people-from``: real-people scenes from ``bank``; one summary line."""
+    from .data.paste import generate_paste_dataset
+    stats = generate_paste_dataset(args.out, args.images, bank=bank, crowding=args.crowding, seed=args.seed,
+                                   image_size=512 if args.size is None else args.size, workers=args.workers, progress=not args.quiet,
+                                   max_covered=0.8 if args.max_covered is None else args.max_covered)
+    by_level = stats["mean_max_iou_by_level"]
+    ious = ", ".join(f"{lv:g}: {v:.3f}" for lv, v in by_level.items()) if len(by_level) > 1 else f"{stats['mean_max_iou']:.3f}"
+    skipped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in stats["skipped_sources"].items() if v) or "none"
+    print(f"wrote {stats['images']} real-people scenes, {stats['people']} people to {args.out} "
+          f"({stats['mean_people_per_image']:.1f} per image, {stats['dropped_people']} dropped as covered; mean max box "
+          f"IoU between people {ious} -- OCHuman 0.67, CrowdPose val 0.31, COCO val 0.14; sources: {bank.source_split} "
+          f"split, {stats['source_people']} people, {stats['source_backgrounds']} backgrounds, skipped: {skipped}; "
+          f"{stats['seconds']:.1f} s, {60 * stats['images_per_second']:.0f} scenes/min)")
     return 0
 
 
@@ -353,10 +392,24 @@ def _add_synth_parser(sub) -> None:
                         "(e.g. sparse,medium,heavy) (default: sparse)")
     s.add_argument("--seed", type=int, default=0, help="random seed (the same seed writes the same dataset)")
     s.add_argument("--poses", default=None, help="COCO keypoint json to take real poses from")
-    s.add_argument("--size", type=int, default=256, help="image side in pixels")
+    s.add_argument("--size", type=int, default=None, help="image side in pixels (default: 256; 512 with --people-from)")
     s.add_argument("--workers", type=int, default=None, help="worker processes (default: up to the CPU count)")
     s.add_argument("--overwrite", action="store_true",
                    help="replace the synthetic dataset in a non-empty --out (its annotations.json and images/NNNNNN.jpg)")
+    r = s.add_argument_group("real people (cut out by their masks and pasted onto real backgrounds)")
+    r.add_argument("--people-from", metavar="ANN.json", default=None,
+                   help="COCO keypoint json with segmentations whose people (and person-free regions) make the scenes")
+    r.add_argument("--images-root", metavar="DIR", default=None,
+                   help="folder its file_names are relative to (default: the json's folder, then its images/)")
+    r.add_argument("--source-split", choices=("train", "heldout"), default=None,
+                   help="take people and backgrounds from this split of the source images (by image id hash), so "
+                        "training and held-out scenes share no source image")
+    r.add_argument("--heldout-fraction", type=float, default=None,
+                   help="share of the source images held out (default: 0.3)")
+    r.add_argument("--allow-shared-sources", action="store_true",
+                   help="take every source image (no split): such scenes share sources with any other")
+    r.add_argument("--max-covered", type=float, default=None,
+                   help="drop a pasted person whose mask nearer people cover beyond this share (default: 0.8)")
     s.set_defaults(func=cmd_synth)
 
 

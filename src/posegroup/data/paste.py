@@ -558,6 +558,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
         Others: as :func:`~posegroup.data.synthetic.generate_dataset`; image_size default 512.
 
     Returns: the stats of :func:`~posegroup.data.synthetic.generate_dataset` plus "dropped_people",
+    "mean_max_iou_by_level" ({crowding level: mean max box IoU of its images}),
     "skipped_sources" (source people skipped, by reason), "source_people", "source_backgrounds",
     "source_split".
     """
@@ -582,6 +583,8 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
     for im, r in zip(images, results):
         im["background_source_image_id"] = r[6]
     stats = _stats(annotations, ious, mask_ious, len(images), sum(r[5] for r in results))
+    stats["mean_max_iou_by_level"] = {lv: float(np.nanmean([r[3] for r in results if r[0] % len(levels) == k] + [np.nan]))
+                                      for k, lv in enumerate(levels)}
     info = {"description": "posegroup real-people scenes (people cut out of real photos and pasted)",
             "crowding": crowding if isinstance(crowding, str) else float(crowding),
             "crowding_level": levels[0] if len(levels) == 1 else levels, "seed": int(seed), "image_size": [H, W],
