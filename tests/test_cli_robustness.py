@@ -100,3 +100,60 @@ def test_predict_gt_of_another_keypoint_set_is_one_line(data, ckpt, tmp_path, ca
     other.write_text(json.dumps(gt))
     assert main(_predict(data.parent, "--weights", ckpt, "--out", tmp_path / "p", "--gt", other)) == 2
     _one_line_error(capsys, "crowdpose14.json: a ground-truth person has 42 keypoint values, expected 51")
+
+
+# ---- export and checkpoints --------------------------------------------------------------
+
+def _tampered(ckpt, tmp_path, name, change) -> Path:
+    import torch
+    state = torch.load(ckpt, weights_only=True)
+    change(state)
+    out = tmp_path / name
+    torch.save(state, out)
+    return out
+
+
+def test_export_overwrite_replaces_only_an_onnx_file_and_never_through_a_link(ckpt, tmp_path, capsys):
+    pytest.importorskip("onnx")
+    other = tmp_path / "other.onnx"
+    other.write_bytes(ckpt.read_bytes())                      # a checkpoint under an .onnx name
+    assert main(["export", "--weights", str(ckpt), "--out", str(other), "--overwrite"]) == 2
+    _one_line_error(capsys, "other.onnx: exists and is not an ONNX model")
+    assert other.read_bytes() == ckpt.read_bytes()
+    link = tmp_path / "link.onnx"
+    link.symlink_to(tmp_path / "target.onnx")
+    assert main(["export", "--weights", str(ckpt), "--out", str(link), "--overwrite"]) == 2
+    _one_line_error(capsys, "link.onnx: is a symbolic link")
+    assert not (tmp_path / "target.onnx").exists()
+
+
+def test_export_and_checkpoints_respect_the_umask(ckpt, tmp_path, capsys):
+    pytest.importorskip("onnx")
+    from posegroup.engine.checkpoint import save_checkpoint
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "m.onnx"
+        assert main(["--quiet", "export", "--weights", str(ckpt), "--out", str(out)]) == 0
+        assert main(["--quiet", "export", "--weights", str(ckpt), "--out", str(out), "--overwrite"]) == 0
+        saved = save_checkpoint(tmp_path / "c.pt", {"step": 1})
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644 and saved.stat().st_mode & 0o777 == 0o644
+
+
+def test_export_refuses_non_finite_weights_and_a_config_that_is_no_mapping(ckpt, tmp_path, capsys):
+    pytest.importorskip("onnx")
+
+    def nan(state):
+        for v in state["model"].values():
+            if v.is_floating_point():
+                v.fill_(float("nan"))
+    bad = _tampered(ckpt, tmp_path, "nan.pt", nan)
+    assert main(["export", "--weights", str(bad), "--out", str(tmp_path / "nan.onnx")]) == 2
+    _one_line_error(capsys, "nan.pt: weight", "NaN")
+    assert not (tmp_path / "nan.onnx").exists()
+    odd = _tampered(ckpt, tmp_path, "odd.pt", lambda s: s.update(config="a string"))
+    assert main(["export", "--weights", str(odd), "--out", str(tmp_path / "odd.onnx")]) == 2
+    _one_line_error(capsys, "odd.pt: checkpoint 'config' is not a config mapping")
+    assert main(["predict", str(ckpt), "--weights", str(odd), "--out", str(tmp_path / "p")]) == 2
+    _one_line_error(capsys, "odd.pt: checkpoint 'config'")

@@ -154,6 +154,11 @@ def test_export_never_overwrites_without_overwrite_and_never_a_checkpoint(ckpt, 
     assert main(["--quiet", "export", "--weights", str(ckpt), "--out", str(target)]) == 2
     _one_line_error(capsys, "model.onnx: already exists", "--overwrite")
     assert target.read_bytes() == b"someone's model"
+    assert main(["--quiet", "export", "--weights", str(ckpt), "--out", str(target), "--overwrite"]) == 2
+    _one_line_error(capsys, "model.onnx: exists and is not an ONNX model")   # --overwrite replaces an ONNX file only
+    assert target.read_bytes() == b"someone's model"
+    target.unlink()
+    assert main(["--quiet", "export", "--weights", str(ckpt), "--out", str(target)]) == 0
     assert main(["--quiet", "export", "--weights", str(ckpt), "--out", str(target), "--overwrite"]) == 0
     import onnx
     onnx.checker.check_model(onnx.load(str(target)))

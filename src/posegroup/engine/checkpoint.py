@@ -38,6 +38,14 @@ class CheckpointError(ValueError):
     """A missing, corrupt or incomplete checkpoint (the message names the file)."""
 
 
+def file_mode() -> int:
+    """The permission bits a new file gets under the current umask (0644 under umask 022):
+    what a file written through a private temporary file is given before it is moved into place."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def save_checkpoint(path: str | Path, state: dict) -> Path:
     """Write ``state`` to ``path`` atomically: a temporary file in the same folder, flushed and
     fsync'ed, then ``os.replace``d over ``path``. A crash leaves the old file intact.
@@ -58,6 +66,7 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
+            os.fchmod(f.fileno(), file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
@@ -253,16 +262,17 @@ def keypoint_set_from_dict(d: dict) -> KeypointSet:
 def build_model(config: dict, method) -> torch.nn.Module:
     """The network for ``method`` from ``config["model"]``.
 
-    A method may supply its own network through a ``build_model(model_cfg)`` method (e.g. the
-    recurrent decoder on top of a hourglass); otherwise a stacked hourglass with
-    ``method.num_channels`` output channels per stack is built with
+    The method's :meth:`~posegroup.methods.base.Method.build_model` hook supplies its own
+    network (e.g. heads on ``model.backbone: posenet_mobilenet``, the recurrent decoder on top
+    of a hourglass); when it returns None a stacked hourglass with ``method.num_channels``
+    output channels per stack is built with
     :func:`posegroup.backbones.hourglass.hourglass_from_config`; ``model.head_split: outputs``
     becomes ``method.output_groups`` (one read-out per kind of output the method predicts).
     """
     model_cfg = dict(config.get("model") or {})
-    builder = getattr(method, "build_model", None)
-    if callable(builder):
-        return builder(model_cfg)
+    net = method.build_model(dict(model_cfg))
+    if net is not None:
+        return net
     from ..backbones.hourglass import hourglass_from_config
     model_cfg.pop("init_from", None)
     return hourglass_from_config(model_cfg, method.num_channels, method.output_groups)
@@ -315,7 +325,14 @@ def load_model(path: str | Path, map_location: Any = "cpu", *,
         if key not in state:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}' (cannot rebuild the model)")
     config = state["config"]
-    ks = keypoint_set_from_dict(state["keypoint_set"])
+    if not isinstance(config, dict) or not isinstance(config.get("method"), dict) \
+            or not isinstance(config.get("data", {}), dict):
+        raise CheckpointError(f"{path}: checkpoint 'config' is not a config mapping with a 'method' section "
+                              f"(got {type(config).__name__}); cannot rebuild the model")
+    try:
+        ks = keypoint_set_from_dict(state["keypoint_set"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: checkpoint 'keypoint_set' is malformed ({type(e).__name__}: {e})") from None
     method = build_method_from_config(config, ks, source=f"{path} (config)")
     model = build_model(config, method)
     try:

@@ -38,6 +38,20 @@ class ExportError(ValueError):
     """A refused or failed export (the message names the file)."""
 
 
+def _is_onnx_file(path: Path) -> bool:
+    """Whether ``path`` holds an ONNX model (a protobuf ModelProto with a graph), read without
+    unpickling anything: what ``export --overwrite`` may replace."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head[:1] != b"\x08" or head[:2] == b"PK":      # ModelProto starts with ir_version (field 1)
+            return False
+        import onnx
+        return len(onnx.load(str(path), load_external_data=False).graph.node) > 0
+    except Exception:   # noqa: BLE001 -- any parse failure: not an ONNX file
+        return False
+
+
 def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17, overwrite: bool = False,
                 trust: bool | None = None, device: str | None = None) -> Path:
     """Export the checkpoint ``weights`` to ONNX at ``out``; checks it with onnxruntime when
@@ -53,7 +67,8 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
     import tempfile
 
     from ..extras import require
-    from .checkpoint import keypoint_set_to_dict, load_model
+    from ..limits import MAX_INPUT_SIZE, MIN_INPUT_SIZE, check_int
+    from .checkpoint import file_mode, keypoint_set_to_dict, load_model
     from .onnx_model import covered_modules, export_metadata, outside_state
     from .predict import test_options
 
@@ -65,10 +80,21 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
         raise ExportError(f"{out}: an ONNX file must not be named like a checkpoint ({out.suffix}); use .onnx")
     if out.is_dir():
         raise ExportError(f"{out}: is a folder; --out names the .onnx file to write")
+    if out.is_symlink():
+        raise ExportError(f"{out}: is a symbolic link; export never writes through one (choose another --out)")
     if out.exists() and not overwrite:
         raise ExportError(f"{out}: already exists; pass --overwrite to replace it, or choose another --out")
+    if out.exists() and not _is_onnx_file(out):
+        raise ExportError(f"{out}: exists and is not an ONNX model (a checkpoint? another file?); --overwrite "
+                          "replaces only an ONNX file (choose another --out)")
+    if input_size is not None:
+        check_int(input_size, "--input-size", MIN_INPUT_SIZE, MAX_INPUT_SIZE)
     model, method, config = load_model(weights, trust=trust)
+    bad = next((k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise ExportError(f"{weights}: weight '{bad}' holds NaN or infinite values (a diverged run?); not exported")
     size = int(input_size or (config or {}).get("data", {}).get("input_size", 512))
+    check_int(size, f"{weights}: data.input_size", MIN_INPUT_SIZE, MAX_INPUT_SIZE)
     wrapped = _LastStack(model.to(device or "cpu")).eval()
     x = torch.randn(1, 3, size, size, device=device or "cpu")
     covered = covered_modules(wrapped.model, wrapped, x)   # modules the graph runs; the others' weights travel
@@ -92,6 +118,7 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(proto, str(tmp))
+        os.chmod(tmp, file_mode())           # mkstemp's 0600 -> what the umask gives a new file
         diff = None
         try:
             import onnxruntime as ort
