@@ -157,3 +157,18 @@ def test_export_refuses_non_finite_weights_and_a_config_that_is_no_mapping(ckpt,
     _one_line_error(capsys, "odd.pt: checkpoint 'config' is not a config mapping")
     assert main(["predict", str(ckpt), "--weights", str(odd), "--out", str(tmp_path / "p")]) == 2
     _one_line_error(capsys, "odd.pt: checkpoint 'config'")
+
+
+# ---- annotation file names stay inside the image folder -----------------------------------
+
+@pytest.mark.parametrize("name", ["../outside/secret.png", "/etc/passwd", "sub/../../x.png", ""])
+def test_an_annotation_file_name_outside_the_image_root_is_refused(data, ckpt, tmp_path, capsys, name):
+    from posegroup.data.coco import CocoPoseDataset, DatasetError
+    gt = json.loads(data.read_text())
+    gt["images"][1]["file_name"] = name
+    bad = data.parent / f"escape{abs(hash(name))}.json"
+    bad.write_text(json.dumps(gt))
+    with pytest.raises(DatasetError, match=rf"image {gt['images'][1]['id']}: file_name .* is not a file inside"):
+        CocoPoseDataset(bad)
+    assert main(["--quiet", "evaluate", "--gt", str(bad), "--weights", str(ckpt)]) == 2
+    _one_line_error(capsys, bad.name, "is not a file inside the image folder")

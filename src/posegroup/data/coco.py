@@ -19,6 +19,7 @@ checks every file it reads (:func:`validate_coco`).
 from __future__ import annotations
 
 import json
+import os
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -253,6 +254,7 @@ class CocoPoseDataset:
         for img in data["images"]:
             if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
                 raise DatasetError(f"{self.ann_file}: an image entry lacks 'id' or 'file_name'")
+            self._check_inside_root(img)
             self.images[img["id"]] = img
         self.anns = defaultdict(list)
         for a in data["annotations"]:
@@ -277,10 +279,21 @@ class CocoPoseDataset:
             return Path(image_root)
         base = self.ann_file.parent
         first = next(iter(self.data["images"]), None)
-        if first and "file_name" in first and not (base / first["file_name"]).exists() \
+        if isinstance(first, dict) and isinstance(first.get("file_name"), str) and first["file_name"] \
+                and not (base / first["file_name"]).exists() \
                 and (base / "images" / first["file_name"]).exists():
             return base / "images"
         return base
+
+    def _check_inside_root(self, img: dict) -> None:
+        """An image's ``file_name`` names a file inside the image root (a relative path that
+        does not climb out of it), else a one-line :class:`DatasetError` naming the image entry."""
+        name = img["file_name"]
+        root = os.path.normpath(os.path.abspath(self.image_root))
+        full = os.path.normpath(os.path.join(root, name)) if isinstance(name, str) and name else None
+        if full is None or os.path.commonpath([root, full]) != root or full == root:
+            raise DatasetError(f"{self.ann_file}: image {img['id']!r}: file_name {name!r} is not a file inside the "
+                               f"image folder {self.image_root} (refused: images are read only from there)")
 
     def __len__(self) -> int:
         return len(self.image_ids)
