@@ -166,8 +166,9 @@ def test_assign_people_reports_the_step_not_its_place_among_the_candidates():
     heats = torch.zeros(4, 2, 6, 6)
     heats[1] = gt[1]
     heats[3] = gt[0]
-    pairs = assign_people(heats, gt, np.array([False, True, False, True]), np.array([False, True, False, True]))
-    assert pairs == [(1, 1), (3, 0)]
+    cand = np.array([False, True, False, True])
+    assert assign_people(heats, gt, cand, np.array([False, True, False, True])) == [(1, 1), (3, 0)]   # 2 chunks
+    assert assign_people(heats, gt, cand, np.array([False, False, False, True])) == [(1, 1), (3, 0)]  # 1 chunk
 
 
 def test_assign_people_removes_matched_truth_chunk_by_chunk():
@@ -189,6 +190,19 @@ def test_ignore_mask_enters_the_matching_cost():
     pred[1, 0, 0, 3], pred[1, 0, 0, 0] = 1.0, 0.5
     assert match_people(pred, true)[1].tolist() == [0, 1]         # the blob decides
     assert match_people(pred, true, mask)[1].tolist() == [1, 0]   # the counted cells decide
+
+
+def test_training_loss_matches_on_the_counted_cells():
+    """The loss's matching reads the ignore mask (``mask_matching``), the pairs follow it."""
+    gt = torch.zeros(1, 2, 1, 1, 4)
+    gt[0, 0, 0, 0, 0] = gt[0, 1, 0, 0, 3] = 1.0
+    heats = torch.zeros(1, 3, 1, 1, 4)
+    heats[0, 0, 0, 0, 3], heats[0, 0, 0, 0, 2] = 0.6, 3.0
+    heats[0, 1, 0, 0, 3], heats[0, 1, 0, 0, 0] = 1.0, 0.5
+    mask = torch.tensor([[[1.0, 1.0, 0.0, 1.0]]])
+    args = (heats, torch.logit(torch.tensor([[0.9, 0.9, 0.1]])), torch.tensor([3]), gt, torch.tensor([2]), mask)
+    assert recurrent_loss(*args)[2] == [[(0, 1), (1, 0)]]
+    assert recurrent_loss(*args, mask_matching=False)[2] == [[(0, 0), (1, 1)]]
 
 
 def test_ignore_mask_in_the_heatmap_loss_value_and_gradient():
@@ -296,9 +310,11 @@ def test_training_loss_reads_the_ignore_mask():
 
 def test_training_updates_the_running_normalisation_once_per_batch_with_lstm2():
     method, net = tiny_method(lstm2=True)
+    fix_stop(net.head, 3.0)
     net.train()
     before = int(net.head.norm.num_batches)
-    method.training_loss(net, tiny_batch(method, 2))
+    _, parts = method.training_loss(net, tiny_batch(method, 2))
+    assert parts["lstm2"] > 0                                        # LSTM2 ran
     assert int(net.head.norm.num_batches) == before + 1
 
 
