@@ -198,3 +198,89 @@ def convert_onnx(onnx_path: str | Path, out_path: str | Path, *, half: bool = Tr
     torch.save(state, tmp)
     tmp.replace(out_path)
     return out_path
+
+
+# ---- the backbone of a trainable model (model.backbone: posenet_mobilenet) ----------------------
+
+#: ``model.backbone`` value that selects this network in any method's config.
+BACKBONE_NAME = "posenet_mobilenet"
+#: The ``model`` keys a PoseNet-backed model reads (a method may take a few more of its own).
+MODEL_KEYS = ("backbone", "output_stride", "freeze_backbone")
+#: ImageNet mean / std of :func:`posegroup.data.transforms.normalize_image` (the training images).
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class PoseNetBackbone(nn.Module):
+    """:class:`PoseNetMobileNet` on the project's input and grid conventions.
+
+    ``forward(x (B, 3, S, S))``, ``x`` ImageNet-normalised (``data.transforms.normalize_image``),
+    S a multiple of the stride s: a fixed per-channel affine turns ``x`` into PoseNet's [-1, 1];
+    the input is padded by s/2 px on every side (0 = PoseNet's grey) and the first row and
+    column of every output are dropped, so output cell (i, j) lies at input ((j + 1/2) s,
+    (i + 1/2) s) -- the project's cell centres (``docs/ARCHITECTURE.md``) -- and the grid is
+    (S/s, S/s), as the methods' targets and decoders expect. Returns the dict of
+    :class:`PoseNetMobileNet` (features (B, 384, S/s, S/s) and, with heads, PoseNet's four heads
+    in its own layout).
+
+    Args:
+        output_stride: 16 or 8. heads: keep PoseNet's four heads. freeze: the MobileNet body
+            (stem and blocks) gets no gradient (PoseNet's heads and a method's new heads train).
+        weights: pretrained weights (default: the shipped file); None: random initialisation.
+    Attributes the engine and methods read: ``stride`` (= ``feature_stride``), ``input_multiple``
+    (= stride), ``feature_channels`` (384), ``num_stacks`` (1), ``last_features`` ([features]
+    of the last forward).
+    """
+
+    num_stacks = 1
+    feature_channels = FEATURE_CHANNELS
+
+    def __init__(self, output_stride: int = 16, *, heads: bool = True, freeze: bool = False,
+                 weights: str | Path | None = SHIPPED_WEIGHTS):
+        super().__init__()
+        self.net = posenet_mobilenet(output_stride, weights=weights, heads=heads).train()
+        self.stride = self.feature_stride = self.input_multiple = int(output_stride)
+        self.freeze = bool(freeze)
+        mean, std = torch.tensor(_IMAGENET_MEAN), torch.tensor(_IMAGENET_STD)
+        # ImageNet-normalised n -> 2 (n std + mean) - 1
+        self.register_buffer("in_scale", (2 * std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("in_shift", (2 * mean - 1).view(1, 3, 1, 1), persistent=False)
+        if self.freeze:
+            for p in list(self.net.stem.parameters()) + list(self.net.blocks.parameters()):
+                p.requires_grad_(False)
+        self.last_features: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        half = self.stride // 2
+        x = nn.functional.pad(x * self.in_scale + self.in_shift, (half, half, half, half))
+        out = {name: t[:, :, 1:, 1:] for name, t in self.net(x).items()}
+        self.last_features = [out["features"]]
+        return out
+
+
+def _model_error(key: str, value, want: str) -> ValueError:
+    return ValueError(f"model.{key} must be {want} with model.backbone: {BACKBONE_NAME}, got {value!r}")
+
+
+def backbone_from_config(model_cfg: dict, *, extra_keys=(), freeze_default: bool = False,
+                         heads: bool = True) -> PoseNetBackbone:
+    """The :class:`PoseNetBackbone` a ``model`` config section describes (``backbone:
+    posenet_mobilenet``, ``output_stride`` 8 | 16 (default 16), ``freeze_backbone`` true | false
+    (default ``freeze_default``)). A key other than :data:`MODEL_KEYS` and ``extra_keys`` (the
+    calling method's own) or a bad value is a one-line ValueError naming ``model.<key>``."""
+    cfg = dict(model_cfg or {})
+    if cfg.get("backbone") != BACKBONE_NAME:
+        raise ValueError(f"model.backbone must be {BACKBONE_NAME!r} (or absent: the method's own network), "
+                         f"got {cfg.get('backbone')!r}")
+    valid = tuple(MODEL_KEYS) + tuple(extra_keys)
+    unknown = sorted(set(cfg) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in model with model.backbone: {BACKBONE_NAME}; "
+                         f"valid: {', '.join(valid)}")
+    stride = cfg.get("output_stride", 16)
+    if isinstance(stride, bool) or stride not in OUTPUT_STRIDES:
+        raise _model_error("output_stride", stride, f"one of {list(OUTPUT_STRIDES)}")
+    freeze = cfg.get("freeze_backbone", freeze_default)
+    if not isinstance(freeze, bool):
+        raise _model_error("freeze_backbone", freeze, "true or false")
+    return PoseNetBackbone(int(stride), heads=heads, freeze=freeze)

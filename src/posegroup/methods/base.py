@@ -76,6 +76,13 @@ class Method:
         raise NotImplementedError
 
     # -- optional hooks ----------------------------------------------------------------------
+    def build_model(self, model_cfg: dict) -> torch.nn.Module | None:
+        """The method's own network for the config's ``model`` section (e.g. a head on
+        ``model.backbone: posenet_mobilenet``, or the recurrent decoder on an hourglass), or
+        None: the engine builds a stacked hourglass with :attr:`num_channels` outputs per stack.
+        A bad ``model`` key is a one-line ValueError naming ``model.<key>``. Default: None."""
+        return None
+
     def draw_maps(self, model: torch.nn.Module, image: np.ndarray, *, canvas: np.ndarray | None = None,
                   **opts: Any) -> list[np.ndarray]:
         """Pictures of the network's maps for ``image``, drawn over ``canvas`` (default: the

@@ -119,3 +119,32 @@ def grid_to_image(poses: np.ndarray, scores: np.ndarray, stride: int, factor: fl
         poses[..., 0] = np.clip(poses[..., 0], 0, w0)
         poses[..., 1] = np.clip(poses[..., 1], 0, h0)
     return poses.astype(np.float32), np.asarray(scores, np.float64).reshape(-1).astype(np.float32)
+
+
+# ---- PoseNet-backed networks (model.backbone: posenet_mobilenet) ------------------------------
+
+def posenet_backbone(model_cfg: dict | None, keypoint_set=None, *, extra_keys=(), freeze_default: bool = False,
+                     heads: bool = True):
+    """The :class:`~posegroup.backbones.posenet.PoseNetBackbone` of a ``model`` section naming
+    ``backbone: posenet_mobilenet`` (validated, one-line ValueErrors naming ``model.<key>``),
+    or None when the section names no backbone (the engine's stacked hourglass).
+    ``keypoint_set``: when given, must be COCO-17 (PoseNet's heads predict those joints)."""
+    cfg = dict(model_cfg or {})
+    cfg.pop("init_from", None)
+    if "backbone" not in cfg:
+        return None
+    from ..backbones.posenet import backbone_from_config
+    from ..skeleton import COCO17
+    net = backbone_from_config(cfg, extra_keys=extra_keys, freeze_default=freeze_default, heads=heads)
+    if keypoint_set is not None and tuple(keypoint_set.names) != tuple(COCO17.names):
+        raise ValueError(f"model.backbone: posenet_mobilenet predicts COCO-17 keypoints; the data's keypoint "
+                         f"set is {keypoint_set.name} ({keypoint_set.num_keypoints} keypoints)")
+    return net
+
+
+def feature_head(in_channels: int, out_channels: int, width: int = 128) -> torch.nn.Module:
+    """A new head on a backbone's features: 3x3 conv (``width``) + ReLU + 1x1 conv:
+    (B, in_channels, h, w) -> (B, out_channels, h, w)."""
+    return torch.nn.Sequential(torch.nn.Conv2d(in_channels, width, 3, padding=1), torch.nn.ReLU(inplace=True),
+                               torch.nn.Conv2d(width, out_channels, 1))
+

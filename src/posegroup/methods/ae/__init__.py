@@ -259,6 +259,15 @@ class AEMethod(Method):
         """[K heatmaps, K*D tags] (+ [1 + E] with segmentation)."""
         return _head.channel_groups(self.num_keypoints, self.tag_dim, self.seg_tag_dim)
 
+    def build_model(self, model_cfg: dict) -> torch.nn.Module | None:
+        """With ``model.backbone: posenet_mobilenet`` (``output_stride`` 8 | 16,
+        ``freeze_backbone``): :class:`.head.PoseNetAE`; otherwise None (a stacked hourglass)."""
+        from ..common import posenet_backbone
+        backbone = posenet_backbone(model_cfg, self.keypoint_set)
+        if backbone is None:
+            return None
+        return _head.PoseNetAE(backbone, self.num_channels - self.num_keypoints)
+
     # -- targets ----------------------------------------------------------------------------
     def encode(self, keypoints: np.ndarray, ignore_mask: np.ndarray | None, instance_masks: np.ndarray | None,
                output_size: tuple[int, int], stride: int) -> dict[str, np.ndarray]:

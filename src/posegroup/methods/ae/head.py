@@ -104,3 +104,26 @@ def merge_outputs(heatmaps: torch.Tensor, tags: torch.Tensor, foreground: torch.
 
 
 __all__ = ["num_channels", "channel_groups", "split_outputs", "split_segmentation", "merge_outputs"]
+
+
+class PoseNetAE(torch.nn.Module):
+    """AE on PoseNet's MobileNetV1 (``model.backbone: posenet_mobilenet``): PoseNet's heatmap
+    head (its logits through a sigmoid: the AE heatmap loss and decoder read probabilities, as
+    they read the hourglass's Gaussian-regressing maps) and a new head on the features for the
+    other channels (K*D tags [+ 1 + E segmentation]).
+
+    ``forward(x (B, 3, S, S))`` (ImageNet-normalised) -> ``[(B, K + C_rest, S/s, S/s)]``, one
+    "stack" in :func:`num_channels`' layout, cells at the project's centres (see
+    :class:`~posegroup.backbones.posenet.PoseNetBackbone`). ``stride`` / ``input_multiple``: s.
+    """
+
+    def __init__(self, backbone: torch.nn.Module, rest_channels: int, width: int = 128):
+        super().__init__()
+        from ..common import feature_head
+        self.backbone = backbone
+        self.tag_head = feature_head(backbone.feature_channels, rest_channels, width)
+        self.stride = self.input_multiple = backbone.stride
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = self.backbone(x)
+        return [torch.cat([torch.sigmoid(out["heatmaps"]), self.tag_head(out["features"])], 1)]

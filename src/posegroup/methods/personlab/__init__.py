@@ -133,6 +133,20 @@ class PersonLabMethod(Method):
         """[K heatmaps, 2K short, 2E mid, 2K long offsets, 1 segmentation]."""
         return head_mod.channel_groups(self.num_keypoints, len(self.edges))
 
+    def build_model(self, model_cfg: dict) -> torch.nn.Module | None:
+        """With ``model.backbone: posenet_mobilenet`` (``output_stride`` 8 | 16,
+        ``freeze_backbone``): :class:`.head.PoseNetPersonLab` (COCO-17, PoseNet's tree edges);
+        otherwise None (a stacked hourglass)."""
+        from ..common import posenet_backbone
+        from .posenet import POSENET_EDGES
+        backbone = posenet_backbone(model_cfg, self.keypoint_set)
+        if backbone is None:
+            return None
+        if [tuple(e) for e in self.keypoint_set.edges] != list(POSENET_EDGES):
+            raise ValueError(f"model.backbone: posenet_mobilenet needs PoseNet's 16 COCO tree edges; "
+                             f"keypoint set {self.keypoint_set.name} has {list(self.keypoint_set.edges)}")
+        return head_mod.PoseNetPersonLab(backbone, self.num_keypoints, len(self.edges), self.radius)
+
     def encode(self, keypoints, ignore_mask, instance_masks, output_size, stride):
         """Targets of :func:`.targets.encode` (grid_offset = stride / 2, the project's cells)."""
         return encode_targets(keypoints, instance_masks, ignore_mask, tuple(output_size), stride,

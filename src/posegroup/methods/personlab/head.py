@@ -113,3 +113,46 @@ def swap_sides(maps: dict, flip_index, edges) -> dict[str, np.ndarray]:
     return {"heatmaps": swap(maps["heatmaps"], fi), "short_offsets": swap(maps["short_offsets"], fi, True),
             "mid_offsets": swap(maps["mid_offsets"], edge_index, True),
             "long_offsets": swap(maps["long_offsets"], fi, True), "segmentation": swap(maps["segmentation"])}
+
+
+def posenet_channel_index(num_keypoints: int, num_edges: int) -> tuple[list[int], list[int]]:
+    """Where the short and mid-range channels of :func:`split`'s layout come from in PoseNet's:
+    ``(short, mid)``: short[2k] = x of keypoint k = PoseNet offset channel K + k, short[2k + 1]
+    = its y = channel k; mid (directed edge f: the E forward edges, then the E backward ones)
+    indexes ``cat(displacement_fwd, displacement_bwd)`` (each E y channels, then E x)."""
+    k, e = num_keypoints, num_edges
+    short = [c for j in range(k) for c in (k + j, j)]
+    mid = [c for f in range(2 * e) for c in ((f // e) * 2 * e + e + f % e, (f // e) * 2 * e + f % e)]
+    return short, mid
+
+
+class PoseNetPersonLab(torch.nn.Module):
+    """PersonLab on PoseNet's MobileNetV1 (``model.backbone: posenet_mobilenet``): PoseNet's own
+    heatmap (logits), short-range and mid-range heads -- fine-tuned, their channels reordered
+    into this module's layout and divided by R (:func:`posenet_channel_index`) -- plus a new head
+    on the features for the 2K long-range offsets and the segmentation logit.
+
+    ``forward(x (B, 3, S, S))`` (ImageNet-normalised) -> ``[(B, C, S/s, S/s)]``, one "stack" in
+    :func:`split`'s layout (C = :func:`num_channels`), cells at the project's centres (see
+    :class:`~posegroup.backbones.posenet.PoseNetBackbone`). PoseNet's mid-range fields follow
+    its 16 COCO tree edges, which must be the method's (``directed_edges`` of COCO-17).
+    """
+
+    def __init__(self, backbone: torch.nn.Module, num_keypoints: int, num_edges: int, radius: float,
+                 width: int = 128):
+        super().__init__()
+        from ..common import feature_head
+        self.backbone = backbone
+        self.radius = float(radius)
+        self.new_head = feature_head(backbone.feature_channels, 2 * num_keypoints + 1, width)
+        short, mid = posenet_channel_index(num_keypoints, num_edges // 2)
+        self.register_buffer("short_index", torch.tensor(short), persistent=False)
+        self.register_buffer("mid_index", torch.tensor(mid), persistent=False)
+        self.stride = self.input_multiple = backbone.stride
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = self.backbone(x)
+        short = out["offsets"].index_select(1, self.short_index) / self.radius
+        disp = torch.cat([out["displacement_fwd"], out["displacement_bwd"]], 1)
+        mid = disp.index_select(1, self.mid_index) / self.radius
+        return [torch.cat([out["heatmaps"], short, mid, self.new_head(out["features"])], 1)]
