@@ -44,23 +44,23 @@ def check_int(value, what: str, low: int, high: int) -> int:
     return int(value)
 
 
-def check_test_sizes(opts: dict, where: str) -> None:
-    """``input_size`` and ``scales`` of test-time options within the bounds; ``where`` names their
-    source (e.g. ``"--"`` for flags, ``"ckpt.pt: test."`` for a checkpoint's config)."""
+def check_test_sizes(opts: dict, label) -> None:
+    """``input_size`` and ``scales`` of test-time options within the bounds, else ``ValueError``;
+    ``label(key)`` names an option in the message (e.g. ``--input-size``, or a file's
+    ``'test.input_size'``)."""
     size = opts.get("input_size")
     if size is not None:
-        check_int(size, f"{where}input_size" if where != "--" else "--input-size", MIN_INPUT_SIZE, MAX_INPUT_SIZE)
+        check_int(size, label("input_size"), MIN_INPUT_SIZE, MAX_INPUT_SIZE)
     scales = opts.get("scales")
     if scales is None:
         return
-    name = f"{where}scales" if where != "--" else "--scales"
     values = list(scales) if isinstance(scales, (list, tuple)) else [scales]
-    for s in values:
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not MIN_SCALE <= s <= MAX_SCALE:
-            raise ValueError(f"{name} must be numbers in [{MIN_SCALE:g}, {MAX_SCALE:g}], got {s!r}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not MIN_SCALE <= v <= MAX_SCALE:
+            raise ValueError(f"{label('scales')} must be numbers in [{MIN_SCALE:g}, {MAX_SCALE:g}], got {v!r}")
     if size is not None and values and size * max(values) > MAX_INPUT_SIZE:
-        raise ValueError(f"{name}: input size {size} x scale {max(values):g} exceeds the largest network input "
-                         f"({MAX_INPUT_SIZE} px)")
+        raise ValueError(f"{label('scales')}: input size {size} x scale {max(values):g} is above the largest "
+                         f"network input ({MAX_INPUT_SIZE} px)")
 
 
 def image_header_size(head: bytes) -> tuple[int, int] | None:

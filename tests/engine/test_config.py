@@ -41,7 +41,7 @@ def test_unknown_key_names_file_and_key(tmp_path):
 
 def test_open_sections_pass_through(tmp_path):
     f = tmp_path / "c.yaml"
-    f.write_text(MINIMAL + "model: {name: tiny, whatever: 3}\ntest: {flip: true}\n"
+    f.write_text(MINIMAL.replace("method: {name: ae}\n", "") + "model: {name: tiny, whatever: 3}\ntest: {flip: true}\n"
                  + "method: {name: ae, options: {pull_weight: 0.5}}\n")
     cfg = load_config(f)
     assert cfg["model"] == {"name": "tiny", "whatever": 3}
@@ -124,7 +124,8 @@ def _write(tmp_path, train_extra: str = "", data_extra: str = "") -> Path:
     f = tmp_path / "bad.yaml"
     f.write_text("method: {name: ae}\n"
                  f"data: {{train_ann: data/train.json{', ' + data_extra if data_extra else ''}}}\n"
-                 f"train: {{steps: 10{', ' + train_extra if train_extra else ''}}}\n")
+                 f"train: {{{'' if 'steps:' in train_extra else 'steps: 10'}"
+                 f"{', ' if train_extra and 'steps:' not in train_extra else ''}{train_extra}}}\n")
     return f
 
 
@@ -150,8 +151,11 @@ def _write(tmp_path, train_extra: str = "", data_extra: str = "") -> Path:
     ("lr_schedule: {type: poly}", "", "train.lr_schedule.type", "must be step, cosine or constant"),
     ("lr_schedule: {milestones: [10, -1]}", "", "train.lr_schedule.milestones", "step numbers"),
     ("device: gpu7", "", "train.device", "not a device torch knows"),
-    ("", "input_size: 0", "data.input_size", "must be > 0"),
-    ("", "input_size: -64", "data.input_size", "must be > 0"),
+    ("", "input_size: 0", "data.input_size", "must be >= 16"),
+    ("", "input_size: -64", "data.input_size", "must be >= 16"),
+    ("", "input_size: 1000000", "data.input_size", "must be <= 4096"),      # bounds: posegroup.limits
+    ("batch_size: 1000000000", "", "train.batch_size", "must be <= 1024"),
+    ("workers: 100000", "", "train.workers", "must be <= "),
     ("", "stride: 0", "data.stride", "must be > 0"),
     ("", "stride: four", "data.stride", "must be an integer"),
     ("", "augmentation: {flip_prob: 2}", "data.augmentation.flip_prob", "must be <= 1"),
@@ -269,3 +273,27 @@ def test_training_stops_before_any_step_on_an_option_the_keypoint_set_refuses(tm
     with pytest.raises(ConfigError, match=r"c\.yaml: option 'method\.options\.joint_order'.*permutation"):
         train(loaded)
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").glob("*.pt"))
+
+
+def test_a_key_given_twice_is_an_error(tmp_path):
+    f = tmp_path / "twice.yaml"
+    f.write_text(MINIMAL.replace("train: {steps: 10, lr: 2e-4}", "train:\n  lr: 1e-3\n  steps: 10\n  lr: 5.0"))
+    with pytest.raises(ConfigError, match=r"twice.yaml: invalid YAML \(key 'lr' given twice \(lines 5 and 7\)\)"):
+        load_config(f)
+    f.write_text(MINIMAL + "base: &b {x: 1}\n")                  # merge keys (<<) may repeat a key
+    with pytest.raises(ConfigError, match="unknown key 'base'"):
+        load_config(f)
+
+
+@pytest.mark.parametrize("test,fault", [
+    ("{scales: big}", "'test.scales' must be numbers in"),
+    ("{scales: [1, 1000000]}", "'test.scales' must be numbers in"),
+    ("{input_size: 1000000}", "'test.input_size' must be in [16, 4096]"),
+    ("{input_size: 2048, scales: [1, 4]}", "'test.scales': input size 2048 x scale 4 is above"),
+])
+def test_test_sizes_are_bounded(tmp_path, test, fault):
+    f = tmp_path / "c.yaml"
+    f.write_text(MINIMAL + f"test: {test}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(f)
+    assert str(e.value).startswith(f"{f}: ") and fault in str(e.value), str(e.value)

@@ -71,6 +71,8 @@ from typing import Any
 
 import yaml
 
+from ..limits import MAX_BATCH_SIZE, MAX_INPUT_SIZE, MIN_INPUT_SIZE, check_test_sizes, max_workers
+
 #: Sections whose keys are not checked here (owned by the method / backbone / decoder).
 OPEN_SECTIONS = ("method.options", "model", "test")
 
@@ -141,6 +143,25 @@ class _Loader(yaml.SafeLoader):
     a string, and a method's options or a saved config.yaml kept it so)."""
 
 
+def _construct_mapping(loader, node, deep=False):
+    """A mapping whose key appears twice is an error (YAML keeps the last one silently)."""
+    seen = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.setdefault(key, key_node)
+        except TypeError:   # an unhashable key: the base loader says so
+            continue
+        if first is not key_node:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} given twice (lines {first.start_mark.line + 1} and "
+                f"{key_node.start_mark.line + 1})", key_node.start_mark)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
                               list("-+0123456789"))
 
@@ -270,6 +291,10 @@ def check_method_sections(cfg: dict, source: str) -> None:
             hint = f" (did you mean 'test.{close[0]}'?)" if close else ""
             raise ConfigError(f"{source}: unknown key 'test.{key}' for method {name!r}{hint}; "
                               f"valid: {', '.join(valid)}")
+    try:
+        check_test_sizes(cfg.get("test") or {}, lambda key: f"'test.{key}'")
+    except ValueError as e:
+        raise ConfigError(f"{source}: {e}") from None
 
 
 # ---- value checks --------------------------------------------------------------------------
@@ -349,7 +374,7 @@ def validate_values(cfg: dict, source: str) -> None:
     """Check the types and ranges of the strict sections' values (in place: integral floats
     become ints). Raises a one-line :class:`ConfigError` naming the file and the dotted key."""
     n = _check_number
-    n(cfg, "data.input_size", source, integer=True, above=0)
+    n(cfg, "data.input_size", source, integer=True, minimum=MIN_INPUT_SIZE, maximum=MAX_INPUT_SIZE)
     n(cfg, "data.stride", source, integer=True, above=0)
     n(cfg, "data.val_max_images", source, integer=True, above=0, optional=True)
     for key in ("enabled", "color_jitter"):
@@ -362,7 +387,7 @@ def validate_values(cfg: dict, source: str) -> None:
     n(cfg, "data.augmentation.max_translate", source, minimum=0, maximum=1)
     n(cfg, "data.augmentation.flip_prob", source, minimum=0, maximum=1)
 
-    n(cfg, "train.batch_size", source, integer=True, above=0)
+    n(cfg, "train.batch_size", source, integer=True, above=0, maximum=MAX_BATCH_SIZE)
     n(cfg, "train.lr", source, above=0)
     n(cfg, "train.weight_decay", source, minimum=0)
     opt = _get(cfg, "train.optimizer")
@@ -390,7 +415,7 @@ def validate_values(cfg: dict, source: str) -> None:
     n(cfg, "train.steps", source, integer=True, above=0, optional=True, words=("auto",))
     n(cfg, "train.epochs", source, integer=True, above=0, optional=True)
     n(cfg, "train.max_minutes", source, above=0, optional=True)
-    n(cfg, "train.workers", source, integer=True, minimum=0)
+    n(cfg, "train.workers", source, integer=True, minimum=0, maximum=max_workers())   # 4 per CPU core
     _check_bool(cfg, "train.amp", source)
     n(cfg, "train.grad_clip", source, minimum=0)
     n(cfg, "train.ema", source, above=0, below=1, optional=True)

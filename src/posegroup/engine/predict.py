@@ -59,6 +59,8 @@ def checkpoint_predictor(path: str | Path, device: str | None = None, *, model=N
     from .checkpoint import load_model
     model, method, config = model if model is not None else load_model(path)
     opts = test_options(config, method)
+    from ..limits import check_test_sizes
+    check_test_sizes(opts, lambda key: f"{path}: the checkpoint's test.{key}")   # before any flag replaces it
     opts.update(test_opts)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return make_predictor(model, method, dev, **opts), method, config
