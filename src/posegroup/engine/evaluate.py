@@ -317,14 +317,15 @@ def crowd_splits(gt: dict, gt_name: str = "<ground truth>") -> dict[str, list]:
 
 
 def evaluate_all(gt_file, results, *, keypoint_set=None, protocol: str | None = None,
-                 only_with_results: bool = False) -> dict:
+                 only_with_results: bool = False, method=None) -> dict:
     """Keypoint figures at the top level, ``protocol`` (the one applied), ``images_scored`` and
     ``images_total`` (of the ground truth), plus ``segm`` (when results carry masks) and
     ``splits`` (CrowdPose easy/medium/hard, when the ground truth has crowd indices).
 
     ``only_with_results``: score only the ground-truth images that have results (a prediction
     of some of its images), else all of them (an image without results counts its people as
-    missed)."""
+    missed). ``method``: the :class:`~posegroup.methods.base.Method` that made the results; its
+    ``evaluation_figures`` (when any) go under ``figures``, for all images and per split."""
     gt, gt_name, dets, ks, protocol = _prepare(gt_file, results, "keypoints", keypoint_set, protocol)
     ids = sorted({d["image_id"] for d in dets}, key=str) if only_with_results else None
     scorer = _Scorer(gt, dets, "keypoints", ks.sigmas_array)
@@ -339,6 +340,10 @@ def evaluate_all(gt_file, results, *, keypoint_set=None, protocol: str | None = 
         if ids is not None:   # the scored images of each split (a split without any is left out)
             splits = {s: kept for s, s_ids in splits.items() if (kept := sorted(set(s_ids) & set(ids), key=str))}
         stats["splits"] = {s: scorer.score(s_ids) for s, s_ids in splits.items()}
+    if method is not None and (figures := method.evaluation_figures(dets, gt, ids)):
+        stats["figures"] = figures
+        for s, s_ids in (splits or {}).items():
+            stats["splits"][s]["figures"] = method.evaluation_figures(dets, gt, s_ids)
     return stats
 
 
@@ -347,8 +352,9 @@ def format_table(stats: dict, title: str = "keypoints") -> str:
     lines = []
 
     def row(label, d, keys):
-        lines.append(f"{label:<12}" + "".join(f"{k:>8}" for k in keys))
-        lines.append(f"{'':<12}" + "".join(f"{d.get(k, float('nan')):>8.3f}" for k in keys))
+        widths = [max(8, len(k) + 1) for k in keys]
+        lines.append(f"{label:<12}" + "".join(f"{k:>{w}}" for k, w in zip(keys, widths)))
+        lines.append(f"{'':<12}" + "".join(f"{d.get(k, float('nan')):>{w}.3f}" for k, w in zip(keys, widths)))
 
     if "protocol" in stats:
         lines.append(f"protocol: {stats['protocol']}")
@@ -357,6 +363,11 @@ def format_table(stats: dict, title: str = "keypoints") -> str:
         row("segm", stats["segm"], ["AP", "AP50", "AP75", "APm", "APl", "AR100"])
     for split, d in stats.get("splits", {}).items():
         row(f"  {split}", d, ["AP", "AP50", "AP75", "AR"])
+    if "figures" in stats:
+        row("method", stats["figures"], list(stats["figures"]))
+        for split, d in stats.get("splits", {}).items():
+            if "figures" in d:
+                row(f"  {split}", d["figures"], list(d["figures"]))
     return "\n".join(lines)
 
 

@@ -90,6 +90,12 @@ class Method:
         options (``input_size``...). Default: none."""
         return []
 
+    def evaluation_figures(self, results: list[dict], gt: dict, image_ids=None) -> dict[str, float]:
+        """Figures ``evaluate`` reports beside AP for this method's COCO ``results`` (image ids
+        already those of the COCO ground-truth dict ``gt``), over the images ``image_ids`` (None:
+        every ground-truth image): name -> value, printed in that order. Default: none."""
+        return {}
+
     # -- decode.py ------------------------------------------------------------------------
     def predict(self, model: torch.nn.Module, image: np.ndarray, **opts: Any
                 ) -> tuple[np.ndarray, np.ndarray]:

@@ -112,3 +112,44 @@ def test_perfect_outputs_decode_to_ap_1_on_real_layouts(coco_val_gt):
     # this test can tell a worse decoder apart
     plain, _ = perfect_results(coco_val_gt, 150, subpixel="none")
     assert _coco_ap(coco_val_gt, plain, ids) < ap - 0.05
+
+
+# ---------------------------------------------------------------------------- count figures
+def _count_gt():
+    kp = [10, 10, 2] + [0, 0, 0] * 16
+    anns = [{"id": 1, "image_id": 1, "keypoints": kp, "num_keypoints": 1, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "keypoints": kp, "num_keypoints": 1, "iscrowd": 0},
+            {"id": 3, "image_id": 2, "keypoints": kp, "num_keypoints": 1, "iscrowd": 0},
+            {"id": 4, "image_id": 2, "keypoints": [0, 0, 0] * 17, "num_keypoints": 0, "iscrowd": 0},   # not a person
+            {"id": 5, "image_id": 2, "keypoints": kp, "num_keypoints": 1, "iscrowd": 1}]              # a crowd
+    images = [{"id": i, "file_name": f"{i}.png", "width": 64, "height": 64} for i in (1, 2, 3)]
+    for a in anns:
+        a.update(category_id=1, bbox=[5, 5, 10, 10], area=100.0)
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": 1, "name": "person", "keypoints": [str(k) for k in range(17)], "skeleton": []}]}
+
+
+def _det(image_id):
+    return {"image_id": image_id, "category_id": 1, "keypoints": [10.0, 10.0, 1.0] + [0.0] * 48, "score": 0.5}
+
+
+def test_count_figures_by_hand():
+    from posegroup.methods.recurrent.decode import count_figures
+    gt = _count_gt()
+    results = [_det(1)] + [_det(2)] * 4                      # image 1: 1 of 2; image 2: 4 of 1; image 3: 0 of 0
+    f = count_figures(results, gt)
+    assert f == {"count_error": pytest.approx(4 / 3), "count_over": pytest.approx(1.0),
+                 "count_under": pytest.approx(1 / 3), "people_returned": 5.0, "people_true": 3.0}
+    assert count_figures(results, gt, [1])["count_error"] == 1.0
+
+
+def test_evaluate_prints_the_count_of_the_recurrent_method_only():
+    from posegroup.engine.evaluate import evaluate_all, format_table
+    from posegroup.methods import build_method
+    from posegroup.skeleton import COCO17
+    gt, results = _count_gt(), [_det(1), _det(2), _det(2)]
+    stats = evaluate_all(gt, results, method=build_method("recurrent", COCO17))
+    assert stats["figures"]["count_error"] == pytest.approx(2 / 3)
+    assert "count_error" in format_table(stats)
+    plain = evaluate_all(gt, results, method=build_method("ae", COCO17))   # the base hook: no figures
+    assert "figures" not in plain and "count_error" not in format_table(plain)

@@ -101,9 +101,16 @@ class RecurrentMethod(Method):
     # -- network ----------------------------------------------------------------------------
     def build_model(self, model_cfg: dict) -> RecurrentPoseNet:
         """Hourglass (``model.backbone``, default "tiny"; its AE head has J * (1 + D) channels,
-        D = ``model.backbone_tag_dim`` (1)) + :class:`.head.RecurrentHead`."""
+        D = ``model.backbone_tag_dim`` (1)) + :class:`.head.RecurrentHead`; ``model.backbone:
+        posenet_mobilenet``: PoseNet's features instead (``output_stride`` 8 | 16, default 16;
+        ``freeze_backbone``, default true)."""
         from ...backbones.hourglass import hourglass_from_config
+        from ...backbones.posenet import BACKBONE_NAME
+        from ..common import posenet_backbone
         cfg = dict(model_cfg or {})
+        if cfg.get("backbone") == BACKBONE_NAME:      # PoseNet's features (output_stride 8 | 16)
+            return self._with_head(posenet_backbone(cfg, freeze_default=True, heads=False),
+                                   cfg.get("freeze_backbone", True))
         unknown = sorted(set(cfg) - set(MODEL_KEYS))
         if unknown:
             raise ValueError(f"unknown key(s) {unknown} in model (recurrent method); valid: {list(MODEL_KEYS)}")
@@ -112,7 +119,10 @@ class RecurrentMethod(Method):
             raise ValueError(f"model.freeze_backbone must be true or false, got {freeze!r}")
         tag_dim = int(cfg.get("backbone_tag_dim", 1))
         groups = channel_groups(self.num_keypoints, tag_dim)               # the AE backbone's [J, J*D]
-        backbone = hourglass_from_config(cfg.get("backbone", "tiny"), sum(groups), groups)
+        return self._with_head(hourglass_from_config(cfg.get("backbone", "tiny"), sum(groups), groups), freeze)
+
+    def _with_head(self, backbone: torch.nn.Module, freeze: bool) -> RecurrentPoseNet:
+        """``backbone`` (``feature_channels`` x ``num_stacks`` features) + the ConvLSTM head."""
         s = self.settings
         head = RecurrentHead(backbone.feature_channels * backbone.num_stacks, self.num_keypoints,
                              hidden_width=s.hidden_width, lstm1_layers=s.lstm1_layers,
@@ -241,6 +251,11 @@ class RecurrentMethod(Method):
         out = heat.clone()
         out[torch.from_numpy(u)] = refined
         return out
+
+    def evaluation_figures(self, results: list[dict], gt: dict, image_ids=None) -> dict[str, float]:
+        """The person count against the truth (:func:`.decode.count_figures`): the stop head
+        decides how many people come out, the AP alone does not show over- or under-counting."""
+        return _decode.count_figures(results, gt, image_ids)
 
     def draw_maps(self, model: torch.nn.Module, image: np.ndarray, *, canvas: np.ndarray | None = None,
                   **opts: Any) -> list[np.ndarray]:

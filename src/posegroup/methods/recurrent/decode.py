@@ -28,7 +28,7 @@ STOP_THRESHOLD = 1.0 / (1.0 + math.e)
 PERSON_SCORES = ("joints", "stop", "product")
 SUBPIXEL = ("none", "quadratic", "quarter")
 
-__all__ = ["decode_people", "num_people", "STOP_THRESHOLD", "PERSON_SCORES", "SUBPIXEL"]
+__all__ = ["decode_people", "num_people", "count_figures", "STOP_THRESHOLD", "PERSON_SCORES", "SUBPIXEL"]
 
 
 def num_people(stop_probs, stop_threshold: float = STOP_THRESHOLD) -> int:
@@ -81,3 +81,30 @@ def decode_people(heatmaps, stop_probs, *, stop_threshold: float = STOP_THRESHOL
     stop = np.clip(np.nan_to_num(p[:n], nan=0.0), 0.0, 1.0)
     scores = {"joints": joint_score, "stop": stop, "product": joint_score * stop}[person_score]
     return poses, np.asarray(scores, np.float32)
+
+
+def count_figures(results: list[dict], gt: dict, image_ids=None) -> dict[str, float]:
+    """How many people the method returns against how many there are, per image.
+
+    results: COCO results (``image_id`` per entry); gt: COCO ground-truth dict, its true people
+    the non-crowd annotations with a labelled keypoint; image_ids: the images counted (None:
+    all of ``gt``'s). Returns ``count_error`` (mean |returned - true|), ``count_over`` (mean
+    max(returned - true, 0)), ``count_under`` (mean max(true - returned, 0)), ``people_returned``
+    and ``people_true`` (totals); zeros without images.
+    """
+    ids = [im["id"] for im in gt["images"]] if image_ids is None else list(image_ids)
+    returned = dict.fromkeys(ids, 0)
+    true = dict.fromkeys(ids, 0)
+    for r in results:
+        if r.get("image_id") in returned:
+            returned[r["image_id"]] += 1
+    for a in gt["annotations"]:
+        labelled = np.count_nonzero(np.asarray(a.get("keypoints") or [0, 0, 0])[2::3] > 0)
+        if a.get("image_id") in true and not a.get("iscrowd", 0) and labelled:
+            true[a["image_id"]] += 1
+    diff = np.array([returned[i] - true[i] for i in ids], np.float64)
+    if len(diff) == 0:
+        diff = np.zeros(1)
+    return {"count_error": float(np.abs(diff).mean()), "count_over": float(np.maximum(diff, 0).mean()),
+            "count_under": float(np.maximum(-diff, 0).mean()), "people_returned": float(sum(returned.values())),
+            "people_true": float(sum(true.values()))}
