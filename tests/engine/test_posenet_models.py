@@ -1,0 +1,156 @@
+"""``model.backbone: posenet_mobilenet`` under every method: the bundled configs train (two steps
+each on a tiny dataset), the backbone's grid and input conventions, PersonLab's view of PoseNet's
+own heads, one-line refusals of bad ``model`` keys, exact resume, and export -> predict --onnx."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from posegroup.backbones.posenet import PoseNetBackbone, posenet_mobilenet
+from posegroup.data.coco import read_image
+from posegroup.engine.checkpoint import load_checkpoint, load_model
+from posegroup.engine.config import ConfigError, load_config
+from posegroup.engine.train import TrainingError, train
+from posegroup.methods import build_method
+from posegroup.skeleton import COCO17
+from tests.engine.test_train import assert_same_run, make_dataset
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CONFIGS = ("ae_posenet", "personlab_posenet", "recurrent_posenet")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("posenet_data"), 3, size=64, people=(1, 2), seed=4)
+
+
+def small(name: str, ann: Path, out: Path, *, steps: int = 2, **model) -> dict:
+    """The bundled config ``name`` on the tiny dataset: 64-px inputs, batch 2, ``steps`` steps."""
+    over = {"data": {"train_ann": str(ann), "val_ann": None, "input_size": 64},
+            "train": {"steps": steps, "batch_size": 2, "workers": 0, "amp": False, "checkpoint_every": 100,
+                      "eval_every": 0, "log_every": 1, "out_dir": str(out)},
+            "test": {"input_size": 64}}
+    if model:
+        over["model"] = model
+    return load_config(name, over)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_two_steps_of_each_bundled_posenet_config(name, data, tmp_path):
+    """Two steps train, the trained parts move (a frozen body does not), and the model rebuilt
+    from the checkpoint predicts poses inside the image."""
+    cfg = small(name, data, tmp_path / "run")
+    run = train(cfg, progress=False)
+    assert run["steps"] == 2 and np.isfinite(run["final_loss"])
+    model, method, _ = load_model(tmp_path / "run" / "last.pt")
+    pretrained = posenet_mobilenet(cfg["model"]["output_stride"]).state_dict()
+    body = model.backbone.net.state_dict()
+    moved = {k: not torch.equal(body[k], pretrained[k]) for k in body}
+    frozen = cfg["model"]["freeze_backbone"]
+    assert any(moved[k] for k in moved if k.startswith("blocks.")) != frozen
+    if name != "recurrent_posenet":      # PoseNet's own heads fine-tune
+        assert moved["heads.heatmaps.weight"]
+    img = read_image(data.parent / "img000.png")
+    out = method.predict(model, img, input_size=64)
+    poses = out[0]
+    assert poses.ndim == 3 and poses.shape[1:] == (17, 3)
+    assert (poses[..., 0] >= 0).all() and (poses[..., 0] <= img.shape[1]).all()
+
+
+def test_backbone_puts_posenet_cells_on_the_project_centres():
+    """The wrapper = PoseNet on the [-1, 1] image padded by s/2, first row and column dropped:
+    cell (i, j) at input ((j + 1/2) s, (i + 1/2) s), grid S/s."""
+    from posegroup.data.transforms import normalize_image
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    for s in (16, 8):
+        wrap = PoseNetBackbone(s).eval()
+        x = torch.from_numpy(normalize_image(image))[None]
+        raw = torch.nn.functional.pad(wrap.net.prepare(image), (s // 2,) * 4)
+        with torch.no_grad():
+            got, want = wrap(x), wrap.net(raw)
+        assert got["features"].shape[-2:] == (64 // s, 96 // s) and wrap.stride == wrap.input_multiple == s
+        for key in want:
+            torch.testing.assert_close(got[key], want[key][:, :, 1:, 1:], atol=2e-4, rtol=1e-4)
+
+
+def test_personlab_reads_posenet_heads_in_its_layout():
+    """The PersonLab network's heatmap / short / mid channels are PoseNet's, reordered into
+    (x, y) per field, directed edges forward then backward, and divided by R."""
+    from posegroup.methods.personlab import head
+    method = build_method("personlab", COCO17, radius=32.0)
+    net = method.build_model({"backbone": "posenet_mobilenet"}).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        raw = net.backbone(x)
+        heads = head.split(net(x)[0], 17, 32, offset_scale=32.0)
+    torch.testing.assert_close(heads["heatmaps"], raw["heatmaps"])
+    off, fwd, bwd = raw["offsets"], raw["displacement_fwd"], raw["displacement_bwd"]
+    torch.testing.assert_close(heads["short_offsets"][:, 3, 0], off[:, 17 + 3])     # joint 3: x, then y
+    torch.testing.assert_close(heads["short_offsets"][:, 3, 1], off[:, 3])
+    torch.testing.assert_close(heads["mid_offsets"][:, 5, 0], fwd[:, 16 + 5])       # forward edge 5
+    torch.testing.assert_close(heads["mid_offsets"][:, 16 + 2, 1], bwd[:, 2])       # backward edge 2: y
+    assert list(method.edges[16 + 2]) == [COCO17.edges[2][1], COCO17.edges[2][0]]
+
+
+@pytest.mark.parametrize("model,message", [
+    ({"output_stride": 4}, r"model\.output_stride must be one of \[8, 16\]"),
+    ({"freeze_backbone": "yes"}, r"model\.freeze_backbone must be true or false"),
+    ({"backbone": "resnet50"}, r"model\.backbone must be 'posenet_mobilenet'"),
+    ({"depth": 3}, r"unknown key\(s\) \['depth'\] in model"),
+])
+def test_bad_model_keys_are_one_config_line(model, message, data, tmp_path):
+    cfg = small("ae_posenet", data, tmp_path / "run", **model)
+    with pytest.raises(ConfigError, match=message) as err:
+        train(cfg, progress=False)
+    assert "\n" not in str(err.value) and "ae_posenet.yaml" in str(err.value)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_stride_mismatch_and_keypoint_set_are_refused(data, tmp_path):
+    cfg = small("personlab_posenet", data, tmp_path / "run", output_stride=8)
+    with pytest.raises(TrainingError, match=r"data\.stride is 16 but the network predicts at stride 8"):
+        train(cfg, progress=False)
+    from posegroup.skeleton import CROWDPOSE14
+    crowd = build_method("ae", CROWDPOSE14)
+    with pytest.raises(ValueError, match="predicts COCO-17 keypoints"):
+        crowd.build_model({"backbone": "posenet_mobilenet"})
+
+
+def test_posenet_resume_is_exact(data, tmp_path):
+    """4 steps straight == 2 steps, stop, resume 2 (weights, optimizer, RNG), PersonLab on PoseNet."""
+    straight = train(small("personlab_posenet", data, tmp_path / "a", steps=4), progress=False)
+    cfg = small("personlab_posenet", data, tmp_path / "b", steps=4)
+    assert train(cfg, max_steps=2, progress=False)["steps"] == 2
+    second = train(cfg, resume=True, progress=False)
+    assert second["start_step"] == 2 and second["steps"] == 4
+    assert_same_run(load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt"))
+    assert straight["final_loss"] == second["final_loss"]
+
+
+def test_export_then_predict_onnx_gives_the_pytorch_poses(data, tmp_path):
+    """A PoseNet-backed AE model exports; ``predict --onnx`` reads its metadata (stride 8) and
+    gives the checkpoint's poses."""
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from posegroup.cli import main
+    from posegroup.engine.export import export_onnx
+    cfg = small("ae_posenet", data, tmp_path / "run")
+    cfg["method"]["options"].update(detection_threshold=0.001, top_k=5, max_people=5)
+    ckpt = train(cfg, progress=False)["checkpoint"]
+    path = export_onnx(ckpt, tmp_path / "m.onnx")
+    meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["posegroup"])
+    assert meta["stride"] == 8 and meta["input_multiple"] == 8
+    images = [str(data.parent / "img000.png"), str(data.parent / "img001.png")]
+    assert main(["--quiet", "predict", *images, "--weights", str(ckpt), "--out", str(tmp_path / "pt"), "--no-draw"]) == 0
+    assert main(["--quiet", "predict", *images, "--onnx", str(path), "--out", str(tmp_path / "ox"), "--no-draw"]) == 0
+    a = json.loads((tmp_path / "pt" / "results.json").read_text())
+    b = json.loads((tmp_path / "ox" / "results.json").read_text())
+    assert len(a) == len(b) > 0
+    for ra, rb in zip(a, b):
+        np.testing.assert_allclose(ra["keypoints"], rb["keypoints"], atol=2e-3)
