@@ -283,14 +283,21 @@ class _AdapterMethod:
 
 
 def _speed_model(path, onnx_format=None, threads=1):
-    """(model, method, test options, runtime) of one ``benchmark predict`` entry: a training
-    checkpoint (PyTorch); an ``.onnx`` that ``posegroup export`` wrote (onnxruntime network, the
+    """(model, method, test options, runtime) of one ``benchmark predict`` entry: the name of a
+    pretrained network shipped in the package (``posenet``: its default options, PyTorch) or of a
+    shipped model (``ae``...); a training checkpoint (PyTorch); an ``.onnx`` that ``posegroup export`` wrote (onnxruntime network, the
     method's decoding in Python); or a foreign ``.onnx`` without posegroup metadata, read by its
     adapter of format ``onnx_format`` (default :data:`~posegroup.methods.DEFAULT_ONNX_FORMAT`,
     as ``predict --onnx``; it applies to foreign files only), with ``threads`` onnxruntime threads."""
+    from ..methods import PRETRAINED, pretrained_model
     from .checkpoint import load_model
     from .predict import test_options
+    from .predictor import shipped_model
 
+    if str(path) in PRETRAINED:             # a pretrained network shipped in the package
+        net = pretrained_model(str(path), threads=threads)
+        return net, _AdapterMethod(f"{path} (pretrained)", net), {}, "pytorch"
+    path = shipped_model(str(path)) or path
     if not str(path).endswith(".onnx"):
         model, method, config = load_model(path)
         return model, method, test_options(config, method), "pytorch"

@@ -29,6 +29,9 @@ DEMO_STEPS = {"ae": 2000, "personlab": 1000, "recurrent": 1000}
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
 #: What the caption says a good number is (recorded with the shipped weights, see MANIFEST).
+#: Real photos with ground truth scored by the demo when present (``shared/data`` of a checkout's
+#: parent, or the folder ``$POSEGROUP_SHARED_DATA``): the pretrained default's row.
+REAL_PHOTOS = "coco_images/person_keypoints_local_images.json"
 GOOD = ("A perfect model scores 1.000. For these tiny CPU models (hourglasses of 0.6-0.7 M "
         "weights, 128-px input) sparse AP >= 0.30 is good; heavy overlap is where every method "
         "of this size still fails (docs/crowds.md).")
@@ -108,12 +111,62 @@ def run_demo(out_dir="posegroup_demo", *, train: bool = False, methods=METHODS, 
     if train:
         write_manifest(out / "weights", table, val_images=val_images, seed=seed)
     text = _ap_table(table, val_images=val_images, trained=train)
+    real = find_shared_data(REAL_PHOTOS)
+    if real is not None:
+        say(f"real photos: the pretrained default on {real}")
+        table["real_photos"] = _score_real(out, real, progress=progress)
+        text += "\n\n" + _real_table(table["real_photos"])
     (out / "ap_table.md").write_text(text + "\n")
     table["minutes_total"] = (time.time() - t0) / 60
     (out / "ap_table.json").write_text(json.dumps(table, indent=1))
     say(text)
     say(f"pictures in {out / 'pictures'}, table in {out / 'ap_table.md'} ({table['minutes_total']:.1f} min in all)")
     return table
+
+
+def find_shared_data(rel: str) -> Path | None:
+    """``rel`` under the real-data folder: ``$POSEGROUP_SHARED_DATA``, else ``shared/data`` in the
+    working directory or one of its parents; None when absent."""
+    import os
+    env = os.environ.get("POSEGROUP_SHARED_DATA")
+    here = Path.cwd()
+    roots = [Path(env)] if env else [base / "shared" / "data" for base in [here, *here.parents]]
+    return next((r / rel for r in roots if (r / rel).is_file()), None)
+
+
+def _score_real(out: Path, ann: Path, *, progress: bool, pictures: int = 2) -> dict:
+    """The pretrained default (:meth:`Predictor.load() <posegroup.engine.predictor.Predictor.load>`)
+    on the real photos of ``ann``: AP, AP50, AR, images, seconds; its first ``pictures`` drawn."""
+    from ..data.coco import CocoPoseDataset
+    from ..viz import prediction_picture, save_png
+    from .evaluate import evaluate_all
+    from .predict import MIN_SCORE, predict_dataset
+    from .predictor import Predictor
+    predictor = Predictor.load()
+    ds = CocoPoseDataset(ann)
+    t = time.time()
+    results = predict_dataset(predictor.run, ds, progress=progress)
+    seconds = time.time() - t
+    (out / "results_pretrained_real_photos.json").write_text(json.dumps(results))
+    st = evaluate_all(ds.ann_file, results)
+    k = ds.keypoint_set.num_keypoints
+    for i in range(min(pictures, len(ds))):
+        sample = ds[i]
+        rs = [r for r in results if r["image_id"] == sample["image_id"]]
+        poses = np.array([r["keypoints"] for r in rs], float).reshape(-1, k, 3)
+        save_png(out / "pictures" / f"pretrained_real_{i}_poses.png",
+                 prediction_picture(sample["image"], poses, np.array([r["score"] for r in rs]), ds.keypoint_set,
+                                    title=f"{predictor.label} | {Path(sample['file_name']).name}",
+                                    min_score=MIN_SCORE, gt_poses=sample["keypoints"]))
+    return {"label": predictor.label, "ann": str(ann), "images": len(ds), "seconds": seconds,
+            **{key: st[key] for key in ("AP", "AP50", "AR")}}
+
+
+def _real_table(row: dict) -> str:
+    return (f"Real photos ({row['images']} COCO images with ground truth, {row['ann']}), official metric:\n\n"
+            "| model | AP | AP50 | AR | s / image |\n|---|---|---|---|---|\n"
+            f"| {row['label']} | {row['AP']:.3f} | {row['AP50']:.3f} | {row['AR']:.3f} | "
+            f"{row['seconds'] / max(1, row['images']):.2f} |")
 
 
 def write_manifest(folder: Path, table: dict, *, val_images: int, seed: int) -> Path:

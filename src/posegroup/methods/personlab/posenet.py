@@ -139,6 +139,11 @@ class PoseNetTorch(_PoseNetDecoding):
     """PoseNet's MobileNetV1 as a PyTorch module (:mod:`posegroup.backbones.posenet`) + PersonLab
     decoding: the pretrained default for real photos.
 
+    The defaults (897 px, output stride 16, flip) are the best of input sizes 769 / 897 / 1025,
+    output strides 16 / 8 and flip off / on, measured on the 136 real COCO images of
+    ``../shared/data/coco_images`` (``experiments/posenet/sweep_default.py``; docs/posenet.md):
+    AP 0.356 (0.341 on its 88 val2017 images); PoseNet's usual 513 px without flip: 0.268.
+
     Args:
         weights: the network's weights (default: the file shipped in the package).
         input_size: longer side of the network input (s k + 1).
@@ -149,7 +154,7 @@ class PoseNetTorch(_PoseNetDecoding):
         decode: :func:`.decode.decode_poses` options on top of :attr:`DECODE_DEFAULTS`.
     """
 
-    def __init__(self, weights=None, *, input_size: int = 513, output_stride: int = 16, flip: bool = False,
+    def __init__(self, weights=None, *, input_size: int = 897, output_stride: int = 16, flip: bool = True,
                  device: str | None = None, threads: int | None = None, keypoint_set: KeypointSet = COCO17,
                  decode: dict | None = None):
         import torch
