@@ -154,3 +154,29 @@ def test_export_then_predict_onnx_gives_the_pytorch_poses(data, tmp_path):
     assert len(a) == len(b) > 0
     for ra, rb in zip(a, b):
         np.testing.assert_allclose(ra["keypoints"], rb["keypoints"], atol=2e-3)
+
+
+def test_ddp_two_cpu_processes_train_a_posenet_model(data, tmp_path):
+    """torchrun --nproc_per_node=2 (gloo on CPU) trains ae_posenet: every parameter that requires
+    a gradient gets one (PoseNet's heads AE does not read are left out), the ranks agree."""
+    import subprocess
+    import sys
+    import textwrap
+    script = tmp_path / "ddp.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, sys, json, torch
+        torch.set_num_threads(1)
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from pathlib import Path
+        from tests.engine.test_posenet_models import small
+        from posegroup.engine.train import train
+        s = train(small("ae_posenet", Path({str(data)!r}), Path({str(tmp_path / 'run')!r})), progress=False)
+        Path({str(tmp_path)!r}, "result_" + os.environ["RANK"] + ".json").write_text(
+            json.dumps([s["steps"], s["final_loss"]]))
+    """))
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          str(script)], capture_output=True, text=True, timeout=170)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("result_*.json"))]
+    assert len(rows) == 2 and rows[0] == rows[1] and rows[0][0] == 2
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2

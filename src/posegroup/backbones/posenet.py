@@ -224,8 +224,10 @@ class PoseNetBackbone(nn.Module):
     in its own layout).
 
     Args:
-        output_stride: 16 or 8. heads: keep PoseNet's four heads. freeze: the MobileNet body
-            (stem and blocks) gets no gradient (PoseNet's heads and a method's new heads train).
+        output_stride: 16 or 8. heads: the names of PoseNet's heads to keep (True: all four,
+            False: none); a head no loss trains is better left out (DDP wants every parameter
+            that requires a gradient to get one). freeze: the MobileNet body (stem and blocks)
+            gets no gradient (PoseNet's heads and a method's new heads train).
         weights: pretrained weights (default: the shipped file); None: random initialisation.
     Attributes the engine and methods read: ``stride`` (= ``feature_stride``), ``input_multiple``
     (= stride), ``feature_channels`` (384), ``num_stacks`` (1), ``last_features`` ([features]
@@ -235,10 +237,16 @@ class PoseNetBackbone(nn.Module):
     num_stacks = 1
     feature_channels = FEATURE_CHANNELS
 
-    def __init__(self, output_stride: int = 16, *, heads: bool = True, freeze: bool = False,
+    def __init__(self, output_stride: int = 16, *, heads: bool | tuple[str, ...] = True, freeze: bool = False,
                  weights: str | Path | None = SHIPPED_WEIGHTS):
         super().__init__()
-        self.net = posenet_mobilenet(output_stride, weights=weights, heads=heads).train()
+        keep = tuple(HEADS) if heads is True else tuple(heads or ())
+        unknown = sorted(set(keep) - set(HEADS))
+        if unknown:
+            raise ValueError(f"PoseNet has no head(s) {unknown}; its heads: {', '.join(HEADS)}")
+        self.net = posenet_mobilenet(output_stride, weights=weights, heads=bool(keep)).train()
+        for name in [n for n in HEADS if keep and n not in keep]:
+            del self.net.heads[name]
         self.stride = self.feature_stride = self.input_multiple = int(output_stride)
         self.freeze = bool(freeze)
         mean, std = torch.tensor(_IMAGENET_MEAN), torch.tensor(_IMAGENET_STD)
@@ -263,10 +271,11 @@ def _model_error(key: str, value, want: str) -> ValueError:
 
 
 def backbone_from_config(model_cfg: dict, *, extra_keys=(), freeze_default: bool = False,
-                         heads: bool = True) -> PoseNetBackbone:
+                         heads: bool | tuple[str, ...] = True) -> PoseNetBackbone:
     """The :class:`PoseNetBackbone` a ``model`` config section describes (``backbone:
     posenet_mobilenet``, ``output_stride`` 8 | 16 (default 16), ``freeze_backbone`` true | false
-    (default ``freeze_default``)). A key other than :data:`MODEL_KEYS` and ``extra_keys`` (the
+    (default ``freeze_default``)); ``heads``: PoseNet's heads to keep (see
+    :class:`PoseNetBackbone`). A key other than :data:`MODEL_KEYS` and ``extra_keys`` (the
     calling method's own) or a bad value is a one-line ValueError naming ``model.<key>``."""
     cfg = dict(model_cfg or {})
     if cfg.get("backbone") != BACKBONE_NAME:

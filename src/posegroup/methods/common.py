@@ -124,10 +124,11 @@ def grid_to_image(poses: np.ndarray, scores: np.ndarray, stride: int, factor: fl
 # ---- PoseNet-backed networks (model.backbone: posenet_mobilenet) ------------------------------
 
 def posenet_backbone(model_cfg: dict | None, keypoint_set=None, *, extra_keys=(), freeze_default: bool = False,
-                     heads: bool = True):
+                     heads: bool | tuple[str, ...] = True):
     """The :class:`~posegroup.backbones.posenet.PoseNetBackbone` of a ``model`` section naming
     ``backbone: posenet_mobilenet`` (validated, one-line ValueErrors naming ``model.<key>``),
-    or None when the section names no backbone (the engine's stacked hourglass).
+    or None when the section names no backbone (the engine's stacked hourglass). ``heads``:
+    PoseNet's heads the method's network uses (True: all four).
     ``keypoint_set``: when given, must be COCO-17 (PoseNet's heads predict those joints)."""
     cfg = dict(model_cfg or {})
     cfg.pop("init_from", None)

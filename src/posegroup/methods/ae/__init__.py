@@ -263,7 +263,7 @@ class AEMethod(Method):
         """With ``model.backbone: posenet_mobilenet`` (``output_stride`` 8 | 16,
         ``freeze_backbone``): :class:`.head.PoseNetAE`; otherwise None (a stacked hourglass)."""
         from ..common import posenet_backbone
-        backbone = posenet_backbone(model_cfg, self.keypoint_set)
+        backbone = posenet_backbone(model_cfg, self.keypoint_set, heads=("heatmaps",))
         if backbone is None:
             return None
         return _head.PoseNetAE(backbone, self.num_channels - self.num_keypoints)
