@@ -193,6 +193,14 @@ def test_masks_match_pasted_pixels_and_occlusion_sets_v1(bank, crowding):
     assert n_v1 > 0
 
 
+def test_covered_people_are_placed_again_before_being_dropped(bank):
+    kept, dropped = {}, {}
+    for tries in (0, 2):
+        r = [P._paste_render(np.random.default_rng([2, i]), bank, 160, 160, 1.0, replace_tries=tries) for i in range(15)]
+        kept[tries], dropped[tries] = sum(len(s["keypoints"]) for s in r), sum(s["dropped"] for s in r)
+    assert dropped[0] > 0 and kept[2] > kept[0] and dropped[2] < dropped[0]
+
+
 def test_crowding_calibration_orders_sparse_medium_heavy(bank):
     ious = {}
     for crowding in ("sparse", "medium", "heavy"):
@@ -246,6 +254,7 @@ def test_train_and_heldout_sources_are_disjoint(tmp_path, sources):
                                        ({"source_split": "train", "heldout_fraction": 1.0}, "heldout_fraction"),
                                        ({"source_split": "train", "max_covered": 1.0}, "max_covered"),
                                        ({"source_split": "train", "jpeg_quality": 0}, "jpeg_quality"),
+                                       ({"source_split": "train", "replace_tries": -1}, "replace_tries"),
                                        ({"source_split": "train", "image_size": 8}, "image_size")])
 def test_knobs_are_checked_before_anything_is_written(tmp_path, sources, kw, match):
     with pytest.raises(ValueError, match=match):

@@ -33,8 +33,9 @@ keypoint set's flip pairs), rotated by N(0, 8) degrees clipped to +-25, colour-j
 *Simple Copy-Paste*, CVPR 2021: blending the edges does not matter). Order far to near as in the
 synthetic scenes (lower box bottom = nearer). Working from the nearest person back, a person
 whose pasted mask is covered by the nearer people kept beyond ``max_covered`` of its area is
-dropped (not pasted at all). Visible masks are the pixels each person owns at the end; a joint
-whose pixel a nearer person owns becomes v = 1 (a joint hidden in its source photo stays 1);
+placed again (the calibration's placement against the people kept, up to ``replace_tries``
+times, default 2), then dropped (not pasted at all). Visible masks are the pixels each person
+owns at the end; a joint whose pixel a nearer person owns becomes v = 1 (a joint hidden in its source photo stays 1);
 small people get ``num_keypoints = 0`` as in the synthetic scenes.
 
 Determinism: scene ``i`` is a function of ``np.random.default_rng([seed, i])`` and the people
@@ -412,8 +413,9 @@ def _slices(off: np.ndarray, shape: tuple, H: int, W: int):
 
 
 def _people(rng, bank: PeopleBank, H: int, W: int, c: float) -> tuple[list, np.ndarray]:
-    """The scene's people before occlusion: (source index, rgb, mask, keypoints, offset (2,) int)
-    each, placed by the synthetic scenes' crowding calibration, and their boxes (N, 4)."""
+    """The scene's people before occlusion: (source index, rgb, mask, keypoints) each (crops of
+    :func:`_transform_person`), placed by the synthetic scenes' crowding calibration, and their
+    boxes (N, 4) x0 y0 x1 y1 in the scene."""
     n = min(num_people(rng, c), len(bank))
     who = rng.choice(len(bank), size=n, replace=False)
     heights = people_heights(rng, c, n, float(min(H, W)))
@@ -426,35 +428,57 @@ def _people(rng, bank: PeopleBank, H: int, W: int, c: float) -> tuple[list, np.n
         mh, mw = t[1].shape
         box = place_box(rng, mw, mh, placed, c, H, W)
         placed.append(box)
-        people.append((int(p), *t, np.round(box[:2]).astype(np.int64)))
+        people.append((int(p), *t))
     return people, np.array(placed, np.float64).reshape(-1, 4)
 
 
+def _arrange(rng, people: list, placed: np.ndarray, c: float, H: int, W: int, max_covered: float, tries: int):
+    """Depth order and the occlusion limit. People go far to near by box bottom (plus noise x
+    height, as in the synthetic scenes); those the nearer kept people cover beyond
+    ``max_covered`` are placed again (:func:`place_box` against the kept people's boxes, a fresh
+    target) up to ``tries`` times, then dropped. ``people``: (N) of :func:`_people`; ``placed``
+    (N, 4) their boxes. Returns the kept people far to near (M,) int64, full masks (N, H, W)
+    bool, each person's (scene, crop) slices or None, and offsets (N, 2) int64 (x, y)."""
+    n = len(people)
+    placed = placed.copy()
+    full = np.zeros((n, H, W), bool)
+    cuts, todo = [None] * n, np.arange(n)
+    offsets = np.round(placed[:, :2]).astype(np.int64)
+    for attempt in range(tries + 1):
+        for i in todo:
+            full[i] = False
+            offsets[i] = np.round(placed[i, :2])
+            cuts[i] = _slices(offsets[i], people[i][2].shape, H, W)
+            if cuts[i] is not None:
+                full[i][cuts[i][0]] = people[i][2][cuts[i][1]]
+        order = np.argsort(placed[:, 3] + rng.normal(0, 0.1, size=n) * (placed[:, 3] - placed[:, 1]), kind="stable")
+        keep = _drop_covered(full, order, max_covered)
+        todo = np.flatnonzero(~keep)
+        if not len(todo) or attempt == tries:
+            break
+        for i in todo:
+            h, w = people[i][2].shape
+            placed[i] = place_box(rng, w, h, list(placed[keep]), c, H, W)
+    return order[keep[order]].astype(np.int64), full, cuts, offsets
+
+
 def _paste_render(rng, bank: PeopleBank, H: int, W: int, c: float, max_covered: float = 0.8,
-                  min_area_frac: float = 0.01, min_keypoints_person: int = 3) -> dict:
+                  min_area_frac: float = 0.01, min_keypoints_person: int = 3, replace_tries: int = 2) -> dict:
     """The full scene (module docstring). Returns image uint8 (H, W, 3), keypoints float32
     (N, K, 3), masks bool (N, H, W) visible, full_boxes (N, 4), max_iou, max_mask_iou (NaN with
-    < 2 people), sources [(image id, annotation id)] (N), dropped (people covered beyond
-    ``max_covered``), background (its source image id); people far to near."""
+    < 2 people), sources [(image id, annotation id)] (N), dropped (people still covered beyond
+    ``max_covered`` after ``replace_tries`` new placements), background (its source image id);
+    people far to near."""
     img, bg_id = _background_image(rng, bank, H, W)
     people, placed = _people(rng, bank, H, W, c)
     n = len(people)
-    hts = placed[:, 3] - placed[:, 1]
-    order = np.argsort(placed[:, 3] + rng.normal(0, 0.1, size=n) * hts, kind="stable")
-    full = np.zeros((n, H, W), bool)
-    cuts = []
-    for i, (_, _, m, _, off) in enumerate(people):
-        sl = _slices(off, m.shape, H, W)
-        cuts.append(sl)
-        if sl is not None:
-            full[i][sl[0]] = m[sl[1]]
-    keep = _drop_covered(full, order, max_covered)
-    order = np.array([i for i in order if keep[i]], np.int64)
+    order, full, cuts, offsets = _arrange(rng, people, placed, c, H, W, max_covered, replace_tries)
     K = bank.keypoint_set.num_keypoints
     owner = np.full((H, W), -1, np.int16)
     kps = np.zeros((len(order), K, 3), np.float64)
     for rank, i in enumerate(order):
-        _, rgb, m, kp, off = people[i]
+        _, rgb, m, kp = people[i]
+        off = offsets[i]
         dst, src = cuts[i]
         ms = m[src]
         img[dst][ms] = rgb[src][ms]
@@ -477,7 +501,7 @@ def _paste_render(rng, bank: PeopleBank, H: int, W: int, c: float, max_covered: 
 
 
 def render_paste_scene(rng: np.random.Generator, bank: PeopleBank, image_size=512, crowding="sparse",
-                       max_covered: float = 0.8):
+                       max_covered: float = 0.8, replace_tries: int = 2):
     """One real-people scene in memory (a pure function of ``rng``'s state and ``bank``).
 
     Returns image uint8 (H, W, 3) RGB, keypoints float32 (N, K, 3) x, y, v (continuous pixel
@@ -487,7 +511,8 @@ def render_paste_scene(rng: np.random.Generator, bank: PeopleBank, image_size=51
     if len(levels) != 1:
         raise ValueError(f"crowding {crowding!r}: one level per scene")
     _check_scene_args(bank, levels, max_covered)
-    scene = _paste_render(rng, bank, H, W, levels[0], max_covered)
+    _check_dataset_args(1, 95, 0.01, 3, 1, replace_tries)
+    scene = _paste_render(rng, bank, H, W, levels[0], max_covered, replace_tries=replace_tries)
     return scene["image"], scene["keypoints"], scene["masks"]
 
 
@@ -520,8 +545,8 @@ def _init_worker(bank):
 def _make_image(args):
     """Worker: render scene ``index``, write its JPEG, return its annotations (no ids yet) with
     each person's source ids, the crowding figures, the people dropped and the background."""
-    index, seed, H, W, c, image_dir, jpeg_quality, max_covered, min_area_frac, min_kp = args
-    scene = _paste_render(np.random.default_rng([seed, index]), _BANK, H, W, c, max_covered, min_area_frac, min_kp)
+    index, seed, H, W, c, image_dir, jpeg_quality, max_covered, min_area_frac, min_kp, tries = args
+    scene = _paste_render(np.random.default_rng([seed, index]), _BANK, H, W, c, max_covered, min_area_frac, min_kp, tries)
     file_name = write_scene_image(scene["image"], image_dir, index, jpeg_quality)
     anns = scene_annotations(scene, H, W)
     for a, (iid, aid) in zip(anns, scene["sources"]):
@@ -529,8 +554,9 @@ def _make_image(args):
     return index, file_name, anns, scene["max_iou"], scene["max_mask_iou"], scene["dropped"], scene["background"]
 
 
-def _check_dataset_args(num_images, jpeg_quality, min_area_frac, min_keypoints_person, chunksize) -> None:
+def _check_dataset_args(num_images, jpeg_quality, min_area_frac, min_keypoints_person, chunksize, replace_tries) -> None:
     checks = (("num_images", num_images, 1, None), ("jpeg_quality", jpeg_quality, 1, 100),
+              ("replace_tries", replace_tries, 0, 20),
               ("min_keypoints_person", min_keypoints_person, 0, None), ("chunksize", chunksize, 1, None))
     for name, v, lo, hi in checks:
         if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi)):
@@ -543,7 +569,8 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
                            source_split=None, heldout_fraction: float = 0.3, allow_shared_sources: bool = False,
                            crowding="sparse", seed: int = 0, image_size=512, workers: int | None = None,
                            progress: bool = True, jpeg_quality: int = 95, max_covered: float = 0.8,
-                           min_area_frac: float = 0.01, min_keypoints_person: int = 3, chunksize: int = 8) -> dict:
+                           min_area_frac: float = 0.01, min_keypoints_person: int = 3, chunksize: int = 8,
+                           replace_tries: int = 2) -> dict:
     """Write a real-people scene dataset: ``out_dir/images/NNNNNN.jpg`` and
     ``out_dir/annotations.json`` (the layout of :func:`~posegroup.data.synthetic.generate_dataset`;
     every person also names its ``source_image_id`` and ``source_annotation_id``; ``info`` records
@@ -554,7 +581,8 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
         people_from, images_root, source_split, heldout_fraction, allow_shared_sources: the
             sources (:func:`load_people_bank`); or ``bank``, one already loaded.
         crowding: as :func:`~posegroup.data.synthetic.generate_dataset` (a comma list mixes levels).
-        max_covered: a person whose pasted mask nearer people cover beyond this share is dropped.
+        max_covered: a person whose pasted mask nearer people cover beyond this share is placed
+            again (up to ``replace_tries`` times), then dropped.
         Others: as :func:`~posegroup.data.synthetic.generate_dataset`; image_size default 512.
 
     Returns: the stats of :func:`~posegroup.data.synthetic.generate_dataset` plus "dropped_people",
@@ -563,7 +591,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
     "source_split".
     """
     t0 = time.perf_counter()
-    _check_dataset_args(num_images, jpeg_quality, min_area_frac, min_keypoints_person, chunksize)
+    _check_dataset_args(num_images, jpeg_quality, min_area_frac, min_keypoints_person, chunksize, replace_tries)
     levels = crowding_levels(crowding)
     H, W = _image_hw(image_size)
     if (bank is None) == (people_from is None):
@@ -577,7 +605,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
     image_dir.mkdir(parents=True, exist_ok=True)
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     jobs = [(i, int(seed), H, W, levels[i % len(levels)], image_dir, jpeg_quality, float(max_covered), min_area_frac,
-             min_keypoints_person) for i in range(int(num_images))]
+             min_keypoints_person, int(replace_tries)) for i in range(int(num_images))]
     results = run_jobs(jobs, bank, workers, chunksize, progress, task=_make_image, init=_init_worker)
     images, annotations, ious, mask_ious = collect_results(results, levels, H, W)
     for im, r in zip(images, results):
@@ -590,7 +618,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
             "crowding_level": levels[0] if len(levels) == 1 else levels, "seed": int(seed), "image_size": [H, W],
             "people_from": bank.ann_file, "source_split": bank.source_split, "heldout_fraction": bank.heldout_fraction,
             "source_split_rule": "heldout when int(sha256(str(image_id))[:8], 16) / 2**32 < heldout_fraction",
-            "source_images": bank.source_images, "skipped_source_people": bank.skipped, "max_covered": float(max_covered),
+            "source_images": bank.source_images, "skipped_source_people": bank.skipped, "max_covered": float(max_covered), "replace_tries": int(replace_tries),
             "mean_max_iou": round(stats["mean_max_iou"], 6) if ious else None,
             "mean_max_iou_kind": "full (unoccluded) person bounding boxes, images with >= 2 people",
             "mean_max_mask_iou": round(stats["mean_max_mask_iou"], 6) if ious else None,
