@@ -138,10 +138,13 @@ def _people_bank(args):
         return None
     if args.poses:
         raise CliError("give --poses (drawn figures in real poses) or --people-from (real people pasted), not both")
-    from .data.paste import load_people_bank
-    return load_people_bank(args.people_from, args.images_root, source_split=args.source_split,
+    from .data.paste import check_request, load_people_bank
+    bank = load_people_bank(args.people_from, args.images_root, source_split=args.source_split,
                             heldout_fraction=0.3 if args.heldout_fraction is None else args.heldout_fraction,
                             allow_shared_sources=args.allow_shared_sources)
+    check_request(bank, args.crowding, 512 if args.size is None else args.size,
+                  0.8 if args.max_covered is None else args.max_covered)
+    return bank
 
 
 def _synth_people(args, bank) -> int:

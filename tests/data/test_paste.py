@@ -318,3 +318,16 @@ def test_real_coco_people_scenes(tmp_path):
     stats = P.generate_paste_dataset(tmp_path / "h", 8, bank=banks["heldout"], crowding="heavy", image_size=256,
                                      workers=1, progress=False)
     assert stats["people"] > 8 and stats["mean_max_iou"] > 0.3
+
+
+def test_refused_overwrite_leaves_the_earlier_dataset(tmp_path, capsys):
+    ann = make_sources(tmp_path / "src", n_train=2, n_heldout=1)
+    out = tmp_path / "out"
+    args = ["--quiet", "synth", "--out", str(out), "--images", "2", "--size", "96", "--workers", "1",
+            "--people-from", str(ann), "--source-split", "train"]
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(args + ["--overwrite", "--crowding", "heavy"]) == 2
+    assert "usable people" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

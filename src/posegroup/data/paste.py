@@ -60,7 +60,7 @@ from .synthetic import (_clipped_normal, _crowding_figures, _image_hw, _visibili
                         place_box, run_jobs, scene_annotations, standing_height, write_scene_image)
 
 __all__ = ["PeopleBank", "load_people_bank", "source_split_of", "render_paste_scene", "generate_paste_dataset",
-           "shared_source_images", "SOURCE_SPLITS"]
+           "shared_source_images", "check_request", "free_window", "SOURCE_SPLITS"]
 
 SOURCE_SPLITS = ("train", "heldout")
 BACKGROUND_MARGIN = 4  # pixels around every annotation box that a background window avoids
@@ -516,6 +516,15 @@ def render_paste_scene(rng: np.random.Generator, bank: PeopleBank, image_size=51
     return scene["image"], scene["keypoints"], scene["masks"]
 
 
+def check_request(bank: PeopleBank, crowding, image_size, max_covered) -> tuple[list, int, int]:
+    """Check scenes of ``bank`` at ``crowding`` and ``image_size`` with ``max_covered`` can be
+    made (one line when not; :func:`_check_scene_args`); returns (levels, H, W)."""
+    levels = crowding_levels(crowding)
+    H, W = _image_hw(image_size)
+    _check_scene_args(bank, levels, max_covered)
+    return levels, H, W
+
+
 def _check_scene_args(bank: PeopleBank, levels: list, max_covered) -> None:
     """One line when ``max_covered`` is not in (0, 1) or the bank has too few people (the most
     a scene of the most crowded level holds) or no background."""
@@ -594,12 +603,14 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
     _check_dataset_args(num_images, jpeg_quality, min_area_frac, min_keypoints_person, chunksize, replace_tries)
     levels = crowding_levels(crowding)
     H, W = _image_hw(image_size)
+    if not (isinstance(max_covered, (int, float)) and 0.0 < float(max_covered) < 1.0):
+        raise ValueError(f"max_covered {max_covered!r}: must be a number in (0, 1)")
     if (bank is None) == (people_from is None):
         raise ValueError("give exactly one of people_from (a COCO keypoint json) or bank")
     if bank is None:
         bank = load_people_bank(people_from, images_root, source_split=source_split, heldout_fraction=heldout_fraction,
                                 allow_shared_sources=allow_shared_sources, aspect=H / W)
-    _check_scene_args(bank, levels, max_covered)
+    check_request(bank, crowding, image_size, max_covered)
     out = Path(out_dir)
     image_dir = out / "images"
     image_dir.mkdir(parents=True, exist_ok=True)
