@@ -172,3 +172,70 @@ def test_an_annotation_file_name_outside_the_image_root_is_refused(data, ckpt, t
         CocoPoseDataset(bad)
     assert main(["--quiet", "evaluate", "--gt", str(bad), "--weights", str(ckpt)]) == 2
     _one_line_error(capsys, bad.name, "is not a file inside the image folder")
+
+
+# ---- a full disk or a read-only folder: one line naming the file, earlier outputs intact ----
+
+def test_a_failed_write_is_one_line_naming_the_file_and_keeps_the_earlier_outputs(data, ckpt, tmp_path, capsys,
+                                                                                     monkeypatch):
+    pytest.importorskip("onnx")
+    pred, onnx_file, stats = tmp_path / "pred", tmp_path / "m.onnx", tmp_path / "stats.json"
+    verbs = {
+        "predict": (["predict", str(data.parent), "--weights", str(ckpt), "--out", str(pred)], pred / "img000.png"),
+        "predict --no-draw": (["predict", str(data.parent), "--weights", str(ckpt), "--out", str(pred), "--no-draw"],
+                              pred / "results.json"),
+        "export": (["export", "--weights", str(ckpt), "--out", str(onnx_file)], onnx_file),
+        "evaluate --stats": (["evaluate", "--gt", str(data), "--weights", str(ckpt), "--stats", str(stats)], stats),
+    }
+    for argv, _ in verbs.values():          # the earlier outputs
+        assert main(["--quiet", *argv, "--overwrite"]) == 0
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    real_replace = os.replace
+
+    capsys.readouterr()
+    for code in (errno.ENOSPC, errno.EROFS, errno.EACCES):
+        def failing(src, dst, *a, **k):     # the data written, its move into place fails like the disk
+            raise OSError(code, os.strerror(code))
+
+        monkeypatch.setattr(os, "replace", failing)
+        for verb, (argv, target) in verbs.items():
+            assert main(["--quiet", *argv, "--overwrite"]) != 0, verb
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and err[0].startswith("posegroup: error:"), (verb, err)
+            assert str(target) in err[0] and os.strerror(code) in err[0], (verb, err)
+    monkeypatch.setattr(os, "replace", real_replace)
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before                  # earlier outputs intact, no temporary file left
+
+
+# ---- flags out of range: one line naming the flag, before any work -------------------------
+
+@pytest.mark.parametrize("argv,needle", [
+    (["predict", "x.png", "--min-score", "2"], "--min-score must be a number in [0, 1], got 2.0"),
+    (["predict", "x.png", "--min-score", "-1"], "--min-score must be a number in [0, 1]"),
+    (["predict", "x.png", "--min-score", "nan"], "--min-score must be a number in [0, 1], got nan"),
+    (["predict", "x.png", "--track-min-score", "inf"], "--track-min-score must be a number in [0, 1]"),
+    (["predict", "x.png", "--track-max-gap", "-1"], "--track-max-gap must be an integer in [0,"),
+    (["predict", "x.png", "--input-size", "1000000"], "--input-size must be in [16, 4096], got 1000000"),
+    (["predict", "x.png", "--scales", "1e6"], "--scales must be numbers in [0.0625, 4]"),
+    (["train", "ae_tiny_synthetic", "--max-steps", "0"], "--max-steps must be an integer > 0, got 0"),
+    (["train", "ae_tiny_synthetic", "--max-steps", "-3"], "--max-steps must be an integer > 0, got -3"),
+    (["train", "ae_tiny_synthetic", "--max-minutes", "nan"], "--max-minutes must be a number > 0, got nan"),
+    (["train", "ae_tiny_synthetic", "--max-minutes", "-1"], "--max-minutes must be a number > 0, got -1.0"),
+    (["synth", "--out", "S", "--workers", "-2"], "--workers must be an integer in [1, "),
+    (["synth", "--out", "S", "--workers", "100000"], "--workers must be an integer in [1, "),
+    (["synth", "--out", "S", "--size", "100000"], "--size must be an integer in [32, 4096], got 100000"),
+    (["synth", "--out", "S", "--images", "0"], "--images must be an integer in [1, "),
+    (["export", "--weights", "w.pt", "--out", "m.onnx", "--input-size", "1000000"], "--input-size must be in [16, 4096]"),
+])
+def test_flags_out_of_range_are_one_line_before_any_work(tmp_path, monkeypatch, capsys, argv, needle):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--quiet", *argv]) == 2
+    _one_line_error(capsys, needle)
+    assert list(tmp_path.iterdir()) == []                    # nothing written
+
+
+def test_train_before_synth_names_the_synth_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--quiet", "train", "ae_tiny_synthetic", "--max-steps", "1"]) == 2
+    _one_line_error(capsys, "annotations.json: annotation file not found", "make it first with 'posegroup synth --out")

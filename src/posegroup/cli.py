@@ -73,9 +73,35 @@ def make_predictor(args):
         raise CliError("give one of --weights CKPT or --onnx MODEL (neither: the shipped pretrained model)")
     if getattr(args, "format", None) and not args.onnx:
         raise CliError("--format names the layout of an --onnx network; give --onnx MODEL")
+    opts = _test_opts(args)
+    _check_test_sizes(opts)
     p = Predictor.load(args.onnx or args.weights, device=_device(args), format=getattr(args, "format", None),
-                       **_test_opts(args))
+                       **opts)
     return p.run, p.keypoint_set, p.label
+
+
+def _check_test_sizes(opts: dict) -> None:
+    """``--input-size`` / ``--scales`` within :mod:`posegroup.limits`' bounds (one line)."""
+    from .limits import check_test_sizes
+    try:
+        check_test_sizes(opts, lambda key: "--" + key.replace("_", "-"))
+    except ValueError as e:
+        raise CliError(str(e)) from None
+
+
+def _check_number(value, flag: str, low=None, high=None, *, above=None, integer: bool = False) -> None:
+    """One-line refusal of a flag's value that is not a finite number (an integer when
+    ``integer``) within [``low``, ``high``] (``above``: strictly greater)."""
+    import math
+    if value is None:
+        return
+    bounds = f"in [{low:g}, {high:g}]" if low is not None and high is not None else \
+        ", ".join(x for x in (f">= {low:g}" if low is not None else "", f"> {above:g}" if above is not None else "",
+                              f"<= {high:g}" if high is not None else "") if x)
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (not integer or float(value).is_integer())
+    ok = ok and (low is None or value >= low) and (high is None or value <= high) and (above is None or value > above)
+    if not ok:
+        raise CliError(f"{flag} must be {'an integer' if integer else 'a number'} {bounds}, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- verbs
@@ -93,12 +119,22 @@ def _write_text_atomic(path: Path, text: str) -> None:
     import os
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:   # the target named (not the temporary file); the old file is intact
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def cmd_synth(args) -> int:
     from .data.synthetic import generate_dataset
+    from .limits import MAX_SYNTH_SIZE, MIN_SYNTH_SIZE, max_workers
+    _check_number(args.size, "--size", MIN_SYNTH_SIZE, MAX_SYNTH_SIZE, integer=True)
+    _check_number(args.workers, "--workers", 1, max_workers(), integer=True)
+    _check_number(args.images, "--images", 1, 10 ** 7, integer=True)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CliError(f"{out}: exists and is not a folder")
@@ -178,7 +214,10 @@ def cmd_train(args) -> int:
         raise CliError("give --resume or --overwrite, not both")
     if args.allow_changes and not args.resume:
         raise CliError("--allow-changes goes with --resume")
+    _check_number(args.max_steps, "--max-steps", above=0, integer=True)
+    _check_number(args.max_minutes, "--max-minutes", above=0)
     config = load_config(args.config)
+    _missing_data_hint(config)
     if _device(args) is not None:
         config["train"]["device"] = args.device
     resume = args.resume if args.resume else False
@@ -194,6 +233,23 @@ def cmd_train(args) -> int:
               "continue with --resume", file=sys.stderr)
         return 130
     return 0
+
+
+def _missing_data_hint(config: dict) -> None:
+    """A config whose training json is missing: one line naming it and, when the config's file
+    says how to make it (a ``posegroup synth`` line in its comments), that command."""
+    import re
+    ann = (config.get("data") or {}).get("train_ann")
+    if not ann or Path(ann).exists() or not config.get("_source"):
+        return
+    try:
+        text = Path(config["_source"]).read_text()
+    except OSError:
+        return
+    made = re.findall(r"posegroup synth[^\n#]*", text)
+    if made:
+        raise CliError(f"{ann}: annotation file not found; this config trains on a synthetic dataset: make it "
+                       f"first with '{made[0].strip()}'")
 
 
 def cmd_evaluate(args) -> int:
@@ -234,6 +290,15 @@ def cmd_predict(args) -> int:
     from .engine.checkpoint import trusting
     from .engine.predict import predict_images
     from .engine.video import is_video, predict_videos
+    from .limits import max_workers
+    _check_number(args.min_score, "--min-score", 0, 1)
+    _check_number(args.track_min_score, "--track-min-score", 0, 1)
+    _check_number(args.track_oks, "--track-oks", 0, 1)
+    _check_number(args.track_max_gap, "--track-max-gap", 0, 10 ** 6, integer=True)
+    _check_number(args.num_workers, "--num-workers", 1, max_workers(), integer=True)
+    _check_number(args.shard_size, "--shard-size", 1, 10 ** 6, integer=True)
+    _check_number(args.cpus_per_worker, "--cpus-per-worker", above=0)
+    _check_number(args.gpus_per_worker, "--gpus-per-worker", 0)
     videos = [p for p in args.images if is_video(p)]
     if videos and len(videos) != len(args.images):
         raise CliError("give videos or images, not both (one predict per kind)")
@@ -478,8 +543,9 @@ def _add_predict_parser(sub) -> None:
                     help="video --track: frames a person may be missed and keep its id (default: 5)")
     pr.add_argument("--track-oks", type=float, default=0.3,
                     help="video --track: least OKS to continue a track (default: 0.3)")
-    pr.add_argument("--track-min-score", type=float, default=0.0,
-                    help="video --track: people scored below it join no track (track_id null) (default: 0)")
+    pr.add_argument("--track-min-score", type=float, default=MIN_SCORE,
+                    help="video --track: people scored below it join no track (track_id null): low-scored people "
+                         "are mostly fragments that would start a new track every frame (default: %(default)s)")
     pr.add_argument("--ray", action="store_true",
                     help="images on Ray Data (pip install 'posegroup[ray]'): sharded results in --out/shards, merged "
                          "into --out/results.json; a rerun resumes (no pictures)")
@@ -617,6 +683,11 @@ def _main(argv=None) -> int:
     except KeyboardInterrupt:
         print("posegroup: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:   # a read-only folder, a full disk, no permission ...: the file and the cause
+        where = e.filename or getattr(args, "out", None) or getattr(args, "stats", None)
+        what = f"{where}: {e.strerror or e}" if where else str(e).splitlines()[0]
+        print(f"posegroup: error: {what}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

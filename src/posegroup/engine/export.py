@@ -101,8 +101,11 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
     metadata = export_metadata(model, method, config, keypoint_set_to_dict(method.keypoint_set),
                                test=test_options(config or {"data": {"input_size": size}}, method),
                                graph=wrapped.graph, state=outside_state(model, covered))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent))
+    except OSError as e:
+        raise ExportError(f"{out}: cannot write the ONNX file ({e.strerror or e}); nothing replaced") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -133,6 +136,8 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
             if diff > 1e-3 * max(1.0, float(abs(ref).max())):
                 raise RuntimeError(f"{out}: ONNX output differs from PyTorch by {diff:.2e}")
         os.replace(tmp, out)
+    except OSError as e:      # a read-only folder, a full disk: the target named, the old file intact
+        raise ExportError(f"{out}: cannot write the ONNX file ({e.strerror or e}); nothing replaced") from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -134,10 +134,18 @@ def _read_gt(gt_file: str | Path | None) -> tuple[dict[str, int], dict[int, list
 
 
 def _write_json(path: Path, obj) -> None:
+    """``obj`` as json at ``path``, through a temporary file (a failed write leaves ``path`` as it
+    was); an OSError names ``path``."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 class PredictResults(list):
@@ -325,14 +333,19 @@ def _predict_files(predictor: Callable, files: list[Path], names: list[str], out
 def _draw(target: Path, image, file_name: str, poses, scores, masks, gt, *, keypoint_set, threshold: float,
           min_score: float, label: str) -> None:
     """Write the picture of one image (:func:`posegroup.viz.prediction_picture`)."""
-    from ..viz import prediction_picture, save_png
+    from ..viz import prediction_picture
     gt_poses = None if gt is None else np.asarray(gt, np.float64).reshape(-1, keypoint_set.num_keypoints, 3)
     title = " | ".join(s for s in (label, file_name) if s)
+    import cv2
+    picture = prediction_picture(image, poses, scores, keypoint_set, title=title, masks=masks,
+                                 min_score=min_score, threshold=threshold, gt_poses=gt_poses)
+    png = cv2.imencode(".png", cv2.cvtColor(np.asarray(picture, np.uint8), cv2.COLOR_RGB2BGR))[1]
     tmp = target.with_name(f".{target.stem}.tmp.png")     # a failed write leaves the earlier picture
     try:
-        save_png(tmp, prediction_picture(image, poses, scores, keypoint_set, title=title, masks=masks,
-                                         min_score=min_score, threshold=threshold, gt_poses=gt_poses))
+        tmp.write_bytes(png.tobytes())
         os.replace(tmp, target)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(target)) from None
     finally:
         if tmp.exists():
             tmp.unlink()
