@@ -239,3 +239,22 @@ def test_train_before_synth_names_the_synth_command(tmp_path, monkeypatch, capsy
     monkeypatch.chdir(tmp_path)
     assert main(["--quiet", "train", "ae_tiny_synthetic", "--max-steps", "1"]) == 2
     _one_line_error(capsys, "annotations.json: annotation file not found", "make it first with 'posegroup synth --out")
+
+
+def test_track_defaults_give_one_id_per_person_on_a_still_clip(tmp_path, capsys):
+    """30 frames of one still photo (13 people): every person keeps one id; low-scored fragments,
+    which vary from frame to frame, start no track by default."""
+    from tests.conftest import shared_file
+    photo = cv2.imread(str(shared_file("coco_images/val2017/000000217285.jpg")))
+    weights = Path(__file__).resolve().parents[1] / "src" / "posegroup" / "weights" / "ae.pt"
+    clip = tmp_path / "still.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (photo.shape[1], photo.shape[0]))
+    for _ in range(30):
+        writer.write(photo)
+    writer.release()
+    assert main(["--quiet", "predict", str(clip), "--track", "--weights", str(weights), "--out", str(tmp_path / "o"),
+                 "--no-draw"]) == 0
+    results = json.loads((tmp_path / "o" / "still.json").read_text())
+    tracked = [r for r in results if r["track_id"] is not None]
+    per_frame = max(sum(1 for r in tracked if r["frame"] == f) for f in range(30))
+    assert per_frame > 0 and len({r["track_id"] for r in tracked}) <= per_frame
