@@ -74,7 +74,8 @@ class PeopleBank:
     x, y (continuous pixel coordinates of the crop), v (the source's); height: float64 (P,)
     standing height in source pixels; image_id, ann_id: (P,) lists of the json's ids;
     backgrounds[b]: uint8 (h_b, w_b, 3) person-free windows with the scene's aspect;
-    background_ids: (B,) list of their source image ids; skipped: people skipped by reason; source_images: sorted ids of the images used."""
+    background_ids: (B,) list of their source image ids; skipped: people skipped by reason;
+    source_images: sorted ids of the images used."""
     rgb: list
     mask: list
     keypoints: np.ndarray
@@ -353,8 +354,9 @@ def _background_image(rng, bank: PeopleBank, H: int, W: int) -> tuple[np.ndarray
 def _transform_person(rng, bank: PeopleBank, p: int, target_height: float, flip: bool, angle: float):
     """Person ``p`` scaled to ``target_height`` px, mirrored when ``flip`` (left/right keypoints
     swapped), rotated by ``angle`` degrees (clockwise on screen) about its crop centre,
-    colour-jittered (from ``rng``). Returns None when nothing of its mask is left, else rgb float32 (h, w, 3), mask bool (h, w) (cropped to the mask's box) and keypoints
-    float32 (K, 3) in that crop's continuous pixel coordinates (unlabelled: x = y = 0)."""
+    colour-jittered (from ``rng``). Returns None when nothing of its mask is left, else rgb
+    float32 (h, w, 3), mask bool (h, w) (cropped to the mask's box) and keypoints float32
+    (K, 3) in that crop's continuous pixel coordinates (unlabelled: x = y = 0)."""
     rgb, m, kp = bank.rgb[p], bank.mask[p], bank.keypoints[p].copy()
     f = float(target_height / bank.height[p])
     h, w = m.shape
@@ -629,7 +631,8 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
             "crowding_level": levels[0] if len(levels) == 1 else levels, "seed": int(seed), "image_size": [H, W],
             "people_from": bank.ann_file, "source_split": bank.source_split, "heldout_fraction": bank.heldout_fraction,
             "source_split_rule": "heldout when int(sha256(str(image_id))[:8], 16) / 2**32 < heldout_fraction",
-            "source_images": bank.source_images, "skipped_source_people": bank.skipped, "max_covered": float(max_covered), "replace_tries": int(replace_tries),
+            "source_images": bank.source_images, "skipped_source_people": bank.skipped,
+            "max_covered": float(max_covered), "replace_tries": int(replace_tries),
             "mean_max_iou": round(stats["mean_max_iou"], 6) if ious else None,
             "mean_max_iou_kind": "full (unoccluded) person bounding boxes, images with >= 2 people",
             "mean_max_mask_iou": round(stats["mean_max_mask_iou"], 6) if ious else None,
