@@ -258,3 +258,21 @@ def test_track_defaults_give_one_id_per_person_on_a_still_clip(tmp_path, capsys)
     tracked = [r for r in results if r["track_id"] is not None]
     per_frame = max(sum(1 for r in tracked if r["frame"] == f) for f in range(30))
     assert per_frame > 0 and len({r["track_id"] for r in tracked}) <= per_frame
+
+
+# ---- evaluate ----------------------------------------------------------------------------------
+
+def test_evaluate_ground_truth_without_segmentation_scores_masks_of_the_others(data, tmp_path, capsys):
+    """COCO keypoint files hold people with ``"segmentation": []``: mask AP leaves them out (and
+    says how many); keypoint AP is printed."""
+    from posegroup.engine.evaluate import gt_as_results
+    results = gt_as_results(data, with_masks=True)
+    gt = json.loads(data.read_text())
+    gt["annotations"][0]["segmentation"] = []
+    res, bare = tmp_path / "res.json", tmp_path / "gt.json"
+    res.write_text(json.dumps(results))
+    bare.write_text(json.dumps(gt))
+    assert main(["--quiet", "evaluate", "--gt", str(bare), "--results", str(res)]) == 0
+    out = capsys.readouterr().out
+    assert "keypoints" in out and "segm" in out
+    assert "segm: 1 ground-truth annotations have no segmentation and are left out of the mask figures" in out

@@ -316,6 +316,23 @@ def crowd_splits(gt: dict, gt_name: str = "<ground truth>") -> dict[str, list]:
     return {s: ids for s, ids in out.items() if ids}
 
 
+def _has_mask(segm) -> bool:
+    """Whether a ground-truth ``segmentation`` outlines something: an RLE dict, or polygons
+    with at least one of 3 points or more."""
+    if isinstance(segm, dict):
+        return "counts" in segm and "size" in segm
+    return isinstance(segm, list) and any(isinstance(p, list) and len(p) >= 6 for p in segm)
+
+
+def _people_with_masks(gt: dict) -> tuple[dict, int]:
+    """``gt`` with only the annotations that have a mask (mask AP cannot score the others; COCO
+    keypoint files hold people with ``"segmentation": []``), and how many were left out."""
+    kept = [a for a in gt["annotations"] if _has_mask(a.get("segmentation"))]
+    kept = [dict(a, segmentation=[p for p in a["segmentation"] if isinstance(p, list) and len(p) >= 6])
+            if isinstance(a["segmentation"], list) else a for a in kept]
+    return dict(gt, annotations=kept), len(gt["annotations"]) - len(kept)
+
+
 def evaluate_all(gt_file, results, *, keypoint_set=None, protocol: str | None = None,
                  only_with_results: bool = False, method=None) -> dict:
     """Keypoint figures at the top level, ``protocol`` (the one applied), ``images_scored`` and
@@ -334,7 +351,10 @@ def evaluate_all(gt_file, results, *, keypoint_set=None, protocol: str | None = 
                  images_total=len(gt["images"]))
     masked = [d for d in dets if "segmentation" in d]
     if masked:
-        stats["segm"] = _Scorer(gt, masked, "segm", None).score(ids)
+        segm_gt, unmasked = _people_with_masks(gt)
+        stats["segm"] = _Scorer(segm_gt, masked, "segm", None).score(ids)
+        if unmasked:
+            stats["segm"]["gt_without_mask"] = unmasked
     splits = crowd_splits(gt, gt_name)
     if splits:
         if ids is not None:   # the scored images of each split (a split without any is left out)
@@ -361,6 +381,9 @@ def format_table(stats: dict, title: str = "keypoints") -> str:
     row(title, stats, [k for k in KEYPOINT_STATS if k in stats])
     if "segm" in stats:
         row("segm", stats["segm"], ["AP", "AP50", "AP75", "APm", "APl", "AR100"])
+        if stats["segm"].get("gt_without_mask"):
+            lines.append(f"segm: {stats['segm']['gt_without_mask']} ground-truth annotations have no segmentation "
+                         "and are left out of the mask figures")
     for split, d in stats.get("splits", {}).items():
         row(f"  {split}", d, ["AP", "AP50", "AP75", "AR"])
     if "figures" in stats:
