@@ -80,3 +80,14 @@ def test_cli_predict_and_evaluate_without_a_model(tmp_path, capsys, one_thread):
     assert main(["--quiet", "evaluate", "--gt", str(gt), "--input-size", "513"]) == 0
     out = capsys.readouterr().out
     assert "AP" in out and "scored 4 of 4" in out
+
+
+@pytest.mark.slow
+def test_default_reaches_its_ap_on_the_real_images(one_thread):
+    """The headline figure: the pretrained default on the 136 real COCO images scores COCO AP >=
+    0.34 (pycocotools; measured 0.356, docs/posenet.md)."""
+    from posegroup.data.coco import CocoPoseDataset
+    from posegroup.engine.predict import evaluate_predictor
+    ds = CocoPoseDataset(shared_file("coco_images/person_keypoints_local_images.json"))
+    stats = evaluate_predictor(Predictor.load().run, ds)
+    assert stats["num_images"] == 136 and stats["AP"] >= 0.34
