@@ -30,7 +30,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     t = p.add_argument_group("test-time options (each method owns its flags; default: the checkpoint config's)")
     for name, (spec, owners) in test_flags().items():
         kw = {k: v for k, v in spec.items() if k != "type"}
-        kw["help"] = f"{spec.get('help', '')} [{', '.join(owners)}] (default: the model's own test setting)"
+        bound = {"input_size": " (16 to 4096)", "scales": " (each 1/16 to 4; input size x scale <= 4096)"}.get(name, "")
+        kw["help"] = f"{spec.get('help', '')}{bound} [{', '.join(owners)}] (default: the model's own test setting)"
         if spec.get("type") is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
@@ -454,14 +455,15 @@ def _add_synth_parser(sub) -> None:
     """The ``synth`` verb's arguments."""
     s = sub.add_parser("synth", help="write a synthetic crowded-scene COCO dataset")
     s.add_argument("--out", required=True, help="folder to write annotations.json and images/ into")
-    s.add_argument("--images", type=int, default=200, help="number of images")
+    s.add_argument("--images", type=int, default=200, help="number of images (1 to 10^7)")
     s.add_argument("--crowding", default="sparse",
                    help="sparse | medium | heavy | a number in [0, 1], or a comma list to mix them "
                         "(e.g. sparse,medium,heavy) (default: sparse)")
     s.add_argument("--seed", type=int, default=0, help="random seed (the same seed writes the same dataset)")
     s.add_argument("--poses", default=None, help="COCO keypoint json to take real poses from")
-    s.add_argument("--size", type=int, default=None, help="image side in pixels (default: 256; 512 with --people-from)")
-    s.add_argument("--workers", type=int, default=None, help="worker processes (default: up to the CPU count)")
+    s.add_argument("--size", type=int, default=None, help="image side in pixels, 32 to 4096 (default: 256; 512 with --people-from)")
+    s.add_argument("--workers", type=int, default=None,
+                   help="worker processes, 1 to 4 per CPU core (at least 8 allowed) (default: up to the CPU count)")
     s.add_argument("--overwrite", action="store_true",
                    help="replace the synthetic dataset in a non-empty --out (its annotations.json and images/NNNNNN.jpg)")
     r = s.add_argument_group("real people (cut out by their masks and pasted onto real backgrounds)")
@@ -496,9 +498,9 @@ def _add_train_parser(sub) -> None:
                    help="continue from the last checkpoint in the output folder (or the one given)")
     t.add_argument("--out", default=None, help="output folder (default: the config's)")
     t.add_argument("--max-steps", type=int, default=None,
-                   help="stop after this many steps, with a checkpoint (default: the config's train.steps)")
+                   help="stop after this many steps (> 0), with a checkpoint (default: the config's train.steps)")
     t.add_argument("--max-minutes", type=float, default=None,
-                   help="stop after this many minutes, with a checkpoint (default: the config's train.max_minutes)")
+                   help="stop after this many minutes (> 0), with a checkpoint (default: the config's train.max_minutes)")
     t.add_argument("--overwrite", action="store_true",
                    help="start afresh in an output folder that has a run: replaces it as a whole (the old files are "
                         "set aside in .replaced_run/ until the new run's first checkpoint)")
@@ -536,7 +538,9 @@ def _add_predict_parser(sub) -> None:
     from .engine.predict import MIN_SCORE
     pr = sub.add_parser("predict", help="poses for images or folders -> results.json + PNGs; "
                                         "or videos -> annotated video + json per clip")
-    pr.add_argument("images", nargs="+", help="images, folders of images, or video files (.mp4 ...)")
+    pr.add_argument("images", nargs="+",
+                    help="images, folders of images (their sub-folders too), or video files (.mp4 ...); an image above "
+                         "2^27 pixels is skipped like an unreadable one")
     pr.add_argument("--track", action="store_true",
                     help="video: keep person ids from frame to frame (Hungarian match of OKS)")
     pr.add_argument("--track-max-gap", type=int, default=5,
@@ -559,7 +563,7 @@ def _add_predict_parser(sub) -> None:
     pr.add_argument("--gt", default=None, help="COCO json whose image ids to use in results.json")
     pr.add_argument("--no-draw", action="store_true", help="no PNGs")
     pr.add_argument("--min-score", type=float, default=MIN_SCORE,
-                    help="draw only the people scored at least this (results.json keeps them all); low-scored "
+                    help="draw only the people scored at least this, in [0, 1] (results.json keeps them all); low-scored "
                          "people are mostly fragments and duplicates that bury a crowded picture")
     pr.add_argument("--overwrite", action="store_true",
                     help="replace an earlier prediction in --out (results.json and its pictures)")
@@ -576,7 +580,8 @@ def _add_export_parser(sub) -> None:
     x.add_argument("--weights", required=True, help="checkpoint written by 'posegroup train'")
     x.add_argument("--out", required=True, help="the .onnx file to write")
     x.add_argument("--input-size", type=int, default=None,
-                   help="side of the example input traced (the graph takes any size) (default: the config's data.input_size)")
+                   help="side of the example input traced, 16 to 4096 (the graph takes any size) "
+                        "(default: the config's data.input_size)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing --out file (never a checkpoint)")
     x.add_argument("--trust-checkpoint", action="store_true",
                    help="also read an old-format/foreign (pickled) checkpoint -- it can run code: only for trusted files")
