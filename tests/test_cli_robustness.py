@@ -276,3 +276,16 @@ def test_evaluate_ground_truth_without_segmentation_scores_masks_of_the_others(d
     out = capsys.readouterr().out
     assert "keypoints" in out and "segm" in out
     assert "segm: 1 ground-truth annotations have no segmentation and are left out of the mask figures" in out
+
+
+def test_benchmark_mode_help_shows_only_that_modes_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["benchmark", "decode", "--help"])
+    decode = capsys.readouterr().out
+    assert "--noise" in decode and "--ann" in decode
+    for other in ("--repeats", "--train-images", "--ablations", "--weights", "--minutes", "methods:", "step:"):
+        assert other not in decode, other
+    with pytest.raises(SystemExit):
+        main(["benchmark", "--help"])
+    every = capsys.readouterr().out
+    assert all(flag in every for flag in ("--noise", "--repeats", "--train-images", "--weights"))

@@ -589,9 +589,50 @@ def _add_export_parser(sub) -> None:
     x.set_defaults(func=cmd_export)
 
 
+class _ModeHelp(argparse.Action):
+    """``benchmark MODE --help``: only the options whose help names MODE (a help text starts
+    "decode: ...", "speed / predict: ...", with "; " between modes), and the options that name
+    no mode; ``benchmark --help``: all of them."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        mode = getattr(namespace, "what", None)
+        if mode:
+            for action in parser._actions:
+                parts = _mode_parts(action.help) if action is not self else None
+                if parts is not None:
+                    keep = [text for modes, text in parts if mode in modes]
+                    action.help = "; ".join(keep) if keep else argparse.SUPPRESS
+        parser.print_help()
+        parser.exit()
+
+
+def _mode_parts(text) -> list | None:
+    """[(modes, segment)] of a benchmark option's help ("speed (= predict): ..." -> {speed, predict});
+    None when it names no mode."""
+    import re
+    if not isinstance(text, str) or text == argparse.SUPPRESS:
+        return None
+    head = re.compile(r"^([a-z]+(?: \(= [a-z]+\))?(?: / [a-z]+)*): ")
+    parts = []
+    for seg in text.split("; "):
+        m = head.match(seg)
+        if m:
+            parts.append((set(re.findall(r"[a-z]+", m.group(1))) - {"="}, seg))
+        elif parts:
+            parts[-1] = (parts[-1][0], parts[-1][1] + "; " + seg)
+        else:
+            return None
+    return parts
+
+
 def _add_benchmark_parser(sub) -> None:
     """The ``benchmark`` verb's arguments."""
-    b = sub.add_parser("benchmark", help="decode speed, or AP against training time")
+    b = sub.add_parser("benchmark", help="decode speed, or AP against training time", add_help=False)
+    b.add_argument("-h", "--help", action=_ModeHelp,
+                   help="show this help and exit (benchmark MODE --help: that mode's options only)")
     b.add_argument("what", choices=["decode", "train", "step", "speed", "predict", "methods"],
                    help="decode: decoders on oracle maps; train: AP against training minutes; step: a "
                         "training step's time in the NCHW and channels_last memory formats (train.channels_last); "
@@ -608,7 +649,9 @@ def _add_benchmark_parser(sub) -> None:
     b.add_argument("--format", default=None, choices=sorted(ONNX_FORMATS),
                    help=f"speed / predict: layout of the foreign .onnx files among --weights (default: {DEFAULT_ONNX_FORMAT})")
     b.add_argument("--stats", help="speed: also write the rows to this json")
-    b.add_argument("--images", type=int, default=None, help="decode: use the first N images")
+    b.add_argument("--images", type=int, default=None,
+                   help="decode: use the first N images; speed: the first N images per split (default: 50); "
+                        "methods: held-out images per split")
     b.add_argument("--noise", default="clean", choices=["clean", "mild", "hard"],
                    help="decode: AE oracle degradation level (methods.ae.bench.AE_NOISE_LEVELS)")
     b.add_argument("--minutes", type=float, default=15.0,
@@ -620,7 +663,7 @@ def _add_benchmark_parser(sub) -> None:
     b.add_argument("--max-steps", type=int, default=None, help="methods: a step budget instead of minutes")
     b.add_argument("--ablations", action="store_true", help="methods: also the papers' ablations")
     b.add_argument("--out", default=None,
-                   help="output folder (default: runs/benchmark_train or runs/benchmark_methods)")
+                   help="train / methods: output folder (default: runs/benchmark_train or runs/benchmark_methods)")
     b.set_defaults(func=cmd_benchmark)
 
 
