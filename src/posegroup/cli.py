@@ -167,7 +167,7 @@ def _people_bank(args):
     """The people bank of ``synth --people-from`` (None without it); its flags checked."""
     paste_flags = {"--images-root": args.images_root, "--source-split": args.source_split,
                    "--heldout-fraction": args.heldout_fraction, "--max-covered": args.max_covered,
-                   "--allow-shared-sources": args.allow_shared_sources or None}
+                   "--allow-shared-sources": args.allow_shared_sources or None, "--background": args.background}
     if not args.people_from:
         given = [k for k, v in paste_flags.items() if v is not None]
         if given:
@@ -178,7 +178,7 @@ def _people_bank(args):
     from .data.paste import check_request, load_people_bank
     bank = load_people_bank(args.people_from, args.images_root, source_split=args.source_split,
                             heldout_fraction=0.3 if args.heldout_fraction is None else args.heldout_fraction,
-                            allow_shared_sources=args.allow_shared_sources)
+                            allow_shared_sources=args.allow_shared_sources, background=args.background or "free")
     check_request(bank, args.crowding, 512 if args.size is None else args.size,
                   0.8 if args.max_covered is None else args.max_covered)
     return bank
@@ -196,7 +196,8 @@ def _synth_people(args, bank) -> int:
     print(f"wrote {stats['images']} real-people scenes, {stats['people']} people to {args.out} "
           f"({stats['mean_people_per_image']:.1f} per image, {stats['dropped_people']} dropped as covered; mean max box "
           f"IoU between people {ious} -- OCHuman 0.67, CrowdPose val 0.31, COCO val 0.14; sources: {bank.source_split} "
-          f"split, {stats['source_people']} people, {stats['source_backgrounds']} backgrounds, skipped: {skipped}; "
+          f"split, {stats['source_people']} people, {stats['source_backgrounds']} "
+          f"{'photos with their people kept' if stats['background'] == 'kept' else 'backgrounds'}, skipped: {skipped}; "
           f"{stats['seconds']:.1f} s, {60 * stats['images_per_second']:.0f} scenes/min)")
     return 0
 
@@ -478,6 +479,9 @@ def _add_synth_parser(sub) -> None:
                    help="share of the source images held out (default: 0.3)")
     r.add_argument("--allow-shared-sources", action="store_true",
                    help="take every source image (no split): such scenes share sources with any other")
+    r.add_argument("--background", choices=("free", "kept"), default=None,
+                   help="free: person-free windows of the source images (default); kept: whole source photos with "
+                        "their people kept and labelled, the pasted people in front")
     r.add_argument("--max-covered", type=float, default=None,
                    help="drop a pasted person whose mask nearer people cover beyond this share (default: 0.8)")
     s.set_defaults(func=cmd_synth)

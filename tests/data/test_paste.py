@@ -181,6 +181,8 @@ def test_masks_match_pasted_pixels_and_occlusion_sets_v1(bank, crowding):
         assert len(floor) and (floor == floor[0]).all()               # only the background outside the masks
         assert (np.abs(img[masks.any(0)] - floor[0]).max(axis=1) > 0).all()
         assert masks.sum(0).max() <= 1                                 # one owner per pixel
+        both = (kps[:, 5, 2] > 0) & (kps[:, 6, 2] > 0)
+        assert (kps[both, 5, 0] > kps[both, 6, 0]).all()               # left shoulder on the image right
         owner = np.where(masks.any(0), masks.argmax(0), -1)
         for n, kp in enumerate(kps):
             lab = kp[:, 2] > 0
@@ -231,6 +233,39 @@ def test_dataset_is_deterministic_loads_and_segm_ap_is_one(tmp_path, sources):
     assert ev.stats[0] == pytest.approx(1.0)
 
 
+# ------------------------------------------------------------------------------ kept-people photos
+def test_kept_photos_keep_their_people_labelled_and_behind(tmp_path):
+    ann = make_sources(tmp_path, n_train=6, n_heldout=4, invisible=1)
+    bank = P.load_people_bank(ann, source_split="train", min_background=64, background="kept")
+    assert bank.background == "kept" and len(bank.photos) == 7 and not bank.backgrounds
+    n_photo_people = n_v1 = 0
+    for i in range(12):
+        s = P._paste_render(np.random.default_rng([6, i]), bank, 160, 160, 0.3)
+        m = s["photo_people"]
+        assert all(iid == s["background"] for iid, _ in s["sources"][:m])     # the photo's own people (far)
+        assert all(iid != s["background"] for iid, _ in s["sources"][m:])     # nobody pasted into their own photo
+        n_photo_people += m
+        masks, kps = s["masks"], s["keypoints"]
+        both = (kps[:, 5, 2] > 0) & (kps[:, 6, 2] > 0)
+        assert (kps[both, 5, 0] > kps[both, 6, 0]).all()          # facing the camera, mirrored or not: left on the right
+        assert masks.sum(0).max() <= 1
+        owner = np.where(masks.any(0), masks.argmax(0), -1)
+        for n, kp in enumerate(kps):
+            lab = kp[:, 2] > 0
+            o = owner[np.clip(kp[lab, 1].astype(int), 0, 159), np.clip(kp[lab, 0].astype(int), 0, 159)]
+            covered = (o >= 0) & (o != n)
+            assert (kp[lab, 2][covered] == 1).all() and (kp[lab, 2][~covered] == 2).all()
+            n_v1 += int((kp[lab, 2] == 1).sum())
+    assert n_photo_people > 0 and n_v1 > 0
+    stats = P.generate_paste_dataset(tmp_path / "out", 10, bank=bank, crowding="medium", image_size=128, workers=1,
+                                     progress=False)
+    doc = json.loads(Path(stats["annotation_file"]).read_text())
+    crowd = [a for a in doc["annotations"] if a["iscrowd"]]
+    assert doc["info"]["background"] == "kept" and crowd      # the person without joints: an ignore region
+    assert all(a["num_keypoints"] == 0 and a["source_image_id"] == doc["images"][a["image_id"] - 1]
+               ["background_source_image_id"] for a in crowd)
+
+
 # ------------------------------------------------------------------------------ source split
 def test_train_and_heldout_sources_are_disjoint(tmp_path, sources):
     for split in P.SOURCE_SPLITS:
@@ -255,6 +290,7 @@ def test_train_and_heldout_sources_are_disjoint(tmp_path, sources):
                                        ({"source_split": "train", "max_covered": 1.0}, "max_covered"),
                                        ({"source_split": "train", "jpeg_quality": 0}, "jpeg_quality"),
                                        ({"source_split": "train", "replace_tries": -1}, "replace_tries"),
+                                       ({"source_split": "train", "background": "none"}, "background"),
                                        ({"source_split": "train", "image_size": 8}, "image_size")])
 def test_knobs_are_checked_before_anything_is_written(tmp_path, sources, kw, match):
     with pytest.raises(ValueError, match=match):

@@ -60,9 +60,10 @@ from .synthetic import (_clipped_normal, _crowding_figures, _image_hw, _visibili
                         place_box, run_jobs, scene_annotations, standing_height, write_scene_image)
 
 __all__ = ["PeopleBank", "load_people_bank", "source_split_of", "render_paste_scene", "generate_paste_dataset",
-           "shared_source_images", "check_request", "free_window", "SOURCE_SPLITS"]
+           "shared_source_images", "check_request", "free_window", "SOURCE_SPLITS", "BACKGROUNDS"]
 
 SOURCE_SPLITS = ("train", "heldout")
+BACKGROUNDS = ("free", "kept")
 BACKGROUND_MARGIN = 4  # pixels around every annotation box that a background window avoids
 
 
@@ -75,7 +76,8 @@ class PeopleBank:
     standing height in source pixels; image_id, ann_id: (P,) lists of the json's ids;
     backgrounds[b]: uint8 (h_b, w_b, 3) person-free windows with the scene's aspect;
     background_ids: (B,) list of their source image ids; skipped: people skipped by reason;
-    source_images: sorted ids of the images used."""
+    source_images: sorted ids of the images used; background: "free" (the person-free windows)
+    or "kept" (``photos``: whole source photos with their people, :func:`_photo`)."""
     rgb: list
     mask: list
     keypoints: np.ndarray
@@ -90,6 +92,8 @@ class PeopleBank:
     heldout_fraction: float
     skipped: dict = field(default_factory=dict)
     source_images: list = field(default_factory=list)
+    background: str = "free"
+    photos: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.rgb)
@@ -251,7 +255,7 @@ def _select(data: dict, ann_file, split: str, heldout_fraction: float) -> tuple[
 
 def load_people_bank(ann_file, images_root=None, *, source_split=None, heldout_fraction: float = 0.3,
                      allow_shared_sources: bool = False, min_keypoints: int = 5, min_height: float = 64,
-                     min_background: float = 128, aspect: float = 1.0) -> PeopleBank:
+                     min_background: float = 128, aspect: float = 1.0, background: str = "free") -> PeopleBank:
     """Cut out the usable people of one source split and find its backgrounds (module docstring).
 
     Args:
@@ -260,10 +264,13 @@ def load_people_bank(ann_file, images_root=None, *, source_split=None, heldout_f
         source_split: "train" or "heldout"; None only with ``allow_shared_sources`` (all images).
         heldout_fraction: share of source images (by id hash) that are held out, in (0, 1).
         min_keypoints, min_height: a usable person's labelled keypoints and standing height (px).
-        min_background: shorter side (px) of a background window; aspect: scene height / width.
+        min_background: shorter side (px) of a background window or photo; aspect: scene height / width.
+        background: "free" (person-free windows) or "kept" (whole photos, their people kept).
     Raises DatasetError / ValueError with one line naming the file and the problem."""
     split = _check_split_args(source_split, heldout_fraction, allow_shared_sources)
     _check_bank_args(min_keypoints, min_height, min_background, aspect)
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background {background!r}: expected one of {', '.join(BACKGROUNDS)}")
     ann_file = Path(ann_file)
     data = load_coco_json(ann_file)
     kps_set = _keypoint_set(data, ann_file)
@@ -289,14 +296,15 @@ def load_people_bank(ann_file, images_root=None, *, source_split=None, heldout_f
         bg = im.get("gt_complete", True) is not False
         if usable or bg:
             plan.append((im, usable, bg, _image_path(root, images_root is None, im, ann_file)))
-    return _build_bank(plan, by_image, kps_set, ann_file, split, float(heldout_fraction), skipped,
-                       min_background, aspect)
+    bank = _build_bank(plan, by_image, kps_set, ann_file, split, float(heldout_fraction), skipped,
+                       min_background, aspect, background)
+    return bank
 
 
-def _build_bank(plan, by_image, kps_set, ann_file, split, heldout_fraction, skipped, min_background, aspect):
+def _build_bank(plan, by_image, kps_set, ann_file, split, heldout_fraction, skipped, min_background, aspect, background):
     """Read the planned images (``plan``: (image entry, usable (ann, kp, height) list, background
     candidate, path)) and cut their people and backgrounds into a :class:`PeopleBank`."""
-    rgb, mask, kps, height, iids, aids, bgs, bg_ids, used = [], [], [], [], [], [], [], [], set()
+    rgb, mask, kps, height, iids, aids, bgs, bg_ids, photos, used = [], [], [], [], [], [], [], [], [], set()
     for im, usable, bg, path in plan:
         img = read_image(path)
         if (im.get("width"), im.get("height")) not in ((None, None), (img.shape[1], img.shape[0])):
@@ -310,7 +318,12 @@ def _build_bank(plan, by_image, kps_set, ann_file, split, heldout_fraction, skip
             rgb.append(cut[0]), mask.append(cut[1]), kps.append(cut[2]), height.append(h)
             iids.append(im["id"]), aids.append(a.get("id", -1))
             used.add(im["id"])
-        if bg:
+        if bg and background == "kept":
+            photo = _photo(img, by_image[im["id"]], kps_set.num_keypoints, im["id"])
+            if photo is not None and min(img.shape[:2]) >= min_background:
+                photos.append(photo)
+                used.add(im["id"])
+        elif bg:
             boxes = [a["bbox"] for a in by_image[im["id"]] if isinstance(a.get("bbox"), list)]
             boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in boxes], np.float64).reshape(-1, 4)
             win = free_window(img.shape[:2], boxes, aspect)
@@ -321,7 +334,29 @@ def _build_bank(plan, by_image, kps_set, ann_file, split, heldout_fraction, skip
     K = kps_set.num_keypoints
     return PeopleBank(rgb, mask, np.array(kps, np.float32).reshape(-1, K, 3), np.array(height, np.float64),
                       list(iids), list(aids), bgs, list(bg_ids),
-                      kps_set, str(ann_file), split, heldout_fraction, skipped, sorted(used))
+                      kps_set, str(ann_file), split, heldout_fraction, skipped, sorted(used), background, photos)
+
+
+def _photo(img: np.ndarray, anns: list, K: int, image_id) -> dict | None:
+    """A whole source photo for the kept-people background: image uint8 (h, w, 3), its labelled
+    people's keypoints float32 (M, K, 3) and masks (M compressed RLEs), ``ignore`` (one RLE over
+    its crowd regions and people without labelled joints, or None), ids. None when a person
+    of it has no segmentation (its pixels could not be told apart)."""
+    from pycocotools import mask as mask_util
+    h, w = img.shape[:2]
+    kps, rles, ann_ids, ignore = [], [], [], []
+    for a in anns:
+        if not a.get("segmentation"):
+            return None
+        rle = mask_util.encode(np.asfortranarray(decode_segmentation(a["segmentation"], h, w)))
+        kp = np.asarray(a.get("keypoints") or np.zeros(3 * K), np.float32).reshape(K, 3)
+        if a.get("iscrowd", 0) or not (kp[:, 2] > 0).any():
+            ignore.append(rle)
+        else:
+            kp[kp[:, 2] <= 0] = 0.0
+            kps.append(kp), rles.append(rle), ann_ids.append(a.get("id", -1))
+    return {"image": img, "keypoints": np.array(kps, np.float32).reshape(-1, K, 3), "masks": rles,
+            "ignore": mask_util.merge(ignore) if ignore else None, "image_id": image_id, "ann_ids": ann_ids}
 
 
 # =============================================================================== the scene
@@ -335,9 +370,10 @@ def _jitter_colour(rng, rgb: np.ndarray, strength: float = 1.0) -> np.ndarray:
     return (gray + sat * (x - gray)) * gain.astype(np.float32)
 
 
-def _background_image(rng, bank: PeopleBank, H: int, W: int) -> tuple[np.ndarray, object]:
+def _background_image(rng, bank: PeopleBank, H: int, W: int) -> dict:
     """A random sub-window (side U(0.6, 1) of a random background window) resized to (H, W),
-    mirrored with probability 1/2, colour-jittered: float32 (H, W, 3), and its source image id."""
+    mirrored with probability 1/2, colour-jittered: image float32 (H, W, 3), image_id, and no
+    people (the keys of :func:`_photo_background`)."""
     b = int(rng.integers(len(bank.backgrounds)))
     src = bank.backgrounds[b]
     h, w = src.shape[:2]
@@ -348,7 +384,42 @@ def _background_image(rng, bank: PeopleBank, H: int, W: int) -> tuple[np.ndarray
     img = cv2.resize(crop, (W, H), interpolation=cv2.INTER_AREA if cw > W else cv2.INTER_LINEAR)
     if rng.random() < 0.5:
         img = img[:, ::-1]
-    return _jitter_colour(rng, img, 0.5), bank.background_ids[b]
+    return {"image": _jitter_colour(rng, img, 0.5), "keypoints": np.zeros((0, bank.keypoint_set.num_keypoints, 3)),
+            "masks": np.zeros((0, H, W), bool), "ignore": None, "image_id": bank.background_ids[b], "ann_ids": []}
+
+
+def _photo_background(rng, bank: PeopleBank, H: int, W: int) -> dict:
+    """A random window of a random kept-people photo (side U(0.6, 1) of the largest window with
+    the scene's aspect) resized to (H, W), mirrored with probability 1/2 (flip pairs swapped),
+    colour-jittered: image float32 (H, W, 3), its people's keypoints float64 (M, K, 3) and masks
+    bool (M, H, W), ignore bool (H, W), image_id, ann_ids (M)."""
+    from pycocotools import mask as mask_util
+    ph = bank.photos[int(rng.integers(len(bank.photos)))]
+    h, w = ph["image"].shape[:2]
+    f = rng.uniform(0.6, 1.0)
+    cw = max(int(round(min(w, h * W / H) * f)), 1)
+    ch = max(min(int(round(cw * H / W)), h), 1)
+    x0, y0 = int(rng.integers(w - cw + 1)), int(rng.integers(h - ch + 1))
+    flip = bool(rng.random() < 0.5)
+
+    def warp(a: np.ndarray, interp: int) -> np.ndarray:
+        out = cv2.resize(np.ascontiguousarray(a[y0:y0 + ch, x0:x0 + cw]), (W, H), interpolation=interp)
+        return out[:, ::-1] if flip else out
+
+    img = warp(ph["image"], cv2.INTER_AREA if cw > W else cv2.INTER_LINEAR)
+    masks = np.stack([warp(mask_util.decode(r) * 255, cv2.INTER_LINEAR) >= 128 for r in ph["masks"]]) \
+        if ph["masks"] else np.zeros((0, H, W), bool)
+    ignore = warp(mask_util.decode(ph["ignore"]) * 255, cv2.INTER_LINEAR) >= 128 if ph["ignore"] is not None \
+        else np.zeros((H, W), bool)
+    kp = ph["keypoints"].astype(np.float64).copy()
+    kp[..., 0] = (kp[..., 0] - x0) * W / cw
+    kp[..., 1] = (kp[..., 1] - y0) * H / ch
+    if flip:
+        kp = kp[:, bank.keypoint_set.flip_index]
+        kp[..., 0] = W - kp[..., 0]
+    kp[kp[..., 2] <= 0, :2] = 0.0
+    return {"image": _jitter_colour(rng, img, 0.5), "keypoints": kp, "masks": masks, "ignore": ignore,
+            "image_id": ph["image_id"], "ann_ids": list(ph["ann_ids"])}
 
 
 def _transform_person(rng, bank: PeopleBank, p: int, target_height: float, flip: bool, angle: float):
@@ -414,12 +485,15 @@ def _slices(off: np.ndarray, shape: tuple, H: int, W: int):
     return (slice(sy0, sy1), slice(sx0, sx1)), (slice(sy0 - y0, sy1 - y0), slice(sx0 - x0, sx1 - x0))
 
 
-def _people(rng, bank: PeopleBank, H: int, W: int, c: float) -> tuple[list, np.ndarray]:
+def _people(rng, bank: PeopleBank, H: int, W: int, c: float, fixed: list, exclude=None) -> tuple[list, np.ndarray]:
     """The scene's people before occlusion: (source index, rgb, mask, keypoints) each (crops of
     :func:`_transform_person`), placed by the synthetic scenes' crowding calibration, and their
-    boxes (N, 4) x0 y0 x1 y1 in the scene."""
-    n = min(num_people(rng, c), len(bank))
-    who = rng.choice(len(bank), size=n, replace=False)
+    boxes (N, 4) x0 y0 x1 y1 in the scene. ``fixed``: boxes (4,) of the people already in the
+    scene (a kept-people photo's; they count towards the scene's number of people and the
+    placement's IoU); ``exclude``: a source image id whose people are not pasted."""
+    pool = np.arange(len(bank)) if exclude is None else np.flatnonzero([i != exclude for i in bank.image_id])
+    n = min(max(num_people(rng, c) - len(fixed), 1), len(pool))
+    who = rng.choice(pool, size=n, replace=False)
     heights = people_heights(rng, c, n, float(min(H, W)))
     people, placed = [], []
     for i, p in enumerate(who):
@@ -428,18 +502,19 @@ def _people(rng, bank: PeopleBank, H: int, W: int, c: float) -> tuple[list, np.n
         if t is None:
             continue
         mh, mw = t[1].shape
-        box = place_box(rng, mw, mh, placed, c, H, W)
+        box = place_box(rng, mw, mh, fixed + placed, c, H, W)
         placed.append(box)
         people.append((int(p), *t))
     return people, np.array(placed, np.float64).reshape(-1, 4)
 
 
-def _arrange(rng, people: list, placed: np.ndarray, c: float, H: int, W: int, max_covered: float, tries: int):
+def _arrange(rng, people: list, placed: np.ndarray, c: float, H: int, W: int, max_covered: float, tries: int,
+             fixed: list):
     """Depth order and the occlusion limit. People go far to near by box bottom (plus noise x
     height, as in the synthetic scenes); those the nearer kept people cover beyond
     ``max_covered`` are placed again (:func:`place_box` against the kept people's boxes, a fresh
     target) up to ``tries`` times, then dropped. ``people``: (N) of :func:`_people`; ``placed``
-    (N, 4) their boxes. Returns the kept people far to near (M,) int64, full masks (N, H, W)
+    (N, 4) their boxes; ``fixed``: boxes of the people already in the scene (behind every one). Returns the kept people far to near (M,) int64, full masks (N, H, W)
     bool, each person's (scene, crop) slices or None, and offsets (N, 2) int64 (x, y)."""
     n = len(people)
     placed = placed.copy()
@@ -460,8 +535,16 @@ def _arrange(rng, people: list, placed: np.ndarray, c: float, H: int, W: int, ma
             break
         for i in todo:
             h, w = people[i][2].shape
-            placed[i] = place_box(rng, w, h, list(placed[keep]), c, H, W)
+            placed[i] = place_box(rng, w, h, fixed + list(placed[keep]), c, H, W)
     return order[keep[order]].astype(np.int64), full, cuts, offsets
+
+
+def _mask_boxes(masks: np.ndarray) -> np.ndarray:
+    """Boxes (N, 4) x0 y0 x1 y1 (pixel edges) of non-empty masks (N, H, W) bool."""
+    H, W = masks.shape[1:]
+    rows, cols = masks.any(axis=2), masks.any(axis=1)
+    return np.stack([cols.argmax(1), rows.argmax(1), W - cols[:, ::-1].argmax(1), H - rows[:, ::-1].argmax(1)],
+                    axis=1).astype(np.float64)
 
 
 def _paste_render(rng, bank: PeopleBank, H: int, W: int, c: float, max_covered: float = 0.8,
@@ -469,37 +552,45 @@ def _paste_render(rng, bank: PeopleBank, H: int, W: int, c: float, max_covered: 
     """The full scene (module docstring). Returns image uint8 (H, W, 3), keypoints float32
     (N, K, 3), masks bool (N, H, W) visible, full_boxes (N, 4), max_iou, max_mask_iou (NaN with
     < 2 people), sources [(image id, annotation id)] (N), dropped (people still covered beyond
-    ``max_covered`` after ``replace_tries`` new placements), background (its source image id);
-    people far to near."""
-    img, bg_id = _background_image(rng, bank, H, W)
-    people, placed = _people(rng, bank, H, W, c)
-    n = len(people)
-    order, full, cuts, offsets = _arrange(rng, people, placed, c, H, W, max_covered, replace_tries)
-    K = bank.keypoint_set.num_keypoints
+    ``max_covered`` after ``replace_tries`` new placements), background (its source image id),
+    ignore (H, W) bool (a kept photo's crowd regions and people without joints, or None),
+    photo_people (how many of the people, the first, are the kept photo's own); people far to near."""
+    kept = bank.background == "kept"
+    bg = _photo_background(rng, bank, H, W) if kept else _background_image(rng, bank, H, W)
+    img, M = bg["image"], len(bg["keypoints"])
+    fixed = [b for b, m in zip(_mask_boxes(bg["masks"]), bg["masks"]) if m.any()]
+    people, placed = _people(rng, bank, H, W, c, fixed, bg["image_id"] if kept else None)
+    order, full, cuts, offsets = _arrange(rng, people, placed, c, H, W, max_covered, replace_tries, fixed)
     owner = np.full((H, W), -1, np.int16)
-    kps = np.zeros((len(order), K, 3), np.float64)
-    for rank, i in enumerate(order):
+    for m in range(M):
+        owner[bg["masks"][m]] = m
+    kps = np.zeros((M + len(order), bank.keypoint_set.num_keypoints, 3), np.float64)
+    kps[:M] = bg["keypoints"]
+    for rank, i in enumerate(order, start=M):
         _, rgb, m, kp = people[i]
-        off = offsets[i]
         dst, src = cuts[i]
         ms = m[src]
         img[dst][ms] = rgb[src][ms]
         owner[dst][ms] = rank
         kps[rank] = kp
-        kps[rank, :, :2] += off
+        kps[rank, :, :2] += offsets[i]
     source_v = kps[..., 2].copy()
-    full = full[order]
-    rows, cols = full.any(axis=2), full.any(axis=1)
-    full_boxes = np.stack([cols.argmax(1), rows.argmax(1), W - cols[:, ::-1].argmax(1),
-                           H - rows[:, ::-1].argmax(1)], axis=1).astype(np.float64)
+    full = np.concatenate([bg["masks"], full[order]])
+    full_boxes = _mask_boxes(full)
     vis_masks, area = _visibility(kps, owner, min_area_frac, min_keypoints_person)
     kps[..., 2] = np.minimum(kps[..., 2], np.where(source_v > 0, source_v, 0))
-    max_iou, max_mask_iou = _crowding_figures(full, full_boxes)
+    covered = area[:M] < (1 - max_covered) * full[:M].reshape(M, H * W).sum(axis=1)
+    kps[:M][covered] = 0.0                               # a photo's own person covered beyond the limit: ignored
+    drawn = full.reshape(len(full), H * W).any(axis=1)
+    max_iou, max_mask_iou = _crowding_figures(full[drawn], full_boxes[drawn])
     ok = area > 0
-    sources = [(bank.image_id[people[i][0]], bank.ann_id[people[i][0]]) for i in order]
+    sources = [(bg["image_id"], a) for a in bg["ann_ids"]] + [(bank.image_id[people[i][0]], bank.ann_id[people[i][0]])
+                                                               for i in order]
+    ignore = bg["ignore"] & (owner < M) if kept and bg["ignore"].any() else None
     return {"image": np.clip(np.round(img), 0, 255).astype(np.uint8), "keypoints": kps[ok].astype(np.float32),
             "masks": vis_masks[ok], "full_boxes": full_boxes[ok], "max_iou": max_iou, "max_mask_iou": max_mask_iou,
-            "sources": [s for s, k in zip(sources, ok) if k], "dropped": int(n - len(order)), "background": bg_id}
+            "sources": [s for s, k in zip(sources, ok) if k], "dropped": int(len(people) - len(order)),
+            "background": bg["image_id"], "ignore": ignore, "photo_people": int(ok[:M].sum())}
 
 
 def render_paste_scene(rng: np.random.Generator, bank: PeopleBank, image_size=512, crowding="sparse",
@@ -538,7 +629,10 @@ def _check_scene_args(bank: PeopleBank, levels: list, max_covered) -> None:
         skipped = ", ".join(f"{k} {v}" for k, v in bank.skipped.items() if v)
         raise DatasetError(f"{what} hold {len(bank)} usable people (skipped: {skipped or 'none'}), fewer than the "
                            f"{need} a scene at crowding level {max(levels):g} holds")
-    if not bank.backgrounds:
+    if bank.background == "kept" and not bank.photos:
+        raise DatasetError(f"{what} have no photo whose every person has a segmentation (images with gt_complete "
+                           "false give none)")
+    if bank.background != "kept" and not bank.backgrounds:
         raise DatasetError(f"{what} have no person-free background window (images with gt_complete false "
                            "give none)")
 
@@ -555,13 +649,18 @@ def _init_worker(bank):
 
 def _make_image(args):
     """Worker: render scene ``index``, write its JPEG, return its annotations (no ids yet) with
-    each person's source ids, the crowding figures, the people dropped and the background."""
+    each person's source ids (and a kept photo's crowd regions and people without joints as one
+    ``iscrowd`` region), the crowding figures, the people dropped and the background."""
     index, seed, H, W, c, image_dir, jpeg_quality, max_covered, min_area_frac, min_kp, tries = args
     scene = _paste_render(np.random.default_rng([seed, index]), _BANK, H, W, c, max_covered, min_area_frac, min_kp, tries)
     file_name = write_scene_image(scene["image"], image_dir, index, jpeg_quality)
     anns = scene_annotations(scene, H, W)
     for a, (iid, aid) in zip(anns, scene["sources"]):
         a["source_image_id"], a["source_annotation_id"] = iid, aid
+    if scene["ignore"] is not None and scene["ignore"].any():
+        crowd = scene_annotations({"keypoints": np.zeros((1, _BANK.keypoint_set.num_keypoints, 3), np.float32),
+                                   "masks": scene["ignore"][None]}, H, W)[0]
+        anns.append({**crowd, "iscrowd": 1, "source_image_id": scene["background"], "source_annotation_id": None})
     return index, file_name, anns, scene["max_iou"], scene["max_mask_iou"], scene["dropped"], scene["background"]
 
 
@@ -578,6 +677,7 @@ def _check_dataset_args(num_images, jpeg_quality, min_area_frac, min_keypoints_p
 
 def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images_root=None, bank: PeopleBank = None,
                            source_split=None, heldout_fraction: float = 0.3, allow_shared_sources: bool = False,
+                           background: str = "free",
                            crowding="sparse", seed: int = 0, image_size=512, workers: int | None = None,
                            progress: bool = True, jpeg_quality: int = 95, max_covered: float = 0.8,
                            min_area_frac: float = 0.01, min_keypoints_person: int = 3, chunksize: int = 8,
@@ -589,8 +689,8 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
     written.
 
     Args:
-        people_from, images_root, source_split, heldout_fraction, allow_shared_sources: the
-            sources (:func:`load_people_bank`); or ``bank``, one already loaded.
+        people_from, images_root, source_split, heldout_fraction, allow_shared_sources, background:
+            the sources (:func:`load_people_bank`); or ``bank``, one already loaded.
         crowding: as :func:`~posegroup.data.synthetic.generate_dataset` (a comma list mixes levels).
         max_covered: a person whose pasted mask nearer people cover beyond this share is placed
             again (up to ``replace_tries`` times), then dropped.
@@ -611,7 +711,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
         raise ValueError("give exactly one of people_from (a COCO keypoint json) or bank")
     if bank is None:
         bank = load_people_bank(people_from, images_root, source_split=source_split, heldout_fraction=heldout_fraction,
-                                allow_shared_sources=allow_shared_sources, aspect=H / W)
+                                allow_shared_sources=allow_shared_sources, aspect=H / W, background=background)
     check_request(bank, crowding, image_size, max_covered)
     out = Path(out_dir)
     image_dir = out / "images"
@@ -630,6 +730,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
             "crowding": crowding if isinstance(crowding, str) else float(crowding),
             "crowding_level": levels[0] if len(levels) == 1 else levels, "seed": int(seed), "image_size": [H, W],
             "people_from": bank.ann_file, "source_split": bank.source_split, "heldout_fraction": bank.heldout_fraction,
+            "background": bank.background,
             "source_split_rule": "heldout when int(sha256(str(image_id))[:8], 16) / 2**32 < heldout_fraction",
             "source_images": bank.source_images, "skipped_source_people": bank.skipped,
             "max_covered": float(max_covered), "replace_tries": int(replace_tries),
@@ -642,7 +743,8 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
     seconds = time.perf_counter() - t0
     return {**stats, "seconds": seconds, "images_per_second": len(images) / seconds if seconds > 0 else float("inf"),
             "annotation_file": str(ann_file), "image_dir": str(image_dir), "skipped_sources": dict(bank.skipped),
-            "source_people": len(bank), "source_backgrounds": len(bank.backgrounds), "source_split": bank.source_split}
+            "source_people": len(bank), "source_backgrounds": len(bank.photos if bank.background == "kept" else bank.backgrounds),
+            "source_split": bank.source_split, "background": bank.background}
 
 
 def _stats(annotations: list, ious: list, mask_ious: list, n: int, dropped: int) -> dict:
