@@ -289,3 +289,33 @@ def test_benchmark_mode_help_shows_only_that_modes_options(capsys):
         main(["benchmark", "--help"])
     every = capsys.readouterr().out
     assert all(flag in every for flag in ("--noise", "--repeats", "--train-images", "--weights"))
+
+
+@pytest.mark.parametrize("change,needle", [
+    (lambda gt: gt["annotations"][0].update(area=-5), "annotation 1 (image 1): area -5 is negative"),
+    (lambda gt: gt["annotations"][0].update(area=0), "area 0 of a person with labelled keypoints must be > 0"),
+    (lambda gt: gt["annotations"][0].update(image_id=999), "annotation 1 names image id 999, which is not in 'images'"),
+])
+def test_evaluate_refuses_ground_truth_that_would_be_scored_wrongly(data, tmp_path, capsys, change, needle):
+    from posegroup.engine.evaluate import gt_as_results
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(gt_as_results(data)))
+    gt = json.loads(data.read_text())
+    change(gt)
+    bad = tmp_path / "gt.json"
+    bad.write_text(json.dumps(gt))
+    assert main(["--quiet", "evaluate", "--gt", str(bad), "--results", str(res)]) == 2
+    _one_line_error(capsys, "gt.json: ", needle)
+
+
+def test_evaluate_says_what_it_assumed(data, tmp_path, capsys):
+    """No keypoint category (scored as COCO-17) and an empty results list: scored, and said."""
+    gt = json.loads(data.read_text())
+    gt["categories"] = []
+    bare, empty = tmp_path / "gt.json", tmp_path / "none.json"
+    bare.write_text(json.dumps(gt))
+    empty.write_text("[]")
+    assert main(["--quiet", "evaluate", "--gt", str(bare), "--results", str(empty), "--all-images"]) == 0
+    err = capsys.readouterr().err
+    assert "posegroup: note: " in err and "gt.json: no category names its keypoints; scored as coco17" in err
+    assert "none.json: holds no results; every ground-truth person counts as missed" in err

@@ -279,6 +279,8 @@ def cmd_evaluate(args) -> int:
             _write_text_atomic(out_results, json.dumps(results))
     subset = bool(args.results) and not args.all_images   # a model predicts every image of --gt
     stats = evaluate_all(args.gt, results, protocol=args.protocol, only_with_results=subset)
+    for note in stats.get("notes", []):
+        print(f"posegroup: note: {note}", file=sys.stderr)
     print(format_table(stats))
     print(f"scored {stats['images_scored']} of {stats['images_total']} ground-truth images"
           + (" (those with results; --all-images scores all)" if stats["images_scored"] < stats["images_total"] else ""))

@@ -91,7 +91,7 @@ def validate_coco(data: dict, name) -> None:
     that are not a list of finite numbers in whole (x, y, v) triples, a labelled keypoint (v > 0)
     more than one image width/height outside its image (x < -W or x > 2W, y < -H or y > 2H; the
     rule of :data:`KEYPOINT_MARGIN`), a ``bbox`` that is not four finite numbers with non-negative
-    width and height, a non-finite ``area``, a ``segmentation`` that is neither polygons of finite
+    width and height, a non-finite or negative ``area`` (0 for a person with labelled keypoints), a ``segmentation`` that is neither polygons of finite
     numbers nor an RLE of the image's size (uncompressed counts: non-negative integers summing
     to H x W).
     (Whether ``keypoints`` has 3 x K values and names a known image is the reader's check.)"""
@@ -167,6 +167,10 @@ def _check_annotation(a: dict, where: str, size: tuple | None) -> None:
             raise DatasetError(f"{where}: bbox has negative width or height {bb[2:]}")
     if "area" in a and not (_is_number(a["area"]) and math.isfinite(a["area"])):
         raise DatasetError(f"{where}: area {a['area']!r} is not a finite number")
+    if "area" in a and (a["area"] < 0 or (a["area"] == 0 and not a.get("iscrowd") and isinstance(kp, list)
+                                          and any(_is_number(v) and v > 0 for v in kp[2::3]))):
+        raise DatasetError(f"{where}: area {a['area']!r} of a person with labelled keypoints must be > 0 "
+                           "(OKS divides by it)" if a["area"] >= 0 else f"{where}: area {a['area']!r} is negative")
     if a.get("segmentation"):
         _check_segmentation(a["segmentation"], where, size)
 

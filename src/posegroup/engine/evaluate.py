@@ -269,6 +269,11 @@ def _prepare(gt_file, results, iou_type, keypoint_set, protocol):
     dets, res_name = _read_results(results)
     ks = _gt_keypoint_set(gt, keypoint_set)
     protocol = resolve_protocol(protocol, ks, gt_name)
+    image_ids = {im.get("id") for im in gt["images"] if isinstance(im, dict)}
+    orphan = next((a for a in gt["annotations"] if a.get("image_id") not in image_ids), None)
+    if orphan is not None:
+        raise DatasetError(f"{gt_name}: annotation {orphan.get('id')!r} names image id {orphan.get('image_id')!r}, "
+                           "which is not in 'images' (it would be dropped from the score)")
     _fill_gt(gt, protocol)
     dets = map_file_names(dets, res_name, gt, gt_name)
     check_results(dets, res_name, gt, gt_name,
@@ -333,6 +338,19 @@ def _people_with_masks(gt: dict) -> tuple[dict, int]:
     return dict(gt, annotations=kept), len(gt["annotations"]) - len(kept)
 
 
+def _notes(gt: dict, gt_name: str, dets: list, results, ks: KeypointSet, keypoint_set) -> list[str]:
+    """What the scoring assumed or met that the figures do not show: no keypoint category in the
+    ground truth (scored with ``ks``), no results at all."""
+    notes = []
+    if keypoint_set is None and not any(isinstance(c, dict) and c.get("keypoints") for c in gt.get("categories") or []):
+        notes.append(f"{gt_name}: no category names its keypoints; scored as {ks.name} "
+                     f"({ks.num_keypoints} keypoints)")
+    if not dets:
+        name = str(results) if isinstance(results, (str, Path)) else "<results>"
+        notes.append(f"{name}: holds no results; every ground-truth person counts as missed")
+    return notes
+
+
 def evaluate_all(gt_file, results, *, keypoint_set=None, protocol: str | None = None,
                  only_with_results: bool = False, method=None) -> dict:
     """Keypoint figures at the top level, ``protocol`` (the one applied), ``images_scored`` and
@@ -344,11 +362,14 @@ def evaluate_all(gt_file, results, *, keypoint_set=None, protocol: str | None = 
     missed). ``method``: the :class:`~posegroup.methods.base.Method` that made the results; its
     ``evaluation_figures`` (when any) go under ``figures``, for all images and per split."""
     gt, gt_name, dets, ks, protocol = _prepare(gt_file, results, "keypoints", keypoint_set, protocol)
+    notes = _notes(gt, gt_name, dets, results, ks, keypoint_set)
     ids = sorted({d["image_id"] for d in dets}, key=str) if only_with_results else None
     scorer = _Scorer(gt, dets, "keypoints", ks.sigmas_array)
     stats = scorer.score(ids)
     stats.update(protocol=protocol, images_scored=len(gt["images"]) if ids is None else len(ids),
                  images_total=len(gt["images"]))
+    if notes:
+        stats["notes"] = notes
     masked = [d for d in dets if "segmentation" in d]
     if masked:
         segm_gt, unmasked = _people_with_masks(gt)
