@@ -134,8 +134,8 @@ def test_posenet_resume_is_exact(data, tmp_path):
 
 
 def test_export_then_predict_onnx_gives_the_pytorch_poses(data, tmp_path):
-    """A PoseNet-backed AE model exports; ``predict --onnx`` reads its metadata (stride 8) and
-    gives the checkpoint's poses."""
+    """A PoseNet-backed AE model (short offsets on) exports; ``predict --onnx`` reads its
+    metadata (stride 16) and gives the checkpoint's poses."""
     pytest.importorskip("onnxruntime")
     onnx = pytest.importorskip("onnx")
     from posegroup.cli import main
@@ -145,7 +145,7 @@ def test_export_then_predict_onnx_gives_the_pytorch_poses(data, tmp_path):
     ckpt = train(cfg, progress=False)["checkpoint"]
     path = export_onnx(ckpt, tmp_path / "m.onnx")
     meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["posegroup"])
-    assert meta["stride"] == 8 and meta["input_multiple"] == 8
+    assert meta["stride"] == 16 and meta["input_multiple"] == 16
     images = [str(data.parent / "img000.png"), str(data.parent / "img001.png")]
     assert main(["--quiet", "predict", *images, "--weights", str(ckpt), "--out", str(tmp_path / "pt"), "--no-draw"]) == 0
     assert main(["--quiet", "predict", *images, "--onnx", str(path), "--out", str(tmp_path / "ox"), "--no-draw"]) == 0
@@ -180,3 +180,29 @@ def test_ddp_two_cpu_processes_train_a_posenet_model(data, tmp_path):
     rows = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("result_*.json"))]
     assert len(rows) == 2 and rows[0] == rows[1] and rows[0][0] == 2
     assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2
+
+
+def test_ae_short_offsets_are_posenets_frozen_head(data, tmp_path):
+    """``short_offsets``: PoseNet's offset head as the last 2K channels ((x, y) per joint, input
+    px), untouched by training (no loss) while the heatmap head trains; predict (flip, two
+    scales) places joints by them; with an hourglass it is one line."""
+    method = build_method("ae", COCO17, short_offsets=True)
+    net = method.build_model({"backbone": "posenet_mobilenet"}).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        out, raw = net(x)[0], net.backbone(x)
+    assert out.shape[1] == method.num_channels == 17 + 17 + 34
+    torch.testing.assert_close(out[:, 34 + 2 * 5], raw["offsets"][:, 17 + 5])       # joint 5: x, then y
+    torch.testing.assert_close(out[:, 34 + 2 * 5 + 1], raw["offsets"][:, 5])
+    with pytest.raises(ValueError, match="short_offsets needs model.backbone: posenet_mobilenet"):
+        method.build_model({"name": "tiny"})
+    cfg = small("ae_posenet", data, tmp_path / "run")
+    assert cfg["method"]["options"]["short_offsets"] is True
+    train(cfg, progress=False)
+    model, method, _ = load_model(tmp_path / "run" / "last.pt")
+    heads, pretrained = model.backbone.net.heads.state_dict(), posenet_mobilenet(16).heads.state_dict()
+    assert torch.equal(heads["offsets.weight"], pretrained["offsets.weight"])
+    assert not torch.equal(heads["heatmaps.weight"], pretrained["heatmaps.weight"])
+    img = read_image(data.parent / "img001.png")
+    poses, _ = method.predict(model, img, input_size=64, flip=True, scales=(1.0, 0.5), detection_threshold=0.0)
+    assert len(poses) and np.isfinite(poses).all()

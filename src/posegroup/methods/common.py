@@ -149,3 +149,23 @@ def feature_head(in_channels: int, out_channels: int, width: int = 128) -> torch
     return torch.nn.Sequential(torch.nn.Conv2d(in_channels, width, 3, padding=1), torch.nn.ReLU(inplace=True),
                                torch.nn.Conv2d(width, out_channels, 1))
 
+
+def place_by_offsets(poses: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Joints placed by short-range offsets (PoseNet's / PersonLab's sub-cell positions).
+
+    Args:
+        poses: (N, K, 3) x, y, score on an output grid whose cell (i, j) covers [j, j+1) x [i, i+1).
+        offsets: (K, 2, H, W): joint k's (x, y) offset from each cell's centre, in cells.
+    Returns a float64 copy of ``poses`` whose found joints (score > 0) sit at the centre of the
+    cell they lie in (clipped to the grid) plus that cell's offset; scores unchanged.
+    """
+    p = np.array(poses, dtype=np.float64, copy=True)
+    if not p.size:
+        return p
+    _, _, h, w = offsets.shape
+    n, k = np.nonzero(p[..., 2] > 0)
+    cx = np.clip(np.floor(p[n, k, 0]).astype(np.int64), 0, w - 1)
+    cy = np.clip(np.floor(p[n, k, 1]).astype(np.int64), 0, h - 1)
+    p[n, k, 0] = cx + 0.5 + offsets[k, 0, cy, cx]
+    p[n, k, 1] = cy + 0.5 + offsets[k, 1, cy, cx]
+    return p

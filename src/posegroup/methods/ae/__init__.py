@@ -105,6 +105,10 @@ class AESettings:
     tag_window: int = setting(0, non_negative, ">= 0 cells: the pull reads the (2r+1)^2 cells around each joint, "
                               "loss.grouping_loss window [0 = the paper's own cell; not in the paper]")
     segmentation: bool = setting(False, None, "also predict person instance masks")
+    short_offsets: bool = setting(False, None, "model.backbone posenet_mobilenet only: joints placed at their "
+                                  "cell plus PoseNet's pretrained short-range offset there (its offset head, "
+                                  "frozen, as 2K more channels; no loss) [not in the paper: the argmax + 1/4 "
+                                  "cell shift]")
     seg_tag_dim: int = setting(1, positive, "> 0: E, the pixel-tag dimension [1]")
     seg_samples: int = setting(32, positive, "> 0: S, pixels sampled per instance")
     foreground_weight: float = setting(1.0, non_negative, ">= 0: foreground BCE weight")
@@ -242,6 +246,8 @@ class AEMethod(Method):
         self.seg_weights = {"foreground": settings.foreground_weight, "pull": settings.seg_pull_weight,
                             "push": settings.seg_push_weight}
         self.seg_push_sigma = settings.seg_push_sigma
+        self.short_offsets = settings.short_offsets
+        self.offset_channels = 2 * self.num_keypoints if settings.short_offsets else 0   # last in the layout
 
     @classmethod
     def check_options(cls, options: dict, *, what: str = "method.options") -> None:
@@ -252,21 +258,27 @@ class AEMethod(Method):
     # -- head -------------------------------------------------------------------------------
     @property
     def num_channels(self) -> int:
-        return _head.num_channels(self.num_keypoints, self.tag_dim, self.seg_tag_dim)
+        return _head.num_channels(self.num_keypoints, self.tag_dim, self.seg_tag_dim) + self.offset_channels
 
     @property
     def output_groups(self) -> list[int]:
-        """[K heatmaps, K*D tags] (+ [1 + E] with segmentation)."""
-        return _head.channel_groups(self.num_keypoints, self.tag_dim, self.seg_tag_dim)
+        """[K heatmaps, K*D tags] (+ [1 + E] with segmentation) (+ [2K] short offsets)."""
+        groups = _head.channel_groups(self.num_keypoints, self.tag_dim, self.seg_tag_dim)
+        return groups + ([self.offset_channels] if self.offset_channels else [])
 
     def build_model(self, model_cfg: dict) -> torch.nn.Module | None:
         """With ``model.backbone: posenet_mobilenet`` (``output_stride`` 8 | 16,
         ``freeze_backbone``): :class:`.head.PoseNetAE`; otherwise None (a stacked hourglass)."""
         from ..common import posenet_backbone
-        backbone = posenet_backbone(model_cfg, self.keypoint_set, heads=("heatmaps",))
+        heads = ("heatmaps", "offsets") if self.short_offsets else ("heatmaps",)
+        backbone = posenet_backbone(model_cfg, self.keypoint_set, heads=heads)
         if backbone is None:
+            if self.short_offsets:
+                raise ValueError("method.options.short_offsets needs model.backbone: posenet_mobilenet "
+                                 "(PoseNet's pretrained offset head)")
             return None
-        return _head.PoseNetAE(backbone, self.num_channels - self.num_keypoints)
+        rest = self.num_channels - self.num_keypoints - self.offset_channels
+        return _head.PoseNetAE(backbone, rest, offsets=self.short_offsets)
 
     # -- targets ----------------------------------------------------------------------------
     def encode(self, keypoints: np.ndarray, ignore_mask: np.ndarray | None, instance_masks: np.ndarray | None,
@@ -320,7 +332,10 @@ class AEMethod(Method):
     def loss(self, predictions: list[torch.Tensor], targets: dict[str, torch.Tensor]
              ) -> tuple[torch.Tensor, dict[str, float]]:
         """predictions: list of (B, K + K*D, H, W); targets: batched encode() outputs.
-        Returns (total, {"heatmap", "pull", "push"}) weighted and summed over stacks."""
+        Returns (total, {"heatmap", "pull", "push"}) weighted and summed over stacks. The short
+        offsets (``short_offsets``: the last 2K channels, PoseNet's frozen head) have no loss."""
+        if self.offset_channels:
+            predictions = [p[:, :p.shape[1] - self.offset_channels] for p in predictions]
         return ae_loss(predictions, targets, self.num_keypoints, tag_dim=self.tag_dim,
                        heatmap_weight=self.heatmap_weight, pull_weight=self.pull_weight,
                        push_weight=self.push_weight, push_form=self.push_form, sigma=self.push_sigma,
@@ -331,7 +346,7 @@ class AEMethod(Method):
     # -- inference --------------------------------------------------------------------------
     def network_outputs(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int = 512,
                         scales=(1.0,), flip: bool = False, multiscale_tags: str = MULTISCALE_TAGS[0],
-                        return_segmentation: bool = False) -> tuple:
+                        return_segmentation: bool = False, return_offsets: bool = False) -> tuple:
         """Run ``model`` at every scale (and mirrored) and fuse onto one grid.
 
         Every prediction (last stack; mirrored ones flipped back) is resampled onto the output
@@ -347,7 +362,9 @@ class AEMethod(Method):
         ``return_segmentation`` (segmentation on) also (foreground probability (H, W), pixel
         tags (H, W, E)): the probability averaged over every pass, the tags of the first,
         un-mirrored pass of the scale closest to 1 (tags of different passes are different
-        embeddings, and the paper's histogram decoder works on one).
+        embeddings, and the paper's histogram decoder works on one). With ``return_offsets``
+        (``short_offsets`` on) last also the short-range offsets (K, 2, H, W) in grid cells,
+        averaged over every pass.
         """
         from . import decode
 
@@ -355,19 +372,22 @@ class AEMethod(Method):
             raise ValueError(f"multiscale_tags must be one of {list(MULTISCALE_TAGS)}, got {multiscale_tags!r}")
         if return_segmentation and not self.segmentation:
             raise ValueError("return_segmentation needs a method built with segmentation=True")
+        if return_offsets and not self.short_offsets:
+            raise ValueError("return_offsets needs a method built with short_offsets=True")
         from ..common import check_scales
 
         scales = check_scales(scales)
-        heats, tags, owner, segs, grid, factor1, stride = self._passes(model, image, input_size, scales, flip)
+        heats, tags, owner, segs, grid, factor1, stride, offs = self._passes(model, image, input_size, scales, flip)
         best = int(np.argmin([abs(np.log(s)) for s in scales]))
         tag_indices = None
         if multiscale_tags == "scale1":
             tag_indices = [i for i, o in enumerate(owner) if o == best]
         heat, tag = decode.fuse(heats, tags, grid, tag_indices=tag_indices)
-        if not return_segmentation:
-            return heat, tag, factor1, stride
-        prob = np.mean([1.0 / (1.0 + np.exp(-fg)) for fg, _ in segs], axis=0).astype(np.float32)
-        return heat, tag, factor1, stride, (prob, segs[owner.index(best)][1])
+        out = (heat, tag, factor1, stride)
+        if return_segmentation:
+            prob = np.mean([1.0 / (1.0 + np.exp(-fg)) for fg, _ in segs], axis=0).astype(np.float32)
+            out += ((prob, segs[owner.index(best)][1]),)
+        return out + ((np.mean(offs, axis=0).astype(np.float32),) if return_offsets else ())
 
     def _passes(self, model, image, input_size, scales, flip):
         """The network at every scale (and mirrored), each output (last stack) resampled onto the
@@ -375,7 +395,8 @@ class AEMethod(Method):
         mirrored pass are swapped left/right here (the spatial flip back is the helper's).
         Returns (heatmaps [(K, H, W)], tags [(K, H, W, D)], scale index of each, segmentation
         [(foreground logits (H, W), pixel tags (H, W, E))] (empty when off), grid (H, W), factor1,
-        stride)."""
+        stride, short offsets [(K, 2, H, W) in grid cells, a mirrored pass's made the image's]
+        (empty when off))."""
         from ..common import evaluating, last_stack, network_passes
 
         k, d, e = self.num_keypoints, self.tag_dim, self.seg_tag_dim
@@ -383,9 +404,16 @@ class AEMethod(Method):
         passes = 1 + bool(flip)
 
         with evaluating(model):
-            maps, grid, factor1, stride, _ = network_passes(model, image, int(input_size), scales, bool(flip), last_stack)
-        heats, tags, segs = [], [], []
+            maps, grid, factor1, stride, ratios = network_passes(model, image, int(input_size), scales, bool(flip),
+                                                                 last_stack)
+        heats, tags, segs, offs = [], [], [], []
         for i, m in enumerate(maps):
+            if self.offset_channels:                              # input px of the pass -> grid cells
+                m, off = m[:-self.offset_channels], m[-self.offset_channels:].reshape(k, 2, *m.shape[-2:])
+                off = off / (stride * ratios[i])
+                if i % passes == 1:
+                    off = off[flip_index] * torch.tensor([-1.0, 1.0]).view(1, 2, 1, 1)
+                offs.append(off.numpy())
             hm, tg = _head.split_outputs(m, k, d, e)                           # (K, H, W), (K, H, W, D)
             if i % passes == 1:                                   # mirrored: left/right joints swapped
                 hm, tg = hm[flip_index], tg[flip_index]
@@ -395,7 +423,7 @@ class AEMethod(Method):
                 fg, st = _head.split_segmentation(m, k, d, e)                  # (H, W), (H, W, E)
                 segs.append((fg.numpy(), st.numpy()))
         owner = [i // passes for i in range(len(maps))]                         # scale index of each
-        return heats, tags, owner, segs, grid, factor1, stride
+        return heats, tags, owner, segs, grid, factor1, stride, offs
 
     TEST_FLAGS = {
         **Method.TEST_FLAGS,
@@ -456,26 +484,32 @@ class AEMethod(Method):
 
         test, _, opts = self._split_options({k: v for k, v in test_opts.items() if k in self.TEST_OPTIONS},
                                             {k: v for k, v in test_opts.items() if k not in self.TEST_OPTIONS})
-        heat, _, factor, stride = self.network_outputs(model, image, **self._network_options(test))
+        outs = self.network_outputs(model, image, **self._network_options(test), return_offsets=self.short_offsets)
+        heat, _, factor, stride = outs[:4]
         heat = np.asarray(heat, np.float32)
         kp = np.asarray(keypoints, np.float64).copy()
         kp[..., :2] *= factor / stride                                  # image px -> output grid
         gap = 2.0 * max(1.0, float(opts.get("tag_threshold") or 1.0))  # ids further apart than any match
         ids = gap * np.arange(len(kp))
         true_tags = targets.tag_maps(kp, heat.shape[-2:], person_tags=ids).astype(np.float32)
-        poses, scores = self._group(heat, true_tags, test["refine"], opts)
+        poses, scores = self._group(heat, true_tags, test["refine"], opts, outs[-1] if self.short_offsets else None)
         return grid_to_image(poses, scores, stride, factor, np.asarray(image).shape)
 
-    def _group(self, heat, tag, refine, opts: dict) -> tuple[np.ndarray, np.ndarray]:
+    def _group(self, heat, tag, refine, opts: dict, offsets=None) -> tuple[np.ndarray, np.ndarray]:
         """:func:`.decode.group` of heat (K, H, W) and tag (K, H, W, D) with ``refine`` (None: the
-        preset's) and the decode ``opts``; missing joints filled (:func:`.decode.fill_missing`).
+        preset's) and the decode ``opts``; with ``offsets`` (K, 2, H, W) (grid cells) the joints
+        found are placed by them (:func:`~posegroup.methods.common.place_by_offsets`); missing
+        joints filled (:func:`.decode.fill_missing`).
         Returns (poses (N, K, 3) x, y, score on the output grid, scores (N,)), float64."""
+        from ..common import place_by_offsets
         from . import decode
 
         refine = None if refine is None else bool(refine)
         poses, scores = decode.group(heat, tag, refine=refine, **opts)
         poses = np.asarray(poses, dtype=np.float64).reshape(-1, self.num_keypoints, 3)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if offsets is not None:
+            poses = place_by_offsets(poses, offsets)
         if len(poses):
             poses = np.array(decode.fill_missing(poses), dtype=np.float64)
         return poses, scores
@@ -511,9 +545,9 @@ class AEMethod(Method):
             raise ValueError(f"{sorted(seg_given)}: segmentation options need a method built with segmentation=True")
         seg_opts = check_seg_decode_options({**self.seg_decode_defaults, **seg_given})
         outs = self.network_outputs(model, image, **self._network_options(test),
-                                    return_segmentation=self.segmentation)
+                                    return_segmentation=self.segmentation, return_offsets=self.short_offsets)
         heat, tag, factor, stride = outs[:4]
-        poses, scores = self._group(heat, tag, test["refine"], opts)
+        poses, scores = self._group(heat, tag, test["refine"], opts, outs[-1] if self.short_offsets else None)
         shape = np.asarray(image).shape
         result = grid_to_image(poses, scores, stride, factor, shape)
         if not self.segmentation:

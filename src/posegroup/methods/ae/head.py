@@ -112,18 +112,29 @@ class PoseNetAE(torch.nn.Module):
     they read the hourglass's Gaussian-regressing maps) and a new head on the features for the
     other channels (K*D tags [+ 1 + E segmentation]).
 
-    ``forward(x (B, 3, S, S))`` (ImageNet-normalised) -> ``[(B, K + C_rest, S/s, S/s)]``, one
-    "stack" in :func:`num_channels`' layout, cells at the project's centres (see
+    ``forward(x (B, 3, S, S))`` (ImageNet-normalised) -> ``[(B, K + C_rest (+ 2K), S/s, S/s)]``,
+    one "stack" in :func:`num_channels`' layout, cells at the project's centres (see
     :class:`~posegroup.backbones.posenet.PoseNetBackbone`). ``stride`` / ``input_multiple``: s.
+    With ``offsets`` PoseNet's short-range offset head (frozen: no AE loss trains it) adds 2K
+    channels last: joint k's (x, y) offset from each cell's centre in input px at 2k, 2k + 1.
     """
 
-    def __init__(self, backbone: torch.nn.Module, rest_channels: int, width: int = 128):
+    def __init__(self, backbone: torch.nn.Module, rest_channels: int, width: int = 128, *, offsets: bool = False):
         super().__init__()
         from ..common import feature_head
         self.backbone = backbone
         self.tag_head = feature_head(backbone.feature_channels, rest_channels, width)
         self.stride = self.input_multiple = backbone.stride
+        self.offsets = bool(offsets)
+        if self.offsets:
+            backbone.net.heads["offsets"].requires_grad_(False)
+            k = backbone.net.heads["heatmaps"].out_channels
+            self.register_buffer("offset_index", torch.tensor([c for j in range(k) for c in (k + j, j)]),
+                                 persistent=False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = self.backbone(x)
-        return [torch.cat([torch.sigmoid(out["heatmaps"]), self.tag_head(out["features"])], 1)]
+        maps = [torch.sigmoid(out["heatmaps"]), self.tag_head(out["features"])]
+        if self.offsets:
+            maps.append(out["offsets"].index_select(1, self.offset_index))
+        return [torch.cat(maps, 1)]
