@@ -16,7 +16,7 @@ from common import split_anns
 from posegroup.engine.benchmark import open_split
 from posegroup.engine.checkpoint import load_model
 from posegroup.engine.predict import test_options
-from posegroup.methods.ae.decode import subpixel_offsets
+from posegroup.methods.common import subpixel_offsets
 from posegroup.methods.ae.targets import gaussian_heatmaps
 
 R = 2                                   # search window radius, cells
@@ -25,7 +25,7 @@ R = 2                                   # search window radius, cells
 def local_peaks(heat, kps, scale):
     """Oracle-located joints: for each labelled joint, the highest heatmap cell of its type within
     R cells of the truth, moved by the decoder's quarter-cell rule
-    (:func:`posegroup.methods.ae.decode.subpixel_offsets`).
+    (:func:`posegroup.methods.common.subpixel_offsets`).
 
     heat: (K, H, W) heatmaps; kps: (N, K, 3) true joints, image px; scale: grid cells per px.
     Returns (N, K, 3): x, y (image px) and the peak value; NaN for unlabelled joints and joints

@@ -121,6 +121,162 @@ def grid_to_image(poses: np.ndarray, scores: np.ndarray, stride: int, factor: fl
     return poses.astype(np.float32), np.asarray(scores, np.float64).reshape(-1).astype(np.float32)
 
 
+# ---- targets and layouts shared by the methods (heatmap + tag networks) --------------------
+
+def check_keypoints(keypoints, name: str = "keypoints") -> np.ndarray:
+    """``keypoints`` as a float64 (N, K, 3) array (x, y, v); ValueError naming ``name`` otherwise."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    if kp.ndim != 3 or kp.shape[2] != 3:
+        raise ValueError(f"{name} must have shape (N, K, 3) = x, y, v; got {kp.shape}")
+    return kp
+
+
+def check_output_size(output_size) -> tuple[int, int]:
+    """``output_size`` as positive ints (H, W); ValueError otherwise."""
+    try:
+        h, w = (int(s) for s in output_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"output_size must be (H, W); got {output_size!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"output_size must be positive (H, W); got {output_size!r}")
+    return h, w
+
+
+def joints_in_map(kp: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(N, K) bool: labelled (v > 0), finite and inside [0, W) x [0, H)."""
+    x, y, v = kp[..., 0], kp[..., 1], kp[..., 2]
+    with np.errstate(invalid="ignore"):
+        return (v > 0) & np.isfinite(x) & np.isfinite(y) & (x >= 0) & (x < w) & (y >= 0) & (y < h)
+
+
+def gaussian_heatmaps(keypoints, output_size, sigma: float = 2.0) -> np.ndarray:
+    """Ground-truth joint heatmaps: per joint type, the max over people of 2D Gaussians.
+
+    H_k(c) = max_n exp(-||c - x_nk||^2 / (2 sigma^2)) evaluated at every cell centre c, centred at
+    the true sub-pixel keypoint x_nk, and set to 0 where ||c - x_nk|| > 3 sigma (truncation).
+    Joints with v = 0 and joints outside [0, W) x [0, H) are skipped.
+
+    Args:
+        keypoints: (N, K, 3) x, y, v in output-grid continuous coordinates.
+        output_size: (H, W) of the output grid.
+        sigma: Gaussian std in output cells; 2.0 (paper). The reference code uses
+            ``output_size / 64`` (see :func:`reference_sigma`), also 2.0 at 128x128.
+    Returns:
+        (K, H, W) float32 heatmaps in [0, 1].
+    """
+    kp = check_keypoints(keypoints)
+    h, w = check_output_size(output_size)
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive number; got {sigma!r}")
+    n, k, _ = kp.shape
+    out = np.zeros((k, h, w), dtype=np.float32)
+    valid = joints_in_map(kp, h, w)
+    if not valid.any():
+        return out
+    pts = kp[valid]                                  # (P, 3)
+    joint = np.nonzero(valid)[1]                     # (P,) joint type of each point
+    cx = np.arange(w, dtype=np.float64) + 0.5
+    cy = np.arange(h, dtype=np.float64) + 0.5
+    dx2 = (cx[None, :] - pts[:, 0:1]) ** 2           # (P, W)
+    dy2 = (cy[None, :] - pts[:, 1:2]) ** 2           # (P, H)
+    inv = 1.0 / (2.0 * sigma * sigma)
+    gx = np.exp(-dx2 * inv)
+    gy = np.exp(-dy2 * inv)
+    cut = 9.0 * sigma * sigma
+    for kk in np.unique(joint):                      # vectorised per joint type
+        sel = joint == kk
+        g = gy[sel][:, :, None] * gx[sel][:, None, :]                       # (n_k, H, W)
+        g[(dy2[sel][:, :, None] + dx2[sel][:, None, :]) > cut] = 0.0
+        out[kk] = g.max(axis=0)
+    return out
+
+
+def channel_groups(num_keypoints: int, tag_dim: int = 1, seg_tag_dim: int = 0) -> list[int]:
+    """The heatmap + tag channel layout (AE's network, the recurrent method's backbone): the
+    prediction's kinds of output, in channel order: [K heatmaps, K*D tags] (+ [1 + E]:
+    foreground and pixel tags, with segmentation)."""
+    return [num_keypoints, num_keypoints * tag_dim] + ([1 + seg_tag_dim] if seg_tag_dim else [])
+
+
+
+def downsample_ignore_mask(ignore_mask: np.ndarray | None, output_size: tuple[int, int], stride: int) -> np.ndarray:
+    """Loss mask on the output grid from an input-resolution ignore mask.
+
+    Args:
+        ignore_mask: (H_in, W_in) bool, True = ignored (or None: nothing ignored).
+        output_size: (H, W); output cell (i, j) covers input [j s, (j+1) s) x [i s, (i+1) s).
+        stride: s.
+    Returns: (H, W) float32, 1 = counted, 0 = ignored (a cell is ignored when more than half of
+    its input pixels are; input pixels beyond the input image count as not ignored).
+    """
+    h, w = (int(v) for v in output_size)
+    if ignore_mask is None:
+        return np.ones((h, w), np.float32)
+    m = np.asarray(ignore_mask).astype(bool)
+    if m.ndim != 2:
+        raise ValueError(f"ignore_mask must be (H, W), got shape {m.shape}")
+    s = int(stride)
+    full = np.zeros((h * s, w * s), bool)
+    hh, ww = min(m.shape[0], h * s), min(m.shape[1], w * s)
+    full[:hh, :ww] = m[:hh, :ww]
+    frac = full.reshape(h, s, w, s).mean(axis=(1, 3))
+    return (frac <= 0.5).astype(np.float32)
+
+
+def subpixel_offsets(heatmaps: np.ndarray, joint: np.ndarray, y: np.ndarray, x: np.ndarray,
+                     method: str = "quarter") -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel offsets (dx, dy) of peaks at integer cells, relative to the cell centre.
+
+    Args:
+        heatmaps: (K, H, W) raw (not NMS'd) heatmaps.
+        joint, y, x: (M,) int peak cells.
+        method: ``"quarter"`` (reference, SPEC step 6): per axis +0.25 if the next neighbour is
+            larger than the previous one, else -0.25 (ties go -0.25, as in the reference;
+            neighbours clamped at the border). ``"quadratic"``: fit a parabola to the log of the
+            heatmap over 3 cells per axis (exact for a Gaussian peak), falling back to a parabola
+            on the raw values where a value is <= 0; at a border the 3-cell window is shifted
+            inwards; the offset is clipped to [-0.5, 0.5]. ``"none"``: 0.
+    Returns:
+        dx, dy: (M,) float64 offsets from the cell centre.
+    """
+    hm = np.asarray(heatmaps)
+    _, h, w = hm.shape
+    joint, y, x = (np.asarray(a, dtype=np.int64) for a in (joint, y, x))
+    if method == "none" or joint.size == 0:
+        z = np.zeros(joint.shape, dtype=np.float64)
+        return z, z.copy()
+    if method == "quarter":
+        right = hm[joint, y, np.minimum(x + 1, w - 1)]
+        left = hm[joint, y, np.maximum(x - 1, 0)]
+        down = hm[joint, np.minimum(y + 1, h - 1), x]
+        up = hm[joint, np.maximum(y - 1, 0), x]
+        dx = np.where(right > left, 0.25, -0.25)
+        dy = np.where(down > up, 0.25, -0.25)
+        return dx, dy
+    if method == "quadratic":
+        return (_parabola(hm, joint, y, x, axis=2, n=w),
+                _parabola(hm, joint, y, x, axis=1, n=h))
+    raise ValueError(f"subpixel must be 'quarter', 'quadratic' or 'none'; got {method!r}")
+
+
+def _parabola(hm, joint, y, x, axis: int, n: int) -> np.ndarray:
+    pos = x if axis == 2 else y
+    if n < 3:
+        return np.zeros(pos.shape, dtype=np.float64)
+    c = np.minimum(np.maximum(pos, 1), n - 2)        # window centre, shifted inwards at borders
+    if axis == 2:
+        vals = np.stack([hm[joint, y, c - 1], hm[joint, y, c], hm[joint, y, c + 1]]).astype(np.float64)
+    else:
+        vals = np.stack([hm[joint, c - 1, x], hm[joint, c, x], hm[joint, c + 1, x]]).astype(np.float64)
+    positive = (vals > 0).all(axis=0)
+    f = np.where(positive, np.log(np.where(vals > 0, vals, 1.0)), vals)
+    den = f[0] - 2.0 * f[1] + f[2]
+    num = 0.5 * (f[0] - f[2])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = np.where(den < 0, num / den, 0.0)       # vertex relative to the window centre
+    return np.minimum(np.maximum(mu + (c - pos), -0.5), 0.5)
+
+
 # ---- PoseNet-backed networks (model.backbone: posenet_mobilenet) ------------------------------
 
 def posenet_backbone(model_cfg: dict | None, keypoint_set=None, *, extra_keys=(), freeze_default: bool = False,

@@ -7,8 +7,9 @@ import io
 import numpy as np
 import pytest
 
-from posegroup.methods.ae.decode import (COCO_JOINT_ORDER, default_joint_order, fill_missing, flip_back,
-                                         fuse, group, nms, subpixel_offsets, top_candidates)
+from posegroup.methods.ae.decode import COCO_JOINT_ORDER, default_joint_order, fill_missing, group, nms, top_candidates
+from posegroup.methods.ae.fusion import flip_back, fuse
+from posegroup.methods.common import subpixel_offsets
 from posegroup.methods.ae.targets import gaussian_heatmaps, tag_maps
 from posegroup.skeleton import COCO17, CROWDPOSE14
 

@@ -8,7 +8,8 @@ import itertools
 import numpy as np
 import pytest
 
-from posegroup.methods.ae.decode import _munkres, group
+from posegroup.methods.ae.decode import group
+from posegroup.methods.ae.reference_decode import munkres
 
 
 def _blank(k, size=20, d=1):
@@ -82,7 +83,7 @@ def test_munkres_choice_among_equal_cost_assignments():
     poses, _ = group(hm, tg, preset="reference", refine=False, joint_order=[0, 1])
     assert poses.shape == (3, 2, 3)
     np.testing.assert_allclose(poses[:, 1, 2], [0.5, 0.0, 0.9], rtol=1e-6)
-    rows, cols = _munkres(np.array([[99.1, 99.1, 99.1], [-0.5, 99.5, 99.5]]))
+    rows, cols = munkres(np.array([[99.1, 99.1, 99.1], [-0.5, 99.5, 99.5]]))
     assert rows.tolist() == [0, 1] and cols.tolist() == [2, 0]
     # the SPEC preset's L2 distance is 1.0 for the first candidate: it starts a 4th person
     spec = group(hm, tg, preset="spec", refine=False, joint_order=[0, 1])[0]
@@ -95,7 +96,7 @@ def test_munkres_is_a_minimum_cost_assignment():
         r = int(rng.integers(1, 6))
         c = int(rng.integers(r, 7))
         cost = np.round(rng.uniform(0, 3, (r, c))) * 100 - rng.choice([0.5, 0.9], (r, 1))
-        rows, cols = _munkres(cost)
+        rows, cols = munkres(cost)
         assert rows.tolist() == list(range(r)) and len(set(cols.tolist())) == r
         best = min(sum(cost[i, p[i]] for i in range(r)) for p in itertools.permutations(range(c), r))
         assert cost[rows, cols].sum() == pytest.approx(best)

@@ -24,31 +24,7 @@ from ...skeleton import KeypointSet
 from . import head as _head
 from .loss import HEATMAP_FORMS, PUSH_FORMS, PULL_FORMS, ae_loss
 from .segment import SEG_DECODERS
-from ..common import grid_to_image
-
-
-def downsample_ignore_mask(ignore_mask: np.ndarray | None, output_size: tuple[int, int], stride: int) -> np.ndarray:
-    """Loss mask on the output grid from an input-resolution ignore mask.
-
-    Args:
-        ignore_mask: (H_in, W_in) bool, True = ignored (or None: nothing ignored).
-        output_size: (H, W); output cell (i, j) covers input [j s, (j+1) s) x [i s, (i+1) s).
-        stride: s.
-    Returns: (H, W) float32, 1 = counted, 0 = ignored (a cell is ignored when more than half of
-    its input pixels are; input pixels beyond the input image count as not ignored).
-    """
-    h, w = (int(v) for v in output_size)
-    if ignore_mask is None:
-        return np.ones((h, w), np.float32)
-    m = np.asarray(ignore_mask).astype(bool)
-    if m.ndim != 2:
-        raise ValueError(f"ignore_mask must be (H, W), got shape {m.shape}")
-    s = int(stride)
-    full = np.zeros((h * s, w * s), bool)
-    hh, ww = min(m.shape[0], h * s), min(m.shape[1], w * s)
-    full[:hh, :ww] = m[:hh, :ww]
-    frac = full.reshape(h, s, w, s).mean(axis=(1, 3))
-    return (frac <= 0.5).astype(np.float32)
+from ..common import downsample_ignore_mask, grid_to_image
 
 
 #: Test-time options of the segmentation decoder (:func:`.segment.segment_people`) and their
@@ -352,7 +328,7 @@ class AEMethod(Method):
         Every prediction (last stack; mirrored ones flipped back) is resampled onto the output
         grid of the scale-1 input, cropped to the cells covering the image (exactly aligned: the
         padding is cropped, not stretched), then
-        :func:`.decode.fuse` averages the heatmaps and concatenates the tags.
+        :func:`.fusion.fuse` averages the heatmaps and concatenates the tags.
         ``multiscale_tags``: "scale1" (default; reference pose-ae-train: tags of scale 1 only,
         the scale closest to 1 when 1 is not among them) or "concat" (paper: tags of every scale;
         see ``TEST_OPTIONS`` for the measurement).
@@ -366,7 +342,7 @@ class AEMethod(Method):
         (``short_offsets`` on) last also the short-range offsets (K, 2, H, W) in grid cells,
         averaged over every pass.
         """
-        from . import decode
+        from . import fusion
 
         if multiscale_tags not in MULTISCALE_TAGS:
             raise ValueError(f"multiscale_tags must be one of {list(MULTISCALE_TAGS)}, got {multiscale_tags!r}")
@@ -382,7 +358,7 @@ class AEMethod(Method):
         tag_indices = None
         if multiscale_tags == "scale1":
             tag_indices = [i for i, o in enumerate(owner) if o == best]
-        heat, tag = decode.fuse(heats, tags, grid, tag_indices=tag_indices)
+        heat, tag = fusion.fuse(heats, tags, grid, tag_indices=tag_indices)
         out = (heat, tag, factor1, stride)
         if return_segmentation:
             prob = np.mean([1.0 / (1.0 + np.exp(-fg)) for fg, _ in segs], axis=0).astype(np.float32)

@@ -1,5 +1,7 @@
-"""Associative Embedding decoding: candidates, greedy tag grouping, sub-pixel adjustment,
-refinement and test-time fusion (SPEC section 1, "Decoding", steps 1-10).
+"""Associative Embedding decoding: candidates, greedy tag grouping, sub-pixel adjustment and
+refinement (SPEC section 1, "Decoding", steps 1-8 and the COCO output of step 10). The reference
+preset's own code path is :mod:`.reference_decode`; test-time fusion (steps 9-10) is
+:mod:`.fusion`; sub-pixel offsets are :func:`posegroup.methods.common.subpixel_offsets`.
 
 Coordinates (docs/ARCHITECTURE.md): the centre of heatmap cell (row i, column j) is at
 (x, y) = (j + 0.5, i + 0.5); multiplying decoded positions by the network stride gives input
@@ -30,8 +32,9 @@ Presets (every option left None takes the preset's value, :data:`PRESETS`):
     adjusts it with test.py's own quarter rule (whose row neighbour is clamped at K - 1, as
     in test.py, and at the map). Person scores: mean of the K joint scores before refine.
     Not reproduced: the order of exactly tied candidates (torch ``topk`` is unspecified; here
-    raster order), and the choice among exactly equal-cost assignments (``munkres`` there,
-    scipy here). The options in ``_REFERENCE_FIXED`` cannot be changed with this preset.
+    raster order). Among exactly equal-cost assignments the ``munkres`` package's choice is
+    made (:func:`.reference_decode.munkres`). The options in ``_REFERENCE_FIXED`` cannot be
+    changed with this preset.
 
 Options:
     preset: ``"default"``, ``"spec"`` or ``"reference"``.
@@ -47,7 +50,7 @@ Options:
     adjust: apply the sub-pixel step 6; without it the cell centre (j + 0.5, i + 0.5).
     refine: step 8 (the paper's "+ refine" results).
     subpixel: ``"quarter"`` (reference) or ``"quadratic"`` (log-parabola fit, exact on
-        Gaussian peaks); see :func:`subpixel_offsets`.
+        Gaussian peaks); see :func:`~posegroup.methods.common.subpixel_offsets`.
     tag_metric: ``"l2"`` Euclidean norm (SPEC, HigherHRNet) or ``"rms"`` root mean square
         over the D tag dimensions (pose-ae-train's matching). Identical for D = 1.
     refine_accept: ``"adjusted"`` (SPEC step 8 as written): add the refined joint only when
@@ -91,10 +94,10 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ...skeleton import KeypointSet
-from .targets import check_output_size
+from ..common import subpixel_offsets
 
 __all__ = ["COCO_JOINT_ORDER", "default_joint_order", "nms", "top_candidates", "group",
-           "subpixel_offsets", "flip_back", "fuse", "fill_missing"]
+           "fill_missing"]
 
 #: SPEC step 4: nose, eyes, ears, shoulders, hips, elbows, wrists, knees, ankles (0-based).
 COCO_JOINT_ORDER: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
@@ -286,61 +289,6 @@ def top_candidates(heatmaps: np.ndarray, *, top_k: int = 30, nms_kernel: int = 3
     return kk, yy, xx, val
 
 
-# ------------------------------------------------------------------------------ step 6
-def subpixel_offsets(heatmaps: np.ndarray, joint: np.ndarray, y: np.ndarray, x: np.ndarray,
-                     method: str = "quarter") -> tuple[np.ndarray, np.ndarray]:
-    """Sub-pixel offsets (dx, dy) of peaks at integer cells, relative to the cell centre.
-
-    Args:
-        heatmaps: (K, H, W) raw (not NMS'd) heatmaps.
-        joint, y, x: (M,) int peak cells.
-        method: ``"quarter"`` (reference, SPEC step 6): per axis +0.25 if the next neighbour is
-            larger than the previous one, else -0.25 (ties go -0.25, as in the reference;
-            neighbours clamped at the border). ``"quadratic"``: fit a parabola to the log of the
-            heatmap over 3 cells per axis (exact for a Gaussian peak), falling back to a parabola
-            on the raw values where a value is <= 0; at a border the 3-cell window is shifted
-            inwards; the offset is clipped to [-0.5, 0.5]. ``"none"``: 0.
-    Returns:
-        dx, dy: (M,) float64 offsets from the cell centre.
-    """
-    hm = np.asarray(heatmaps)
-    _, h, w = hm.shape
-    joint, y, x = (np.asarray(a, dtype=np.int64) for a in (joint, y, x))
-    if method == "none" or joint.size == 0:
-        z = np.zeros(joint.shape, dtype=np.float64)
-        return z, z.copy()
-    if method == "quarter":
-        right = hm[joint, y, np.minimum(x + 1, w - 1)]
-        left = hm[joint, y, np.maximum(x - 1, 0)]
-        down = hm[joint, np.minimum(y + 1, h - 1), x]
-        up = hm[joint, np.maximum(y - 1, 0), x]
-        dx = np.where(right > left, 0.25, -0.25)
-        dy = np.where(down > up, 0.25, -0.25)
-        return dx, dy
-    if method == "quadratic":
-        return (_parabola(hm, joint, y, x, axis=2, n=w),
-                _parabola(hm, joint, y, x, axis=1, n=h))
-    raise ValueError(f"subpixel must be 'quarter', 'quadratic' or 'none'; got {method!r}")
-
-
-def _parabola(hm, joint, y, x, axis: int, n: int) -> np.ndarray:
-    pos = x if axis == 2 else y
-    if n < 3:
-        return np.zeros(pos.shape, dtype=np.float64)
-    c = np.minimum(np.maximum(pos, 1), n - 2)        # window centre, shifted inwards at borders
-    if axis == 2:
-        vals = np.stack([hm[joint, y, c - 1], hm[joint, y, c], hm[joint, y, c + 1]]).astype(np.float64)
-    else:
-        vals = np.stack([hm[joint, c - 1, x], hm[joint, c, x], hm[joint, c + 1, x]]).astype(np.float64)
-    positive = (vals > 0).all(axis=0)
-    f = np.where(positive, np.log(np.where(vals > 0, vals, 1.0)), vals)
-    den = f[0] - 2.0 * f[1] + f[2]
-    num = 0.5 * (f[0] - f[2])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mu = np.where(den < 0, num / den, 0.0)       # vertex relative to the window centre
-    return np.minimum(np.maximum(mu + (c - pos), -0.5), 0.5)
-
-
 # ------------------------------------------------------------------------------ steps 4-8
 #: Option values of the presets of :func:`group`. "spec": SPEC section 1 as written (the
 #: earlier defaults); "reference": pose-ae-train's test-time decoder (its own code path, see
@@ -465,7 +413,8 @@ def group(heatmaps, tags, *, preset: str = "default", detection_threshold: "floa
     if k == 0 or h == 0 or w == 0:
         return np.zeros((0, k, 3), np.float32), np.zeros(0, np.float32)
     if preset == "reference":
-        return _group_reference(hm, tg, order, opts)
+        from .reference_decode import group_reference
+        return group_reference(hm, tg, order, opts)
     cj, cy, cx, cv = top_candidates(hm, top_k=opts["top_k"], nms_kernel=opts["nms_kernel"],
                                     detection_threshold=opts["detection_threshold"], nms_ties=opts["nms_ties"])
     member, tag_sum, count = _match(cj, cv, tg[cj, cy, cx], k, order, opts)
@@ -640,288 +589,6 @@ def _refine(poses: np.ndarray, means: np.ndarray, hm: np.ndarray, tg: np.ndarray
     poses[p, j, 0] = x + 0.5 + dx
     poses[p, j, 1] = y + 0.5 + dy
     poses[p, j, 2] = v
-
-
-# ------------------------------------------------------------------------------ reference preset
-def _group_reference(hm: np.ndarray, tg: np.ndarray, order, opts: dict):
-    """pose-ae-train's test-time decoding (``group(..., preset="reference")``), see :func:`group`."""
-    k, h, w, d = tg.shape
-    hm = np.minimum(hm, np.float32(1.0))              # test.py clips the fused heatmap at 1
-    cj, cy, cx, cv = top_candidates(hm, top_k=opts["top_k"], nms_kernel=3,
-                                    detection_threshold=opts["detection_threshold"], nms_ties="keep")
-    ctag = tg[cj, cy, cx]
-    state = _RefGroups(cj.size, k, d)
-    bounds = np.searchsorted(cj, np.arange(k + 1))
-    for j in order:
-        idx = np.arange(bounds[j], bounds[j + 1])
-        if idx.size == 0:
-            continue
-        if state.n == 0:
-            state.add_new(idx, j, ctag)
-            continue
-        g = min(state.n, opts["max_people"])
-        if g == opts["max_people"]:                  # "ignore_too_much": the joint type is skipped
-            continue
-        means = (state.tag_sum[:g] / state.count[:g, None]).astype(np.float32).astype(np.float64)
-        diff = np.sqrt(np.square(ctag[idx, None, :].astype(np.float64) - means[None]).mean(axis=2))
-        cost = np.round(diff) * 100.0 - cv[idx, None]
-        if cost.shape[0] > cost.shape[1]:            # square padding with 1e10 columns
-            cost = np.concatenate([cost, np.full((idx.size, idx.size - g), 1e10)], axis=1)
-        rows, cols = _munkres(cost)                  # one column per row, rows ascending
-        ok = cols < g
-        ok[ok] = diff[rows[ok], cols[ok]] < opts["tag_threshold"]
-        state.assign(idx, rows, cols, ok, j, ctag)
-    joints = state.member[:state.n]
-    poses = np.zeros((state.n, k, 3), dtype=np.float32)
-    gi, ji = np.nonzero(joints >= 0)
-    ci = joints[gi, ji]
-    mode = "quarter" if opts["adjust"] else "none"
-    if ci.size:
-        dx, dy = subpixel_offsets(hm, cj[ci], cy[ci], cx[ci], mode)
-        poses[gi, ji, 0] = cx[ci] + 0.5 + dx
-        poses[gi, ji, 1] = cy[ci] + 0.5 + dy
-        poses[gi, ji, 2] = cv[ci]
-    scores = poses[:, :, 2].mean(axis=1)
-    if opts["refine"] and state.n:
-        _refine_reference(poses, hm, tg, mode)
-    return poses, scores.astype(np.float32)
-
-
-class _RefGroups:
-    """pose-ae-train's people dict: people keyed by the first tag value of the joint that created
-    them, in creation order. A candidate that starts a person whose key exists already is written
-    into that person (replacing its joint of that type) and resets its tag list to its own tag."""
-
-    def __init__(self, cap: int, k: int, d: int):
-        self.member = np.full((max(cap, 1), k), -1, dtype=np.int64)
-        self.tag_sum = np.zeros((max(cap, 1), d), dtype=np.float64)
-        self.count = np.zeros(max(cap, 1), dtype=np.int64)
-        self.keys: dict[float, int] = {}
-        self.n = 0
-
-    def add_new(self, cand: np.ndarray, j: int, ctag: np.ndarray) -> None:
-        keys = ctag[cand, 0]
-        if np.unique(keys).size == keys.size and not any(float(t) in self.keys for t in keys):
-            m = cand.size                             # common case: no key collision, vectorised
-            sl = slice(self.n, self.n + m)
-            self.member[sl, j] = cand
-            self.tag_sum[sl] = ctag[cand]
-            self.count[sl] = 1
-            self.keys.update((float(t), self.n + i) for i, t in enumerate(keys))
-            self.n += m
-            return
-        for c in cand:                                # collisions: one by one, in order
-            g = self.keys.setdefault(float(ctag[c, 0]), self.n)
-            if g == self.n:
-                self.n += 1
-            self.member[g, j] = c
-            self.tag_sum[g] = ctag[c]
-            self.count[g] = 1
-
-    def assign(self, idx, rows, cols, ok, j, ctag) -> None:
-        new_rows = rows[~ok]
-        keys = ctag[idx[new_rows], 0]
-        clash = np.unique(keys).size != keys.size or any(float(t) in self.keys for t in keys)
-        if not clash:
-            self.member[cols[ok], j] = idx[rows[ok]]
-            self.tag_sum[cols[ok]] += ctag[idx[rows[ok]]]
-            self.count[cols[ok]] += 1
-            self.add_new(idx[new_rows], j, ctag)
-            return
-        for r, c, good in zip(rows, cols, ok):       # the reference's order: rows ascending
-            if good:
-                self.member[c, j] = idx[r]
-                self.tag_sum[c] += ctag[idx[r]]
-                self.count[c] += 1
-            else:
-                self.add_new(idx[r:r + 1], j, ctag)
-
-
-def _munkres(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Minimum-cost assignment of every row (rows <= columns) by the Munkres algorithm, making
-    the choices of the ``munkres`` package (1.0-1.1) that pose-ae-train calls, so that among
-    equal-cost assignments the same one comes out: the matrix is padded square with zero rows;
-    row minima are subtracted; zeros are starred row by row (first free column); the search for
-    an uncovered zero starts at the last primed row / starred column, wraps, and takes the last
-    zero of the first row that has one; the path and the cover updates are the textbook ones.
-    Returns (rows, cols) of the original rows, rows ascending."""
-    r0, c0 = cost.shape
-    n = max(r0, c0)
-    c = np.zeros((n, n))
-    c[:r0, :c0] = cost
-    c -= c.min(axis=1, keepdims=True)
-    star = np.zeros((n, n), dtype=bool)
-    prime = np.zeros((n, n), dtype=bool)
-    col_used = np.zeros(n, dtype=bool)
-    for i in range(n):                                 # step 2: star the first free zero per row
-        free = np.flatnonzero((c[i] == 0) & ~col_used)
-        if free.size:
-            star[i, free[0]] = col_used[free[0]] = True
-    while True:
-        col_cov = star.any(axis=0)                     # step 3
-        row_cov = np.zeros(n, dtype=bool)
-        if col_cov.sum() >= n:
-            break
-        i0 = j0 = 0
-        while True:                                    # step 4
-            z = (c == 0) & ~row_cov[:, None] & ~col_cov[None, :]
-            rows_order = np.roll(np.arange(n), -i0)
-            hit = rows_order[z[rows_order].any(axis=1)]
-            if hit.size == 0:                          # step 6, then step 4 from the top
-                m = c[~row_cov][:, ~col_cov].min()
-                c[row_cov] += m
-                c[:, ~col_cov] -= m
-                i0 = j0 = 0
-                continue
-            i = hit[0]
-            cols_order = np.roll(np.arange(n), -j0)
-            j = cols_order[z[i, cols_order]][-1]
-            prime[i, j] = True
-            s = np.flatnonzero(star[i])
-            if s.size == 0:
-                break
-            row_cov[i], col_cov[s[0]] = True, False
-            i0, j0 = i, s[0]
-        path = [(i, j)]                                # step 5: alternating star / prime path
-        while True:
-            rs = np.flatnonzero(star[:, path[-1][1]])
-            if rs.size == 0:
-                break
-            path.append((rs[0], path[-1][1]))
-            path.append((rs[0], np.flatnonzero(prime[rs[0]])[0]))
-        for a, b in path:
-            star[a, b] = not star[a, b]
-        prime[:] = False
-    rows, cols = np.nonzero(star[:r0, :c0])
-    return rows, cols
-
-def _refine_reference(poses: np.ndarray, hm: np.ndarray, tg: np.ndarray, subpixel: str) -> None:
-    """test.py's refine, in place: the person's tag is the mean of the tags at its joints' cells;
-    for each missing joint the first argmax over the whole map of heatmap - round(L2 distance) is
-    taken whenever the heatmap value there is > 0, with joint score 1."""
-    k, h, w, d = tg.shape
-    found = poses[:, :, 2] > 0
-    p_idx, j_idx = np.nonzero(found)
-    cell_y = np.floor(poses[p_idx, j_idx, 1]).astype(np.int64)
-    cell_x = np.floor(poses[p_idx, j_idx, 0]).astype(np.int64)
-    tag_at = tg[j_idx, np.clip(cell_y, 0, h - 1), np.clip(cell_x, 0, w - 1)].astype(np.float64)
-    n = found.sum(axis=1)
-    sums = np.zeros((poses.shape[0], d))
-    np.add.at(sums, p_idx, tag_at)
-    means = (sums / np.maximum(n, 1)[:, None]).astype(np.float32)
-    miss_p, miss_j = np.nonzero(~found & (n > 0)[:, None])
-    flat_hm, flat_tg = hm.reshape(k, h * w), tg.reshape(k, h * w, d)
-    for j in np.unique(miss_j):
-        people = miss_p[miss_j == j]
-        if d == 1:
-            dist = np.abs(flat_tg[j][None, :, 0] - means[people, 0:1])
-        else:
-            dist = np.sqrt(np.square(flat_tg[j][None, :, :] - means[people, None, :]).sum(axis=2))
-        best = (flat_hm[j][None, :] - np.round(dist)).argmax(axis=1)
-        ok = flat_hm[j][best] > 0
-        people, best = people[ok], best[ok]
-        y, x = np.divmod(best, w)
-        dx = dy = 0.0
-        if subpixel == "quarter":                     # test.py's own quarter rule: its row
-            hj = hm[j]                                # bound is K - 1 (det.shape[0]), its
-            right = np.minimum(np.minimum(x + 1, h - 1), w - 1)
-            down = np.minimum(np.minimum(y + 1, k - 1), h - 1)
-            dx = np.where(hj[y, right] > hj[y, np.maximum(x - 1, 0)], 0.25, -0.25)
-            dy = np.where(hj[down, x] > hj[np.maximum(y - 1, 0), x], 0.25, -0.25)
-        poses[people, j, 0] = x + 0.5 + dx            # column bound H - 1 (det.shape[1])
-        poses[people, j, 1] = y + 0.5 + dy
-        poses[people, j, 2] = 1.0
-
-
-# ------------------------------------------------------------------------------ steps 9-10
-def flip_back(heatmaps, tags, flip_index):
-    """Undo a horizontal flip of the input (SPEC step 9): mirror the W axis and permute the
-    joint channels by ``flip_index`` (left/right swap, e.g. ``KeypointSet.flip_index``).
-
-    In the continuous convention output cell j of a flipped image is cell W - 1 - j of the
-    original, so the mirrored map is aligned exactly (for input widths divisible by the stride).
-
-    Args:
-        heatmaps: (K, H, W) predicted on the flipped image.
-        tags: (K, H, W, D) or (K, H, W) predicted on the flipped image.
-        flip_index: (K,) permutation: original channel c = flipped channel flip_index[c].
-    Returns:
-        (heatmaps, tags) in the original image's frame, same shapes.
-    """
-    hm = np.asarray(heatmaps)
-    tg = np.asarray(tags)
-    if hm.ndim != 3:
-        raise ValueError(f"heatmaps must have shape (K, H, W); got {hm.shape}")
-    if tg.ndim not in (3, 4) or tg.shape[:3] != hm.shape:
-        raise ValueError(f"tags must have shape (K, H, W[, D]) matching heatmaps {hm.shape}; got {tg.shape}")
-    fi = np.asarray(flip_index, dtype=np.int64)
-    k = hm.shape[0]
-    if fi.shape != (k,) or sorted(fi.tolist()) != list(range(k)):
-        raise ValueError(f"flip_index must be a permutation of range({k}); got {fi.tolist()}")
-    return hm[fi, :, ::-1].copy(), tg[fi, :, ::-1].copy()
-
-
-def _resize(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(C, h, w) -> (C, H, W) bilinear, cv2 (half-pixel centres: dst (x + 0.5) * s - 0.5, i.e.
-    the continuous convention when both grids cover the same input extent)."""
-    import cv2
-
-    c, h, w = maps.shape
-    H, W = size
-    if (h, w) == (H, W):
-        return maps.astype(np.float32, copy=True)
-    hwc = np.ascontiguousarray(maps.transpose(1, 2, 0), dtype=np.float32)
-    out = np.empty((H, W, c), dtype=np.float32)
-    for s in range(0, c, 512):                        # cv2 handles at most 512 channels
-        r = cv2.resize(hwc[:, :, s:s + 512], (W, H), interpolation=cv2.INTER_LINEAR)
-        out[:, :, s:s + 512] = r.reshape(H, W, -1)
-    return out.transpose(2, 0, 1)
-
-
-def fuse(heatmaps_list, tags_list, output_size, *, tag_indices: "Sequence[int] | None" = None):
-    """Fuse flip / multi-scale predictions (SPEC steps 9-10).
-
-    Every map is resized to ``output_size`` (bilinear, cv2, aligned to the continuous
-    convention); heatmaps are averaged; tags are concatenated along D (paper). The reference
-    (pose-ae-train) keeps the tags of scale 1 only: pass ``tag_indices`` = the list positions of
-    the scale-1 predictions (e.g. [i, i_flipped]).
-
-    Args:
-        heatmaps_list: list of (K, h_i, w_i) heatmaps, already flipped back where needed.
-        tags_list: list of (K, h_i, w_i, D_i) (or (K, h_i, w_i)) tags, same order.
-        output_size: (H, W) common size.
-        tag_indices: which entries' tags to concatenate; None = all (paper).
-    Returns:
-        heatmaps (K, H, W) float32, tags (K, H, W, sum D_i) float32.
-    """
-    if len(heatmaps_list) == 0 or len(heatmaps_list) != len(tags_list):
-        raise ValueError(f"need equally many (>= 1) heatmaps and tags; got {len(heatmaps_list)} and {len(tags_list)}")
-    H, W = check_output_size(output_size)
-    hms, tgs = [], []
-    k = None
-    for hm, tg in zip(heatmaps_list, tags_list):
-        hm = np.asarray(hm)
-        tg = np.asarray(tg)
-        if tg.ndim == 3:
-            tg = tg[..., None]
-        if hm.ndim != 3 or tg.ndim != 4 or tg.shape[:3] != hm.shape:
-            raise ValueError(f"heatmaps (K, h, w) and tags (K, h, w, D) do not match: {hm.shape} vs {tg.shape}")
-        if k is None:
-            k = hm.shape[0]
-        elif hm.shape[0] != k:
-            raise ValueError(f"all predictions must have the same K; got {k} and {hm.shape[0]}")
-        hms.append(hm)
-        tgs.append(tg)
-    idx = range(len(tgs)) if tag_indices is None else [int(i) for i in tag_indices]
-    if not idx or any(not 0 <= i < len(tgs) for i in idx):
-        raise ValueError(f"tag_indices must index the {len(tgs)} predictions; got {tag_indices!r}")
-    heat = np.mean([_resize(hm, (H, W)) for hm in hms], axis=0).astype(np.float32)
-    parts = []
-    for i in idx:
-        kk, h, w, d = tgs[i].shape
-        r = _resize(tgs[i].transpose(0, 3, 1, 2).reshape(kk * d, h, w), (H, W))
-        parts.append(r.reshape(kk, d, H, W).transpose(0, 2, 3, 1))
-    return heat, np.ascontiguousarray(np.concatenate(parts, axis=3), dtype=np.float32)
 
 
 def fill_missing(poses) -> np.ndarray:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from ..common import channel_groups
+
 
 def num_channels(num_keypoints: int, tag_dim: int = 1, seg_tag_dim: int = 0) -> int:
     """Prediction channels per stack: K heatmaps + K*D tags [+ 1 foreground + E pixel tags]."""
@@ -21,12 +23,6 @@ def num_channels(num_keypoints: int, tag_dim: int = 1, seg_tag_dim: int = 0) -> 
     if seg_tag_dim < 0:
         raise ValueError(f"seg_tag_dim must be >= 0 (0: no segmentation), got {seg_tag_dim}")
     return sum(channel_groups(num_keypoints, tag_dim, seg_tag_dim))
-
-
-def channel_groups(num_keypoints: int, tag_dim: int = 1, seg_tag_dim: int = 0) -> list[int]:
-    """The prediction's kinds of output, in channel order: [K heatmaps, K*D tags] (+ [1 + E]:
-    foreground and pixel tags, with segmentation)."""
-    return [num_keypoints, num_keypoints * tag_dim] + ([1 + seg_tag_dim] if seg_tag_dim else [])
 
 
 def _batched(pred: torch.Tensor, k: int, d: int, e: int, what: str) -> tuple[torch.Tensor, bool]:

@@ -17,32 +17,10 @@ import zlib
 
 import numpy as np
 
+from ..common import check_keypoints, check_output_size, gaussian_heatmaps, joints_in_map
+
 __all__ = ["gaussian_heatmaps", "occlusion_weights", "joint_indices", "tag_maps", "reference_sigma", "instance_cells",
            "sample_instance_pixels", "content_rng"]
-
-
-def _check_keypoints(keypoints, name: str = "keypoints") -> np.ndarray:
-    kp = np.asarray(keypoints, dtype=np.float64)
-    if kp.ndim != 3 or kp.shape[2] != 3:
-        raise ValueError(f"{name} must have shape (N, K, 3) = x, y, v; got {kp.shape}")
-    return kp
-
-
-def check_output_size(output_size) -> tuple[int, int]:
-    try:
-        h, w = (int(s) for s in output_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"output_size must be (H, W); got {output_size!r}") from None
-    if h <= 0 or w <= 0:
-        raise ValueError(f"output_size must be positive (H, W); got {output_size!r}")
-    return h, w
-
-
-def _in_map(kp: np.ndarray, h: int, w: int) -> np.ndarray:
-    """(N, K) bool: labelled (v > 0), finite and inside [0, W) x [0, H)."""
-    x, y, v = kp[..., 0], kp[..., 1], kp[..., 2]
-    with np.errstate(invalid="ignore"):
-        return (v > 0) & np.isfinite(x) & np.isfinite(y) & (x >= 0) & (x < w) & (y >= 0) & (y < h)
 
 
 def reference_sigma(output_size) -> float:
@@ -51,48 +29,6 @@ def reference_sigma(output_size) -> float:
     if np.ndim(output_size) == 0:
         return float(output_size) / 64.0
     return float(max(check_output_size(output_size))) / 64.0
-
-
-def gaussian_heatmaps(keypoints, output_size, sigma: float = 2.0) -> np.ndarray:
-    """Ground-truth joint heatmaps: per joint type, the max over people of 2D Gaussians.
-
-    H_k(c) = max_n exp(-||c - x_nk||^2 / (2 sigma^2)) evaluated at every cell centre c, centred at
-    the true sub-pixel keypoint x_nk, and set to 0 where ||c - x_nk|| > 3 sigma (truncation).
-    Joints with v = 0 and joints outside [0, W) x [0, H) are skipped.
-
-    Args:
-        keypoints: (N, K, 3) x, y, v in output-grid continuous coordinates.
-        output_size: (H, W) of the output grid.
-        sigma: Gaussian std in output cells; 2.0 (paper). The reference code uses
-            ``output_size / 64`` (see :func:`reference_sigma`), also 2.0 at 128x128.
-    Returns:
-        (K, H, W) float32 heatmaps in [0, 1].
-    """
-    kp = _check_keypoints(keypoints)
-    h, w = check_output_size(output_size)
-    if not (np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a positive number; got {sigma!r}")
-    n, k, _ = kp.shape
-    out = np.zeros((k, h, w), dtype=np.float32)
-    valid = _in_map(kp, h, w)
-    if not valid.any():
-        return out
-    pts = kp[valid]                                  # (P, 3)
-    joint = np.nonzero(valid)[1]                     # (P,) joint type of each point
-    cx = np.arange(w, dtype=np.float64) + 0.5
-    cy = np.arange(h, dtype=np.float64) + 0.5
-    dx2 = (cx[None, :] - pts[:, 0:1]) ** 2           # (P, W)
-    dy2 = (cy[None, :] - pts[:, 1:2]) ** 2           # (P, H)
-    inv = 1.0 / (2.0 * sigma * sigma)
-    gx = np.exp(-dx2 * inv)
-    gy = np.exp(-dy2 * inv)
-    cut = 9.0 * sigma * sigma
-    for kk in np.unique(joint):                      # vectorised per joint type
-        sel = joint == kk
-        g = gy[sel][:, :, None] * gx[sel][:, None, :]                       # (n_k, H, W)
-        g[(dy2[sel][:, :, None] + dx2[sel][:, None, :]) > cut] = 0.0
-        out[kk] = g.max(axis=0)
-    return out
 
 
 def occlusion_weights(keypoints, output_size, sigma: float = 2.0, weight: float = 1.0) -> np.ndarray:
@@ -111,7 +47,7 @@ def occlusion_weights(keypoints, output_size, sigma: float = 2.0, weight: float 
     Returns:
         (K, H, W) float32, >= min(1, weight).
     """
-    kp = _check_keypoints(keypoints).copy()
+    kp = check_keypoints(keypoints).copy()
     if not (np.isfinite(weight) and weight >= 0):
         raise ValueError(f"weight must be a number >= 0; got {weight!r}")
     kp[..., 2] = np.where(kp[..., 2] == 1, 1.0, 0.0)
@@ -134,7 +70,7 @@ def joint_indices(keypoints, output_size, max_people: int = 30) -> np.ndarray:
     Returns:
         (max_people, K, 2) int64: [..., 0] the flat index, [..., 1] the valid flag (1/0).
     """
-    kp = _check_keypoints(keypoints)
+    kp = check_keypoints(keypoints)
     h, w = check_output_size(output_size)
     if int(max_people) < 0:
         raise ValueError(f"max_people must be >= 0; got {max_people!r}")
@@ -145,7 +81,7 @@ def joint_indices(keypoints, output_size, max_people: int = 30) -> np.ndarray:
     m = kp.shape[0]
     if m == 0:
         return out
-    valid = _in_map(kp, h, w)
+    valid = joints_in_map(kp, h, w)
     xs = np.where(valid, np.floor(np.nan_to_num(kp[..., 0])), 0).astype(np.int64)
     ys = np.where(valid, np.floor(np.nan_to_num(kp[..., 1])), 0).astype(np.int64)
     ks = np.broadcast_to(np.arange(k, dtype=np.int64)[None, :], (m, k))
@@ -169,7 +105,7 @@ def tag_maps(keypoints, output_size, person_tags=None) -> np.ndarray:
         (K, H, W, D) float32. Joint types that no person has are filled with -1000 (far from
         every tag).
     """
-    kp = _check_keypoints(keypoints)
+    kp = check_keypoints(keypoints)
     h, w = check_output_size(output_size)
     n, k, _ = kp.shape
     if person_tags is None:
@@ -181,7 +117,7 @@ def tag_maps(keypoints, output_size, person_tags=None) -> np.ndarray:
         raise ValueError(f"person_tags must have shape (N,) or (N, D) with N = {n}; got {pt.shape}")
     d = pt.shape[1]
     out = np.full((k, h, w, d), -1000.0, dtype=np.float32)
-    valid = _in_map(kp, h, w)
+    valid = joints_in_map(kp, h, w)
     cx = np.arange(w, dtype=np.float64) + 0.5
     cy = np.arange(h, dtype=np.float64) + 0.5
     for kk in range(k):

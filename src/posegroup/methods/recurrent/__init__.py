@@ -24,7 +24,7 @@ from ..base import Method
 from ..common import grid_to_image
 from ..settings import as_dict, from_options, non_negative, one_of, positive, setting, unit_interval
 from ...skeleton import KeypointSet
-from ..ae.head import channel_groups
+from ..common import channel_groups
 from . import decode as _decode
 from .head import OMEGA, RecurrentHead, RecurrentPoseNet
 from .loss import LOSS_CONFIGS, LSTM2_INPUTS, ORDERS, REDUCTIONS, first_stop, lstm2_sequence, order_people, recurrent_loss
@@ -135,7 +135,7 @@ class RecurrentMethod(Method):
     def encode(self, keypoints: np.ndarray, ignore_mask: np.ndarray | None, instance_masks: np.ndarray | None,
                output_size: tuple[int, int], stride: int) -> dict[str, np.ndarray]:
         """{"person_heatmaps": (P, J, H, W) float32, "num_people": () int64, "mask": (H, W) float32}."""
-        from ..ae import downsample_ignore_mask
+        from ..common import downsample_ignore_mask
         from .targets import person_heatmaps
         kp = np.asarray(keypoints, np.float64)
         if kp.size == 0:

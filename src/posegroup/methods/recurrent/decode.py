@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from ..ae.decode import subpixel_offsets
+from ..common import subpixel_offsets
 
 #: omega = sigmoid(-1)
 STOP_THRESHOLD = 1.0 / (1.0 + math.e)

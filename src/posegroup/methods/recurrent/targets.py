@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ae.targets import check_output_size, gaussian_heatmaps
+from ..common import check_output_size, gaussian_heatmaps
 
 __all__ = ["person_heatmaps", "visible_people"]
 
