@@ -748,8 +748,11 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
 
 
 def _stats(annotations: list, ious: list, mask_ious: list, n: int, dropped: int) -> dict:
-    people = sum(1 for a in annotations if a["num_keypoints"] > 0)
-    return {"images": n, "people": people, "ignored_people": len(annotations) - people,
-            "mean_people_per_image": len(annotations) / n, "dropped_people": int(dropped),
+    """Counts over the written ``annotations`` (crowd regions apart) of ``n`` images."""
+    persons = [a for a in annotations if not a["iscrowd"]]
+    people = sum(1 for a in persons if a["num_keypoints"] > 0)
+    return {"images": n, "people": people, "ignored_people": len(persons) - people,
+            "crowd_regions": len(annotations) - len(persons),
+            "mean_people_per_image": len(persons) / n, "dropped_people": int(dropped),
             "mean_max_iou": float(np.mean(ious)) if ious else float("nan"),
             "mean_max_mask_iou": float(np.mean(mask_ious)) if mask_ious else float("nan"), "crowded_images": len(ious)}
