@@ -319,3 +319,27 @@ def test_evaluate_says_what_it_assumed(data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "posegroup: note: " in err and "gt.json: no category names its keypoints; scored as coco17" in err
     assert "none.json: holds no results; every ground-truth person counts as missed" in err
+
+
+# ---- training ------------------------------------------------------------------------------
+
+def test_resume_from_a_diverged_checkpoint_names_the_weight_not_a_missing_last_good(data, ckpt, tmp_path):
+    from posegroup.engine.train import TrainingError, train
+    from tests.engine.test_train import tiny_config
+
+    def nan(state):
+        for key in ("model", "train_model"):
+            for v in (state.get(key) or {}).values():
+                if v.is_floating_point():
+                    v.fill_(float("nan"))
+    bad = _tampered(ckpt, tmp_path, "diverged.pt", nan)
+    with pytest.raises(TrainingError, match=r"diverged\.pt: weight '.*' holds NaN or infinite values"):
+        train(tiny_config(data, tmp_path / "run", steps=2), resume=str(bad), allow_changes=True, progress=False)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_learning_rate_that_diverges_at_once_is_refused_by_name(data, tmp_path):
+    from posegroup.engine.config import ConfigError
+    from tests.engine.test_train import tiny_config
+    with pytest.raises(ConfigError, match=r"'train\.lr' must be <= 10, got 1e\+308"):
+        tiny_config(data, tmp_path, lr=1e308)

@@ -388,7 +388,7 @@ def validate_values(cfg: dict, source: str) -> None:
     n(cfg, "data.augmentation.flip_prob", source, minimum=0, maximum=1)
 
     n(cfg, "train.batch_size", source, integer=True, above=0, maximum=MAX_BATCH_SIZE)
-    n(cfg, "train.lr", source, above=0)
+    n(cfg, "train.lr", source, above=0, maximum=10)          # Adam's step is ~lr: above 10 diverges at once
     n(cfg, "train.weight_decay", source, minimum=0)
     opt = _get(cfg, "train.optimizer")
     if opt != "adam":

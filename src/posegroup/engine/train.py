@@ -339,6 +339,12 @@ def _resume(r: _Run, resume: bool | str | Path, *, overwrite: bool, allow_change
         more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
         raise RunRefused(f"{src}: the config differs from the checkpoint's in {shown}{more}; resume with the "
                          "run's config, or accept the change with --allow-changes")
+    weights = state.get("train_model") or state.get("model") or {}
+    bad = next((k for k, v in weights.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+                and not torch.isfinite(v).all()), None) if isinstance(weights, dict) else None
+    if bad is not None:
+        raise TrainingError(f"{src}: weight '{bad}' holds NaN or infinite values (the run diverged before it was "
+                            "saved); resume from an earlier checkpoint, or start afresh with --overwrite")
     try:
         r.net.load_state_dict(state.get("train_model") or state["model"])
         if r.ema_net is not None:
@@ -508,7 +514,8 @@ def _train_step(r: _Run, batch: dict, step: int, *, t0: float, max_minutes: floa
         loss_value = float(flags[2]) / r.world if flags[0] == 0 else loss_value
     if flags[0] > 0:
         raise TrainingError(
-            f"non-finite loss ({loss_value}) at step {step + 1} (of {r.total_steps}); "
+            f"non-finite loss ({loss_value}) at step {step + 1} (of {r.total_steps}) with train.lr "
+            f"{r.optimizer.param_groups[0]['lr']:g}; "
             + (f"last good checkpoint: {last_good}" if last_good else "no checkpoint written yet"))
     r.optimizer.zero_grad(set_to_none=True)
     r.scaler.scale(loss).backward()
@@ -682,7 +689,8 @@ def train(config: dict, *, out_dir: str | Path | None = None, resume: bool | str
         stop.install()
         step, last_loss, last_eval, stopped = _step_loop(
             r, it, stop, evaluator, start_step=start_step, t0=t0, max_minutes=max_minutes,
-            schedule_minutes=schedule_minutes, last_good=str(r.ckpt_path) if resume else None)
+            schedule_minutes=schedule_minutes, last_good=str(resume if resume is not True else r.ckpt_path)
+            if resume else None)
         stopped = _after_loop(r, step, start_step, stopped)
     finally:
         stop.restore()
