@@ -485,7 +485,8 @@ def _add_synth_parser(sub) -> None:
                    help="free: person-free windows of the source images (default); kept: whole source photos with "
                         "their people kept and labelled, the pasted people in front")
     r.add_argument("--max-covered", type=float, default=None,
-                   help="drop a pasted person whose mask nearer people cover beyond this share (default: 0.8)")
+                   help="a pasted person whose mask nearer people cover beyond this share is placed again (twice), "
+                        "then dropped (default: 0.8)")
     s.set_defaults(func=cmd_synth)
 
 
