@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from posegroup.methods.personlab.decode import (PAPER_HOUGH, bilinear_sample, decode_poses, expected_oks,
-                                                find_peaks, hough_scores, instance_scores, refine_mid_offsets)
+from posegroup.methods.personlab.decode import PAPER_HOUGH, decode_poses, expected_oks, instance_scores
+from posegroup.methods.personlab.hough import bilinear_sample, find_peaks, hough_scores, refine_mid_offsets
 from posegroup.methods.personlab.targets import encode
 from posegroup.skeleton import COCO17, CROWDPOSE14
 
@@ -171,8 +171,8 @@ def test_empty_maps():
 
 
 # ------------------------------------------------------------------ fast paths vs dense reference
-from posegroup.methods.personlab.decode import (expected_oks_sparse, hough_votes, offset_targets, raw_votes,
-                                                sparse_peaks)
+from posegroup.methods.personlab.decode import expected_oks_sparse
+from posegroup.methods.personlab.hough import hough_votes, offset_targets, raw_votes, sparse_peaks
 
 
 @pytest.mark.parametrize("hough_stride,blur_sigma", [(1.0, 2.0), (2.0, 2.0), (1.0, 0.0), (1.0, 1.0)])
@@ -229,7 +229,7 @@ def test_packed_peaks_equal_dense_map(monkeypatch, whole, hough_stride, blur_sig
     """The decoder's cropped canvas (boxes around the votes, or the whole map when small) finds
     exactly find_peaks' peaks on the dense map, and its cells are the map's non-zero cells;
     votes at and beyond the map border included."""
-    from posegroup.methods.personlab import decode as dec
+    from posegroup.methods.personlab import hough as dec
 
     monkeypatch.setattr(dec, "_WHOLE_MAP_CELLS", 1 << 30 if whole else 0)
     rng = np.random.default_rng(int(hough_stride * 10 + blur_sigma))
@@ -357,7 +357,7 @@ def test_bad_options():
 def test_non_finite_offsets_read_as_zero(monkeypatch, whole_field):
     """Non-finite offsets are neutralised where they are read (the whole field once when small,
     else the values gathered): the same poses as with those offsets set to 0 beforehand."""
-    from posegroup.methods.personlab import decode as dec
+    from posegroup.methods.personlab import hough as dec
 
     monkeypatch.setattr(dec, "_CHECK_WHOLE_FIELD", 1 << 30 if whole_field else 0)
     rng = np.random.default_rng(5)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .decode import _cell_xy, bilinear_sample
+from .hough import bilinear_sample, cell_xy
 
 
 def refine_long_offsets(long_offsets: np.ndarray, short_offsets: np.ndarray | None, *,
@@ -36,7 +36,7 @@ def refine_long_offsets(long_offsets: np.ndarray, short_offsets: np.ndarray | No
                         short_steps: int = 2) -> np.ndarray:
     """Refine (K, H, W, 2) long-range offsets (paper: 2 self steps, then 2 short-offset steps)."""
     k, h, w = long_offsets.shape[:3]
-    px, py = _cell_xy(h, w, output_stride, grid_offset)
+    px, py = cell_xy(h, w, output_stride, grid_offset)
     ch = np.arange(k)[:, None, None]
     lo = long_offsets.astype(np.float64)
     plan = ["self"] * self_steps + (["short"] * short_steps if short_offsets is not None else [])
@@ -59,7 +59,7 @@ def embedding_distances(long_offsets: np.ndarray, poses: np.ndarray, *, output_s
     """
     k, h, w = long_offsets.shape[:3]
     n = poses.shape[0]
-    px, py = _cell_xy(h, w, output_stride, grid_offset)
+    px, py = cell_xy(h, w, output_stride, grid_offset)
     g = long_offsets + np.stack([px, py], axis=-1)[None]  # (K, H, W, 2)
     probs = poses[..., 2] if keypoint_probs is None else np.asarray(keypoint_probs)
     probs = np.asarray(probs, dtype=np.float64)
