@@ -343,3 +343,23 @@ def test_a_learning_rate_that_diverges_at_once_is_refused_by_name(data, tmp_path
     from tests.engine.test_train import tiny_config
     with pytest.raises(ConfigError, match=r"'train\.lr' must be <= 10, got 1e\+308"):
         tiny_config(data, tmp_path, lr=1e308)
+
+
+def test_a_checkpoint_asking_for_an_absurd_input_size_is_one_line(data, ckpt, tmp_path, capsys):
+    big = _tampered(ckpt, tmp_path, "big.pt", lambda s: s["config"].setdefault("test", {}).update(input_size=10 ** 6))
+    assert main(["--quiet", "predict", str(data.parent), "--weights", str(big), "--out", str(tmp_path / "p")]) == 2
+    _one_line_error(capsys, "big.pt: the checkpoint's test.input_size must be in [16, 4096], got 1000000")
+    assert not (tmp_path / "p").exists()
+
+
+def test_train_summary_is_valid_json_when_no_step_runs(data, tmp_path, capsys):
+    import yaml
+    from tests.engine.test_train import tiny_config
+    cfg = tiny_config(data, tmp_path / "run", steps=1)
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({k: v for k, v in cfg.items() if not k.startswith("_")}))
+    assert main(["--quiet", "train", str(f)]) == 0
+    capsys.readouterr()
+    assert main(["--quiet", "train", str(f), "--resume"]) == 0          # already done: no step runs
+    summary = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"not json: {c}"))
+    assert summary["steps"] == 1 and summary["final_loss"] is None

@@ -229,7 +229,9 @@ def cmd_train(args) -> int:
                         allow_changes=args.allow_changes, trust=args.trust_checkpoint)
     except RunRefused as e:  # a refusal, not a failure: exit 2 like every other refusal
         raise CliError(str(e)) from None
-    print(json.dumps({k: v for k, v in summary.items() if isinstance(v, (int, float, str))}, indent=1))
+    import math    # valid json: a loss never computed (no step run) is null, not NaN
+    print(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                      for k, v in summary.items() if isinstance(v, (int, float, str))}, indent=1))
     if summary.get("stopped") == "interrupted":
         print(f"posegroup: interrupted at step {summary['steps']}; checkpoint {summary['checkpoint']} written, "
               "continue with --resume", file=sys.stderr)

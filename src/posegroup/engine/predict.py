@@ -28,7 +28,10 @@ class PredictError(ValueError):
 def make_predictor(model: torch.nn.Module, method, device: str | torch.device | None = None,
                    **test_opts: Any) -> Callable[[np.ndarray], tuple]:
     """``image -> method.predict(model, image, **test_opts)`` with the model in eval mode on
-    ``device`` (default: where its parameters are) and gradients off."""
+    ``device`` (default: where its parameters are) and gradients off. ``input_size`` / ``scales``
+    beyond :mod:`posegroup.limits`' bounds are a ValueError."""
+    from ..limits import check_test_sizes
+    check_test_sizes(test_opts, lambda key: f"test option {key}")
     if device is not None:
         model = model.to(device)
     model.eval()
