@@ -367,3 +367,18 @@ def test_refused_overwrite_leaves_the_earlier_dataset(tmp_path, capsys):
     assert main(args + ["--overwrite", "--crowding", "heavy"]) == 2
     assert "usable people" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_render_paste_scene_api(bank, tmp_path):
+    a = P.render_paste_scene(np.random.default_rng(4), bank, (96, 128), "heavy")
+    b = P.render_paste_scene(np.random.default_rng(4), bank, (96, 128), "heavy")
+    img, kps, masks = a
+    assert img.shape == (96, 128, 3) and img.dtype == np.uint8 and kps.shape[1:] == (17, 3)
+    assert masks.shape == (len(kps), 96, 128) and masks.dtype == bool
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    with pytest.raises(ValueError, match="one level"):
+        P.render_paste_scene(np.random.default_rng(4), bank, 96, "sparse,heavy")
+    other = tmp_path / "plain.json"
+    other.write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    with pytest.raises(ValueError, match="source_images"):
+        P.shared_source_images(other, other)
