@@ -15,12 +15,21 @@ scenes written for training and held-out scenes never share a source image (peop
 background). A dataset records its source image ids (``info.source_images``);
 :func:`shared_source_images` compares two datasets.
 
-Backgrounds. The largest window of each source image whose aspect ratio is the scene's and
-that no annotation box (any person, crowd regions and people without keypoints included,
-grown by ``BACKGROUND_MARGIN`` pixels) touches, when its shorter side is at least
-``min_background`` pixels. Images marked ``gt_complete: false`` (annotations of keypoint people
-only, unlabelled people may be anywhere) give no background. A scene takes a random sub-window
-(side U(0.6, 1) of the window), resized to the scene, randomly mirrored, colour-jittered.
+Backgrounds ("free", the default). The largest window of each source image whose aspect
+ratio is the scene's and that no annotation box (any person, crowd regions and people without
+keypoints included, grown by ``BACKGROUND_MARGIN`` pixels) touches, when its shorter side is
+at least ``min_background`` pixels. Images marked ``gt_complete: false`` (annotations of
+keypoint people only, unlabelled people may be anywhere) give no background. A scene takes a
+random sub-window (side U(0.6, 1) of the window), resized to the scene, randomly mirrored,
+colour-jittered.
+
+Whole photos ("kept"). A random window (side U(0.6, 1) of the largest with the scene's aspect)
+of a whole source photo whose every person has a segmentation (not ``gt_complete: false``),
+resized, mirrored (flip pairs swapped), colour-jittered, its labelled people kept with their
+keypoints and masks: they are the farthest layer, count towards the scene's number of people
+and the placement's IoU, and are marked ``num_keypoints = 0`` when the pasted people cover
+them beyond ``max_covered``; its crowd regions and people without labelled joints become one
+``iscrowd`` region. No person of the photo is pasted into it again.
 
 Scene model. The number of people, their standing heights and their placement follow the
 synthetic scenes exactly (:func:`~posegroup.data.synthetic.num_people`,
@@ -35,8 +44,8 @@ synthetic scenes (lower box bottom = nearer). Working from the nearest person ba
 whose pasted mask is covered by the nearer people kept beyond ``max_covered`` of its area is
 placed again (the calibration's placement against the people kept, up to ``replace_tries``
 times, default 2), then dropped (not pasted at all). Visible masks are the pixels each person
-owns at the end; a joint whose pixel a nearer person owns becomes v = 1 (a joint hidden in its source photo stays 1);
-small people get ``num_keypoints = 0`` as in the synthetic scenes.
+owns at the end; a joint whose pixel a nearer person owns becomes v = 1 (a joint hidden in its
+source photo stays 1); small people get ``num_keypoints = 0`` as in the synthetic scenes.
 
 Determinism: scene ``i`` is a function of ``np.random.default_rng([seed, i])`` and the people
 bank (people in annotation order) only, whatever the worker count.
@@ -154,7 +163,7 @@ def _classify(a: dict, K: int, min_keypoints: int, min_height: float, is_coco17:
         return "no_visible_joint", kp, 0.0
     if lab.sum() < min_keypoints:
         return "few_keypoints", kp, 0.0
-    bh = float(a["bbox"][3]) if isinstance(a.get("bbox"), list) else 0.0
+    bh = float(a["bbox"][3]) if isinstance(a.get("bbox"), list) else float(np.ptp(kp[lab, 1]))
     h = standing_height(kp[:, :2], lab) if is_coco17 else bh
     h = float(np.clip(h, 0.6 * bh, 4.0 * bh)) if bh > 0 else h
     if not np.isfinite(h) or h < min_height:
@@ -349,8 +358,11 @@ def _photo(img: np.ndarray, anns: list, K: int, image_id) -> dict | None:
         if not a.get("segmentation"):
             return None
         rle = mask_util.encode(np.asfortranarray(decode_segmentation(a["segmentation"], h, w)))
+        if a.get("iscrowd", 0):
+            ignore.append(rle)
+            continue
         kp = np.asarray(a.get("keypoints") or np.zeros(3 * K), np.float32).reshape(K, 3)
-        if a.get("iscrowd", 0) or not (kp[:, 2] > 0).any():
+        if not (kp[:, 2] > 0).any():
             ignore.append(rle)
         else:
             kp[kp[:, 2] <= 0] = 0.0
