@@ -363,3 +363,12 @@ def test_train_summary_is_valid_json_when_no_step_runs(data, tmp_path, capsys):
     assert main(["--quiet", "train", str(f), "--resume"]) == 0          # already done: no step runs
     summary = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"not json: {c}"))
     assert summary["steps"] == 1 and summary["final_loss"] is None
+
+
+def test_personlab_without_masks_writes_no_segmentation(data, tmp_path):
+    weights = Path(__file__).resolve().parents[1] / "src" / "posegroup" / "weights" / "personlab.pt"
+    out = tmp_path / "p"
+    assert main(["--quiet", "predict", str(data.parent / "img000.png"), "--weights", str(weights),
+                 "--no-with-masks", "--no-draw", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results and not any("segmentation" in r for r in results)

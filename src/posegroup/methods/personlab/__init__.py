@@ -207,7 +207,7 @@ class PersonLabMethod(Method):
         :func:`.decode.decode_poses` (``decode_opts`` override its defaults) on the output grid
         (bilinear sampling = bilinear upsampling), masks with :func:`.segment.segment` (options
         ``seg_threshold``, ``distance_threshold``, ...). Returns ``(poses (N, K, 3), scores (N,),
-        masks (N, H, W) bool)`` in image pixels.
+        masks (N, H, W) bool)`` in image pixels (masks None when not ``with_masks``).
         """
         maps, stride, grid_shape, factor = self.network_maps(model, image, input_size=input_size, flip=flip,
                                                              scales=scales)
@@ -230,7 +230,7 @@ class PersonLabMethod(Method):
                                       interpolation=cv2.INTER_NEAREST) > 0
         poses = poses.copy()
         poses[..., :2] /= factor
-        return poses, scores, masks
+        return poses, scores, (masks if with_masks else None)    # no masks asked: none written, not empty ones
 
 
 METHOD = PersonLabMethod
