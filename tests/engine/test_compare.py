@@ -8,7 +8,20 @@ import pytest
 import torch
 
 from posegroup.cli import main
-from posegroup.engine.compare import format_table, parse_table
+from posegroup.engine.compare import format_table
+
+
+def parse_table(text: str) -> list[dict]:
+    """Rows of a :func:`format_table` table back as dicts (row, split, AP, ...)."""
+    out = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 9 or cells[0] in ("method", "---") or set(cells[0]) <= {"-"}:
+            continue
+        num = [None if c == "-" else float(c) for c in cells[2:]]
+        out.append(dict(zip(["row", "split", "AP", "AP50", "AP75", "AR", "network_ms", "decoder_ms", "true_ids_AP"],
+                            cells[:2] + num)))
+    return out
 
 
 def test_benchmark_methods_plumbing(tmp_path):

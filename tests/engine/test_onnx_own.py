@@ -65,10 +65,11 @@ def test_metadata_says_what_decoding_needs(exported):
 
 
 def test_onnx_predicts_the_pytorch_poses(exported, data):
-    from posegroup.engine.onnx_model import onnx_model_predictor
+    from posegroup.engine.onnx_model import load_onnx_model
+    from posegroup.engine.predictor import Predictor
     kind, ckpt, path = exported
     torch_pred, method, _ = checkpoint_predictor(ckpt, device="cpu")
-    onnx_pred, onnx_method, _ = onnx_model_predictor(path)
+    onnx_pred, onnx_method = Predictor.load(path).run, load_onnx_model(path)[1]
     assert onnx_method.name == kind
     people = 0
     for name in ("img000.png", "img001.png", "img002.png"):

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from posegroup.engine.track import Tracker, count_id_switches, oks_matrix
+from posegroup.engine.track import Tracker, oks_matrix
 from posegroup.engine.video import predict_video, read_frames
 from posegroup.skeleton import COCO17
 from tests.engine.test_train import _TEMPLATE, make_dataset, tiny_config
@@ -19,6 +19,20 @@ from tests.engine.test_train import _TEMPLATE, make_dataset, tiny_config
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE, FRAMES = 64, 12
+
+
+def count_id_switches(true_ids: list[list[int]], track_ids: list[list[int]]) -> int:
+    """ID switches (the MOT count): per frame, each true person's track id (``true_ids[f][n]`` and
+    ``track_ids[f][n]`` name the same person n of frame f); a switch is a true person whose track
+    id differs from the one it had when last seen."""
+    last: dict[int, int] = {}
+    switches = 0
+    for truth, got in zip(true_ids, track_ids):
+        for t, g in zip(truth, got):
+            if t in last and last[t] != g:
+                switches += 1
+            last[t] = g
+    return switches
 
 
 def clip_poses(frames: int = FRAMES) -> list[dict[int, np.ndarray]]:

@@ -67,10 +67,6 @@ def _bad_number(values) -> tuple[int, object] | None:
     return None
 
 
-def _id_label(rec: dict, key: str = "id") -> str:
-    return repr(rec[key]) if key in rec else "without id"
-
-
 def _add_unique_id(seen: set, value, name: str, entry: str, duplicate: str) -> None:
     """Add ``value`` to ``seen``; one DatasetError line when it is unhashable or already there."""
     try:

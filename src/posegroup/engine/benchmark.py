@@ -381,43 +381,6 @@ def benchmark_speed(checkpoints, splits: dict, *, max_images: int | None = 50, t
     return rows
 
 
-def evaluate_posenet(ann_file, image_root, model_path, *, input_size: int = 513, max_images: int | None = None,
-                     threads: int | None = 1, **decode_opts) -> dict[str, float]:
-    """COCO keypoint AP of PoseNet + PersonLab decoding on a COCO-style annotated image folder
-    (:class:`~posegroup.methods.personlab.posenet.PoseNetONNX`, ``decode_opts`` for its decoder).
-
-    Args:
-        ann_file: COCO keypoints json (file_name relative to ``image_root``).
-        image_root: image folder. model_path: PoseNet .onnx.
-        max_images: first N images only (all by default).
-    Returns: {"AP", "AP50", "AP75", "APm", "APl", "AR", "num_images", "ms_per_image"} (COCOeval
-    keypoint stats, ms = network + decode per image).
-    """
-    import time
-
-    import numpy as np
-
-    from ..data.coco import CocoPoseDataset
-    from ..methods.personlab.posenet import PoseNetONNX
-    from ..skeleton import COCO17
-    from .predict import evaluate_predictor
-
-    model = PoseNetONNX(model_path, input_size=input_size, threads=threads)
-    dataset = CocoPoseDataset(ann_file, image_root, keypoint_set=COCO17)
-    times = []
-
-    def timed_predict(image):
-        t0 = time.perf_counter()
-        out = model.predict(image, **decode_opts)
-        times.append(time.perf_counter() - t0)
-        return out
-
-    stats = evaluate_predictor(timed_predict, dataset, max_images=max_images)
-    stats["ms_per_image"] = 1000.0 * float(np.median(times)) if times else 0.0
-    stats["num_detections"] = stats["num_results"]
-    return stats
-
-
 def benchmark_decode(ann_file, *, num_images=None, noise="clean") -> dict:
     """``posegroup benchmark decode``: every method's decode benchmark plug-in
     (``posegroup.methods.<name>.bench.benchmark_decode(ann_file, num_images=, noise=, score_ap=)``,

@@ -185,19 +185,6 @@ def format_table(rows: list[dict], header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_table(text: str) -> list[dict]:
-    """Rows of a :func:`format_table` table back as dicts (row, split, AP, ...)."""
-    out = []
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != 9 or cells[0] in ("method", "---") or set(cells[0]) <= {"-"}:
-            continue
-        num = [None if c == "-" else float(c) for c in cells[2:]]
-        out.append(dict(zip(["row", "split", "AP", "AP50", "AP75", "AR", "network_ms", "decoder_ms", "true_ids_AP"],
-                            cells[:2] + num)))
-    return out
-
-
 def benchmark_methods(out_dir="runs/benchmark_methods", *, minutes: float = 20.0, seed: int = 0,
                       images: int = 2000, val_images: int = 100, size: int = 128, ablations: bool = False,
                       max_steps: int | None = None, max_images: int | None = None, chunk_minutes: float = 2.0,

@@ -215,13 +215,3 @@ def load_onnx_model(path: str | Path) -> tuple[OnnxModel, Any, dict]:
                                  f"(unexpected {list(unexpected)[:3]})")
         inner.eval()
     return OnnxModel(path, meta, inner, _session(path)).eval(), method, meta
-
-
-def onnx_model_predictor(path: str | Path, **test_opts: Any):
-    """``(predictor, method, meta)`` for a posegroup ONNX model: ``test_opts`` override the
-    exported test options."""
-    from .predict import make_predictor
-    model, method, meta = load_onnx_model(path)
-    opts = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (meta.get("test") or {}).items()}
-    opts.update(test_opts)
-    return make_predictor(model, method, None, **opts), method, meta

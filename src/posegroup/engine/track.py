@@ -100,17 +100,3 @@ class Tracker:
                 ids[c] = self.next_id
                 self.next_id += 1
         return ids
-
-
-def count_id_switches(true_ids: list[list[int]], track_ids: list[list[int]]) -> int:
-    """ID switches (the MOT count): per frame, each true person's track id (``true_ids[f][n]`` and
-    ``track_ids[f][n]`` name the same person n of frame f); a switch is a true person whose track
-    id differs from the one it had when last seen."""
-    last: dict[int, int] = {}
-    switches = 0
-    for truth, got in zip(true_ids, track_ids):
-        for t, g in zip(truth, got):
-            if t in last and last[t] != g:
-                switches += 1
-            last[t] = g
-    return switches
