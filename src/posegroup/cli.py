@@ -167,7 +167,8 @@ def _people_bank(args):
     """The people bank of ``synth --people-from`` (None without it); its flags checked."""
     paste_flags = {"--images-root": args.images_root, "--source-split": args.source_split,
                    "--heldout-fraction": args.heldout_fraction, "--max-covered": args.max_covered,
-                   "--allow-shared-sources": args.allow_shared_sources or None, "--background": args.background}
+                   "--allow-shared-sources": args.allow_shared_sources or None, "--background": args.background,
+                   "--heldout-folder": args.heldout_folder}
     if not args.people_from:
         given = [k for k, v in paste_flags.items() if v is not None]
         if given:
@@ -175,9 +176,12 @@ def _people_bank(args):
         return None
     if args.poses:
         raise CliError("give --poses (drawn figures in real poses) or --people-from (real people pasted), not both")
+    if args.heldout_folder is not None and args.heldout_fraction is not None:
+        raise CliError("give --heldout-fraction (a hash of the image id) or --heldout-folder, not both")
     from .data.paste import check_request, load_people_bank
     bank = load_people_bank(args.people_from, args.images_root, source_split=args.source_split,
                             heldout_fraction=0.3 if args.heldout_fraction is None else args.heldout_fraction,
+                            heldout_folder=args.heldout_folder,
                             allow_shared_sources=args.allow_shared_sources, background=args.background or "free")
     check_request(bank, args.crowding, 512 if args.size is None else args.size,
                   0.8 if args.max_covered is None else args.max_covered)
@@ -480,7 +484,10 @@ def _add_synth_parser(sub) -> None:
                    help="take people and backgrounds from this split of the source images (by image id hash), so "
                         "training and held-out scenes share no source image")
     r.add_argument("--heldout-fraction", type=float, default=None,
-                   help="share of the source images held out (default: 0.3)")
+                   help="share of the source images held out, by a hash of the image id (default: 0.3)")
+    r.add_argument("--heldout-folder", metavar="DIR", default=None,
+                   help="instead: the images whose file_name lies under DIR (e.g. val2017) are the held-out sources, "
+                        "the others the training sources")
     r.add_argument("--allow-shared-sources", action="store_true",
                    help="take every source image (no split): such scenes share sources with any other")
     r.add_argument("--background", choices=("free", "kept"), default=None,

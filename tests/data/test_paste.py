@@ -283,6 +283,33 @@ def test_train_and_heldout_sources_are_disjoint(tmp_path, sources):
     assert P.shared_source_images(tmp_path / "all" / "annotations.json", tmp_path / "train" / "annotations.json")
 
 
+def test_heldout_folder_splits_by_file_name(tmp_path, capsys):
+    ann = make_sources(tmp_path, n_train=6, n_heldout=4)
+    doc = json.loads(ann.read_text())
+    (tmp_path / "images" / "val").mkdir()
+    for im in doc["images"]:
+        if im["id"] % 2 == 0:                                     # even ids move under images/val/
+            (tmp_path / "images" / im["file_name"]).rename(tmp_path / "images" / "val" / im["file_name"])
+            im["file_name"] = "val/" + im["file_name"]
+    ann.write_text(json.dumps(doc))
+    banks = {s: P.load_people_bank(ann, source_split=s, heldout_folder="val/", min_background=64) for s in P.SOURCE_SPLITS}
+    assert banks["train"].source_images and all(i % 2 for i in banks["train"].source_images)
+    assert banks["heldout"].source_images and not any(i % 2 for i in banks["heldout"].source_images)
+    assert banks["train"].split_rule == "heldout when file_name lies under val/"
+    with pytest.raises(ValueError, match="no image's file_name lies under"):
+        P.load_people_bank(ann, source_split="train", heldout_folder="test2017")
+    with pytest.raises(ValueError, match="must be a folder name"):
+        P.load_people_bank(ann, source_split="train", heldout_folder="/")
+    for im in doc["images"]:
+        im["file_name"] = im["file_name"] if im["file_name"].startswith("val/") else "val/../" + im["file_name"]
+    ann.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="every image's file_name"):
+        P.load_people_bank(ann, source_split="train", heldout_folder="val")
+    err = _cli_error(capsys, tmp_path, ann, "--source-split", "train", "--heldout-folder", "val",
+                     "--heldout-fraction", "0.2")
+    assert "not both" in err
+
+
 @pytest.mark.parametrize("kw, match", [({}, "--source-split"),
                                        ({"source_split": "val"}, "source split"),
                                        ({"source_split": "train", "allow_shared_sources": True}, "not both"),

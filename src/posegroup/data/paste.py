@@ -10,9 +10,10 @@ the mask and its keypoints moved into the crop.
 
 Source split. Image ``i`` of the json belongs to the held-out sources when the first 8 hex
 digits of ``sha256(str(image id))`` read as a fraction of 2**32 are below ``heldout_fraction``
-(default 0.3), else to the training sources: the split depends on the image id only, so
-scenes written for training and held-out scenes never share a source image (people or
-background). A dataset records its source image ids (``info.source_images``);
+(default 0.3), else to the training sources; or, with ``heldout_folder`` (e.g. "val2017"), the
+images whose ``file_name`` lies under that folder are held out and the others are the training
+sources. Either rule depends on the image entry only, so scenes written for training and
+held-out scenes never share a source image (people or background). A dataset records its source image ids (``info.source_images``);
 :func:`shared_source_images` compares two datasets.
 
 Backgrounds ("free", the default). The largest window of each source image whose aspect
@@ -103,6 +104,7 @@ class PeopleBank:
     source_images: list = field(default_factory=list)
     background: str = "free"
     photos: list = field(default_factory=list)
+    split_rule: str = ""
 
     def __len__(self) -> int:
         return len(self.rgb)
@@ -114,6 +116,17 @@ def source_split_of(image_id, heldout_fraction: float) -> str:
     else "train"."""
     u = int(hashlib.sha256(str(image_id).encode()).hexdigest()[:8], 16) / 2 ** 32
     return "heldout" if u < heldout_fraction else "train"
+
+
+def _split_rule(heldout_fraction: float, heldout_folder):
+    """(image entry -> "train" | "heldout", the rule in words): by image id hash, or held out
+    when ``file_name`` lies under ``heldout_folder``."""
+    if heldout_folder is None:
+        return (lambda im: source_split_of(im["id"], heldout_fraction),
+                f"heldout when int(sha256(str(image_id))[:8], 16) / 2**32 < {heldout_fraction:g}")
+    prefix = str(heldout_folder).replace("\\", "/").strip("/") + "/"
+    return (lambda im: "heldout" if str(im.get("file_name", "")).replace("\\", "/").startswith(prefix) else "train",
+            f"heldout when file_name lies under {prefix}")
 
 
 def _check_split_args(source_split, heldout_fraction, allow_shared_sources) -> str:
@@ -243,14 +256,20 @@ def _check_bank_args(min_keypoints, min_height, min_background, aspect) -> None:
         raise ValueError(f"aspect {aspect!r}: must be a number in [0.1, 10]")
 
 
-def _select(data: dict, ann_file, split: str, heldout_fraction: float) -> tuple[list, dict]:
-    """The split's image entries (json order) and their annotations by image id; one line for
-    a json without segmentations or an annotation naming an unknown image."""
+def _select(data: dict, ann_file, split: str, split_of, heldout_folder) -> tuple[list, dict]:
+    """The split's image entries (json order; ``split_of``: image entry -> split) and their
+    annotations by image id; one line for a json without segmentations, an annotation naming an
+    unknown image, or a ``heldout_folder`` that holds none or all of the images."""
     anns = [a for a in data["annotations"] if not a.get("iscrowd", 0)]
     if not any(a.get("segmentation") for a in anns):
         raise DatasetError(f"{ann_file}: no person has a segmentation (people are cut out by their masks; "
                            "give a COCO keypoint json with instance segmentations)")
-    images = [im for im in data["images"] if split == "all" or source_split_of(im["id"], heldout_fraction) == split]
+    if heldout_folder is not None:
+        n_held = sum(split_of(im) == "heldout" for im in data["images"])
+        if n_held in (0, len(data["images"])):
+            raise DatasetError(f"{ann_file}: {'no' if n_held == 0 else 'every'} image's file_name lies under "
+                               f"--heldout-folder {heldout_folder!r}; it must hold the held-out images only")
+    images = [im for im in data["images"] if split == "all" or split_of(im) == split]
     known = {im["id"] for im in data["images"]}
     by_image = {im["id"]: [] for im in images}
     for n, a in enumerate(data["annotations"]):
@@ -262,7 +281,7 @@ def _select(data: dict, ann_file, split: str, heldout_fraction: float) -> tuple[
     return images, by_image
 
 
-def load_people_bank(ann_file, images_root=None, *, source_split=None, heldout_fraction: float = 0.3,
+def load_people_bank(ann_file, images_root=None, *, source_split=None, heldout_fraction: float = 0.3, heldout_folder=None,
                      allow_shared_sources: bool = False, min_keypoints: int = 5, min_height: float = 64,
                      min_background: float = 128, aspect: float = 1.0, background: str = "free") -> PeopleBank:
     """Cut out the usable people of one source split and find its backgrounds (module docstring).
@@ -271,7 +290,8 @@ def load_people_bank(ann_file, images_root=None, *, source_split=None, heldout_f
         ann_file: COCO keypoint json with segmentations; images_root: the folder its
             ``file_name``s are relative to (default: the json's folder, then its ``images/``).
         source_split: "train" or "heldout"; None only with ``allow_shared_sources`` (all images).
-        heldout_fraction: share of source images (by id hash) that are held out, in (0, 1).
+        heldout_fraction: share of source images (by id hash) that are held out, in (0, 1);
+        heldout_folder: instead, the folder (``file_name`` prefix) that holds the held-out images.
         min_keypoints, min_height: a usable person's labelled keypoints and standing height (px).
         min_background: shorter side (px) of a background window or photo; aspect: scene height / width.
         background: "free" (person-free windows) or "kept" (whole photos, their people kept).
@@ -284,7 +304,10 @@ def load_people_bank(ann_file, images_root=None, *, source_split=None, heldout_f
     data = load_coco_json(ann_file)
     kps_set = _keypoint_set(data, ann_file)
     K = kps_set.num_keypoints
-    images, by_image = _select(data, ann_file, split, heldout_fraction)
+    if heldout_folder is not None and not (isinstance(heldout_folder, (str, Path)) and str(heldout_folder).strip("/\\")):
+        raise ValueError(f"heldout_folder {heldout_folder!r}: must be a folder name (a file_name prefix)")
+    split_of, rule = _split_rule(float(heldout_fraction), heldout_folder)
+    images, by_image = _select(data, ann_file, split, split_of, heldout_folder)
     root = Path(images_root) if images_root is not None else ann_file.parent
     if images_root is not None and not root.is_dir():
         raise DatasetError(f"{root}: --images-root is not a folder")
@@ -307,6 +330,7 @@ def load_people_bank(ann_file, images_root=None, *, source_split=None, heldout_f
             plan.append((im, usable, bg, _image_path(root, images_root is None, im, ann_file)))
     bank = _build_bank(plan, by_image, kps_set, ann_file, split, float(heldout_fraction), skipped,
                        min_background, aspect, background)
+    bank.split_rule = "every source image" if split == "all" else rule
     return bank
 
 
@@ -688,7 +712,8 @@ def _check_dataset_args(num_images, jpeg_quality, min_area_frac, min_keypoints_p
 
 
 def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images_root=None, bank: PeopleBank = None,
-                           source_split=None, heldout_fraction: float = 0.3, allow_shared_sources: bool = False,
+                           source_split=None, heldout_fraction: float = 0.3, heldout_folder=None,
+                           allow_shared_sources: bool = False,
                            background: str = "free",
                            crowding="sparse", seed: int = 0, image_size=512, workers: int | None = None,
                            progress: bool = True, jpeg_quality: int = 95, max_covered: float = 0.8,
@@ -701,7 +726,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
     written.
 
     Args:
-        people_from, images_root, source_split, heldout_fraction, allow_shared_sources, background:
+        people_from, images_root, source_split, heldout_fraction, heldout_folder, allow_shared_sources, background:
             the sources (:func:`load_people_bank`); or ``bank``, one already loaded.
         crowding: as :func:`~posegroup.data.synthetic.generate_dataset` (a comma list mixes levels).
         max_covered: a person whose pasted mask nearer people cover beyond this share is placed
@@ -723,6 +748,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
         raise ValueError("give exactly one of people_from (a COCO keypoint json) or bank")
     if bank is None:
         bank = load_people_bank(people_from, images_root, source_split=source_split, heldout_fraction=heldout_fraction,
+                                heldout_folder=heldout_folder,
                                 allow_shared_sources=allow_shared_sources, aspect=H / W, background=background)
     check_request(bank, crowding, image_size, max_covered)
     out = Path(out_dir)
@@ -743,7 +769,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
             "crowding_level": levels[0] if len(levels) == 1 else levels, "seed": int(seed), "image_size": [H, W],
             "people_from": bank.ann_file, "source_split": bank.source_split, "heldout_fraction": bank.heldout_fraction,
             "background": bank.background,
-            "source_split_rule": "heldout when int(sha256(str(image_id))[:8], 16) / 2**32 < heldout_fraction",
+            "source_split_rule": bank.split_rule,
             "source_images": bank.source_images, "skipped_source_people": bank.skipped,
             "max_covered": float(max_covered), "replace_tries": int(replace_tries),
             "mean_max_iou": round(stats["mean_max_iou"], 6) if ious else None,
