@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from posegroup.cli import main
-from tests.test_cli_safety import _one_line_error, ckpt, data  # noqa: F401 -- fixtures
+from tests.helpers import one_line_error as _one_line_error
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -325,7 +325,7 @@ def test_evaluate_says_what_it_assumed(data, tmp_path, capsys):
 
 def test_resume_from_a_diverged_checkpoint_names_the_weight_not_a_missing_last_good(data, ckpt, tmp_path):
     from posegroup.engine.train import TrainingError, train
-    from tests.engine.test_train import tiny_config
+    from tests.helpers import tiny_config
 
     def nan(state):
         for key in ("model", "train_model"):
@@ -340,7 +340,7 @@ def test_resume_from_a_diverged_checkpoint_names_the_weight_not_a_missing_last_g
 
 def test_a_learning_rate_that_diverges_at_once_is_refused_by_name(data, tmp_path):
     from posegroup.engine.config import ConfigError
-    from tests.engine.test_train import tiny_config
+    from tests.helpers import tiny_config
     with pytest.raises(ConfigError, match=r"'train\.lr' must be <= 10, got 1e\+308"):
         tiny_config(data, tmp_path, lr=1e308)
 
@@ -354,7 +354,7 @@ def test_a_checkpoint_asking_for_an_absurd_input_size_is_one_line(data, ckpt, tm
 
 def test_train_summary_is_valid_json_when_no_step_runs(data, tmp_path, capsys):
     import yaml
-    from tests.engine.test_train import tiny_config
+    from tests.helpers import tiny_config
     cfg = tiny_config(data, tmp_path / "run", steps=1)
     f = tmp_path / "c.yaml"
     f.write_text(yaml.safe_dump({k: v for k, v in cfg.items() if not k.startswith("_")}))
@@ -372,3 +372,20 @@ def test_personlab_without_masks_writes_no_segmentation(data, tmp_path):
                  "--no-with-masks", "--no-draw", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results and not any("segmentation" in r for r in results)
+
+
+def test_evaluate_overwrite_replaces_only_its_own_kind_of_json(data, ckpt, tmp_path, capsys):
+    from posegroup.engine.evaluate import gt_as_results
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(gt_as_results(data)))
+    stats = tmp_path / "stats.pt"
+    stats.write_bytes(ckpt.read_bytes())                       # a checkpoint where --stats points
+    assert main(["--quiet", "evaluate", "--gt", str(data), "--results", str(res), "--stats", str(stats),
+                 "--overwrite"]) == 2
+    _one_line_error(capsys, "stats.pt: exists and is not an evaluate --stats json")
+    assert stats.read_bytes() == ckpt.read_bytes()
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "elsewhere.json")
+    assert main(["--quiet", "evaluate", "--gt", str(data), "--results", str(res), "--stats", str(link)]) == 2
+    _one_line_error(capsys, "link.json: is a symbolic link")
+    assert not (tmp_path / "elsewhere.json").exists()

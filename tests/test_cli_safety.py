@@ -182,6 +182,9 @@ def test_evaluate_stats_refuses_an_existing_file(data, tmp_path, capsys):
         assert main(base + ["--stats", str(target), "--overwrite"]) == 2
         _one_line_error(capsys, "is an input of this evaluation")
     assert res.read_bytes() == res_before
+    assert main(base + ["--stats", str(stats), "--overwrite"]) == 2                 # not a stats json
+    _one_line_error(capsys, "stats.json: exists and is not an evaluate --stats json")
+    stats.write_text('{"AP": 0.5}')                                                # an earlier evaluation's
     assert main(base + ["--stats", str(stats), "--overwrite"]) == 0
     assert json.loads(stats.read_text())["AP"] == pytest.approx(1.0)
     fresh = tmp_path / "sub" / "new.json"

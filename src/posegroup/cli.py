@@ -116,6 +116,25 @@ def _refuse_existing(path, overwrite: bool, what: str = "--out") -> None:
         raise CliError(f"{path}: already exists; pass --overwrite to replace it, or choose another {what}")
 
 
+def _refuse_other_kind(path, kind: type, what: str) -> None:
+    """``--overwrite`` replaces only a file of the kind the verb writes: a json ``kind`` (dict or
+    list), never a link or a file of another kind (a checkpoint, an image ...)."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_symlink():
+        raise CliError(f"{path}: is a symbolic link; never written through (remove it, or choose another file)")
+    if not path.exists():
+        return
+    try:
+        ok = isinstance(json.loads(path.read_text()), kind)
+    except (OSError, ValueError, UnicodeDecodeError):
+        ok = False
+    if not ok:
+        raise CliError(f"{path}: exists and is not {what}; --overwrite replaces only such a file "
+                       "(choose another file)")
+
+
 def _write_text_atomic(path: Path, text: str) -> None:
     import os
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,9 +242,9 @@ def cmd_train(args) -> int:
     _check_number(args.max_steps, "--max-steps", above=0, integer=True)
     _check_number(args.max_minutes, "--max-minutes", above=0)
     config = load_config(args.config)
-    _missing_data_hint(config)
     if _device(args) is not None:
         config["train"]["device"] = args.device
+    _missing_data_hint(config)
     resume = args.resume if args.resume else False
     try:
         summary = train(config, out_dir=args.out, resume=resume, max_steps=args.max_steps,
@@ -272,6 +291,8 @@ def cmd_evaluate(args) -> int:
         raise CliError(f"{args.stats}: is a folder; --stats names the json file to write")
     _refuse_existing(args.stats, args.overwrite, "--stats")
     _refuse_existing(out_results, args.overwrite)
+    _refuse_other_kind(args.stats, dict, "an evaluate --stats json")
+    _refuse_other_kind(out_results, list, "a results list")
     if args.results:
         results = args.results
     else:
@@ -605,13 +626,10 @@ def _add_export_parser(sub) -> None:
     x.set_defaults(func=cmd_export)
 
 
-class _ModeHelp(argparse.Action):
+class _ModeHelp(argparse._HelpAction):
     """``benchmark MODE --help``: only the options whose help names MODE (a help text starts
     "decode: ...", "speed / predict: ...", with "; " between modes), and the options that name
     no mode; ``benchmark --help``: all of them."""
-
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
-        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
     def __call__(self, parser, namespace, values, option_string=None):
         mode = getattr(namespace, "what", None)
