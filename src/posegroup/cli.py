@@ -502,8 +502,8 @@ def _add_synth_parser(sub) -> None:
     r.add_argument("--images-root", metavar="DIR", default=None,
                    help="folder its file_names are relative to (default: the json's folder, then its images/)")
     r.add_argument("--source-split", choices=("train", "heldout"), default=None,
-                   help="take people and backgrounds from this split of the source images (by image id hash), so "
-                        "training and held-out scenes share no source image")
+                   help="take people and backgrounds from this split of the source images (by image id hash, or "
+                        "--heldout-folder), so training and held-out scenes share no source image")
     r.add_argument("--heldout-fraction", type=float, default=None,
                    help="share of the source images held out, by a hash of the image id (default: 0.3)")
     r.add_argument("--heldout-folder", metavar="DIR", default=None,
