@@ -15,9 +15,34 @@ import numpy as np
 import pytest
 
 from posegroup.cli import main
-from tests.helpers import one_line_error as _one_line_error
+
+try:
+    from tests.helpers import make_dataset, tiny_config
+except ImportError:
+    from tests.engine.test_train import make_dataset, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """A 3-image stick-figure dataset (64 px): annotations.json beside img000..img002.png."""
+    return make_dataset(tmp_path_factory.mktemp("robust_data"), 3, size=64, people=(1, 2))
+
+
+@pytest.fixture(scope="module")
+def ckpt(data, tmp_path_factory) -> Path:
+    """A 1-step tiny AE checkpoint."""
+    from posegroup.engine.train import train
+    return Path(train(tiny_config(data, tmp_path_factory.mktemp("robust_run"), steps=1), progress=False)["checkpoint"])
+
+
+def _one_line_error(capsys, *needles) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("posegroup: error:") and "\n" not in err, err
+    for n in needles:
+        assert n in err, err
+    return err
 
 
 def _predict(*args) -> list[str]:
@@ -325,7 +350,6 @@ def test_evaluate_says_what_it_assumed(data, tmp_path, capsys):
 
 def test_resume_from_a_diverged_checkpoint_names_the_weight_not_a_missing_last_good(data, ckpt, tmp_path):
     from posegroup.engine.train import TrainingError, train
-    from tests.helpers import tiny_config
 
     def nan(state):
         for key in ("model", "train_model"):
@@ -340,7 +364,6 @@ def test_resume_from_a_diverged_checkpoint_names_the_weight_not_a_missing_last_g
 
 def test_a_learning_rate_that_diverges_at_once_is_refused_by_name(data, tmp_path):
     from posegroup.engine.config import ConfigError
-    from tests.helpers import tiny_config
     with pytest.raises(ConfigError, match=r"'train\.lr' must be <= 10, got 1e\+308"):
         tiny_config(data, tmp_path, lr=1e308)
 
@@ -354,7 +377,6 @@ def test_a_checkpoint_asking_for_an_absurd_input_size_is_one_line(data, ckpt, tm
 
 def test_train_summary_is_valid_json_when_no_step_runs(data, tmp_path, capsys):
     import yaml
-    from tests.helpers import tiny_config
     cfg = tiny_config(data, tmp_path / "run", steps=1)
     f = tmp_path / "c.yaml"
     f.write_text(yaml.safe_dump({k: v for k, v in cfg.items() if not k.startswith("_")}))

@@ -340,14 +340,13 @@ def _people_with_masks(gt: dict) -> tuple[dict, int]:
 
 def _notes(gt: dict, gt_name: str, dets: list, results, ks: KeypointSet, keypoint_set) -> list[str]:
     """What the scoring assumed or met that the figures do not show: no keypoint category in the
-    ground truth (scored with ``ks``), no results at all."""
+    ground truth (scored with ``ks``), a results file with no results."""
     notes = []
     if keypoint_set is None and not any(isinstance(c, dict) and c.get("keypoints") for c in gt.get("categories") or []):
         notes.append(f"{gt_name}: no category names its keypoints; scored as {ks.name} "
                      f"({ks.num_keypoints} keypoints)")
-    if not dets:
-        name = str(results) if isinstance(results, (str, Path)) else "<results>"
-        notes.append(f"{name}: holds no results; every ground-truth person counts as missed")
+    if not dets and isinstance(results, (str, Path)):
+        notes.append(f"{results}: holds no results; every ground-truth person counts as missed")
     return notes
 
 
