@@ -159,6 +159,24 @@ def test_keypoints_follow_the_pixels_under_scale_and_rotation():
         assert np.linalg.norm(kp[5, :2] - kp[15, :2]) == pytest.approx(2 * d0, rel=0.02)
 
 
+def test_people_are_not_upscaled_beyond_the_limit_when_others_fit():
+    one = _one_person_bank()
+    P_ = 10
+    bank = P.PeopleBank([one.rgb[0]] * P_, [one.mask[0]] * P_, np.repeat(one.keypoints, P_, 0),
+                        np.array([40.0] * 5 + [400.0] * 5), list(range(P_)), list(range(P_)), one.backgrounds, [99],
+                        COCO17, "people.json", "train", 0.3)
+    small = {}
+    for limit in (2.0, float("inf")):
+        small[limit] = 0
+        for i in range(20):
+            people, _ = P._people(np.random.default_rng([1, i]), bank, 512, 512, 1.0, [], None, limit)
+            n_small = sum(bank.height[p] < 100 for p, *_ in people)
+            if limit == 2.0:
+                assert n_small == max(0, len(people) - 5), (i, n_small, len(people))   # tall ones first
+            small[limit] += n_small
+    assert small[float("inf")] > small[2.0]
+
+
 def test_drop_covered():
     full = np.zeros((3, 10, 10), bool)
     full[0, :, :5] = True          # far, half of it under person 1
@@ -318,6 +336,7 @@ def test_heldout_folder_splits_by_file_name(tmp_path, capsys):
                                        ({"source_split": "train", "jpeg_quality": 0}, "jpeg_quality"),
                                        ({"source_split": "train", "replace_tries": -1}, "replace_tries"),
                                        ({"source_split": "train", "background": "none"}, "background"),
+                                       ({"source_split": "train", "max_upscale": 0.5}, "max_upscale"),
                                        ({"source_split": "train", "image_size": 8}, "image_size")])
 def test_knobs_are_checked_before_anything_is_written(tmp_path, sources, kw, match):
     with pytest.raises(ValueError, match=match):

@@ -35,8 +35,10 @@ them beyond ``max_covered``; its crowd regions and people without labelled joint
 Scene model. The number of people, their standing heights and their placement follow the
 synthetic scenes exactly (:func:`~posegroup.data.synthetic.num_people`,
 :func:`~posegroup.data.synthetic.people_heights`, :func:`~posegroup.data.synthetic.place_box`:
-the ``--crowding sparse|medium|heavy`` calibration). Each person (distinct source people per
-scene) is scaled to its height (COCO-17: standing height from the labelled segments, else the
+the ``--crowding sparse|medium|heavy`` calibration). Each slot takes a distinct source person,
+drawn uniformly from those its drawn height enlarges at most ``max_upscale`` (default 2) times
+when there is one (else the tallest), so few pasted people are blurred by upscaling; it is
+scaled to its height (COCO-17: standing height from the labelled segments, else the
 mask's height), mirrored with probability 1/2 (x -> w - x, left/right keypoints swapped with the
 keypoint set's flip pairs), rotated by N(0, 8) degrees clipped to +-25, colour-jittered
 (brightness, saturation, per-channel gains) and pasted with a hard mask edge (Ghiasi et al.,
@@ -521,16 +523,26 @@ def _slices(off: np.ndarray, shape: tuple, H: int, W: int):
     return (slice(sy0, sy1), slice(sx0, sx1)), (slice(sy0 - y0, sy1 - y0), slice(sx0 - x0, sx1 - x0))
 
 
-def _people(rng, bank: PeopleBank, H: int, W: int, c: float, fixed: list, exclude=None) -> tuple[list, np.ndarray]:
+def _people(rng, bank: PeopleBank, H: int, W: int, c: float, fixed: list, exclude=None,
+            max_upscale: float = 2.0) -> tuple[list, np.ndarray]:
     """The scene's people before occlusion: (source index, rgb, mask, keypoints) each (crops of
     :func:`_transform_person`), placed by the synthetic scenes' crowding calibration, and their
     boxes (N, 4) x0 y0 x1 y1 in the scene. ``fixed``: boxes (4,) of the people already in the
     scene (a kept-people photo's; they count towards the scene's number of people and the
-    placement's IoU); ``exclude``: a source image id whose people are not pasted."""
-    pool = np.arange(len(bank)) if exclude is None else np.flatnonzero([i != exclude for i in bank.image_id])
-    n = min(max(num_people(rng, c) - len(fixed), 1), len(pool))
-    who = rng.choice(pool, size=n, replace=False)
+    placement's IoU); ``exclude``: a source image id whose people are not pasted. Each slot's
+    person is drawn uniformly from the unused people that its drawn height enlarges at most
+    ``max_upscale`` times (else the tallest unused one), so that few pasted people are blurred
+    by upscaling."""
+    free = np.ones(len(bank), bool) if exclude is None else np.array([i != exclude for i in bank.image_id])
+    n = min(max(num_people(rng, c) - len(fixed), 1), int(free.sum()))
     heights = people_heights(rng, c, n, float(min(H, W)))
+    who = []
+    for h in heights:
+        sharp = free & (h <= max_upscale * bank.height)
+        pick = np.flatnonzero(sharp)[rng.integers(sharp.sum())] if sharp.any() else \
+            int(np.argmax(np.where(free, bank.height, -np.inf)))
+        free[pick] = False
+        who.append(int(pick))
     people, placed = [], []
     for i, p in enumerate(who):
         flip, angle = bool(rng.random() < 0.5), _clipped_normal(rng, 0, 8, -25, 25)
@@ -584,7 +596,8 @@ def _mask_boxes(masks: np.ndarray) -> np.ndarray:
 
 
 def _paste_render(rng, bank: PeopleBank, H: int, W: int, c: float, max_covered: float = 0.8,
-                  min_area_frac: float = 0.01, min_keypoints_person: int = 3, replace_tries: int = 2) -> dict:
+                  min_area_frac: float = 0.01, min_keypoints_person: int = 3, replace_tries: int = 2,
+                  max_upscale: float = 2.0) -> dict:
     """The full scene (module docstring). Returns image uint8 (H, W, 3), keypoints float32
     (N, K, 3), masks bool (N, H, W) visible, full_boxes (N, 4), max_iou, max_mask_iou (NaN with
     < 2 people), sources [(image id, annotation id)] (N), dropped (people still covered beyond
@@ -595,7 +608,7 @@ def _paste_render(rng, bank: PeopleBank, H: int, W: int, c: float, max_covered: 
     bg = _photo_background(rng, bank, H, W) if kept else _background_image(rng, bank, H, W)
     img, M = bg["image"], len(bg["keypoints"])
     fixed = [b for b, m in zip(_mask_boxes(bg["masks"]), bg["masks"]) if m.any()]
-    people, placed = _people(rng, bank, H, W, c, fixed, bg["image_id"] if kept else None)
+    people, placed = _people(rng, bank, H, W, c, fixed, bg["image_id"] if kept else None, max_upscale)
     order, full, cuts, offsets = _arrange(rng, people, placed, c, H, W, max_covered, replace_tries, fixed)
     owner = np.full((H, W), -1, np.int16)
     for m in range(M):
@@ -630,7 +643,7 @@ def _paste_render(rng, bank: PeopleBank, H: int, W: int, c: float, max_covered: 
 
 
 def render_paste_scene(rng: np.random.Generator, bank: PeopleBank, image_size=512, crowding="sparse",
-                       max_covered: float = 0.8, replace_tries: int = 2):
+                       max_covered: float = 0.8, replace_tries: int = 2, max_upscale: float = 2.0):
     """One real-people scene in memory (a pure function of ``rng``'s state and ``bank``).
 
     Returns image uint8 (H, W, 3) RGB, keypoints float32 (N, K, 3) x, y, v (continuous pixel
@@ -641,7 +654,8 @@ def render_paste_scene(rng: np.random.Generator, bank: PeopleBank, image_size=51
         raise ValueError(f"crowding {crowding!r}: one level per scene")
     _check_scene_args(bank, levels, max_covered)
     _check_dataset_args(1, 95, 0.01, 3, 1, replace_tries)
-    scene = _paste_render(rng, bank, H, W, levels[0], max_covered, replace_tries=replace_tries)
+    _check_max_upscale(max_upscale)
+    scene = _paste_render(rng, bank, H, W, levels[0], max_covered, replace_tries=replace_tries, max_upscale=max_upscale)
     return scene["image"], scene["keypoints"], scene["masks"]
 
 
@@ -652,6 +666,11 @@ def check_request(bank: PeopleBank, crowding, image_size, max_covered) -> tuple[
     H, W = _image_hw(image_size)
     _check_scene_args(bank, levels, max_covered)
     return levels, H, W
+
+
+def _check_max_upscale(max_upscale) -> None:
+    if not (isinstance(max_upscale, (int, float)) and not isinstance(max_upscale, bool) and max_upscale >= 1):
+        raise ValueError(f"max_upscale {max_upscale!r}: must be a number >= 1 (inf: any)")
 
 
 def _check_scene_args(bank: PeopleBank, levels: list, max_covered) -> None:
@@ -687,8 +706,9 @@ def _make_image(args):
     """Worker: render scene ``index``, write its JPEG, return its annotations (no ids yet) with
     each person's source ids (and a kept photo's crowd regions and people without joints as one
     ``iscrowd`` region), the crowding figures, the people dropped and the background."""
-    index, seed, H, W, c, image_dir, jpeg_quality, max_covered, min_area_frac, min_kp, tries = args
-    scene = _paste_render(np.random.default_rng([seed, index]), _BANK, H, W, c, max_covered, min_area_frac, min_kp, tries)
+    index, seed, H, W, c, image_dir, jpeg_quality, max_covered, min_area_frac, min_kp, tries, max_up = args
+    scene = _paste_render(np.random.default_rng([seed, index]), _BANK, H, W, c, max_covered, min_area_frac, min_kp,
+                          tries, max_up)
     file_name = write_scene_image(scene["image"], image_dir, index, jpeg_quality)
     anns = scene_annotations(scene, H, W)
     for a, (iid, aid) in zip(anns, scene["sources"]):
@@ -718,7 +738,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
                            crowding="sparse", seed: int = 0, image_size=512, workers: int | None = None,
                            progress: bool = True, jpeg_quality: int = 95, max_covered: float = 0.8,
                            min_area_frac: float = 0.01, min_keypoints_person: int = 3, chunksize: int = 8,
-                           replace_tries: int = 2) -> dict:
+                           replace_tries: int = 2, max_upscale: float = 2.0) -> dict:
     """Write a real-people scene dataset: ``out_dir/images/NNNNNN.jpg`` and
     ``out_dir/annotations.json`` (the layout of :func:`~posegroup.data.synthetic.generate_dataset`;
     every person also names its ``source_image_id`` and ``source_annotation_id``; ``info`` records
@@ -731,6 +751,8 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
         crowding: as :func:`~posegroup.data.synthetic.generate_dataset` (a comma list mixes levels).
         max_covered: a person whose pasted mask nearer people cover beyond this share is placed
             again (up to ``replace_tries`` times), then dropped.
+        max_upscale: a slot takes a source person its height enlarges at most this much when
+            there is one (>= 1; ``inf``: any).
         Others: as :func:`~posegroup.data.synthetic.generate_dataset`; image_size default 512.
 
     Returns: the stats of :func:`~posegroup.data.synthetic.generate_dataset` plus "dropped_people",
@@ -744,6 +766,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
     H, W = _image_hw(image_size)
     if not (isinstance(max_covered, (int, float)) and 0.0 < float(max_covered) < 1.0):
         raise ValueError(f"max_covered {max_covered!r}: must be a number in (0, 1)")
+    _check_max_upscale(max_upscale)
     if (bank is None) == (people_from is None):
         raise ValueError("give exactly one of people_from (a COCO keypoint json) or bank")
     if bank is None:
@@ -756,7 +779,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
     image_dir.mkdir(parents=True, exist_ok=True)
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     jobs = [(i, int(seed), H, W, levels[i % len(levels)], image_dir, jpeg_quality, float(max_covered), min_area_frac,
-             min_keypoints_person, int(replace_tries)) for i in range(int(num_images))]
+             min_keypoints_person, int(replace_tries), float(max_upscale)) for i in range(int(num_images))]
     results = run_jobs(jobs, bank, workers, chunksize, progress, task=_make_image, init=_init_worker)
     images, annotations, ious, mask_ious = collect_results(results, levels, H, W)
     for im, r in zip(images, results):
@@ -771,7 +794,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
             "background": bank.background,
             "source_split_rule": bank.split_rule,
             "source_images": bank.source_images, "skipped_source_people": bank.skipped,
-            "max_covered": float(max_covered), "replace_tries": int(replace_tries),
+            "max_covered": float(max_covered), "replace_tries": int(replace_tries), "max_upscale": float(max_upscale),
             "mean_max_iou": round(stats["mean_max_iou"], 6) if ious else None,
             "mean_max_iou_kind": "full (unoccluded) person bounding boxes, images with >= 2 people",
             "mean_max_mask_iou": round(stats["mean_max_mask_iou"], 6) if ious else None,
