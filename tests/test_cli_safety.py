@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from posegroup.cli import main
-from tests.engine.test_train import make_dataset, tiny_config
+from tests.helpers import make_dataset, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -12,7 +12,7 @@ from posegroup.cli import main
 from posegroup.engine.benchmark import benchmark_speed
 from posegroup.engine.train import train
 from tests.conftest import shared_file
-from tests.engine.test_train import make_dataset, tiny_config
+from tests.helpers import make_dataset, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -14,7 +14,7 @@ from posegroup.engine.predict import to_coco_results
 from posegroup.methods import build_method
 from posegroup.methods.ae import targets
 from posegroup.skeleton import COCO17
-from tests.engine.test_train import make_dataset, tiny_config
+from tests.helpers import make_dataset, tiny_config
 
 
 def test_true_id_ceiling_on_perfect_heatmaps(tmp_path, monkeypatch):

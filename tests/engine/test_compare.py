@@ -78,7 +78,7 @@ def test_a_stage_in_minutes_sizes_one_schedule_to_its_whole_budget(tmp_path, mon
     from posegroup.engine import compare
     from posegroup.engine import train as train_mod
     from posegroup.engine.checkpoint import load_checkpoint
-    from tests.engine.test_train import make_dataset, tiny_config
+    from tests.helpers import make_dataset, tiny_config
     torch.set_num_threads(1)
     monkeypatch.setattr(train_mod, "AUTO_STEPS", (2, 8, 0.9))
     cfg = tiny_config(make_dataset(tmp_path / "d", 4, size=64), tmp_path / "runs" / "ae")

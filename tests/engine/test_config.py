@@ -261,7 +261,7 @@ def test_training_stops_before_any_step_on_an_option_the_keypoint_set_refuses(tm
     """joint_order can only be checked against the data's keypoint set: the error comes when the
     method is built, still before any step, still naming the file and the key."""
     from posegroup.engine.train import train
-    from tests.engine.test_train import make_dataset, tiny_config
+    from tests.helpers import make_dataset, tiny_config
     ann = make_dataset(tmp_path / "data", num_images=2)
     cfg = tiny_config(ann, tmp_path / "run", steps=2)
     cfg["method"]["options"] = {"joint_order": [0, 1, 2]}

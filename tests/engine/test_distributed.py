@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from posegroup.engine.distributed import PeerFailed, peer_gone, settle
-from tests.engine.test_train import make_dataset
+from tests.helpers import make_dataset
 
 
 def test_settle_without_process_group_raises_the_error():

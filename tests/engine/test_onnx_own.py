@@ -12,8 +12,8 @@ import pytest
 from posegroup.data.coco import read_image
 from posegroup.engine.predict import checkpoint_predictor
 from posegroup.engine.train import train
-from tests.engine.test_train import make_dataset, tiny_config
-from tests.methods.recurrent.test_method import recurrent_config
+from tests.helpers import make_dataset, tiny_config
+from tests.helpers import recurrent_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -17,7 +17,7 @@ from posegroup.engine.config import ConfigError, load_config
 from posegroup.engine.train import TrainingError, train
 from posegroup.methods import build_method
 from posegroup.skeleton import COCO17
-from tests.engine.test_train import assert_same_run, make_dataset
+from tests.helpers import assert_same_run, make_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,7 +10,7 @@ from posegroup.data.coco import CocoPoseDataset
 from posegroup.engine.predict import (PredictError, collect_images, evaluate_predictor, predict_dataset,
                                       predict_images, to_coco_results)
 from posegroup.skeleton import COCO17
-from tests.engine.test_train import make_dataset
+from tests.helpers import make_dataset
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from posegroup.cli import main
-from tests.engine.test_train import make_dataset, tiny_config
+from tests.helpers import make_dataset, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

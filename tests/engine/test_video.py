@@ -14,7 +14,7 @@ import pytest
 from posegroup.engine.track import Tracker, oks_matrix
 from posegroup.engine.video import predict_video, read_frames
 from posegroup.skeleton import COCO17
-from tests.engine.test_train import _TEMPLATE, make_dataset, tiny_config
+from tests.helpers import STICK_FIGURE, make_dataset, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,7 +44,7 @@ def clip_poses(frames: int = FRAMES) -> list[dict[int, np.ndarray]]:
         for pid, (x0, y0, dx) in enumerate([(4.0, 8.0, 2.0), (40.0, 12.0, -2.0), (20.0, 30.0, 1.0)]):
             if (pid == 1 and f in (4, 5)) or (pid == 2 and f < 6):
                 continue
-            xy = _TEMPLATE * [16.0, 32.0] + [x0 + dx * f, y0]
+            xy = STICK_FIGURE * [16.0, 32.0] + [x0 + dx * f, y0]
             people[pid] = np.concatenate([xy, np.full((17, 1), 1.0)], 1)
         out.append(people)
     return out

@@ -13,7 +13,7 @@ from posegroup.backbones.hourglass import hourglass_from_config
 from posegroup.methods import build_method
 from posegroup.methods.ae import AEMethod, head, segment
 from posegroup.skeleton import COCO17
-from tests.engine.test_train import make_dataset
+from tests.helpers import make_dataset
 
 
 # -- head layout -----------------------------------------------------------------------------

@@ -7,13 +7,9 @@ from posegroup.methods.personlab.decode import PAPER_HOUGH, decode_poses, expect
 from posegroup.methods.personlab.hough import bilinear_sample, find_peaks, hough_scores, refine_mid_offsets
 from posegroup.methods.personlab.targets import encode
 from posegroup.skeleton import COCO17, CROWDPOSE14
+from tests.helpers import STANDING_PX
 
-# a standing person (COCO-17), ~170 px tall
-BASE = np.array([[0, 0], [-5, -5], [5, -5], [-10, -3], [10, -3], [-20, 20], [20, 20], [-25, 50], [25, 50],
-                 [-27, 80], [27, 80], [-15, 90], [15, 90], [-15, 130], [15, 130], [-15, 170], [15, 170]], float)
-
-
-def _people(offsets, base=BASE):
+def _people(offsets, base=STANDING_PX):
     kp = np.zeros((len(offsets), base.shape[0], 3), np.float32)
     for n, off in enumerate(offsets):
         kp[n, :, :2] = base + np.asarray(off, float)

@@ -8,7 +8,7 @@ from posegroup.methods.personlab import head as head_mod
 from posegroup.methods.personlab.targets import encode
 from posegroup.skeleton import COCO17, CROWDPOSE14
 
-from .test_decode import BASE
+from tests.helpers import STANDING_PX
 
 
 def test_build_and_channels():
@@ -55,7 +55,7 @@ def test_encode_and_loss_with_hourglass():
     torch.manual_seed(0)
     m = PersonLabMethod(COCO17)
     kp = np.zeros((1, 17, 3), np.float32)
-    kp[0, :, :2] = BASE * 0.3 + [30, 10]
+    kp[0, :, :2] = STANDING_PX * 0.3 + [30, 10]
     kp[0, :, 2] = 2
     t = m.encode(kp, np.zeros((64, 64), bool), None, (16, 16), 4)
     batch = {k: torch.from_numpy(v)[None] for k, v in t.items()}
@@ -103,8 +103,8 @@ class _PerfectNet(torch.nn.Module):
 
 def _two_people():
     kp = np.zeros((2, 17, 3), np.float32)
-    kp[0, :, :2] = BASE + [120, 40]
-    kp[1, :, :2] = BASE + [330, 60]
+    kp[0, :, :2] = STANDING_PX + [120, 40]
+    kp[1, :, :2] = STANDING_PX + [330, 60]
     kp[..., 2] = 2
     return kp
 

@@ -10,30 +10,15 @@ import torch
 
 from posegroup.data.coco import CocoPoseDataset
 from posegroup.engine.checkpoint import load_checkpoint, load_model
-from posegroup.engine.config import merge_config
 from posegroup.engine.predict import checkpoint_predictor, evaluate_predictor
 from posegroup.engine.train import train
 from posegroup.methods import build_method
 from posegroup.skeleton import COCO17
-from tests.engine.test_train import make_dataset, tiny_config
+from tests.helpers import make_dataset, recurrent_config, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 BACKBONE = {"name": "tiny", "num_stacks": 1, "depth": 2, "base_width": 16, "width_increase": 8, "stem_width": 8}
-
-
-def recurrent_config(ann: Path, out_dir: Path, *, options=None, model=None, **train_over) -> dict:
-    cfg = {
-        "method": {"name": "recurrent", "options": {"hidden_width": 32, "lstm1_layers": 2, "max_people": 5,
-                                                    "sigma": 1.0, **(options or {})}},
-        "model": {"freeze_backbone": False, "backbone": BACKBONE, **(model or {})},
-        "data": {"train_ann": str(ann), "input_size": 64, "augmentation": {"enabled": False}},
-        "train": {"batch_size": 4, "lr": 3e-3, "steps": 300, "workers": 0, "checkpoint_every": 1000,
-                  "log_every": 50, "seed": 0, "out_dir": str(out_dir), "lr_schedule": {"type": "cosine"}},
-        "test": {"input_size": 64},
-    }
-    cfg["train"].update(train_over)
-    return merge_config(cfg)
 
 
 @pytest.fixture(scope="module")
