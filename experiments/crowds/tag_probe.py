@@ -15,7 +15,7 @@ from common import aps, score
 
 from posegroup.data.training import collate
 from posegroup.engine.checkpoint import load_model
-from posegroup.engine.train import _to_device, forward_loss, single_process_run
+from posegroup.engine.train import to_device, forward_loss, single_process_run
 
 
 def main(ckpt: str, minutes: float, seed: int = 0) -> None:
@@ -37,7 +37,7 @@ def main(ckpt: str, minutes: float, seed: int = 0) -> None:
     t0, steps = time.monotonic(), 0
     while time.monotonic() - t0 < 60 * minutes:
         idx = torch.randint(len(r.train_set), (r.batch_size,), generator=gen).tolist()
-        loss, parts = forward_loss(r, _to_device(collate([r.train_set[i] for i in idx]), r.device))
+        loss, parts = forward_loss(r, to_device(collate([r.train_set[i] for i in idx]), r.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

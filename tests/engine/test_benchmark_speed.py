@@ -52,7 +52,7 @@ def test_network_time_is_the_backbone_forward(tmp_path, monkeypatch):
         return original(x)
 
     model.forward = slow
-    predict = B._timed_predictor(model, method, {"input_size": 64})
+    predict = B.timed_predictor(model, method, {"input_size": 64})
     image = torch.zeros(64, 64, 3, dtype=torch.uint8).numpy()
     _, _, net_s, total_s = predict(image)
     assert 0.05 <= net_s <= total_s
@@ -107,5 +107,5 @@ def test_foreign_onnx_network_time_is_its_graph_run(tmp_path):
 
     net.run_graph = slow
     image = torch.zeros(96, 128, 3, dtype=torch.uint8).numpy()
-    _, _, net_s, total_s = B._timed_predictor(net, method, opts)(image)
+    _, _, net_s, total_s = B.timed_predictor(net, method, opts)(image)
     assert 0.05 <= net_s < total_s

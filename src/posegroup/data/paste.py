@@ -67,9 +67,9 @@ import numpy as np
 
 from ..skeleton import COCO17, KeypointSet
 from .coco import DatasetError, decode_segmentation, load_coco_json, read_image
-from .synthetic import (_clipped_normal, _crowding_figures, _image_hw, _visibility, _write_json_atomic,
-                        collect_results, crowding_levels, num_people, people_heights, people_range,
-                        place_box, run_jobs, scene_annotations, standing_height, write_scene_image)
+from .synthetic import (clipped_normal, collect_results, crowding_figures, crowding_levels, image_hw, num_people,
+                        people_heights, people_range, place_box, run_jobs, scene_annotations, standing_height,
+                        visibility, write_json_atomic, write_scene_image)
 
 __all__ = ["PeopleBank", "load_people_bank", "source_split_of", "render_paste_scene", "generate_paste_dataset",
            "shared_source_images", "check_request", "free_window", "SOURCE_SPLITS", "BACKGROUNDS"]
@@ -545,7 +545,7 @@ def _people(rng, bank: PeopleBank, H: int, W: int, c: float, fixed: list, exclud
         who.append(int(pick))
     people, placed = [], []
     for i, p in enumerate(who):
-        flip, angle = bool(rng.random() < 0.5), _clipped_normal(rng, 0, 8, -25, 25)
+        flip, angle = bool(rng.random() < 0.5), clipped_normal(rng, 0, 8, -25, 25)
         t = _transform_person(rng, bank, int(p), heights[i], flip, angle)
         if t is None:
             continue
@@ -626,12 +626,12 @@ def _paste_render(rng, bank: PeopleBank, H: int, W: int, c: float, max_covered: 
     source_v = kps[..., 2].copy()
     full = np.concatenate([bg["masks"], full[order]])
     full_boxes = _mask_boxes(full)
-    vis_masks, area = _visibility(kps, owner, min_area_frac, min_keypoints_person)
+    vis_masks, area = visibility(kps, owner, min_area_frac, min_keypoints_person)
     kps[..., 2] = np.minimum(kps[..., 2], np.where(source_v > 0, source_v, 0))
     covered = area[:M] < (1 - max_covered) * full[:M].reshape(M, H * W).sum(axis=1)
     kps[:M][covered] = 0.0                               # a photo's own person covered beyond the limit: ignored
     drawn = full.reshape(len(full), H * W).any(axis=1)
-    max_iou, max_mask_iou = _crowding_figures(full[drawn], full_boxes[drawn])
+    max_iou, max_mask_iou = crowding_figures(full[drawn], full_boxes[drawn])
     ok = area > 0
     sources = [(bg["image_id"], a) for a in bg["ann_ids"]] + [(bank.image_id[people[i][0]], bank.ann_id[people[i][0]])
                                                                for i in order]
@@ -648,7 +648,7 @@ def render_paste_scene(rng: np.random.Generator, bank: PeopleBank, image_size=51
 
     Returns image uint8 (H, W, 3) RGB, keypoints float32 (N, K, 3) x, y, v (continuous pixel
     coordinates), masks bool (N, H, W) visible instance masks, far to near."""
-    H, W = _image_hw(image_size)
+    H, W = image_hw(image_size)
     levels = crowding_levels(crowding)
     if len(levels) != 1:
         raise ValueError(f"crowding {crowding!r}: one level per scene")
@@ -663,7 +663,7 @@ def check_request(bank: PeopleBank, crowding, image_size, max_covered) -> tuple[
     """Check scenes of ``bank`` at ``crowding`` and ``image_size`` with ``max_covered`` can be
     made (one line when not; :func:`_check_scene_args`); returns (levels, H, W)."""
     levels = crowding_levels(crowding)
-    H, W = _image_hw(image_size)
+    H, W = image_hw(image_size)
     _check_scene_args(bank, levels, max_covered)
     return levels, H, W
 
@@ -763,7 +763,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
     t0 = time.perf_counter()
     _check_dataset_args(num_images, jpeg_quality, min_area_frac, min_keypoints_person, chunksize, replace_tries)
     levels = crowding_levels(crowding)
-    H, W = _image_hw(image_size)
+    H, W = image_hw(image_size)
     if not (isinstance(max_covered, (int, float)) and 0.0 < float(max_covered) < 1.0):
         raise ValueError(f"max_covered {max_covered!r}: must be a number in (0, 1)")
     _check_max_upscale(max_upscale)
@@ -799,7 +799,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
             "mean_max_iou_kind": "full (unoccluded) person bounding boxes, images with >= 2 people",
             "mean_max_mask_iou": round(stats["mean_max_mask_iou"], 6) if ious else None,
             "ignored_people": "small people are annotations with num_keypoints = 0"}
-    ann_file = _write_json_atomic(out / "annotations.json", {"info": info, "images": images, "annotations": annotations,
+    ann_file = write_json_atomic(out / "annotations.json", {"info": info, "images": images, "annotations": annotations,
                                                               "categories": [bank.keypoint_set.coco_category()]})
     seconds = time.perf_counter() - t0
     return {**stats, "seconds": seconds, "images_per_second": len(images) / seconds if seconds > 0 else float("inf"),

@@ -145,7 +145,8 @@ def crowding_levels(crowding) -> list[float]:
     return [crowding_level(crowding)]
 
 
-def _image_hw(image_size) -> tuple[int, int]:
+def image_hw(image_size) -> tuple[int, int]:
+    """``image_size`` (an int or (H, W)) as (H, W), each side >= 32 px; ValueError otherwise."""
     if isinstance(image_size, (int, np.integer)):
         h = w = int(image_size)
     else:
@@ -209,7 +210,8 @@ def _rodrigues(v: np.ndarray, axis: np.ndarray, deg: float) -> np.ndarray:
     return v * math.cos(a) + np.cross(axis, v) * math.sin(a) + axis * (axis @ v) * (1 - math.cos(a))
 
 
-def _clipped_normal(rng, mean, sd, lo, hi) -> float:
+def clipped_normal(rng, mean, sd, lo, hi) -> float:
+    """One draw of N(``mean``, ``sd``) from ``rng``, clipped to [``lo``, ``hi``]."""
     return float(np.clip(rng.normal(mean, sd), lo, hi))
 
 
@@ -250,12 +252,12 @@ def _kinematic_pose(rng) -> dict:
     build = rng.uniform(0.85, 1.3)               # body width factor (thin .. heavy build)
     L = rng.uniform(0.95, 1.05, size=6)          # segment length jitter
     # Torso: lean forward, lateral bend, twist of the shoulders about the vertical.
-    R_t = (_rot("y", _clipped_normal(rng, 0, 10, -35, 35)) @ _rot("z", _clipped_normal(rng, 0, 5, -15, 15))
-           @ _rot("x", _clipped_normal(rng, 4, 8, -15, 45)))
+    R_t = (_rot("y", clipped_normal(rng, 0, 10, -35, 35)) @ _rot("z", clipped_normal(rng, 0, 5, -15, 15))
+           @ _rot("x", clipped_normal(rng, 4, 8, -15, 45)))
     # Body yaw: front (U(-35, 35)), or profile facing image-left / image-right (+-U(50, 100)).
     facing = rng.choice(3, p=[0.5, 0.25, 0.25])
     yaw = rng.uniform(-35, 35) if facing == 0 else (1 if facing == 1 else -1) * rng.uniform(50, 100)
-    R_b = _rot("z", _clipped_normal(rng, 0, 4, -12, 12)) @ _rot("y", yaw)
+    R_b = _rot("z", clipped_normal(rng, 0, 4, -12, 12)) @ _rot("y", yaw)
 
     P = np.zeros((K, 3))
     P[L_HIP] = (HIP_HALF, 0, 0)
@@ -264,8 +266,8 @@ def _kinematic_pose(rng) -> dict:
     P[L_SHO] = sc + R_t @ np.array([SHO_HALF, 0, 0])
     P[R_SHO] = sc + R_t @ np.array([-SHO_HALF, 0, 0])
     # Head: yaw / pitch / roll relative to the torso.
-    R_h = (R_t @ _rot("y", _clipped_normal(rng, 0, 20, -50, 50)) @ _rot("x", _clipped_normal(rng, 0, 10, -30, 30))
-           @ _rot("z", _clipped_normal(rng, 0, 6, -20, 20)))
+    R_h = (R_t @ _rot("y", clipped_normal(rng, 0, 20, -50, 50)) @ _rot("x", clipped_normal(rng, 0, 10, -30, 30))
+           @ _rot("z", clipped_normal(rng, 0, 6, -20, 20)))
     hc = sc + R_h @ np.array([0, NECK, 0.01])
     P[NOSE] = hc + R_h @ np.array([0, -0.012, 0.056])
     P[L_EYE] = hc + R_h @ np.array([0.022, 0.01, 0.046])
@@ -277,7 +279,7 @@ def _kinematic_pose(rng) -> dict:
     hands, toes = {}, {}
     for s, sho, elb, wri in ((1, L_SHO, L_ELB, L_WRI), (-1, R_SHO, R_ELB, R_WRI)):
         abd = rng.uniform(0, 170) if rng.random() < 0.25 else abs(rng.normal(0, 22))
-        flex = rng.uniform(-40, 170) if rng.random() < 0.25 else _clipped_normal(rng, 10, 30, -50, 170)
+        flex = rng.uniform(-40, 170) if rng.random() < 0.25 else clipped_normal(rng, 10, 30, -50, 170)
         u = R_t @ _rot("x", -flex) @ _rot("z", s * min(abd, 170)) @ down
         P[elb] = P[sho] + UPPER_ARM * L[1] * u
         bend = _rodrigues(_perp(fwd, u, np.array([0.0, 1.0, 0.0])), u, rng.uniform(-60, 60))
@@ -286,7 +288,7 @@ def _kinematic_pose(rng) -> dict:
         P[wri] = P[elb] + FOREARM * L[2] * f
         hands[wri] = P[wri] + 0.035 * f
     for s, hip, knee, ank in ((1, L_HIP, L_KNEE, L_ANK), (-1, R_HIP, R_KNEE, R_ANK)):
-        hf = rng.uniform(-20, 100) if rng.random() < 0.2 else _clipped_normal(rng, 5, 15, -30, 110)
+        hf = rng.uniform(-20, 100) if rng.random() < 0.2 else clipped_normal(rng, 5, 15, -30, 110)
         ha = rng.uniform(0, 45) if rng.random() < 0.1 else abs(rng.normal(0, 6))
         u = _rot("x", -hf) @ _rot("z", s * ha) @ down
         P[knee] = P[hip] + THIGH * L[3] * u
@@ -376,7 +378,7 @@ def _bank_figure(rng, bank_pose: np.ndarray) -> tuple[np.ndarray, np.ndarray, li
         flip = COCO17.flip_index
         J = J[flip] * np.array([-1.0, 1.0])
         lab = lab[flip]
-    a = math.radians(_clipped_normal(rng, 0, 5, -15, 15))
+    a = math.radians(clipped_normal(rng, 0, 5, -15, 15))
     J = J @ np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
     tw = rng.uniform(0.85, 1.3)
     long_sleeves, long_pants = rng.random() < 0.4, rng.random() < 0.7
@@ -550,7 +552,7 @@ def place_box(rng, bw: float, bh: float, placed: list, c: float, H: int, W: int)
     return boxes[int(np.argmin(np.abs(box_iou_matrix(boxes, np.array(placed)).max(axis=1) - target)))]
 
 
-def _visibility(kps: np.ndarray, owner: np.ndarray, min_area_frac: float,
+def visibility(kps: np.ndarray, owner: np.ndarray, min_area_frac: float,
                 min_keypoints_person: int) -> tuple[np.ndarray, np.ndarray]:
     """Visibility of :func:`_render`, in place on ``kps`` (N, 17, 3): v = 2 where the person owns
     the keypoint's pixel (or nobody does), 1 where another person covers it, 0 outside the image
@@ -575,7 +577,7 @@ def _visibility(kps: np.ndarray, owner: np.ndarray, min_area_frac: float,
     return vis_masks, area
 
 
-def _crowding_figures(full_masks: np.ndarray, full_boxes: np.ndarray) -> tuple[float, float]:
+def crowding_figures(full_masks: np.ndarray, full_boxes: np.ndarray) -> tuple[float, float]:
     """(max box IoU, max mask IoU; NaN with < 2 people) over the people with pixels in the
     image; ``full_masks`` (N, H, W) bool, ``full_boxes`` (N, 4)."""
     n = full_masks.shape[0]
@@ -673,8 +675,8 @@ def _render(rng, H: int, W: int, c: float, pose_bank=None, min_area_frac: float 
     if rng.random() < 0.5:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.0))
     image = np.clip(np.round(img), 0, 255).astype(np.uint8)
-    vis_masks, area = _visibility(kps, owner, min_area_frac, min_keypoints_person)
-    max_iou, max_mask_iou = _crowding_figures(full_masks, full_boxes)
+    vis_masks, area = visibility(kps, owner, min_area_frac, min_keypoints_person)
+    max_iou, max_mask_iou = crowding_figures(full_masks, full_boxes)
     keep = area > 0
     return {"image": image, "keypoints": kps[keep].astype(np.float32), "masks": vis_masks[keep],
             "full_boxes": full_boxes[keep], "max_iou": max_iou, "max_mask_iou": max_mask_iou}
@@ -696,7 +698,7 @@ def render_scene(rng: np.random.Generator, image_size=256, crowding="sparse", po
             with all-zero keypoints are the small ones (num_keypoints = 0, to be ignored).
         masks: bool (N, H, W) visible instance masks (pixels each person owns), far to near.
     """
-    H, W = _image_hw(image_size)
+    H, W = image_hw(image_size)
     scene = _render(rng, H, W, crowding_level(crowding), pose_bank)
     return scene["image"], scene["keypoints"], scene["masks"]
 
@@ -850,7 +852,7 @@ def run_jobs(jobs: list, bank, workers: int, chunksize: int, progress: bool, tas
     return results
 
 
-def _write_json_atomic(path: Path, doc: dict) -> Path:
+def write_json_atomic(path: Path, doc: dict) -> Path:
     """``doc`` as json at ``path`` via a temp file and a rename; returns ``path``."""
     tmp = path.with_suffix(".json.tmp")
     with open(tmp, "w") as f:
@@ -911,7 +913,7 @@ def generate_dataset(out_dir, num_images: int, *, crowding="sparse", seed: int =
     if int(num_images) < 1:
         raise ValueError(f"num_images {num_images!r}: must be >= 1")
     levels = crowding_levels(crowding)
-    H, W = _image_hw(image_size)
+    H, W = image_hw(image_size)
     bank = load_pose_bank(poses_file) if poses_file is not None else None
     out = Path(out_dir)
     image_dir = out / "images"
@@ -931,7 +933,7 @@ def generate_dataset(out_dir, num_images: int, *, crowding="sparse", seed: int =
             "mean_max_iou_kind": "full (unoccluded) person bounding boxes, images with >= 2 people",
             "mean_max_mask_iou": round(mean_mask_iou, 6) if ious else None,
             "ignored_people": "small people are annotations with num_keypoints = 0"}
-    ann_file = _write_json_atomic(out / "annotations.json", {"info": info, "images": images, "annotations": annotations,
+    ann_file = write_json_atomic(out / "annotations.json", {"info": info, "images": images, "annotations": annotations,
                                                               "categories": [COCO17.coco_category()]})
     seconds = time.perf_counter() - t0
     people = sum(1 for a in annotations if a["num_keypoints"] > 0)

@@ -14,7 +14,7 @@ def _coco_keypoint_ap(ann_file, results, image_ids):
 
 # ---- timed prediction over a held-out split, scored with COCOeval (benchmark train, predict, methods) ----
 
-def _timed_predictor(model, method, test_opts):
+def timed_predictor(model, method, test_opts):
     """``image -> (poses, scores, network_s, total_s)``: the network time is the model's forward
     on the prepared input (timed by a forward hook on the model), the rest of ``method.predict``
     (resizing, the recurrent LSTM loop, grouping, decoding) is the decoder's."""
@@ -55,7 +55,7 @@ def _timed_predictor(model, method, test_opts):
     return run
 
 
-def _true_id_predictor(method, model, test_opts):
+def true_id_predictor(method, model, test_opts):
     """``(image, keypoints) -> (poses, scores, ...)`` with true person ids, or None when the
     method has no ceiling.
 
@@ -77,10 +77,10 @@ def open_split(ann_file, keypoint_set, max_images):
 
 
 def predict_split(run, dataset, image_ids, *, images=None, oracle=None) -> dict:
-    """``run`` (a :func:`_timed_predictor`) on the images ``image_ids`` of ``dataset`` (or on
+    """``run`` (a :func:`timed_predictor`) on the images ``image_ids`` of ``dataset`` (or on
     ``images``, the same images already loaded, in that order).
 
-    ``oracle``: a :func:`_true_id_predictor`, run (outside the timings) on each image with its
+    ``oracle``: a :func:`true_id_predictor`, run (outside the timings) on each image with its
     true people. Returns {"results": COCO results (poses and scores), "network_s",
     "decoder_s": per-image seconds, "people": poses predicted, "true_results": the oracle's COCO
     results, None without one}."""
@@ -191,7 +191,7 @@ def benchmark_train(config: dict, *, minutes: float = 15.0, eval_every_minutes: 
         model, method, _ = load_model(s["checkpoint"])
         opts = test_options(cfg, method)
         row = {"minutes": round(trained, 3), "step": s["steps"], "loss": s["final_loss"]}
-        run, oracle = _timed_predictor(model, method, opts), _true_id_predictor(method, model, opts)
+        run, oracle = timed_predictor(model, method, opts), true_id_predictor(method, model, opts)
         for name, ann in splits.items():
             ap, ap_true = _ap_on_split(run, oracle, method, ann, max_images)
             row[f"{name}_AP"] = ap
@@ -226,13 +226,13 @@ def benchmark_step(config: dict, *, repeats: int = 5, steps: int = 3, threads: i
     import torch
 
     from ..data.training import collate
-    from .train import _to_device, forward_loss, single_process_run, update_ema
+    from .train import to_device, forward_loss, single_process_run, update_ema
 
     if threads:
         torch.set_num_threads(int(threads))
     cfg = copy.deepcopy(config)
     r = single_process_run(cfg)
-    batch = _to_device(collate([r.train_set[i % len(r.train_set)] for i in range(r.batch_size)]), r.device)
+    batch = to_device(collate([r.train_set[i % len(r.train_set)] for i in range(r.batch_size)]), r.device)
     sync = torch.cuda.synchronize if r.device.type == "cuda" else (lambda: None)
 
     def step() -> float:
@@ -313,7 +313,7 @@ def _speed_model(path, onnx_format=None, threads=1):
 
 
 def _speed_row(run, method, ann, max_images, repeats) -> dict:
-    """AP, median network / decoder ms, images/s and people of ``run`` (a :func:`_timed_predictor`)
+    """AP, median network / decoder ms, images/s and people of ``run`` (a :func:`timed_predictor`)
     on the first ``max_images`` images of the COCO json ``ann`` (:func:`predict_split`
     ``repeats`` times; AP and people of the last)."""
     import numpy as np
@@ -367,7 +367,7 @@ def benchmark_speed(checkpoints, splits: dict, *, max_images: int | None = 50, t
     rows, base = [], {}
     for ck in checkpoints:
         model, method, opts, runtime = _speed_model(ck, onnx_format, threads=threads)
-        run = _timed_predictor(model, method, opts)
+        run = timed_predictor(model, method, opts)
         for split, ann in splits.items():
             row = {"checkpoint": str(ck), "method": method.name, "runtime": runtime, "split": split,
                    **_speed_row(run, method, ann, max_images, repeats)}

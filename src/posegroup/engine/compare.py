@@ -150,11 +150,11 @@ def score_splits(model, method, config: dict, test: dict, anns: dict, *, max_ima
     ``anns`` (split name -> annotation file)."""
     import numpy as np
 
-    from .benchmark import _timed_predictor, _true_id_predictor, coco_scores, open_split, predict_split
+    from .benchmark import timed_predictor, true_id_predictor, coco_scores, open_split, predict_split
     from .predict import test_options
 
     opts = {**test_options(config, method), **test}
-    run, oracle = _timed_predictor(model, method, opts), _true_id_predictor(method, model, opts)
+    run, oracle = timed_predictor(model, method, opts), true_id_predictor(method, model, opts)
     cells = {}
     for split, ann in anns.items():
         ds, ids = open_split(ann, method.keypoint_set, max_images)

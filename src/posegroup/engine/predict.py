@@ -136,7 +136,7 @@ def _read_gt(gt_file: str | Path | None) -> tuple[dict[str, int], dict[int, list
     return {os.path.basename(im["file_name"]): int(im["id"]) for im in images if "file_name" in im}, people
 
 
-def _write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj) -> None:
     """``obj`` as json at ``path``, through a temporary file (a failed write leaves ``path`` as it
     was); an OSError names ``path``."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -205,9 +205,9 @@ def predict_images(predictor: Callable, paths, *, out_dir: str | Path, keypoint_
         raise PredictError(f"{results.skipped[0][1]}{more}; no image could be read, nothing written")
     for _, reason in results.skipped:
         print(f"posegroup: skipped {reason}", file=sys.stderr)
-    _write_json(out_dir / "results.json", list(results))
+    write_json(out_dir / "results.json", list(results))
     stale = _listed_pictures(out_dir) - written if overwrite and previous else set()
-    _write_json(out_dir / PICTURE_LIST, sorted(written))
+    write_json(out_dir / PICTURE_LIST, sorted(written))
     for name in stale:  # the earlier prediction's pictures that were not drawn again
         old = out_dir / name
         if old.is_file() and not old.is_symlink() and old.resolve() not in inputs and _is_png(old):
@@ -376,7 +376,7 @@ def predict_dataset(predictor: Callable, dataset, *, max_images: int | None = No
         info = getattr(dataset, "images", {}).get(image_id) or {}
         results.extend(to_coco_results(image_id, poses, scores, masks, file_name=info.get("file_name")))
     if out_file is not None:
-        _write_json(Path(out_file), results)
+        write_json(Path(out_file), results)
     return results
 
 

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .predict import PredictError, _write_json, collect_images
+from .predict import PredictError, write_json, collect_images
 
 
 def _ray():
@@ -95,7 +95,7 @@ def predict_ray(model_spec: dict, paths, *, out_dir: str | Path, address: str | 
             for f in shard_dir.glob("shard_*.json"):
                 f.unlink()
     shard_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(shard_dir / "manifest.json", manifest)
+    write_json(shard_dir / "manifest.json", manifest)
     shards = [(k, list(range(s, min(s + shard_size, len(files))))) for k, s in enumerate(range(0, len(files), shard_size))]
     name = lambda k: shard_dir / f"shard_{k:05d}.json"   # noqa: E731
     todo = [(k, ids) for k, ids in shards if not name(k).is_file()]
@@ -119,7 +119,7 @@ def predict_ray(model_spec: dict, paths, *, out_dir: str | Path, address: str | 
                 batch_size=1, concurrency=int(num_workers), num_cpus=num_cpus, num_gpus=num_gpus or None)
             for row in ds.iter_rows():   # each shard written as it arrives: a killed run resumes
                 k = int(row["shard"])
-                _write_json(name(k), {"results": json.loads(row["results"]), "skipped": json.loads(row["skipped"])})
+                write_json(name(k), {"results": json.loads(row["results"]), "skipped": json.loads(row["skipped"])})
                 computed.append(k)
         finally:
             if started:
@@ -130,7 +130,7 @@ def predict_ray(model_spec: dict, paths, *, out_dir: str | Path, address: str | 
         results.extend(part["results"])
         skipped.extend(part["skipped"])
     results.sort(key=lambda r: r["image_id"])   # stable: each image's people keep their order
-    _write_json(out_dir / "results.json", results)
+    write_json(out_dir / "results.json", results)
     return {"results": results, "shards": len(shards), "computed": sorted(computed), "skipped": skipped}
 
 

@@ -120,7 +120,8 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _to_device(batch: dict, device: torch.device) -> dict:
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch's tensors moved to ``device`` (non-blocking)."""
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
@@ -475,7 +476,7 @@ def _next_batch(r: _Run, it, stop: _StopRequest) -> dict | None:
             return None
         error = unwrap_worker_error(e) or e
     settle(error)  # raises ``error`` (or, on the other ranks, PeerFailed) when any rank failed
-    return _to_device(raw, r.device)
+    return to_device(raw, r.device)
 
 
 def forward_loss(r: _Run, batch: dict) -> tuple[torch.Tensor, dict]:

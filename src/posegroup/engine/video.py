@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..evaluation import to_coco_results
-from .predict import PredictError, unpack, _write_json
+from .predict import PredictError, unpack, write_json
 
 #: File extensions ``predict`` treats as videos.
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -194,7 +194,7 @@ def predict_video(predictor: Callable, path: str | Path, *, out_dir: str | Path,
         if n == 0:
             raise PredictError(f"{path}: no frame could be read")
         seconds = time.perf_counter() - start
-        _write_json(targets[0], results)
+        write_json(targets[0], results)
         if draw:
             os.replace(tmp_video, targets[1])
     finally:
