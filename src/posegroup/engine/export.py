@@ -52,28 +52,8 @@ def _is_onnx_file(path: Path) -> bool:
         return False
 
 
-def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17, overwrite: bool = False,
-                trust: bool | None = None, device: str | None = None) -> Path:
-    """Export the checkpoint ``weights`` to ONNX at ``out``; checks it with onnxruntime when
-    installed (max abs difference to PyTorch printed). Returns the output path.
-
-    Safety: ``out`` is written to a temporary file beside it and moved into place only once
-    exported and checked. An existing ``out`` is refused unless ``overwrite``; ``out`` equal
-    to ``weights``, a folder, or named like a checkpoint (:data:`CHECKPOINT_SUFFIXES`) is always
-    refused (:class:`ExportError`). ``trust``: see :func:`~posegroup.engine.checkpoint.load_checkpoint`.
-    ``device``: where the network is traced (default cpu).
-    """
-    import os
-    import tempfile
-
-    from ..extras import require
-    from ..limits import MAX_INPUT_SIZE, MIN_INPUT_SIZE, check_int
-    from .checkpoint import file_mode, keypoint_set_to_dict, load_model
-    from .onnx_model import covered_modules, export_metadata, outside_state
-    from .predict import test_options
-
-    onnx = require("onnx", "posegroup export")     # torch's exporter writes through it
-    out = Path(out)
+def _check_target(out: Path, weights, overwrite: bool) -> None:
+    """The refusals of :func:`export_onnx` about ``out`` (nothing read or written yet)."""
     if out.resolve() == Path(weights).resolve():
         raise ExportError(f"{out}: is the checkpoint being exported; choose another --out")
     if out.suffix.lower() in CHECKPOINT_SUFFIXES:
@@ -87,12 +67,43 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
     if out.exists() and not _is_onnx_file(out):
         raise ExportError(f"{out}: exists and is not an ONNX model (a checkpoint? another file?); --overwrite "
                           "replaces only an ONNX file (choose another --out)")
-    if input_size is not None:
-        check_int(input_size, "--input-size", MIN_INPUT_SIZE, MAX_INPUT_SIZE)
-    model, method, config = load_model(weights, trust=trust)
+
+
+def _check_finite(model: torch.nn.Module, weights) -> None:
+    """A network with NaN or infinite weights (a diverged run) is not exported."""
     bad = next((k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad is not None:
         raise ExportError(f"{weights}: weight '{bad}' holds NaN or infinite values (a diverged run?); not exported")
+
+
+def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17, overwrite: bool = False,
+                trust: bool | None = None, device: str | None = None) -> Path:
+    """Export the checkpoint ``weights`` to ONNX at ``out``; checks it with onnxruntime when
+    installed (max abs difference to PyTorch printed). Returns the output path.
+
+    Safety: ``out`` is written to a temporary file beside it and moved into place only once
+    exported and checked. An existing ``out`` is refused unless ``overwrite``, and replaced only
+    when it is an ONNX model; ``out`` equal to ``weights``, a folder, a symbolic link, or named like
+    a checkpoint (:data:`CHECKPOINT_SUFFIXES`) is always refused (:class:`ExportError`), as are
+    NaN or infinite weights. The file gets the mode the umask gives a new file. ``trust``: see :func:`~posegroup.engine.checkpoint.load_checkpoint`.
+    ``device``: where the network is traced (default cpu).
+    """
+    import os
+    import tempfile
+
+    from ..extras import require
+    from ..limits import MAX_INPUT_SIZE, MIN_INPUT_SIZE, check_int
+    from .checkpoint import file_mode, keypoint_set_to_dict, load_model
+    from .onnx_model import covered_modules, export_metadata, outside_state
+    from .predict import test_options
+
+    onnx = require("onnx", "posegroup export")     # torch's exporter writes through it
+    out = Path(out)
+    _check_target(out, weights, overwrite)
+    if input_size is not None:
+        check_int(input_size, "--input-size", MIN_INPUT_SIZE, MAX_INPUT_SIZE)
+    model, method, config = load_model(weights, trust=trust)
+    _check_finite(model, weights)
     size = int(input_size or (config or {}).get("data", {}).get("input_size", 512))
     check_int(size, f"{weights}: data.input_size", MIN_INPUT_SIZE, MAX_INPUT_SIZE)
     wrapped = _LastStack(model.to(device or "cpu")).eval()
