@@ -59,12 +59,12 @@ def true_id_predictor(method, model, test_opts):
     """``(image, keypoints) -> (poses, scores, ...)`` with true person ids, or None when the
     method has no ceiling.
 
-    A method offers its ceiling through a ``predict_true_ids(model, image, keypoints,
-    **test_opts)`` method (AE: true tags; PersonLab could follow true mid-range offsets)."""
-    hook = getattr(method, "predict_true_ids", None)
-    if callable(hook):
-        return lambda image, kp: hook(model, image, kp, **test_opts)
-    return None
+    A method offers its ceiling by overriding ``Method.predict_true_ids(model, image, keypoints,
+    **test_opts)`` (AE: true tags; PersonLab could follow true mid-range offsets)."""
+    from ..methods.base import Method
+    if type(method).predict_true_ids is Method.predict_true_ids:
+        return None
+    return lambda image, kp: method.predict_true_ids(model, image, kp, **test_opts)
 
 
 def open_split(ann_file, keypoint_set, max_images):

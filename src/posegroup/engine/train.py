@@ -480,16 +480,16 @@ def _next_batch(r: _Run, it, stop: _StopRequest) -> dict | None:
 
 
 def forward_loss(r: _Run, batch: dict) -> tuple[torch.Tensor, dict]:
-    """The loss of one batch (``batch`` is consumed): the method's optional ``training_loss(model,
-    batch)`` hook, else the network's stacks through ``method.loss``, the forward under the run's
-    autocast; with ``train.channels_last`` the images enter in that memory format."""
-    loss_fn = getattr(r.method, "training_loss", None)  # optional hook: (model, batch) -> (loss, parts)
+    """The loss of one batch (``batch`` is consumed): the method's ``training_loss(model, batch)``
+    hook, or where it gives None the network's stacks through ``method.loss``, the forward under
+    the run's autocast; with ``train.channels_last`` the images enter in that memory format."""
     image = batch.pop("image")
     if r.tc["channels_last"]:
         image = image.contiguous(memory_format=torch.channels_last)
     with torch.autocast(r.device.type, dtype=r.amp_dtype or torch.float32, enabled=r.amp_dtype is not None):
-        if callable(loss_fn):
-            return loss_fn(r.model, dict(batch, image=image))
+        own = r.method.training_loss(r.model, dict(batch, image=image))
+        if own is not None:
+            return own
         preds = r.model(image)
     preds = [p.float() for p in preds] if isinstance(preds, (list, tuple)) else [preds.float()]
     return r.method.loss(preds, batch)

@@ -83,6 +83,21 @@ class Method:
         A bad ``model`` key is a one-line ValueError naming ``model.<key>``. Default: None."""
         return None
 
+    def training_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]
+                      ) -> tuple[torch.Tensor, dict[str, float]] | None:
+        """The loss of a training batch for a method whose loss needs the model (e.g. an unrolled
+        decoder): ``batch`` holds ``image`` (B, 3, S, S) and the batched :meth:`encode` targets;
+        returns ``(loss, parts)``, run under the engine's autocast. Default: None, the engine
+        runs the network's stacks through :meth:`loss`."""
+        return None
+
+    def predict_true_ids(self, model: torch.nn.Module, image: np.ndarray, keypoints: np.ndarray,
+                         **opts: Any) -> tuple | None:
+        """The grouping ceiling: :meth:`predict` of ``image`` with the people grouped by the true
+        ``keypoints`` (N, K, 3) image px (``benchmark train``'s and ``benchmark methods``' true-id
+        AP). A method offers it by overriding this hook. Default: None (no ceiling)."""
+        return None
+
     def draw_maps(self, model: torch.nn.Module, image: np.ndarray, *, canvas: np.ndarray | None = None,
                   **opts: Any) -> list[np.ndarray]:
         """Pictures of the network's maps for ``image``, drawn over ``canvas`` (default: the
