@@ -1,4 +1,5 @@
-"""Structure rules that can fail: methods/ never import the engine; no function over 80 lines."""
+"""Structure rules that can fail: methods/ never import the engine; methods never import each
+other; no module uses another's private name; no function over 80 lines."""
 from __future__ import annotations
 
 import ast
@@ -58,6 +59,83 @@ def test_methods_never_import_the_engine():
             if is_engine(mod):
                 bad.append(f"{path.relative_to(PACKAGE)}:{line} imports {mod}")
     assert not bad, "\n".join(bad)
+
+
+def method_of(module: str) -> str | None:
+    """The method package a module belongs to (``ae`` for posegroup.methods.ae.decode), or None
+    (the registry, ``common``, ``base``, ``settings`` and everything outside methods/)."""
+    parts = module.split(".")
+    if len(parts) >= 3 and parts[:2] == ["posegroup", "methods"] and (PACKAGE / "methods" / parts[2]).is_dir():
+        return parts[2]
+    return None
+
+
+def test_methods_never_import_each_other():
+    """A method's modules import only its own package and the shared ``methods.common`` /
+    ``base`` / ``settings`` (what two methods share lives in ``methods/common.py``)."""
+    bad = []
+    for path in sorted((PACKAGE / "methods").rglob("*.py")):
+        mine = method_of(_module_name(path))
+        for line, mod in imported_modules(path.read_text(), _module_name(path), path.name == "__init__.py"):
+            other = method_of(mod)
+            if mine is not None and other is not None and other != mine:
+                bad.append(f"{path.relative_to(PACKAGE)}:{line} imports {mod}")
+    assert not bad, "\n".join(bad)
+
+
+def private_uses(source: str, module: str, is_package: bool = False) -> list[tuple[int, str]]:
+    """(line, ``module._name``) of every private name of another posegroup module that ``source``
+    (the text of ``module``) uses: ``from M import _name`` or ``M._name`` with M imported as a
+    module (relative imports resolved, at any depth)."""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    tree, modules, out = ast.parse(source), {}, []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            mod = ".".join(base + ([node.module] if node.module else []))
+            if not mod.startswith("posegroup"):
+                continue
+            for a in node.names:
+                if a.name.startswith("_") and not a.name.startswith("__") and mod != module:
+                    out.append((node.lineno, f"{mod}.{a.name}"))
+                modules[a.asname or a.name] = f"{mod}.{a.name}"
+        elif isinstance(node, ast.Import):
+            modules.update((a.asname or a.name, a.name) for a in node.names if a.name.startswith("posegroup"))
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                and node.attr.startswith("_") and not node.attr.startswith("__")
+                and modules[node.value.id] != module):
+            out.append((node.lineno, f"{modules[node.value.id]}.{node.attr}"))
+    return out
+
+
+@pytest.mark.parametrize("source, found", [
+    ("from .predict import _write", ["posegroup.engine.predict._write"]),
+    ("def f():\n    from ..data.synthetic import _hw\n", ["posegroup.data.synthetic._hw"]),
+    ("from . import train as t\nt._to_device(1)\n", ["posegroup.engine.train._to_device"]),
+    ("from .predict import write\nfrom . import train as _train\nimport os\nos._exit(0)\n", []),
+    ("from __future__ import annotations\n", []),
+])
+def test_the_private_name_check_sees_every_spelling(source, found):
+    assert [n for _, n in private_uses(source, "posegroup.engine.benchmark")] == found
+
+
+def test_no_private_name_used_across_modules():
+    """A module uses only the public names of another (engine, CLI, methods, data...): what
+    two modules share is public and documented where it is defined."""
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for line, name in private_uses(path.read_text(), _module_name(path), path.name == "__init__.py"):
+            bad.append(f"{path.relative_to(PACKAGE)}:{line} uses {name}")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("module, method", [
+    ("posegroup.methods.ae.decode", "ae"), ("posegroup.methods.personlab", "personlab"),
+    ("posegroup.methods.common", None), ("posegroup.methods", None), ("posegroup.engine.train", None),
+])
+def test_method_of(module, method):
+    assert method_of(module) == method
 
 
 def long_functions(paths, root: Path = PACKAGE) -> list[str]:
