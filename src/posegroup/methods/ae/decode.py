@@ -19,7 +19,7 @@ Presets (every option left None takes the preset's value, :data:`PRESETS`):
     log-parabola sub-pixel peaks, refine that fills every missing joint whose best positive
     cell has a tag close to the person's (``refine_accept="near"``; joint score = that
     heatmap value, not 1 as in the reference), person score from the detected joints.
-  * ``"spec"``: SPEC as written (the earlier defaults of this function).
+  * ``"spec"``: SPEC section 1 as written.
   * ``"reference"``: pose-ae-train's test-time decoder (utils/group.py ``HeatmapParser``
     with test.py's settings, then test.py's ``refine``), reproduced on its own code path:
     the heatmap is clipped at 1 first; people live in a dict keyed by the first tag value of
@@ -290,8 +290,8 @@ def top_candidates(heatmaps: np.ndarray, *, top_k: int = 30, nms_kernel: int = 3
 
 
 # ------------------------------------------------------------------------------ steps 4-8
-#: Option values of the presets of :func:`group`. "spec": SPEC section 1 as written (the
-#: earlier defaults); "reference": pose-ae-train's test-time decoder (its own code path, see
+#: Option values of the presets of :func:`group`. "spec": SPEC section 1 as written;
+#: "reference": pose-ae-train's test-time decoder (its own code path, see
 #: "Options of group" in the module docstring); "default": the tuned defaults (measured by
 #: ``posegroup benchmark decode``).
 PRESETS: dict[str, dict] = {

@@ -92,7 +92,7 @@ def _personlab_settings(outputs, people, repeats, settings, score):
 
 def benchmark_decode_personlab(ann_file, *, num_images=None, threads=1, repeats=3, stride=4, input_size=512,
                                exact=True, posenet="auto", verbose=True, score_ap, **decode_opts):
-    """Speed and AP of PersonLab's ``decode_poses`` against the earlier decoder path
+    """Speed and AP of PersonLab's ``decode_poses`` against its paper settings
     (:data:`~posegroup.methods.personlab.decode.PAPER_HOUGH`: the paper's input-resolution
     Hough map) measured in the same run.
 
@@ -186,7 +186,7 @@ def posenet_outputs(ann_file, model_path, *, num_images=None, input_size=513, th
 def benchmark_decode_posenet(ann_file=None, model=None, *, auto_from=None, num_images=None, repeats=3, threads=1,
                              input_size=513, verbose=True, score_ap):
     """``decode_poses`` on Google PoseNet's real outputs with ``PoseNetONNX``'s settings
-    ("default": ``DECODE_DEFAULTS``) against its earlier settings ("paper":
+    ("default": ``DECODE_DEFAULTS``) against the paper's settings ("paper":
     ``PAPER_DECODE``, input-resolution Hough map) in the same run: median ms per image (the
     network is run once beforehand and not timed), by annotated people, COCOeval AP. With
     ``auto_from`` (a json in ../shared/data/<folder>/) the 136 local COCO images and the model of

@@ -53,8 +53,8 @@ Options of :func:`decode_poses`, with their measured effect
 
     hough_stride: input px per Hough cell; None (default): the output stride, i.e. one
         Hough cell per output cell (candidates are then moved to their sub-cell position by
-        the short offset, ``refine_peaks``). Paper: 1, input resolution (``PAPER_HOUGH``, the
-        earlier default, 20-40x slower). The map holds the vote mass per Hough cell, so
+        the short offset, ``refine_peaks``). Paper: 1, input resolution (``PAPER_HOUGH``, 20-40x
+        slower). The map holds the vote mass per Hough cell, so
         ``peak_threshold`` depends on it. Measured (``posegroup benchmark decode``): perfect
         outputs of the 511 COCO val layouts (input 512, stride 4) AP 0.985 both; PoseNet
         (136 local COCO images, stride 16, its own thresholds) AP 0.279 vs 0.270.
@@ -388,7 +388,7 @@ def _score_people(heatmaps: np.ndarray, xy: np.ndarray, reached: np.ndarray, mas
     return poses, inst[keep].astype(np.float32)
 
 
-#: The paper's Hough settings, the decoder's earlier defaults: votes of every cell with p > 0
+#: The paper's Hough settings: votes of every cell with p > 0
 #: into a map at input resolution (peaks then found on the sparse vote list). About 20-40x
 #: slower than the defaults (``posegroup benchmark decode`` measures both).
 PAPER_HOUGH = {"hough_stride": 1.0, "vote_threshold": 0.0}
