@@ -63,20 +63,21 @@ def test_two_steps_of_each_bundled_posenet_config(name, data, tmp_path):
 
 
 def test_backbone_puts_posenet_cells_on_the_project_centres():
-    """The wrapper = PoseNet on the [-1, 1] image padded by s/2, first row and column dropped:
-    cell (i, j) at input ((j + 1/2) s, (i + 1/2) s), grid S/s."""
+    """The wrapper = PoseNet on the [-1, 1] image padded by s/2 before and s/2 + 1 after (s k + 1
+    px, PoseNet's sizes), first and last row and column dropped: cell (i, j) at input
+    ((j + 1/2) s, (i + 1/2) s), grid S/s."""
     from posegroup.data.transforms import normalize_image
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
     for s in (16, 8):
         wrap = PoseNetBackbone(s).eval()
         x = torch.from_numpy(normalize_image(image))[None]
-        raw = torch.nn.functional.pad(wrap.net.prepare(image), (s // 2,) * 4)
+        raw = torch.nn.functional.pad(wrap.net.prepare(image), (s // 2, s // 2 + 1) * 2)
         with torch.no_grad():
             got, want = wrap(x), wrap.net(raw)
         assert got["features"].shape[-2:] == (64 // s, 96 // s) and wrap.stride == wrap.input_multiple == s
         for key in want:
-            torch.testing.assert_close(got[key], want[key][:, :, 1:, 1:], atol=2e-4, rtol=1e-4)
+            torch.testing.assert_close(got[key], want[key][:, :, 1:-1, 1:-1], atol=2e-4, rtol=1e-4)
 
 
 def test_personlab_reads_posenet_heads_in_its_layout():

@@ -216,10 +216,13 @@ class PoseNetBackbone(nn.Module):
 
     ``forward(x (B, 3, S, S))``, ``x`` ImageNet-normalised (``data.transforms.normalize_image``),
     S a multiple of the stride s: a fixed per-channel affine turns ``x`` into PoseNet's [-1, 1];
-    the input is padded by s/2 px on every side (0 = PoseNet's grey) and the first row and
-    column of every output are dropped, so output cell (i, j) lies at input ((j + 1/2) s,
-    (i + 1/2) s) -- the project's cell centres (``docs/ARCHITECTURE.md``) -- and the grid is
-    (S/s, S/s), as the methods' targets and decoders expect. Returns the dict of
+    the input is padded (0 = PoseNet's grey) by s/2 px before and s/2 + 1 after, to s (k + 1) + 1
+    px, the sizes PoseNet was trained at (its borders then meet the convolutions' padding as in
+    training), and the first and last row and column of every output are dropped, so output
+    cell (i, j) lies at input ((j + 1/2) s, (i + 1/2) s) -- the project's cell centres
+    (``docs/ARCHITECTURE.md``), to within the half pixel by which the continuous and the
+    pixel-index conventions differ -- and the grid is (S/s, S/s), as the methods' targets and
+    decoders expect. Returns the dict of
     :class:`PoseNetMobileNet` (features (B, 384, S/s, S/s) and, with heads, PoseNet's four heads
     in its own layout).
 
@@ -259,9 +262,9 @@ class PoseNetBackbone(nn.Module):
         self.last_features: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        half = self.stride // 2
-        x = nn.functional.pad(x * self.in_scale + self.in_shift, (half, half, half, half))
-        out = {name: t[:, :, 1:, 1:] for name, t in self.net(x).items()}
+        half = self.stride // 2          # s/2 before, s/2 + 1 after: s (k + 1) + 1 px, PoseNet's sizes
+        x = nn.functional.pad(x * self.in_scale + self.in_shift, (half, half + 1, half, half + 1))
+        out = {name: t[:, :, 1:-1, 1:-1] for name, t in self.net(x).items()}
         self.last_features = [out["features"]]
         return out
 
