@@ -6,7 +6,7 @@ usage (repository root, one training at a time):
 MODE "head": the ConvLSTM head trained on the shipped AE network (frozen, ``weights/ae.pt``);
 "joint": the same start, the backbone trained too. 16 fixed heavy synthetic scenes (128 px,
 ``generate_dataset(..., crowding="heavy", seed=0)``), no augmentation, the bundled
-``recurrent_tiny_synthetic`` recipe (batch 8, Adam 2e-3, cosine over the last rung's steps);
+``recurrent_tiny_synthetic`` recipe (batch 8, Adam 2e-3, cosine over the last rung's steps or ``--steps``);
 the run stops at each rung (300 / 600 / 1200 steps of the same schedule, resumed exactly) and
 is scored on the same 16 scenes: COCO AP, the person count against the truth, and where the
 joints of matched people land (:func:`joint_shares`). ``--set`` overrides a method option
@@ -83,7 +83,7 @@ def scenes(out: Path) -> Path:
     return ann
 
 
-def config(mode: str, seed: int, ann: Path, run_dir: Path, options: dict, rungs=RUNGS) -> dict:
+def config(mode: str, seed: int, ann: Path, run_dir: Path, options: dict, rungs=RUNGS, steps=None) -> dict:
     from posegroup.engine.config import load_config
     import posegroup
     cfg = load_config("recurrent_tiny_synthetic", require_training=False)
@@ -92,7 +92,7 @@ def config(mode: str, seed: int, ann: Path, run_dir: Path, options: dict, rungs=
                         freeze_backbone=(mode == "head"))
     cfg["data"].update(train_ann=str(ann), val_ann=None)
     cfg["data"]["augmentation"]["enabled"] = False
-    cfg["train"].update(seed=seed, steps=rungs[-1], max_minutes=None, eval_every=0, out_dir=str(run_dir),
+    cfg["train"].update(seed=seed, steps=steps or rungs[-1], max_minutes=None, eval_every=0, out_dir=str(run_dir),
                         checkpoint_every=rungs[0], log_every=50)
     return cfg
 
@@ -119,13 +119,14 @@ def main(argv=None) -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method option")
     ap.add_argument("--out", default="runs/rec_ladder")
     ap.add_argument("--rungs", type=int, nargs="+", default=list(RUNGS), help="steps at which to score")
+    ap.add_argument("--steps", type=int, default=None, help="schedule length (default: the last rung)")
     ap.add_argument("--name", default=None, help="run name (default: MODE_sSEED[_key-value...])")
     args = ap.parse_args(argv)
     options = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     out = Path(args.out)
     ann = scenes(out)
     name = args.name or "_".join([args.mode, f"s{args.seed}"] + [f"{k}-{v}" for k, v in options.items()])
-    cfg = config(args.mode, args.seed, ann, out / "runs" / name, options, args.rungs)
+    cfg = config(args.mode, args.seed, ann, out / "runs" / name, options, args.rungs, args.steps)
     for n, rung in enumerate(args.rungs):
         t0 = time.time()
         s = train(cfg, resume=n > 0, overwrite=n == 0, max_steps=rung, progress=False)
