@@ -18,13 +18,13 @@ unchanged to the component that owns them (method, backbone, decoder), which val
     in / relative to the json). ``val_ann``, ``val_images``: the evaluation split (default None:
     no periodic evaluation). ``val_max_images`` (default None = all): evaluate on the first n.
     ``keypoint_set`` (default None: read from the training json's categories; or a built-in
-    name "coco17" / "crowdpose14"). ``input_size`` (default 512): square network input in px.
+    name "coco17" / "crowdpose14"). ``input_size`` (default 512; 16 to 4096): square network input in px.
     ``stride`` (default 4): input pixels per output cell.
     ``augmentation`` (strict): ``enabled`` (True), ``scale_range`` ([0.75, 1.25]),
     ``max_rotation`` (30 degrees), ``max_translate`` (0.08, fraction of the input size),
     ``flip_prob`` (0.5), ``color_jitter`` (True).
 ``train`` (strict)
-    ``batch_size`` (32, per process), ``lr`` (2e-4), ``weight_decay`` (0.0), ``optimizer``
+    ``batch_size`` (32, per process; at most 1024), ``lr`` (2e-4; at most 10), ``weight_decay`` (0.0), ``optimizer``
     ("adam"), ``lr_schedule`` (strict): ``type`` ("step" | "cosine" | "constant", default
     "step"), ``milestones`` ([]: steps at which the lr is multiplied by ``gamma`` (0.1)),
     ``warmup_steps`` (0: linear warm-up from 0), ``min_lr_ratio`` (0.0: cosine floor).
@@ -32,7 +32,7 @@ unchanged to the component that owns them (method, backbone, decoder), which val
     ``steps`` wins). ``max_minutes`` (None: no wall-clock limit; training stops cleanly, with a
     checkpoint, when reached). ``steps: auto`` sizes the schedule to ``max_minutes`` on the
     machine it runs on: a fresh run times its first steps and fixes its length there (kept in
-    the checkpoint, so a resume continues the same schedule; see :data:`posegroup.engine.train.AUTO_STEPS`). ``workers`` (2: data loader processes), ``amp`` (True: mixed
+    the checkpoint, so a resume continues the same schedule; see :data:`posegroup.engine.train.AUTO_STEPS`). ``workers`` (2: data loader processes; at most 4 per CPU core, 8 on any machine), ``amp`` (True: mixed
     precision: float16 on CUDA, bfloat16 on CPUs with AMX/AVX512-BF16, else float32), ``grad_clip`` (0.0 = off: max gradient norm),
     ``ema`` (None = off; a decay in (0, 1): the checkpoint's ``model`` and the evaluations hold an
     exponential moving average of the weights, :func:`posegroup.engine.train.update_ema`),
