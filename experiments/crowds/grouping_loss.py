@@ -22,7 +22,7 @@ from common import split_anns
 from posegroup.engine.benchmark import open_split
 from posegroup.engine.checkpoint import load_model
 from posegroup.engine.evaluate import evaluate_results
-from posegroup.engine.predict import test_options
+from posegroup.engine.predict import inference_options
 from posegroup.evaluation import to_coco_results
 
 
@@ -96,7 +96,7 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     ckpt, n, splits = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
     model, method, config = load_model(ckpt)
-    opts = test_options(config, method)
+    opts = inference_options(config, method)
     anns = split_anns(splits)
     for s in splits:
         run_split(model, method, opts, anns[s], n)

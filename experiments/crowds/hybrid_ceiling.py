@@ -26,7 +26,7 @@ from joint_ceiling import local_peaks
 
 from posegroup.engine.benchmark import coco_scores, open_split
 from posegroup.engine.checkpoint import load_model
-from posegroup.engine.predict import test_options
+from posegroup.engine.predict import inference_options
 from posegroup.evaluation import coco_layouts, to_coco_results
 
 VARIANTS = {                             # name: (source of visible joints, of occluded joints)
@@ -92,7 +92,7 @@ def hybrid_poses(kps, peaks, priors, far, visible_from, occluded_from):
 
 def main(ckpt, n_images=100):
     model, method, cfg = load_model(ckpt)
-    opts = test_options(cfg, method)
+    opts = inference_options(cfg, method)
     net = {k: opts[k] for k in ("input_size", "scales", "flip") if k in opts}
     table = {}
     bank = pose_bank(SYNTH / "train_mixed" / "annotations.json")

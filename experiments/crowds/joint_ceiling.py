@@ -15,7 +15,7 @@ from common import split_anns
 
 from posegroup.engine.benchmark import open_split
 from posegroup.engine.checkpoint import load_model
-from posegroup.engine.predict import test_options
+from posegroup.engine.predict import inference_options
 from posegroup.methods.common import subpixel_offsets
 from posegroup.methods.ae.targets import gaussian_heatmaps
 
@@ -60,7 +60,7 @@ def joint_terms(heat, kps, areas, scale, var):
 
 def main(ckpt, perfect=False):
     model, method, cfg = load_model(ckpt)
-    opts = test_options(cfg, method)
+    opts = inference_options(cfg, method)
     net = {k: opts[k] for k in ("input_size", "scales", "flip") if k in opts}
     var = (2 * method.keypoint_set.sigmas_array) ** 2
     for split in ("sparse", "heavy"):

@@ -18,7 +18,7 @@ class CliError(Exception):
 
 # ----------------------------------------------------------------------------- predictors
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    from .methods import ONNX_FORMATS, test_flags
+    from .methods import ONNX_FORMATS, inference_flags
     g = p.add_argument_group("model (one of; neither: the pretrained PoseNet shipped in the package)")
     g.add_argument("--weights", help="checkpoint written by 'posegroup train', or a shipped model's name "
                                      "(ae, personlab, recurrent)")
@@ -28,7 +28,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="output layout of a foreign --onnx network (default: the model's posegroup metadata; "
                         "posenet when it has none)")
     t = p.add_argument_group("test-time options (each method owns its flags; default: the checkpoint config's)")
-    for name, (spec, owners) in test_flags().items():
+    for name, (spec, owners) in inference_flags().items():
         kw = {k: v for k, v in spec.items() if k != "type"}
         bound = {"input_size": " (16 to 4096)", "scales": " (each 1/16 to 4; input size x scale <= 4096)"}.get(name, "")
         kw["help"] = f"{spec.get('help', '')}{bound} [{', '.join(owners)}] (default: the model's own test setting)"
@@ -56,9 +56,9 @@ def _device(args) -> str | None:
 
 def _test_opts(args) -> dict:
     """The test-time flags given on the command line (None = not given)."""
-    from .methods import test_flags
+    from .methods import inference_flags
     opts = {}
-    for name in test_flags():
+    for name in inference_flags():
         v = getattr(args, f"test_{name}", None)
         if v is not None:
             opts[name] = tuple(v) if isinstance(v, list) else v

@@ -250,6 +250,22 @@ def test_good_method_options_and_test_keys_load(tmp_path):
     assert cfg["method"]["options"]["sigma"] == 3 and cfg["test"]["seg_decode"] == "pose"
 
 
+def test_inference_is_the_other_name_of_the_test_section(tmp_path):
+    """``inference:`` reads as ``test:`` (file and overrides); a config giving both is one line."""
+    f, g = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    f.write_text(MINIMAL + "test: {flip: true, input_size: 256}\n")
+    g.write_text(MINIMAL + "inference: {flip: true, input_size: 256}\n")
+    a, b = load_config(f), load_config(g)
+    assert a["test"] == b["test"] == {"flip": True, "input_size": 256} and "inference" not in b
+    assert load_config(f, overrides=parse_override("inference.input_size=128"))["test"] == {"flip": True,
+                                                                                         "input_size": 128}
+    (tmp_path / "both.yaml").write_text(MINIMAL + "test: {flip: true}\ninference: {input_size: 256}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "both.yaml")
+    msg = str(err.value)
+    assert "\n" not in msg and "'inference' and 'test'" in msg and "both.yaml" in msg, msg
+
+
 def test_unknown_method_name_names_the_file(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text(MINIMAL.replace("name: ae", "name: openpose"))

@@ -14,7 +14,7 @@ def _coco_keypoint_ap(ann_file, results, image_ids):
 
 # ---- timed prediction over a held-out split, scored with COCOeval (benchmark train, predict, methods) ----
 
-def timed_predictor(model, method, test_opts):
+def timed_predictor(model, method, inference_opts):
     """``image -> (poses, scores, network_s, total_s)``: the network time is the model's forward
     on the prepared input (timed by a forward hook on the model), the rest of ``method.predict``
     (resizing, the recurrent LSTM loop, grouping, decoding) is the decoder's."""
@@ -49,22 +49,22 @@ def timed_predictor(model, method, test_opts):
         stamps["network"] = 0.0
         t0 = time.perf_counter()
         with torch.inference_mode():
-            out = method.predict(model, image, **test_opts)
+            out = method.predict(model, image, **inference_opts)
         return out[0], out[1], stamps["network"], time.perf_counter() - t0
 
     return run
 
 
-def true_id_predictor(method, model, test_opts):
+def true_id_predictor(method, model, inference_opts):
     """``(image, keypoints) -> (poses, scores, ...)`` with true person ids, or None when the
     method has no ceiling.
 
     A method offers its ceiling by overriding ``Method.predict_true_ids(model, image, keypoints,
-    **test_opts)`` (AE: true tags; PersonLab could follow true mid-range offsets)."""
+    **inference_opts)`` (AE: true tags; PersonLab could follow true mid-range offsets)."""
     from ..methods.base import Method
     if type(method).predict_true_ids is Method.predict_true_ids:
         return None
-    return lambda image, kp: method.predict_true_ids(model, image, kp, **test_opts)
+    return lambda image, kp: method.predict_true_ids(model, image, kp, **inference_opts)
 
 
 def open_split(ann_file, keypoint_set, max_images):
@@ -158,7 +158,8 @@ def benchmark_train(config: dict, *, minutes: float = 15.0, eval_every_minutes: 
     import torch
 
     from .checkpoint import load_model
-    from .train import test_options, train
+    from .predict import inference_options
+    from .train import train
 
     if threads:
         torch.set_num_threads(int(threads))
@@ -189,7 +190,7 @@ def benchmark_train(config: dict, *, minutes: float = 15.0, eval_every_minutes: 
         first = False
         trained += s["minutes"]
         model, method, _ = load_model(s["checkpoint"])
-        opts = test_options(cfg, method)
+        opts = inference_options(cfg, method)
         row = {"minutes": round(trained, 3), "step": s["steps"], "loss": s["final_loss"]}
         run, oracle = timed_predictor(model, method, opts), true_id_predictor(method, model, opts)
         for name, ann in splits.items():
@@ -291,7 +292,7 @@ def _speed_model(path, onnx_format=None, threads=1):
     as ``predict --onnx``; it applies to foreign files only), with ``threads`` onnxruntime threads."""
     from ..methods import PRETRAINED, pretrained_model
     from .checkpoint import load_model
-    from .predict import test_options
+    from .predict import inference_options
     from .predictor import shipped_model
 
     if str(path) in PRETRAINED:             # a pretrained network shipped in the package
@@ -300,7 +301,7 @@ def _speed_model(path, onnx_format=None, threads=1):
     path = shipped_model(str(path)) or path
     if not str(path).endswith(".onnx"):
         model, method, config = load_model(path)
-        return model, method, test_options(config, method), "pytorch"
+        return model, method, inference_options(config, method), "pytorch"
     from .onnx_model import load_onnx_model, read_metadata
     if read_metadata(path) is not None:    # our own export: its metadata says how to decode it
         model, method, meta = load_onnx_model(path)

@@ -151,9 +151,9 @@ def score_splits(model, method, config: dict, test: dict, anns: dict, *, max_ima
     import numpy as np
 
     from .benchmark import timed_predictor, true_id_predictor, coco_scores, open_split, predict_split
-    from .predict import test_options
+    from .predict import inference_options
 
-    opts = {**test_options(config, method), **test}
+    opts = {**inference_options(config, method), **test}
     run, oracle = timed_predictor(model, method, opts), true_id_predictor(method, model, opts)
     cells = {}
     for split, ann in anns.items():

@@ -1,4 +1,4 @@
-"""Training / test configuration: YAML files merged over documented defaults.
+"""Training / inference configuration: YAML files merged over documented defaults.
 
 A config is a nested dict with five sections. Keys marked *strict* are checked: an unknown key
 (a typo) is an error naming the file and the dotted key. Sections marked *open* are passed on
@@ -41,10 +41,11 @@ unchanged to the component that owns them (method, backbone, decoder), which val
     ``checkpoint_every`` (1000 steps; a checkpoint is also written at the end), ``eval_every``
     (0 = only at the end when a val split is set; N = every N steps), ``seed`` (0),
     ``out_dir`` ("runs/train"), ``log_every`` (20 steps), ``device`` (None: cuda if available).
-``test`` (checked against the method)
-    Keyword arguments of ``method.predict(model, image, **test)``: e.g. ``flip`` (bool),
+``test`` or ``inference`` (one section, two names; checked against the method)
+    The inference options, keyword arguments of ``method.predict(model, image, **test)``
+    (stored as ``test``): e.g. ``flip`` (bool),
     ``scales`` (list), ``refine`` (bool), ``input_size`` (int) -- names defined by the method
-    (:func:`posegroup.methods.test_option_names`); an unknown name is an error naming the file
+    (:func:`posegroup.methods.inference_option_names`); an unknown name is an error naming the file
     and ``test.<key>``. ``method.options`` are validated by the method's settings object
     (:func:`posegroup.methods.check_options`) when the config is read, each fault naming the
     file and ``method.options.<key>``.
@@ -221,19 +222,34 @@ def _set(cfg: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def inference_section(user: Any, source: str) -> Any:
+    """``user`` with an ``inference:`` section under its other name ``test:`` (the section of the
+    model's inference options, stored as ``test``); a config giving both is one
+    :class:`ConfigError`. Anything that is not a mapping is returned unchanged."""
+    if not isinstance(user, dict) or "inference" not in user:
+        return user
+    if "test" in user:
+        raise ConfigError(f"{source}: 'inference' and 'test' are two names of one section (the inference "
+                          f"options); give one")
+    out = {k: v for k, v in user.items() if k != "inference"}
+    out["test"] = user["inference"]
+    return out
+
+
 def merge_config(user: dict, *, source: str = "<dict>", base_dir: str | Path | None = None,
                  require_training: bool = True) -> dict:
     """Merge a user config dict over :data:`DEFAULTS`, check it and resolve its paths.
 
     Args:
-        user: nested dict as read from YAML.
+        user: nested dict as read from YAML (``inference:`` is read as ``test:``,
+            :func:`inference_section`).
         source: name used in error messages (the file path).
         base_dir: folder that relative paths resolve against (default: the CWD).
         require_training: also require the keys in :data:`REQUIRED_FOR_TRAINING`.
     Returns: the full config (every default filled in), paths absolute, with an extra
     ``"_source"`` key holding ``source``.
     """
-    cfg = _merge(DEFAULTS, user or {}, "root", source)
+    cfg = _merge(DEFAULTS, inference_section(user or {}, source), "root", source)
     required = REQUIRED_FOR_TRAINING if require_training else ("method.name",)
     for dotted in required:
         if _get(cfg, dotted) in (None, ""):
@@ -269,10 +285,10 @@ def option_error(e: Exception, source: str, section: str = "method.options") -> 
 
 def check_method_sections(cfg: dict, source: str) -> None:
     """``method.options`` validated by the method's settings and the ``test`` keys against the
-    keywords of its ``predict`` (:func:`posegroup.methods.test_option_names`); each fault a
+    keywords of its ``predict`` (:func:`posegroup.methods.inference_option_names`); each fault a
     one-line :class:`ConfigError` naming the file and the dotted key."""
     import difflib
-    from ..methods import check_options, method_class, test_option_names
+    from ..methods import check_options, method_class, inference_option_names
     name = _get(cfg, "method.name")
     if name in (None, ""):
         return
@@ -284,7 +300,7 @@ def check_method_sections(cfg: dict, source: str) -> None:
         check_options(name, _get(cfg, "method.options"))
     except (TypeError, ValueError) as e:
         raise option_error(e, source) from None
-    valid = test_option_names(name)
+    valid = inference_option_names(name)
     for key in cfg.get("test") or {}:
         if key not in valid:
             close = difflib.get_close_matches(str(key), valid, n=1)
@@ -475,7 +491,7 @@ def load_config(path: str | Path, overrides: dict | None = None, *, require_trai
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
     if overrides:
-        user = deep_update(user, overrides)
+        user = deep_update(inference_section(user, str(path)), inference_section(overrides, "override"))
     base = Path.cwd() if is_bundled(path) else path.resolve().parent
     return merge_config(user, source=str(path), base_dir=base, require_training=require_training)
 

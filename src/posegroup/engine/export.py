@@ -95,7 +95,7 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
     from ..limits import MAX_INPUT_SIZE, MIN_INPUT_SIZE, check_int
     from .checkpoint import file_mode, keypoint_set_to_dict, load_model
     from .onnx_model import covered_modules, export_metadata, outside_state
-    from .predict import test_options
+    from .predict import inference_options
 
     onnx = require("onnx", "posegroup export")     # torch's exporter writes through it
     out = Path(out)
@@ -110,7 +110,7 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
     x = torch.randn(1, 3, size, size, device=device or "cpu")
     covered = covered_modules(wrapped.model, wrapped, x)   # modules the graph runs; the others' weights travel
     metadata = export_metadata(model, method, config, keypoint_set_to_dict(method.keypoint_set),
-                               test=test_options(config or {"data": {"input_size": size}}, method),
+                               test=inference_options(config or {"data": {"input_size": size}}, method),
                                graph=wrapped.graph, state=outside_state(model, covered))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

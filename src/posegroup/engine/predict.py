@@ -26,24 +26,24 @@ class PredictError(ValueError):
 
 
 def make_predictor(model: torch.nn.Module, method, device: str | torch.device | None = None,
-                   **test_opts: Any) -> Callable[[np.ndarray], tuple]:
-    """``image -> method.predict(model, image, **test_opts)`` with the model in eval mode on
+                   **inference_opts: Any) -> Callable[[np.ndarray], tuple]:
+    """``image -> method.predict(model, image, **inference_opts)`` with the model in eval mode on
     ``device`` (default: where its parameters are) and gradients off. ``input_size`` / ``scales``
     beyond :mod:`posegroup.limits`' bounds are a ValueError."""
     from ..limits import check_test_sizes
-    check_test_sizes(test_opts, lambda key: f"test option {key}")
+    check_test_sizes(inference_opts, lambda key: f"test option {key}")
     if device is not None:
         model = model.to(device)
     model.eval()
 
     def predictor(image: np.ndarray):
         with torch.inference_mode():
-            return method.predict(model, image, **test_opts)
+            return method.predict(model, image, **inference_opts)
 
     return predictor
 
 
-def test_options(config: dict, method) -> dict:
+def inference_options(config: dict, method) -> dict:
     """``method.predict`` keyword arguments: the config's ``test`` section, with ``input_size``
     defaulting to ``data.input_size`` when the method's predict takes one."""
     import inspect
@@ -54,17 +54,17 @@ def test_options(config: dict, method) -> dict:
     return opts
 
 
-def checkpoint_predictor(path: str | Path, device: str | None = None, *, model=None, **test_opts: Any):
-    """``(predictor, method, config)`` for a checkpoint; ``test_opts`` override the config's
+def checkpoint_predictor(path: str | Path, device: str | None = None, *, model=None, **inference_opts: Any):
+    """``(predictor, method, config)`` for a checkpoint; ``inference_opts`` override the config's
     ``test`` section (whose ``input_size`` defaults to the training ``data.input_size``).
     ``model``: the ``(model, method, config)`` of :func:`~posegroup.engine.checkpoint.load_model`
     when already loaded."""
     from .checkpoint import load_model
     model, method, config = model if model is not None else load_model(path)
-    opts = test_options(config, method)
+    opts = inference_options(config, method)
     from ..limits import check_test_sizes
     check_test_sizes(opts, lambda key: f"{path}: the checkpoint's test.{key}")   # before any flag replaces it
-    opts.update(test_opts)
+    opts.update(inference_opts)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return make_predictor(model, method, dev, **opts), method, config
 

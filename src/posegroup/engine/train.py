@@ -47,7 +47,7 @@ from .checkpoint import (CheckpointError, build_method_from_config, build_model,
 from .config import ConfigError, dump_config, merge_config
 from .distributed import init_from_env as _distributed
 from .distributed import settle
-from .predict import test_options  # noqa: F401  (re-exported: the training evaluator uses it)
+from .predict import inference_options
 
 #: File name of the rolling checkpoint inside ``out_dir``.
 CHECKPOINT_NAME = "last.pt"
@@ -744,7 +744,7 @@ class _Evaluator:
         dc = self.cfg["data"]
         if self.dataset is None:
             self.dataset = CocoPoseDataset(dc["val_ann"], dc["val_images"], keypoint_set=dc["keypoint_set"])
-        predictor = make_predictor(net, self.method, None, **test_options(self.cfg, self.method))
+        predictor = make_predictor(net, self.method, None, **inference_options(self.cfg, self.method))
         stats = evaluate_predictor(predictor, self.dataset, max_images=dc["val_max_images"])
         stats["step"] = step
         path = self.out_dir / f"eval_step{step}.json"

@@ -31,7 +31,7 @@ def check_options(name: str, options: dict | None, *, what: str = "method.option
         cls(COCO17, **dict(options or {}))
 
 
-def test_option_names(name: str) -> list[str]:
+def inference_option_names(name: str) -> list[str]:
     """The keywords ``method.predict`` takes (a config's ``test`` section): its named keyword
     parameters, ``TEST_OPTIONS``, ``DECODE_OPTIONS`` (options it hands to its decoders) and
     ``TEST_FLAGS``."""
@@ -54,7 +54,7 @@ def method_class(name: str) -> type:
     return cls
 
 
-def test_flags() -> dict[str, tuple[dict, tuple[str, ...]]]:
+def inference_flags() -> dict[str, tuple[dict, tuple[str, ...]]]:
     """Every method's :attr:`Method.TEST_FLAGS`, merged: name -> (argparse keywords, the
     methods that take it). The CLI builds its test-time flags from this, so it names no method."""
     out: dict[str, tuple[dict, tuple[str, ...]]] = {}
@@ -120,4 +120,4 @@ def onnx_predictor(fmt: str, path, **opts):
     return net.predict, net.keypoint_set
 
 
-__all__ = ["Method", "build_method", "check_options", "test_option_names", "method_class", "test_flags", "onnx_adapter", "onnx_predictor", "pretrained_model", "PRETRAINED", "DEFAULT_PRETRAINED", "ONNX_FORMATS", "DEFAULT_ONNX_FORMAT", "METHODS"]
+__all__ = ["Method", "build_method", "check_options", "inference_option_names", "method_class", "inference_flags", "onnx_adapter", "onnx_predictor", "pretrained_model", "PRETRAINED", "DEFAULT_PRETRAINED", "ONNX_FORMATS", "DEFAULT_ONNX_FORMAT", "METHODS"]
