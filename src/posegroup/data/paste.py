@@ -794,6 +794,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
             "background": bank.background,
             "source_split_rule": bank.split_rule,
             "source_images": bank.source_images, "skipped_source_people": bank.skipped,
+            "dropped_people": stats["dropped_people"],
             "max_covered": float(max_covered), "replace_tries": int(replace_tries), "max_upscale": float(max_upscale),
             "mean_max_iou": round(stats["mean_max_iou"], 6) if ious else None,
             "mean_max_iou_kind": "full (unoccluded) person bounding boxes, images with >= 2 people",
