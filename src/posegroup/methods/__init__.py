@@ -20,15 +20,9 @@ def build_method(name: str, keypoint_set, **cfg) -> Method:
 
 def check_options(name: str, options: dict | None, *, what: str = "method.options") -> None:
     """Validate method ``name``'s ``options`` without a keypoint set (config load time): the
-    class's ``check_options`` when it has one, else a build for COCO-17. ValueError as
+    class's :meth:`Method.check_options` (by default a build for COCO-17). ValueError as
     :func:`build_method`."""
-    cls = method_class(name)
-    checker = getattr(cls, "check_options", None)
-    if checker is not None:
-        checker(dict(options or {}), what=what)
-    else:
-        from ..skeleton import COCO17
-        cls(COCO17, **dict(options or {}))
+    method_class(name).check_options(dict(options or {}), what=what)
 
 
 def inference_option_names(name: str) -> list[str]:
@@ -40,8 +34,7 @@ def inference_option_names(name: str) -> list[str]:
     params = inspect.signature(cls.predict).parameters
     named = {n for n, p in params.items()
              if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in ("self", "model", "image")}
-    return sorted(named | set(getattr(cls, "TEST_OPTIONS", {})) | set(getattr(cls, "DECODE_OPTIONS", ()))
-                  | set(cls.TEST_FLAGS))
+    return sorted(named | set(cls.TEST_OPTIONS) | set(cls.DECODE_OPTIONS) | set(cls.TEST_FLAGS))
 
 
 def method_class(name: str) -> type:

@@ -37,6 +37,21 @@ class Method:
         "input_size": {"type": int, "help": "longer image side fed to the network"},
     }
 
+    #: Options of :meth:`predict` beyond its named keywords that set up the network passes
+    #: (input size, scales, flip...), with their defaults. Default: none.
+    TEST_OPTIONS: dict[str, Any] = {}
+
+    #: Options :meth:`predict` hands to the method's decoders. Default: none.
+    DECODE_OPTIONS: tuple[str, ...] = ()
+
+    @classmethod
+    def check_options(cls, options: dict, *, what: str = "method.options") -> None:
+        """A one-line ValueError (naming ``<what>.<key>``) when ``options``, a config's
+        ``method.options``, do not build this method. Default: the method built with them on
+        COCO-17."""
+        from ..skeleton import COCO17
+        cls(COCO17, **dict(options))
+
     def __init__(self, keypoint_set: KeypointSet, **cfg: Any):
         self.keypoint_set = keypoint_set
         self.cfg = dict(cfg)
