@@ -16,10 +16,7 @@ import pytest
 
 from posegroup.cli import main
 
-try:
-    from tests.helpers import make_dataset, tiny_config
-except ImportError:
-    from tests.engine.test_train import make_dataset, tiny_config
+from tests.helpers import make_dataset, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
