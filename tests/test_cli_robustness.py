@@ -408,3 +408,26 @@ def test_evaluate_overwrite_replaces_only_its_own_kind_of_json(data, ckpt, tmp_p
     assert main(["--quiet", "evaluate", "--gt", str(data), "--results", str(res), "--stats", str(link)]) == 2
     _one_line_error(capsys, "link.json: is a symbolic link")
     assert not (tmp_path / "elsewhere.json").exists()
+
+
+def test_synth_overwrite_that_fails_keeps_the_earlier_dataset(tmp_path, capsys, monkeypatch):
+    import posegroup.data.synthetic as synthetic
+    out = tmp_path / "s"
+    assert main(["--quiet", "synth", "--out", str(out), "--images", "3", "--size", "64"]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def full_disk(folder, *args, **kwargs):     # writes part of the new dataset, then the disk is full
+        (Path(folder) / "images").mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "images" / "000000.jpg").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(synthetic, "generate_dataset", full_disk)
+    capsys.readouterr()
+    assert main(["--quiet", "synth", "--out", str(out), "--images", "5", "--size", "64", "--overwrite"]) == 1
+    _one_line_error(capsys, f"{out}: No space left on device")
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not (out / ".replaced_dataset").exists()
+    monkeypatch.undo()
+    assert main(["--quiet", "synth", "--out", str(out), "--images", "2", "--size", "64", "--overwrite"]) == 0
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["000000.jpg", "000001.jpg"]
+    assert not (out / ".replaced_dataset").exists()

@@ -150,7 +150,6 @@ def _write_text_atomic(path: Path, text: str) -> None:
 
 
 def cmd_synth(args) -> int:
-    from .data.synthetic import generate_dataset
     from .limits import MAX_SYNTH_SIZE, MIN_SYNTH_SIZE, max_workers
     _check_number(args.size, "--size", MIN_SYNTH_SIZE, MAX_SYNTH_SIZE, integer=True)
     _check_number(args.workers, "--workers", 1, max_workers(), integer=True)
@@ -167,9 +166,49 @@ def cmd_synth(args) -> int:
         for flag, given in (("--poses", args.poses), ("--people-from", args.people_from)):
             if given and any(_same_file(given, f) for f in own):
                 raise CliError(f"{given}: {flag} is a file of the dataset --overwrite would replace")
-        for f in own:  # the earlier synthetic dataset as a whole (nothing else in the folder)
-            if f.is_file():
-                f.unlink()
+        aside = out / ".replaced_dataset"  # the earlier dataset as a whole (nothing else in the folder)
+        try:
+            _set_aside(out, own, aside)
+            code = _synth(args, bank)
+        except BaseException:          # a full disk, an interrupt ...: the earlier dataset back in place
+            _put_back(out, aside)
+            raise
+        import shutil
+        shutil.rmtree(aside, ignore_errors=True)
+        return code
+    return _synth(args, bank)
+
+
+def _set_aside(out: Path, own: list, aside: Path) -> None:
+    """Move the earlier dataset's files (``own``) into ``aside`` (renames: no space needed), to
+    be put back if the new one cannot be written."""
+    if aside.exists():                 # a previous run interrupted after setting aside: its files first
+        _put_back(out, aside)
+    for f in own:
+        if f.is_file() or f.is_symlink():
+            target = aside / f.relative_to(out)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, target)
+
+
+def _put_back(out: Path, aside: Path) -> None:
+    """Undo :func:`_set_aside`: the new run's partial files replaced by the earlier ones."""
+    import shutil
+    if not aside.is_dir():
+        return
+    new_images = out / "images"
+    for f in sorted(new_images.glob("[0-9][0-9][0-9][0-9][0-9][0-9].jpg")) if new_images.is_dir() else []:
+        f.unlink()
+    for f in sorted(p for p in aside.rglob("*") if p.is_file() or p.is_symlink()):
+        target = out / f.relative_to(aside)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(f, target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _synth(args, bank) -> int:
+    """Write the dataset of ``synth`` (the people bank's, or stick figures) into ``args.out``."""
+    from .data.synthetic import generate_dataset
     crowding = args.crowding
     if bank is not None:
         return _synth_people(args, bank)
