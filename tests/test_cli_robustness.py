@@ -431,3 +431,11 @@ def test_synth_overwrite_that_fails_keeps_the_earlier_dataset(tmp_path, capsys, 
     assert main(["--quiet", "synth", "--out", str(out), "--images", "2", "--size", "64", "--overwrite"]) == 0
     assert sorted(p.name for p in (out / "images").iterdir()) == ["000000.jpg", "000001.jpg"]
     assert not (out / ".replaced_dataset").exists()
+
+
+def test_predict_names_a_given_path_that_is_no_file(ckpt, tmp_path, capsys):
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "missing.png")
+    for name in ("pipe.png", "gone.png"):
+        assert main(_predict(tmp_path / name, "--weights", ckpt, "--out", tmp_path / "p")) == 2
+        _one_line_error(capsys, f"{name}: not an image file")

@@ -89,6 +89,8 @@ def collect_images(paths: str | Path | Iterable[str | Path], *, exclude: str | P
             out.extend(found)
         elif p.is_file():
             out.append(p)
+        elif p.is_symlink() or os.path.lexists(p):
+            raise PredictError(f"{p}: not an image file (a dangling or looping link, a pipe, a device ...)")
         else:
             raise PredictError(f"{p}: no such image file or folder")
     return out
