@@ -439,3 +439,21 @@ def test_predict_names_a_given_path_that_is_no_file(ckpt, tmp_path, capsys):
     for name in ("pipe.png", "gone.png"):
         assert main(_predict(tmp_path / name, "--weights", ckpt, "--out", tmp_path / "p")) == 2
         _one_line_error(capsys, f"{name}: not an image file")
+
+
+def test_an_image_above_opencvs_pixel_limit_is_one_line_and_the_cli_sets_that_limit(tmp_path, monkeypatch, capsys):
+    """Formats whose header is not read (TIFF, WebP) meet OpenCV's own limit, which the CLI sets
+    to posegroup.limits.MAX_IMAGE_PIXELS (read when cv2 loads: checked in a fresh process)."""
+    import subprocess
+    import sys
+    from posegroup.limits import MAX_IMAGE_PIXELS
+    tif = tmp_path / "a.tif"
+    cv2.imwrite(str(tif), np.zeros((64, 64, 3), np.uint8))
+    code = ("import os; os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'] = '1000'\n"
+            "from posegroup.data.coco import DatasetError, read_image\n"
+            f"try:\n    read_image({str(tif)!r})\nexcept DatasetError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == f"{tif}: unreadable image (above the limit of {MAX_IMAGE_PIXELS} pixels; not decoded)", out
+    monkeypatch.delenv("OPENCV_IO_MAX_IMAGE_PIXELS", raising=False)
+    assert main(["--quiet", "train"]) == 2                   # any command, even one refused at once
+    assert os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] == str(MAX_IMAGE_PIXELS)

@@ -762,6 +762,8 @@ def _add_demo_parser(sub) -> None:
 
 
 def main(argv=None) -> int:
+    from .limits import MAX_IMAGE_PIXELS    # OpenCV's decoders (any format) refuse larger images
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))   # read when cv2 loads
     code = _main(argv)
     if code:
         _leave_distributed(code)

@@ -386,7 +386,12 @@ def read_image(path) -> np.ndarray:
         check_image_pixels(buf, path)
     except ValueError as e:
         raise DatasetError(str(e)) from None
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    except cv2.error as e:   # OpenCV's own pixel limit (formats whose header is not read above), or a decoder fault
+        from ..limits import MAX_IMAGE_PIXELS
+        why = f"above the limit of {MAX_IMAGE_PIXELS} pixels" if "MAX_IMAGE_PIXELS" in str(e) else "corrupt"
+        raise DatasetError(f"{path}: unreadable image ({why}; not decoded)") from None
     if img is None:
         raise DatasetError(f"{path}: unreadable or corrupt image")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
