@@ -424,7 +424,8 @@ def cmd_benchmark(args) -> int:
         from .engine.compare import benchmark_methods
         benchmark_methods(args.out or "runs/benchmark_methods", minutes=args.minutes, seed=args.seed,
                           images=args.train_images, ablations=args.ablations, max_steps=args.max_steps,
-                          max_images=args.images, progress=not args.quiet)
+                          max_images=args.images, progress=not args.quiet, backbone=args.backbone,
+                          people_from=args.people_from)
         return 0
     if args.what in ("speed", "predict"):
         if not args.weights or not args.ann:
@@ -444,15 +445,11 @@ def cmd_benchmark(args) -> int:
 
 
 def _default_layouts() -> Path:
-    here = Path.cwd()
-    for base in [here, *here.parents]:
-        p = base / "shared" / "data" / "coco_val2017_kp" / "person_keypoints_val2017_gtcomplete511.json"
-        if p.is_file():
-            return p
-        p = base.parent / "shared" / "data" / "coco_val2017_kp" / "person_keypoints_val2017_gtcomplete511.json"
-        if p.is_file():
-            return p
-    raise CliError("no --ann given and ../shared/data/coco_val2017_kp is not found")
+    from .engine.demo import find_shared_data
+    p = find_shared_data("coco_val2017_kp/person_keypoints_val2017_gtcomplete511.json")
+    if p is None:
+        raise CliError("no --ann given and shared/data/coco_val2017_kp is not found (set POSEGROUP_SHARED_DATA)")
+    return p
 
 
 def cmd_demo(args) -> int:
@@ -716,8 +713,9 @@ def _add_benchmark_parser(sub) -> None:
     b.add_argument("--ann", nargs="+", help="decode: COCO keypoint json of layouts (default ../shared/data); "
                                             "speed: one json per split (named by its folder)")
     b.add_argument("--weights", nargs="+",
-                   help="speed / predict: checkpoints, exported .onnx models and foreign .onnx networks (no posegroup "
-                        "metadata: read as --format) to time (first = baseline)")
+                   help="speed / predict: checkpoints, exported .onnx models, foreign .onnx networks (no posegroup "
+                        "metadata: read as --format), shipped models by name (posenet: the pretrained default; ae, "
+                        "personlab, recurrent) to time (first = baseline)")
     from .methods import DEFAULT_ONNX_FORMAT, ONNX_FORMATS
     b.add_argument("--format", default=None, choices=sorted(ONNX_FORMATS),
                    help=f"speed / predict: layout of the foreign .onnx files among --weights (default: {DEFAULT_ONNX_FORMAT})")
@@ -735,6 +733,13 @@ def _add_benchmark_parser(sub) -> None:
     b.add_argument("--train-images", type=int, default=2000, help="methods: synthetic training images (default: 2000)")
     b.add_argument("--max-steps", type=int, default=None, help="methods: a step budget instead of minutes")
     b.add_argument("--ablations", action="store_true", help="methods: also the papers' ablations")
+    from .engine.compare import PROFILES
+    b.add_argument("--backbone", default="tiny", choices=sorted(PROFILES),
+                   help="methods: tiny (hourglasses from scratch on synthetic figures) or posenet_mobilenet (the "
+                        "pretrained PoseNet under every method, real-people scenes) (default: tiny)")
+    b.add_argument("--people-from", default=None,
+                   help="methods --backbone posenet_mobilenet: COCO keypoint json with masks whose people the scenes "
+                        "are cut from (default: shared/data/coco_images)")
     b.add_argument("--out", default=None,
                    help="train / methods: output folder (default: runs/benchmark_train or runs/benchmark_methods)")
     b.set_defaults(func=cmd_benchmark)

@@ -16,11 +16,11 @@ def parse_table(text: str) -> list[dict]:
     out = []
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != 9 or cells[0] in ("method", "---") or set(cells[0]) <= {"-"}:
+        if len(cells) != 10 or cells[0] in ("method", "---") or set(cells[0]) <= {"-"}:
             continue
         num = [None if c == "-" else float(c) for c in cells[2:]]
-        out.append(dict(zip(["row", "split", "AP", "AP50", "AP75", "AR", "network_ms", "decoder_ms", "true_ids_AP"],
-                            cells[:2] + num)))
+        out.append(dict(zip(["row", "split", "AP", "AP50", "AP75", "AR", "network_ms", "decoder_ms", "count_error",
+                             "true_ids_AP"], cells[:2] + num)))
     return out
 
 
@@ -65,10 +65,10 @@ def test_benchmark_methods_plumbing(tmp_path):
 
 def test_table_round_trip():
     rows = [{"row": "ae", "splits": {"heavy": {"AP": 0.25, "AP50": 0.5, "AP75": 0.2, "AR": 0.3, "network_ms": 3.2,
-                                               "decoder_ms": 1.1, "true_ids_AP": 0.4}}}]
+                                               "decoder_ms": 1.1, "count_error": 0.75, "true_ids_AP": 0.4}}}]
     back = parse_table(format_table(rows, "header line"))
     assert back == [{"row": "ae", "split": "heavy", "AP": 0.25, "AP50": 0.5, "AP75": 0.2, "AR": 0.3,
-                     "network_ms": 3.2, "decoder_ms": 1.1, "true_ids_AP": 0.4}]
+                     "network_ms": 3.2, "decoder_ms": 1.1, "count_error": 0.75, "true_ids_AP": 0.4}]
 
 
 def test_a_stage_in_minutes_sizes_one_schedule_to_its_whole_budget(tmp_path, monkeypatch):

@@ -67,12 +67,13 @@ def true_id_predictor(method, model, inference_opts):
     return lambda image, kp: method.predict_true_ids(model, image, kp, **inference_opts)
 
 
-def open_split(ann_file, keypoint_set, max_images):
-    """(dataset, image ids) of a held-out split: the COCO json ``ann_file`` read with
-    ``keypoint_set``, its first ``max_images`` images (all when None or 0)."""
+def open_split(ann_file, keypoint_set, max_images, image_root=None):
+    """(dataset, image ids) of a held-out split: the COCO json ``ann_file`` (images under
+    ``image_root``, default its folder) read with ``keypoint_set``, its first ``max_images``
+    images (all when None or 0)."""
     from ..data.coco import CocoPoseDataset
 
-    ds = CocoPoseDataset(ann_file, keypoint_set=keypoint_set)
+    ds = CocoPoseDataset(ann_file, image_root, keypoint_set=keypoint_set)
     return ds, (list(ds.image_ids)[:max_images] if max_images else list(ds.image_ids))
 
 

@@ -60,6 +60,45 @@ SPLITS = {"sparse": ("sparse", 1001), "medium": ("medium", 2002), "heavy": ("hea
 
 BACKBONE = {"name": "tiny", "num_stacks": 1}
 
+#: The methods on PoseNet's pretrained MobileNetV1 (``--backbone posenet_mobilenet``): each
+#: method's bundled PoseNet config, a full share each (the backbone is pretrained; no run starts
+#: from another's). They train on real-people scenes and are scored on held-out real-people
+#: scenes, the real val2017 photos and the OCHuman images.
+POSENET_STAGES = [{"name": "ae", "config": "ae_posenet.yaml", "share": 1.0},
+                  {"name": "personlab", "config": "personlab_posenet.yaml", "share": 1.0},
+                  {"name": "recurrent", "config": "recurrent_posenet.yaml", "share": 1.0}]
+POSENET_ABLATION_STAGES = [
+    {"name": "recurrent_feedback0", "config": "recurrent_posenet.yaml", "share": 1.0,
+     "options": {"feedback_passes": 0}},
+    *({"name": f"recurrent_T{t}", "config": "recurrent_posenet.yaml", "share": 1.0, "options": {"bptt_steps": t}}
+      for t in (1, 2, 4)),
+    {"name": "recurrent_lstm2_learned", "config": "recurrent_posenet.yaml", "share": 1.0,
+     "options": {"lstm2": True, "lstm2_order": "learned"}},
+    {"name": "recurrent_lstm2_inverse", "config": "recurrent_posenet.yaml", "share": 1.0,
+     "options": {"lstm2": True, "lstm2_order": "inverse"}},
+]
+POSENET_ABLATION_EVALUATIONS = [
+    ("ae no refine", "ae", {"refine": False}),
+    ("ae multi-scale", "ae", {"scales": [1.0, 0.75, 1.25]}),
+    ("personlab no mid-range refinement", "personlab", {"mid_refine_steps": 0}),
+    ("recurrent feedback 0", "recurrent_feedback0", {}),
+    *((f"recurrent T={t}", f"recurrent_T{t}", {}) for t in (1, 2, 4)),
+    ("recurrent LSTM2 learned", "recurrent_lstm2_learned", {}),
+    ("recurrent LSTM2 inverse", "recurrent_lstm2_inverse", {}),
+]
+#: Backbone -> what is trained and scored: stages, ablation stages and rows, the data.
+PROFILES = {
+    "tiny": {"stages": STAGES, "ablation_stages": ABLATION_STAGES, "ablation_rows": ABLATION_EVALUATIONS,
+             "data": "synthetic", "size": 128},
+    "posenet_mobilenet": {"stages": POSENET_STAGES, "ablation_stages": POSENET_ABLATION_STAGES,
+                          "ablation_rows": POSENET_ABLATION_EVALUATIONS, "data": "people", "size": 512},
+}
+#: Real images of the PoseNet profile: name -> file under the real-data folder
+#: (:func:`~posegroup.engine.demo.find_shared_data`): the default people source (its val2017
+#: photos are also scored) and the OCHuman images (scored).
+REAL_SETS = {"people": "coco_images/person_keypoints_local_images.json",
+             "ochuman": "fixtures/ochuman/test_ochuman.json"}
+
 
 def _save(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
@@ -81,18 +120,63 @@ def make_data(out: Path, *, images: int, val_images: int, size: int, seed: int, 
     return anns
 
 
-def stage_config(stage: dict, anns: dict, out: Path, *, seed: int, size: int, init: str | None) -> dict:
-    """The stage's bundled config with the comparison's data, backbone, seed and output folder."""
+def make_people_data(out: Path, people_from, *, images: int, val_images: int, size: int, seed: int,
+                     progress: bool) -> dict:
+    """Real-people scenes (:func:`~posegroup.data.paste.generate_paste_dataset`): a training
+    split mixing sparse, medium and heavy scenes from the people of ``people_from``'s
+    non-val2017 images, held-out splits from its val2017 images (a ``val2017`` folder beside it;
+    else its id-hash split); then those real val2017 photos and the OCHuman images
+    (:data:`REAL_SETS`) when present: name -> annotation file, or (file, image folder)."""
+    from ..data.paste import generate_paste_dataset, load_people_bank
+    from .demo import find_shared_data
+    people_from = Path(people_from)
+    heldout = "val2017" if (people_from.parent / "val2017").is_dir() else None
+    anns = {}
+    for split, (crowd, n, s) in {"train": ("sparse,medium,heavy", images, seed),
+                                 **{k: (c, val_images, seed + off) for k, (c, off) in SPLITS.items()}}.items():
+        ann = out / "data" / split / "annotations.json"
+        if not ann.is_file():
+            bank = load_people_bank(people_from, source_split="train" if split == "train" else "heldout",
+                                    heldout_folder=heldout)
+            generate_paste_dataset(ann.parent, n, bank=bank, crowding=crowd, seed=s, image_size=size, workers=1,
+                                   progress=progress)
+        anns[split] = str(ann)
+    if heldout:     # the real photos whose people the held-out scenes use
+        real = _only_folder(people_from, heldout, out / "data" / f"real_{heldout}" / "annotations.json")
+        anns[f"real_{heldout}"] = (str(real), str(people_from.parent))
+    ochuman = find_shared_data(REAL_SETS["ochuman"])
+    if ochuman is not None:
+        anns["ochuman"] = str(ochuman)
+    return anns
+
+
+def _only_folder(ann_file: Path, folder: str, dst: Path) -> Path:
+    """A copy of COCO json ``ann_file`` keeping the images under ``folder/`` (their people only)."""
+    doc = json.loads(Path(ann_file).read_text())
+    keep = {im["id"] for im in doc["images"] if im["file_name"].startswith(folder + "/")}
+    doc["images"] = [im for im in doc["images"] if im["id"] in keep]
+    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] in keep]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    _save(dst, doc)
+    return dst
+
+
+def stage_config(stage: dict, anns: dict, out: Path, *, seed: int, size: int, init: str | None,
+                 backbone: str = "tiny") -> dict:
+    """The stage's bundled config with the comparison's data, backbone, seed and output folder
+    (the PoseNet profile keeps its configs' backbone and training size; it predicts at ``size``)."""
     from .config import load_config
     cfg = load_config(stage["config"].removesuffix(".yaml"), require_training=False)
     cfg["method"]["options"] = {**cfg["method"]["options"], **stage.get("options", {})}
-    model = cfg["model"]
-    if "backbone" in model or "init_from" in model:    # a method reading another's backbone
-        model["backbone"] = dict(BACKBONE)
-        model["init_from"] = init
-    else:
-        cfg["model"] = dict(BACKBONE)
-    cfg["data"].update(train_ann=anns["train"], train_images=None, val_ann=None, val_images=None, input_size=size)
+    if backbone == "tiny":
+        model = cfg["model"]
+        if "backbone" in model or "init_from" in model:    # a method reading another's backbone
+            model["backbone"] = dict(BACKBONE)
+            model["init_from"] = init
+        else:
+            cfg["model"] = dict(BACKBONE)
+        cfg["data"]["input_size"] = size
+    cfg["data"].update(train_ann=anns["train"], train_images=None, val_ann=None, val_images=None)
     cfg["train"].update(seed=seed, out_dir=str(out / "runs" / stage["name"]), eval_every=0, workers=0)
     cfg["test"]["input_size"] = size
     return cfg
@@ -141,13 +225,16 @@ def evaluate_row(name: str, stage: str, test: dict, anns: dict, out: Path, *, ma
     from .checkpoint import load_model
     model, method, config = load_model(out / "runs" / stage / "last.pt")
     return {"row": name, "method": method.name, "stage": stage, "test": test,
-            "splits": score_splits(model, method, config, test, {k: anns[k] for k in SPLITS}, max_images=max_images)}
+            "splits": score_splits(model, method, config, test, {k: v for k, v in anns.items() if k != "train"},
+                                   max_images=max_images)}
 
 
 def score_splits(model, method, config: dict, test: dict, anns: dict, *, max_images: int | None) -> dict:
-    """``{split: {AP, AP50, AP75, AR, network_ms, decoder_ms, true_ids_AP}}`` of a loaded model
-    (:func:`~posegroup.engine.checkpoint.load_model`) with test overrides, on every split of
-    ``anns`` (split name -> annotation file)."""
+    """``{split: {AP, AP50, AP75, AR, network_ms, decoder_ms, count_error, true_ids_AP}}`` of a
+    loaded model (:func:`~posegroup.engine.checkpoint.load_model`) with test overrides, on every
+    split of ``anns`` (split name -> annotation file, or (file, image folder)). ``count_error``:
+    the mean over images of |people predicted with score >= ``predict.MIN_SCORE`` - people
+    annotated with a keypoint|."""
     import numpy as np
 
     from .benchmark import timed_predictor, true_id_predictor, coco_scores, open_split, predict_split
@@ -157,7 +244,8 @@ def score_splits(model, method, config: dict, test: dict, anns: dict, *, max_ima
     run, oracle = timed_predictor(model, method, opts), true_id_predictor(method, model, opts)
     cells = {}
     for split, ann in anns.items():
-        ds, ids = open_split(ann, method.keypoint_set, max_images)
+        ann, root = ann if isinstance(ann, (tuple, list)) else (ann, None)
+        ds, ids = open_split(ann, method.keypoint_set, max_images, root)
         res = predict_split(run, ds, ids, oracle=oracle)
 
         def score(results):
@@ -167,39 +255,67 @@ def score_splits(model, method, config: dict, test: dict, anns: dict, *, max_ima
         cell = score(res["results"])
         cell.update(network_ms=1e3 * float(np.median(res["network_s"])),
                     decoder_ms=1e3 * float(np.median(res["decoder_s"])),
+                    count_error=count_error(res["results"], ds, ids),
                     true_ids_AP=score(res["true_results"])["AP"] if oracle is not None else None)
         cells[split] = cell
     return cells
 
 
+def count_error(results: list[dict], dataset, image_ids) -> float:
+    """Mean over ``image_ids`` of |people in ``results`` scored >= ``predict.MIN_SCORE`` - the
+    image's annotated people with at least one keypoint (``dataset.annotations``)."""
+    from collections import Counter
+
+    from .predict import MIN_SCORE
+    found = Counter(r["image_id"] for r in results if r["score"] >= MIN_SCORE)
+    errors = [abs(found[i] - len(dataset.annotations(i, with_masks=False)["keypoints"])) for i in image_ids]
+    return float(sum(errors) / max(1, len(errors)))
+
+
 def format_table(rows: list[dict], header: str = "") -> str:
     """The Markdown table of :func:`benchmark_methods` rows."""
     lines = [header] if header else []
-    lines += ["| method | split | AP | AP50 | AP75 | AR | network ms | decoder ms | AE true-id AP |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| method | split | AP | AP50 | AP75 | AR | network ms | decoder ms | count error | true-id AP |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         for split, c in r["splits"].items():
             true = "-" if c.get("true_ids_AP") is None else f"{c['true_ids_AP']:.3f}"
+            count = "-" if c.get("count_error") is None else f"{c['count_error']:.2f}"
             lines.append(f"| {r['row']} | {split} | {c['AP']:.3f} | {c['AP50']:.3f} | {c['AP75']:.3f} | "
-                         f"{c['AR']:.3f} | {c['network_ms']:.1f} | {c['decoder_ms']:.1f} | {true} |")
+                         f"{c['AR']:.3f} | {c['network_ms']:.1f} | {c['decoder_ms']:.1f} | {count} | {true} |")
     return "\n".join(lines) + "\n"
 
 
 def benchmark_methods(out_dir="runs/benchmark_methods", *, minutes: float = 20.0, seed: int = 0,
-                      images: int = 2000, val_images: int = 100, size: int = 128, ablations: bool = False,
+                      images: int = 2000, val_images: int = 100, size: int | None = None, ablations: bool = False,
                       max_steps: int | None = None, max_images: int | None = None, chunk_minutes: float = 2.0,
-                      threads: int | None = 1, progress: bool = True) -> list[dict]:
+                      threads: int | None = 1, progress: bool = True, backbone: str = "tiny",
+                      people_from=None) -> list[dict]:
     """Train every stage under one budget, evaluate every row, write ``methods.md``/``.json``.
 
     Args:
-        minutes: training minutes of a full share (AE, PersonLab; AE half + recurrent half).
-        seed: data and training seed. images / val_images / size: synthetic data.
+        minutes: training minutes of a full share (tiny: AE, PersonLab; AE half + recurrent half).
+        seed: data and training seed. images / val_images / size: the scenes (size default: the
+            profile's, 128 px synthetic / 512 px real-people).
+        backbone: a :data:`PROFILES` key: ``tiny`` (hourglass from scratch on synthetic figures) or
+            ``posenet_mobilenet`` (the pretrained PoseNet under every method, real-people scenes
+            cut from ``people_from``, default the real COCO images of the real-data folder).
         ablations: also the papers' ablations (:data:`ABLATION_STAGES`, :data:`ABLATION_EVALUATIONS`).
         max_steps: a step budget per full share instead of minutes (tests).
         max_images: score the first n images of each split (default all).
     Returns the rows (also in ``methods.json``).
     """
     import torch
+    if backbone not in PROFILES:
+        raise ValueError(f"--backbone {backbone!r}: choose one of {sorted(PROFILES)}")
+    profile = PROFILES[backbone]
+    size = int(size or profile["size"])
+    if profile["data"] == "people":
+        from .demo import find_shared_data
+        people_from = people_from or find_shared_data(REAL_SETS["people"])
+        if people_from is None or not Path(people_from).is_file():
+            raise ValueError(f"{people_from or 'shared/data/' + REAL_SETS['people']}: the real people's "
+                             "COCO json is not found; give --people-from ANN.json")
     if threads:
         torch.set_num_threads(int(threads))
     out = Path(out_dir)
@@ -207,7 +323,7 @@ def benchmark_methods(out_dir="runs/benchmark_methods", *, minutes: float = 20.0
     state_path = out / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     wanted = {"minutes": minutes, "seed": seed, "images": images, "val_images": val_images, "size": size,
-              "max_steps": max_steps}
+              "max_steps": max_steps, "backbone": backbone}
     if state and state.get("settings") != wanted:
         raise ValueError(f"{state_path}: made with other settings {state.get('settings')}; "
                          "use another output folder (or remove it) to change them")
@@ -219,26 +335,32 @@ def benchmark_methods(out_dir="runs/benchmark_methods", *, minutes: float = 20.0
         _save(state_path, state)
 
     say = print if progress else (lambda *a, **k: None)
-    anns = make_data(out, images=images, val_images=val_images, size=size, seed=seed, progress=progress)
-    stages = STAGES + (ABLATION_STAGES if ablations else [])
+    if profile["data"] == "people":
+        anns = make_people_data(out, people_from, images=images, val_images=val_images, size=size, seed=seed,
+                                progress=progress)
+    else:
+        anns = make_data(out, images=images, val_images=val_images, size=size, seed=seed, progress=progress)
+    stages = profile["stages"] + (profile["ablation_stages"] if ablations else [])
     for stage in stages:
         init = None
         if stage.get("init"):
             src, frac = stage["init"].split("@")
             init = str(out / "runs" / src / f"snapshot_{float(frac):g}.pt")
-        cfg = stage_config(stage, anns, out, seed=seed, size=size, init=init)
+        cfg = stage_config(stage, anns, out, seed=seed, size=size, init=init, backbone=backbone)
         say(f"[benchmark methods] training {stage['name']}")
         train_stage(stage, cfg, state, out, minutes=minutes, max_steps=max_steps, chunk_minutes=chunk_minutes,
                     progress=progress, save=save)
     rows = []
-    for name, stage, test in EVALUATIONS + (ABLATION_EVALUATIONS if ablations else []):
+    for name, stage, test in EVALUATIONS + (profile["ablation_rows"] if ablations else []):
         if name not in state["rows"]:
             say(f"[benchmark methods] scoring {name}")
             state["rows"][name] = evaluate_row(name, stage, test, anns, out, max_images=max_images)
             save()
         rows.append(state["rows"][name])
     budget = f"{max_steps} steps" if max_steps else f"{minutes:g} min"
-    header = (f"Budget {budget} per method (recurrent: AE backbone half + head half), seed {seed}, "
+    what = ("recurrent: AE backbone half + head half; synthetic figures" if backbone == "tiny" else
+            f"pretrained {backbone} under each; real-people scenes from {people_from}")
+    header = (f"Budget {budget} per method ({what}), seed {seed}, "
               f"{images} training images (sparse, medium, heavy mixed), {size} px, held-out splits of "
               f"{val_images} images; trained steps: "
               + ", ".join(f"{k} {v['steps']} ({v['minutes']:.1f} min)" for k, v in state["stages"].items()) + ".\n")
