@@ -457,3 +457,16 @@ def test_an_image_above_opencvs_pixel_limit_is_one_line_and_the_cli_sets_that_li
     monkeypatch.delenv("OPENCV_IO_MAX_IMAGE_PIXELS", raising=False)
     assert main(["--quiet", "train"]) == 2                   # any command, even one refused at once
     assert os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] == str(MAX_IMAGE_PIXELS)
+
+
+def test_evaluate_ground_truth_whose_categories_disagree_with_its_keypoints(data, tmp_path, capsys):
+    from posegroup.engine.evaluate import gt_as_results
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(gt_as_results(data)))
+    gt = json.loads(data.read_text())
+    gt["categories"][0]["keypoints"] = gt["categories"][0]["keypoints"][:14]     # 14 names, 17 keypoints each
+    gt["categories"][0].pop("skeleton", None)
+    bad = tmp_path / "gt.json"
+    bad.write_text(json.dumps(gt))
+    assert main(["--quiet", "evaluate", "--gt", str(bad), "--results", str(res)]) == 2
+    _one_line_error(capsys, "gt.json: annotation 1 has 51 keypoint values, but the keypoint set", "needs 42")

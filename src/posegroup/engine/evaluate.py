@@ -269,6 +269,11 @@ def _prepare(gt_file, results, iou_type, keypoint_set, protocol):
     dets, res_name = _read_results(results)
     ks = _gt_keypoint_set(gt, keypoint_set)
     protocol = resolve_protocol(protocol, ks, gt_name)
+    need = 3 * ks.num_keypoints
+    odd = next((a for a in gt["annotations"] if isinstance(a.get("keypoints"), list) and len(a["keypoints"]) != need), None)
+    if odd is not None:
+        raise DatasetError(f"{gt_name}: annotation {odd.get('id')!r} has {len(odd['keypoints'])} keypoint values, but "
+                           f"the keypoint set ({ks.name}, from its categories or given) needs {need}")
     image_ids = {im.get("id") for im in gt["images"] if isinstance(im, dict)}
     orphan = next((a for a in gt["annotations"] if a.get("image_id") not in image_ids), None)
     if orphan is not None:
