@@ -302,12 +302,12 @@ def load_people_bank(ann_file, images_root=None, *, source_split=None, heldout_f
     _check_bank_args(min_keypoints, min_height, min_background, aspect)
     if background not in BACKGROUNDS:
         raise ValueError(f"background {background!r}: expected one of {', '.join(BACKGROUNDS)}")
+    if heldout_folder is not None and not (isinstance(heldout_folder, (str, Path)) and str(heldout_folder).strip("/\\")):
+        raise ValueError(f"heldout_folder {heldout_folder!r}: must be a folder name (a file_name prefix)")
     ann_file = Path(ann_file)
     data = load_coco_json(ann_file)
     kps_set = _keypoint_set(data, ann_file)
     K = kps_set.num_keypoints
-    if heldout_folder is not None and not (isinstance(heldout_folder, (str, Path)) and str(heldout_folder).strip("/\\")):
-        raise ValueError(f"heldout_folder {heldout_folder!r}: must be a folder name (a file_name prefix)")
     split_of, rule = _split_rule(float(heldout_fraction), heldout_folder)
     images, by_image = _select(data, ann_file, split, split_of, heldout_folder)
     root = Path(images_root) if images_root is not None else ann_file.parent
