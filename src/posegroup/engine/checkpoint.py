@@ -41,8 +41,12 @@ class CheckpointError(ValueError):
 def file_mode() -> int:
     """The permission bits a new file gets under the current umask (0644 under umask 022):
     what a file written through a private temporary file is given before it is moved into place."""
-    mask = os.umask(0)
-    os.umask(mask)
+    try:   # Linux: read without changing it (os.umask sets it, for a moment, for every thread)
+        with open("/proc/self/status") as f:
+            mask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0)
+        os.umask(mask)
     return 0o666 & ~mask
 
 
