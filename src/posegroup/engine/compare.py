@@ -286,6 +286,23 @@ def format_table(rows: list[dict], header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _profile(backbone: str, people_from) -> tuple[dict, Path | None]:
+    """The :data:`PROFILES` entry of ``backbone`` and, for real-people scenes, the people's COCO
+    json (``people_from``, default the real COCO images of the real-data folder; one-line
+    ValueError when absent)."""
+    if backbone not in PROFILES:
+        raise ValueError(f"--backbone {backbone!r}: choose one of {sorted(PROFILES)}")
+    profile = PROFILES[backbone]
+    if profile["data"] != "people":
+        return profile, None
+    from .demo import find_shared_data
+    people_from = people_from or find_shared_data(REAL_SETS["people"])
+    if people_from is None or not Path(people_from).is_file():
+        raise ValueError(f"{people_from or 'shared/data/' + REAL_SETS['people']}: the real people's "
+                         "COCO json is not found; give --people-from ANN.json")
+    return profile, Path(people_from)
+
+
 def benchmark_methods(out_dir="runs/benchmark_methods", *, minutes: float = 20.0, seed: int = 0,
                       images: int = 2000, val_images: int = 100, size: int | None = None, ablations: bool = False,
                       max_steps: int | None = None, max_images: int | None = None, chunk_minutes: float = 2.0,
@@ -306,16 +323,8 @@ def benchmark_methods(out_dir="runs/benchmark_methods", *, minutes: float = 20.0
     Returns the rows (also in ``methods.json``).
     """
     import torch
-    if backbone not in PROFILES:
-        raise ValueError(f"--backbone {backbone!r}: choose one of {sorted(PROFILES)}")
-    profile = PROFILES[backbone]
+    profile, people_from = _profile(backbone, people_from)
     size = int(size or profile["size"])
-    if profile["data"] == "people":
-        from .demo import find_shared_data
-        people_from = people_from or find_shared_data(REAL_SETS["people"])
-        if people_from is None or not Path(people_from).is_file():
-            raise ValueError(f"{people_from or 'shared/data/' + REAL_SETS['people']}: the real people's "
-                             "COCO json is not found; give --people-from ANN.json")
     if threads:
         torch.set_num_threads(int(threads))
     out = Path(out_dir)
