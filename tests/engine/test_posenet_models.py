@@ -134,19 +134,28 @@ def test_posenet_resume_is_exact(data, tmp_path):
     assert straight["final_loss"] == second["final_loss"]
 
 
-def test_export_then_predict_onnx_gives_the_pytorch_poses(data, tmp_path):
-    """A PoseNet-backed AE model (short offsets on) exports; ``predict --onnx`` reads its
-    metadata (stride 16) and gives the checkpoint's poses."""
+#: Low thresholds, so that the decoders see people in maps two steps old.
+_FEW_STEPS = {"ae_posenet": {"detection_threshold": 0.001, "top_k": 5, "max_people": 5},
+              "personlab_posenet": {"decode": {"peak_threshold": 1e-4}},
+              "recurrent_posenet": {"stop_threshold": 0.01, "joint_threshold": 0.0}}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_export_then_predict_onnx_gives_the_pytorch_poses(name, data, tmp_path):
+    """A PoseNet-backed model exports; ``predict --onnx`` reads its metadata (the stride) and
+    gives the checkpoint's poses (AE with short offsets; recurrent: the graph ends at the
+    features, the LSTM runs in PyTorch)."""
     pytest.importorskip("onnxruntime")
     onnx = pytest.importorskip("onnx")
     from posegroup.cli import main
     from posegroup.engine.export import export_onnx
-    cfg = small("ae_posenet", data, tmp_path / "run")
-    cfg["method"]["options"].update(detection_threshold=0.001, top_k=5, max_people=5)
+    cfg = small(name, data, tmp_path / "run")
+    cfg["method"]["options"].update(_FEW_STEPS[name])
     ckpt = train(cfg, progress=False)["checkpoint"]
     path = export_onnx(ckpt, tmp_path / "m.onnx")
     meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["posegroup"])
-    assert meta["stride"] == 16 and meta["input_multiple"] == 16
+    stride = cfg["model"]["output_stride"]
+    assert meta["stride"] == meta["input_multiple"] == stride
     images = [str(data.parent / "img000.png"), str(data.parent / "img001.png")]
     assert main(["--quiet", "predict", *images, "--weights", str(ckpt), "--out", str(tmp_path / "pt"), "--no-draw"]) == 0
     assert main(["--quiet", "predict", *images, "--onnx", str(path), "--out", str(tmp_path / "ox"), "--no-draw"]) == 0
@@ -155,6 +164,26 @@ def test_export_then_predict_onnx_gives_the_pytorch_poses(data, tmp_path):
     assert len(a) == len(b) > 0
     for ra, rb in zip(a, b):
         np.testing.assert_allclose(ra["keypoints"], rb["keypoints"], atol=2e-3)
+
+
+def test_video_track_and_benchmark_speed_take_a_posenet_checkpoint(data, tmp_path, capsys):
+    """``predict VIDEO --track`` and ``benchmark speed`` run a PoseNet-backed checkpoint."""
+    import cv2
+    from posegroup.cli import main
+    cfg = small("personlab_posenet", data, tmp_path / "run")
+    cfg["method"]["options"].update(_FEW_STEPS["personlab_posenet"])
+    ckpt = train(cfg, progress=False)["checkpoint"]
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 5, (64, 64))
+    for i in (0, 1, 2, 1, 0):
+        writer.write(cv2.imread(str(data.parent / f"img00{i}.png")))
+    writer.release()
+    assert main(["--quiet", "predict", str(clip), "--weights", str(ckpt), "--out", str(tmp_path / "v"), "--track"]) == 0
+    people = json.loads((tmp_path / "v" / "clip.json").read_text())
+    assert people and {p["frame"] for p in people} <= set(range(5)) and all("track_id" in p for p in people)
+    capsys.readouterr()
+    assert main(["--quiet", "benchmark", "speed", "--ann", str(data), "--weights", str(ckpt)]) == 0
+    assert "| personlab | pytorch |" in capsys.readouterr().out
 
 
 def test_ddp_two_cpu_processes_train_a_posenet_model(data, tmp_path):
