@@ -43,7 +43,7 @@ def test_ray_predict_equals_predict_and_resumes(tmp_path):
     assert main(["--quiet", "predict", folder, "--weights", str(ckpt), "--out", str(tmp_path / "one"), "--no-draw"]) == 0
     single = json.loads((tmp_path / "one" / "results.json").read_text())
     assert {r["image_id"] for r in single} == {0, 1, 2, 3}          # every image has people (both shards)
-    spec = {"weights": str(ckpt), "onnx": None, "format": None, "trust_checkpoint": False}
+    spec = {"path": str(ckpt), "format": None, "trust_checkpoint": False}      # what the CLI's flags give
     shards = tmp_path / "ray" / "shards"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
@@ -61,3 +61,25 @@ def test_ray_predict_equals_predict_and_resumes(tmp_path):
             predict_ray(spec, folder, out_dir=tmp_path / "ray", num_workers=2, shard_size=3, progress=False)
     finally:
         ray.shutdown()
+
+
+def test_model_spec_of_the_command_line(tmp_path):
+    """The workers' model spec: the model's absolute path (None: the shipped default), format,
+    trust and the test-time flags given (without the parser's prefix)."""
+    import argparse
+    from posegroup.engine.ray_predict import model_spec_from_args
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"x")
+    args = argparse.Namespace(weights="m.pt", onnx=None, format=None, trust_checkpoint=False,
+                              test_input_size=256, test_scales=[1.0, 0.5], test_flip=None)
+    import os
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        spec = model_spec_from_args(args)
+    finally:
+        os.chdir(cwd)
+    assert spec == {"path": str(ckpt), "format": None, "trust_checkpoint": False, "input_size": 256,
+                    "scales": (1.0, 0.5)}
+    none = argparse.Namespace(weights=None, onnx=None, format=None, trust_checkpoint=False)
+    assert model_spec_from_args(none) == {"path": None, "format": None, "trust_checkpoint": False}
