@@ -149,3 +149,26 @@ def recurrent_config(ann: Path, out_dir: Path, *, options=None, model=None, **tr
     }
     cfg["train"].update(train_over)
     return merge_config(cfg)
+
+
+def stick_dataset(tmp_path_factory, name: str):
+    """A 3-image stick-figure dataset (64 px) in a fresh folder ``name``: annotations.json beside
+    img000..img002.png (the CLI tests' data)."""
+    return make_dataset(tmp_path_factory.mktemp(name), 3, size=64, people=(1, 2))
+
+
+def one_step_checkpoint(data, tmp_path_factory, name: str):
+    """A 1-step tiny AE checkpoint trained on ``data`` in a fresh folder ``name``."""
+    from pathlib import Path
+
+    from posegroup.engine.train import train
+    return Path(train(tiny_config(data, tmp_path_factory.mktemp(name), steps=1), progress=False)["checkpoint"])
+
+
+def one_line_error(capsys, *needles) -> str:
+    """The CLI's error output: exactly one ``posegroup: error:`` line containing every needle."""
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("posegroup: error:") and "\n" not in err, err
+    for n in needles:
+        assert n in err, err
+    return err

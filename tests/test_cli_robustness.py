@@ -16,30 +16,19 @@ import pytest
 
 from posegroup.cli import main
 
-from tests.helpers import make_dataset, tiny_config
+from tests.helpers import one_line_error, one_step_checkpoint, stick_dataset, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    """A 3-image stick-figure dataset (64 px): annotations.json beside img000..img002.png."""
-    return make_dataset(tmp_path_factory.mktemp("robust_data"), 3, size=64, people=(1, 2))
+    return stick_dataset(tmp_path_factory, "robust_data")
 
 
 @pytest.fixture(scope="module")
 def ckpt(data, tmp_path_factory) -> Path:
-    """A 1-step tiny AE checkpoint."""
-    from posegroup.engine.train import train
-    return Path(train(tiny_config(data, tmp_path_factory.mktemp("robust_run"), steps=1), progress=False)["checkpoint"])
-
-
-def _one_line_error(capsys, *needles) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("posegroup: error:") and "\n" not in err, err
-    for n in needles:
-        assert n in err, err
-    return err
+    return one_step_checkpoint(data, tmp_path_factory, "robust_run")
 
 
 def _predict(*args) -> list[str]:
@@ -65,12 +54,12 @@ def test_predict_overwrite_never_writes_through_a_link_nor_over_another_kind(dat
     (out / "img000.png").symlink_to(elsewhere)
     capsys.readouterr()
     assert main(argv + ["--overwrite"]) == 2
-    _one_line_error(capsys, "img000.png: is a symbolic link")
+    one_line_error(capsys, "img000.png: is a symbolic link")
     assert elsewhere.read_bytes() == b"precious"
     (out / "img000.png").unlink()
     (out / "results.json").write_text('{"a": "json of another kind"}')
     assert main(argv + ["--overwrite"]) == 2
-    _one_line_error(capsys, "results.json: exists and is not a results list")
+    one_line_error(capsys, "results.json: exists and is not a results list")
     assert json.loads((out / "results.json").read_text()) == {"a": "json of another kind"}
 
 
@@ -102,7 +91,7 @@ def test_predict_finds_images_in_sub_folders_and_names_what_it_cannot_read(data,
     (empty / "sub").mkdir(parents=True)
     (empty / "sub" / "notes.txt").write_text("x")
     assert main(_predict(empty, "--weights", ckpt, "--out", tmp_path / "p2")) == 2
-    _one_line_error(capsys, "empty: no image files", "sub-folders")
+    one_line_error(capsys, "empty: no image files", "sub-folders")
 
 
 def test_predict_output_folder_inside_the_input_folder_is_not_read_back(data, ckpt, tmp_path, capsys):
@@ -121,7 +110,7 @@ def test_predict_gt_of_another_keypoint_set_is_one_line(data, ckpt, tmp_path, ca
     other = tmp_path / "crowdpose14.json"
     other.write_text(json.dumps(gt))
     assert main(_predict(data.parent, "--weights", ckpt, "--out", tmp_path / "p", "--gt", other)) == 2
-    _one_line_error(capsys, "crowdpose14.json: a ground-truth person has 42 keypoint values, expected 51")
+    one_line_error(capsys, "crowdpose14.json: a ground-truth person has 42 keypoint values, expected 51")
 
 
 # ---- export and checkpoints --------------------------------------------------------------
@@ -140,12 +129,12 @@ def test_export_overwrite_replaces_only_an_onnx_file_and_never_through_a_link(ck
     other = tmp_path / "other.onnx"
     other.write_bytes(ckpt.read_bytes())                      # a checkpoint under an .onnx name
     assert main(["export", "--weights", str(ckpt), "--out", str(other), "--overwrite"]) == 2
-    _one_line_error(capsys, "other.onnx: exists and is not an ONNX model")
+    one_line_error(capsys, "other.onnx: exists and is not an ONNX model")
     assert other.read_bytes() == ckpt.read_bytes()
     link = tmp_path / "link.onnx"
     link.symlink_to(tmp_path / "target.onnx")
     assert main(["export", "--weights", str(ckpt), "--out", str(link), "--overwrite"]) == 2
-    _one_line_error(capsys, "link.onnx: is a symbolic link")
+    one_line_error(capsys, "link.onnx: is a symbolic link")
     assert not (tmp_path / "target.onnx").exists()
 
 
@@ -172,13 +161,13 @@ def test_export_refuses_non_finite_weights_and_a_config_that_is_no_mapping(ckpt,
                 v.fill_(float("nan"))
     bad = _tampered(ckpt, tmp_path, "nan.pt", nan)
     assert main(["export", "--weights", str(bad), "--out", str(tmp_path / "nan.onnx")]) == 2
-    _one_line_error(capsys, "nan.pt: weight", "NaN")
+    one_line_error(capsys, "nan.pt: weight", "NaN")
     assert not (tmp_path / "nan.onnx").exists()
     odd = _tampered(ckpt, tmp_path, "odd.pt", lambda s: s.update(config="a string"))
     assert main(["export", "--weights", str(odd), "--out", str(tmp_path / "odd.onnx")]) == 2
-    _one_line_error(capsys, "odd.pt: checkpoint 'config' is not a config mapping")
+    one_line_error(capsys, "odd.pt: checkpoint 'config' is not a config mapping")
     assert main(["predict", str(ckpt), "--weights", str(odd), "--out", str(tmp_path / "p")]) == 2
-    _one_line_error(capsys, "odd.pt: checkpoint 'config'")
+    one_line_error(capsys, "odd.pt: checkpoint 'config'")
 
 
 # ---- annotation file names stay inside the image folder -----------------------------------
@@ -193,7 +182,7 @@ def test_an_annotation_file_name_outside_the_image_root_is_refused(data, ckpt, t
     with pytest.raises(DatasetError, match=rf"image {gt['images'][1]['id']}: file_name .* is not a file inside"):
         CocoPoseDataset(bad)
     assert main(["--quiet", "evaluate", "--gt", str(bad), "--weights", str(ckpt)]) == 2
-    _one_line_error(capsys, bad.name, "is not a file inside the image folder")
+    one_line_error(capsys, bad.name, "is not a file inside the image folder")
 
 
 # ---- a full disk or a read-only folder: one line naming the file, earlier outputs intact ----
@@ -253,14 +242,14 @@ def test_a_failed_write_is_one_line_naming_the_file_and_keeps_the_earlier_output
 def test_flags_out_of_range_are_one_line_before_any_work(tmp_path, monkeypatch, capsys, argv, needle):
     monkeypatch.chdir(tmp_path)
     assert main(["--quiet", *argv]) == 2
-    _one_line_error(capsys, needle)
+    one_line_error(capsys, needle)
     assert list(tmp_path.iterdir()) == []                    # nothing written
 
 
 def test_train_before_synth_names_the_synth_command(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["--quiet", "train", "ae_tiny_synthetic", "--max-steps", "1"]) == 2
-    _one_line_error(capsys, "annotations.json: annotation file not found", "make it first with 'posegroup synth --out")
+    one_line_error(capsys, "annotations.json: annotation file not found", "make it first with 'posegroup synth --out")
 
 
 def test_track_defaults_give_one_id_per_person_on_a_still_clip(tmp_path, capsys):
@@ -327,7 +316,7 @@ def test_evaluate_refuses_ground_truth_that_would_be_scored_wrongly(data, tmp_pa
     bad = tmp_path / "gt.json"
     bad.write_text(json.dumps(gt))
     assert main(["--quiet", "evaluate", "--gt", str(bad), "--results", str(res)]) == 2
-    _one_line_error(capsys, "gt.json: ", needle)
+    one_line_error(capsys, "gt.json: ", needle)
 
 
 def test_evaluate_says_what_it_assumed(data, tmp_path, capsys):
@@ -368,7 +357,7 @@ def test_a_learning_rate_that_diverges_at_once_is_refused_by_name(data, tmp_path
 def test_a_checkpoint_asking_for_an_absurd_input_size_is_one_line(data, ckpt, tmp_path, capsys):
     big = _tampered(ckpt, tmp_path, "big.pt", lambda s: s["config"].setdefault("test", {}).update(input_size=10 ** 6))
     assert main(["--quiet", "predict", str(data.parent), "--weights", str(big), "--out", str(tmp_path / "p")]) == 2
-    _one_line_error(capsys, "big.pt: the checkpoint's test.input_size must be in [16, 4096], got 1000000")
+    one_line_error(capsys, "big.pt: the checkpoint's test.input_size must be in [16, 4096], got 1000000")
     assert not (tmp_path / "p").exists()
 
 
@@ -401,12 +390,12 @@ def test_evaluate_overwrite_replaces_only_its_own_kind_of_json(data, ckpt, tmp_p
     stats.write_bytes(ckpt.read_bytes())                       # a checkpoint where --stats points
     assert main(["--quiet", "evaluate", "--gt", str(data), "--results", str(res), "--stats", str(stats),
                  "--overwrite"]) == 2
-    _one_line_error(capsys, "stats.pt: exists and is not an evaluate --stats json")
+    one_line_error(capsys, "stats.pt: exists and is not an evaluate --stats json")
     assert stats.read_bytes() == ckpt.read_bytes()
     link = tmp_path / "link.json"
     link.symlink_to(tmp_path / "elsewhere.json")
     assert main(["--quiet", "evaluate", "--gt", str(data), "--results", str(res), "--stats", str(link)]) == 2
-    _one_line_error(capsys, "link.json: is a symbolic link")
+    one_line_error(capsys, "link.json: is a symbolic link")
     assert not (tmp_path / "elsewhere.json").exists()
 
 
@@ -424,7 +413,7 @@ def test_synth_overwrite_that_fails_keeps_the_earlier_dataset(tmp_path, capsys, 
     monkeypatch.setattr(synthetic, "generate_dataset", full_disk)
     capsys.readouterr()
     assert main(["--quiet", "synth", "--out", str(out), "--images", "5", "--size", "64", "--overwrite"]) == 1
-    _one_line_error(capsys, f"{out}: No space left on device")
+    one_line_error(capsys, f"{out}: No space left on device")
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert not (out / ".replaced_dataset").exists()
     monkeypatch.undo()
@@ -438,7 +427,7 @@ def test_predict_names_a_given_path_that_is_no_file(ckpt, tmp_path, capsys):
     (tmp_path / "gone.png").symlink_to(tmp_path / "missing.png")
     for name in ("pipe.png", "gone.png"):
         assert main(_predict(tmp_path / name, "--weights", ckpt, "--out", tmp_path / "p")) == 2
-        _one_line_error(capsys, f"{name}: not an image file")
+        one_line_error(capsys, f"{name}: not an image file")
 
 
 def test_an_image_above_opencvs_pixel_limit_is_one_line_and_the_cli_sets_that_limit(tmp_path, monkeypatch, capsys):
@@ -469,4 +458,4 @@ def test_evaluate_ground_truth_whose_categories_disagree_with_its_keypoints(data
     bad = tmp_path / "gt.json"
     bad.write_text(json.dumps(gt))
     assert main(["--quiet", "evaluate", "--gt", str(bad), "--results", str(res)]) == 2
-    _one_line_error(capsys, "gt.json: annotation 1 has 51 keypoint values, but the keypoint set", "needs 42")
+    one_line_error(capsys, "gt.json: annotation 1 has 51 keypoint values, but the keypoint set", "needs 42")

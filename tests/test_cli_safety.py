@@ -11,33 +11,19 @@ import torch
 import yaml
 
 from posegroup.cli import main
-from tests.helpers import make_dataset, tiny_config
+from tests.helpers import make_dataset, one_line_error, one_step_checkpoint, stick_dataset, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    """A 3-image stick-figure dataset (64 px): annotations.json beside img000..img002.png."""
-    return make_dataset(tmp_path_factory.mktemp("safety_data"), 3, size=64, people=(1, 2))
+    return stick_dataset(tmp_path_factory, "safety_data")
 
 
 @pytest.fixture(scope="module")
 def ckpt(data, tmp_path_factory) -> Path:
-    """A 1-step tiny AE checkpoint."""
-    from posegroup.engine.train import train
-    out = tmp_path_factory.mktemp("safety_run")
-    return Path(train(tiny_config(data, out, steps=1), progress=False)["checkpoint"])
-
-
-def _one_line_error(capsys, *needles) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("posegroup: error:") and "\n" not in err, err
-    for n in needles:
-        assert n in err, err
-    return err
+    return one_step_checkpoint(data, tmp_path_factory, "safety_run")
 
 
 def _snapshot(folder: Path) -> dict:
@@ -54,7 +40,7 @@ def test_predict_refuses_an_earlier_prediction_and_overwrite_replaces_it(data, c
     assert "results.json" in first and "img000.png" in first
     capsys.readouterr()
     assert main(argv) == 2
-    _one_line_error(capsys, "results.json: already exists", "--overwrite")
+    one_line_error(capsys, "results.json: already exists", "--overwrite")
     assert _snapshot(out) == first                                            # nothing touched
     (out / "zz_stale.png").write_bytes(first["img000.png"])                   # a picture of an older run,
     listed = json.loads((out / ".posegroup_pictures.json").read_text())       # which it listed
@@ -70,7 +56,7 @@ def test_predict_refuses_a_picture_over_an_existing_file(data, ckpt, tmp_path, c
     out.mkdir()
     (out / "img001.png").write_bytes(b"the user's own picture")
     assert main(["--quiet", "predict", str(data.parent), "--weights", str(ckpt), "--out", str(out)]) == 2
-    _one_line_error(capsys, "img001.png: already exists")
+    one_line_error(capsys, "img001.png: already exists")
     assert (out / "img001.png").read_bytes() == b"the user's own picture"
     assert not (out / "results.json").exists()
 
@@ -83,11 +69,11 @@ def test_predict_never_writes_over_its_input_images(data, ckpt, tmp_path, capsys
     before = _snapshot(folder)
     for extra in ([], ["--overwrite"]):
         assert main(["--quiet", "predict", str(folder), "--weights", str(ckpt), "--out", str(folder)] + extra) == 2
-        _one_line_error(capsys, "is an input folder")
+        one_line_error(capsys, "is an input folder")
         # an input file inside --out: its picture would land on it
         assert main(["--quiet", "predict", str(folder / "img000.png"), "--weights", str(ckpt),
                      "--out", str(folder)] + extra) == 2
-        _one_line_error(capsys, "img000.png: is an input of this prediction")
+        one_line_error(capsys, "img000.png: is an input of this prediction")
     assert _snapshot(folder) == before
 
 
@@ -109,7 +95,7 @@ def test_predict_skips_unreadable_files_and_reports_them(data, ckpt, tmp_path, c
     only_bad.mkdir()
     (only_bad / "a.png").write_bytes(b"x")
     assert main(["--quiet", "predict", str(only_bad), "--weights", str(ckpt), "--out", str(tmp_path / "p2")]) == 2
-    _one_line_error(capsys, "a.png: unreadable or corrupt image", "no image could be read")
+    one_line_error(capsys, "a.png: unreadable or corrupt image", "no image could be read")
 
 
 class _Payload:
@@ -135,7 +121,7 @@ def test_checkpoint_with_code_is_refused_by_every_reader(data, ckpt, tmp_path, c
                  ["export", "--weights", str(evil), "--out", str(tmp_path / "m.onnx")],
                  ["train", str(cfg_file), "--resume", str(evil)]):
         assert main(["--quiet"] + argv) == 2, argv
-        _one_line_error(capsys, "evil.pt: refused", "--trust-checkpoint")
+        one_line_error(capsys, "evil.pt: refused", "--trust-checkpoint")
     assert not marker.exists()
 
 
@@ -147,15 +133,15 @@ def test_export_never_overwrites_without_overwrite_and_never_a_checkpoint(ckpt, 
                                (tmp_path / "other.pt", [], "must not be named like a checkpoint"),
                                (tmp_path, ["--overwrite"], "is a folder")):
         assert main(["--quiet", "export", "--weights", str(ckpt), "--out", str(out)] + extra) == 2
-        _one_line_error(capsys, needle)
+        one_line_error(capsys, needle)
     assert ckpt.read_bytes() == before
     target = tmp_path / "model.onnx"
     target.write_bytes(b"someone's model")
     assert main(["--quiet", "export", "--weights", str(ckpt), "--out", str(target)]) == 2
-    _one_line_error(capsys, "model.onnx: already exists", "--overwrite")
+    one_line_error(capsys, "model.onnx: already exists", "--overwrite")
     assert target.read_bytes() == b"someone's model"
     assert main(["--quiet", "export", "--weights", str(ckpt), "--out", str(target), "--overwrite"]) == 2
-    _one_line_error(capsys, "model.onnx: exists and is not an ONNX model")   # --overwrite replaces an ONNX file only
+    one_line_error(capsys, "model.onnx: exists and is not an ONNX model")   # --overwrite replaces an ONNX file only
     assert target.read_bytes() == b"someone's model"
     target.unlink()
     assert main(["--quiet", "export", "--weights", str(ckpt), "--out", str(target)]) == 0
@@ -176,14 +162,14 @@ def test_evaluate_stats_refuses_an_existing_file(data, tmp_path, capsys):
     stats.write_text("my notes")
     base = ["--quiet", "evaluate", "--gt", str(data), "--results", str(res)]
     assert main(base + ["--stats", str(stats)]) == 2
-    _one_line_error(capsys, "stats.json: already exists", "--overwrite")
+    one_line_error(capsys, "stats.json: already exists", "--overwrite")
     assert stats.read_text() == "my notes"
     for target in (res, data):                                                # its own inputs: never
         assert main(base + ["--stats", str(target), "--overwrite"]) == 2
-        _one_line_error(capsys, "is an input of this evaluation")
+        one_line_error(capsys, "is an input of this evaluation")
     assert res.read_bytes() == res_before
     assert main(base + ["--stats", str(stats), "--overwrite"]) == 2                 # not a stats json
-    _one_line_error(capsys, "stats.json: exists and is not an evaluate --stats json")
+    one_line_error(capsys, "stats.json: exists and is not an evaluate --stats json")
     stats.write_text('{"AP": 0.5}')                                                # an earlier evaluation's
     assert main(base + ["--stats", str(stats), "--overwrite"]) == 0
     assert json.loads(stats.read_text())["AP"] == pytest.approx(1.0)
@@ -200,11 +186,11 @@ def test_synth_refuses_a_non_empty_folder_and_overwrite_replaces_the_dataset(tmp
     (out / "README.txt").write_text("mine")
     capsys.readouterr()
     assert main(argv + ["--images", "3"]) == 2
-    _one_line_error(capsys, "folder is not empty", "--overwrite")
+    one_line_error(capsys, "folder is not empty", "--overwrite")
     assert len(list((out / "images").glob("*.jpg"))) == 5
     # --poses pointing at the dataset that would be replaced is refused
     assert main(argv + ["--images", "3", "--overwrite", "--poses", str(out / "annotations.json")]) == 2
-    _one_line_error(capsys, "--poses is a file of the dataset")
+    one_line_error(capsys, "--poses is a file of the dataset")
     assert main(argv + ["--images", "3", "--overwrite"]) == 0
     assert len(list((out / "images").glob("*.jpg"))) == 3                     # no stale images
     assert len(json.loads((out / "annotations.json").read_text())["images"]) == 3
@@ -218,7 +204,7 @@ def test_demo_refuses_a_non_empty_folder(tmp_path, capsys):
     out.mkdir()
     (out / "thesis.tex").write_text("years of work")
     assert main(["--quiet", "demo", "--out", str(out), "--train", "--steps", "1", "--images", "4"]) == 2
-    _one_line_error(capsys, "already exists and is not empty", "--overwrite")
+    one_line_error(capsys, "already exists and is not empty", "--overwrite")
     assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
 
 
@@ -238,10 +224,10 @@ def test_train_refusals_and_overwrite(data, tmp_path, capsys):
     before = _snapshot(run)
     capsys.readouterr()
     assert main(["--quiet", "train", str(cfg)]) == 2
-    _one_line_error(capsys, "last.pt: a checkpoint is already there")
+    one_line_error(capsys, "last.pt: a checkpoint is already there")
     assert _snapshot(run) == before
     assert main(["--quiet", "train", str(cfg), "--resume", "--overwrite"]) == 2
-    _one_line_error(capsys, "not both")
+    one_line_error(capsys, "not both")
     assert main(["--quiet", "train", str(cfg), "--overwrite", "--max-steps", "1"]) == 0
     assert [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()] == [1]
     assert not (run / ".replaced_run").exists()
@@ -253,7 +239,7 @@ def test_train_resume_with_changed_config_stops(data, tmp_path, capsys):
     _config_file(data, tmp_path, steps=3, lr=5e-3)
     capsys.readouterr()
     assert main(["--quiet", "train", str(cfg), "--resume"]) == 2
-    _one_line_error(capsys, "train.lr (0.001 -> 0.005)", "--allow-changes")
+    one_line_error(capsys, "train.lr (0.001 -> 0.005)", "--allow-changes")
     assert main(["--quiet", "train", str(cfg), "--resume", "--allow-changes"]) == 0
 
 
@@ -262,7 +248,7 @@ def test_train_worker_error_is_one_line(tmp_path, capsys):
     (tmp_path / "d" / "img002.png").write_bytes(b"\x89PNG broken")
     cfg = _config_file(ann, tmp_path, steps=3, workers=2, batch_size=3)
     assert main(["--quiet", "train", str(cfg)]) == 2
-    _one_line_error(capsys, "img002.png: unreadable or corrupt image")
+    one_line_error(capsys, "img002.png: unreadable or corrupt image")
 
 
 def test_train_interrupted_writes_checkpoint_and_exits_130(data, tmp_path, capsys, monkeypatch):

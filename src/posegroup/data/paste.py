@@ -69,7 +69,7 @@ from ..skeleton import COCO17, KeypointSet
 from .coco import DatasetError, decode_segmentation, load_coco_json, read_image
 from .synthetic import (clipped_normal, collect_results, crowding_figures, crowding_levels, image_hw, num_people,
                         people_heights, people_range, place_box, run_jobs, scene_annotations, standing_height,
-                        visibility, write_json_atomic, write_scene_image)
+                        visibility, WORKER, write_json_atomic, write_scene_image)
 
 __all__ = ["PeopleBank", "load_people_bank", "source_split_of", "render_paste_scene", "generate_paste_dataset",
            "shared_source_images", "check_request", "free_window", "SOURCE_SPLITS", "BACKGROUNDS"]
@@ -693,28 +693,20 @@ def _check_scene_args(bank: PeopleBank, levels: list, max_covered) -> None:
 
 
 # ============================================================================== the dataset
-_BANK = None  # worker-global people bank (set by the Pool initializer)
-
-
-def _init_worker(bank):
-    global _BANK
-    _BANK = bank
-    cv2.setNumThreads(1)
-
-
 def _make_image(args):
     """Worker: render scene ``index``, write its JPEG, return its annotations (no ids yet) with
     each person's source ids (and a kept photo's crowd regions and people without joints as one
     ``iscrowd`` region), the crowding figures, the people dropped and the background."""
     index, seed, H, W, c, image_dir, jpeg_quality, max_covered, min_area_frac, min_kp, tries, max_up = args
-    scene = _paste_render(np.random.default_rng([seed, index]), _BANK, H, W, c, max_covered, min_area_frac, min_kp,
+    bank = WORKER["bank"]
+    scene = _paste_render(np.random.default_rng([seed, index]), bank, H, W, c, max_covered, min_area_frac, min_kp,
                           tries, max_up)
     file_name = write_scene_image(scene["image"], image_dir, index, jpeg_quality)
     anns = scene_annotations(scene, H, W)
     for a, (iid, aid) in zip(anns, scene["sources"]):
         a["source_image_id"], a["source_annotation_id"] = iid, aid
     if scene["ignore"] is not None and scene["ignore"].any():
-        crowd = scene_annotations({"keypoints": np.zeros((1, _BANK.keypoint_set.num_keypoints, 3), np.float32),
+        crowd = scene_annotations({"keypoints": np.zeros((1, bank.keypoint_set.num_keypoints, 3), np.float32),
                                    "masks": scene["ignore"][None]}, H, W)[0]
         anns.append({**crowd, "iscrowd": 1, "source_image_id": scene["background"], "source_annotation_id": None})
     return index, file_name, anns, scene["max_iou"], scene["max_mask_iou"], scene["dropped"], scene["background"]
@@ -780,7 +772,7 @@ def generate_paste_dataset(out_dir, num_images: int, *, people_from=None, images
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     jobs = [(i, int(seed), H, W, levels[i % len(levels)], image_dir, jpeg_quality, float(max_covered), min_area_frac,
              min_keypoints_person, int(replace_tries), float(max_upscale)) for i in range(int(num_images))]
-    results = run_jobs(jobs, bank, workers, chunksize, progress, task=_make_image, init=_init_worker)
+    results = run_jobs(jobs, bank, workers, chunksize, progress, task=_make_image)
     images, annotations, ious, mask_ious = collect_results(results, levels, H, W)
     for im, r in zip(images, results):
         im["background_source_image_id"] = r[6]

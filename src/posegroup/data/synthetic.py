@@ -767,12 +767,14 @@ def standing_height(xy: np.ndarray, lab: np.ndarray) -> float:
 
 
 # ============================================================================== the dataset
-_BANK = None  # worker-global pose bank (set by the Pool initializer)
+#: A worker process's shared state: ``"bank"``, the poses or people its tasks draw from, set by
+#: :func:`init_worker` (the Pool initializer; in this process when the jobs run here).
+WORKER: dict = {}
 
 
-def _init_worker(bank):
-    global _BANK
-    _BANK = bank
+def init_worker(bank) -> None:
+    """Pool initializer: ``bank`` for this process's tasks; OpenCV on one thread."""
+    WORKER["bank"] = bank
     cv2.setNumThreads(1)
 
 
@@ -780,7 +782,7 @@ def _make_image(args):
     """Worker: render image ``index``, write its JPEG, return its annotations (no ids yet)."""
     index, seed, H, W, c, image_dir, jpeg_quality, min_area_frac, min_kp = args
     rng = np.random.default_rng([seed, index])
-    scene = _render(rng, H, W, c, _BANK, min_area_frac, min_kp)
+    scene = _render(rng, H, W, c, WORKER["bank"], min_area_frac, min_kp)
     file_name = write_scene_image(scene["image"], image_dir, index, jpeg_quality)
     return index, file_name, scene_annotations(scene, H, W), scene["max_iou"], scene["max_mask_iou"]
 
@@ -818,14 +820,13 @@ def scene_annotations(scene: dict, H: int, W: int) -> list[dict]:
     return anns
 
 
-def run_jobs(jobs: list, bank, workers: int, chunksize: int, progress: bool, task=None, init=None) -> list:
-    """``task`` (default :func:`_make_image`) of every job, in job order, after ``init(bank)``
-    (default :func:`_init_worker`) in each process: in this process (``workers`` 1 or one job)
+def run_jobs(jobs: list, bank, workers: int, chunksize: int, progress: bool, task=None) -> list:
+    """``task`` (default :func:`_make_image`) of every job, in job order, after
+    :func:`init_worker` ``(bank)`` in each process: in this process (``workers`` 1 or one job)
     or in a forkserver pool (a fork of this process could inherit a lock held by a thread of
     torch, onnxruntime or OpenMP and deadlock; the server is a fresh single-threaded process).
-    ``task`` and ``init`` are module-level functions (the pool pickles them by name)."""
+    ``task`` is a module-level function (the pool pickles it by name)."""
     task = _make_image if task is None else task
-    init = _init_worker if init is None else init
     n = len(jobs)
     results = []
     bar = None
@@ -834,14 +835,14 @@ def run_jobs(jobs: list, bank, workers: int, chunksize: int, progress: bool, tas
         bar = tqdm(total=n, desc="synth", unit="img")
     try:
         if workers == 1 or n == 1:
-            init(bank)
+            init_worker(bank)
             for job in jobs:
                 results.append(task(job))
                 if bar is not None:
                     bar.update(1)
         else:
             import multiprocessing as mp
-            with mp.get_context("forkserver").Pool(min(workers, n), initializer=init, initargs=(bank,)) as pool:
+            with mp.get_context("forkserver").Pool(min(workers, n), initializer=init_worker, initargs=(bank,)) as pool:
                 for r in pool.imap(task, jobs, chunksize=max(1, int(chunksize))):
                     results.append(r)
                     if bar is not None:

@@ -141,10 +141,16 @@ def _read_gt(gt_file: str | Path | None) -> tuple[dict[str, int], dict[int, list
 def write_json(path: Path, obj) -> None:
     """``obj`` as json at ``path``, through a temporary file (a failed write leaves ``path`` as it
     was); an OSError names ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    write_bytes_atomic(Path(path), json.dumps(obj).encode())
+
+
+def write_bytes_atomic(path: Path, data: bytes, tmp: Path | None = None) -> None:
+    """``data`` at ``path`` through the temporary file ``tmp`` (default ``.NAME.tmp`` beside it),
+    renamed over ``path``: a failed write leaves ``path`` as it was and no temporary file; the
+    OSError names ``path``."""
+    tmp = tmp or path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError as e:
         raise OSError(e.errno, e.strerror or str(e), str(path)) from None
@@ -345,15 +351,7 @@ def _draw(target: Path, image, file_name: str, poses, scores, masks, gt, *, keyp
     picture = prediction_picture(image, poses, scores, keypoint_set, title=title, masks=masks,
                                  min_score=min_score, threshold=threshold, gt_poses=gt_poses)
     png = cv2.imencode(".png", cv2.cvtColor(np.asarray(picture, np.uint8), cv2.COLOR_RGB2BGR))[1]
-    tmp = target.with_name(f".{target.stem}.tmp.png")     # a failed write leaves the earlier picture
-    try:
-        tmp.write_bytes(png.tobytes())
-        os.replace(tmp, target)
-    except OSError as e:
-        raise OSError(e.errno, e.strerror or str(e), str(target)) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_bytes_atomic(target, png.tobytes(), target.with_name(f".{target.stem}.tmp.png"))
 
 
 def predict_dataset(predictor: Callable, dataset, *, max_images: int | None = None, progress: bool = True,
