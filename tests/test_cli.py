@@ -48,3 +48,20 @@ def test_benchmark_step_needs_a_config_and_its_data(tmp_path, capsys, monkeypatc
     assert main(["benchmark", "step", "ae_crowd_synthetic"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "runs/synth/train_mixed/annotations.json: annotation file not found" in err
+
+
+def test_evaluate_prints_the_methods_own_figures(tmp_path, capsys):
+    """``evaluate --weights`` hands the model's method to the scorer: the recurrent method's person
+    count is printed beside AP (people returned = the results' people, counted here); AE has none."""
+    from tests.helpers import make_dataset
+    ann = make_dataset(tmp_path / "d", 3, size=128, people=(1, 3))
+    out = tmp_path / "o"
+    assert main(["--quiet", "evaluate", "--gt", str(ann), "--weights", "recurrent", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "count_error" in text and "people_true" in text
+    row = text.splitlines()[text.splitlines().index(next(l for l in text.splitlines() if "count_error" in l)) + 1]
+    returned, true = float(row.split()[-2]), float(row.split()[-1])
+    assert returned == len(json.loads((out / "results.json").read_text()))
+    assert true == sum(1 for a in json.loads(ann.read_text())["annotations"] if a.get("num_keypoints", 0) > 0)
+    assert main(["--quiet", "evaluate", "--gt", str(ann), "--weights", "ae"]) == 0
+    assert "count_error" not in capsys.readouterr().out

@@ -69,6 +69,13 @@ def make_predictor(args):
     """(predictor, keypoint_set, label) from --weights or --onnx, or the shipped pretrained model
     when neither is given; predictor(image) -> poses, scores[, masks]; label: "method (model
     file)", the pictures' caption."""
+    p = load_predictor(args)
+    return p.run, p.keypoint_set, p.label
+
+
+def load_predictor(args):
+    """The :class:`~posegroup.engine.predictor.Predictor` of the model flags (see
+    :func:`make_predictor`)."""
     from .engine.predictor import Predictor
     if args.weights and args.onnx:
         raise CliError("give one of --weights CKPT or --onnx MODEL (neither: the shipped pretrained model)")
@@ -76,9 +83,8 @@ def make_predictor(args):
         raise CliError("--format names the layout of an --onnx network; give --onnx MODEL")
     opts = _test_opts(args)
     _check_test_sizes(opts)
-    p = Predictor.load(args.onnx or args.weights, device=_device(args), format=getattr(args, "format", None),
-                       **opts)
-    return p.run, p.keypoint_set, p.label
+    return Predictor.load(args.onnx or args.weights, device=_device(args), format=getattr(args, "format", None),
+                          **opts)
 
 
 def _check_test_sizes(opts: dict) -> None:
@@ -332,19 +338,21 @@ def cmd_evaluate(args) -> int:
     _refuse_existing(out_results, args.overwrite)
     _refuse_other_kind(args.stats, dict, "an evaluate --stats json")
     _refuse_other_kind(out_results, list, "a results list")
+    method = None
     if args.results:
         results = args.results
     else:
         from .data.coco import CocoPoseDataset
         from .engine.predict import predict_dataset
         with trusting(args.trust_checkpoint):
-            predictor, kps, _ = make_predictor(args)
-        ds = CocoPoseDataset(args.gt, args.images, keypoint_set=kps)
-        results = predict_dataset(predictor, ds, progress=not args.quiet)
+            predictor = load_predictor(args)
+        method = predictor.method
+        ds = CocoPoseDataset(args.gt, args.images, keypoint_set=predictor.keypoint_set)
+        results = predict_dataset(predictor.run, ds, progress=not args.quiet)
         if out_results is not None:
             _write_text_atomic(out_results, json.dumps(results))
     subset = bool(args.results) and not args.all_images   # a model predicts every image of --gt
-    stats = evaluate_all(args.gt, results, protocol=args.protocol, only_with_results=subset)
+    stats = evaluate_all(args.gt, results, protocol=args.protocol, only_with_results=subset, method=method)
     for note in stats.get("notes", []):
         print(f"posegroup: note: {note}", file=sys.stderr)
     print(format_table(stats))

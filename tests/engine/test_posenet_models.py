@@ -102,6 +102,7 @@ def test_personlab_reads_posenet_heads_in_its_layout():
 @pytest.mark.parametrize("model,message", [
     ({"output_stride": 4}, r"model\.output_stride must be one of \[8, 16\]"),
     ({"freeze_backbone": "yes"}, r"model\.freeze_backbone must be true or false"),
+    ({"freeze_heads": 1}, r"model\.freeze_heads must be true or false"),
     ({"backbone": "resnet50"}, r"model\.backbone must be 'posenet_mobilenet'"),
     ({"depth": 3}, r"unknown key\(s\) \['depth'\] in model"),
 ])
@@ -236,3 +237,19 @@ def test_ae_short_offsets_are_posenets_frozen_head(data, tmp_path):
     img = read_image(data.parent / "img001.png")
     poses, _ = method.predict(model, img, input_size=64, flip=True, scales=(1.0, 0.5), detection_threshold=0.0)
     assert len(poses) and np.isfinite(poses).all()
+
+
+@pytest.mark.parametrize("name", ["ae_posenet", "personlab_posenet"])
+def test_freeze_heads_trains_only_the_new_heads(name, data, tmp_path):
+    """``model.freeze_heads``: two steps leave the MobileNet and PoseNet's pretrained heads exactly
+    as shipped (without it the heads move: test_two_steps_of_each_bundled_posenet_config); the
+    method's new head (AE tags, PersonLab long offsets / segmentation) is what trains."""
+    from posegroup.backbones.posenet import SHIPPED_WEIGHTS, read_weights
+    cfg = small(name, data, tmp_path / "run", freeze_backbone=True, freeze_heads=True)
+    assert train(cfg, progress=False)["steps"] == 2
+    model, _, _ = load_model(tmp_path / "run" / "last.pt")
+    shipped = read_weights(SHIPPED_WEIGHTS)
+    kept = {k.split("backbone.net.", 1)[1]: v for k, v in model.state_dict().items() if "backbone.net." in k}
+    assert kept and all(torch.equal(v.float(), shipped[k]) for k, v in kept.items())
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trained and not any("backbone." in n for n in trained)

@@ -205,7 +205,7 @@ def convert_onnx(onnx_path: str | Path, out_path: str | Path, *, half: bool = Tr
 #: ``model.backbone`` value that selects this network in any method's config.
 BACKBONE_NAME = "posenet_mobilenet"
 #: The ``model`` keys a PoseNet-backed model reads (a method may take a few more of its own).
-MODEL_KEYS = ("backbone", "output_stride", "freeze_backbone")
+MODEL_KEYS = ("backbone", "output_stride", "freeze_backbone", "freeze_heads")
 #: ImageNet mean / std of :func:`posegroup.data.transforms.normalize_image` (the training images).
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -230,7 +230,8 @@ class PoseNetBackbone(nn.Module):
         output_stride: 16 or 8. heads: the names of PoseNet's heads to keep (True: all four,
             False: none); a head no loss trains is better left out (DDP wants every parameter
             that requires a gradient to get one). freeze: the MobileNet body (stem and blocks)
-            gets no gradient (PoseNet's heads and a method's new heads train).
+            gets no gradient (PoseNet's heads and a method's new heads train). freeze_heads:
+            PoseNet's pretrained heads get none either (only a method's new heads train).
         weights: pretrained weights (default: the shipped file); None: random initialisation.
     Attributes the engine and methods read: ``stride`` (= ``feature_stride``), ``input_multiple``
     (= stride), ``feature_channels`` (384), ``num_stacks`` (1), ``last_features`` ([features]
@@ -241,7 +242,7 @@ class PoseNetBackbone(nn.Module):
     feature_channels = FEATURE_CHANNELS
 
     def __init__(self, output_stride: int = 16, *, heads: bool | tuple[str, ...] = True, freeze: bool = False,
-                 weights: str | Path | None = SHIPPED_WEIGHTS):
+                 freeze_heads: bool = False, weights: str | Path | None = SHIPPED_WEIGHTS):
         super().__init__()
         keep = tuple(HEADS) if heads is True else tuple(heads or ())
         unknown = sorted(set(keep) - set(HEADS))
@@ -259,6 +260,8 @@ class PoseNetBackbone(nn.Module):
         if self.freeze:
             for p in list(self.net.stem.parameters()) + list(self.net.blocks.parameters()):
                 p.requires_grad_(False)
+        if freeze_heads and self.net.heads is not None:
+            self.net.heads.requires_grad_(False)
         self.last_features: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -277,7 +280,8 @@ def backbone_from_config(model_cfg: dict, *, extra_keys=(), freeze_default: bool
                          heads: bool | tuple[str, ...] = True) -> PoseNetBackbone:
     """The :class:`PoseNetBackbone` a ``model`` config section describes (``backbone:
     posenet_mobilenet``, ``output_stride`` 8 | 16 (default 16), ``freeze_backbone`` true | false
-    (default ``freeze_default``)); ``heads``: PoseNet's heads to keep (see
+    (default ``freeze_default``), ``freeze_heads`` true | false (default false: PoseNet's heads
+    fine-tune)); ``heads``: PoseNet's heads to keep (see
     :class:`PoseNetBackbone`). A key other than :data:`MODEL_KEYS` and ``extra_keys`` (the
     calling method's own) or a bad value is a one-line ValueError naming ``model.<key>``."""
     cfg = dict(model_cfg or {})
@@ -292,7 +296,8 @@ def backbone_from_config(model_cfg: dict, *, extra_keys=(), freeze_default: bool
     stride = cfg.get("output_stride", 16)
     if isinstance(stride, bool) or stride not in OUTPUT_STRIDES:
         raise _model_error("output_stride", stride, f"one of {list(OUTPUT_STRIDES)}")
-    freeze = cfg.get("freeze_backbone", freeze_default)
-    if not isinstance(freeze, bool):
-        raise _model_error("freeze_backbone", freeze, "true or false")
-    return PoseNetBackbone(int(stride), heads=heads, freeze=freeze)
+    freeze, freeze_heads = cfg.get("freeze_backbone", freeze_default), cfg.get("freeze_heads", False)
+    for key, value in (("freeze_backbone", freeze), ("freeze_heads", freeze_heads)):
+        if not isinstance(value, bool):
+            raise _model_error(key, value, "true or false")
+    return PoseNetBackbone(int(stride), heads=heads, freeze=freeze, freeze_heads=freeze_heads)

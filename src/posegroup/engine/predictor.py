@@ -39,12 +39,15 @@ class Predictor:
         run: ``image -> (poses (N, K, 3), scores (N,)[, masks (N, H, W)])`` (the raw predictor).
         keypoint_set: the model's keypoints.
         label: "method (model file)", the pictures' caption.
+        method: the grouping method of a checkpoint or posegroup ONNX model (None for a foreign
+            or pretrained network): what ``evaluate`` asks for its own figures.
     """
 
-    def __init__(self, run: Callable[[np.ndarray], tuple], keypoint_set, label: str = ""):
+    def __init__(self, run: Callable[[np.ndarray], tuple], keypoint_set, label: str = "", method=None):
         self.run = run
         self.keypoint_set = keypoint_set
         self.label = label
+        self.method = method
 
     def __call__(self, image: np.ndarray) -> list[Person]:
         """uint8 (H, W, 3) RGB image -> people, highest score first."""
@@ -96,7 +99,7 @@ class Predictor:
             _check_flags(method, options)
             test = {k: tuple(v) if isinstance(v, list) else v for k, v in (meta.get("test") or {}).items()}
             return cls(make_predictor(model, method, None, **{**test, **options}), method.keypoint_set,
-                       f"{method.name} ({path.name})")
+                       f"{method.name} ({path.name})", method)
         from ..methods import DEFAULT_ONNX_FORMAT, onnx_adapter
         fmt = fmt or DEFAULT_ONNX_FORMAT
         net = onnx_adapter(fmt, path, **options)
@@ -109,7 +112,7 @@ class Predictor:
         model, method, config = load_model(path)
         _check_flags(method, options)
         run, method, _ = checkpoint_predictor(path, device, model=(model, method, config), **options)
-        return cls(run, method.keypoint_set, f"{method.name} ({path.name})")
+        return cls(run, method.keypoint_set, f"{method.name} ({path.name})", method)
 
 
 def _check_flags(method, options: dict) -> None:
