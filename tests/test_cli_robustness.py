@@ -210,7 +210,7 @@ def test_a_failed_write_is_one_line_naming_the_file_and_keeps_the_earlier_output
 
         monkeypatch.setattr(os, "replace", failing)
         for verb, (argv, target) in verbs.items():
-            assert main(["--quiet", *argv, "--overwrite"]) != 0, verb
+            assert main(["--quiet", *argv, "--overwrite"]) == 1, verb      # the job could not be done
             err = capsys.readouterr().err.strip().splitlines()
             assert len(err) == 1 and err[0].startswith("posegroup: error:"), (verb, err)
             assert str(target) in err[0] and os.strerror(code) in err[0], (verb, err)

@@ -148,7 +148,7 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
                 raise RuntimeError(f"{out}: ONNX output differs from PyTorch by {diff:.2e}")
         os.replace(tmp, out)
     except OSError as e:      # a read-only folder, a full disk: the target named, the old file intact
-        raise ExportError(f"{out}: cannot write the ONNX file ({e.strerror or e}); nothing replaced") from None
+        raise OSError(e.errno, e.strerror or str(e), str(out)) from None
     finally:
         if tmp.exists():
             tmp.unlink()
