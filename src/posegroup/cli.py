@@ -37,7 +37,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         else:
             kw["type"] = spec.get("type", str)
             kw.setdefault("metavar", None if "choices" in spec else name.upper())
-        t.add_argument("--" + name.replace("_", "-"), dest=f"test_{name}", default=None, **kw)
+        t.add_argument("--" + name.replace("_", "-"), dest=f"infer_{name}", default=None, **kw)
 
 
 def _add_device_arg(p: argparse.ArgumentParser, what: str) -> None:
@@ -54,12 +54,12 @@ def _device(args) -> str | None:
     return device
 
 
-def _test_opts(args) -> dict:
+def _inference_opts(args) -> dict:
     """The test-time flags given on the command line (None = not given)."""
     from .methods import inference_flags
     opts = {}
     for name in inference_flags():
-        v = getattr(args, f"test_{name}", None)
+        v = getattr(args, f"infer_{name}", None)
         if v is not None:
             opts[name] = tuple(v) if isinstance(v, list) else v
     return opts
@@ -81,7 +81,7 @@ def load_predictor(args):
         raise CliError("give one of --weights CKPT or --onnx MODEL (neither: the shipped pretrained model)")
     if getattr(args, "format", None) and not args.onnx:
         raise CliError("--format names the layout of an --onnx network; give --onnx MODEL")
-    opts = _test_opts(args)
+    opts = _inference_opts(args)
     _check_test_sizes(opts)
     return Predictor.load(args.onnx or args.weights, device=_device(args), format=getattr(args, "format", None),
                           **opts)

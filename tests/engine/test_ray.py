@@ -71,7 +71,7 @@ def test_model_spec_of_the_command_line(tmp_path):
     ckpt = tmp_path / "m.pt"
     ckpt.write_bytes(b"x")
     args = argparse.Namespace(weights="m.pt", onnx=None, format=None, trust_checkpoint=False,
-                              test_input_size=256, test_scales=[1.0, 0.5], test_flip=None)
+                              infer_input_size=256, infer_scales=[1.0, 0.5], infer_flip=None)
     import os
     cwd = os.getcwd()
     os.chdir(tmp_path)

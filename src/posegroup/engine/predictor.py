@@ -116,10 +116,10 @@ class Predictor:
 
 
 def _check_flags(method, options: dict) -> None:
-    unknown = sorted(set(options) - set(type(method).TEST_FLAGS))
+    unknown = sorted(set(options) - set(type(method).INFERENCE_FLAGS))
     if unknown:
         raise ValueError(f"--{unknown[0].replace('_', '-')} is not a test option of the {method.name} method "
-                         f"(its options: {', '.join('--' + k.replace('_', '-') for k in type(method).TEST_FLAGS)})")
+                         f"(its options: {', '.join('--' + k.replace('_', '-') for k in type(method).INFERENCE_FLAGS)})")
 
 
 def shipped_model(name: str) -> Path | None:

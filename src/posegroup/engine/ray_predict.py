@@ -144,6 +144,6 @@ def model_spec_from_args(args: Any) -> dict:
     spec = {"path": path, "format": getattr(args, "format", None),
             "trust_checkpoint": bool(getattr(args, "trust_checkpoint", False))}
     for k, v in vars(args).items():
-        if k.startswith("test_") and v is not None:
-            spec[k[len("test_"):]] = tuple(v) if isinstance(v, list) else v
+        if k.startswith("infer_") and v is not None:
+            spec[k[len("infer_"):]] = tuple(v) if isinstance(v, list) else v
     return spec

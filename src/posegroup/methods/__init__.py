@@ -27,14 +27,14 @@ def check_options(name: str, options: dict | None, *, what: str = "method.option
 
 def inference_option_names(name: str) -> list[str]:
     """The keywords ``method.predict`` takes (a config's ``test`` section): its named keyword
-    parameters, ``TEST_OPTIONS``, ``DECODE_OPTIONS`` (options it hands to its decoders) and
-    ``TEST_FLAGS``."""
+    parameters, ``INFERENCE_OPTIONS``, ``DECODE_OPTIONS`` (options it hands to its decoders) and
+    ``INFERENCE_FLAGS``."""
     import inspect
     cls = method_class(name)
     params = inspect.signature(cls.predict).parameters
     named = {n for n, p in params.items()
              if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in ("self", "model", "image")}
-    return sorted(named | set(cls.TEST_OPTIONS) | set(cls.DECODE_OPTIONS) | set(cls.TEST_FLAGS))
+    return sorted(named | set(cls.INFERENCE_OPTIONS) | set(cls.DECODE_OPTIONS) | set(cls.INFERENCE_FLAGS))
 
 
 def method_class(name: str) -> type:
@@ -48,11 +48,11 @@ def method_class(name: str) -> type:
 
 
 def inference_flags() -> dict[str, tuple[dict, tuple[str, ...]]]:
-    """Every method's :attr:`Method.TEST_FLAGS`, merged: name -> (argparse keywords, the
+    """Every method's :attr:`Method.INFERENCE_FLAGS`, merged: name -> (argparse keywords, the
     methods that take it). The CLI builds its test-time flags from this, so it names no method."""
     out: dict[str, tuple[dict, tuple[str, ...]]] = {}
     for name in METHODS:
-        for flag, spec in method_class(name).TEST_FLAGS.items():
+        for flag, spec in method_class(name).INFERENCE_FLAGS.items():
             first, owners = out.get(flag, (spec, ()))
             out[flag] = (first, owners + (name,))
     return out

@@ -33,13 +33,13 @@ class Method:
     #: flags): option name -> argparse keywords (``type``, ``help``, optional ``nargs``,
     #: ``choices``). ``type: bool`` gives a ``--name`` / ``--no-name`` switch. Every name is a
     #: keyword of :meth:`predict`.
-    TEST_FLAGS: dict[str, dict] = {
+    INFERENCE_FLAGS: dict[str, dict] = {
         "input_size": {"type": int, "help": "longer image side fed to the network"},
     }
 
     #: Options of :meth:`predict` beyond its named keywords that set up the network passes
     #: (input size, scales, flip...), with their defaults. Default: none.
-    TEST_OPTIONS: dict[str, Any] = {}
+    INFERENCE_OPTIONS: dict[str, Any] = {}
 
     #: Options :meth:`predict` hands to the method's decoders. Default: none.
     DECODE_OPTIONS: tuple[str, ...] = ()

@@ -272,7 +272,7 @@ def test_predict_true_ids_takes_every_test_option():
     img = blob_image()
     truth = np.zeros((1, k, 3))
     truth[0] = [*BLOB_XY, 2.0]
-    opts = {**m.TEST_OPTIONS, "input_size": 128, "scales": (1.0, 2.0), "flip": True, "multiscale_tags": "scale1",
+    opts = {**m.INFERENCE_OPTIONS, "input_size": 128, "scales": (1.0, 2.0), "flip": True, "multiscale_tags": "scale1",
             "refine": True}
     opts.update({"detection_threshold": 0.1, **SEG_DECODE_OPTIONS})     # a decode and segmentation options
     poses, scores = m.predict_true_ids(BlobModel(k), img, truth, **opts)
@@ -286,7 +286,7 @@ def test_multiscale_tags_default_is_scale1():
     k = CROWDPOSE14.num_keypoints
     m = AEMethod(CROWDPOSE14)
     img = blob_image()
-    assert m.TEST_OPTIONS["multiscale_tags"] == "scale1"
+    assert m.INFERENCE_OPTIONS["multiscale_tags"] == "scale1"
     _, tags, _, _ = m.network_outputs(BlobModel(k), img, input_size=128, scales=(1.0, 2.0, 0.5))
     _, tags_c, _, _ = m.network_outputs(BlobModel(k), img, input_size=128, scales=(1.0, 2.0, 0.5),
                                         multiscale_tags="concat")

@@ -172,7 +172,7 @@ def test_predict_flip_test_matches_single_pass():
     order, order1 = np.argsort(both[:, 0, 0]), np.argsort(one[:, 0, 0])
     np.testing.assert_allclose(both[order][..., :2], kp[..., :2], atol=0.05)
     np.testing.assert_allclose(both[order][..., :2], one[order1][..., :2], atol=0.05)
-    assert "flip" in PersonLabMethod.TEST_FLAGS
+    assert "flip" in PersonLabMethod.INFERENCE_FLAGS
 
 
 @pytest.mark.parametrize("scales,flip", [((1.0, 2.0, 0.5), False), ((1.0, 2.0, 0.5), True), ((2.0,), False),

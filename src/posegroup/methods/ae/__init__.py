@@ -29,7 +29,7 @@ from ..common import downsample_ignore_mask, grid_to_image
 
 #: Test-time options of the segmentation decoder (:func:`.segment.segment_people`) and their
 #: defaults; constructor keywords (the method's defaults) and :meth:`AEMethod.predict` keywords.
-#: Multi-scale tags: "scale1" (the reference's, the default: see ``AEMethod.TEST_OPTIONS``) or
+#: Multi-scale tags: "scale1" (the reference's, the default: see ``AEMethod.INFERENCE_OPTIONS``) or
 #: "concat" (the paper's).
 MULTISCALE_TAGS = ("scale1", "concat")
 
@@ -103,11 +103,11 @@ def _group_keywords() -> tuple[str, ...]:
 def split_options(options: dict, *, what: str = "method.options") -> tuple[AESettings, dict]:
     """``(settings, decode_defaults)`` of AE's ``method.options``: the :class:`AESettings` keys
     validated by :func:`~posegroup.methods.settings.from_options`; every other key must be a
-    test option (:attr:`AEMethod.TEST_OPTIONS`), a keyword of :func:`.decode.group` or a
+    test option (:attr:`AEMethod.INFERENCE_OPTIONS`), a keyword of :func:`.decode.group` or a
     segmentation decoding option (:data:`SEG_DECODE_OPTIONS`), else a one-line ValueError
     naming the key (with a close match) and the valid choices."""
     fields = {f.name for f in dataclasses.fields(AESettings)}
-    valid = sorted(fields | set(AEMethod.TEST_OPTIONS) | set(AEMethod.DECODE_OPTIONS))
+    valid = sorted(fields | set(AEMethod.INFERENCE_OPTIONS) | set(AEMethod.DECODE_OPTIONS))
     for key in options:
         if key not in valid:
             close = difflib.get_close_matches(str(key), valid, n=1)
@@ -189,7 +189,7 @@ class AEMethod(Method):
     # scales {1, 2, 0.5}: AP sparse / medium / heavy 0.507 / 0.268 / 0.062 with scale-1 tags
     # against 0.258 / 0.118 / 0.020 with concatenated ones (a small model's tags disagree across
     # scales). refine None: group()'s preset decides (default: on).
-    TEST_OPTIONS = {"input_size": 512, "scales": (1.0,), "flip": False, "refine": None,
+    INFERENCE_OPTIONS = {"input_size": 512, "scales": (1.0,), "flip": False, "refine": None,
                     "multiscale_tags": MULTISCALE_TAGS[0]}
     #: Test options that go to the decoders: :func:`.decode.group` keywords + :data:`SEG_DECODE_OPTIONS`.
     DECODE_OPTIONS = _group_keywords() + tuple(SEG_DECODE_OPTIONS)
@@ -331,7 +331,7 @@ class AEMethod(Method):
         :func:`.fusion.fuse` averages the heatmaps and concatenates the tags.
         ``multiscale_tags``: "scale1" (default; reference pose-ae-train: tags of scale 1 only,
         the scale closest to 1 when 1 is not among them) or "concat" (paper: tags of every scale;
-        see ``TEST_OPTIONS`` for the measurement).
+        see ``INFERENCE_OPTIONS`` for the measurement).
 
         Returns heatmaps (K, H, W) float32, tags (K, H, W, D') float32 (D' = D x entries used),
         the factor f such that image px = grid px * stride / f, and the stride; with
@@ -401,8 +401,8 @@ class AEMethod(Method):
         owner = [i // passes for i in range(len(maps))]                         # scale index of each
         return heats, tags, owner, segs, grid, factor1, stride, offs
 
-    TEST_FLAGS = {
-        **Method.TEST_FLAGS,
+    INFERENCE_FLAGS = {
+        **Method.INFERENCE_FLAGS,
         "flip": {"type": bool, "help": "flip test: average with the mirrored image"},
         "scales": {"type": float, "nargs": "+", "help": "multi-scale test, e.g. 1 0.5 2"},
         "refine": {"type": bool, "help": "AE: fill missing joints by tag (refinement)"},
@@ -429,12 +429,12 @@ class AEMethod(Method):
                         legend=colorbar(w, lo, hi, "tag value", cv2.COLORMAP_HSV))]
 
     def _split_options(self, test_given: dict, others: dict) -> tuple[dict, dict, dict]:
-        """Test-time keywords split into (every ``TEST_OPTIONS`` key, the segmentation options
+        """Test-time keywords split into (every ``INFERENCE_OPTIONS`` key, the segmentation options
         given, the :func:`.decode.group` keywords). Test options given as None, and options not
-        given, take the constructor's ``decode_defaults`` value, else ``TEST_OPTIONS``."""
-        opts = {**self.TEST_OPTIONS, **self.decode_defaults, **others}
+        given, take the constructor's ``decode_defaults`` value, else ``INFERENCE_OPTIONS``."""
+        opts = {**self.INFERENCE_OPTIONS, **self.decode_defaults, **others}
         opts.update({key: v for key, v in test_given.items() if v is not None})
-        test = {key: opts.pop(key) for key in self.TEST_OPTIONS}
+        test = {key: opts.pop(key) for key in self.INFERENCE_OPTIONS}
         seg = {key: opts.pop(key) for key in SEG_DECODE_OPTIONS if key in opts}
         return test, seg, opts
 
@@ -458,8 +458,8 @@ class AEMethod(Method):
         """
         from . import targets
 
-        test, _, opts = self._split_options({k: v for k, v in test_opts.items() if k in self.TEST_OPTIONS},
-                                            {k: v for k, v in test_opts.items() if k not in self.TEST_OPTIONS})
+        test, _, opts = self._split_options({k: v for k, v in test_opts.items() if k in self.INFERENCE_OPTIONS},
+                                            {k: v for k, v in test_opts.items() if k not in self.INFERENCE_OPTIONS})
         outs = self.network_outputs(model, image, **self._network_options(test), return_offsets=self.short_offsets)
         heat, _, factor, stride = outs[:4]
         heat = np.asarray(heat, np.float32)
@@ -505,7 +505,7 @@ class AEMethod(Method):
         :func:`.segment.segment_people`.
 
         Options left None take the constructor's ``decode_defaults`` value, else
-        ``TEST_OPTIONS`` (input_size 512, scales (1.0,), flip False, refine None = :func:`.decode.group`'s
+        ``INFERENCE_OPTIONS`` (input_size 512, scales (1.0,), flip False, refine None = :func:`.decode.group`'s
         preset default (on), multiscale_tags "scale1").
 
         Returns poses (N, K, 3) x, y, score in image pixels (missing joints filled by

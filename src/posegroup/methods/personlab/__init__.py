@@ -166,7 +166,7 @@ class PersonLabMethod(Method):
 
     #: Test options that go to the decoders (:func:`.decode.decode_poses`, :func:`.segment.segment`).
     DECODE_OPTIONS = tuple(_decode_keywords()) + _SEGMENT_OPTS
-    TEST_FLAGS = {**Method.TEST_FLAGS,
+    INFERENCE_FLAGS = {**Method.INFERENCE_FLAGS,
                   "flip": {"type": bool, "help": "flip test: average with the mirrored image"},
                   "scales": {"type": float, "nargs": "+", "help": "multi-scale test, e.g. 1 0.5 2"},
                   "with_masks": {"type": bool, "help": "PersonLab: instance masks (default on)"}}

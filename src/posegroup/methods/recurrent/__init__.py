@@ -77,9 +77,9 @@ class RecurrentMethod(Method):
 
     name = "recurrent"
     INIT_FROM_METHOD = "ae"           # the ConvLSTM reads a trained AE hourglass (paper sec. 4)
-    TEST_OPTIONS = {"input_size": 512, "scales": (1.0,), "flip": False}
-    TEST_FLAGS = {
-        **Method.TEST_FLAGS,
+    INFERENCE_OPTIONS = {"input_size": 512, "scales": (1.0,), "flip": False}
+    INFERENCE_FLAGS = {
+        **Method.INFERENCE_FLAGS,
         "flip": {"type": bool, "help": "flip test (recurrent: features averaged before the LSTM)"},
         "scales": {"type": float, "nargs": "+", "help": "multi-scale test, e.g. 1 0.5 2"},
         "stop_threshold": {"type": float, "help": "recurrent: omega, stop at the first p_t below it"},
@@ -277,8 +277,8 @@ class RecurrentMethod(Method):
         unknown = sorted(set(decode_opts) - set(self.DECODE_OPTIONS))
         if unknown:
             raise ValueError(f"unknown test option(s) {unknown} for the recurrent method; "
-                             f"valid: {sorted(self.TEST_OPTIONS) + list(self.DECODE_OPTIONS)}")
-        test = dict(self.TEST_OPTIONS)
+                             f"valid: {sorted(self.INFERENCE_OPTIONS) + list(self.DECODE_OPTIONS)}")
+        test = dict(self.INFERENCE_OPTIONS)
         test.update({k: v for k, v in (("input_size", input_size), ("scales", scales), ("flip", flip))
                      if v is not None})
         heat, probs, factor, stride = self.network_outputs(model, image, input_size=int(test["input_size"]),
