@@ -43,8 +43,8 @@ def test_demo_refuses_a_non_empty_folder_and_missing_shipped_weights(tmp_path, m
     (tmp_path / "full" / "mine.txt").write_text("x")
     with pytest.raises(ValueError, match="--overwrite"):
         run_demo(tmp_path / "full", progress=False)
-    import posegroup.engine.demo as demo
-    monkeypatch.setattr(demo, "MANIFEST", tmp_path / "none.json")
+    import posegroup.engine.shipped as shipped
+    monkeypatch.setattr(shipped, "MANIFEST", tmp_path / "none.json")
     with pytest.raises(FileNotFoundError, match="demo --train"):
         run_demo(tmp_path / "d", val_images=2, progress=False)
 

@@ -294,7 +294,7 @@ def _speed_model(path, onnx_format=None, threads=1):
     from ..methods import PRETRAINED, pretrained_model
     from .checkpoint import load_model
     from .predict import inference_options
-    from .predictor import shipped_model
+    from .shipped import shipped_model
 
     if str(path) in PRETRAINED:             # a pretrained network shipped in the package
         net = pretrained_model(str(path), threads=threads)

@@ -18,6 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .shipped import MANIFEST, WEIGHTS_DIR, shipped_manifest  # noqa: F401 (MANIFEST: the demo's, re-exported)
+
 CONFIG_NAME = "ae_tiny_synthetic.yaml"
 #: The methods of the demo, in training order (a method's INIT_FROM_METHOD comes before it).
 METHODS = ("ae", "personlab", "recurrent")
@@ -25,9 +27,6 @@ METHODS = ("ae", "personlab", "recurrent")
 SPLITS = {"val_sparse": "sparse", "val_medium": "medium", "val_heavy": "heavy"}
 #: ``demo --train``: training steps per method (batch 16, 128 px, bundled tiny configs).
 DEMO_STEPS = {"ae": 2000, "personlab": 1000, "recurrent": 1000}
-#: The shipped weights and the figures recorded when they were made.
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-MANIFEST = WEIGHTS_DIR / "manifest.json"
 #: What the caption says a good number is (recorded with the shipped weights, see MANIFEST).
 #: Real photos with ground truth scored by the demo when present (``shared/data`` of a checkout's
 #: parent, or the folder ``$POSEGROUP_SHARED_DATA``): the pretrained default's row.
@@ -46,12 +45,6 @@ def find_config(name: str = CONFIG_NAME) -> Path:
     if path is None:
         raise FileNotFoundError(f"posegroup/configs/{stem}.yaml: bundled config missing from the installed package")
     return path
-
-
-def shipped_manifest() -> dict:
-    """The shipped weights' manifest: ``{method: {file, steps, seed, AP: {split: AP}, ...}}``
-    ({} when the package ships none)."""
-    return json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {}
 
 
 def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:

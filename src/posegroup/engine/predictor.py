@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from .shipped import shipped_model
+
 @dataclass(frozen=True)
 class Person:
     """One detected person.
@@ -120,11 +122,3 @@ def _check_flags(method, options: dict) -> None:
     if unknown:
         raise ValueError(f"--{unknown[0].replace('_', '-')} is not a test option of the {method.name} method "
                          f"(its options: {', '.join('--' + k.replace('_', '-') for k in type(method).INFERENCE_FLAGS)})")
-
-
-def shipped_model(name: str) -> Path | None:
-    """The file of the model shipped in the package under ``name`` (a method of the demo:
-    ``ae``, ``personlab``, ``recurrent``), or None when ``name`` names none."""
-    from .demo import MANIFEST, shipped_manifest
-    entry = shipped_manifest().get(name) if "/" not in name and "." not in name else None
-    return None if entry is None else MANIFEST.parent / entry["file"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..common import subpixel_offsets
-from .decode import top_candidates
+from .peaks import top_candidates
 
 __all__ = ["group_reference", "munkres"]
 
