@@ -131,15 +131,16 @@ def make_people_data(out: Path, people_from, *, images: int, val_images: int, si
     from .demo import find_shared_data
     people_from = Path(people_from)
     heldout = "val2017" if (people_from.parent / "val2017").is_dir() else None
-    anns = {}
+    anns, banks = {}, {}
     for split, (crowd, n, s) in {"train": ("sparse,medium,heavy", images, seed),
                                  **{k: (c, val_images, seed + off) for k, (c, off) in SPLITS.items()}}.items():
         ann = out / "data" / split / "annotations.json"
         if not ann.is_file():
-            bank = load_people_bank(people_from, source_split="train" if split == "train" else "heldout",
-                                    heldout_folder=heldout)
-            generate_paste_dataset(ann.parent, n, bank=bank, crowding=crowd, seed=s, image_size=size, workers=1,
-                                   progress=progress)
+            role = "train" if split == "train" else "heldout"    # the held-out bank read once for 3 splits
+            if role not in banks:
+                banks[role] = load_people_bank(people_from, source_split=role, heldout_folder=heldout)
+            generate_paste_dataset(ann.parent, n, bank=banks[role], crowding=crowd, seed=s, image_size=size,
+                                   workers=1, progress=progress)
         anns[split] = str(ann)
     if heldout:     # the real photos whose people the held-out scenes use
         real = _only_folder(people_from, heldout, out / "data" / f"real_{heldout}" / "annotations.json")
