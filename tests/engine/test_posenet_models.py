@@ -253,3 +253,39 @@ def test_freeze_heads_trains_only_the_new_heads(name, data, tmp_path):
     assert kept and all(torch.equal(v.float(), shipped[k]) for k, v in kept.items())
     trained = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trained and not any("backbone." in n for n in trained)
+
+
+def test_recurrent_short_offsets_are_posenets_frozen_head(data, tmp_path):
+    """Recurrent ``short_offsets``: the network keeps PoseNet's offset head (frozen) and exports
+    its 2J channels after the features ((x, y) per joint, input px); ``network_outputs`` gives
+    them in grid cells, a flip pass's made the image's (equal to the mirrored image's own, mapped
+    back); training leaves the head as shipped; bad combinations are one line."""
+    method = build_method("recurrent", COCO17, short_offsets=True, subpixel="offsets", hidden_width=8,
+                          lstm1_layers=1)
+    net = method.build_model({"backbone": "posenet_mobilenet"}).eval()
+    from posegroup.data.transforms import normalize_image
+    img = (np.random.default_rng(3).random((64, 64, 3)) * 255).astype(np.uint8)
+    x = torch.from_numpy(normalize_image(img))[None]
+    with torch.no_grad():
+        out, raw = net.export_forward(x), net.backbone(x)
+    assert out.shape[1] == 384 + 34
+    torch.testing.assert_close(out[:, 384 + 2 * 5], raw["offsets"][:, 17 + 5])       # joint 5: x, then y
+    torch.testing.assert_close(out[:, 384 + 2 * 5 + 1], raw["offsets"][:, 5])
+    plain = method.network_outputs(net, img, input_size=64, return_offsets=True)[4]
+    np.testing.assert_allclose(plain, out[0, 384:].reshape(17, 2, 4, 4).numpy() / 16, atol=1e-4)
+    both = method.network_outputs(net, img, input_size=64, flip=True, return_offsets=True)[4]
+    mirrored = method.network_outputs(net, img[:, ::-1].copy(), input_size=64, return_offsets=True)[4]
+    back = mirrored[np.asarray(COCO17.flip_index)][..., ::-1] * np.array([-1.0, 1.0]).reshape(1, 2, 1, 1)
+    np.testing.assert_allclose(both, (plain + back) / 2, atol=1e-5)
+    with pytest.raises(ValueError, match="short_offsets needs model.backbone: posenet_mobilenet"):
+        method.build_model({"backbone": "tiny"})
+    with pytest.raises(ValueError, match="'subpixel' .* 'offsets', which needs method.options.short_offsets"):
+        build_method("recurrent", COCO17, subpixel="offsets")
+    cfg = small("recurrent_posenet", data, tmp_path / "run", freeze_backbone=False)
+    cfg["method"]["options"].update(short_offsets=True, subpixel="offsets")
+    train(cfg, progress=False)
+    model, method, _ = load_model(tmp_path / "run" / "last.pt")
+    heads = model.backbone.net.heads.state_dict()
+    assert torch.equal(heads["offsets.weight"], posenet_mobilenet(8).heads.state_dict()["offsets.weight"])
+    poses, _ = method.predict(model, read_image(data.parent / "img001.png"), input_size=64, stop_threshold=0.0)
+    assert len(poses) and np.isfinite(poses).all()

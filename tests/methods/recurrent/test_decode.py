@@ -153,3 +153,26 @@ def test_evaluate_prints_the_count_of_the_recurrent_method_only():
     assert "count_error" in format_table(stats)
     plain = evaluate_all(gt, results, method=build_method("ae", COCO17))   # the base hook: no figures
     assert "figures" not in plain and "count_error" not in format_table(plain)
+
+
+def test_offsets_place_each_joint_from_its_argmax_cell():
+    """``subpixel="offsets"``: the argmax cell's centre plus that joint's offset at that cell
+    (hand-worked), whatever the offsets elsewhere; without offsets of the maps' shape it is one
+    line naming the option."""
+    heat = np.zeros((2, 2, 5, 6), np.float32)
+    heat[0, 0, 2, 3] = 0.9
+    heat[0, 1, 4, 0] = 0.7
+    heat[1, 0, 1, 5] = 0.8
+    heat[1, 1, 0, 1] = 0.6
+    offsets = np.full((2, 2, 5, 6), 9.0, np.float32)       # everywhere else: far off
+    offsets[0, :, 2, 3] = (0.3, -0.2)
+    offsets[1, :, 4, 0] = (-0.4, 0.1)
+    offsets[0, :, 1, 5] = (1.5, 0.0)                        # an offset may leave its cell
+    offsets[1, :, 0, 1] = (0.0, 0.0)
+    poses, _ = decode_people(heat, [0.9, 0.9], subpixel="offsets", offsets=offsets)
+    np.testing.assert_allclose(poses[..., :2], [[[3.8, 2.3], [0.1, 4.6]], [[7.0, 1.5], [1.5, 0.5]]], atol=1e-6)
+    np.testing.assert_allclose(poses[..., 2], [[0.9, 0.7], [0.8, 0.6]], rtol=1e-6)
+    with pytest.raises(ValueError, match="subpixel='offsets' needs offsets .*short_offsets"):
+        decode_people(heat, [0.9, 0.9], subpixel="offsets")
+    with pytest.raises(ValueError, match="subpixel='offsets' needs offsets"):
+        decode_people(heat, [0.9, 0.9], subpixel="offsets", offsets=offsets[:, :, :4])

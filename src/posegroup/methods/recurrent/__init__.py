@@ -60,7 +60,10 @@ class RecurrentSettings:
     stop_weight: float = setting(1.0, non_negative, "[1]")
     lstm2_weight: float = setting(1.0, non_negative, "[1]")
     joint_threshold: float = setting(0.015, None, "tau, decode [0.015]")
-    subpixel: str = setting("quadratic", one_of(*_decode.SUBPIXEL), "decode peak refinement [none: argmax cell]")
+    subpixel: str = setting("quadratic", one_of(*_decode.SUBPIXEL), "decode peak refinement [none: argmax cell]; "
+                            "offsets: PoseNet's short-range offsets (needs short_offsets)")
+    short_offsets: bool = setting(False, None, "model.backbone posenet_mobilenet only: the network keeps PoseNet's "
+                                  "pretrained short-range offset head (frozen) for subpixel: offsets [not in the paper]")
     person_score: str = setting("joints", one_of(*_decode.PERSON_SCORES), "decode person score")
 
     @property
@@ -91,6 +94,9 @@ class RecurrentMethod(Method):
 
     def __init__(self, keypoint_set: KeypointSet, **options: Any):
         self.settings = from_options(RecurrentSettings, options)
+        if self.settings.subpixel == "offsets" and not self.settings.short_offsets:
+            raise ValueError("option 'subpixel' in method.options is 'offsets', which needs "
+                             "method.options.short_offsets: true (PoseNet's offset head)")
         super().__init__(keypoint_set, **as_dict(self.settings))
         self.num_keypoints = keypoint_set.num_keypoints
 
@@ -108,9 +114,15 @@ class RecurrentMethod(Method):
         from ...backbones.posenet import BACKBONE_NAME
         from ..common import posenet_backbone
         cfg = dict(model_cfg or {})
+        offsets = self.settings.short_offsets
         if cfg.get("backbone") == BACKBONE_NAME:      # PoseNet's features (output_stride 8 | 16)
-            return self._with_head(posenet_backbone(cfg, freeze_default=True, heads=False),
-                                   cfg.get("freeze_backbone", True))
+            keypoints = self.keypoint_set if offsets else None      # PoseNet's offsets are COCO-17's
+            heads = ("offsets",) if offsets else False
+            return self._with_head(posenet_backbone(cfg, keypoints, freeze_default=True, heads=heads),
+                                   cfg.get("freeze_backbone", True), offsets)
+        if offsets:
+            raise ValueError("method.options.short_offsets needs model.backbone: posenet_mobilenet "
+                             "(PoseNet's pretrained offset head)")
         unknown = sorted(set(cfg) - set(MODEL_KEYS))
         if unknown:
             raise ValueError(f"unknown key(s) {unknown} in model (recurrent method); valid: {list(MODEL_KEYS)}")
@@ -121,7 +133,7 @@ class RecurrentMethod(Method):
         groups = channel_groups(self.num_keypoints, tag_dim)               # the AE backbone's [J, J*D]
         return self._with_head(hourglass_from_config(cfg.get("backbone", "tiny"), sum(groups), groups), freeze)
 
-    def _with_head(self, backbone: torch.nn.Module, freeze: bool) -> RecurrentPoseNet:
+    def _with_head(self, backbone: torch.nn.Module, freeze: bool, offsets: bool = False) -> RecurrentPoseNet:
         """``backbone`` (``feature_channels`` x ``num_stacks`` features) + the ConvLSTM head."""
         s = self.settings
         head = RecurrentHead(backbone.feature_channels * backbone.num_stacks, self.num_keypoints,
@@ -129,7 +141,7 @@ class RecurrentMethod(Method):
                              feedback_passes=s.feedback_passes,
                              lstm2_hidden_width=(s.lstm2_hidden_width or s.hidden_width) if s.lstm2 else None,
                              lstm2_layers=s.lstm2_layers)
-        return RecurrentPoseNet(backbone, head, freeze_backbone=freeze)
+        return RecurrentPoseNet(backbone, head, freeze_backbone=freeze, offsets=offsets)
 
     # -- targets ----------------------------------------------------------------------------
     def encode(self, keypoints: np.ndarray, ignore_mask: np.ndarray | None, instance_masks: np.ndarray | None,
@@ -213,8 +225,8 @@ class RecurrentMethod(Method):
 
     # -- inference --------------------------------------------------------------------------
     def network_outputs(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int = 512,
-                        scales=(1.0,), flip: bool = False, generator_seed: int = 0
-                        ) -> tuple[np.ndarray, np.ndarray, float, int]:
+                        scales=(1.0,), flip: bool = False, generator_seed: int = 0,
+                        return_offsets: bool = False) -> tuple:
         """Features of every scale (and of the mirrored image, flipped back) averaged on the
         scale-1 grid, then LSTM1 (+ LSTM2) unrolled until the first stop.
 
@@ -224,13 +236,18 @@ class RecurrentMethod(Method):
         right limb, so flip testing is off by default.
 
         Returns heatmaps (T, J, H, W), stop probabilities (T,), factor, stride (image px =
-        grid px * stride / factor).
+        grid px * stride / factor); with ``return_offsets`` (``short_offsets`` on) last also
+        PoseNet's short-range offsets (J, 2, H, W) in grid cells, averaged over the passes (a
+        mirrored pass's made the image's).
         """
         from ..common import evaluating, network_passes
+        if return_offsets and not self.settings.short_offsets:
+            raise ValueError("return_offsets needs a method built with short_offsets=True")
         net = getattr(model, "module", model)
         with evaluating(net):
-            maps, grid, factor, stride, _ = network_passes(
-                net, image, int(input_size), scales, bool(flip), lambda m, x: m.features(x))
+            maps, grid, factor, stride, ratios = network_passes(
+                net, image, int(input_size), scales, bool(flip), lambda m, x: m.export_forward(x))
+            maps, offsets = self._split_offsets(maps, ratios, stride, bool(flip))
             feats = net.head.norm(torch.stack(maps).mean(0)[None].to(next(net.parameters()).device))
             gen = torch.Generator().manual_seed(int(generator_seed))
             heats, logits, lengths = net.head.unroll(feats, max_steps=self.settings.step_limit, normalized=True,
@@ -239,7 +256,25 @@ class RecurrentMethod(Method):
             heat, probs = heats[0, :length], torch.sigmoid(logits[0, :length])
             if net.head.lstm2 is not None:
                 heat = self._refine(net, feats, heat, probs, gen)
-        return heat.cpu().numpy(), probs.cpu().numpy(), factor, stride
+        out = (heat.cpu().numpy(), probs.cpu().numpy(), factor, stride)
+        return out + ((offsets,) if return_offsets else ())
+
+    def _split_offsets(self, maps: list, ratios: list, stride: int, flip: bool) -> tuple[list, np.ndarray | None]:
+        """Each pass's (C [+ 2J], H, W) output split into features and offsets; the offsets (input
+        px of their pass) turned into grid cells, a mirrored pass's swapped left/right and negated
+        in x, and averaged: (features [(C, H, W)], offsets (J, 2, H, W) or None)."""
+        if not self.settings.short_offsets:
+            return maps, None
+        j = self.num_keypoints
+        flip_index = torch.as_tensor(np.asarray(self.keypoint_set.flip_index, dtype=np.int64))
+        feats, offs = [], []
+        for i, m in enumerate(maps):
+            off = m[-2 * j:].reshape(j, 2, *m.shape[-2:]) / (stride * ratios[i])
+            if flip and i % 2:
+                off = off[flip_index] * torch.tensor([-1.0, 1.0]).view(1, 2, 1, 1)
+            feats.append(m[:-2 * j])
+            offs.append(off.numpy())
+        return feats, np.mean(offs, axis=0).astype(np.float32)
 
     def _refine(self, net, feats, heat, probs, gen) -> torch.Tensor:
         n = _decode.num_people(probs.cpu().numpy(), self.settings.stop_threshold)
@@ -281,11 +316,12 @@ class RecurrentMethod(Method):
         test = dict(self.INFERENCE_OPTIONS)
         test.update({k: v for k, v in (("input_size", input_size), ("scales", scales), ("flip", flip))
                      if v is not None})
-        heat, probs, factor, stride = self.network_outputs(model, image, input_size=int(test["input_size"]),
-                                                           scales=test["scales"], flip=bool(test["flip"]))
+        outs = self.network_outputs(model, image, input_size=int(test["input_size"]), scales=test["scales"],
+                                    flip=bool(test["flip"]), return_offsets=self.settings.short_offsets)
+        heat, probs, factor, stride = outs[:4]
         opts = {k: getattr(self.settings, k) for k in self.DECODE_OPTIONS}
         opts.update(decode_opts)
-        poses, scores = _decode.decode_people(heat, probs, **opts)
+        poses, scores = _decode.decode_people(heat, probs, offsets=outs[4] if len(outs) > 4 else None, **opts)
         return grid_to_image(poses, scores, stride, factor, np.asarray(image).shape)
 
 

@@ -26,7 +26,7 @@ from ..common import subpixel_offsets
 #: omega = sigmoid(-1)
 STOP_THRESHOLD = 1.0 / (1.0 + math.e)
 PERSON_SCORES = ("joints", "stop", "product")
-SUBPIXEL = ("none", "quadratic", "quarter")
+SUBPIXEL = ("none", "quadratic", "quarter", "offsets")
 
 __all__ = ["decode_people", "num_people", "count_figures", "STOP_THRESHOLD", "PERSON_SCORES", "SUBPIXEL"]
 
@@ -39,7 +39,8 @@ def num_people(stop_probs, stop_threshold: float = STOP_THRESHOLD) -> int:
 
 
 def decode_people(heatmaps, stop_probs, *, stop_threshold: float = STOP_THRESHOLD, joint_threshold: float = 0.015,
-                  subpixel: str = "none", person_score: str = "joints") -> tuple[np.ndarray, np.ndarray]:
+                  subpixel: str = "none", person_score: str = "joints", offsets=None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """People of one image from the recurrent network's per-step heatmaps.
 
     Args:
@@ -48,8 +49,12 @@ def decode_people(heatmaps, stop_probs, *, stop_threshold: float = STOP_THRESHOL
         stop_threshold: omega; people are the steps before the first p_t < omega.
         joint_threshold: tau; a joint whose peak is below it is dropped (score 0, position kept).
         subpixel: "none" (paper: the argmax cell's centre), "quadratic" (log-parabola through
-            the peak and its neighbours) or "quarter" (AE reference quarter-cell shift).
+            the peak and its neighbours), "quarter" (AE reference quarter-cell shift) or
+            "offsets" (the argmax cell's centre plus that joint's short-range offset there, as
+            PoseNet / PersonLab place joints; needs ``offsets``).
         person_score: "joints", "stop" or "product" (see the module doc).
+        offsets: (J, 2, H, W) short-range offsets in cells (joint j's (x, y) from each cell's
+            centre), for ``subpixel="offsets"``.
     Returns:
         poses (N, J, 3): x, y, score in heatmap cells; scores (N,).
     """
@@ -63,6 +68,9 @@ def decode_people(heatmaps, stop_probs, *, stop_threshold: float = STOP_THRESHOL
         raise ValueError(f"joint_threshold must be finite, got {joint_threshold}")
     if subpixel not in SUBPIXEL:
         raise ValueError(f"subpixel must be one of {SUBPIXEL}, got {subpixel!r}")
+    if subpixel == "offsets" and (offsets is None or np.shape(offsets) != (hm.shape[1], 2) + hm.shape[2:]):
+        raise ValueError(f"subpixel='offsets' needs offsets (J, 2, H, W) = {(hm.shape[1], 2) + hm.shape[2:]}, "
+                         f"got {None if offsets is None else np.shape(offsets)} (method.options.short_offsets)")
     if person_score not in PERSON_SCORES:
         raise ValueError(f"person_score must be one of {PERSON_SCORES}, got {person_score!r}")
     n = num_people(p, stop_threshold)
@@ -74,7 +82,11 @@ def decode_people(heatmaps, stop_probs, *, stop_threshold: float = STOP_THRESHOL
     best = flat.argmax(-1)
     peak = flat[np.arange(n * j), best]
     y, x = np.divmod(best, w)
-    dx, dy = subpixel_offsets(maps, np.arange(n * j), y, x, method=subpixel)
+    if subpixel == "offsets":
+        off = np.asarray(offsets, np.float64)[np.tile(np.arange(j), n), :, y, x]          # (N*J, 2)
+        dx, dy = off[:, 0], off[:, 1]
+    else:
+        dx, dy = subpixel_offsets(maps, np.arange(n * j), y, x, method=subpixel)
     poses = np.stack([x + 0.5 + dx, y + 0.5 + dy, np.where(peak >= joint_threshold, peak, 0.0)], -1)
     poses = poses.reshape(n, j, 3).astype(np.float32)
     joint_score = np.clip(poses[..., 2], 0.0, 1.0).mean(1)

@@ -274,10 +274,14 @@ class RecurrentPoseNet(nn.Module):
     ``forward(image)`` returns the backbone's per-stack predictions (and stores its features);
     :meth:`features` returns the concatenated features (B, C, H, W) of all stacks.
     With ``freeze_backbone`` the backbone (except its optional ``feature_proj`` convs, which
-    the AE loss never trains) gets no gradient and stays in eval mode.
+    the AE loss never trains) gets no gradient and stays in eval mode. With ``offsets`` the
+    backbone is a PoseNet one that keeps its pretrained short-range offset head (frozen: no loss
+    trains it); :meth:`features` then also stores them in ``last_offsets`` (B, 2J, H, W) and
+    :meth:`export_forward` returns them after the features.
     """
 
-    def __init__(self, backbone: nn.Module, head: RecurrentHead, *, freeze_backbone: bool = True):
+    def __init__(self, backbone: nn.Module, head: RecurrentHead, *, freeze_backbone: bool = True,
+                 offsets: bool = False):
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -287,6 +291,13 @@ class RecurrentPoseNet(nn.Module):
         if self.freeze_backbone:
             for name, p in self.backbone.named_parameters():
                 p.requires_grad_(name.startswith("feature_proj"))
+        self.offset_index = None          # PoseNet's offset head kept: its channels in (x, y) per joint
+        self.last_offsets: torch.Tensor | None = None
+        if offsets:
+            head_ = backbone.net.heads["offsets"]
+            head_.requires_grad_(False)                     # no loss trains it
+            j = head_.out_channels // 2                     # PoseNet's layout: J y-offsets, then J x-offsets
+            self.offset_index = [c for k in range(j) for c in (j + k, k)]
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -302,14 +313,22 @@ class RecurrentPoseNet(nn.Module):
         return self.backbone(image)
 
     def export_forward(self, image: torch.Tensor) -> torch.Tensor:
-        """What ONNX export records: the features the LSTM reads (the loop stays in PyTorch)."""
-        return self.features(image)
+        """What ONNX export records (the loop stays in PyTorch): the features the LSTM reads,
+        followed, when the backbone keeps PoseNet's short-range offset head, by its 2J offsets
+        (joint j's (x, y) offset from each cell's centre, input px, at channels C + 2j, C + 2j + 1):
+        (B, C [+ 2J], H, W)."""
+        feats = self.features(image)
+        if self.offset_index is None:
+            return feats
+        return torch.cat([feats, self.last_offsets], 1)
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, C, S/4, S/4): all stacks' features concatenated."""
         frozen = self.freeze_backbone and getattr(self.backbone, "feature_proj", None) is None
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-            self.backbone(image)
+            out = self.backbone(image)
+            if self.offset_index is not None:
+                self.last_offsets = out["offsets"][:, self.offset_index].detach()
             return torch.cat(list(self.backbone.last_features), 1)
 
     def load_init_state(self, state_dict: dict, source: str = "init_from") -> None:
