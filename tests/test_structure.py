@@ -160,3 +160,53 @@ def test_no_function_over_80_lines_anywhere():
     """Every function of the package (engine, decoders, targets, data, CLI...)."""
     paths = sorted(PACKAGE.rglob("*.py"))
     assert len(paths) > 30 and not long_functions(paths), "\n".join(long_functions(paths))
+
+
+def method_names_in(source: str, names) -> list[tuple[int, str]]:
+    """(line, text) of every string constant of ``source`` that is a method's name or starts with
+    one followed by ``_``, ``.``, ``:`` or ``@`` (a config or run named by method: ``ae_posenet``)."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            v = node.value
+            if any(v == n or (v.startswith(n) and v[len(n):len(n) + 1] in ("_", ".", ":", "@")) for n in names):
+                out.append((node.lineno, v))
+    return out
+
+
+@pytest.mark.parametrize("source, found", [
+    ('x = "ae"', ["ae"]), ('f("personlab_posenet.yaml")', ["personlab_posenet.yaml"]), ('s = "ae@0.5"', ["ae@0.5"]),
+    ('x = "aerial"', []), ('x = "the recurrent head"', []), ('# "ae"\nx = 1', []),
+])
+def test_the_method_name_check_sees_every_spelling(source, found):
+    assert [v for _, v in method_names_in(source, ("ae", "personlab", "recurrent"))] == found
+
+
+def test_engine_and_cli_name_no_method():
+    """The engine and the CLI take every method from the registry, the methods' classes and the
+    recipes file (``configs/recipes/methods.yaml``), never from a literal of their own."""
+    from posegroup.methods import METHODS
+    files = sorted((PACKAGE / "engine").glob("*.py")) + [PACKAGE / "cli.py"]
+    faults = [f"{p.relative_to(PACKAGE)}:{line}: {text!r}" for p in files
+              for line, text in method_names_in(p.read_text(), METHODS)]
+    assert not faults, "\n".join(faults)
+
+
+def test_a_bad_recipe_is_one_line_naming_the_key(tmp_path):
+    import yaml
+
+    from posegroup.engine.recipes import RECIPES, RecipeError, recipes
+    doc = yaml.safe_load(RECIPES.read_text())
+    assert recipes()["demo"]["methods"] == doc["demo"]["methods"]
+    doc["benchmark_methods"]["tiny"]["rows"].append(["x", "no_such_stage", {}])
+    bad = tmp_path / "methods.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    with pytest.raises(RecipeError, match=r"benchmark_methods\.tiny: row .*no_such_stage") as err:
+        recipes(bad)
+    assert "\n" not in str(err.value) and str(bad) in str(err.value)
+    doc = yaml.safe_load(RECIPES.read_text())
+    doc["demo"]["methods"]["pose_transformer"] = {"config": "ae_tiny_synthetic", "steps": 10}
+    bad.write_text(yaml.safe_dump(doc))
+    recipes.cache_clear()
+    with pytest.raises(RecipeError, match=r"demo\.methods\.pose_transformer"):
+        recipes(bad)

@@ -425,8 +425,11 @@ def cmd_export(args) -> int:
 def cmd_benchmark(args) -> int:
     from .engine import benchmark
     if args.what == "decode":
-        ann = args.ann[0] if args.ann else str(_default_layouts())
-        benchmark.benchmark_decode(ann, num_images=args.images, noise=args.noise)
+        ann = args.ann[0] if args.ann else benchmark.default_decode_layouts()
+        if ann is None:
+            raise CliError(f"no --ann given and shared/data/{benchmark.DECODE_LAYOUTS} is not found "
+                           "(set POSEGROUP_SHARED_DATA)")
+        benchmark.benchmark_decode(str(ann), num_images=args.images, noise=args.noise)
         return 0
     if args.what == "methods":
         from .engine.compare import benchmark_methods
@@ -452,14 +455,6 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
-def _default_layouts() -> Path:
-    from .engine.demo import find_shared_data
-    p = find_shared_data("coco_val2017_kp/person_keypoints_val2017_gtcomplete511.json")
-    if p is None:
-        raise CliError("no --ann given and shared/data/coco_val2017_kp is not found (set POSEGROUP_SHARED_DATA)")
-    return p
-
-
 def cmd_demo(args) -> int:
     from .engine.demo import run_demo
     run_demo(args.out, train=args.train, methods=args.methods, steps=args.steps, images=args.images,
@@ -474,7 +469,7 @@ def _demo_steps(text: str) -> dict:
         pairs = dict(item.split("=", 1) for item in text.split(",")) if "=" in text else dict.fromkeys(METHODS, text)
         steps = {m.strip(): int(n) for m, n in pairs.items()}
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected N or METHOD=N,... (e.g. ae=2000,personlab=1000)")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected N or METHOD=N,... (methods: {', '.join(METHODS)})")
     bad = [m for m, n in steps.items() if m not in METHODS or n <= 0]
     if bad or not steps:
         raise argparse.ArgumentTypeError(f"{text!r}: methods must be among {list(METHODS)} with positive step counts")
@@ -731,8 +726,9 @@ def _add_benchmark_parser(sub) -> None:
     b.add_argument("--images", type=int, default=None,
                    help="decode: use the first N images; speed: the first N images per split (default: 50); "
                         "methods: held-out images per split")
-    b.add_argument("--noise", default="clean", choices=["clean", "mild", "hard"],
-                   help="decode: AE oracle degradation level (methods.ae.bench.AE_NOISE_LEVELS)")
+    from .engine.benchmark import NOISE_LEVELS
+    b.add_argument("--noise", default="clean", choices=list(NOISE_LEVELS),
+                   help="decode: how far the oracle outputs are degraded (each method's decode benchmark reads it)")
     b.add_argument("--minutes", type=float, default=15.0,
                    help="train / methods: training minutes (methods: per method) (default: 15)")
     b.add_argument("--repeats", type=int, default=5,
@@ -741,8 +737,8 @@ def _add_benchmark_parser(sub) -> None:
     b.add_argument("--train-images", type=int, default=2000, help="methods: synthetic training images (default: 2000)")
     b.add_argument("--max-steps", type=int, default=None, help="methods: a step budget instead of minutes")
     b.add_argument("--ablations", action="store_true", help="methods: also the papers' ablations")
-    from .engine.compare import PROFILES
-    b.add_argument("--backbone", default="tiny", choices=sorted(PROFILES),
+    from .engine.recipes import benchmark_profiles
+    b.add_argument("--backbone", default="tiny", choices=sorted(benchmark_profiles()),
                    help="methods: tiny (hourglasses from scratch on synthetic figures) or posenet_mobilenet (the "
                         "pretrained PoseNet under every method, real-people scenes) (default: tiny)")
     b.add_argument("--people-from", default=None,

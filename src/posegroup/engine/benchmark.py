@@ -383,6 +383,19 @@ def benchmark_speed(checkpoints, splits: dict, *, max_images: int | None = 50, t
     return rows
 
 
+#: ``benchmark decode``'s degradation levels of the oracle outputs, each plug-in's own knobs per level.
+NOISE_LEVELS = ("clean", "mild", "hard")
+#: ``benchmark decode``'s default layouts: COCO val2017 people, under the real-data folder.
+DECODE_LAYOUTS = "coco_val2017_kp/person_keypoints_val2017_gtcomplete511.json"
+
+
+def default_decode_layouts():
+    """:data:`DECODE_LAYOUTS` under the real-data folder (:func:`~posegroup.engine.demo.find_shared_data`),
+    or None when it is not there."""
+    from .demo import find_shared_data
+    return find_shared_data(DECODE_LAYOUTS)
+
+
 def benchmark_decode(ann_file, *, num_images=None, noise="clean") -> dict:
     """``posegroup benchmark decode``: every method's decode benchmark plug-in
     (``posegroup.methods.<name>.bench.benchmark_decode(ann_file, num_images=, noise=, score_ap=)``,

@@ -1,11 +1,12 @@
 """``posegroup benchmark methods``: the grouping methods on one backbone, one data set and one
 training budget, scored on held-out sparse / medium / heavy splits (docs/benchmarks.md).
 
-What is compared is data, not code: :data:`STAGES` lists the training runs (a bundled config,
-its share of the budget, the options it overrides, and which run's checkpoint initialises it),
-:data:`EVALUATIONS` the scored rows (a run and test-time overrides). The recurrent method reads
-the AE backbone: its run starts from the AE run's checkpoint at half the budget and trains for
-the other half, so AE backbone + recurrent head cost the same budget as AE alone.
+What is compared is data, not code: a profile of the recipes file
+(:func:`~posegroup.engine.recipes.benchmark_profiles`, one per ``--backbone``) lists the training
+runs (a bundled config, its share of the budget, the options it overrides, and which run's
+checkpoint initialises it) and the scored rows (a run and test-time overrides). On the tiny
+hourglass a run may start from another's checkpoint at half the budget and train for the other
+half (the recurrent head on the AE backbone), so the two cost the budget of one.
 
 Budget: ``minutes`` of training per full share. Each run's schedule length (steps) is sized to
 its share by ``train.steps: auto`` (the run times its first steps; the length is kept in its
@@ -24,75 +25,9 @@ import json
 import shutil
 from pathlib import Path
 
-#: Training runs. share: fraction of the budget; init: "<stage>@<fraction>" = that run's checkpoint
-#: when it had trained that fraction of its budget; options / test: overrides of the config.
-STAGES = [
-    {"name": "ae", "config": "ae_tiny_synthetic.yaml", "share": 1.0, "snapshots": [0.5]},
-    {"name": "personlab", "config": "personlab_tiny_synthetic.yaml", "share": 1.0},
-    {"name": "recurrent", "config": "recurrent_tiny_synthetic.yaml", "share": 0.5, "init": "ae@0.5"},
-]
-
-#: The papers' ablations (recurrent paper Tables 3-6), trained like ``recurrent``.
-ABLATION_STAGES = [
-    {"name": "recurrent_feedback0", "config": "recurrent_tiny_synthetic.yaml", "share": 0.5, "init": "ae@0.5",
-     "options": {"feedback_passes": 0}},
-    {"name": "recurrent_T1", "config": "recurrent_tiny_synthetic.yaml", "share": 0.5, "init": "ae@0.5",
-     "options": {"bptt_steps": 1}},
-    {"name": "recurrent_lstm2_learned", "config": "recurrent_tiny_synthetic.yaml", "share": 0.5, "init": "ae@0.5",
-     "options": {"lstm2": True, "lstm2_order": "learned"}},
-    {"name": "recurrent_lstm2_inverse", "config": "recurrent_tiny_synthetic.yaml", "share": 0.5, "init": "ae@0.5",
-     "options": {"lstm2": True, "lstm2_order": "inverse"}},
-]
-
-#: Scored rows: (row name, stage, test-time overrides).
-EVALUATIONS = [("ae", "ae", {}), ("personlab", "personlab", {}), ("recurrent", "recurrent", {})]
-ABLATION_EVALUATIONS = [
-    ("ae no refine", "ae", {"refine": False}),
-    ("ae multi-scale", "ae", {"scales": [1.0, 0.75, 1.25]}),
-    ("recurrent feedback 0", "recurrent_feedback0", {}),
-    ("recurrent T=1", "recurrent_T1", {}),
-    ("recurrent LSTM2 learned", "recurrent_lstm2_learned", {}),
-    ("recurrent LSTM2 inverse", "recurrent_lstm2_inverse", {}),
-]
-
 #: Held-out splits: name -> (crowding, seed offset).
 SPLITS = {"sparse": ("sparse", 1001), "medium": ("medium", 2002), "heavy": ("heavy", 3003)}
 
-BACKBONE = {"name": "tiny", "num_stacks": 1}
-
-#: The methods on PoseNet's pretrained MobileNetV1 (``--backbone posenet_mobilenet``): each
-#: method's bundled PoseNet config, a full share each (the backbone is pretrained; no run starts
-#: from another's). They train on real-people scenes and are scored on held-out real-people
-#: scenes, the real val2017 photos and the OCHuman images.
-POSENET_STAGES = [{"name": "ae", "config": "ae_posenet.yaml", "share": 1.0},
-                  {"name": "personlab", "config": "personlab_posenet.yaml", "share": 1.0},
-                  {"name": "recurrent", "config": "recurrent_posenet.yaml", "share": 1.0}]
-POSENET_ABLATION_STAGES = [
-    {"name": "recurrent_feedback0", "config": "recurrent_posenet.yaml", "share": 1.0,
-     "options": {"feedback_passes": 0}},
-    *({"name": f"recurrent_T{t}", "config": "recurrent_posenet.yaml", "share": 1.0, "options": {"bptt_steps": t}}
-      for t in (1, 2, 4)),
-    {"name": "recurrent_lstm2_learned", "config": "recurrent_posenet.yaml", "share": 1.0,
-     "options": {"lstm2": True, "lstm2_order": "learned"}},
-    {"name": "recurrent_lstm2_inverse", "config": "recurrent_posenet.yaml", "share": 1.0,
-     "options": {"lstm2": True, "lstm2_order": "inverse"}},
-]
-POSENET_ABLATION_EVALUATIONS = [
-    ("ae no refine", "ae", {"refine": False}),
-    ("ae multi-scale", "ae", {"scales": [1.0, 0.75, 1.25]}),
-    ("personlab no mid-range refinement", "personlab", {"mid_refine_steps": 0}),
-    ("recurrent feedback 0", "recurrent_feedback0", {}),
-    *((f"recurrent T={t}", f"recurrent_T{t}", {}) for t in (1, 2, 4)),
-    ("recurrent LSTM2 learned", "recurrent_lstm2_learned", {}),
-    ("recurrent LSTM2 inverse", "recurrent_lstm2_inverse", {}),
-]
-#: Backbone -> what is trained and scored: stages, ablation stages and rows, the data.
-PROFILES = {
-    "tiny": {"stages": STAGES, "ablation_stages": ABLATION_STAGES, "ablation_rows": ABLATION_EVALUATIONS,
-             "data": "synthetic", "size": 128},
-    "posenet_mobilenet": {"stages": POSENET_STAGES, "ablation_stages": POSENET_ABLATION_STAGES,
-                          "ablation_rows": POSENET_ABLATION_EVALUATIONS, "data": "people", "size": 512},
-}
 #: Real images of the PoseNet profile: name -> file under the real-data folder
 #: (:func:`~posegroup.engine.demo.find_shared_data`): the default people source (its val2017
 #: photos are also scored) and the OCHuman images (scored).
@@ -163,19 +98,22 @@ def _only_folder(ann_file: Path, folder: str, dst: Path) -> Path:
 
 
 def stage_config(stage: dict, anns: dict, out: Path, *, seed: int, size: int, init: str | None,
-                 backbone: str = "tiny") -> dict:
-    """The stage's bundled config with the comparison's data, backbone, seed and output folder
-    (the PoseNet profile keeps its configs' backbone and training size; it predicts at ``size``)."""
+                 model: dict | None = None) -> dict:
+    """The stage's bundled config with the comparison's data, seed and output folder. ``model``
+    (a profile's, e.g. the tiny hourglass): the network every config gets instead of its own --
+    a config that reads another run's backbone (``model.backbone`` / ``init_from``) gets it as
+    that backbone, initialised from ``init`` -- and training at ``size``; without it each config
+    keeps its network and training size. Every stage predicts at ``size``."""
     from .config import load_config
-    cfg = load_config(stage["config"].removesuffix(".yaml"), require_training=False)
+    cfg = load_config(stage["config"], require_training=False)
     cfg["method"]["options"] = {**cfg["method"]["options"], **stage.get("options", {})}
-    if backbone == "tiny":
-        model = cfg["model"]
-        if "backbone" in model or "init_from" in model:    # a method reading another's backbone
-            model["backbone"] = dict(BACKBONE)
-            model["init_from"] = init
+    if model:
+        own = cfg["model"]
+        if "backbone" in own or "init_from" in own:    # a method reading another's backbone
+            own["backbone"] = dict(model)
+            own["init_from"] = init
         else:
-            cfg["model"] = dict(BACKBONE)
+            cfg["model"] = dict(model)
         cfg["data"]["input_size"] = size
     cfg["data"].update(train_ann=anns["train"], train_images=None, val_ann=None, val_images=None)
     cfg["train"].update(seed=seed, out_dir=str(out / "runs" / stage["name"]), eval_every=0, workers=0)
@@ -288,12 +226,14 @@ def format_table(rows: list[dict], header: str = "") -> str:
 
 
 def _profile(backbone: str, people_from) -> tuple[dict, Path | None]:
-    """The :data:`PROFILES` entry of ``backbone`` and, for real-people scenes, the people's COCO
+    """The recipes' profile of ``backbone`` and, for real-people scenes, the people's COCO
     json (``people_from``, default the real COCO images of the real-data folder; one-line
     ValueError when absent)."""
-    if backbone not in PROFILES:
-        raise ValueError(f"--backbone {backbone!r}: choose one of {sorted(PROFILES)}")
-    profile = PROFILES[backbone]
+    from .recipes import benchmark_profiles
+    profiles = benchmark_profiles()
+    if backbone not in profiles:
+        raise ValueError(f"--backbone {backbone!r}: choose one of {sorted(profiles)}")
+    profile = profiles[backbone]
     if profile["data"] != "people":
         return profile, None
     from .demo import find_shared_data
@@ -315,10 +255,10 @@ def benchmark_methods(out_dir="runs/benchmark_methods", *, minutes: float = 20.0
         minutes: training minutes of a full share (tiny: AE, PersonLab; AE half + recurrent half).
         seed: data and training seed. images / val_images / size: the scenes (size default: the
             profile's, 128 px synthetic / 512 px real-people).
-        backbone: a :data:`PROFILES` key: ``tiny`` (hourglass from scratch on synthetic figures) or
+        backbone: a profile of the recipes file: ``tiny`` (hourglass from scratch on synthetic figures) or
             ``posenet_mobilenet`` (the pretrained PoseNet under every method, real-people scenes
             cut from ``people_from``, default the real COCO images of the real-data folder).
-        ablations: also the papers' ablations (:data:`ABLATION_STAGES`, :data:`ABLATION_EVALUATIONS`).
+        ablations: also the papers' ablations (the profile's ``ablation_stages`` and ``ablation_rows``).
         max_steps: a step budget per full share instead of minutes (tests).
         max_images: score the first n images of each split (default all).
     Returns the rows (also in ``methods.json``).
@@ -356,20 +296,19 @@ def benchmark_methods(out_dir="runs/benchmark_methods", *, minutes: float = 20.0
         if stage.get("init"):
             src, frac = stage["init"].split("@")
             init = str(out / "runs" / src / f"snapshot_{float(frac):g}.pt")
-        cfg = stage_config(stage, anns, out, seed=seed, size=size, init=init, backbone=backbone)
+        cfg = stage_config(stage, anns, out, seed=seed, size=size, init=init, model=profile.get("model"))
         say(f"[benchmark methods] training {stage['name']}")
         train_stage(stage, cfg, state, out, minutes=minutes, max_steps=max_steps, chunk_minutes=chunk_minutes,
                     progress=progress, save=save)
     rows = []
-    for name, stage, test in EVALUATIONS + (profile["ablation_rows"] if ablations else []):
+    for name, stage, test in profile["rows"] + (profile["ablation_rows"] if ablations else []):
         if name not in state["rows"]:
             say(f"[benchmark methods] scoring {name}")
             state["rows"][name] = evaluate_row(name, stage, test, anns, out, max_images=max_images)
             save()
         rows.append(state["rows"][name])
     budget = f"{max_steps} steps" if max_steps else f"{minutes:g} min"
-    what = ("recurrent: AE backbone half + head half; synthetic figures" if backbone == "tiny" else
-            f"pretrained {backbone} under each; real-people scenes from {people_from}")
+    what = profile["about"] + (f"; real-people scenes from {people_from}" if profile["data"] == "people" else "")
     header = (f"Budget {budget} per method ({what}), seed {seed}, "
               f"{images} training images (sparse, medium, heavy mixed), {size} px, held-out splits of "
               f"{val_images} images; trained steps: "

@@ -18,15 +18,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .recipes import demo_methods
 from .shipped import MANIFEST, WEIGHTS_DIR, shipped_manifest  # noqa: F401 (MANIFEST: the demo's, re-exported)
 
-CONFIG_NAME = "ae_tiny_synthetic.yaml"
-#: The methods of the demo, in training order (a method's INIT_FROM_METHOD comes before it).
-METHODS = ("ae", "personlab", "recurrent")
+#: The methods of the demo, in training order (a method's INIT_FROM_METHOD comes before it), and
+#: ``demo --train``'s training steps per method (batch 16, 128 px): the recipes file's
+#: (:func:`~posegroup.engine.recipes.demo_methods`), as is the bundled config each trains.
+METHODS = tuple(demo_methods())
+DEMO_STEPS = {name: int(entry["steps"]) for name, entry in demo_methods().items()}
 #: Held-out splits: name -> crowding.
 SPLITS = {"val_sparse": "sparse", "val_medium": "medium", "val_heavy": "heavy"}
-#: ``demo --train``: training steps per method (batch 16, 128 px, bundled tiny configs).
-DEMO_STEPS = {"ae": 2000, "personlab": 1000, "recurrent": 1000}
 #: What the caption says a good number is (recorded with the shipped weights, see MANIFEST).
 #: Real photos with ground truth scored by the demo when present (``shared/data`` of a checkout's
 #: parent, or the folder ``$POSEGROUP_SHARED_DATA``): the pretrained default's row.
@@ -36,7 +37,7 @@ GOOD = ("A perfect model scores 1.000. For these tiny CPU models (hourglasses of
         "of this size still fails (docs/crowds.md).")
 
 
-def find_config(name: str = CONFIG_NAME) -> Path:
+def find_config(name: str) -> Path:
     """The bundled config NAME (``posegroup/configs/``, package data: no checkout needed) -- never
     a file of the same name in the working directory."""
     from .config import bundled_configs
@@ -201,7 +202,7 @@ def _train_methods(out: Path, data: Path, methods, steps: dict, *, seed: int, pr
     from .train import train
     made = {}
     for i, m in enumerate(methods):
-        cfg = load_config(find_config(f"{m}_tiny_synthetic.yaml"))
+        cfg = load_config(find_config(demo_methods()[m]["config"]))
         cfg["data"].update(train_ann=str(data / "train" / "annotations.json"), train_images=None,
                            val_ann=None, val_images=None)
         run_dir = out / "train" / m
