@@ -59,6 +59,12 @@ def test_ray_predict_equals_predict_and_resumes(tmp_path):
         assert json.loads((tmp_path / "ray" / "results.json").read_text()) == single
         with pytest.raises(PredictError, match="shards of another run"):
             predict_ray(spec, folder, out_dir=tmp_path / "ray", num_workers=2, shard_size=3, progress=False)
+        posenet = _posenet_checkpoint(ann, tmp_path / "posenet")          # a model on the real backbone
+        for out, extra in (("pn_one", []), ("pn_ray", ["--ray", "--num-workers", "2", "--shard-size", "2"])):
+            assert main(["--quiet", "predict", folder, "--weights", str(posenet), "--out", str(tmp_path / out),
+                         "--no-draw", *extra]) == 0
+        alone = json.loads((tmp_path / "pn_one" / "results.json").read_text())
+        assert alone and json.loads((tmp_path / "pn_ray" / "results.json").read_text()) == alone
     finally:
         ray.shutdown()
 
@@ -83,3 +89,16 @@ def test_model_spec_of_the_command_line(tmp_path):
                     "scales": (1.0, 0.5)}
     none = argparse.Namespace(weights=None, onnx=None, format=None, trust_checkpoint=False)
     assert model_spec_from_args(none) == {"path": None, "format": None, "trust_checkpoint": False}
+
+
+def _posenet_checkpoint(ann, out):
+    """One training step of the bundled ``personlab_posenet`` (PoseNet's pretrained heads) on 64-px
+    images, decoding every peak: a model on the real backbone that finds people in any image."""
+    from posegroup.engine.config import load_config
+    from posegroup.engine.train import train
+    cfg = load_config("personlab_posenet", {
+        "data": {"train_ann": str(ann), "val_ann": None, "input_size": 64},
+        "train": {"steps": 1, "batch_size": 2, "workers": 0, "amp": False, "eval_every": 0, "out_dir": str(out)},
+        "test": {"input_size": 64}})
+    cfg["method"]["options"]["decode"] = {"peak_threshold": 1e-4}
+    return train(cfg, progress=False)["checkpoint"]
