@@ -432,11 +432,13 @@ def cmd_benchmark(args) -> int:
         benchmark.benchmark_decode(str(ann), num_images=args.images, noise=args.noise)
         return 0
     if args.what == "methods":
-        from .engine.compare import benchmark_methods
-        benchmark_methods(args.out or "runs/benchmark_methods", minutes=args.minutes, seed=args.seed,
-                          images=args.train_images, ablations=args.ablations, max_steps=args.max_steps,
-                          max_images=args.images, progress=not args.quiet, backbone=args.backbone,
-                          people_from=args.people_from)
+        from .engine.compare import benchmark_methods, benchmark_seeds
+        kw = dict(minutes=args.minutes, images=args.train_images, ablations=args.ablations, max_steps=args.max_steps,
+                  max_images=args.images, progress=not args.quiet, backbone=args.backbone, people_from=args.people_from)
+        if args.seeds:
+            benchmark_seeds(args.out or "runs/benchmark_methods", args.seeds, **kw)
+        else:
+            benchmark_methods(args.out or "runs/benchmark_methods", seed=args.seed, **kw)
         return 0
     if args.what in ("speed", "predict"):
         if not args.weights or not args.ann:
@@ -734,6 +736,9 @@ def _add_benchmark_parser(sub) -> None:
     b.add_argument("--repeats", type=int, default=5,
                    help="step: alternating rounds of 3 timed steps per memory format (default: 5)")
     b.add_argument("--seed", type=int, default=0, help="methods: data and training seed (default: 0)")
+    b.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="methods: several seeds, each in OUT/seed_N; with --ablations also OUT/claims.md, the "
+                        "papers' ablations beside ours over the seeds (default: --seed alone)")
     b.add_argument("--train-images", type=int, default=2000, help="methods: synthetic training images (default: 2000)")
     b.add_argument("--max-steps", type=int, default=None, help="methods: a step budget instead of minutes")
     b.add_argument("--ablations", action="store_true", help="methods: also the papers' ablations")

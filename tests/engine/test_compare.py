@@ -91,3 +91,44 @@ def test_a_stage_in_minutes_sizes_one_schedule_to_its_whole_budget(tmp_path, mon
     assert st["total_steps"] >= 1.5 * seen[0]["steps"], seen    # to the stage's minutes, not the chunk's
     assert (tmp_path / "runs" / "ae" / "snapshot_0.5.pt").is_file()
     assert load_checkpoint(tmp_path / "runs" / "ae" / "last.pt")["total_steps"] == st["total_steps"]
+
+
+def test_claims_table_sets_each_ablation_beside_the_paper():
+    """Ours = AP(with) - AP(without) per split and seed, in AP points, their mean, the paper's
+    difference and whether the signs agree; a missing row is "-" (hand-worked)."""
+    from posegroup.engine.compare import claims_table
+
+    def rows(**ap):
+        return [{"row": name, "splits": {"heavy": {"AP": v}}} for name, v in ap.items()]
+
+    claims = [{"claim": "loop", "with": "a", "without": "b", "paper_delta": 4.1, "paper": "Table 5"},
+              {"claim": "order", "with": "a", "without": "c", "paper_delta": 18.0, "paper": "Table 3"},
+              {"claim": "dir", "with": "b", "without": "a", "paper_delta": None, "paper": "words only"}]
+    runs = {0: rows(a=0.30, b=0.25, c=0.32), 1: rows(a=0.20, b=0.21)}
+    lines = [line for line in claims_table(claims, runs).splitlines() if line.startswith("| loop")
+             or line.startswith("| order") or line.startswith("| dir")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    assert cells[0] == ["loop", "heavy", "+5.0", "-1.0", "+2.0", "+4.1", "yes", "Table 5"]
+    assert cells[1] == ["order", "heavy", "-2.0", "-", "-2.0", "+18.0", "no", "Table 3"]
+    assert cells[2] == ["dir", "heavy", "-5.0", "+1.0", "-2.0", "-", "-", "words only"]
+
+
+def test_seeds_write_each_seed_and_the_claims(tmp_path, monkeypatch):
+    """``benchmark methods --seeds 3 4 --ablations``: one run per seed in OUT/seed_N, then
+    OUT/claims.md over both (the runs themselves replaced by fixed rows)."""
+    from posegroup.engine import compare
+    seen = []
+
+    def fake(out_dir, *, seed, **kw):
+        seen.append((str(out_dir), seed, kw["ablations"], kw["backbone"]))
+        return [{"row": r, "splits": {"heavy": {"AP": 0.1 * seed + (0.05 if r == "recurrent" else 0)}}}
+                for r in ("recurrent", "recurrent feedback 0")]
+
+    monkeypatch.setattr(compare, "benchmark_methods", fake)
+    assert main(["--quiet", "benchmark", "methods", "--out", str(tmp_path), "--seeds", "3", "4", "--ablations",
+                 "--backbone", "posenet_mobilenet"]) == 0
+    assert seen == [(str(tmp_path / "seed_3"), 3, True, "posenet_mobilenet"),
+                    (str(tmp_path / "seed_4"), 4, True, "posenet_mobilenet")]
+    text = (tmp_path / "claims.md").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("| feedback passes 2 vs 0 | heavy"))
+    assert [c.strip() for c in line.strip("|").split("|")][2:7] == ["+5.0", "+5.0", "+5.0", "+4.1", "yes"]

@@ -225,6 +225,47 @@ def format_table(rows: list[dict], header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def claims_table(claims: list[dict], runs: dict) -> str:
+    """The papers' ablations beside ours, as Markdown: one line per claim and split, ours the AP
+    difference between the claim's rows ``with`` and ``without`` for each seed of ``runs``
+    ({seed: :func:`benchmark_methods` rows}) and their mean, the paper's difference (AP points)
+    and whether the signs agree (mean of ours against the paper's; "-" where the paper gives no
+    figure or a row is missing)."""
+    seeds = sorted(runs)
+    lines = ["| claim | split | " + " | ".join(f"ours, seed {s}" for s in seeds) + " | ours, mean | paper | "
+             "same sign | paper's source |", "|---|---|" + "---|" * (len(seeds) + 4)]
+    for c in claims:
+        by_seed = {s: {r["row"]: r["splits"] for r in rows} for s, rows in runs.items()}
+        splits = next((list(t[c["with"]]) for t in by_seed.values() if c["with"] in t), [])
+        for split in splits:
+            diffs = [by_seed[s][c["with"]][split]["AP"] - by_seed[s][c["without"]][split]["AP"]
+                     if c["with"] in by_seed[s] and c["without"] in by_seed[s] else None for s in seeds]
+            got = [d for d in diffs if d is not None]
+            mean = sum(got) / len(got) if got else None
+            paper = c.get("paper_delta")
+            agree = "-" if mean is None or paper is None else ("yes" if mean * paper > 0 else "no")
+            cells = ["-" if d is None else f"{100 * d:+.1f}" for d in diffs + [mean]]
+            lines.append(f"| {c['claim']} | {split} | " + " | ".join(cells) + " | "
+                         f"{'-' if paper is None else f'{paper:+.1f}'} | {agree} | {c['paper']} |")
+    return "\n".join(lines) + "\n"
+
+
+def benchmark_seeds(out_dir, seeds, *, backbone: str = "tiny", ablations: bool = False, **kw) -> dict:
+    """:func:`benchmark_methods` once per seed, each in ``out_dir/seed_<s>`` (resumable as it is),
+    then, with ``ablations``, ``out_dir/claims.md``: :func:`claims_table` of the profile's claims
+    over the seeds. Returns {seed: rows}."""
+    from .recipes import benchmark_profiles
+    out = Path(out_dir)
+    runs = {int(s): benchmark_methods(out / f"seed_{int(s)}", seed=int(s), backbone=backbone, ablations=ablations,
+                                      **kw) for s in seeds}
+    if ablations:
+        text = claims_table(benchmark_profiles()[backbone].get("claims", []), runs)
+        (out / "claims.md").write_text(f"Our AP differences in points (100 x AP), seeds {list(runs)}.\n\n" + text)
+        if kw.get("progress", True):
+            print(text)
+    return runs
+
+
 def _profile(backbone: str, people_from) -> tuple[dict, Path | None]:
     """The recipes' profile of ``backbone`` and, for real-people scenes, the people's COCO
     json (``people_from``, default the real COCO images of the real-data folder; one-line

@@ -42,10 +42,15 @@ def check_recipes(doc, source: str) -> None:
                 raise RecipeError(f"{where}: stage {stage.get('name')!r} needs a bundled config and a share "
                                   f"in (0, 1], got {stage!r}")
         names = {s["name"] for s in stages}
-        for row in profile.get("rows", []) + profile.get("ablation_rows", []):
+        rows = profile.get("rows", []) + profile.get("ablation_rows", [])
+        for row in rows:
             if len(row) != 3 or row[1] not in names:
                 raise RecipeError(f"{where}: row {row!r} must be [name, stage, test overrides] of a stage "
                                   f"of the profile ({sorted(names)})")
+        for claim in profile.get("claims", []):
+            if not {claim.get("with"), claim.get("without")} <= {r[0] for r in rows} or "paper" not in claim:
+                raise RecipeError(f"{where}: claim {claim.get('claim')!r} needs rows 'with' and 'without' of the "
+                                  f"profile and the paper's words, got {claim!r}")
 
 
 def demo_methods() -> dict[str, dict]:
