@@ -8,12 +8,21 @@ input (x, y) is at output (x / s, y / s).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..skeleton import KeypointSet
+from .settings import from_options, positive, setting, updated
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceSettings:
+    """The inference settings every method takes; a method's own class
+    (:attr:`Method.INFERENCE_SETTINGS`) repeats this field and adds its own."""
+    input_size: int = setting(512, positive, "> 0: longer image side fed to the network")
 
 
 class Method:
@@ -29,19 +38,25 @@ class Method:
     #: first and point ``init_from`` at it.
     INIT_FROM_METHOD: str | None = None
 
+    #: Every inference option of the method (a config's ``test`` section, the keywords of
+    #: :meth:`predict`): a frozen dataclass of :func:`~posegroup.methods.settings.setting`
+    #: fields, each with its default and check: the options of the network passes (input size,
+    #: scales, flip...) and of the decoder. :meth:`inference_settings` builds one.
+    INFERENCE_SETTINGS: type = InferenceSettings
+
     #: Test-time options settable from the command line (openpifpaf-style: each method owns its
     #: flags): option name -> argparse keywords (``type``, ``help``, optional ``nargs``,
     #: ``choices``). ``type: bool`` gives a ``--name`` / ``--no-name`` switch. Every name is a
-    #: keyword of :meth:`predict`.
+    #: field of :attr:`INFERENCE_SETTINGS`.
     INFERENCE_FLAGS: dict[str, dict] = {
         "input_size": {"type": int, "help": "longer image side fed to the network"},
     }
 
-    #: Options of :meth:`predict` beyond its named keywords that set up the network passes
-    #: (input size, scales, flip...), with their defaults. Default: none.
+    #: The fields of :attr:`INFERENCE_SETTINGS` that set up the network passes, with their
+    #: defaults (names for tools; the settings object is what the method reads). Default: none.
     INFERENCE_OPTIONS: dict[str, Any] = {}
 
-    #: Options :meth:`predict` hands to the method's decoders. Default: none.
+    #: The fields of :attr:`INFERENCE_SETTINGS` its decoders read. Default: none.
     DECODE_OPTIONS: tuple[str, ...] = ()
 
     @classmethod
@@ -51,6 +66,29 @@ class Method:
         COCO-17."""
         from ..skeleton import COCO17
         cls(COCO17, **dict(options))
+
+    @classmethod
+    def inference_defaults(cls, options: dict) -> dict:
+        """The inference settings that a config's ``method.options`` set (e.g. AE's decode
+        options, PersonLab's ``decode:``): field name -> value, the defaults of a model trained
+        with them. Default: none."""
+        return {}
+
+    @classmethod
+    def check_inference_options(cls, options: dict | None, method_options: dict | None = None, *,
+                                what: str = "test"):
+        """The frozen :attr:`INFERENCE_SETTINGS` of the inference ``options`` (a config's
+        ``test`` section) over the defaults ``method_options`` set (:meth:`inference_defaults`).
+        Names and values are checked: a fault is a one-line ValueError naming the key, ``what``
+        (``method.options`` for a default) and the value. An option given as None takes its
+        default. No keypoint set needed (config load time)."""
+        base = from_options(cls.INFERENCE_SETTINGS, cls.inference_defaults(dict(method_options or {})))
+        return updated(base, {k: v for k, v in (options or {}).items() if v is not None}, what=what)
+
+    def inference_settings(self, options: dict | None = None, *, what: str = "test"):
+        """:meth:`check_inference_options` of ``options`` over this method's own
+        ``method.options``: the settings :meth:`network_outputs` and :meth:`decode` read."""
+        return self.check_inference_options(options, self.cfg, what=what)
 
     def __init__(self, keypoint_set: KeypointSet, **cfg: Any):
         self.keypoint_set = keypoint_set
@@ -126,14 +164,28 @@ class Method:
         every ground-truth image): name -> value, printed in that order. Default: none."""
         return {}
 
-    # -- decode.py ------------------------------------------------------------------------
+    # -- inference: the network, then decode.py ----------------------------------------------
+    def network_outputs(self, model: torch.nn.Module, image: np.ndarray, settings=None, **options: Any) -> Any:
+        """The network passes of one RGB uint8 image (H, W, 3) under ``settings`` (an
+        :attr:`INFERENCE_SETTINGS` object; None: :meth:`inference_settings` of ``options``):
+        resizing, scales, flip, the forward passes and their fusion. Returns the method's raw
+        outputs (arrays on the network's grid and the grid's scale), what :meth:`decode` reads."""
+        raise NotImplementedError
+
+    def decode(self, outputs: Any, settings, image_shape: tuple) -> tuple:
+        """The people of :meth:`network_outputs`' ``outputs`` under ``settings``, for an image
+        of shape ``image_shape`` (H, W, ...): the return value of :meth:`predict`."""
+        raise NotImplementedError
+
     def predict(self, model: torch.nn.Module, image: np.ndarray, **opts: Any
                 ) -> tuple[np.ndarray, np.ndarray]:
-        """Run ``model`` on one RGB uint8 image (H, W, 3) and decode.
+        """Run ``model`` on one RGB uint8 image (H, W, 3) and decode: :meth:`decode` of
+        :meth:`network_outputs` under :meth:`inference_settings` of ``opts``.
 
         Returns ``(poses, scores)`` with poses (N, K, 3) = x, y, score in *image* pixels and
         scores (N,); a method that segments returns ``(poses, scores, masks)`` with masks
         (N, H, W) bool in image pixels. ``opts`` are the method's test-time options (flip,
         scales, refine, thresholds...).
         """
-        raise NotImplementedError
+        settings = self.inference_settings(opts)
+        return self.decode(self.network_outputs(model, image, settings), settings, np.asarray(image).shape)

@@ -56,6 +56,28 @@ def check_scales(scales) -> list[float]:
     return out
 
 
+def as_scales(scales) -> tuple[float, ...]:
+    """:func:`check_scales` as a tuple (a frozen settings object's value)."""
+    return tuple(check_scales(scales))
+
+
+def valid_scales(scales) -> bool:
+    """Whether :func:`check_scales` takes ``scales``."""
+    try:
+        check_scales(scales)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def scales_setting(default: tuple[float, ...] = (1.0,)):
+    """The ``scales`` field of a method's inference settings: the test scales (multiples of
+    ``input_size``), a non-empty list of positive numbers, kept as a tuple of floats."""
+    from .settings import setting
+    return setting(default, valid_scales, "a non-empty list of positive numbers, e.g. [1, 0.5, 2]",
+                   convert=as_scales)
+
+
 def common_grid(image_hw: tuple[int, int], input_size: int, stride: int) -> tuple[tuple[int, int], float]:
     """((H, W), factor1): the common grid and the scale-1 resize factor (image px = grid px *
     stride / factor1)."""
