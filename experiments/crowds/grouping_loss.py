@@ -70,7 +70,7 @@ def run_split(model, method, opts, ann: str, n: int) -> None:
         with torch.inference_mode():
             poses, scores = method.predict(model, img, **opts)[:2]
             _, tag, factor, stride = method.network_outputs(model, img, input_size=int(opts["input_size"]),
-                                                            flip=True, scales=[1.0], multiscale_tags="scale1")
+                                                            flip=True, scales=[1.0], multiscale_tags="scale1")[:4]
         res = to_coco_results(i, poses, scores)
         results += res
         for r in copy.deepcopy(res):

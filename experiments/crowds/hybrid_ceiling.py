@@ -104,7 +104,7 @@ def main(ckpt, n_images=100):
             if not len(kps):
                 continue
             image = ds.load_image(i)
-            heat, _, f, st = method.network_outputs(model, image, **net)
+            heat, _, f, st = method.network_outputs(model, image, **net)[:4]
             far = -4.0 * max(image.shape[:2])            # evaluate() refuses joints beyond 10x the size
             peaks = local_peaks(heat, kps, f / st)
             priors = prior_guess(kps, bank), prior_guess(kps, bank, peaks[..., :2])

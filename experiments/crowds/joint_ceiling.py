@@ -69,7 +69,7 @@ def main(ckpt, perfect=False):
         for i in ids:
             anns = [a for a in ds.anns[i] if not a.get("iscrowd", 0) and a.get("num_keypoints", 1) > 0]
             kps = np.array([np.reshape(a["keypoints"], (-1, 3)) for a in anns], np.float64)
-            heat, _, f, st = method.network_outputs(model, ds.load_image(i), **net)
+            heat, _, f, st = method.network_outputs(model, ds.load_image(i), **net)[:4]
             if perfect:
                 grid_kps = kps.copy()
                 grid_kps[..., :2] *= f / st

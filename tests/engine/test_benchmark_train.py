@@ -12,7 +12,7 @@ from posegroup.engine.benchmark import benchmark_train
 from posegroup.engine.evaluate import evaluate_results
 from posegroup.engine.predict import to_coco_results
 from posegroup.methods import build_method
-from posegroup.methods.ae import targets
+from posegroup.methods.ae import AEOutputs, targets
 from posegroup.skeleton import COCO17
 from tests.helpers import make_dataset, tiny_config
 
@@ -23,11 +23,11 @@ def test_true_id_ceiling_on_perfect_heatmaps(tmp_path, monkeypatch):
     method = build_method("ae", COCO17)
     stride = 4
 
-    def perfect(model, image, **kw):   # true Gaussian heatmaps on the stride-4 grid; tags useless
+    def perfect(model, image, settings=None, **kw):   # true Gaussian heatmaps on the stride-4 grid; tags useless
         kp = current["kp"].copy()
         kp[..., :2] /= stride
         heat = targets.gaussian_heatmaps(kp, (32, 32), sigma=2.0)
-        return torch.from_numpy(heat), torch.zeros(17, 32, 32, 1), 1.0, stride
+        return AEOutputs(torch.from_numpy(heat), torch.zeros(17, 32, 32, 1), 1.0, stride)
 
     monkeypatch.setattr(method, "network_outputs", perfect)
     current, results = {}, []

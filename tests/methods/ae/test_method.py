@@ -287,9 +287,9 @@ def test_multiscale_tags_default_is_scale1():
     m = AEMethod(CROWDPOSE14)
     img = blob_image()
     assert m.INFERENCE_OPTIONS["multiscale_tags"] == "scale1"
-    _, tags, _, _ = m.network_outputs(BlobModel(k), img, input_size=128, scales=(1.0, 2.0, 0.5))
-    _, tags_c, _, _ = m.network_outputs(BlobModel(k), img, input_size=128, scales=(1.0, 2.0, 0.5),
-                                        multiscale_tags="concat")
+    tags = m.network_outputs(BlobModel(k), img, input_size=128, scales=(1.0, 2.0, 0.5)).tags
+    tags_c = m.network_outputs(BlobModel(k), img, input_size=128, scales=(1.0, 2.0, 0.5),
+                               multiscale_tags="concat").tags
     assert tags.shape[-1] == 1 and tags_c.shape[-1] == 3
 
 

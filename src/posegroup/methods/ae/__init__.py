@@ -13,51 +13,122 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from ..base import Method
-from ..settings import as_dict, from_options, non_negative, one_of, positive, setting
+from ..base import InferenceSettings, Method
+from ..common import downsample_ignore_mask, grid_to_image, scales_setting
+from ..settings import (as_dict, boolean, finite, finite_positive, from_options, integer_in, non_negative, one_of,
+                        positive, setting)
 from ...skeleton import KeypointSet
+from . import decode
 from . import head as _head
 from .loss import HEATMAP_FORMS, PUSH_FORMS, PULL_FORMS, ae_loss
+from .peaks import MAX_NMS_KERNEL
 from .segment import SEG_DECODERS
-from ..common import downsample_ignore_mask, grid_to_image
 
 
-#: Test-time options of the segmentation decoder (:func:`.segment.segment_people`) and their
-#: defaults; constructor keywords (the method's defaults) and :meth:`AEMethod.predict` keywords.
-#: Multi-scale tags: "scale1" (the reference's, the default: see ``AEMethod.INFERENCE_OPTIONS``) or
+#: Multi-scale tags: "scale1" (the reference's, the default: see :class:`AEInference`) or
 #: "concat" (the paper's).
 MULTISCALE_TAGS = ("scale1", "concat")
+#: The keyword options of :func:`.decode.group` (its keyword-only parameters).
+GROUP_KEYWORDS = tuple(n for n, p in inspect.signature(decode.group).parameters.items()
+                       if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
-SEG_DECODE_OPTIONS = {"seg_decode": "paper", "seg_threshold": 0.5, "seg_bin_width": 0.2,
-                      "seg_nms_radius": 1.0, "seg_min_cells": 2, "seg_anchor_radius": 1.5,
-                      "seg_anchor_statistic": "median"}
+
+def _joint_order(v) -> bool:
+    return isinstance(v, KeypointSet) or (not isinstance(v, (str, bytes)) and all(
+        isinstance(j, (int, np.integer)) and not isinstance(j, bool) for j in v))
 
 
-def check_seg_decode_options(opts: dict) -> dict:
-    """The segmentation decoding options validated (ValueError naming the key) and mapped to
-    :func:`.segment.segment_people` keywords."""
-    unknown = set(opts) - set(SEG_DECODE_OPTIONS)
-    if unknown:
-        raise ValueError(f"unknown segmentation option(s) {sorted(unknown)}; valid: {sorted(SEG_DECODE_OPTIONS)}")
-    o = {**SEG_DECODE_OPTIONS, **opts}
-    checks = {"seg_decode": o["seg_decode"] in SEG_DECODERS, "seg_threshold": 0 < o["seg_threshold"] < 1,
-              "seg_bin_width": o["seg_bin_width"] > 0, "seg_nms_radius": o["seg_nms_radius"] >= 0,
-              "seg_min_cells": float(o["seg_min_cells"]).is_integer() and o["seg_min_cells"] >= 1,
-              "seg_anchor_radius": o["seg_anchor_radius"] > 0,
-              "seg_anchor_statistic": o["seg_anchor_statistic"] in ("median", "mean")}
-    for key, ok in checks.items():
-        if not ok:
-            want = {"seg_decode": f"one of {SEG_DECODERS}", "seg_anchor_statistic": "'median' or 'mean'"}.get(
-                key, "see posegroup.methods.ae.SEG_DECODE_OPTIONS")
-            raise ValueError(f"option '{key}' has an invalid value {o[key]!r}; expected {want}")
-    return {"mode": o["seg_decode"], "threshold": float(o["seg_threshold"]), "bin_width": float(o["seg_bin_width"]),
-            "nms_radius": float(o["seg_nms_radius"]), "min_cells": int(o["seg_min_cells"]),
-            "anchor_radius": float(o["seg_anchor_radius"]), "anchor_statistic": o["seg_anchor_statistic"]}
+def _odd_kernel(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 1 <= v <= MAX_NMS_KERNEL and v % 2 == 1
+
+
+def _choice(name: str):
+    """A None-or-choice field of :func:`.decode.group` (None: the preset's value)."""
+    return setting(None, one_of(*decode.CHOICES[name]), f"one of {list(decode.CHOICES[name])}; None: the preset's")
+
+
+@dataclasses.dataclass(frozen=True)
+class AEInference(InferenceSettings):
+    """Every inference option of AE (a config's ``test`` section, the keywords of
+    :meth:`AEMethod.predict`; ``method.options`` may set their defaults): the network passes',
+    then :func:`.decode.group`'s, each None taking the value of ``preset`` (:data:`.decode.PRESETS`;
+    "Options of group" in :mod:`.decode`), then the segmentation decoder's
+    (:func:`.segment.segment_people`)."""
+    scales: tuple = scales_setting()
+    flip: bool = setting(False, None, "average with the mirrored image (tags concatenated)")
+    # "scale1" (the reference's), not the paper's "concat": measured on the tiny AE trained on mixed
+    # crowding (docs/test_time.md, 100 images per split, flip + refine), scales {1, 2, 0.5}: AP sparse /
+    # medium / heavy 0.507 / 0.268 / 0.062 with scale-1 tags against 0.258 / 0.118 / 0.020 with
+    # concatenated ones (a small model's tags disagree across scales).
+    multiscale_tags: str = setting(MULTISCALE_TAGS[0], one_of(*MULTISCALE_TAGS), "tags of scale 1 or of every scale")
+    preset: str = setting("default", one_of(*decode.PRESETS), "the decoder's preset")
+    refine: bool | None = setting(None, boolean, "fill missing joints by tag; None: the preset's (on)")
+    detection_threshold: float | None = setting(None, finite, "heatmap value a candidate exceeds")
+    tag_threshold: float | None = setting(None, finite_positive, "tag distance below which a joint joins a person")
+    top_k: int | None = setting(None, integer_in(1, 10000), "candidates per joint")
+    nms_kernel: int | None = setting(None, _odd_kernel, f"an odd integer in [1, {MAX_NMS_KERNEL}]: NMS window side")
+    max_people: int | None = setting(None, integer_in(1, 10000), "people matched against")
+    joint_order: tuple | None = setting(None, _joint_order, "a permutation of range(K) or a keypoint set",
+                                        convert=lambda v: v if isinstance(v, KeypointSet) else tuple(v))
+    adjust: bool | None = setting(None, boolean, "the sub-pixel step; None: the preset's")
+    subpixel: str | None = _choice("subpixel")
+    tag_metric: str | None = _choice("tag_metric")
+    refine_accept: str | None = _choice("refine_accept")
+    nms_ties: str | None = _choice("nms_ties")
+    gated_matching: bool | None = setting(None, boolean, "None: the preset's")
+    person_score: str | None = _choice("person_score")
+    match_cost: str | None = _choice("match_cost")
+    refine_radius: float | None = setting(None, finite_positive, "person sizes refine searches within")
+    seg_decode: str = setting("paper", one_of(*SEG_DECODERS), "masks by tag histogram (paper) or anchored on poses")
+    seg_threshold: float = setting(0.5, lambda v: 0 < v < 1, "in (0, 1): foreground probability threshold")
+    seg_bin_width: float = setting(0.2, positive, "> 0: histogram bin width")
+    seg_nms_radius: float = setting(1.0, non_negative, ">= 0: histogram NMS radius, bins")
+    seg_min_cells: int = setting(2, lambda v: v >= 1, ">= 1: pixels of an identifier")
+    seg_anchor_radius: float = setting(1.5, positive, "> 0: pose-anchored masks' radius, cells")
+    seg_anchor_statistic: str = setting("median", one_of("median", "mean"), "the anchor tag of a person")
+
+    def __post_init__(self):
+        fixed = decode.PRESETS["reference"]
+        for name in decode.REFERENCE_FIXED if self.preset == "reference" else ():
+            v = getattr(self, name)
+            if v is not None and v != fixed[name]:
+                raise ValueError(f"option '{name}' cannot be {v!r} with preset 'reference' (fixed to {fixed[name]!r})")
+
+
+#: The segmentation decoder's options (:func:`.segment.segment_people`) and their defaults.
+SEG_DECODE_OPTIONS = {f.name: f.default for f in dataclasses.fields(AEInference) if f.name.startswith("seg_")}
+
+
+def group_keywords(settings: AEInference) -> dict:
+    """The :func:`.decode.group` keywords of ``settings``."""
+    return {name: getattr(settings, name) for name in GROUP_KEYWORDS}
+
+
+def seg_keywords(settings: AEInference) -> dict:
+    """The :func:`.segment.segment_people` keywords of ``settings``."""
+    return {"mode": settings.seg_decode, "threshold": float(settings.seg_threshold),
+            "bin_width": float(settings.seg_bin_width), "nms_radius": float(settings.seg_nms_radius),
+            "min_cells": int(settings.seg_min_cells), "anchor_radius": float(settings.seg_anchor_radius),
+            "anchor_statistic": settings.seg_anchor_statistic}
+
+
+class AEOutputs(NamedTuple):
+    """:meth:`AEMethod.network_outputs` of one image, on the common grid: heatmaps (K, H, W)
+    float32, tags (K, H, W, D') float32 (D' = D x the passes whose tags are kept), ``factor``
+    and ``stride`` (image px = grid px * stride / factor), ``segmentation`` (foreground
+    probability (H, W), pixel tags (H, W, E)) or None, short-range ``offsets`` (K, 2, H, W) in
+    grid cells or None."""
+    heatmaps: np.ndarray
+    tags: np.ndarray
+    factor: float
+    stride: int
+    segmentation: tuple | None = None
+    offsets: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,21 +164,13 @@ class AESettings:
     seg_push_sigma: float = setting(1.0, positive, "> 0: pixel push sigma [1]")
 
 
-#: Keyword options of :func:`.decode.group` (its keyword-only parameters).
-def _group_keywords() -> tuple[str, ...]:
-    from . import decode
-    return tuple(n for n, p in inspect.signature(decode.group).parameters.items()
-                 if p.kind is inspect.Parameter.KEYWORD_ONLY)
-
-
 def split_options(options: dict, *, what: str = "method.options") -> tuple[AESettings, dict]:
-    """``(settings, decode_defaults)`` of AE's ``method.options``: the :class:`AESettings` keys
-    validated by :func:`~posegroup.methods.settings.from_options`; every other key must be a
-    test option (:attr:`AEMethod.INFERENCE_OPTIONS`), a keyword of :func:`.decode.group` or a
-    segmentation decoding option (:data:`SEG_DECODE_OPTIONS`), else a one-line ValueError
+    """``(settings, inference_defaults)`` of AE's ``method.options``: the :class:`AESettings`
+    keys validated by :func:`~posegroup.methods.settings.from_options`; every other key must be
+    an :class:`AEInference` field (a default inference option), else a one-line ValueError
     naming the key (with a close match) and the valid choices."""
     fields = {f.name for f in dataclasses.fields(AESettings)}
-    valid = sorted(fields | set(AEMethod.INFERENCE_OPTIONS) | set(AEMethod.DECODE_OPTIONS))
+    valid = sorted(fields | {f.name for f in dataclasses.fields(AEInference)})
     for key in options:
         if key not in valid:
             close = difflib.get_close_matches(str(key), valid, n=1)
@@ -115,41 +178,6 @@ def split_options(options: dict, *, what: str = "method.options") -> tuple[AESet
             raise ValueError(f"unknown option '{key}' in {what}{hint}; valid: {', '.join(valid)}")
     settings = from_options(AESettings, {k: v for k, v in options.items() if k in fields}, what=what)
     return settings, {k: v for k, v in options.items() if k not in fields}
-
-
-def check_test_options(opts: dict, num_keypoints: int | None = None) -> None:
-    """Values of AE test / decode options (keys already known), checked at build time: the
-    network-side options here, the segmentation ones by :func:`check_seg_decode_options`, the
-    :func:`.decode.group` ones by a dry run on empty (K, 8, 8) maps (its own checks).
-    ``num_keypoints`` None: ``joint_order`` is not checked (no keypoint set yet)."""
-    from . import decode
-    from ..common import check_scales
-    if "input_size" in opts:
-        v = opts["input_size"]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer() or v < 1:
-            raise ValueError(f"option 'input_size' must be a positive integer, got {v!r}")
-    for key in ("flip", "refine"):
-        if key in opts and not isinstance(opts[key], bool):
-            raise ValueError(f"option '{key}' must be true or false, got {opts[key]!r}")
-    if opts.get("multiscale_tags", MULTISCALE_TAGS[0]) not in MULTISCALE_TAGS:
-        raise ValueError(f"option 'multiscale_tags' has an invalid value {opts['multiscale_tags']!r}; "
-                         f"expected one of {list(MULTISCALE_TAGS)}")
-    if "scales" in opts:
-        try:
-            check_scales(opts["scales"])
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"option 'scales' has an invalid value {opts['scales']!r} ({e})") from None
-    check_seg_decode_options({k: v for k, v in opts.items() if k in SEG_DECODE_OPTIONS})
-    group_opts = {k: v for k, v in opts.items() if k in _group_keywords()}
-    if num_keypoints is None:
-        group_opts.pop("joint_order", None)
-    k = int(num_keypoints or 1)
-    try:
-        decode.group(np.zeros((k, 8, 8), np.float32), np.zeros((k, 8, 8, 1), np.float32), **group_opts)
-    except (TypeError, ValueError) as e:
-        msg = str(e).splitlines()[0]
-        knob = msg.split(" ", 1)[0].split("=", 1)[0]
-        raise ValueError(f"option '{knob}' is invalid: {msg}" if knob in group_opts else msg) from None
 
 
 class AEMethod(Method):
@@ -177,31 +205,25 @@ class AEMethod(Method):
             the sample's content, :func:`.targets.content_rng`, so resume stays exact).
         foreground_weight, seg_pull_weight, seg_push_weight: weights of the foreground BCE and
             of the (un-normalised, SPEC) pixel pull / push sums; seg_push_sigma: the push σ (1).
-        seg_decode, seg_threshold, seg_bin_width, seg_nms_radius, seg_min_cells,
-            seg_anchor_radius, seg_anchor_statistic: default segmentation decoding
-            (:data:`SEG_DECODE_OPTIONS`, :func:`.segment.segment_people`).
-        other keys: default test / decode options for :meth:`predict` (:func:`split_options`).
+        other keys: the model's default inference options, :class:`AEInference` fields
+            (:func:`split_options`; segmentation decoding: :data:`SEG_DECODE_OPTIONS`).
     """
 
     name = "ae"
-    # multiscale_tags default "scale1" (the reference's), not the paper's "concat": measured on the
-    # tiny AE trained on mixed crowding (docs/test_time.md, 100 images per split, flip + refine),
-    # scales {1, 2, 0.5}: AP sparse / medium / heavy 0.507 / 0.268 / 0.062 with scale-1 tags
-    # against 0.258 / 0.118 / 0.020 with concatenated ones (a small model's tags disagree across
-    # scales). refine None: group()'s preset decides (default: on).
-    INFERENCE_OPTIONS = {"input_size": 512, "scales": (1.0,), "flip": False, "refine": None,
-                    "multiscale_tags": MULTISCALE_TAGS[0]}
-    #: Test options that go to the decoders: :func:`.decode.group` keywords + :data:`SEG_DECODE_OPTIONS`.
-    DECODE_OPTIONS = _group_keywords() + tuple(SEG_DECODE_OPTIONS)
+    INFERENCE_SETTINGS = AEInference
+    INFERENCE_OPTIONS = {f.name: f.default for f in dataclasses.fields(AEInference)
+                         if f.name in ("input_size", "scales", "flip", "refine", "multiscale_tags")}
+    #: Inference options the decoders read: :func:`.decode.group` keywords + :data:`SEG_DECODE_OPTIONS`.
+    DECODE_OPTIONS = GROUP_KEYWORDS + tuple(SEG_DECODE_OPTIONS)
 
     def __init__(self, keypoint_set: KeypointSet, **options: Any):
         settings, decode_defaults = split_options(options)
-        check_test_options(decode_defaults, keypoint_set.num_keypoints)
         super().__init__(keypoint_set, **as_dict(settings), **decode_defaults)
+        self.num_keypoints = keypoint_set.num_keypoints
+        self._check_decoder(self.check_inference_options(None, self.cfg))
         self.settings = settings
         self.seg_decode_defaults = {key: decode_defaults.pop(key) for key in SEG_DECODE_OPTIONS
                                     if key in decode_defaults}
-        self.num_keypoints = keypoint_set.num_keypoints
         self.tag_dim = settings.tag_dim
         self.sigma = settings.sigma
         self.max_people = settings.max_people
@@ -227,9 +249,28 @@ class AEMethod(Method):
 
     @classmethod
     def check_options(cls, options: dict, *, what: str = "method.options") -> None:
-        """Validate ``method.options`` without a keypoint set (config load time)."""
-        _, decode_defaults = split_options(dict(options or {}), what=what)
-        check_test_options(decode_defaults)
+        """Validate ``method.options`` without a keypoint set (config load time): the training
+        settings and the default inference options."""
+        split_options(dict(options or {}), what=what)
+        cls.check_inference_options(None, options)
+
+    @classmethod
+    def inference_defaults(cls, options: dict) -> dict:
+        """The keys of ``method.options`` that are not :class:`AESettings` fields."""
+        fields = {f.name for f in dataclasses.fields(AESettings)}
+        return {k: v for k, v in options.items() if k not in fields}
+
+    def _check_decoder(self, settings: AEInference) -> None:
+        """What only the keypoint set decides (``joint_order``): :func:`.decode.group` on empty
+        (K, 8, 8) maps, its ValueError made one line naming the option."""
+        k = self.num_keypoints
+        opts = group_keywords(settings)
+        try:
+            decode.group(np.zeros((k, 8, 8), np.float32), np.zeros((k, 8, 8, 1), np.float32), **opts)
+        except (TypeError, ValueError) as e:
+            msg = str(e).splitlines()[0]
+            knob = msg.split(" ", 1)[0].split("=", 1)[0]
+            raise ValueError(f"option '{knob}' is invalid: {msg}" if knob in opts else msg) from None
 
     # -- head -------------------------------------------------------------------------------
     @property
@@ -320,50 +361,42 @@ class AEMethod(Method):
                        segmentation_weights=self.seg_weights, seg_sigma=self.seg_push_sigma)
 
     # -- inference --------------------------------------------------------------------------
-    def network_outputs(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int = 512,
-                        scales=(1.0,), flip: bool = False, multiscale_tags: str = MULTISCALE_TAGS[0],
-                        return_segmentation: bool = False, return_offsets: bool = False) -> tuple:
-        """Run ``model`` at every scale (and mirrored) and fuse onto one grid.
+    def network_outputs(self, model: torch.nn.Module, image: np.ndarray, settings: AEInference | None = None,
+                        **options: Any) -> AEOutputs:
+        """Run ``model`` on one uint8 RGB image (H, W, 3) at every scale (and mirrored) of
+        ``settings`` (None: :meth:`inference_settings` of ``options``) and fuse onto one grid.
 
-        Every prediction (last stack; mirrored ones flipped back) is resampled onto the output
-        grid of the scale-1 input, cropped to the cells covering the image (exactly aligned: the
-        padding is cropped, not stretched), then
-        :func:`.fusion.fuse` averages the heatmaps and concatenates the tags.
+        The image is resized so its longer side is ``input_size * scale``, padded right/bottom
+        to the model's ``input_multiple``, ImageNet-normalised. Every prediction (last stack;
+        mirrored ones flipped back) is resampled onto the output grid of the scale-1 input,
+        cropped to the cells covering the image (exactly aligned: the padding is cropped, not
+        stretched), then :func:`.fusion.fuse` averages the heatmaps and concatenates the tags.
         ``multiscale_tags``: "scale1" (default; reference pose-ae-train: tags of scale 1 only,
         the scale closest to 1 when 1 is not among them) or "concat" (paper: tags of every scale;
-        see ``INFERENCE_OPTIONS`` for the measurement).
+        see :class:`AEInference` for the measurement).
 
-        Returns heatmaps (K, H, W) float32, tags (K, H, W, D') float32 (D' = D x entries used),
-        the factor f such that image px = grid px * stride / f, and the stride; with
-        ``return_segmentation`` (segmentation on) also (foreground probability (H, W), pixel
-        tags (H, W, E)): the probability averaged over every pass, the tags of the first,
-        un-mirrored pass of the scale closest to 1 (tags of different passes are different
-        embeddings, and the paper's histogram decoder works on one). With ``return_offsets``
-        (``short_offsets`` on) last also the short-range offsets (K, 2, H, W) in grid cells,
-        averaged over every pass.
+        Returns :class:`AEOutputs`: with segmentation the foreground probability averaged over
+        every pass and the pixel tags of the first, un-mirrored pass of the scale closest to 1
+        (tags of different passes are different embeddings, and the paper's histogram decoder
+        works on one); with ``short_offsets`` the short-range offsets averaged over every pass.
         """
         from . import fusion
 
-        if multiscale_tags not in MULTISCALE_TAGS:
-            raise ValueError(f"multiscale_tags must be one of {list(MULTISCALE_TAGS)}, got {multiscale_tags!r}")
-        if return_segmentation and not self.segmentation:
-            raise ValueError("return_segmentation needs a method built with segmentation=True")
-        if return_offsets and not self.short_offsets:
-            raise ValueError("return_offsets needs a method built with short_offsets=True")
-        from ..common import check_scales
-
-        scales = check_scales(scales)
-        heats, tags, owner, segs, grid, factor1, stride, offs = self._passes(model, image, input_size, scales, flip)
+        settings = self.inference_settings(options) if settings is None else settings
+        scales = settings.scales
+        heats, tags, owner, segs, grid, factor1, stride, offs = self._passes(model, image, settings.input_size,
+                                                                             scales, settings.flip)
         best = int(np.argmin([abs(np.log(s)) for s in scales]))
         tag_indices = None
-        if multiscale_tags == "scale1":
+        if settings.multiscale_tags == "scale1":
             tag_indices = [i for i, o in enumerate(owner) if o == best]
         heat, tag = fusion.fuse(heats, tags, grid, tag_indices=tag_indices)
-        out = (heat, tag, factor1, stride)
-        if return_segmentation:
+        seg = None
+        if self.segmentation:
             prob = np.mean([1.0 / (1.0 + np.exp(-fg)) for fg, _ in segs], axis=0).astype(np.float32)
-            out += ((prob, segs[owner.index(best)][1]),)
-        return out + ((np.mean(offs, axis=0).astype(np.float32),) if return_offsets else ())
+            seg = (prob, segs[owner.index(best)][1])
+        offsets = np.mean(offs, axis=0).astype(np.float32) if self.short_offsets else None
+        return AEOutputs(heat, tag, factor1, stride, seg, offsets)
 
     def _passes(self, model, image, input_size, scales, flip):
         """The network at every scale (and mirrored), each output (last stack) resampled onto the
@@ -419,7 +452,8 @@ class AEMethod(Method):
         import cv2
 
         from ...viz import caption, colorbar, draw_heatmaps, draw_tags, tag_range
-        hm, tags, _, _ = self.network_outputs(model, image, input_size=int(opts.get("input_size", 512)))
+        outs = self.network_outputs(model, image, AEInference(input_size=int(opts.get("input_size", 512))))
+        hm, tags = outs.heatmaps, outs.tags
         canvas = image if canvas is None else canvas
         w = canvas.shape[1]
         lo, hi = tag_range(hm, tags)
@@ -428,21 +462,13 @@ class AEMethod(Method):
                 caption(draw_tags(canvas, hm, tags), ["AE tags of the strongest joint", "one colour = one person"],
                         legend=colorbar(w, lo, hi, "tag value", cv2.COLORMAP_HSV))]
 
-    def _split_options(self, test_given: dict, others: dict) -> tuple[dict, dict, dict]:
-        """Test-time keywords split into (every ``INFERENCE_OPTIONS`` key, the segmentation options
-        given, the :func:`.decode.group` keywords). Test options given as None, and options not
-        given, take the constructor's ``decode_defaults`` value, else ``INFERENCE_OPTIONS``."""
-        opts = {**self.INFERENCE_OPTIONS, **self.decode_defaults, **others}
-        opts.update({key: v for key, v in test_given.items() if v is not None})
-        test = {key: opts.pop(key) for key in self.INFERENCE_OPTIONS}
-        seg = {key: opts.pop(key) for key in SEG_DECODE_OPTIONS if key in opts}
-        return test, seg, opts
-
-    @staticmethod
-    def _network_options(test: dict) -> dict:
-        """:meth:`network_outputs` keywords of a ``test`` dict of :meth:`_split_options`."""
-        return {"input_size": int(test["input_size"]), "scales": test["scales"], "flip": bool(test["flip"]),
-                "multiscale_tags": test["multiscale_tags"]}
+    def inference_settings(self, options: dict | None = None, *, what: str = "test") -> AEInference:
+        """:meth:`Method.inference_settings`; a segmentation option given to a method without
+        segmentation is a one-line ValueError."""
+        given = sorted(k for k, v in (options or {}).items() if k in SEG_DECODE_OPTIONS and v is not None)
+        if given and not self.segmentation:
+            raise ValueError(f"{given}: segmentation options need a method built with segmentation=True")
+        return super().inference_settings(options, what=what)
 
     def predict_true_ids(self, model: torch.nn.Module, image: np.ndarray, keypoints: np.ndarray, **test_opts: Any
                          ) -> tuple[np.ndarray, np.ndarray]:
@@ -451,37 +477,33 @@ class AEMethod(Method):
         person whose joint k is nearest, :func:`posegroup.methods.ae.targets.tag_maps`).
 
         Args: model, image uint8 (H, W, 3), keypoints (N, K, 3) true people in
-        image px, test_opts: ``input_size``, ``scales``, ``flip``, ``multiscale_tags`` (network
-        side) + decode options (segmentation options are ignored: no masks here).
+        image px, test_opts: the inference options (:class:`AEInference`; the segmentation
+        ones are ignored: no masks here).
         Returns (poses (M, K, 3) image px, scores (M,)) like ``self.predict``, through the same
         decoding (:meth:`_group`, ``refine`` included): the ceiling of what the prediction does.
         """
         from . import targets
 
-        test, _, opts = self._split_options({k: v for k, v in test_opts.items() if k in self.INFERENCE_OPTIONS},
-                                            {k: v for k, v in test_opts.items() if k not in self.INFERENCE_OPTIONS})
-        outs = self.network_outputs(model, image, **self._network_options(test), return_offsets=self.short_offsets)
-        heat, _, factor, stride = outs[:4]
-        heat = np.asarray(heat, np.float32)
+        settings = self.inference_settings({k: v for k, v in test_opts.items() if k not in SEG_DECODE_OPTIONS})
+        outs = self.network_outputs(model, image, settings=settings)
+        heat = np.asarray(outs.heatmaps, np.float32)
         kp = np.asarray(keypoints, np.float64).copy()
-        kp[..., :2] *= factor / stride                                  # image px -> output grid
-        gap = 2.0 * max(1.0, float(opts.get("tag_threshold") or 1.0))  # ids further apart than any match
+        kp[..., :2] *= outs.factor / outs.stride                        # image px -> output grid
+        gap = 2.0 * max(1.0, float(settings.tag_threshold or 1.0))     # ids further apart than any match
         ids = gap * np.arange(len(kp))
         true_tags = targets.tag_maps(kp, heat.shape[-2:], person_tags=ids).astype(np.float32)
-        poses, scores = self._group(heat, true_tags, test["refine"], opts, outs[-1] if self.short_offsets else None)
-        return grid_to_image(poses, scores, stride, factor, np.asarray(image).shape)
+        poses, scores = self._group(heat, true_tags, settings, outs.offsets)
+        return grid_to_image(poses, scores, outs.stride, outs.factor, np.asarray(image).shape)
 
-    def _group(self, heat, tag, refine, opts: dict, offsets=None) -> tuple[np.ndarray, np.ndarray]:
-        """:func:`.decode.group` of heat (K, H, W) and tag (K, H, W, D) with ``refine`` (None: the
-        preset's) and the decode ``opts``; with ``offsets`` (K, 2, H, W) (grid cells) the joints
-        found are placed by them (:func:`~posegroup.methods.common.place_by_offsets`); missing
-        joints filled (:func:`.decode.fill_missing`).
+    def _group(self, heat, tag, settings: AEInference, offsets=None) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`.decode.group` of heat (K, H, W) and tag (K, H, W, D) under ``settings``; with
+        ``offsets`` (K, 2, H, W) (grid cells) the joints found are placed by them
+        (:func:`~posegroup.methods.common.place_by_offsets`); missing joints filled
+        (:func:`.decode.fill_missing`).
         Returns (poses (N, K, 3) x, y, score on the output grid, scores (N,)), float64."""
         from ..common import place_by_offsets
-        from . import decode
 
-        refine = None if refine is None else bool(refine)
-        poses, scores = decode.group(heat, tag, refine=refine, **opts)
+        poses, scores = decode.group(heat, tag, **group_keywords(settings))
         poses = np.asarray(poses, dtype=np.float64).reshape(-1, self.num_keypoints, 3)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if offsets is not None:
@@ -490,50 +512,46 @@ class AEMethod(Method):
             poses = np.array(decode.fill_missing(poses), dtype=np.float64)
         return poses, scores
 
+    def decode(self, outputs: AEOutputs, settings: AEInference, image_shape: tuple) -> tuple:
+        """The people of :meth:`network_outputs`' ``outputs`` for an image of shape
+        ``image_shape`` (H, W, ...): :func:`.decode.group` under ``settings`` (:meth:`_group`),
+        positions in image pixels clipped to the image; with segmentation also the masks of
+        :func:`.segment.segment_people`. Returns as :meth:`predict`."""
+        from . import segment
+
+        poses, scores = self._group(outputs.heatmaps, outputs.tags, settings, outputs.offsets)
+        result = grid_to_image(poses, scores, outputs.stride, outputs.factor, image_shape)
+        if not self.segmentation:
+            return result
+        prob, seg_tags = outputs.segmentation
+        masks = segment.segment_people(prob, seg_tags, poses, image_hw=tuple(image_shape[:2]),
+                                       scale=outputs.stride / outputs.factor, scores=scores, **seg_keywords(settings))
+        return result[0], result[1], masks
+
     def predict(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
                 scales=None, flip: bool | None = None, refine: bool | None = None,
                 multiscale_tags: str | None = None, **decode_opts: Any) -> tuple:
-        """Multi-person poses (and, with segmentation, instance masks) of one uint8 RGB image (H, W, 3).
+        """Multi-person poses (and, with segmentation, instance masks) of one uint8 RGB image
+        (H, W, 3): :meth:`decode` of :meth:`network_outputs`.
 
-        The image is resized so its longer side is ``input_size * scale``, padded right/bottom to
-        the model's ``input_multiple``, ImageNet-normalised; the last stack's output is used.
         ``flip`` averages heatmaps with the mirrored image's (tags concatenated); several
         ``scales`` are resampled onto the scale-1 output grid, heatmaps averaged and tags
-        concatenated (paper, ``multiscale_tags="concat"``; default "scale1": the reference's scale-1 tags only).
-        ``refine`` and ``decode_opts`` go to :func:`.decode.group`, except the segmentation
-        options (:data:`SEG_DECODE_OPTIONS`: ``seg_decode`` "paper" | "pose", ...), which go to
-        :func:`.segment.segment_people`.
-
-        Options left None take the constructor's ``decode_defaults`` value, else
-        ``INFERENCE_OPTIONS`` (input_size 512, scales (1.0,), flip False, refine None = :func:`.decode.group`'s
-        preset default (on), multiscale_tags "scale1").
+        concatenated (paper, ``multiscale_tags="concat"``; default "scale1": the reference's
+        scale-1 tags only). ``refine`` and ``decode_opts`` go to :func:`.decode.group`, except
+        the segmentation options (:data:`SEG_DECODE_OPTIONS`: ``seg_decode`` "paper" | "pose",
+        ...), which go to :func:`.segment.segment_people`. Every option is an
+        :class:`AEInference` field; one left None takes the model's ``method.options`` value,
+        else the field's default.
 
         Returns poses (N, K, 3) x, y, score in image pixels (missing joints filled by
         :func:`.decode.fill_missing`; positions clipped to the image) and scores (N,); with
         segmentation also masks (N, H, W) bool in image pixels, mask n for person n.
         """
-        from . import segment
-
-        test, seg_given, opts = self._split_options(
-            {"input_size": input_size, "scales": scales, "flip": flip, "refine": refine,
-             "multiscale_tags": multiscale_tags}, decode_opts)
-        if seg_given and not self.segmentation:
-            raise ValueError(f"{sorted(seg_given)}: segmentation options need a method built with segmentation=True")
-        seg_opts = check_seg_decode_options({**self.seg_decode_defaults, **seg_given})
-        outs = self.network_outputs(model, image, **self._network_options(test),
-                                    return_segmentation=self.segmentation, return_offsets=self.short_offsets)
-        heat, tag, factor, stride = outs[:4]
-        poses, scores = self._group(heat, tag, test["refine"], opts, outs[-1] if self.short_offsets else None)
-        shape = np.asarray(image).shape
-        result = grid_to_image(poses, scores, stride, factor, shape)
-        if not self.segmentation:
-            return result
-        prob, seg_tags = outs[4]
-        masks = segment.segment_people(prob, seg_tags, poses, image_hw=shape[:2], scale=stride / factor,
-                                       scores=scores, **seg_opts)
-        return result[0], result[1], masks
+        return super().predict(model, image, input_size=input_size, scales=scales, flip=flip, refine=refine,
+                               multiscale_tags=multiscale_tags, **decode_opts)
 
 
 METHOD = AEMethod
 
-__all__ = ["AEMethod", "AESettings", "METHOD", "downsample_ignore_mask", "SEG_DECODE_OPTIONS", "check_seg_decode_options"]
+__all__ = ["AEMethod", "AESettings", "AEInference", "AEOutputs", "METHOD", "downsample_ignore_mask", "SEG_DECODE_OPTIONS",
+           "GROUP_KEYWORDS", "group_keywords", "seg_keywords"]

@@ -33,7 +33,7 @@ Presets (every option left None takes the preset's value, :data:`PRESETS`):
     in test.py, and at the map). Person scores: mean of the K joint scores before refine.
     Not reproduced: the order of exactly tied candidates (torch ``topk`` is unspecified; here
     raster order). Among exactly equal-cost assignments the ``munkres`` package's choice is
-    made (:func:`.reference_decode.munkres`). The options in ``_REFERENCE_FIXED`` cannot be
+    made (:func:`.reference_decode.munkres`). The options in ``REFERENCE_FIXED`` cannot be
     changed with this preset.
 
 Options:
@@ -192,11 +192,12 @@ PRESETS: dict[str, dict] = {
                     refine_radius=None),
 }
 #: Options the reference preset reproduces as pose-ae-train has them (passing another value is an error).
-_REFERENCE_FIXED = ("nms_kernel", "subpixel", "tag_metric", "refine_accept", "nms_ties", "gated_matching",
-                    "person_score", "match_cost", "refine_radius")
-_CHOICES = {"subpixel": ("quarter", "quadratic", "none"), "tag_metric": ("l2", "rms"),
-            "refine_accept": ("heatmap", "adjusted", "near"), "nms_ties": ("keep", "first"),
-            "person_score": ("detected", "refined"), "match_cost": ("rounded", "score")}
+REFERENCE_FIXED = ("nms_kernel", "subpixel", "tag_metric", "refine_accept", "nms_ties", "gated_matching",
+                   "person_score", "match_cost", "refine_radius")
+#: The valid values of the options of :func:`group` that name a choice.
+CHOICES = {"subpixel": ("quarter", "quadratic", "none"), "tag_metric": ("l2", "rms"),
+           "refine_accept": ("heatmap", "adjusted", "near"), "nms_ties": ("keep", "first"),
+           "person_score": ("detected", "refined"), "match_cost": ("rounded", "score")}
 
 
 def _resolve_options(preset: str, given: dict, shape) -> dict:
@@ -208,11 +209,11 @@ def _resolve_options(preset: str, given: dict, shape) -> dict:
     for name, value in given.items():
         if value is None:
             continue
-        if preset == "reference" and name in _REFERENCE_FIXED and value != opts[name]:
+        if preset == "reference" and name in REFERENCE_FIXED and value != opts[name]:
             raise ValueError(f"{name}={value!r} cannot be combined with preset='reference' (fixed to "
                              f"{opts[name]!r}); use preset='spec' or 'default' to change it")
         opts[name] = value
-    for name, choices in _CHOICES.items():
+    for name, choices in CHOICES.items():
         if opts[name] not in choices:
             raise ValueError(f"{name} must be one of {choices}; got {opts[name]!r}")
     for name in ("detection_threshold", "tag_threshold"):
