@@ -9,17 +9,19 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 import torch
 
-from ..base import Method
-from ..common import evaluating
-from ..settings import as_dict, from_options, positive, setting
+from ..base import InferenceSettings, Method
+from ..common import evaluating, scales_setting
+from ..settings import (as_dict, finite, finite_non_negative, finite_positive, from_options, integer_in, non_negative,
+                        one_of, positive, setting)
 from . import head as head_mod
 from .decode import decode_poses
+from .hough import SAMPLING
 from .loss import LOSS_WEIGHTS, personlab_loss
 from .segment import segment
 from .targets import encode as encode_targets
@@ -77,6 +79,70 @@ def check_decode_options(opts, num_keypoints: int | None = None, *, what: str = 
     return True
 
 
+def _at_least_one(v) -> bool:
+    return finite(v) and int(v) == v and v >= 1
+
+
+_at_least_one.must = "an integer >= 1"
+
+
+def _vote_threshold(v) -> bool:
+    return finite(v) and 0 <= v < 1
+
+
+_vote_threshold.must = "a number in [0, 1)"
+
+
+def _sigmas(v) -> bool:
+    return not isinstance(v, (str, bytes)) and len(v) > 0 and all(finite_positive(x) for x in v)
+
+
+@dataclasses.dataclass(frozen=True)
+class PersonLabInference(InferenceSettings):
+    """Every inference option of PersonLab (a config's ``test`` section, the keywords of
+    :meth:`PersonLabMethod.predict`; ``method.options`` ``input_size`` and ``decode:`` set
+    their defaults): the network passes', then :func:`.decode.decode_poses`' (the same defaults;
+    "Options of decode_poses" in :mod:`.decode`), then :func:`.segment.segment`'s."""
+    scales: tuple = scales_setting()
+    flip: bool = setting(False, None, "average with the mirrored image")
+    with_masks: bool = setting(True, None, "instance masks")
+    radius: float | None = setting(None, finite_positive, "disk radius R, input px; None: the method's")
+    sigmas: tuple | None = setting(None, _sigmas, "one OKS sigma > 0 per keypoint; None: the keypoint set's",
+                                   convert=tuple)
+    hough_stride: float | None = setting(None, finite_positive, "input px per Hough cell; None: the output stride")
+    blur_sigma: float = setting(2.0, finite_non_negative, "Hough blur, input px (0 = off)")
+    peak_threshold: float = setting(0.01, finite_non_negative, "minimum blurred Hough score of a candidate")
+    refine_peaks: bool = setting(True, None, "move each candidate by its short offset")
+    mid_refine_steps: int = setting(2, integer_in(0, 16), "recurrent mid-offset refinements")
+    mid_refine: str = setting("point", one_of("field", "point"), "where the mid-offset refinement applies")
+    offset_sampling: str = setting("bilinear", one_of(*SAMPLING), "how offsets are read between cells")
+    oks_mass: str = setting("map", one_of("map", "votes"), "the Hough mass of the expected OKS")
+    nms_radius: float = setting(10.0, finite_non_negative, "r, input px")
+    snap_radius: float = setting(0.0, finite_non_negative, "snap a mid-offset keypoint to a candidate, input px")
+    max_people: int | None = setting(None, _at_least_one, "stop after this many people; None: no limit")
+    score_threshold: float = setting(0.0, finite_non_negative, "drop people scoring below it")
+    vote_threshold: float = setting(0.01, _vote_threshold, "only cells with p_k above it vote")
+    seg_threshold: float = setting(0.5, finite_non_negative, "p_S threshold of the masks")
+    distance_threshold: float = setting(0.25, finite_non_negative, "t, the embedding distance of a mask pixel")
+    self_refine_steps: int = setting(2, non_negative, "long-offset self refinements")
+    short_refine_steps: int = setting(2, non_negative, "long-offset refinements by the short offsets")
+
+
+#: The keyword options of :func:`.decode.decode_poses` (the method sets the others).
+DECODE_KEYWORDS = tuple(_decode_keywords())
+
+
+class PersonLabOutputs(NamedTuple):
+    """:meth:`PersonLabMethod.network_outputs` of one image: the maps in the decoder's layout
+    (:func:`.head.to_decoder_layout`) on the grid of scale 1, ``stride`` (scale-1 input px per
+    cell), ``grid_shape`` (the grid's extent in scale-1 input px, (H, W)) and ``factor`` (scale-1
+    input px per image px)."""
+    maps: dict
+    stride: float
+    grid_shape: tuple
+    factor: float
+
+
 @dataclasses.dataclass(frozen=True)
 class PersonLabSettings:
     """``method.options`` of PersonLab (paper values in brackets)."""
@@ -118,6 +184,15 @@ class PersonLabMethod(Method):
     def check_options(cls, options: dict, *, what: str = "method.options") -> None:
         """Validate ``method.options`` without a keypoint set (config load time)."""
         from_options(PersonLabSettings, dict(options or {}), what=what)
+        cls.check_inference_options(None, options)
+
+    @classmethod
+    def inference_defaults(cls, options: dict) -> dict:
+        """``method.options`` ``input_size`` and the keys of its ``decode:``."""
+        out = dict(options.get("decode") or {})
+        if "input_size" in options:
+            out["input_size"] = options["input_size"]
+        return out
 
     @property
     def num_keypoints(self) -> int:
@@ -164,8 +239,11 @@ class PersonLabMethod(Method):
         heads = head_mod.split(prediction, self.num_keypoints, len(self.edges), offset_scale=self.radius / ratio)
         return head_mod.to_decoder_layout(heads, index)
 
-    #: Test options that go to the decoders (:func:`.decode.decode_poses`, :func:`.segment.segment`).
-    DECODE_OPTIONS = tuple(_decode_keywords()) + _SEGMENT_OPTS
+    INFERENCE_SETTINGS = PersonLabInference
+    INFERENCE_OPTIONS = {f.name: f.default for f in dataclasses.fields(PersonLabInference)
+                         if f.name in ("input_size", "scales", "flip")}
+    #: Inference options the decoders read (:func:`.decode.decode_poses`, :func:`.segment.segment`).
+    DECODE_OPTIONS = DECODE_KEYWORDS + _SEGMENT_OPTS
     INFERENCE_FLAGS = {**Method.INFERENCE_FLAGS,
                   "flip": {"type": bool, "help": "flip test: average with the mirrored image"},
                   "scales": {"type": float, "nargs": "+", "help": "multi-scale test, e.g. 1 0.5 2"},
@@ -199,40 +277,59 @@ class PersonLabMethod(Method):
         maps = {key: (a / len(preds)).astype(np.float32) for key, a in total.items()}
         return maps, float(stride), (grid[0] * stride, grid[1] * stride), factor
 
-    def predict(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
-                flip: bool = False, scales=(1.0,), with_masks: bool = True, **decode_opts: Any):
-        """Run ``model`` on one RGB uint8 (H, W, 3) image and decode.
+    def network_outputs(self, model: torch.nn.Module, image: np.ndarray, settings: PersonLabInference | None = None,
+                        **options: Any) -> PersonLabOutputs:
+        """:meth:`network_maps` of one RGB uint8 (H, W, 3) image under ``settings`` (None:
+        :meth:`inference_settings` of ``options``): ``input_size``, ``flip``, ``scales``."""
+        settings = self.inference_settings(options) if settings is None else settings
+        return PersonLabOutputs(*self.network_maps(model, image, input_size=settings.input_size,
+                                                   flip=settings.flip, scales=settings.scales))
 
-        :meth:`network_maps` (``input_size``, ``flip``, ``scales``) gives the maps; they are decoded with
-        :func:`.decode.decode_poses` (``decode_opts`` override its defaults) on the output grid
-        (bilinear sampling = bilinear upsampling), masks with :func:`.segment.segment` (options
-        ``seg_threshold``, ``distance_threshold``, ...). Returns ``(poses (N, K, 3), scores (N,),
-        masks (N, H, W) bool)`` in image pixels (masks None when not ``with_masks``).
-        """
-        maps, stride, grid_shape, factor = self.network_maps(model, image, input_size=input_size, flip=flip,
-                                                             scales=scales)
-        h, w = image.shape[:2]
-        seg_opts = {k: decode_opts.pop(k) for k in _SEGMENT_OPTS if k in decode_opts}
-        opts = dict(radius=self.radius, sigmas=self.keypoint_set.sigmas)
-        opts.update(self.decode_defaults)
-        opts.update(decode_opts)
+    def decode_keywords(self, settings: PersonLabInference) -> dict:
+        """The :func:`.decode.decode_poses` keywords of ``settings`` (``radius`` None: the
+        method's; ``sigmas`` None: the keypoint set's)."""
+        opts = {name: getattr(settings, name) for name in DECODE_KEYWORDS}
+        opts["radius"] = self.radius if settings.radius is None else settings.radius
+        opts["sigmas"] = self.keypoint_set.sigmas if settings.sigmas is None else settings.sigmas
+        return opts
+
+    def decode(self, outputs: PersonLabOutputs, settings: PersonLabInference, image_shape: tuple):
+        """The people of :meth:`network_outputs`' ``outputs`` for an image of shape
+        ``image_shape`` (H, W, ...): :func:`.decode.decode_poses` on the output grid (bilinear
+        sampling = bilinear upsampling), masks (``with_masks``) by :func:`.segment.segment`.
+        Returns ``(poses (N, K, 3), scores (N,), masks (N, H, W) bool)`` in image pixels (masks
+        None when not ``with_masks``)."""
+        maps, stride, grid_shape, factor = outputs
+        h, w = image_shape[:2]
         poses, scores = decode_poses(maps["heatmaps"], maps["short_offsets"], maps["mid_offsets"],
                                      edges=self.edges, output_stride=stride, grid_offset=stride / 2.0,
-                                     **opts)
+                                     **self.decode_keywords(settings))
         masks = np.zeros((len(poses), h, w), bool)
-        if with_masks and len(poses):
+        if settings.with_masks and len(poses):
             m = segment(maps["segmentation"], maps["long_offsets"], maps["short_offsets"], poses,
                         output_stride=stride, grid_offset=stride / 2.0, output_size=grid_shape,
-                        **seg_opts)
+                        **{k: getattr(settings, k) for k in _SEGMENT_OPTS})
             nh, nw = max(1, int(round(h * factor))), max(1, int(round(w * factor)))
             for j in range(len(m)):
                 masks[j] = cv2.resize(m[j, :nh, :nw].astype(np.uint8), (w, h),
                                       interpolation=cv2.INTER_NEAREST) > 0
         poses = poses.copy()
         poses[..., :2] /= factor
-        return poses, scores, (masks if with_masks else None)    # no masks asked: none written, not empty ones
+        return poses, scores, (masks if settings.with_masks else None)    # no masks asked: none written, not empty ones
+
+    def predict(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
+                flip: bool | None = None, scales=None, with_masks: bool | None = None, **decode_opts: Any):
+        """Run ``model`` on one RGB uint8 (H, W, 3) image and decode: :meth:`decode` of
+        :meth:`network_outputs`. Every option is a :class:`PersonLabInference` field
+        (``decode_opts``: :func:`.decode.decode_poses`' and :func:`.segment.segment`'s); one left
+        None takes the model's ``method.options`` value, else the field's default. Returns
+        ``(poses (N, K, 3), scores (N,), masks (N, H, W) bool)`` in image pixels (masks None when
+        not ``with_masks``).
+        """
+        return super().predict(model, image, input_size=input_size, flip=flip, scales=scales, with_masks=with_masks,
+                               **decode_opts)
 
 
 METHOD = PersonLabMethod
 
-__all__ = ["PersonLabMethod", "PersonLabSettings", "METHOD", "decode_poses", "segment", "encode_targets", "personlab_loss"]
+__all__ = ["PersonLabMethod", "PersonLabSettings", "PersonLabInference", "PersonLabOutputs", "DECODE_KEYWORDS", "METHOD", "decode_poses", "segment", "encode_targets", "personlab_loss"]
