@@ -15,14 +15,14 @@ checkpoint.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from ..base import Method
-from ..common import grid_to_image
-from ..settings import as_dict, from_options, non_negative, one_of, positive, setting, unit_interval
+from ..base import InferenceSettings, Method
+from ..common import grid_to_image, scales_setting
+from ..settings import as_dict, finite, from_options, non_negative, one_of, positive, setting, unit_interval
 from ...skeleton import KeypointSet
 from ..common import channel_groups
 from . import decode as _decode
@@ -71,6 +71,31 @@ class RecurrentSettings:
         return self.max_steps or self.max_people + 1
 
 
+@dataclasses.dataclass(frozen=True)
+class RecurrentInference(InferenceSettings):
+    """Every inference option of the recurrent method (a config's ``test`` section, the
+    keywords of :meth:`RecurrentMethod.predict`): the network passes', then
+    :func:`.decode.decode_people`'s, whose defaults are the model's :class:`RecurrentSettings`."""
+    scales: tuple = scales_setting()
+    flip: bool = setting(False, None, "features of the mirrored image averaged before the LSTM")
+    stop_threshold: float = setting(OMEGA, unit_interval, "omega: the people are the steps before the first p_t below it")
+    joint_threshold: float = setting(0.015, finite, "tau: a joint whose peak is below it gets score 0")
+    subpixel: str = setting("quadratic", one_of(*_decode.SUBPIXEL), "peak refinement (offsets: needs short_offsets)")
+    person_score: str = setting("joints", one_of(*_decode.PERSON_SCORES), "the person score")
+
+
+class RecurrentOutputs(NamedTuple):
+    """:meth:`RecurrentMethod.network_outputs` of one image: ``heatmaps`` (T, J, H, W) of the
+    steps taken, ``stop_probs`` (T,), ``factor`` and ``stride`` (image px = grid px * stride /
+    factor), PoseNet's short-range ``offsets`` (J, 2, H, W) in grid cells (``short_offsets``) or
+    None."""
+    heatmaps: np.ndarray
+    stop_probs: np.ndarray
+    factor: float
+    stride: int
+    offsets: np.ndarray | None = None
+
+
 #: ``model`` section keys of a recurrent config.
 MODEL_KEYS = ("backbone", "freeze_backbone", "backbone_tag_dim", "init_from")
 
@@ -80,7 +105,9 @@ class RecurrentMethod(Method):
 
     name = "recurrent"
     INIT_FROM_METHOD = "ae"           # the ConvLSTM reads a trained AE hourglass (paper sec. 4)
-    INFERENCE_OPTIONS = {"input_size": 512, "scales": (1.0,), "flip": False}
+    INFERENCE_SETTINGS = RecurrentInference
+    INFERENCE_OPTIONS = {f.name: f.default for f in dataclasses.fields(RecurrentInference)
+                         if f.name in ("input_size", "scales", "flip")}
     INFERENCE_FLAGS = {
         **Method.INFERENCE_FLAGS,
         "flip": {"type": bool, "help": "flip test (recurrent: features averaged before the LSTM)"},
@@ -99,6 +126,22 @@ class RecurrentMethod(Method):
                              "method.options.short_offsets: true (PoseNet's offset head)")
         super().__init__(keypoint_set, **as_dict(self.settings))
         self.num_keypoints = keypoint_set.num_keypoints
+
+    @classmethod
+    def inference_defaults(cls, options: dict) -> dict:
+        """The decode options of ``method.options`` (:class:`RecurrentSettings` fields)."""
+        return {k: options[k] for k in cls.DECODE_OPTIONS if k in options}
+
+    @classmethod
+    def check_inference_options(cls, options: dict | None, method_options: dict | None = None, *,
+                                what: str = "test") -> RecurrentInference:
+        """:meth:`Method.check_inference_options`; ``subpixel: offsets`` given to a model
+        without ``short_offsets`` is a one-line ValueError."""
+        settings = super().check_inference_options(options, method_options, what=what)
+        if settings.subpixel == "offsets" and not (method_options or {}).get("short_offsets", False):
+            raise ValueError(f"option 'subpixel' in {what} is 'offsets', which needs "
+                             "method.options.short_offsets: true (PoseNet's offset head)")
+        return settings
 
     @property
     def num_channels(self) -> int:
@@ -224,30 +267,32 @@ class RecurrentMethod(Method):
         return per_person.sum() / heats.shape[0]
 
     # -- inference --------------------------------------------------------------------------
-    def network_outputs(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int = 512,
-                        scales=(1.0,), flip: bool = False, generator_seed: int = 0,
-                        return_offsets: bool = False) -> tuple:
-        """Features of every scale (and of the mirrored image, flipped back) averaged on the
-        scale-1 grid, then LSTM1 (+ LSTM2) unrolled until the first stop.
+    def network_outputs(self, model: torch.nn.Module, image: np.ndarray, settings: RecurrentInference | None = None,
+                        *, generator_seed: int = 0, return_offsets: bool | None = None,
+                        **options: Any) -> RecurrentOutputs:
+        """Features of every scale (and of the mirrored image, flipped back) of ``settings``
+        (None: :meth:`inference_settings` of ``options``) averaged on the scale-1 grid, then
+        LSTM1 (+ LSTM2) unrolled until the first stop (omega of the method's settings).
 
         Averaging *features* (not per-person heatmaps, whose person order differs between
         passes) is the one place where scales and flips can meet before the LSTM. Mirrored
         features are flipped back spatially only: a channel that encodes "left" then sees a
         right limb, so flip testing is off by default.
 
-        Returns heatmaps (T, J, H, W), stop probabilities (T,), factor, stride (image px =
-        grid px * stride / factor); with ``return_offsets`` (``short_offsets`` on) last also
-        PoseNet's short-range offsets (J, 2, H, W) in grid cells, averaged over the passes (a
-        mirrored pass's made the image's).
+        Returns :class:`RecurrentOutputs`; with ``short_offsets`` PoseNet's short-range offsets
+        averaged over the passes (a mirrored pass's made the image's). ``return_offsets`` true
+        for a method without ``short_offsets`` is a ValueError.
         """
         from ..common import evaluating, network_passes
         if return_offsets and not self.settings.short_offsets:
             raise ValueError("return_offsets needs a method built with short_offsets=True")
+        settings = self.inference_settings(options) if settings is None else settings
         net = getattr(model, "module", model)
         with evaluating(net):
             maps, grid, factor, stride, ratios = network_passes(
-                net, image, int(input_size), scales, bool(flip), lambda m, x: m.export_forward(x))
-            maps, offsets = self._split_offsets(maps, ratios, stride, bool(flip))
+                net, image, int(settings.input_size), settings.scales, bool(settings.flip),
+                lambda m, x: m.export_forward(x))
+            maps, offsets = self._split_offsets(maps, ratios, stride, bool(settings.flip))
             feats = net.head.norm(torch.stack(maps).mean(0)[None].to(next(net.parameters()).device))
             gen = torch.Generator().manual_seed(int(generator_seed))
             heats, logits, lengths = net.head.unroll(feats, max_steps=self.settings.step_limit, normalized=True,
@@ -256,8 +301,7 @@ class RecurrentMethod(Method):
             heat, probs = heats[0, :length], torch.sigmoid(logits[0, :length])
             if net.head.lstm2 is not None:
                 heat = self._refine(net, feats, heat, probs, gen)
-        out = (heat.cpu().numpy(), probs.cpu().numpy(), factor, stride)
-        return out + ((offsets,) if return_offsets else ())
+        return RecurrentOutputs(heat.cpu().numpy(), probs.cpu().numpy(), factor, stride, offsets)
 
     def _split_offsets(self, maps: list, ratios: list, stride: int, flip: bool) -> tuple[list, np.ndarray | None]:
         """Each pass's (C [+ 2J], H, W) output split into features and offsets; the offsets (input
@@ -297,34 +341,32 @@ class RecurrentMethod(Method):
         """Each decoded person's heatmaps in its own colour (the colours of the pose picture),
         titled, with a colour key (person n = the n-th step of the recurrent loop)."""
         from ...viz import caption, color_key, draw_person_maps, person_colors
-        heat, probs, _, _ = self.network_outputs(model, image, input_size=int(opts.get("input_size", 512)))
+        outs = self.network_outputs(model, image, RecurrentInference(input_size=int(opts.get("input_size", 512))))
+        heat, probs = outs.heatmaps, outs.stop_probs
         n = _decode.num_people(probs, self.settings.stop_threshold)
         canvas = image if canvas is None else canvas
         key = color_key(canvas.shape[1], person_colors(n), [f"person {i + 1}" for i in range(n)]) if n else None
         return [caption(draw_person_maps(canvas, heat[:n]), [f"recurrent: {n} people, one per step"], legend=key)]
 
+    def decode(self, outputs: RecurrentOutputs, settings: RecurrentInference, image_shape: tuple
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """The people of :meth:`network_outputs`' ``outputs`` (:func:`.decode.decode_people`
+        under ``settings``) in the pixels of an image of shape ``image_shape`` (H, W, ...)."""
+        opts = {k: getattr(settings, k) for k in self.DECODE_OPTIONS}
+        poses, scores = _decode.decode_people(outputs.heatmaps, outputs.stop_probs, offsets=outputs.offsets, **opts)
+        return grid_to_image(poses, scores, outputs.stride, outputs.factor, image_shape)
+
     def predict(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,
                 scales=None, flip: bool | None = None, **decode_opts: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Poses (N, J, 3) x, y, score in image pixels and scores (N,) of one uint8 RGB image.
+        """Poses (N, J, 3) x, y, score in image pixels and scores (N,) of one uint8 RGB image:
+        :meth:`decode` of :meth:`network_outputs`.
 
         ``decode_opts``: ``stop_threshold``, ``joint_threshold``, ``subpixel``, ``person_score``
-        (defaults: the method's settings), see :func:`.decode.decode_people`."""
-        unknown = sorted(set(decode_opts) - set(self.DECODE_OPTIONS))
-        if unknown:
-            raise ValueError(f"unknown test option(s) {unknown} for the recurrent method; "
-                             f"valid: {sorted(self.INFERENCE_OPTIONS) + list(self.DECODE_OPTIONS)}")
-        test = dict(self.INFERENCE_OPTIONS)
-        test.update({k: v for k, v in (("input_size", input_size), ("scales", scales), ("flip", flip))
-                     if v is not None})
-        outs = self.network_outputs(model, image, input_size=int(test["input_size"]), scales=test["scales"],
-                                    flip=bool(test["flip"]), return_offsets=self.settings.short_offsets)
-        heat, probs, factor, stride = outs[:4]
-        opts = {k: getattr(self.settings, k) for k in self.DECODE_OPTIONS}
-        opts.update(decode_opts)
-        poses, scores = _decode.decode_people(heat, probs, offsets=outs[4] if len(outs) > 4 else None, **opts)
-        return grid_to_image(poses, scores, stride, factor, np.asarray(image).shape)
+        (defaults: the method's settings), see :func:`.decode.decode_people`; every option is a
+        :class:`RecurrentInference` field."""
+        return super().predict(model, image, input_size=input_size, scales=scales, flip=flip, **decode_opts)
 
 
 METHOD = RecurrentMethod
 
-__all__ = ["RecurrentMethod", "RecurrentSettings", "METHOD"]
+__all__ = ["RecurrentMethod", "RecurrentSettings", "RecurrentInference", "RecurrentOutputs", "METHOD"]
