@@ -280,13 +280,16 @@ def option_error(e: Exception, source: str, section: str = "method.options") -> 
         where = m.group(2) if m.group(2) and m.group(2).startswith(section) else section
         return f"option '{where}.{m.group(1)}'"
     msg = re.sub(r"option '([\w.]+)'(?: in ([\w.]+))?", dotted, msg, count=1)
+    msg = re.sub(rf" in {re.escape(section)}[\w.]*$", "", msg)     # the section, already in the dotted key
     return ConfigError(f"{source}: {msg}")
 
 
 def check_method_sections(cfg: dict, source: str) -> None:
-    """``method.options`` validated by the method's settings and the ``test`` keys against the
-    keywords of its ``predict`` (:func:`posegroup.methods.inference_option_names`); each fault a
-    one-line :class:`ConfigError` naming the file and the dotted key."""
+    """``method.options`` validated by the method's settings, the ``test`` keys against its
+    inference options (:func:`posegroup.methods.inference_option_names`) and their values by its
+    inference settings (``Method.check_inference_options``, over the defaults ``method.options``
+    set); each fault a one-line :class:`ConfigError` naming the file, the dotted key and the
+    value."""
     import difflib
     from ..methods import check_options, method_class, inference_option_names
     name = _get(cfg, "method.name")
@@ -311,6 +314,10 @@ def check_method_sections(cfg: dict, source: str) -> None:
         check_test_sizes(cfg.get("test") or {}, lambda key: f"'test.{key}'")
     except ValueError as e:
         raise ConfigError(f"{source}: {e}") from None
+    try:
+        method_class(name).check_inference_options(cfg.get("test"), _get(cfg, "method.options"), what="test")
+    except (TypeError, ValueError) as e:
+        raise option_error(e, source, "test") from None
 
 
 # ---- value checks --------------------------------------------------------------------------

@@ -26,15 +26,12 @@ def check_options(name: str, options: dict | None, *, what: str = "method.option
 
 
 def inference_option_names(name: str) -> list[str]:
-    """The keywords ``method.predict`` takes (a config's ``test`` section): its named keyword
-    parameters, ``INFERENCE_OPTIONS``, ``DECODE_OPTIONS`` (options it hands to its decoders) and
-    ``INFERENCE_FLAGS``."""
-    import inspect
+    """The inference options of method ``name`` (a config's ``test`` section, the keywords
+    ``method.predict`` takes): the fields of its ``INFERENCE_SETTINGS``, which hold every name of
+    its ``INFERENCE_OPTIONS``, ``DECODE_OPTIONS`` and ``INFERENCE_FLAGS``."""
+    import dataclasses
     cls = method_class(name)
-    params = inspect.signature(cls.predict).parameters
-    named = {n for n, p in params.items()
-             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in ("self", "model", "image")}
-    return sorted(named | set(cls.INFERENCE_OPTIONS) | set(cls.DECODE_OPTIONS) | set(cls.INFERENCE_FLAGS))
+    return sorted({f.name for f in dataclasses.fields(cls.INFERENCE_SETTINGS)} | set(cls.INFERENCE_FLAGS))
 
 
 def method_class(name: str) -> type:
