@@ -73,8 +73,8 @@ def flip_outputs(heatmap_logits: np.ndarray, offsets: np.ndarray, displacement_f
 
 
 class _PoseNetDecoding:
-    """What the ONNX and the PyTorch PoseNet share: preprocessing, flip fusion and PersonLab
-    decoding. A subclass sets ``input_size``, ``keypoint_set``, ``decode_defaults``, ``flip``,
+    """What the ONNX and the PyTorch PoseNet share: preprocessing, flip fusion
+    (:meth:`network_outputs`) and PersonLab decoding (:meth:`decode`). A subclass sets ``input_size``, ``keypoint_set``, ``decode_defaults``, ``flip``,
     ``output_stride`` and implements :meth:`run_graph` (prepared input -> the four raw outputs)."""
 
     DECODE_DEFAULTS = {"peak_threshold": 0.1, "oks_mass": "votes"}
@@ -102,9 +102,10 @@ class _PoseNetDecoding:
     def run_graph(self, x: np.ndarray) -> list[np.ndarray]:
         raise NotImplementedError
 
-    def run(self, image: np.ndarray) -> tuple[dict[str, Any], float]:
-        """Network outputs of one image in the decoder layout (flip-averaged when ``flip``), and
-        the resize factor."""
+    def network_outputs(self, image: np.ndarray) -> tuple[dict[str, Any], float]:
+        """The network passes of one RGB uint8 image (H, W, 3): its outputs in the decoder layout
+        (:func:`convert_outputs`; flip-averaged when ``flip``) and the resize factor (net px =
+        image px * factor)."""
         x, factor = self.preprocess(image)
         if self.flip:
             both = self.run_graph(np.concatenate([x, x[:, :, ::-1]]))
@@ -114,9 +115,15 @@ class _PoseNetDecoding:
             outs = [o[0] for o in self.run_graph(x)]
         return convert_outputs(*outs), factor
 
-    def predict(self, image: np.ndarray, **decode_opts: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Poses (N, 17, 3) (x, y, score in image px) and scores (N,) of one RGB uint8 image."""
-        maps, factor = self.run(image)
+    run = network_outputs
+
+    def decode(self, outputs: tuple[dict[str, Any], float], image_shape=None, **decode_opts: Any
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Poses (N, 17, 3) (x, y, score in image px) and scores (N,) of :meth:`network_outputs`'
+        ``outputs``: :func:`.decode.decode_poses` with :attr:`DECODE_DEFAULTS`, the adapter's
+        ``decode`` options and ``decode_opts`` (each over the one before). ``image_shape``: not
+        read (the factor places the poses)."""
+        maps, factor = outputs
         opts = dict(sigmas=self.keypoint_set.sigmas, **self.DECODE_DEFAULTS)
         opts.update(self.decode_defaults)
         opts.update(decode_opts)
@@ -126,6 +133,11 @@ class _PoseNetDecoding:
         poses = poses.copy()
         poses[..., :2] /= factor
         return poses, scores
+
+    def predict(self, image: np.ndarray, **decode_opts: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Poses (N, 17, 3) (x, y, score in image px) and scores (N,) of one RGB uint8 image:
+        :meth:`decode` of :meth:`network_outputs`."""
+        return self.decode(self.network_outputs(image), np.asarray(image).shape, **decode_opts)
 
 
 def _check_input_size(input_size: int, stride: int) -> int:
