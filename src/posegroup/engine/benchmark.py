@@ -15,44 +15,20 @@ def _coco_keypoint_ap(ann_file, results, image_ids):
 # ---- timed prediction over a held-out split, scored with COCOeval (benchmark train, predict, methods) ----
 
 def timed_predictor(model, method, inference_opts):
-    """``image -> (poses, scores, network_s, total_s)``: the network time is the model's forward
-    on the prepared input (timed by a forward hook on the model), the rest of ``method.predict``
-    (resizing, the recurrent LSTM loop, grouping, decoding) is the decoder's."""
-    import time
+    """``image -> (poses, scores, network_s, total_s)``: the method's network and decoder as
+    :func:`~posegroup.engine.predictor.method_run` splits and times them: the network is
+    ``method.network_outputs`` (resizing, the forward passes and their fusion; a recurrent
+    method's LSTM steps; a foreign network's graph with its pre- and post-processing), the
+    decoder ``method.decode`` (grouping, decoding, masks)."""
+    from .predictor import method_run
 
-    import torch
+    run = method_run(model, method, **inference_opts)
 
-    stamps = {"network": 0.0}
+    def timed(image):
+        out = run(image)
+        return out[0], out[1], run.network_s, run.network_s + run.decoder_s
 
-    def pre(_module, _inp):
-        stamps["t"] = time.perf_counter()
-
-    def post(_module, _inp, _out):
-        stamps["network"] += time.perf_counter() - stamps["t"]
-
-    if callable(getattr(type(model), "run_graph", None)):   # an ONNX model: its graph is the network
-        graph = model.run_graph
-
-        def run_graph(x):
-            pre(None, None)
-            out = graph(x)
-            post(None, None, None)
-            return out
-
-        model.run_graph = run_graph
-    else:
-        timed = getattr(model, "backbone", model)   # a model that wraps a backbone (recurrent) times that
-        timed.register_forward_pre_hook(pre)
-        timed.register_forward_hook(post)
-
-    def run(image):
-        stamps["network"] = 0.0
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            out = method.predict(model, image, **inference_opts)
-        return out[0], out[1], stamps["network"], time.perf_counter() - t0
-
-    return run
+    return timed
 
 
 def true_id_predictor(method, model, inference_opts):
@@ -273,12 +249,23 @@ def benchmark_step(config: dict, *, repeats: int = 5, steps: int = 3, threads: i
 # ---- speed of trained models: network ms vs decoder ms, per image and per person ----------------
 
 class _AdapterMethod:
-    """A foreign ONNX network's adapter (:data:`posegroup.methods.ONNX_FORMATS`) seen as a method
-    by :func:`benchmark_speed`: ``predict(net, image)`` is the adapter's own predict, its
-    ``run_graph`` the network."""
+    """A foreign or pretrained network's adapter (:data:`posegroup.methods.ONNX_FORMATS`,
+    :data:`posegroup.methods.PRETRAINED`) seen as a method by :func:`benchmark_speed`: its
+    inference settings are its decode options, its ``network_outputs`` and ``decode`` the
+    adapter's own."""
 
     def __init__(self, name, net):
-        self.name, self.keypoint_set = name, net.keypoint_set
+        self.name, self.keypoint_set, self.net = name, net.keypoint_set, net
+
+    @staticmethod
+    def inference_settings(options=None) -> dict:
+        return dict(options or {})
+
+    def network_outputs(self, net, image, settings):
+        return net.network_outputs(image)
+
+    def decode(self, outputs, settings, image_shape):
+        return self.net.decode(outputs, image_shape, **settings)
 
     def predict(self, net, image, **opts):
         return net.predict(image, **opts)

@@ -28,28 +28,26 @@ class PredictError(ValueError):
 def make_predictor(model: torch.nn.Module, method, device: str | torch.device | None = None,
                    **inference_opts: Any) -> Callable[[np.ndarray], tuple]:
     """``image -> method.predict(model, image, **inference_opts)`` with the model in eval mode on
-    ``device`` (default: where its parameters are) and gradients off. ``input_size`` / ``scales``
-    beyond :mod:`posegroup.limits`' bounds are a ValueError."""
+    ``device`` (default: where its parameters are) and gradients off: a
+    :class:`~posegroup.engine.predictor.TimedRun` of the method's network and decoder, its
+    inference settings checked here, once. ``input_size`` / ``scales`` beyond
+    :mod:`posegroup.limits`' bounds, or an option the method refuses, are a ValueError."""
     from ..limits import check_test_sizes
+    from .predictor import method_run
     check_test_sizes(inference_opts, lambda key: f"test option {key}")
     if device is not None:
         model = model.to(device)
     model.eval()
-
-    def predictor(image: np.ndarray):
-        with torch.inference_mode():
-            return method.predict(model, image, **inference_opts)
-
-    return predictor
+    return method_run(model, method, **inference_opts)
 
 
 def inference_options(config: dict, method) -> dict:
     """``method.predict`` keyword arguments: the config's ``test`` section, with ``input_size``
-    defaulting to ``data.input_size`` when the method's predict takes one."""
-    import inspect
+    defaulting to ``data.input_size`` when the method's inference settings have one."""
+    import dataclasses
     opts = dict(config.get("test") or {})
-    params = inspect.signature(method.predict).parameters
-    if "input_size" not in opts and "input_size" in params:
+    fields = {f.name for f in dataclasses.fields(method.INFERENCE_SETTINGS)}
+    if "input_size" not in opts and "input_size" in fields:
         opts["input_size"] = int(config["data"]["input_size"])
     return opts
 

@@ -14,6 +14,7 @@ MobileNetV1, Google's, Apache-2.0, with the PersonLab decoder; its weights ship 
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -21,6 +22,52 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .shipped import shipped_model
+
+
+class TimedRun:
+    """A model's prediction in its two parts: ``network(image) -> outputs`` (the network passes:
+    resizing, the forward passes, their fusion; a recurrent method's LSTM steps) and
+    ``decode(outputs, image) -> (poses, scores[, masks])`` (the method's decoder). Calling it
+    with a uint8 (H, W, 3) RGB image returns ``decode(network(image), image)`` and keeps the
+    seconds of each part of that call in ``network_s`` and ``decoder_s``."""
+
+    def __init__(self, network: Callable[[np.ndarray], Any], decode: Callable[[Any, np.ndarray], tuple]):
+        self.network, self.decode = network, decode
+        self.network_s = self.decoder_s = 0.0
+
+    def __call__(self, image: np.ndarray) -> tuple:
+        t0 = time.perf_counter()
+        outputs = self.network(image)
+        t1 = time.perf_counter()
+        result = self.decode(outputs, image)
+        self.network_s, self.decoder_s = t1 - t0, time.perf_counter() - t1
+        return result
+
+
+def method_run(model, method, **inference_opts: Any) -> TimedRun:
+    """The :class:`TimedRun` of ``model`` under its grouping ``method`` (or an object with the
+    same split: ``inference_settings``, ``network_outputs``, ``decode``): the settings of
+    ``inference_opts`` built (and checked) once, then per image ``method.network_outputs`` and
+    ``method.decode``, gradients off."""
+    import torch
+    settings = method.inference_settings(inference_opts)
+
+    def network(image):
+        with torch.inference_mode():
+            return method.network_outputs(model, image, settings)
+
+    def decode(outputs, image):
+        with torch.inference_mode():
+            return method.decode(outputs, settings, np.asarray(image).shape)
+
+    return TimedRun(network, decode)
+
+
+def adapter_run(net) -> TimedRun:
+    """The :class:`TimedRun` of a foreign or pretrained network's adapter
+    (:data:`posegroup.methods.ONNX_FORMATS`, :data:`posegroup.methods.PRETRAINED`): its
+    ``network_outputs(image)`` and ``decode(outputs, image_shape)``."""
+    return TimedRun(net.network_outputs, lambda outputs, image: net.decode(outputs, np.asarray(image).shape))
 
 @dataclass(frozen=True)
 class Person:
@@ -38,7 +85,9 @@ class Predictor:
     """A model ready to predict: ``predictor(image) -> [Person]``.
 
     Args:
-        run: ``image -> (poses (N, K, 3), scores (N,)[, masks (N, H, W)])`` (the raw predictor).
+        run: ``image -> (poses (N, K, 3), scores (N,)[, masks (N, H, W)])`` (the raw predictor;
+            a :class:`TimedRun` for every model :meth:`load` reads, which times the network
+            and the decoder of each call: :attr:`timings`).
         keypoint_set: the model's keypoints.
         label: "method (model file)", the pictures' caption.
         method: the grouping method of a checkpoint or posegroup ONNX model (None for a foreign
@@ -58,6 +107,14 @@ class Predictor:
         order = np.argsort(-scores, kind="stable")
         return [Person(poses[i].astype(np.float32), float(scores[i]), None if masks is None else masks[i])
                 for i in order]
+
+    @property
+    def timings(self) -> dict[str, float] | None:
+        """``{"network_ms", "decoder_ms"}`` of the last image predicted (None when ``run`` is
+        not a :class:`TimedRun`)."""
+        if not isinstance(self.run, TimedRun):
+            return None
+        return {"network_ms": 1e3 * self.run.network_s, "decoder_ms": 1e3 * self.run.decoder_s}
 
     def predict_files(self, paths: str | Path | Iterable[str | Path], out_dir: str | Path, *, draw: bool = True,
                       progress: bool = False, overwrite: bool = False, min_score: float = 0.0, gt_file=None):
@@ -90,7 +147,7 @@ class Predictor:
     def _default(cls, device, **options):
         from ..methods import DEFAULT_PRETRAINED, pretrained_model
         net = pretrained_model(None, device=device, **options)
-        return cls(net.predict, net.keypoint_set, f"{DEFAULT_PRETRAINED} (pretrained, shipped)")
+        return cls(adapter_run(net), net.keypoint_set, f"{DEFAULT_PRETRAINED} (pretrained, shipped)")
 
     @classmethod
     def _onnx(cls, path: Path, fmt, **options):
@@ -105,7 +162,7 @@ class Predictor:
         from ..methods import DEFAULT_ONNX_FORMAT, onnx_adapter
         fmt = fmt or DEFAULT_ONNX_FORMAT
         net = onnx_adapter(fmt, path, **options)
-        return cls(net.predict, net.keypoint_set, f"{fmt} ({path.name})")
+        return cls(adapter_run(net), net.keypoint_set, f"{fmt} ({path.name})")
 
     @classmethod
     def _checkpoint(cls, path: Path, device, **options):

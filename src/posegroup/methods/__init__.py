@@ -56,8 +56,10 @@ def inference_flags() -> dict[str, tuple[dict, tuple[str, ...]]]:
 
 
 #: Foreign ONNX networks ``predict --onnx M --format F`` reads: format -> "module:Class", a class
-#: taking (path, **test options, threads=None) with ``predict(image)``, ``keypoint_set`` and
-#: ``run_graph(x)`` (the network alone, timed as such by ``benchmark predict``).
+#: taking (path, **test options, threads=None) with ``predict(image)``, its two parts
+#: ``network_outputs(image)`` (the network passes, timed as the network by ``benchmark predict``)
+#: and ``decode(outputs, image_shape, **decode options)``, ``keypoint_set`` and ``run_graph(x)``
+#: (the graph alone).
 ONNX_FORMATS = {"posenet": "posegroup.methods.personlab.posenet:PoseNetONNX"}
 #: The format of an ONNX network without posegroup metadata when none is given.
 DEFAULT_ONNX_FORMAT = "posenet"
@@ -65,8 +67,8 @@ DEFAULT_ONNX_FORMAT = "posenet"
 
 def onnx_adapter(fmt: str, path, **opts):
     """The adapter object of an ONNX network of format ``fmt`` (``ONNX_FORMATS[fmt](path, **opts)``):
-    ``predict(image) -> (poses, scores)``, ``keypoint_set``, and ``run_graph(x)`` (the network
-    alone, what ``benchmark predict`` times as its network)."""
+    ``predict(image) -> (poses, scores)``, as ``decode(network_outputs(image), image.shape)``,
+    ``keypoint_set``, and ``run_graph(x)`` (the graph alone)."""
     if fmt not in ONNX_FORMATS:
         raise ValueError(f"unknown ONNX format {fmt!r}; choose one of {sorted(ONNX_FORMATS)}")
     return _adapter(ONNX_FORMATS[fmt], opts, f"--onnx --format {fmt}")(path, **opts)
