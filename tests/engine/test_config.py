@@ -313,3 +313,34 @@ def test_test_sizes_are_bounded(tmp_path, test, fault):
     with pytest.raises(ConfigError) as e:
         load_config(f)
     assert str(e.value).startswith(f"{f}: ") and fault in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("method,options,test,key,value", [
+    ("ae", "{}", "{tag_threshold: -1}", "test.tag_threshold", "-1"),
+    ("ae", "{}", "{detection_threshold: high}", "test.detection_threshold", "'high'"),
+    ("ae", "{}", "{flip: 'yes'}", "test.flip", "'yes'"),
+    ("ae", "{subpixel: quadratic}", "{preset: reference}", "test.subpixel", "'quadratic'"),
+    ("personlab", "{}", "{nms_radius: -1}", "test.nms_radius", "-1"),
+    ("recurrent", "{}", "{subpixel: foo}", "test.subpixel", "'foo'"),
+    ("recurrent", "{}", "{subpixel: offsets}", "test.subpixel", "'offsets'"),
+])
+def test_bad_test_values_name_file_key_and_value(tmp_path, method, options, test, key, value):
+    """``test:`` values are checked by the method's inference settings when the config is read,
+    over the defaults its ``method.options`` set: one line naming the file, the key and the value."""
+    f = tmp_path / "c.yaml"
+    f.write_text(MINIMAL.replace("method: {name: ae}", f"method: {{name: {method}, options: {options}}}")
+                 + f"test: {test}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{f}: ") and f"'{key}'" in msg and value in msg, msg
+
+
+def test_good_test_values_load_and_method_options_defaults_reach_the_settings(tmp_path):
+    from posegroup.methods import method_class
+    f = tmp_path / "c.yaml"
+    f.write_text(MINIMAL.replace("method: {name: ae}", "method: {name: personlab, options: {decode: {nms_radius: 4}}}")
+                 + "test: {flip: true, scales: [1, 0.5], peak_threshold: 0.05, with_masks: false}\n")
+    cfg = load_config(f)
+    s = method_class("personlab").check_inference_options(cfg["test"], cfg["method"]["options"])
+    assert (s.flip, s.scales, s.peak_threshold, s.with_masks, s.nms_radius) == (True, (1.0, 0.5), 0.05, False, 4.0)

@@ -70,6 +70,16 @@ def test_load_names_and_options(tmp_path, one_thread):
         Predictor.load(tmp_path / "nope.pt")
 
 
+def test_timings_of_the_network_and_the_decoder(one_thread):
+    """Every loaded model runs as network then decoder, each timed per image (Predictor.timings)."""
+    from posegroup.engine.predictor import TimedRun
+    ae = Predictor.load("ae", input_size=64)
+    assert isinstance(ae.run, TimedRun) and ae.timings == {"network_ms": 0.0, "decoder_ms": 0.0}
+    ae(np.zeros((48, 64, 3), np.uint8))
+    assert ae.timings["network_ms"] > 0 and ae.timings["decoder_ms"] > 0
+    assert Predictor(lambda image: (np.zeros((0, 17, 3)), np.zeros(0)), ae.keypoint_set).timings is None
+
+
 def test_cli_predict_and_evaluate_without_a_model(tmp_path, capsys, one_thread):
     """``predict IMAGE`` and ``evaluate --gt`` with neither --weights nor --onnx use the
     pretrained default and say so in the picture's label; evaluate prints the AP table."""
