@@ -44,9 +44,11 @@ unchanged to the component that owns them (method, backbone, decoder), which val
 ``test`` or ``inference`` (one section, two names; checked against the method)
     The inference options, keyword arguments of ``method.predict(model, image, **test)``
     (stored as ``test``): e.g. ``flip`` (bool),
-    ``scales`` (list), ``refine`` (bool), ``input_size`` (int) -- names defined by the method
-    (:func:`posegroup.methods.inference_option_names`); an unknown name is an error naming the file
-    and ``test.<key>``. ``method.options`` are validated by the method's settings object
+    ``scales`` (list), ``refine`` (bool), ``input_size`` (int) -- the fields of the method's
+    inference settings (:func:`posegroup.methods.inference_option_names`); an unknown name or a
+    bad value is an error naming the file, ``test.<key>`` and the value (values checked by
+    ``Method.check_inference_options``, over the defaults ``method.options`` set).
+    ``method.options`` are validated by the method's settings object
     (:func:`posegroup.methods.check_options`) when the config is read, each fault naming the
     file and ``method.options.<key>``.
 
