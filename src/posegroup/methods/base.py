@@ -21,7 +21,7 @@ from .settings import from_options, positive, setting, updated
 @dataclasses.dataclass(frozen=True)
 class InferenceSettings:
     """The inference settings every method takes; a method's own class
-    (:attr:`Method.INFERENCE_SETTINGS`) repeats this field and adds its own."""
+    (:attr:`Method.INFERENCE_SETTINGS`) derives from this one and adds its fields."""
     input_size: int = setting(512, positive, "> 0: longer image side fed to the network")
 
 
