@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from .files import refuse_existing, write_json_atomic
+
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
@@ -116,12 +118,6 @@ def _same_file(a, b) -> bool:
     return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
 
 
-def _refuse_existing(path, overwrite: bool, what: str = "--out") -> None:
-    """One-line refusal of an existing ``path`` unless ``--overwrite``."""
-    if path is not None and Path(path).exists() and not overwrite:
-        raise CliError(f"{path}: already exists; pass --overwrite to replace it, or choose another {what}")
-
-
 def _refuse_other_kind(path, kind: type, what: str) -> None:
     """``--overwrite`` replaces only a file of the kind the verb writes: a json ``kind`` (dict or
     list), never a link or a file of another kind (a checkpoint, an image ...)."""
@@ -141,20 +137,6 @@ def _refuse_other_kind(path, kind: type, what: str) -> None:
                        "(choose another file)")
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    import os
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as e:   # the target named (not the temporary file); the old file is intact
-        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def cmd_synth(args) -> int:
     from .limits import MAX_SYNTH_SIZE, MIN_SYNTH_SIZE, max_workers
     _check_number(args.size, "--size", MIN_SYNTH_SIZE, MAX_SYNTH_SIZE, integer=True)
@@ -165,9 +147,8 @@ def cmd_synth(args) -> int:
         raise CliError(f"{out}: exists and is not a folder")
     bank = _people_bank(args)  # every source read and checked before anything is written
     if out.is_dir() and any(out.iterdir()):
-        if not args.overwrite:
-            raise CliError(f"{out}: folder is not empty; pass --overwrite to replace the dataset there, "
-                           "or choose another --out")
+        refuse_existing(out, args.overwrite, error=CliError, found="folder is not empty", to="replace the dataset there",
+                        exists=True)
         own = [out / "annotations.json"] + sorted((out / "images").glob("[0-9][0-9][0-9][0-9][0-9][0-9].jpg"))
         for flag, given in (("--poses", args.poses), ("--people-from", args.people_from)):
             if given and any(_same_file(given, f) for f in own):
@@ -334,8 +315,8 @@ def cmd_evaluate(args) -> int:
             raise CliError(f"{target}: is an input of this evaluation and would be overwritten; choose another file")
     if args.stats and Path(args.stats).is_dir():
         raise CliError(f"{args.stats}: is a folder; --stats names the json file to write")
-    _refuse_existing(args.stats, args.overwrite, "--stats")
-    _refuse_existing(out_results, args.overwrite)
+    refuse_existing(args.stats, args.overwrite, error=CliError, what="--stats")
+    refuse_existing(out_results, args.overwrite, error=CliError)
     _refuse_other_kind(args.stats, dict, "an evaluate --stats json")
     _refuse_other_kind(out_results, list, "a results list")
     method = None
@@ -350,7 +331,7 @@ def cmd_evaluate(args) -> int:
         ds = CocoPoseDataset(args.gt, args.images, keypoint_set=predictor.keypoint_set)
         results = predict_dataset(predictor.run, ds, progress=not args.quiet)
         if out_results is not None:
-            _write_text_atomic(out_results, json.dumps(results))
+            write_json_atomic(out_results, results)
     subset = bool(args.results) and not args.all_images   # a model predicts every image of --gt
     stats = evaluate_all(args.gt, results, protocol=args.protocol, only_with_results=subset, method=method)
     for note in stats.get("notes", []):
@@ -359,7 +340,7 @@ def cmd_evaluate(args) -> int:
     print(f"scored {stats['images_scored']} of {stats['images_total']} ground-truth images"
           + (" (those with results; --all-images scores all)" if stats["images_scored"] < stats["images_total"] else ""))
     if args.stats:
-        _write_text_atomic(Path(args.stats), json.dumps(stats, indent=1))
+        write_json_atomic(args.stats, stats, indent=1)
         print(f"stats written to {args.stats}")
     return 0
 
@@ -408,7 +389,7 @@ def cmd_predict(args) -> int:
     results = predict_images(predictor, args.images, out_dir=args.out, keypoint_set=kps,
                              draw=not args.no_draw, progress=not args.quiet, gt_file=args.gt,
                              overwrite=args.overwrite, min_score=args.min_score, label=label)
-    skipped = getattr(results, "skipped", [])
+    skipped = results.skipped
     print(f"{len(results)} people in {args.out}/results.json"
           + (f"; skipped {len(skipped)} unreadable: {', '.join(p for p, _ in skipped)}" if skipped else ""))
     return 0

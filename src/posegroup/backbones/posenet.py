@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..files import replacing
+
 #: (out channels, depthwise stride) of the 13 separable blocks at width 0.75 (stem: 24 ch, stride 2).
 BLOCKS = ((48, 1), (96, 2), (96, 1), (192, 2), (192, 1), (384, 2), (384, 1), (384, 1), (384, 1),
           (384, 1), (384, 1), (384, 1), (384, 1))
@@ -194,9 +196,8 @@ def convert_onnx(onnx_path: str | Path, out_path: str | Path, *, half: bool = Tr
     if half:
         state = {k: v.half() for k, v in state.items()}
     out_path = Path(out_path)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(out_path)
+    with replacing(out_path) as tmp:
+        torch.save(state, tmp)
     return out_path
 
 

@@ -20,7 +20,6 @@ import os
 import pickle
 import random
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..files import replacing
 from ..skeleton import KeypointSet
 
 #: Checkpoint format tag, stored under ``"format"``.
@@ -36,18 +36,6 @@ FORMAT = "posegroup-checkpoint-v2"
 
 class CheckpointError(ValueError):
     """A missing, corrupt or incomplete checkpoint (the message names the file)."""
-
-
-def file_mode() -> int:
-    """The permission bits a new file gets under the current umask (0644 under umask 022):
-    what a file written through a private temporary file is given before it is moved into place."""
-    try:   # Linux: read without changing it (os.umask sets it, for a moment, for every thread)
-        with open("/proc/self/status") as f:
-            mask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
-    except (OSError, StopIteration, ValueError, IndexError):
-        mask = os.umask(0)
-        os.umask(mask)
-    return 0o666 & ~mask
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
@@ -62,34 +50,11 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
     if "config" in state:
         state["config"] = plain(state["config"])
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot write the checkpoint ({_write_cause(e, path)})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with replacing(path, unique=True, fsync=True) as tmp, open(tmp, "wb") as f:
             torch.save(state, f)
-            f.flush()
-            os.fchmod(f.fileno(), file_mode())
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, (OSError, RuntimeError)):   # disk full, permissions, torch's writer
-            raise CheckpointError(f"{path}: cannot write the checkpoint ({_write_cause(e, path)}); "
-                                  "the previous checkpoint, if any, is intact") from None
-        raise
-    try:  # make the rename durable too
-        dfd = os.open(str(path.parent), os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    except (OSError, RuntimeError) as e:   # disk full, permissions, torch's writer
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({_write_cause(e, path)}); "
+                              "the previous checkpoint, if any, is intact") from None
     return path
 
 

@@ -25,6 +25,8 @@ import json
 import shutil
 from pathlib import Path
 
+from ..files import write_json_atomic, write_text_atomic
+
 #: Held-out splits: name -> (crowding, seed offset).
 SPLITS = {"sparse": ("sparse", 1001), "medium": ("medium", 2002), "heavy": ("heavy", 3003)}
 
@@ -33,12 +35,6 @@ SPLITS = {"sparse": ("sparse", 1001), "medium": ("medium", 2002), "heavy": ("hea
 #: photos are also scored) and the OCHuman images (scored).
 REAL_SETS = {"people": "coco_images/person_keypoints_local_images.json",
              "ochuman": "fixtures/ochuman/test_ochuman.json"}
-
-
-def _save(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)
 
 
 def make_data(out: Path, *, images: int, val_images: int, size: int, seed: int, progress: bool) -> dict:
@@ -93,7 +89,7 @@ def _only_folder(ann_file: Path, folder: str, dst: Path) -> Path:
     doc["images"] = [im for im in doc["images"] if im["id"] in keep]
     doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] in keep]
     dst.parent.mkdir(parents=True, exist_ok=True)
-    _save(dst, doc)
+    write_json_atomic(dst, doc, indent=1)
     return dst
 
 
@@ -176,7 +172,8 @@ def score_splits(model, method, config: dict, test: dict, anns: dict, *, max_ima
     annotated with a keypoint|."""
     import numpy as np
 
-    from .benchmark import timed_predictor, true_id_predictor, coco_scores, open_split, predict_split
+    from .benchmark import timed_predictor, true_id_predictor, open_split, predict_split
+    from .evaluate import score_results
     from .predict import inference_options
 
     opts = {**inference_options(config, method), **test}
@@ -188,8 +185,8 @@ def score_splits(model, method, config: dict, test: dict, anns: dict, *, max_ima
         res = predict_split(run, ds, ids, oracle=oracle)
 
         def score(results):
-            return coco_scores(str(ds.ann_file), results, ids, keypoint_set=ds.keypoint_set,
-                               keys=("AP", "AP50", "AP75", "AR"))
+            return score_results(str(ds.ann_file), results, ids, keypoint_set=ds.keypoint_set,
+                                 keys=("AP", "AP50", "AP75", "AR"))
 
         cell = score(res["results"])
         cell.update(network_ms=1e3 * float(np.median(res["network_s"])),
@@ -260,7 +257,7 @@ def benchmark_seeds(out_dir, seeds, *, backbone: str = "tiny", ablations: bool =
                                       **kw) for s in seeds}
     if ablations:
         text = claims_table(benchmark_profiles()[backbone].get("claims", []), runs)
-        (out / "claims.md").write_text(f"Our AP differences in points (100 x AP), seeds {list(runs)}.\n\n" + text)
+        write_text_atomic(out / "claims.md", f"Our AP differences in points (100 x AP), seeds {list(runs)}.\n\n" + text)
         if kw.get("progress", True):
             print(text)
     return runs
@@ -323,7 +320,7 @@ def benchmark_methods(out_dir="runs/benchmark_methods", *, minutes: float = 20.0
     state.setdefault("rows", {})
 
     def save():
-        _save(state_path, state)
+        write_json_atomic(state_path, state, indent=1)
 
     say = print if progress else (lambda *a, **k: None)
     if profile["data"] == "people":
@@ -355,7 +352,7 @@ def benchmark_methods(out_dir="runs/benchmark_methods", *, minutes: float = 20.0
               f"{val_images} images; trained steps: "
               + ", ".join(f"{k} {v['steps']} ({v['minutes']:.1f} min)" for k, v in state["stages"].items()) + ".\n")
     text = format_table(rows, header)
-    (out / "methods.md").write_text(text)
-    _save(out / "methods.json", rows)
+    write_text_atomic(out / "methods.md", text)
+    write_json_atomic(out / "methods.json", rows, indent=1)
     say(text)
     return rows

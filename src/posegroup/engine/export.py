@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..files import refuse_existing, replacing
 from ..methods.common import last_stack
 
 
@@ -62,8 +63,7 @@ def _check_target(out: Path, weights, overwrite: bool) -> None:
         raise ExportError(f"{out}: is a folder; --out names the .onnx file to write")
     if out.is_symlink():
         raise ExportError(f"{out}: is a symbolic link; export never writes through one (choose another --out)")
-    if out.exists() and not overwrite:
-        raise ExportError(f"{out}: already exists; pass --overwrite to replace it, or choose another --out")
+    refuse_existing(out, overwrite, error=ExportError)
     if out.exists() and not _is_onnx_file(out):
         raise ExportError(f"{out}: exists and is not an ONNX model (a checkpoint? another file?); --overwrite "
                           "replaces only an ONNX file (choose another --out)")
@@ -74,6 +74,24 @@ def _check_finite(model: torch.nn.Module, weights) -> None:
     bad = next((k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad is not None:
         raise ExportError(f"{weights}: weight '{bad}' holds NaN or infinite values (a diverged run?); not exported")
+
+
+def _check_onnxruntime(path: Path, wrapped: torch.nn.Module, x: torch.Tensor, out: Path) -> float | None:
+    """Max abs difference between onnxruntime's output of the ONNX file ``path`` and PyTorch's of
+    ``wrapped`` on ``x`` (None without onnxruntime); a RuntimeError naming ``out`` beyond 1e-3
+    of the output's scale."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = wrapped(x).cpu().numpy()
+    got = sess.run(None, {"image": x.cpu().numpy()})[0]
+    diff = float(abs(ref - got).max())
+    if diff > 1e-3 * max(1.0, float(abs(ref).max())):
+        raise RuntimeError(f"{out}: ONNX output differs from PyTorch by {diff:.2e}")
+    return diff
 
 
 def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17, overwrite: bool = False,
@@ -88,12 +106,9 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
     NaN or infinite weights. The file gets the mode the umask gives a new file. ``trust``: see :func:`~posegroup.engine.checkpoint.load_checkpoint`.
     ``device``: where the network is traced (default cpu).
     """
-    import os
-    import tempfile
-
     from ..extras import require
     from ..limits import MAX_INPUT_SIZE, MIN_INPUT_SIZE, check_int
-    from .checkpoint import file_mode, keypoint_set_to_dict, load_model
+    from .checkpoint import keypoint_set_to_dict, load_model
     from .onnx_model import covered_modules, export_metadata, outside_state
     from .predict import inference_options
 
@@ -112,14 +127,7 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
     metadata = export_metadata(model, method, config, keypoint_set_to_dict(method.keypoint_set),
                                test=inference_options(config or {"data": {"input_size": size}}, method),
                                graph=wrapped.graph, state=outside_state(model, covered))
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent))
-    except OSError as e:
-        raise ExportError(f"{out}: cannot write the ONNX file ({e.strerror or e}); nothing replaced") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with replacing(out, unique=True) as tmp:
         try:
             torch.onnx.export(wrapped, (x,), str(tmp), input_names=["image"], output_names=["output"],
                               opset_version=opset, dynamo=False,
@@ -132,26 +140,7 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(proto, str(tmp))
-        os.chmod(tmp, file_mode())           # mkstemp's 0600 -> what the umask gives a new file
-        diff = None
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            ort = None
-        if ort is not None:
-            sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-            with torch.no_grad():
-                ref = wrapped(x).cpu().numpy()
-            got = sess.run(None, {"image": x.cpu().numpy()})[0]
-            diff = float(abs(ref - got).max())
-            if diff > 1e-3 * max(1.0, float(abs(ref).max())):
-                raise RuntimeError(f"{out}: ONNX output differs from PyTorch by {diff:.2e}")
-        os.replace(tmp, out)
-    except OSError as e:      # a read-only folder, a full disk: the target named, the old file intact
-        raise OSError(e.errno, e.strerror or str(e), str(out)) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        diff = _check_onnxruntime(tmp, wrapped, x, out)
     if diff is not None:
         print(f"onnxruntime check: max abs difference {diff:.2e}")
     return out

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..files import refuse_existing, write_json_atomic, write_text_atomic
 from .checkpoint import (CheckpointError, build_method_from_config, build_model, keypoint_set_to_dict, load_checkpoint,
                          load_init_weights,
                          plain, remove_stale_temp_files, rng_state, save_checkpoint, set_rng_state)
@@ -323,9 +324,9 @@ def _resume(r: _Run, resume: bool | str | Path, *, overwrite: bool, allow_change
     """Refuse to clobber a run, clear stale temp files, and on ``resume`` load the checkpoint
     (model, optimizer, scheduler, scaler) after checking its method and config. Returns
     ``(start_step, rng states to restore or None)``."""
-    if not resume and not overwrite and r.ckpt_path.exists():
-        raise RunRefused(f"{r.ckpt_path}: a checkpoint is already there; resume it (--resume), start afresh "
-                         "(--overwrite) or choose another output folder")
+    if not resume:
+        refuse_existing(r.ckpt_path, overwrite, error=RunRefused, found="a checkpoint is already there",
+                        to="start afresh (or --resume to continue it)", what="output folder")
     if r.is_main:
         remove_stale_temp_files(r.ckpt_path)  # left by a checkpoint write that was killed
     if not resume:
@@ -398,14 +399,14 @@ def _open_outputs(r: _Run, start_step: int, *, fresh_overwrite: bool, progress: 
     out_dir.mkdir(parents=True, exist_ok=True)
     if fresh_overwrite:
         r.replaced = _set_old_run_aside(out_dir)
-    (out_dir / "config.yaml").write_text(dump_config(r.cfg))
+    write_text_atomic(out_dir / "config.yaml", dump_config(r.cfg))
     from torch.utils.tensorboard import SummaryWriter
     r.writer = SummaryWriter(str(out_dir / "tb"), purge_step=start_step if start_step else None)
     log_path = out_dir / "log.jsonl"
     if log_path.exists():  # drop lines of steps a resume will redo (or all, when starting fresh)
         keep = [ln for ln in log_path.read_text().splitlines()
                 if ln.strip() and start_step and json.loads(ln).get("step", 0) <= start_step]
-        log_path.write_text("".join(ln + "\n" for ln in keep))
+        write_text_atomic(log_path, "".join(ln + "\n" for ln in keep))
     r.log_file = open(log_path, "a")
     if progress:
         from tqdm import tqdm
@@ -747,8 +748,7 @@ class _Evaluator:
         predictor = make_predictor(net, self.method, None, **inference_options(self.cfg, self.method))
         stats = evaluate_predictor(predictor, self.dataset, max_images=dc["val_max_images"])
         stats["step"] = step
-        path = self.out_dir / f"eval_step{step}.json"
-        path.write_text(json.dumps(stats, indent=1))
+        write_json_atomic(self.out_dir / f"eval_step{step}.json", stats, indent=1)
         return stats
 
 
