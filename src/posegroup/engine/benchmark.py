@@ -2,6 +2,8 @@
 ``posegroup benchmark decode`` and ``posegroup benchmark train``."""
 from __future__ import annotations
 
+from ..files import write_json_atomic
+
 
 # ---- decode benchmarks: each method's plug-in is ``<method package>.bench``; the engine hands it
 # its COCO AP scorer (the method-free timing helpers are in ``posegroup.evaluation``) ----
@@ -9,26 +11,33 @@ from __future__ import annotations
 def _coco_keypoint_ap(ann_file, results, image_ids):
     """COCOeval keypoint AP over ``image_ids`` (:func:`~posegroup.engine.evaluate.evaluate_results`);
     the ``score_ap`` the decode plug-ins are given."""
-    return coco_scores(ann_file, results, image_ids)["AP"]
+    from .evaluate import score_results
+    return score_results(ann_file, results, image_ids)["AP"]
 
 
 # ---- timed prediction over a held-out split, scored with COCOeval (benchmark train, predict, methods) ----
 
-def timed_predictor(model, method, inference_opts):
-    """``image -> (poses, scores, network_s, total_s)``: the method's network and decoder as
-    :func:`~posegroup.engine.predictor.method_run` splits and times them: the network is
-    ``method.network_outputs`` (resizing, the forward passes and their fusion; a recurrent
-    method's LSTM steps; a foreign network's graph with its pre- and post-processing), the
-    decoder ``method.decode`` (grouping, decoding, masks)."""
+class TimedPredictor:
+    """``image -> (poses, scores, network_s, total_s)`` of ``run`` (a
+    :class:`~posegroup.engine.predictor.TimedRun`, kept as ``run``): the seconds of its network
+    and of the whole prediction of that image."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def __call__(self, image) -> tuple:
+        poses, scores = self.run(image)[:2]
+        return poses, scores, self.run.network_s, self.run.network_s + self.run.decoder_s
+
+
+def timed_predictor(model, method, inference_opts) -> TimedPredictor:
+    """The method's network and decoder as :func:`~posegroup.engine.predictor.method_run` splits
+    and times them (:class:`TimedPredictor`): the network is ``method.network_outputs``
+    (resizing, the forward passes and their fusion; a recurrent method's LSTM steps; a foreign
+    network's graph with its pre- and post-processing), the decoder ``method.decode`` (grouping,
+    decoding, masks)."""
     from .predictor import method_run
-
-    run = method_run(model, method, **inference_opts)
-
-    def timed(image):
-        out = run(image)
-        return out[0], out[1], run.network_s, run.network_s + run.decoder_s
-
-    return timed
+    return TimedPredictor(method_run(model, method, **inference_opts))
 
 
 def true_id_predictor(method, model, inference_opts):
@@ -53,54 +62,38 @@ def open_split(ann_file, keypoint_set, max_images, image_root=None):
     return ds, (list(ds.image_ids)[:max_images] if max_images else list(ds.image_ids))
 
 
-def predict_split(run, dataset, image_ids, *, images=None, oracle=None) -> dict:
+def predict_split(run: TimedPredictor, dataset, image_ids, *, images=None, oracle=None) -> dict:
     """``run`` (a :func:`timed_predictor`) on the images ``image_ids`` of ``dataset`` (or on
-    ``images``, the same images already loaded, in that order).
+    ``images``, the same images already loaded, in that order), through
+    :func:`~posegroup.engine.predict.predict_over` (timed, plain results).
 
     ``oracle``: a :func:`true_id_predictor`, run (outside the timings) on each image with its
     true people. Returns {"results": COCO results (poses and scores), "network_s",
     "decoder_s": per-image seconds, "people": poses predicted, "true_results": the oracle's COCO
     results, None without one}."""
-    import torch
-
-    from ..evaluation import to_coco_results
-
-    out = {"results": [], "network_s": [], "decoder_s": [], "people": 0,
-           "true_results": None if oracle is None else []}
-    for i, image_id in enumerate(image_ids):
-        image = dataset.load_image(image_id) if images is None else images[i]
-        poses, scores, net_s, total_s = run(image)
-        out["network_s"].append(net_s)
-        out["decoder_s"].append(total_s - net_s)
-        out["people"] += len(poses)
-        out["results"] += to_coco_results(image_id, poses, scores)
-        if oracle is not None:
-            with torch.inference_mode():
-                p, s = oracle(image, dataset.annotations(image_id, with_masks=False)["keypoints"])[:2]
-            out["true_results"] += to_coco_results(image_id, p, s)
-    return out
+    from .predict import predict_over
+    out = predict_over(run.run, dataset, image_ids, images=images, oracle=oracle, timed=True, plain=True)
+    return {"results": out.results, "network_s": out.network_s, "decoder_s": out.decoder_s, "people": out.people,
+            "true_results": out.true_results}
 
 
 def coco_scores(ann_file, results, image_ids, *, keypoint_set=None, keys=("AP",)) -> dict[str, float]:
     """COCOeval keypoint figures ``keys`` of ``results`` on ``image_ids``
-    (:func:`~posegroup.engine.evaluate.evaluate_results`); all 0.0 without results."""
-    from .evaluate import evaluate_results
-
-    if not results:
-        return {k: 0.0 for k in keys}
-    stats = evaluate_results(ann_file, results, keypoint_set=keypoint_set, image_ids=image_ids)
-    return {k: float(stats[k]) for k in keys}
+    (:func:`~posegroup.engine.evaluate.score_results`); all 0.0 without results."""
+    from .evaluate import score_results
+    return score_results(ann_file, results, image_ids, keypoint_set=keypoint_set, keys=keys)
 
 
 # ---- train benchmark -------------------------------------------------------------------------
 
 def _ap_on_split(run, oracle, method, ann_file, max_images):
     """(AP, true-id AP or None without ``oracle``) of ``run`` on a split (:func:`predict_split`)."""
+    from .evaluate import score_results
     ds, ids = open_split(ann_file, method.keypoint_set, max_images)
     out = predict_split(run, ds, ids, oracle=oracle)
 
     def ap(results):
-        return coco_scores(str(ds.ann_file), results, ids, keypoint_set=ds.keypoint_set)["AP"]
+        return score_results(str(ds.ann_file), results, ids, keypoint_set=ds.keypoint_set, keys=("AP",))["AP"]
 
     return ap(out["results"]), (ap(out["true_results"]) if oracle is not None else None)
 
@@ -129,7 +122,6 @@ def benchmark_train(config: dict, *, minutes: float = 15.0, eval_every_minutes: 
     "splits", "config", "out_dir"}.
     """
     import copy
-    import json
     from pathlib import Path
 
     import torch
@@ -179,8 +171,8 @@ def benchmark_train(config: dict, *, minutes: float = 15.0, eval_every_minutes: 
                                                                if row[f"{n}_true_ids_AP"] is not None else "")
                           for n in splits)
         print(f"  {row['minutes']:6.2f} min  step {row['step']:6d}  loss {row['loss']:.4g}  {cells}", flush=True)
-        (out / "benchmark_train.json").write_text(json.dumps(
-            {"rows": rows, "splits": splits, "minutes": minutes}, indent=1))
+        write_json_atomic(out / "benchmark_train.json", {"rows": rows, "splits": splits, "minutes": minutes},
+                          indent=1)
         if s["stopped"] == "done":
             break
     return {"rows": rows, "splits": dict(splits), "config": cfg.get("_source"), "out_dir": str(out)}
@@ -307,6 +299,7 @@ def _speed_row(run, method, ann, max_images, repeats) -> dict:
     ``repeats`` times; AP and people of the last)."""
     import numpy as np
 
+    from .evaluate import score_results
     ds, ids = open_split(ann, method.keypoint_set, max_images)
     images = [ds.load_image(i) for i in ids]
     run(images[0])                                         # warm-up
@@ -316,7 +309,7 @@ def _speed_row(run, method, ann, max_images, repeats) -> dict:
         net += out["network_s"]
         dec += out["decoder_s"]
     people = out["people"]
-    ap = coco_scores(str(ds.ann_file), out["results"], ids, keypoint_set=ds.keypoint_set)["AP"]
+    ap = score_results(str(ds.ann_file), out["results"], ids, keypoint_set=ds.keypoint_set, keys=("AP",))["AP"]
     net_ms, dec_ms = 1e3 * float(np.median(net)), 1e3 * float(np.median(dec))
     return {"images": len(ids), "AP": ap, "images_per_s": 1e3 / max(1e-9, net_ms + dec_ms),
             "network_ms": net_ms, "decoder_ms": dec_ms,
@@ -346,9 +339,6 @@ def benchmark_speed(checkpoints, splits: dict, *, max_images: int | None = 50, t
     baseline's on the same split, measured in the same run. ``splits``: name -> COCO json.
     Prints a Markdown table; returns its rows (written to ``out_file`` as json when given).
     """
-    import json
-    from pathlib import Path
-
     import torch
 
     if threads:
@@ -366,7 +356,7 @@ def benchmark_speed(checkpoints, splits: dict, *, max_images: int | None = 50, t
             rows.append(row)
     print(_speed_table(rows), flush=True)
     if out_file is not None:
-        Path(out_file).write_text(json.dumps(rows, indent=1))
+        write_json_atomic(out_file, rows, indent=1)
     return rows
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..files import refuse_existing, write_json_atomic, write_text_atomic
 from .recipes import demo_methods
 from .shipped import MANIFEST, WEIGHTS_DIR, shipped_manifest  # noqa: F401 (MANIFEST: the demo's, re-exported)
 
@@ -76,9 +77,9 @@ def run_demo(out_dir="posegroup_demo", *, train: bool = False, methods=METHODS, 
     ``out_dir`` is refused (ValueError) unless ``overwrite``.
     """
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ValueError(f"{out}: already exists and is not empty; pass --overwrite to replace the demo's "
-                         "files there (its synthetic data is reused), or choose another --out")
+    refuse_existing(out, overwrite, found="already exists and is not empty",
+                    to="replace the demo's files there (its synthetic data is reused)",
+                    exists=out.exists() and (not out.is_dir() or any(out.iterdir())))
     methods = tuple(methods)
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -110,9 +111,9 @@ def run_demo(out_dir="posegroup_demo", *, train: bool = False, methods=METHODS, 
         say(f"real photos: the pretrained default on {real}")
         table["real_photos"] = _score_real(out, real, progress=progress)
         text += "\n\n" + _real_table(table["real_photos"])
-    (out / "ap_table.md").write_text(text + "\n")
+    write_text_atomic(out / "ap_table.md", text + "\n")
     table["minutes_total"] = (time.time() - t0) / 60
-    (out / "ap_table.json").write_text(json.dumps(table, indent=1))
+    write_json_atomic(out / "ap_table.json", table, indent=1)
     say(text)
     say(f"pictures in {out / 'pictures'}, table in {out / 'ap_table.md'} ({table['minutes_total']:.1f} min in all)")
     return table
@@ -133,7 +134,7 @@ def _score_real(out: Path, ann: Path, *, progress: bool, pictures: int = 2) -> d
     on the real photos of ``ann``: AP, AP50, AR, images, seconds; its first ``pictures`` drawn."""
     from ..data.coco import CocoPoseDataset
     from ..viz import prediction_picture, save_png
-    from .evaluate import evaluate_all
+    from .evaluate import score_results
     from .predict import MIN_SCORE, predict_dataset
     from .predictor import Predictor
     predictor = Predictor.load()
@@ -141,8 +142,8 @@ def _score_real(out: Path, ann: Path, *, progress: bool, pictures: int = 2) -> d
     t = time.time()
     results = predict_dataset(predictor.run, ds, progress=progress)
     seconds = time.time() - t
-    (out / "results_pretrained_real_photos.json").write_text(json.dumps(results))
-    st = evaluate_all(ds.ann_file, results)
+    write_json_atomic(out / "results_pretrained_real_photos.json", results)
+    st = score_results(ds.ann_file, results, keys=("AP", "AP50", "AR"))
     k = ds.keypoint_set.num_keypoints
     for i in range(min(pictures, len(ds))):
         sample = ds[i]
@@ -152,8 +153,7 @@ def _score_real(out: Path, ann: Path, *, progress: bool, pictures: int = 2) -> d
                  prediction_picture(sample["image"], poses, np.array([r["score"] for r in rs]), ds.keypoint_set,
                                     title=f"{predictor.label} | {Path(sample['file_name']).name}",
                                     min_score=MIN_SCORE, gt_poses=sample["keypoints"]))
-    return {"label": predictor.label, "ann": str(ann), "images": len(ds), "seconds": seconds,
-            **{key: st[key] for key in ("AP", "AP50", "AR")}}
+    return {"label": predictor.label, "ann": str(ann), "images": len(ds), "seconds": seconds, **st}
 
 
 def _real_table(row: dict) -> str:
@@ -172,9 +172,7 @@ def write_manifest(folder: Path, table: dict, *, val_images: int, seed: int) -> 
                     "AP": {s: round(row[s]["AP"], 4) for s in SPLITS},
                     "command": f"posegroup demo --train --seed {seed} --val-images {val_images}"}
                 for m, row in table["methods"].items()}
-    path = folder / "manifest.json"
-    path.write_text(json.dumps(manifest, indent=1) + "\n")
-    return path
+    return write_text_atomic(folder / "manifest.json", json.dumps(manifest, indent=1) + "\n")
 
 
 def _shipped_weights(out: Path, methods) -> dict:
@@ -249,24 +247,22 @@ def _synthesise(data: Path, size: int, *, images: int, val_images: int, seed: in
 
 
 def _score_split(out: Path, ann: Path, name: str, weights: Path, *, progress: bool, pictures: int = 2) -> dict:
-    """Predict split ``name`` with the model in ``weights``, write
+    """Predict split ``name`` with the model in ``weights``
+    (:meth:`Predictor.load <posegroup.engine.predictor.Predictor.load>`), write
     ``results_<method>_<name>.json``, score it (official COCO metric) and draw its first
     ``pictures`` images into ``out/pictures``. Returns AP, AP50, AP75, AR."""
     from ..data.coco import CocoPoseDataset
-    from .checkpoint import load_model
-    from .evaluate import evaluate_all
-    from .predict import checkpoint_predictor, predict_dataset
-    loaded = load_model(weights)
-    model, method, config = loaded
-    predictor, _, _ = checkpoint_predictor(weights, model=loaded)
-    tag = config["method"]["name"]
+    from .evaluate import score_results
+    from .predict import predict_dataset
+    from .predictor import Predictor
+    predictor = Predictor.load(weights)
+    method, config = predictor.method, predictor.config
     ds = CocoPoseDataset(ann)
-    results = predict_dataset(predictor, ds, progress=progress)
-    (out / f"results_{tag}_{name}.json").write_text(json.dumps(results))
-    st = evaluate_all(ds.ann_file, results)
-    _draw_examples(out / "pictures", f"{tag}_{name}", ds, results, method, model,
+    results = predict_dataset(predictor.run, ds, progress=progress)
+    write_json_atomic(out / f"results_{method.name}_{name}.json", results)
+    _draw_examples(out / "pictures", f"{method.name}_{name}", ds, results, method, predictor.model,
                    input_size=int(config["data"]["input_size"]), count=pictures)
-    return {"AP": st["AP"], "AP50": st["AP50"], "AP75": st["AP75"], "AR": st["AR"]}
+    return score_results(ds.ann_file, results, keys=("AP", "AP50", "AP75", "AR"))
 
 
 def _draw_examples(pics: Path, prefix: str, ds, results: list, method, model, *, input_size: int,

@@ -309,6 +309,19 @@ def evaluate_results(gt_file, results, *, iou_type: str = "keypoints",
     return _Scorer(gt, dets, iou_type, ks.sigmas_array).score(image_ids, verbose)
 
 
+def score_results(gt_file, results, image_ids=None, *, keypoint_set: KeypointSet | str | None = None,
+                  keys=None) -> dict[str, float]:
+    """The keypoint figures ``keys`` (default all of :data:`KEYPOINT_STATS`) of COCO ``results``
+    on ``image_ids`` (default every ground-truth image) of ``gt_file``
+    (:func:`evaluate_results`): the one scorer of a model's predictions (``evaluate_predictor``,
+    the demo, the benchmarks, ``benchmark methods``). All 0.0 without a result."""
+    keys = tuple(KEYPOINT_STATS if keys is None else keys)
+    if not results:
+        return {k: 0.0 for k in keys}
+    stats = evaluate_results(gt_file, results, keypoint_set=keypoint_set, image_ids=image_ids)
+    return {k: float(stats[k]) for k in keys}
+
+
 def crowd_splits(gt: dict, gt_name: str = "<ground truth>") -> dict[str, list]:
     """Image ids per CrowdPose crowd-index split, as the toolkit's ``split``: easy < 0.2,
     medium < 0.8, hard the rest. Empty when no image has ``crowdIndex``; an image without one

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 import torch
 
-from ..data.coco import read_image
+from ..data.coco import DatasetError, read_image
 from ..evaluation import to_coco_results
+from ..files import refuse_existing, write_bytes_atomic, write_json_atomic
 
 #: Image file extensions collected from folders.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -119,6 +121,108 @@ def unpack(out) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     return poses, scores, masks
 
 
+class ImagePrediction(NamedTuple):
+    """One image predicted (:func:`predict_image`): poses (N, K, 3) x, y, score in image
+    pixels, scores (N,), masks (N, H, W) bool or None, and ``results``, its COCO results."""
+
+    poses: np.ndarray
+    scores: np.ndarray
+    masks: np.ndarray | None
+    results: list[dict]
+
+
+def predict_image(run: Callable, image: np.ndarray, image_id: int, *, file_name: str | None = None,
+                  plain: bool = False) -> ImagePrediction:
+    """The step every prediction loop takes per image: ``run(image)`` (a predictor, see the
+    module docstring) checked by :func:`unpack`, and its COCO results
+    (:func:`~posegroup.evaluation.to_coco_results`) under ``image_id``, with ``file_name`` and
+    the masks' RLEs -- neither with ``plain``."""
+    poses, scores, masks = unpack(run(image))
+    results = to_coco_results(image_id, poses, scores, None if plain else masks,
+                              file_name=None if plain else file_name)
+    return ImagePrediction(poses, scores, masks, results)
+
+
+def read_or_skip(path: str | Path) -> tuple[np.ndarray | None, str | None]:
+    """``(image uint8 (H, W, 3) RGB, None)`` of an image file, or ``(None, reason)`` when it
+    cannot be read: the reader's one line naming the file (what ``predict`` prints for a
+    skipped image)."""
+    try:
+        return read_image(path), None
+    except (DatasetError, OSError, ValueError) as e:
+        return None, str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def predict_paths(run: Callable, paths: list, image_ids: list[int], skipped: list, *, progress: bool = False
+                  ) -> Iterator[tuple[int, Path, np.ndarray, ImagePrediction]]:
+    """Image files predicted in turn (``predict``'s loop; Ray's workers run it on their shards):
+    yields ``(index, path, image, prediction)`` for each readable file of ``paths``, under its
+    id in ``image_ids`` (:func:`predict_image`, with the file's base name); an unreadable one is
+    appended to ``skipped`` as ``(str(path), reason)`` (:func:`read_or_skip`) and left out."""
+    pairs = list(zip(paths, image_ids))
+    it = enumerate(pairs)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, total=len(pairs), desc="predict", unit="img")
+    for index, (path, image_id) in it:
+        image, reason = read_or_skip(path)
+        if image is None:
+            skipped.append((str(path), reason))
+            continue
+        yield index, Path(path), image, predict_image(run, image, image_id, file_name=Path(path).name)
+
+
+@dataclass
+class DatasetPrediction:
+    """What :func:`predict_over` gives: ``results`` (COCO results of every image),
+    ``network_s`` / ``decoder_s`` (seconds of the network and of the decoder per image, when
+    timed; else empty), ``people`` (poses predicted in all), ``true_results`` (the oracle's COCO
+    results; None without an oracle)."""
+
+    results: list[dict] = field(default_factory=list)
+    network_s: list[float] = field(default_factory=list)
+    decoder_s: list[float] = field(default_factory=list)
+    people: int = 0
+    true_results: list[dict] | None = None
+
+
+def predict_over(run: Callable, dataset, image_ids=None, *, images=None, oracle=None, timed: bool = False,
+                 plain: bool = False, progress: bool = False) -> DatasetPrediction:
+    """The one loop over a dataset's images (``evaluate``, ``demo``, the benchmarks, ``benchmark
+    methods``): ``run`` on the images ``image_ids`` (default all) of a ``CocoPoseDataset``-like
+    ``dataset`` (``image_ids``, ``images`` by id, ``load_image(id)``, ``annotations(id)``), or on
+    ``images``, the same images already loaded, in that order.
+
+    Args:
+        timed: ``run`` is a :class:`~posegroup.engine.predictor.TimedRun`; its ``network_s`` and
+            ``decoder_s`` of each image are kept.
+        oracle: ``(image, true keypoints (N, K, 3)) -> (poses, scores, ...)`` (a method's
+            true-id ceiling), run outside the timings, gradients off, on each image with its
+            annotated people.
+        plain: results with keypoints and scores only (no masks, no file names): what the
+            benchmarks score.
+    """
+    ids = list(dataset.image_ids) if image_ids is None else list(image_ids)
+    out = DatasetPrediction(true_results=None if oracle is None else [])
+    it = enumerate(ids)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, total=len(ids), desc="predict", unit="img")
+    for i, image_id in it:
+        image = dataset.load_image(image_id) if images is None else images[i]
+        found = predict_image(run, image, image_id, file_name=dataset.images[image_id].get("file_name"), plain=plain)
+        if timed:
+            out.network_s.append(run.network_s)
+            out.decoder_s.append(run.decoder_s)
+        out.people += len(found.poses)
+        out.results += found.results
+        if oracle is not None:
+            with torch.inference_mode():
+                p, s = oracle(image, dataset.annotations(image_id, with_masks=False)["keypoints"])[:2]
+            out.true_results += to_coco_results(image_id, p, s)
+    return out
+
+
 def _read_gt(gt_file: str | Path | None) -> tuple[dict[str, int], dict[int, list]]:
     """(image id by base file name, ground-truth keypoint lists by image id) of ``gt_file``."""
     if gt_file is None:
@@ -134,27 +238,6 @@ def _read_gt(gt_file: str | Path | None) -> tuple[dict[str, int], dict[int, list
     except (OSError, json.JSONDecodeError, AttributeError, KeyError, TypeError) as e:
         raise PredictError(f"{gt_file}: cannot read ground-truth json ({e})") from None
     return {os.path.basename(im["file_name"]): int(im["id"]) for im in images if "file_name" in im}, people
-
-
-def write_json(path: Path, obj) -> None:
-    """``obj`` as json at ``path``, through a temporary file (a failed write leaves ``path`` as it
-    was); an OSError names ``path``."""
-    write_bytes_atomic(Path(path), json.dumps(obj).encode())
-
-
-def write_bytes_atomic(path: Path, data: bytes, tmp: Path | None = None) -> None:
-    """``data`` at ``path`` through the temporary file ``tmp`` (default ``.NAME.tmp`` beside it),
-    renamed over ``path``: a failed write leaves ``path`` as it was and no temporary file; the
-    OSError names ``path``."""
-    tmp = tmp or path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class PredictResults(list):
@@ -211,9 +294,9 @@ def predict_images(predictor: Callable, paths, *, out_dir: str | Path, keypoint_
         raise PredictError(f"{results.skipped[0][1]}{more}; no image could be read, nothing written")
     for _, reason in results.skipped:
         print(f"posegroup: skipped {reason}", file=sys.stderr)
-    write_json(out_dir / "results.json", list(results))
+    write_json_atomic(out_dir / "results.json", list(results))
     stale = _listed_pictures(out_dir) - written if overwrite and previous else set()
-    write_json(out_dir / PICTURE_LIST, sorted(written))
+    write_json_atomic(out_dir / PICTURE_LIST, sorted(written))
     for name in stale:  # the earlier prediction's pictures that were not drawn again
         old = out_dir / name
         if old.is_file() and not old.is_symlink() and old.resolve() not in inputs and _is_png(old):
@@ -287,20 +370,16 @@ def _check_outputs(paths, files: list[Path], out_dir: Path, *, draw: bool, gt_fi
         if t in inputs:
             raise PredictError(f"{t}: is an input of this prediction and would be overwritten; choose another --out")
     previous = (out_dir / "results.json").is_file()
-    if not overwrite:
-        for t in targets:
-            if t.exists():
-                raise PredictError(f"{t}: already exists (an earlier prediction?); pass --overwrite to replace it, "
-                                   "or choose another --out")
+    for t in targets:
+        refuse_existing(t, overwrite, error=PredictError, found="already exists (an earlier prediction?)")
     _check_replaceable(targets)
     return names, inputs, previous
 
 
 def _predict_files(predictor: Callable, files: list[Path], names: list[str], out_dir: Path, *, keypoint_set,
                    picture: dict | None, progress: bool, gt_file) -> tuple[PredictResults, set[str]]:
-    """Predict each file in turn and, when ``picture`` (the options of :func:`_draw`) is given,
-    draw it. Returns (results with ``skipped``, picture names written)."""
-    from ..data.coco import DatasetError
+    """Predict each file in turn (:func:`predict_paths`) and, when ``picture`` (the options of
+    :func:`_draw`) is given, draw it. Returns (results with ``skipped``, picture names written)."""
     id_map, gt_people = _read_gt(gt_file)
     need = 3 * keypoint_set.num_keypoints
     for people in gt_people.values():
@@ -309,31 +388,20 @@ def _predict_files(predictor: Callable, files: list[Path], names: list[str], out
         if bad is not None:
             raise PredictError(f"{gt_file}: a ground-truth person has {bad} keypoint values, expected {need} "
                                f"({keypoint_set.num_keypoints} keypoints of the model's {keypoint_set.name})")
+    ids = list(range(len(files)))
+    if gt_file is not None:
+        missing = next((path for path in files if path.name not in id_map), None)
+        if missing is not None:
+            raise PredictError(f"{missing}: file name not found among the images of {gt_file}")
+        ids = [id_map[path.name] for path in files]
     results = PredictResults()
     results.skipped = []
     written: set[str] = set()
-    it = files
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(files, desc="predict", unit="img")
-    for index, path in enumerate(it):
-        if gt_file is not None:
-            if path.name not in id_map:
-                raise PredictError(f"{path}: file name not found among the images of {gt_file}")
-            image_id = id_map[path.name]
-        else:
-            image_id = index
-        try:
-            image = read_image(path)
-        except (DatasetError, OSError, ValueError) as e:
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            results.skipped.append((str(path), reason))
-            continue
-        poses, scores, masks = unpack(predictor(image))
-        results.extend(to_coco_results(image_id, poses, scores, masks, file_name=path.name))
+    for index, path, image, found in predict_paths(predictor, files, ids, results.skipped, progress=progress):
+        results.extend(found.results)
         if picture is not None:
-            gt = gt_people.get(image_id, []) if gt_file is not None else None
-            _draw(out_dir / f"{names[index]}.png", image, path.name, poses, scores, masks, gt,
+            gt = gt_people.get(ids[index], []) if gt_file is not None else None
+            _draw(out_dir / f"{names[index]}.png", image, path.name, found.poses, found.scores, found.masks, gt,
                   keypoint_set=keypoint_set, **picture)
             written.add(f"{names[index]}.png")
     return results, written
@@ -354,27 +422,13 @@ def _draw(target: Path, image, file_name: str, poses, scores, masks, gt, *, keyp
 
 def predict_dataset(predictor: Callable, dataset, *, max_images: int | None = None, progress: bool = True,
                     out_file: str | Path | None = None) -> list[dict]:
-    """COCO results for the images of a ``CocoPoseDataset``-like dataset (``image_ids``,
-    ``load_image(image_id)`` or ``ds[i]["image"]``), the first ``max_images`` (default all).
-    Writes the results to ``out_file`` when given."""
-    ids = list(getattr(dataset, "image_ids", range(len(dataset))))
-    if max_images is not None:
-        ids = ids[:max_images]
-    it = enumerate(ids)
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(it, total=len(ids), desc="predict", unit="img")
-    results: list[dict] = []
-    for i, image_id in it:
-        if hasattr(dataset, "load_image"):
-            image = dataset.load_image(image_id)
-        else:
-            image = dataset[i]["image"]
-        poses, scores, masks = unpack(predictor(image))
-        info = getattr(dataset, "images", {}).get(image_id) or {}
-        results.extend(to_coco_results(image_id, poses, scores, masks, file_name=info.get("file_name")))
+    """COCO results (with masks and file names) of the first ``max_images`` images (default
+    all) of a ``CocoPoseDataset``-like dataset (:func:`predict_over`). Writes them to
+    ``out_file`` when given."""
+    ids = list(dataset.image_ids)[:max_images] if max_images is not None else None
+    results = predict_over(predictor, dataset, ids, progress=progress).results
     if out_file is not None:
-        write_json(Path(out_file), results)
+        write_json_atomic(out_file, results)
     return results
 
 
@@ -382,15 +436,11 @@ def evaluate_predictor(predictor: Callable, dataset, *, max_images: int | None =
                        out_file: str | Path | None = None) -> dict:
     """Predict ``dataset`` and score it with COCO keypoint AP on the same images.
 
-    Returns the stats dict of :func:`posegroup.engine.evaluate.evaluate_results` plus
-    ``num_images`` and ``num_results``."""
-    from .evaluate import evaluate_results
+    Returns the figures of :func:`posegroup.engine.evaluate.score_results` (each keypoint
+    figure; all 0.0 without a result) plus ``num_images`` and ``num_results``."""
+    from .evaluate import score_results
     ids = list(dataset.image_ids)[:max_images] if max_images is not None else list(dataset.image_ids)
     results = predict_dataset(predictor, dataset, max_images=max_images, progress=progress, out_file=out_file)
-    if results:
-        stats = dict(evaluate_results(str(dataset.ann_file), results, keypoint_set=dataset.keypoint_set,
-                                      image_ids=ids))
-    else:
-        stats = {"AP": 0.0}
+    stats = score_results(str(dataset.ann_file), results, ids, keypoint_set=dataset.keypoint_set)
     stats.update(num_images=len(ids), num_results=len(results))
     return stats

@@ -92,13 +92,19 @@ class Predictor:
         label: "method (model file)", the pictures' caption.
         method: the grouping method of a checkpoint or posegroup ONNX model (None for a foreign
             or pretrained network): what ``evaluate`` asks for its own figures.
+        model: a checkpoint's network (the torch module ``run`` predicts with), None for other
+            models: what the demo draws the method's maps with.
+        config: a checkpoint's config (None for other models).
     """
 
-    def __init__(self, run: Callable[[np.ndarray], tuple], keypoint_set, label: str = "", method=None):
+    def __init__(self, run: Callable[[np.ndarray], tuple], keypoint_set, label: str = "", method=None, *,
+                 model=None, config: dict | None = None):
         self.run = run
         self.keypoint_set = keypoint_set
         self.label = label
         self.method = method
+        self.model = model
+        self.config = config
 
     def __call__(self, image: np.ndarray) -> list[Person]:
         """uint8 (H, W, 3) RGB image -> people, highest score first."""
@@ -171,7 +177,7 @@ class Predictor:
         model, method, config = load_model(path)
         _check_flags(method, options)
         run, method, _ = checkpoint_predictor(path, device, model=(model, method, config), **options)
-        return cls(run, method.keypoint_set, f"{method.name} ({path.name})", method)
+        return cls(run, method.keypoint_set, f"{method.name} ({path.name})", method, model=model, config=config)
 
 
 def _check_flags(method, options: dict) -> None:

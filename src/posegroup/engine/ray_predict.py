@@ -21,7 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .predict import PredictError, write_json, collect_images
+from ..files import refuse_existing, write_json_atomic
+from .predict import PredictError, collect_images
 
 
 def _ray():
@@ -48,19 +49,12 @@ class ShardPredictor:
             self.predictor = Predictor.load(path, format=fmt, **spec).run
 
     def __call__(self, batch: dict) -> dict:
-        from ..data.coco import DatasetError, read_image
-        from .predict import to_coco_results, unpack
+        from .predict import predict_paths
         out = {"shard": [], "results": [], "skipped": []}
         for shard, paths, ids in zip(batch["shard"], batch["paths"], batch["ids"]):
-            results, skipped = [], []
-            for path, image_id in zip(json.loads(paths), json.loads(ids)):
-                try:
-                    image = read_image(path)
-                except (DatasetError, OSError, ValueError) as e:
-                    skipped.append([path, str(e).splitlines()[0] if str(e) else type(e).__name__])
-                    continue
-                poses, scores, masks = unpack(self.predictor(image))
-                results.extend(to_coco_results(image_id, poses, scores, masks, file_name=Path(path).name))
+            skipped: list = []
+            results = [r for *_, found in predict_paths(self.predictor, json.loads(paths), json.loads(ids), skipped)
+                       for r in found.results]
             out["shard"].append(int(shard))
             out["results"].append(json.dumps(results))
             out["skipped"].append(json.dumps(skipped))
@@ -84,18 +78,15 @@ def predict_ray(model_spec: dict, paths, *, out_dir: str | Path, address: str | 
     manifest = {"files": files, "shard_size": int(shard_size),
                 "model": {k: v for k, v in sorted(model_spec.items()) if isinstance(v, (str, int, float, bool, list))
                           or v is None}}
-    if (out_dir / "results.json").exists() and not overwrite and not (shard_dir / "manifest.json").exists():
-        raise PredictError(f"{out_dir / 'results.json'}: already exists; pass --overwrite to replace it")
-    if (shard_dir / "manifest.json").exists():
-        old = json.loads((shard_dir / "manifest.json").read_text())
-        if old != json.loads(json.dumps(manifest)):
-            if not overwrite:
-                raise PredictError(f"{shard_dir}: holds shards of another run (other images or model); "
-                                   "pass --overwrite to start afresh, or choose another --out")
-            for f in shard_dir.glob("shard_*.json"):
-                f.unlink()
+    if not (shard_dir / "manifest.json").exists():
+        refuse_existing(out_dir / "results.json", overwrite, error=PredictError)
+    elif json.loads((shard_dir / "manifest.json").read_text()) != json.loads(json.dumps(manifest)):
+        refuse_existing(shard_dir, overwrite, error=PredictError, exists=True, to="start afresh",
+                        found="holds shards of another run (other images or model)")
+        for f in shard_dir.glob("shard_*.json"):
+            f.unlink()
     shard_dir.mkdir(parents=True, exist_ok=True)
-    write_json(shard_dir / "manifest.json", manifest)
+    write_json_atomic(shard_dir / "manifest.json", manifest)
     shards = [(k, list(range(s, min(s + shard_size, len(files))))) for k, s in enumerate(range(0, len(files), shard_size))]
     name = lambda k: shard_dir / f"shard_{k:05d}.json"   # noqa: E731
     todo = [(k, ids) for k, ids in shards if not name(k).is_file()]
@@ -119,7 +110,7 @@ def predict_ray(model_spec: dict, paths, *, out_dir: str | Path, address: str | 
                 batch_size=1, concurrency=int(num_workers), num_cpus=num_cpus, num_gpus=num_gpus or None)
             for row in ds.iter_rows():   # each shard written as it arrives: a killed run resumes
                 k = int(row["shard"])
-                write_json(name(k), {"results": json.loads(row["results"]), "skipped": json.loads(row["skipped"])})
+                write_json_atomic(name(k), {"results": json.loads(row["results"]), "skipped": json.loads(row["skipped"])})
                 computed.append(k)
         finally:
             if started:
@@ -130,7 +121,7 @@ def predict_ray(model_spec: dict, paths, *, out_dir: str | Path, address: str | 
         results.extend(part["results"])
         skipped.extend(part["skipped"])
     results.sort(key=lambda r: r["image_id"])   # stable: each image's people keep their order
-    write_json(out_dir / "results.json", results)
+    write_json_atomic(out_dir / "results.json", results)
     return {"results": results, "shards": len(shards), "computed": sorted(computed), "skipped": skipped}
 
 

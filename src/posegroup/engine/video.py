@@ -13,7 +13,6 @@ one entry per person and frame, with ``image_id`` = ``frame`` = the frame index 
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,8 +20,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..evaluation import to_coco_results
-from .predict import PredictError, unpack, write_json
+from ..files import refuse_existing, replacing, write_json_atomic
+from .predict import PredictError, predict_image
 
 #: File extensions ``predict`` treats as videos.
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -115,9 +114,7 @@ def _video_targets(path: Path, out_dir: Path, *, draw: bool, overwrite: bool) ->
     for t in targets:
         if t.resolve() == path.resolve():
             raise PredictError(f"{t}: is the input video and would be overwritten; choose another --out")
-        if t.exists() and not overwrite:
-            raise PredictError(f"{t}: already exists (an earlier prediction?); pass --overwrite to replace it, "
-                               "or choose another --out")
+        refuse_existing(t, overwrite, error=PredictError, found="already exists (an earlier prediction?)")
     return targets
 
 
@@ -125,7 +122,7 @@ def _predict_frame(predictor: Callable, frame: np.ndarray, index: int, tracker, 
     """One frame (H, W, 3) RGB: ``(poses (N, K, 3), scores (N,), masks or None, ids, entries)``;
     ``ids`` the track id per person (None without a tracker; None for people scored below
     ``track_min_score``), ``entries`` its COCO results with ``frame`` and ``track_id``."""
-    poses, scores, masks = unpack(predictor(frame))
+    poses, scores, masks, entries = predict_image(predictor, frame, index)
     ids = None
     if tracker is not None:
         keep = np.flatnonzero(scores >= track_min_score)
@@ -133,7 +130,6 @@ def _predict_frame(predictor: Callable, frame: np.ndarray, index: int, tracker, 
         ids = [None] * len(poses)
         for k, i in zip(keep, kept):
             ids[k] = i
-    entries = to_coco_results(index, poses, scores, masks)
     for k, e in enumerate(entries):
         e["frame"] = index
         e["track_id"] = None if ids is None or ids[k] is None else int(ids[k])
@@ -157,7 +153,8 @@ def predict_video(predictor: Callable, path: str | Path, *, out_dir: str | Path,
     temporary files and moved into place at the end; an existing output is refused unless
     ``overwrite``, and an output landing on the input is always refused (:class:`PredictError`).
     """
-    import cv2
+    from contextlib import nullcontext
+
     from .track import Tracker
     path, out_dir = Path(path), Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -165,46 +162,51 @@ def predict_video(predictor: Callable, path: str | Path, *, out_dir: str | Path,
     info = video_info(path)
     targets = _video_targets(path, out_dir, draw=draw, overwrite=overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fps_in = info["fps"] if info["fps"] > 0 else 25.0
-    tmp_video = out_dir / f".{path.stem}.tmp.mp4"
-    writer = None
     tracker = Tracker(tuple(keypoint_set.sigmas), oks_threshold=track_oks, max_gap=track_max_gap) if track else None
-    results: list[dict] = []
     frames = read_frames(path)
     if progress:
         from tqdm import tqdm
         frames = tqdm(frames, total=info["frames"] or None, desc=path.name, unit="frame")
     start = time.perf_counter()
+    video = replacing(targets[1], tmp=out_dir / f".{path.stem}.tmp.mp4") if draw else nullcontext()
+    with video as tmp_video:
+        results, n = _predict_frames(predictor, frames, tracker, tmp_video, keypoint_set=keypoint_set,
+                                     fps=info["fps"] if info["fps"] > 0 else 25.0, threshold=threshold,
+                                     track_min_score=track_min_score)
+        if n == 0:
+            raise PredictError(f"{path}: no frame could be read")
+        seconds = time.perf_counter() - start
+        write_json_atomic(targets[0], results)
+    return {"results": results, "frames": n, "seconds": seconds, "fps": n / max(seconds, 1e-9),
+            "json": str(targets[0]), "video": str(targets[1]) if draw else None,
+            "tracks": tracker.next_id if tracker is not None else None}
+
+
+def _predict_frames(predictor: Callable, frames, tracker, tmp_video: Path | None, *, keypoint_set, fps: float,
+                    threshold: float, track_min_score: float) -> tuple[list[dict], int]:
+    """Each frame of ``frames`` predicted (:func:`_predict_frame`) and, when ``tmp_video`` is
+    given, drawn (:func:`draw_tracked`) into that mp4v file at ``fps``. Returns (the COCO
+    results of every frame, the frames read)."""
+    import cv2
+    results: list[dict] = []
+    writer = None
     n = 0
     try:
         for n, frame in enumerate(frames, 1):
             poses, scores, masks, ids, entries = _predict_frame(predictor, frame, n - 1, tracker, track_min_score)
             results.extend(entries)
-            if draw:
+            if tmp_video is not None:
                 if writer is None:
                     h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), fps_in, (w, h))
+                    writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
                     if not writer.isOpened():
                         raise PredictError(f"{tmp_video}: OpenCV cannot write an mp4v video here")
                 canvas = draw_tracked(frame, poses, scores, masks, ids, keypoint_set, threshold)
                 writer.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-        if writer is not None:
-            writer.release()
-            writer = None
-        if n == 0:
-            raise PredictError(f"{path}: no frame could be read")
-        seconds = time.perf_counter() - start
-        write_json(targets[0], results)
-        if draw:
-            os.replace(tmp_video, targets[1])
     finally:
         if writer is not None:
             writer.release()
-        if tmp_video.exists():
-            tmp_video.unlink()
-    return {"results": results, "frames": n, "seconds": seconds, "fps": n / max(seconds, 1e-9),
-            "json": str(targets[0]), "video": str(targets[1]) if draw else None,
-            "tracks": tracker.next_id if tracker is not None else None}
+    return results, n
 
 
 def predict_videos(predictor: Callable, paths, *, out_dir, keypoint_set, quiet: bool = False, **kw) -> list[dict]:
