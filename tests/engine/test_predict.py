@@ -91,3 +91,39 @@ def test_empty_and_bad_predictor_outputs():
     from posegroup.engine.predict import unpack
     with pytest.raises(PredictError, match="expected \\(N, K, 3\\)"):
         unpack((np.zeros((2, 17, 2)), np.zeros(2)))
+
+
+def test_predict_over_times_each_image_and_runs_the_oracle_outside(data):
+    """The one dataset loop: a TimedRun's network and decoder seconds per image, people counted,
+    plain results (no masks, no file names) for the benchmarks, the oracle's results beside."""
+    from posegroup.engine.predict import predict_over
+    from posegroup.engine.predictor import TimedRun
+    ds = CocoPoseDataset(data)
+    fake = _fake(with_masks=True)
+    run = TimedRun(lambda image: image, lambda image, _: fake(image))
+
+    def oracle(image, kp):
+        return kp, np.ones(len(kp))
+
+    out = predict_over(run, ds, [2, 3], oracle=oracle, timed=True, plain=True)
+    assert len(out.network_s) == len(out.decoder_s) == 2 and min(out.network_s + out.decoder_s) >= 0
+    assert out.people == 4 and [r["image_id"] for r in out.results] == [2, 2, 3, 3]
+    assert all(set(r) == {"image_id", "category_id", "keypoints", "score"} for r in out.results)
+    assert len(out.true_results) == sum(len(ds.annotations(i)["keypoints"]) for i in (2, 3))
+    full = predict_over(fake, ds, images=[ds.load_image(1)], image_ids=[1])
+    assert full.network_s == [] and full.true_results is None
+    assert all(r["file_name"] == "img000.png" and "segmentation" in r for r in full.results)
+    assert full.results == predict_dataset(fake, ds, max_images=1, progress=False)
+
+
+def test_predict_paths_skips_unreadable_files_with_their_reason(data, tmp_path):
+    from posegroup.engine.predict import predict_paths
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    good = collect_images(data.parent)[:2]
+    skipped = []
+    found = list(predict_paths(_fake(), [good[0], bad, good[1]], [7, 8, 9], skipped))
+    assert [(i, p.name, f.results[0]["image_id"], f.results[0]["file_name"]) for i, p, _, f in found] == \
+        [(0, "img000.png", 7, "img000.png"), (2, "img001.png", 9, "img001.png")]
+    assert len(skipped) == 1 and skipped[0][0] == str(bad) and "bad.png" in skipped[0][1]
+    assert "\n" not in skipped[0][1]

@@ -58,10 +58,14 @@ def test_predict_files_writes_results(tmp_path, one_thread):
 
 def test_load_names_and_options(tmp_path, one_thread):
     """A shipped model by name; an option the model does not take, or a missing file: one line."""
+    import torch
     ae = Predictor.load("ae")
     assert ae.label.startswith("ae (") and ae.keypoint_set.num_keypoints == 17
     people = ae(np.zeros((64, 80, 3), np.uint8))
     assert isinstance(people, list)
+    assert isinstance(ae.model, torch.nn.Module) and ae.config["method"]["name"] == ae.method.name   # a checkpoint's
+    default = Predictor.load(None)
+    assert default.model is None and default.config is None
     with pytest.raises(ValueError, match="--tag-threshold is not .* pretrained posenet"):
         Predictor.load(None, tag_threshold=1.0)
     with pytest.raises(ValueError, match="input_size must be 16k\\+1"):

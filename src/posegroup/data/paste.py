@@ -65,11 +65,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..files import write_json_atomic
 from ..skeleton import COCO17, KeypointSet
 from .coco import DatasetError, decode_segmentation, load_coco_json, read_image
 from .synthetic import (clipped_normal, collect_results, crowding_figures, crowding_levels, image_hw, num_people,
                         people_heights, people_range, place_box, run_jobs, scene_annotations, standing_height,
-                        visibility, WORKER, write_json_atomic, write_scene_image)
+                        visibility, WORKER, write_scene_image)
 
 __all__ = ["PeopleBank", "load_people_bank", "source_split_of", "render_paste_scene", "generate_paste_dataset",
            "shared_source_images", "check_request", "free_window", "SOURCE_SPLITS", "BACKGROUNDS"]

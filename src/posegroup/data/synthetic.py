@@ -50,7 +50,6 @@ joint-centre widths, radii and angle limits are this module's choices (plausible
 from __future__ import annotations
 
 import colorsys
-import json
 import math
 import os
 import time
@@ -59,6 +58,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..files import write_json_atomic
 from ..skeleton import COCO17
 from .coco import load_coco_json
 
@@ -851,15 +851,6 @@ def run_jobs(jobs: list, bank, workers: int, chunksize: int, progress: bool, tas
         if bar is not None:
             bar.close()
     return results
-
-
-def write_json_atomic(path: Path, doc: dict) -> Path:
-    """``doc`` as json at ``path`` via a temp file and a rename; returns ``path``."""
-    tmp = path.with_suffix(".json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(doc, f)
-    os.replace(tmp, path)
-    return path
 
 
 def collect_results(results: list, levels: list, H: int, W: int) -> tuple[list, list, list, list]:
