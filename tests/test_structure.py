@@ -210,3 +210,26 @@ def test_a_bad_recipe_is_one_line_naming_the_key(tmp_path):
     recipes.cache_clear()
     with pytest.raises(RecipeError, match=r"demo\.methods\.pose_transformer"):
         recipes(bad)
+
+
+def names_called(source: str) -> set[str]:
+    """The names of every function ``source`` calls (``f(...)`` and ``x.f(...)``)."""
+    out = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            f = node.func
+            out.add(f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else "")
+    return out
+
+
+def test_one_overwrite_refusal_and_one_per_image_step():
+    """The "pass --overwrite" refusal is worded in ``posegroup.files.refuse_existing`` alone; in
+    the engine and the CLI only ``engine/predict.py`` (its per-image step ``predict_image`` and
+    dataset loop ``predict_over``) turns poses into COCO results."""
+    refusals = [f"{p.relative_to(PACKAGE)}:{node.lineno}" for p in sorted(PACKAGE.rglob("*.py")) if p.name != "files.py"
+                for node in ast.walk(ast.parse(p.read_text()))
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and "pass --overwrite" in node.value]
+    assert not refusals, refusals
+    files = sorted((PACKAGE / "engine").glob("*.py")) + [PACKAGE / "cli.py"]
+    converting = [p.name for p in files if "to_coco_results" in names_called(p.read_text())]
+    assert converting == ["predict.py"], converting

@@ -9,7 +9,7 @@ from ..files import write_json_atomic
 # its COCO AP scorer (the method-free timing helpers are in ``posegroup.evaluation``) ----
 
 def _coco_keypoint_ap(ann_file, results, image_ids):
-    """COCOeval keypoint AP over ``image_ids`` (:func:`~posegroup.engine.evaluate.evaluate_results`);
+    """COCOeval keypoint AP over ``image_ids`` (:func:`~posegroup.engine.evaluate.score_results`);
     the ``score_ap`` the decode plug-ins are given."""
     from .evaluate import score_results
     return score_results(ann_file, results, image_ids)["AP"]
