@@ -3,6 +3,11 @@
 A *predictor* is any callable ``predictor(image uint8 (H, W, 3) RGB) -> (poses, scores)`` or
 ``(poses, scores, masks)`` with poses (N, K, 3) = x, y, score in image pixels, scores (N,) and
 masks (N, H, W) bool. :func:`make_predictor` / :func:`checkpoint_predictor` wrap a trained model.
+
+Every prediction takes one step per image, :func:`predict_image` (the predictor, its output
+checked, the image's COCO results); :func:`predict_over` is the one loop over a dataset's
+images (evaluate, the demo, the benchmarks), :func:`predict_paths` the loop over image files
+(``predict``, the Ray workers), video the loop over frames.
 """
 from __future__ import annotations
 
