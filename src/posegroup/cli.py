@@ -49,7 +49,7 @@ def _add_device_arg(p: argparse.ArgumentParser, what: str) -> None:
 
 def _device(args) -> str | None:
     """``--device`` checked (one line naming it when that device is not there), or None."""
-    device = getattr(args, "device", None)
+    device = args.device
     if device is not None:
         from .engine.config import check_device
         check_device(device, None, "--device")
@@ -81,11 +81,11 @@ def load_predictor(args):
     from .engine.predictor import Predictor
     if args.weights and args.onnx:
         raise CliError("give one of --weights CKPT or --onnx MODEL (neither: the shipped pretrained model)")
-    if getattr(args, "format", None) and not args.onnx:
+    if args.format and not args.onnx:
         raise CliError("--format names the layout of an --onnx network; give --onnx MODEL")
     opts = _inference_opts(args)
     _check_test_sizes(opts)
-    return Predictor.load(args.onnx or args.weights, device=_device(args), format=getattr(args, "format", None),
+    return Predictor.load(args.onnx or args.weights, device=_device(args), format=args.format,
                           **opts)
 
 
@@ -361,17 +361,17 @@ def cmd_predict(args) -> int:
     videos = [p for p in args.images if is_video(p)]
     if videos and len(videos) != len(args.images):
         raise CliError("give videos or images, not both (one predict per kind)")
-    if not videos and getattr(args, "track", False):
+    if not videos and args.track:
         raise CliError("--track follows people through a video; give a video file (.mp4 ...)")
     if videos and args.gt:
         raise CliError("--gt names image ids; a video's json uses frame indices")
-    if getattr(args, "ray", False) and videos:
+    if args.ray and videos:
         raise CliError(f"{videos[0]}: is a video; --ray predicts images only (predict a video without --ray)")
-    if getattr(args, "ray", False) and args.gt:
+    if args.ray and args.gt:
         raise CliError("--ray does not take --gt (score its results.json with 'posegroup evaluate --results')")
     with trusting(args.trust_checkpoint):
         predictor, kps, label = make_predictor(args)   # also checks the model and flags before any worker starts
-    if getattr(args, "ray", False):
+    if args.ray:
         from .engine.ray_predict import model_spec_from_args, predict_ray
         s = predict_ray(model_spec_from_args(args), args.images, out_dir=args.out, address=args.ray_address,
                         num_workers=args.num_workers, num_cpus=args.cpus_per_worker, num_gpus=args.gpus_per_worker,

@@ -129,11 +129,10 @@ def model_spec_from_args(args: Any) -> dict:
     """The picklable model options of a parsed ``predict`` command line (for the workers): the
     model's ``path`` (absolute; None: the shipped pretrained model), ``format``,
     ``trust_checkpoint`` and the test-time options given."""
-    path = getattr(args, "onnx", None) or getattr(args, "weights", None)
+    path = args.onnx or args.weights
     if path is not None and Path(path).exists():
         path = os.path.abspath(path)
-    spec = {"path": path, "format": getattr(args, "format", None),
-            "trust_checkpoint": bool(getattr(args, "trust_checkpoint", False))}
+    spec = {"path": path, "format": args.format, "trust_checkpoint": bool(args.trust_checkpoint)}
     for k, v in vars(args).items():
         if k.startswith("infer_") and v is not None:
             spec[k[len("infer_"):]] = tuple(v) if isinstance(v, list) else v
