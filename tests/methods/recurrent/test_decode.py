@@ -176,3 +176,30 @@ def test_offsets_place_each_joint_from_its_argmax_cell():
         decode_people(heat, [0.9, 0.9], subpixel="offsets")
     with pytest.raises(ValueError, match="subpixel='offsets' needs offsets"):
         decode_people(heat, [0.9, 0.9], subpixel="offsets", offsets=offsets[:, :, :4])
+
+
+def test_refine_fills_a_missing_joint_from_the_ae_maps_by_tag():
+    """AE's single-person refinement on a recurrent person (hand-worked): the person's tag is the
+    mean tag at its found joints (1.0); its missing joint 2 takes the AE cell whose tag is near
+    (value 0.5, tag 1.2), not the stronger one of another person (0.9, tag 4.0); with
+    ``missing_below`` a weak joint is found again by AE, and kept as it was when AE finds nothing."""
+    from posegroup.methods.recurrent.decode import refine_people
+    hm = np.zeros((3, 6, 6), np.float32)
+    tags = np.zeros((3, 6, 6, 1), np.float32)
+    hm[2, 1, 4], tags[2, 1, 4, 0] = 0.5, 1.2      # near the person's tag
+    hm[2, 5, 0], tags[2, 5, 0, 0] = 0.9, 4.0      # stronger, another person's tag
+    tags[0, 2, 2, 0], tags[1, 3, 3, 0] = 0.8, 1.2     # the found joints' cells: mean tag 1.0
+    poses = np.array([[[2.5, 2.5, 0.7], [3.5, 3.5, 0.6], [0.5, 0.5, 0.0]]], np.float32)
+    out = refine_people(poses, hm, tags, subpixel="none")
+    np.testing.assert_allclose(out[0, 2], [4.5, 1.5, 0.5])
+    np.testing.assert_allclose(out[0, :2], poses[0, :2])
+    weak = poses.copy()
+    weak[0, 2] = [0.5, 0.5, 0.2]                  # found by the recurrent head, but weakly
+    np.testing.assert_allclose(refine_people(weak, hm, tags, subpixel="none")[0, 2], [0.5, 0.5, 0.2])
+    np.testing.assert_allclose(refine_people(weak, hm, tags, subpixel="none", missing_below=0.3)[0, 2],
+                               [4.5, 1.5, 0.5])
+    hm[2, 1, 4] = 0.0                             # AE has nothing near: the weak joint stays
+    np.testing.assert_allclose(refine_people(weak, hm, tags, subpixel="none", missing_below=0.3)[0, 2],
+                               [0.5, 0.5, 0.2])
+    with pytest.raises(ValueError, match="refine_people needs"):
+        refine_people(poses, hm[:2], tags)

@@ -129,7 +129,7 @@ def test_export_draw_and_cli_predict(crowd4, tmp_path):
     assert main(["--quiet", "predict", "--weights", str(run["checkpoint"]), str(Path(crowd4).parent),
                  "--out", str(tmp_path / "pred"), "--no-flip", "--person-score", "stop"]) == 0
     assert main(["--quiet", "predict", "--weights", str(run["checkpoint"]), str(Path(crowd4).parent),
-                 "--out", str(tmp_path / "pred2"), "--refine"]) == 2
+                 "--out", str(tmp_path / "pred2"), "--multiscale-tags", "concat"]) == 2     # AE's flag
 
 
 def test_backbone_head_split_outputs_reads_an_ae_checkpoint_built_the_same_way():
@@ -143,3 +143,33 @@ def test_backbone_head_split_outputs_reads_an_ae_checkpoint_built_the_same_way()
     rec.load_init_state(build_model({"model": spec}, ae).state_dict())
     with pytest.raises(ValueError, match="do not fit model.backbone"):
         rec.load_init_state(build_model({"model": {"name": "tiny"}}, ae).state_dict())
+
+
+def test_refine_reads_the_ae_backbones_maps():
+    """``refine``: network_outputs also gives the AE backbone's heatmaps (the first J channels of
+    its last stack; a flip pass's joints swapped back and averaged in) and the first pass's tags
+    (J, H, W, D); on PoseNet's features it is one line; refine_below is checked."""
+    from posegroup.data.transforms import normalize_image
+    method = build_method("recurrent", COCO17, hidden_width=8, lstm1_layers=1)
+    net = method.build_model({"backbone": dict(BACKBONE), "backbone_tag_dim": 2}).eval()
+    img = (np.random.default_rng(5).random((64, 64, 3)) * 255).astype(np.uint8)
+    with torch.no_grad():
+        pred = net.backbone(torch.from_numpy(normalize_image(img))[None])[-1][0]
+        mirrored = net.backbone(torch.from_numpy(normalize_image(img[:, ::-1].copy()))[None])[-1][0]
+    out = method.network_outputs(net, img, method.inference_settings({"input_size": 64, "refine": True}))
+    np.testing.assert_allclose(out.ae_heatmaps, pred[:17].numpy(), atol=1e-5)
+    np.testing.assert_allclose(out.ae_tags[..., 1], pred[17 + 1:17 * 3:2].numpy(), atol=1e-5)   # joint k, d=1
+    both = method.network_outputs(net, img, method.inference_settings({"input_size": 64, "refine": True,
+                                                                       "flip": True}))
+    back = mirrored[:17].numpy()[np.asarray(COCO17.flip_index)][..., ::-1]
+    np.testing.assert_allclose(both.ae_heatmaps, (pred[:17].numpy() + back) / 2, atol=1e-5)
+    plain = method.network_outputs(net, img, method.inference_settings({"input_size": 64}))
+    assert plain.ae_heatmaps is None and np.array_equal(plain.heatmaps, out.heatmaps)
+    poses, _ = method.predict(net, img, input_size=64, refine=True, refine_below=0.5, stop_threshold=0.0)
+    assert np.isfinite(poses).all()
+    posenet = build_method("recurrent", COCO17, hidden_width=8, lstm1_layers=1)
+    pn = posenet.build_model({"backbone": "posenet_mobilenet"}).eval()
+    with pytest.raises(ValueError, match="refine needs the PyTorch model on an AE backbone"):
+        posenet.predict(pn, img, input_size=64, refine=True)
+    with pytest.raises(ValueError, match="refine_below"):
+        method.inference_settings({"refine_below": 1.5})

@@ -82,18 +82,26 @@ class RecurrentInference(InferenceSettings):
     joint_threshold: float = setting(0.015, finite, "tau: a joint whose peak is below it gets score 0")
     subpixel: str = setting("quadratic", one_of(*_decode.SUBPIXEL), "peak refinement (offsets: needs short_offsets)")
     person_score: str = setting("joints", one_of(*_decode.PERSON_SCORES), "the person score")
+    refine: bool = setting(False, None, "the paper's multi-scale test: each person's missing joints filled by "
+                                        "AE's single-person refinement on the AE backbone's heatmaps (averaged "
+                                        "over the passes) and tags (the first scale's); needs an AE backbone")
+    refine_below: float = setting(0.0, unit_interval, "refine: joints scored below it count as missing too "
+                                                      "(0: only those below tau, the paper's)")
 
 
 class RecurrentOutputs(NamedTuple):
     """:meth:`RecurrentMethod.network_outputs` of one image: ``heatmaps`` (T, J, H, W) of the
     steps taken, ``stop_probs`` (T,), ``factor`` and ``stride`` (image px = grid px * stride /
     factor), PoseNet's short-range ``offsets`` (J, 2, H, W) in grid cells (``short_offsets``) or
-    None."""
+    None, and with ``refine`` the AE backbone's ``ae_heatmaps`` (J, H, W), averaged over the
+    passes, and ``ae_tags`` (J, H, W, D) of the first pass (else None)."""
     heatmaps: np.ndarray
     stop_probs: np.ndarray
     factor: float
     stride: int
     offsets: np.ndarray | None = None
+    ae_heatmaps: np.ndarray | None = None
+    ae_tags: np.ndarray | None = None
 
 
 #: ``model`` section keys of a recurrent config.
@@ -116,6 +124,8 @@ class RecurrentMethod(Method):
         "joint_threshold": {"type": float, "help": "recurrent: tau, joints below it get score 0"},
         "subpixel": {"type": str, "choices": list(_decode.SUBPIXEL), "help": "recurrent: peak refinement"},
         "person_score": {"type": str, "choices": list(_decode.PERSON_SCORES), "help": "recurrent: person score"},
+        "refine": {"type": bool, "help": "recurrent: fill missing joints by AE's refinement (an AE backbone)"},
+        "refine_below": {"type": float, "help": "recurrent refine: joints scored below it count as missing"},
     }
     DECODE_OPTIONS = ("stop_threshold", "joint_threshold", "subpixel", "person_score")
 
@@ -174,9 +184,11 @@ class RecurrentMethod(Method):
             raise ValueError(f"model.freeze_backbone must be true or false, got {freeze!r}")
         tag_dim = int(cfg.get("backbone_tag_dim", 1))
         groups = channel_groups(self.num_keypoints, tag_dim)               # the AE backbone's [J, J*D]
-        return self._with_head(hourglass_from_config(cfg.get("backbone", "tiny"), sum(groups), groups), freeze)
+        return self._with_head(hourglass_from_config(cfg.get("backbone", "tiny"), sum(groups), groups), freeze,
+                               ae_tag_dim=tag_dim)
 
-    def _with_head(self, backbone: torch.nn.Module, freeze: bool, offsets: bool = False) -> RecurrentPoseNet:
+    def _with_head(self, backbone: torch.nn.Module, freeze: bool, offsets: bool = False,
+                   ae_tag_dim: int | None = None) -> RecurrentPoseNet:
         """``backbone`` (``feature_channels`` x ``num_stacks`` features) + the ConvLSTM head."""
         s = self.settings
         head = RecurrentHead(backbone.feature_channels * backbone.num_stacks, self.num_keypoints,
@@ -184,7 +196,7 @@ class RecurrentMethod(Method):
                              feedback_passes=s.feedback_passes,
                              lstm2_hidden_width=(s.lstm2_hidden_width or s.hidden_width) if s.lstm2 else None,
                              lstm2_layers=s.lstm2_layers)
-        return RecurrentPoseNet(backbone, head, freeze_backbone=freeze, offsets=offsets)
+        return RecurrentPoseNet(backbone, head, freeze_backbone=freeze, offsets=offsets, ae_tag_dim=ae_tag_dim)
 
     # -- targets ----------------------------------------------------------------------------
     def encode(self, keypoints: np.ndarray, ignore_mask: np.ndarray | None, instance_masks: np.ndarray | None,
@@ -288,10 +300,11 @@ class RecurrentMethod(Method):
             raise ValueError("return_offsets needs a method built with short_offsets=True")
         settings = self.inference_settings(options) if settings is None else settings
         net = getattr(model, "module", model)
+        run = self._ae_run(net) if settings.refine else (lambda m, x: m.export_forward(x))
         with evaluating(net):
             maps, grid, factor, stride, ratios = network_passes(
-                net, image, int(settings.input_size), settings.scales, bool(settings.flip),
-                lambda m, x: m.export_forward(x))
+                net, image, int(settings.input_size), settings.scales, bool(settings.flip), run)
+            maps, ae = self._split_ae(maps, net, bool(settings.flip)) if settings.refine else (maps, (None, None))
             maps, offsets = self._split_offsets(maps, ratios, stride, bool(settings.flip))
             feats = net.head.norm(torch.stack(maps).mean(0)[None].to(next(net.parameters()).device))
             gen = torch.Generator().manual_seed(int(generator_seed))
@@ -301,7 +314,28 @@ class RecurrentMethod(Method):
             heat, probs = heats[0, :length], torch.sigmoid(logits[0, :length])
             if net.head.lstm2 is not None:
                 heat = self._refine(net, feats, heat, probs, gen)
-        return RecurrentOutputs(heat.cpu().numpy(), probs.cpu().numpy(), factor, stride, offsets)
+        return RecurrentOutputs(heat.cpu().numpy(), probs.cpu().numpy(), factor, stride, offsets, *ae)
+
+    @staticmethod
+    def _ae_run(net) -> Any:
+        """The pass of ``refine``: the features the LSTM reads, then the AE backbone's maps
+        (:meth:`.head.RecurrentPoseNet.ae_maps`); a one-line ValueError for a model without them."""
+        if not isinstance(net, RecurrentPoseNet) or net.ae_tag_dim is None:
+            raise ValueError("refine needs the PyTorch model on an AE backbone (a stacked hourglass with its "
+                             "heatmap and tag head; not PoseNet's features, not an exported graph)")
+        return lambda m, x: torch.cat([m.export_forward(x), m.ae_maps()], 1)
+
+    def _split_ae(self, maps: list, net, flip: bool) -> tuple[list, tuple[np.ndarray, np.ndarray]]:
+        """Each pass's (C + J + J*D, H, W) output split into the features and the AE maps: the AE
+        heatmaps averaged over the passes (a mirrored pass's joints swapped back), the tags of the
+        first pass: (features [(C, H, W)], (heatmaps (J, H, W), tags (J, H, W, D)))."""
+        j, d = self.num_keypoints, int(net.ae_tag_dim)
+        ae = j * (1 + d)
+        flip_index = torch.as_tensor(np.asarray(self.keypoint_set.flip_index, dtype=np.int64))
+        heats = [m[-ae:-ae + j][flip_index] if flip and i % 2 else m[-ae:-ae + j] for i, m in enumerate(maps)]
+        first = maps[0][-ae + j:]
+        tags = first.reshape(j, d, *first.shape[-2:]).permute(0, 2, 3, 1)
+        return [m[:-ae] for m in maps], (torch.stack(heats).mean(0).numpy(), tags.contiguous().numpy())
 
     def _split_offsets(self, maps: list, ratios: list, stride: int, flip: bool) -> tuple[list, np.ndarray | None]:
         """Each pass's (C [+ 2J], H, W) output split into features and offsets; the offsets (input
@@ -354,6 +388,9 @@ class RecurrentMethod(Method):
         under ``settings``) in the pixels of an image of shape ``image_shape`` (H, W, ...)."""
         opts = {k: getattr(settings, k) for k in self.DECODE_OPTIONS}
         poses, scores = _decode.decode_people(outputs.heatmaps, outputs.stop_probs, offsets=outputs.offsets, **opts)
+        if settings.refine:
+            poses = _decode.refine_people(poses, outputs.ae_heatmaps, outputs.ae_tags, subpixel=settings.subpixel,
+                                          missing_below=settings.refine_below)
         return grid_to_image(poses, scores, outputs.stride, outputs.factor, image_shape)
 
     def predict(self, model: torch.nn.Module, image: np.ndarray, *, input_size: int | None = None,

@@ -22,13 +22,14 @@ import math
 import numpy as np
 
 from ..common import subpixel_offsets
+from ..refine import refine_missing_joints
 
 #: omega = sigmoid(-1)
 STOP_THRESHOLD = 1.0 / (1.0 + math.e)
 PERSON_SCORES = ("joints", "stop", "product")
 SUBPIXEL = ("none", "quadratic", "quarter", "offsets")
 
-__all__ = ["decode_people", "num_people", "count_figures", "STOP_THRESHOLD", "PERSON_SCORES", "SUBPIXEL"]
+__all__ = ["decode_people", "refine_people", "num_people", "count_figures", "STOP_THRESHOLD", "PERSON_SCORES", "SUBPIXEL"]
 
 
 def num_people(stop_probs, stop_threshold: float = STOP_THRESHOLD) -> int:
@@ -93,6 +94,49 @@ def decode_people(heatmaps, stop_probs, *, stop_threshold: float = STOP_THRESHOL
     stop = np.clip(np.nan_to_num(p[:n], nan=0.0), 0.0, 1.0)
     scores = {"joints": joint_score, "stop": stop, "product": joint_score * stop}[person_score]
     return poses, np.asarray(scores, np.float32)
+
+
+def refine_people(poses, heatmaps, tags, *, subpixel: str = "quadratic", missing_below: float = 0.0
+                  ) -> np.ndarray:
+    """The paper's multi-scale test (section 4, as AE's): each person's missing joints filled by
+    AE's single-person refinement (:func:`~posegroup.methods.refine.refine_missing_joints`, AE's
+    default acceptance "near": a positive cell whose tag lies within 1 of the person's, L2 tag
+    distance) from the AE backbone's maps. Missing: score <= 0 (below tau: the paper's), or below
+    ``missing_below`` when that is larger (a weak joint found again by AE; kept as it was when AE
+    finds nothing). A person's tag is the mean of the tags at its other joints' cells; a person
+    without one is left as it is.
+
+    Args:
+        poses: (N, J, 3) x, y, score in cells, as :func:`decode_people` gives them.
+        heatmaps: (J, H, W) AE heatmaps (averaged over the scales); tags: (J, H, W, D).
+        subpixel: how a filled joint is placed ("offsets", which needs PoseNet's, counts as
+            "quadratic").
+        missing_below: joints scored below it count as missing (0: only tau's).
+    Returns a float32 copy of ``poses`` with the filled joints placed and scored by the heatmap.
+    """
+    p = np.array(poses, dtype=np.float64, copy=True)
+    hm, tg = np.asarray(heatmaps, np.float32), np.asarray(tags, np.float32)
+    if hm.ndim != 3 or tg.shape[:3] != hm.shape or p.ndim != 3 or p.shape[1] != hm.shape[0]:
+        raise ValueError(f"refine_people needs poses (N, J, 3), heatmaps (J, H, W) and tags (J, H, W, D) of one "
+                         f"J, H, W; got {p.shape}, {hm.shape}, {tg.shape}")
+    found = (p[..., 2] > 0) & (p[..., 2] >= missing_below)
+    keep = found.any(1)
+    if not keep.any() or found[keep].all():
+        return p.astype(np.float32)
+    before = p.copy()
+    p[..., 2] = np.where(found, p[..., 2], 0.0)
+    j, h, w = hm.shape
+    n_idx, j_idx = np.nonzero(found)
+    cx = np.clip(np.floor(p[n_idx, j_idx, 0]).astype(np.int64), 0, w - 1)
+    cy = np.clip(np.floor(p[n_idx, j_idx, 1]).astype(np.int64), 0, h - 1)
+    sums = np.zeros((len(p), tg.shape[3]))
+    np.add.at(sums, n_idx, tg[j_idx, cy, cx])
+    means = sums[keep] / found[keep].sum(1, keepdims=True)
+    people = p[keep]
+    refine_missing_joints(people, means, hm, tg, "l2", "quadratic" if subpixel == "offsets" else subpixel, "near")
+    p[keep] = people
+    p = np.where((p[..., 2:] == 0) & ~found[..., None], before, p)     # not found again: as it was
+    return p.astype(np.float32)
 
 
 def count_figures(results: list[dict], gt: dict, image_ids=None) -> dict[str, float]:

@@ -21,7 +21,6 @@ import math
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 #: The paper's stop threshold omega = sigmoid(-1).
 OMEGA = 1.0 / (1.0 + math.e)
@@ -281,9 +280,11 @@ class RecurrentPoseNet(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, head: RecurrentHead, *, freeze_backbone: bool = True,
-                 offsets: bool = False):
+                 offsets: bool = False, ae_tag_dim: int | None = None):
         super().__init__()
         self.backbone = backbone
+        self.ae_tag_dim = ae_tag_dim       # an AE hourglass: its last stack's J heatmaps and J*D tags
+        self.last_outputs = None
         self.head = head
         self.freeze_backbone = bool(freeze_backbone)
         self.stride = getattr(backbone, "feature_stride", getattr(backbone, "stride", 4))   # heatmaps on the feature grid
@@ -326,10 +327,25 @@ class RecurrentPoseNet(nn.Module):
         """(B, 3, S, S) -> (B, C, S/4, S/4): all stacks' features concatenated."""
         frozen = self.freeze_backbone and getattr(self.backbone, "feature_proj", None) is None
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-            out = self.backbone(image)
+            out = self.last_outputs = self.backbone(image)
             if self.offset_index is not None:
                 self.last_offsets = out["offsets"][:, self.offset_index].detach()
             return torch.cat(list(self.backbone.last_features), 1)
+
+    def ae_maps(self) -> torch.Tensor:
+        """The AE backbone's last-stack prediction of the last :meth:`features` call, on the
+        features' grid: (B, J + J*D, H, W), J heatmaps then J*D tags (D = ``ae_tag_dim``); a
+        ValueError for a backbone without an AE head."""
+        if self.ae_tag_dim is None or self.last_outputs is None:
+            raise ValueError("needs an AE backbone (a stacked hourglass with its heatmap and tag head) "
+                             "and a features() call first")
+        from ..common import resample_maps
+        pred = self.last_outputs[-1]
+        size = tuple(self.backbone.last_features[-1].shape[-2:])
+        if tuple(pred.shape[-2:]) == size:
+            return pred
+        ratio = pred.shape[-1] / size[1]
+        return torch.stack([resample_maps(p, size, ratio) for p in pred])
 
     def load_init_state(self, state_dict: dict, source: str = "init_from") -> None:
         """Initialise the backbone from an AE checkpoint's model weights."""
