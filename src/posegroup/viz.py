@@ -256,9 +256,11 @@ def tag_range(heatmaps, tags, threshold: float = 0.1) -> tuple[float, float]:
 
 
 def save_png(path, image_rgb: np.ndarray) -> Path:
-    """Write an RGB uint8 image as PNG (folders created)."""
+    """Write an RGB uint8 image as PNG (folders created), whole or not at all
+    (:func:`posegroup.files.write_bytes_atomic`)."""
+    from .files import write_bytes_atomic
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(np.asarray(image_rgb, np.uint8), cv2.COLOR_RGB2BGR)):
+    ok, png = cv2.imencode(".png", cv2.cvtColor(np.asarray(image_rgb, np.uint8), cv2.COLOR_RGB2BGR))
+    if not ok:
         raise OSError(f"{path}: could not write PNG")
-    return path
+    return write_bytes_atomic(path, png.tobytes())
