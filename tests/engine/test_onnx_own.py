@@ -128,8 +128,7 @@ def test_cli_predict_and_evaluate_read_the_metadata(exported, data, tmp_path, ca
     for ra, rb in zip(a, b):
         np.testing.assert_allclose(ra["keypoints"], rb["keypoints"], atol=2e-3)   # as test_onnx_predicts_...
     # a test flag the method does not take is refused, as with --weights
-    bad = "--refine" if kind != "ae" else "--stop-threshold"
-    extra = [bad] if bad == "--refine" else [bad, "0.5"]
+    extra = ["--multiscale-tags", "concat"] if kind != "ae" else ["--stop-threshold", "0.5"]   # AE's / recurrent's
     capsys.readouterr()
     assert main(["--quiet", "predict", *images, "--onnx", str(path), "--out", str(tmp_path / "x"), *extra]) == 2
     assert "is not a test option" in capsys.readouterr().err
