@@ -233,3 +233,20 @@ def test_one_overwrite_refusal_and_one_per_image_step():
     files = sorted((PACKAGE / "engine").glob("*.py")) + [PACKAGE / "cli.py"]
     converting = [p.name for p in files if "to_coco_results" in names_called(p.read_text())]
     assert converting == ["predict.py"], converting
+
+
+def test_a_demo_recipe_names_its_training_crowding(tmp_path):
+    """``demo.methods.<m>.crowding`` picks the method's training split (``train`` for sparse, one
+    per other level list); a level that is not sparse / medium / heavy is one line naming the key."""
+    import yaml
+
+    from posegroup.engine.demo import train_split
+    from posegroup.engine.recipes import RECIPES, RecipeError, recipes
+    assert train_split({"config": "x"}) == "train"
+    assert train_split({"crowding": "sparse,medium,heavy"}) == "train_sparse_medium_heavy"
+    doc = yaml.safe_load(RECIPES.read_text())
+    doc["demo"]["methods"]["recurrent"]["crowding"] = "sparse,crowded"
+    bad = tmp_path / "crowding.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    with pytest.raises(RecipeError, match=r"demo\.methods\.recurrent\.crowding: .*'sparse,crowded'"):
+        recipes(bad)

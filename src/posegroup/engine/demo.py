@@ -89,7 +89,7 @@ def run_demo(out_dir="posegroup_demo", *, train: bool = False, methods=METHODS, 
     data = out / "data"
     say(f"[1/3] synthetic scenes -> {data}")
     stats = _synthesise(data, 128, images=images if train else 0, val_images=val_images, seed=seed,
-                        progress=progress)
+                        progress=progress, methods=methods)
     if train:
         made = _train_methods(out, data, methods, dict(DEMO_STEPS, **(steps or {})), seed=seed,
                               progress=progress, say=say)
@@ -170,7 +170,8 @@ def write_manifest(folder: Path, table: dict, *, val_images: int, seed: int) -> 
     manifest = {m: {"file": Path(row["weights"]).name, "steps": row["steps"], "seed": seed,
                     "val_images": val_images, "minutes": round(row.get("minutes", 0.0), 2),
                     "AP": {s: round(row[s]["AP"], 4) for s in SPLITS},
-                    "command": f"posegroup demo --train --seed {seed} --val-images {val_images}"}
+                    "command": f"posegroup demo --train --methods {','.join(table['methods'])} --seed {seed} "
+                               f"--val-images {val_images}"}
                 for m, row in table["methods"].items()}
     return write_text_atomic(folder / "manifest.json", json.dumps(manifest, indent=1) + "\n")
 
@@ -192,7 +193,8 @@ def _shipped_weights(out: Path, methods) -> dict:
 
 
 def _train_methods(out: Path, data: Path, methods, steps: dict, *, seed: int, progress: bool, say) -> dict:
-    """Train each method's bundled tiny config for ``steps[method]`` steps on ``data/train``;
+    """Train each method's bundled tiny config for ``steps[method]`` steps on its training split
+    (:func:`train_split`);
     a method with an ``INIT_FROM_METHOD`` starts from that model trained here (or the shipped one). Returns
     ``{method: {weights, steps, minutes, source}}`` and writes ``out/weights/<method>.pt``."""
     from ..methods import method_class
@@ -200,8 +202,9 @@ def _train_methods(out: Path, data: Path, methods, steps: dict, *, seed: int, pr
     from .train import train
     made = {}
     for i, m in enumerate(methods):
-        cfg = load_config(find_config(demo_methods()[m]["config"]))
-        cfg["data"].update(train_ann=str(data / "train" / "annotations.json"), train_images=None,
+        recipe = demo_methods()[m]
+        cfg = load_config(find_config(recipe["config"]))
+        cfg["data"].update(train_ann=str(data / train_split(recipe) / "annotations.json"), train_images=None,
                            val_ann=None, val_images=None)
         run_dir = out / "train" / m
         cfg["train"].update(steps=int(steps[m]), max_minutes=None, eval_every=0, seed=seed,
@@ -226,14 +229,25 @@ def _split_info(info: dict) -> dict:
     return {k: info.get(k) for k in ("crowding", "mean_max_iou", "people_per_image", "num_images")}
 
 
-def _synthesise(data: Path, size: int, *, images: int, val_images: int, seed: int, progress: bool) -> dict:
-    """The train (``images`` > 0 only) and held-out :data:`SPLITS` under ``data`` (a split
-    already there is reused); returns each split's crowding figures (mean max box IoU, people
-    per image, crowding)."""
+def train_split(recipe: dict) -> str:
+    """The training split of a demo recipe entry: ``train`` for its ``crowding`` (default sparse)
+    when sparse, else ``train_<crowding>`` (commas as ``_``), e.g. ``train_sparse_medium_heavy``."""
+    crowding = str(recipe.get("crowding", "sparse"))
+    return "train" if crowding == "sparse" else "train_" + crowding.replace(",", "_")
+
+
+def _synthesise(data: Path, size: int, *, images: int, val_images: int, seed: int, progress: bool,
+                methods=()) -> dict:
+    """The held-out :data:`SPLITS` and, with ``images`` > 0, the training split of each of
+    ``methods`` (:func:`train_split`, ``images`` scenes at its recipe's crowding) under ``data``
+    (a split already there is reused); returns each split's crowding figures (mean max box IoU,
+    people per image, crowding)."""
     from ..data.synthetic import generate_dataset
     splits = {name: (crowding, val_images, seed + 1000 * (i + 1)) for i, (name, crowding) in enumerate(SPLITS.items())}
     if images > 0:
-        splits["train"] = ("sparse", images, seed)
+        for m in methods:
+            recipe = demo_methods()[m]
+            splits[train_split(recipe)] = (str(recipe.get("crowding", "sparse")), images, seed)
     stats = {}
     for name, (crowding, n, s) in splits.items():
         ann = data / name / "annotations.json"

@@ -34,6 +34,10 @@ def check_recipes(doc, source: str) -> None:
         if name not in METHODS or entry.get("config") not in configs or not int(entry.get("steps", 0)) > 0:
             raise RecipeError(f"{source}: demo.methods.{name}: a method ({sorted(METHODS)}) with a bundled "
                               f"config and steps > 0, got {entry!r}")
+        levels = str(entry.get("crowding", "sparse")).split(",")
+        if not set(levels) <= {"sparse", "medium", "heavy"}:
+            raise RecipeError(f"{source}: demo.methods.{name}.crowding: a comma list of sparse, medium, heavy, "
+                              f"got {entry.get('crowding')!r}")
     for backbone, profile in (doc.get("benchmark_methods") or {}).items():
         where = f"{source}: benchmark_methods.{backbone}"
         stages = profile.get("stages", []) + profile.get("ablation_stages", [])
