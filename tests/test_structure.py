@@ -250,3 +250,17 @@ def test_a_demo_recipe_names_its_training_crowding(tmp_path):
     bad.write_text(yaml.safe_dump(doc))
     with pytest.raises(RecipeError, match=r"demo\.methods\.recurrent\.crowding: .*'sparse,crowded'"):
         recipes(bad)
+
+
+def test_the_engine_probes_no_model_hook():
+    """The engine asks the method (``Method.EXPORT_GRAPH``, ``Method.load_init_state``) and reads
+    the attributes every network has (``stride``, ``input_multiple``): no getattr / hasattr of a
+    model hook in engine/ or cli.py."""
+    hooks = ("export_forward", "load_init_state", "stride", "input_multiple", "backbone", "predict_true_ids")
+    faults = []
+    for p in sorted((PACKAGE / "engine").glob("*.py")) + [PACKAGE / "cli.py"]:
+        for node in ast.walk(ast.parse(p.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
+                    and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and node.args[1].value in hooks):
+                faults.append(f"{p.relative_to(PACKAGE)}:{node.lineno}: {node.func.id}(..., {node.args[1].value!r})")
+    assert not faults, "\n".join(faults)

@@ -247,21 +247,17 @@ def build_model(config: dict, method) -> torch.nn.Module:
     return hourglass_from_config(model_cfg, method.num_channels, method.output_groups)
 
 
-def load_init_weights(net: torch.nn.Module, config: dict) -> str | None:
+def load_init_weights(net: torch.nn.Module, config: dict, method) -> str | None:
     """Initialise ``net`` from the checkpoint named by ``model.init_from`` (a fresh training
-    run only): the model's ``load_init_state(state_dict, source)`` when it has one (e.g. the
-    recurrent method loads an AE checkpoint into its backbone), else ``load_state_dict``.
-    Returns the path used, or None."""
+    run only) through ``method.load_init_state(net, state_dict, source)`` (default: every weight,
+    strictly; the recurrent method loads an AE checkpoint into its backbone). Returns the path
+    used, or None."""
     path = (config.get("model") or {}).get("init_from")
     if not path:
         return None
     state = load_checkpoint(path)["model"]
-    loader = getattr(net, "load_init_state", None)
-    if callable(loader):
-        loader(state, str(path))
-        return str(path)
     try:
-        net.load_state_dict(state)
+        method.load_init_state(net, state, str(path))
     except RuntimeError as e:
         raise CheckpointError(f"{path}: model.init_from weights do not fit the configured model "
                               f"({str(e).strip().splitlines()[0]})") from None

@@ -18,17 +18,18 @@ from ..methods.common import last_stack
 
 
 class _LastStack(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
+    """What the graph runs: the last stack of ``model``'s ``graph`` ("forward": the model itself;
+    "export_forward": ``model.export_forward``, see ``Method.EXPORT_GRAPH``)."""
 
-    @property
-    def graph(self) -> str:
-        """"export_forward" when the model exports another output than its forward, else "forward"."""
-        return "export_forward" if callable(getattr(self.model, "export_forward", None)) else "forward"
+    def __init__(self, model: torch.nn.Module, graph: str = "forward"):
+        super().__init__()
+        if graph not in ("forward", "export_forward"):
+            raise ValueError(f"graph must be 'forward' or 'export_forward', got {graph!r}")
+        self.model = model
+        self.graph = graph
 
     def forward(self, image):
-        return last_stack(getattr(self.model, self.graph), image)
+        return last_stack(self.model.export_forward if self.graph == "export_forward" else self.model, image)
 
 
 #: Suffixes of checkpoints: ``export`` never writes an ONNX file under such a name.
@@ -121,7 +122,7 @@ def export_onnx(weights, out, *, input_size: int | None = None, opset: int = 17,
     _check_finite(model, weights)
     size = int(input_size or (config or {}).get("data", {}).get("input_size", 512))
     check_int(size, f"{weights}: data.input_size", MIN_INPUT_SIZE, MAX_INPUT_SIZE)
-    wrapped = _LastStack(model.to(device or "cpu")).eval()
+    wrapped = _LastStack(model.to(device or "cpu"), method.EXPORT_GRAPH).eval()
     x = torch.randn(1, 3, size, size, device=device or "cpu")
     covered = covered_modules(wrapped.model, wrapped, x)   # modules the graph runs; the others' weights travel
     metadata = export_metadata(model, method, config, keypoint_set_to_dict(method.keypoint_set),

@@ -97,7 +97,7 @@ def export_metadata(model: torch.nn.Module, method, config: dict, keypoint_set_d
     meta = {"format_version": FORMAT_VERSION, "method": method.name,
             "method_options": dict(((config or {}).get("method") or {}).get("options") or {}),
             "model": model_cfg, "keypoint_set": keypoint_set_dict,
-            "stride": int(getattr(model, "stride", 4)), "input_multiple": int(getattr(model, "input_multiple", 64)),
+            "stride": int(model.stride), "input_multiple": int(model.input_multiple),
             "test": {k: (list(v) if isinstance(v, tuple) else v) for k, v in test.items()}, "graph": graph}
     return {META_KEY: json.dumps(meta), STATE_KEY: encode_state(state)}
 

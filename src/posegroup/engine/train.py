@@ -247,12 +247,12 @@ def _setup(cfg: dict, out_dir: Path, max_steps: int | None, fresh: bool, dist_in
         msg = re.sub(r"^[A-Z]\w*: ", "", str(e).splitlines()[0])
         raise ConfigError(f"{cfg['_source']}: model: {msg}") from None
     if fresh:
-        load_init_weights(r.net, cfg)
+        load_init_weights(r.net, cfg, r.method)
     r.net = r.net.to(r.device)
     if tc["channels_last"]:                      # weights and images NHWC: see posegroup benchmark step
         r.net = r.net.to(memory_format=torch.channels_last)
     r.ema_net = copy.deepcopy(r.net).requires_grad_(False) if tc["ema"] else None
-    net_stride = int(getattr(r.net, "stride", dc["stride"]))
+    net_stride = int(r.net.stride)
     if net_stride != int(dc["stride"]):
         raise TrainingError(f"{cfg['_source']}: data.stride is {dc['stride']} but the network predicts at stride "
                             f"{net_stride} (model.output_stride); set data.stride: {net_stride}")

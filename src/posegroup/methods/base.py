@@ -129,6 +129,17 @@ class Method:
         raise NotImplementedError
 
     # -- optional hooks ----------------------------------------------------------------------
+    #: What ``posegroup export`` records of the method's network: ``"forward"`` (the last stack of
+    #: ``model(x)``) or ``"export_forward"`` (``model.export_forward(x)``, e.g. the features a
+    #: recurrent head reads; the head stays in PyTorch). Default: ``"forward"``.
+    EXPORT_GRAPH: str = "forward"
+
+    def load_init_state(self, model: torch.nn.Module, state_dict: dict, source: str) -> None:
+        """``model.init_from``: initialise a fresh ``model`` from the weights ``state_dict`` of
+        the checkpoint ``source``; a mismatch is a one-line ValueError or RuntimeError. Default:
+        ``model.load_state_dict(state_dict)`` (every weight, strictly)."""
+        model.load_state_dict(state_dict)
+
     def build_model(self, model_cfg: dict) -> torch.nn.Module | None:
         """The method's own network for the config's ``model`` section (e.g. a head on
         ``model.backbone: posenet_mobilenet``, or the recurrent decoder on an hourglass), or

@@ -113,6 +113,7 @@ class RecurrentMethod(Method):
 
     name = "recurrent"
     INIT_FROM_METHOD = "ae"           # the ConvLSTM reads a trained AE hourglass (paper sec. 4)
+    EXPORT_GRAPH = "export_forward"   # the features the LSTM reads; the loop stays in PyTorch
     INFERENCE_SETTINGS = RecurrentInference
     INFERENCE_OPTIONS = {f.name: f.default for f in dataclasses.fields(RecurrentInference)
                          if f.name in ("input_size", "scales", "flip")}
@@ -152,6 +153,11 @@ class RecurrentMethod(Method):
             raise ValueError(f"option 'subpixel' in {what} is 'offsets', which needs "
                              "method.options.short_offsets: true (PoseNet's offset head)")
         return settings
+
+    def load_init_state(self, model: torch.nn.Module, state_dict: dict, source: str) -> None:
+        """``model.init_from`` names an AE checkpoint: its network becomes the backbone
+        (:meth:`.head.RecurrentPoseNet.load_init_state`)."""
+        model.load_init_state(state_dict, source)
 
     @property
     def num_channels(self) -> int:
