@@ -264,3 +264,50 @@ def test_the_engine_probes_no_model_hook():
                     and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and node.args[1].value in hooks):
                 faults.append(f"{p.relative_to(PACKAGE)}:{node.lineno}: {node.func.id}(..., {node.args[1].value!r})")
     assert not faults, "\n".join(faults)
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The cycles of a module import graph (module -> modules it imports), a package and its own
+    modules apart (``posegroup.methods`` importing ``posegroup.methods.ae`` is no cycle)."""
+    def related(a: str, b: str) -> bool:
+        return a.startswith(b + ".") or b.startswith(a + ".")
+
+    state, stack, cycles = {}, [], []
+
+    def visit(u):
+        state[u] = 1
+        stack.append(u)
+        for v in sorted(graph.get(u, ())):
+            if related(u, v):
+                continue
+            if state.get(v) == 1:
+                cycles.append(stack[stack.index(v):] + [v])
+            elif v not in state:
+                visit(v)
+        stack.pop()
+        state[u] = 2
+
+    for u in sorted(graph):
+        if u not in state:
+            visit(u)
+    return cycles
+
+
+def test_the_cycle_check_sees_a_cycle():
+    assert import_cycles({"p.a": {"p.b"}, "p.b": {"p.c"}, "p.c": {"p.a"}}) == [["p.a", "p.b", "p.c", "p.a"]]
+    assert import_cycles({"p": {"p.a"}, "p.a": {"p"}, "p.b": {"p.a"}}) == []
+
+
+def test_no_import_cycle():
+    """No module imports, at any depth of its code, a module that imports it back."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for _, mod in imported_modules(path.read_text(), name, path.name == "__init__.py"):
+            while mod and mod not in modules:
+                mod = mod.rsplit(".", 1)[0] if "." in mod else ""
+            if mod and mod != name:
+                deps.add(mod)
+        graph[name] = deps
+    assert import_cycles(graph) == []

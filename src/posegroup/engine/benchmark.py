@@ -19,7 +19,7 @@ def _coco_keypoint_ap(ann_file, results, image_ids):
 
 class TimedPredictor:
     """``image -> (poses, scores, network_s, total_s)`` of ``run`` (a
-    :class:`~posegroup.engine.predictor.TimedRun`, kept as ``run``): the seconds of its network
+    :class:`~posegroup.engine.timed.TimedRun`, kept as ``run``): the seconds of its network
     and of the whole prediction of that image."""
 
     def __init__(self, run):
@@ -31,12 +31,12 @@ class TimedPredictor:
 
 
 def timed_predictor(model, method, inference_opts) -> TimedPredictor:
-    """The method's network and decoder as :func:`~posegroup.engine.predictor.method_run` splits
+    """The method's network and decoder as :func:`~posegroup.engine.timed.method_run` splits
     and times them (:class:`TimedPredictor`): the network is ``method.network_outputs``
     (resizing, the forward passes and their fusion; a recurrent method's LSTM steps; a foreign
     network's graph with its pre- and post-processing), the decoder ``method.decode`` (grouping,
     decoding, masks)."""
-    from .predictor import method_run
+    from .timed import method_run
     return TimedPredictor(method_run(model, method, **inference_opts))
 
 

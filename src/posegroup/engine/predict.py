@@ -36,11 +36,11 @@ def make_predictor(model: torch.nn.Module, method, device: str | torch.device | 
                    **inference_opts: Any) -> Callable[[np.ndarray], tuple]:
     """``image -> method.predict(model, image, **inference_opts)`` with the model in eval mode on
     ``device`` (default: where its parameters are) and gradients off: a
-    :class:`~posegroup.engine.predictor.TimedRun` of the method's network and decoder, its
+    :class:`~posegroup.engine.timed.TimedRun` of the method's network and decoder, its
     inference settings checked here, once. ``input_size`` / ``scales`` beyond
     :mod:`posegroup.limits`' bounds, or an option the method refuses, are a ValueError."""
     from ..limits import check_test_sizes
-    from .predictor import method_run
+    from .timed import method_run
     check_test_sizes(inference_opts, lambda key: f"test option {key}")
     if device is not None:
         model = model.to(device)
@@ -199,7 +199,7 @@ def predict_over(run: Callable, dataset, image_ids=None, *, images=None, oracle=
     ``images``, the same images already loaded, in that order.
 
     Args:
-        timed: ``run`` is a :class:`~posegroup.engine.predictor.TimedRun`; its ``network_s`` and
+        timed: ``run`` is a :class:`~posegroup.engine.timed.TimedRun`; its ``network_s`` and
             ``decoder_s`` of each image are kept.
         oracle: ``(image, true keypoints (N, K, 3)) -> (poses, scores, ...)`` (a method's
             true-id ceiling), run outside the timings, gradients off, on each image with its
