@@ -59,9 +59,8 @@ Options:
         filled with its best guess (OKS ignores guesses for unlabelled joints), another
         person's joint included; ``"near"`` (default): the argmax over the cells with a
         positive heatmap, taken when its tag distance rounds to at most 1: weak joints of the
-        person are filled, other people's (ids >= 2 apart) are not. Noisy oracle, 150
-        images, clean / mild / hard: near 0.997 / 0.902 / 0.601, heatmap 0.994 / 0.902 /
-        0.598, adjusted 0.997 / 0.892 / 0.536.
+        person are filled, other people's (ids >= 2 apart) are not (measured on the noisy
+        oracle: docs/decoders.md).
     nms_ties: ``"keep"`` (reference max-pool equality) or ``"first"`` (one candidate per
         plateau of exactly equal maxima); see :func:`nms`.
     gated_matching: False (reference): the Hungarian sees every (candidate, group) pair and
@@ -82,9 +81,7 @@ Options:
     refine_radius: None (every preset; the paper's refine searches the whole map) or a number > 0:
         refine searches a missing joint only among the cells within ``refine_radius`` times the
         person's size (the larger side of its detected joints' box, at least one cell) of the
-        mean of its detected joints. Measured (bundled ``ae_crowd_synthetic`` seed 0, tuning
-        splits heavy / medium, AP): None 0.136 / 0.352; 0.5 0.130 / 0.343; 1 0.135 / 0.351;
-        2 0.136 / 0.351 -- refine's mistakes there are near the person, not across the image.
+        mean of its detected joints (measured: docs/decoders.md).
 """
 from __future__ import annotations
 

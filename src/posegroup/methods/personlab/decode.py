@@ -55,9 +55,7 @@ Options of :func:`decode_poses`, with their measured effect
         Hough cell per output cell (candidates are then moved to their sub-cell position by
         the short offset, ``refine_peaks``). Paper: 1, input resolution (``PAPER_HOUGH``, 20-40x
         slower). The map holds the vote mass per Hough cell, so
-        ``peak_threshold`` depends on it. Measured (``posegroup benchmark decode``): perfect
-        outputs of the 511 COCO val layouts (input 512, stride 4) AP 0.985 both; PoseNet
-        (136 local COCO images, stride 16, its own thresholds) AP 0.279 vs 0.270.
+        ``peak_threshold`` depends on it (measured against the paper's: docs/decoders.md).
     blur_sigma: Gaussian blur of the Hough maps before peak finding, input px (reference
         implementations ~2; 0 = off).
     peak_threshold: minimum blurred Hough score of a candidate (SPEC: 0.004-0.01 in the
