@@ -57,7 +57,8 @@ class RecurrentSettings:
     max_steps: int = setting(0, non_negative, "step limit (0: max_people + 1)")
     stop_threshold: float = setting(OMEGA, unit_interval, "omega [sigmoid(-1)]")
     heatmap_weight: float = setting(1.0, non_negative, "[1]")
-    stop_weight: float = setting(1.0, non_negative, "[1]")
+    stop_weight: float = setting(3.0, non_negative, "[1: equal weights]; 3: the same AP, half the count error "
+                                                    "on the memorisation ladder (two seeds)")
     lstm2_weight: float = setting(1.0, non_negative, "[1]")
     joint_threshold: float = setting(0.015, None, "tau, decode [0.015]")
     subpixel: str = setting("quadratic", one_of(*_decode.SUBPIXEL), "decode peak refinement [none: argmax cell]; "
