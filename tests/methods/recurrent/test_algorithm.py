@@ -349,5 +349,5 @@ def test_new_settings_are_validated():
             build_method("recurrent", COCO17, **{key: bad})
     s = build_method("recurrent", COCO17).settings
     assert (s.cut_at_stop, s.mask_matching, s.mask_stop, s.heatmap_reduction, s.lstm2_inputs,
-            s.lstm2_detach_input) == (True, True, True, "sum", "predicted", False)
+            s.lstm2_detach_input, s.stop_weight) == (True, False, False, "sum", "predicted", False, 3.0)   # measured
     assert OMEGA == pytest.approx(1 / (1 + np.e))

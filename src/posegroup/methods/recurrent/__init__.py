@@ -50,8 +50,9 @@ class RecurrentSettings:
     bptt_steps: int = setting(8, positive, "truncated BPTT chunk T [8]")
     cut_at_stop: bool = setting(True, None, "a chunk also closes (match, gradient cut) at every p_t < omega "
                                             "[Algorithm 1, line 10: true]")
-    mask_matching: bool = setting(True, None, "ignored cells left out of the matching cost [not in the paper]")
-    mask_stop: bool = setting(True, None, "no stop target for steps in ignored cells [not in the paper]")
+    mask_matching: bool = setting(False, None, "ignored cells left out of the matching cost [the paper: no "
+                                               "mask]; off: +0.02 AP on the memorisation ladder (two seeds)")
+    mask_stop: bool = setting(False, None, "no stop target for steps in ignored cells [the paper: no mask]")
     heatmap_reduction: str = setting("sum", one_of(*REDUCTIONS), "one matched person's squared error: "
                                                                  "sum or mean over its J*H*W cells [sum]")
     max_steps: int = setting(0, non_negative, "step limit (0: max_people + 1)")
