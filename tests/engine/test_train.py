@@ -169,9 +169,12 @@ def test_ddp_two_cpu_processes(tiny_data, tmp_path, steps):
         Path({str(tmp_path)!r}, "result_" + os.environ["RANK"] + ".json").write_text(
             json.dumps([os.environ["RANK"], str(s["steps"]), s["final_loss"], s["total_steps"]]))
     """))
+    logs = tmp_path / "logs"           # each rank's stderr in its own file: a failing rank's traceback
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          str(script)], capture_output=True, text=True, timeout=170)
-    assert out.returncode == 0, out.stderr[-2000:]
+                          "--log-dir", str(logs), "--redirects", "2", str(script)],
+                         capture_output=True, text=True, timeout=170)
+    ranks = "\n".join(f"{p.parent.name}: {p.read_text()[-1500:]}" for p in sorted(logs.rglob("stderr.log")))
+    assert out.returncode == 0, out.stderr[-1000:] + "\n" + ranks
     rows = sorted(json.loads(p.read_text()) for p in tmp_path.glob("result_*.json"))
     total = rows[0][3]
     assert total == rows[1][3] and (total == 4 if steps == 4 else total > 3), rows
