@@ -123,3 +123,30 @@ def timing_summary(times, people):
             by_people[name] = {"images": int(sel.sum()), "ms": float(np.median(times[sel]))}
     return {"ms": float(np.median(times)) if len(times) else float("nan"),
             "ms_mean": float(np.mean(times)) if len(times) else float("nan"), "by_people": by_people}
+
+
+def count_figures(results: list[dict], gt: dict, image_ids=None) -> dict[str, float]:
+    """How many people the method returns against how many there are, per image.
+
+    results: COCO results (``image_id`` per entry); gt: COCO ground-truth dict, its true people
+    the non-crowd annotations with a labelled keypoint; image_ids: the images counted (None:
+    all of ``gt``'s). Returns ``count_error`` (mean |returned - true|), ``count_over`` (mean
+    max(returned - true, 0)), ``count_under`` (mean max(true - returned, 0)), ``people_returned``
+    and ``people_true`` (totals); zeros without images.
+    """
+    ids = [im["id"] for im in gt["images"]] if image_ids is None else list(image_ids)
+    returned = dict.fromkeys(ids, 0)
+    true = dict.fromkeys(ids, 0)
+    for r in results:
+        if r.get("image_id") in returned:
+            returned[r["image_id"]] += 1
+    for a in gt["annotations"]:
+        labelled = np.count_nonzero(np.asarray(a.get("keypoints") or [0, 0, 0])[2::3] > 0)
+        if a.get("image_id") in true and not a.get("iscrowd", 0) and labelled:
+            true[a["image_id"]] += 1
+    diff = np.array([returned[i] - true[i] for i in ids], np.float64)
+    if len(diff) == 0:
+        diff = np.zeros(1)
+    return {"count_error": float(np.abs(diff).mean()), "count_over": float(np.maximum(diff, 0).mean()),
+            "count_under": float(np.maximum(-diff, 0).mean()), "people_returned": float(sum(returned.values())),
+            "people_true": float(sum(true.values()))}

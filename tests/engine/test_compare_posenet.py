@@ -39,9 +39,10 @@ def test_posenet_profile_trains_and_scores_every_method(tmp_path, one_thread):
 
 
 def test_count_error_by_hand():
-    class Ds:
-        def annotations(self, image_id, with_masks=False):
-            return {"keypoints": [0] * {1: 2, 2: 0}[image_id]}
+    class Ds:     # image 1: two annotated people (and a crowd and an unlabelled one, not people); image 2: none
+        person = {"image_id": 1, "keypoints": [5, 5, 2] + [0, 0, 0] * 16}
+        data = {"images": [{"id": 1}, {"id": 2}],
+                "annotations": [person, person, dict(person, iscrowd=1), dict(person, keypoints=[0, 0, 0] * 17)]}
     results = [{"image_id": 1, "score": 0.9}, {"image_id": 1, "score": 0.1}, {"image_id": 2, "score": 0.5},
                {"image_id": 2, "score": 0.3}]
     assert count_error(results, Ds(), [1, 2]) == pytest.approx((1 + 2) / 2)   # |1-2| and |2-0|

@@ -199,13 +199,12 @@ def score_splits(model, method, config: dict, test: dict, anns: dict, *, max_ima
 
 def count_error(results: list[dict], dataset, image_ids) -> float:
     """Mean over ``image_ids`` of |people in ``results`` scored >= ``predict.MIN_SCORE`` - the
-    image's annotated people with at least one keypoint (``dataset.annotations``)."""
-    from collections import Counter
-
+    image's annotated people with at least one keypoint|: the ``count_error`` of
+    :func:`~posegroup.evaluation.count_figures` on the dataset's ground truth (``dataset.data``)."""
+    from ..evaluation import count_figures
     from .predict import MIN_SCORE
-    found = Counter(r["image_id"] for r in results if r["score"] >= MIN_SCORE)
-    errors = [abs(found[i] - len(dataset.annotations(i, with_masks=False)["keypoints"])) for i in image_ids]
-    return float(sum(errors) / max(1, len(errors)))
+    shown = [r for r in results if r["score"] >= MIN_SCORE]
+    return count_figures(shown, dataset.data, image_ids)["count_error"]
 
 
 def format_table(rows: list[dict], header: str = "") -> str:

@@ -328,20 +328,34 @@ def feature_head(in_channels: int, out_channels: int, width: int = 128) -> torch
                                torch.nn.Conv2d(width, out_channels, 1))
 
 
-def place_by_offsets(poses: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def offsets_on_grid(channels: torch.Tensor, stride: int, ratio: float, flip_index=None) -> np.ndarray:
+    """One pass's short-range offsets made the grid's: ``channels`` (2K, H, W) on the common
+    grid (:func:`network_passes`), joint k's (x, y) offset at 2k, 2k + 1 in the pass's input px
+    (``ratio``: its input px per scale-1 input px), to (K, 2, H, W) in grid cells; with
+    ``flip_index`` (a mirrored pass, flipped back spatially) the joints swapped left/right and x
+    negated, so that they are the image's."""
+    off = channels.reshape(-1, 2, *channels.shape[-2:]) / (stride * ratio)
+    if flip_index is not None:
+        off = off[torch.as_tensor(np.asarray(flip_index, dtype=np.int64))] * torch.tensor([-1.0, 1.0]).view(1, 2, 1, 1)
+    return off.numpy()
+
+
+def place_by_offsets(poses: np.ndarray, offsets: np.ndarray, *, only_found: bool = True) -> np.ndarray:
     """Joints placed by short-range offsets (PoseNet's / PersonLab's sub-cell positions).
 
     Args:
         poses: (N, K, 3) x, y, score on an output grid whose cell (i, j) covers [j, j+1) x [i, i+1).
         offsets: (K, 2, H, W): joint k's (x, y) offset from each cell's centre, in cells.
-    Returns a float64 copy of ``poses`` whose found joints (score > 0) sit at the centre of the
-    cell they lie in (clipped to the grid) plus that cell's offset; scores unchanged.
+        only_found: move only the found joints (score > 0); False: every joint.
+    Returns a float64 copy of ``poses`` whose found joints (score > 0; every joint when not
+    ``only_found``) sit at the centre of the cell they lie in (clipped to the grid) plus that
+    cell's offset; scores unchanged.
     """
     p = np.array(poses, dtype=np.float64, copy=True)
     if not p.size:
         return p
     _, _, h, w = offsets.shape
-    n, k = np.nonzero(p[..., 2] > 0)
+    n, k = np.nonzero(p[..., 2] > 0) if only_found else np.nonzero(np.ones(p.shape[:2], bool))
     cx = np.clip(np.floor(p[n, k, 0]).astype(np.int64), 0, w - 1)
     cy = np.clip(np.floor(p[n, k, 1]).astype(np.int64), 0, h - 1)
     p[n, k, 0] = cx + 0.5 + offsets[k, 0, cy, cx]

@@ -406,7 +406,7 @@ class AEMethod(Method):
         [(foreground logits (H, W), pixel tags (H, W, E))] (empty when off), grid (H, W), factor1,
         stride, short offsets [(K, 2, H, W) in grid cells, a mirrored pass's made the image's]
         (empty when off))."""
-        from ..common import evaluating, last_stack, network_passes
+        from ..common import evaluating, last_stack, network_passes, offsets_on_grid
 
         k, d, e = self.num_keypoints, self.tag_dim, self.seg_tag_dim
         flip_index = torch.as_tensor(np.asarray(self.keypoint_set.flip_index, dtype=np.int64))
@@ -418,11 +418,8 @@ class AEMethod(Method):
         heats, tags, segs, offs = [], [], [], []
         for i, m in enumerate(maps):
             if self.offset_channels:                              # input px of the pass -> grid cells
-                m, off = m[:-self.offset_channels], m[-self.offset_channels:].reshape(k, 2, *m.shape[-2:])
-                off = off / (stride * ratios[i])
-                if i % passes == 1:
-                    off = off[flip_index] * torch.tensor([-1.0, 1.0]).view(1, 2, 1, 1)
-                offs.append(off.numpy())
+                m, off = m[:-self.offset_channels], m[-self.offset_channels:]
+                offs.append(offsets_on_grid(off, stride, ratios[i], flip_index if i % passes == 1 else None))
             hm, tg = _head.split_outputs(m, k, d, e)                           # (K, H, W), (K, H, W, D)
             if i % passes == 1:                                   # mirrored: left/right joints swapped
                 hm, tg = hm[flip_index], tg[flip_index]

@@ -134,9 +134,7 @@ class RecurrentMethod(Method):
 
     def __init__(self, keypoint_set: KeypointSet, **options: Any):
         self.settings = from_options(RecurrentSettings, options)
-        if self.settings.subpixel == "offsets" and not self.settings.short_offsets:
-            raise ValueError("option 'subpixel' in method.options is 'offsets', which needs "
-                             "method.options.short_offsets: true (PoseNet's offset head)")
+        self.check_inference_options(None, options, what="method.options")     # subpixel: offsets needs the head
         super().__init__(keypoint_set, **as_dict(self.settings))
         self.num_keypoints = keypoint_set.num_keypoints
 
@@ -349,18 +347,13 @@ class RecurrentMethod(Method):
         """Each pass's (C [+ 2J], H, W) output split into features and offsets; the offsets (input
         px of their pass) turned into grid cells, a mirrored pass's swapped left/right and negated
         in x, and averaged: (features [(C, H, W)], offsets (J, 2, H, W) or None)."""
+        from ..common import offsets_on_grid
         if not self.settings.short_offsets:
             return maps, None
-        j = self.num_keypoints
-        flip_index = torch.as_tensor(np.asarray(self.keypoint_set.flip_index, dtype=np.int64))
-        feats, offs = [], []
-        for i, m in enumerate(maps):
-            off = m[-2 * j:].reshape(j, 2, *m.shape[-2:]) / (stride * ratios[i])
-            if flip and i % 2:
-                off = off[flip_index] * torch.tensor([-1.0, 1.0]).view(1, 2, 1, 1)
-            feats.append(m[:-2 * j])
-            offs.append(off.numpy())
-        return feats, np.mean(offs, axis=0).astype(np.float32)
+        j, flip_index = self.num_keypoints, self.keypoint_set.flip_index
+        offs = [offsets_on_grid(m[-2 * j:], stride, ratios[i], flip_index if flip and i % 2 else None)
+                for i, m in enumerate(maps)]
+        return [m[:-2 * j] for m in maps], np.mean(offs, axis=0).astype(np.float32)
 
     def _refine(self, net, feats, heat, probs, gen) -> torch.Tensor:
         n = _decode.num_people(probs.cpu().numpy(), self.settings.stop_threshold)

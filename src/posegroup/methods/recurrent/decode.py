@@ -21,7 +21,8 @@ import math
 
 import numpy as np
 
-from ..common import subpixel_offsets
+from ...evaluation import count_figures  # noqa: F401 (the person count, re-exported for the method)
+from ..common import place_by_offsets, subpixel_offsets
 from ..refine import refine_missing_joints
 
 #: omega = sigmoid(-1)
@@ -83,13 +84,11 @@ def decode_people(heatmaps, stop_probs, *, stop_threshold: float = STOP_THRESHOL
     best = flat.argmax(-1)
     peak = flat[np.arange(n * j), best]
     y, x = np.divmod(best, w)
-    if subpixel == "offsets":
-        off = np.asarray(offsets, np.float64)[np.tile(np.arange(j), n), :, y, x]          # (N*J, 2)
-        dx, dy = off[:, 0], off[:, 1]
-    else:
-        dx, dy = subpixel_offsets(maps, np.arange(n * j), y, x, method=subpixel)
-    poses = np.stack([x + 0.5 + dx, y + 0.5 + dy, np.where(peak >= joint_threshold, peak, 0.0)], -1)
-    poses = poses.reshape(n, j, 3).astype(np.float32)
+    dx, dy = subpixel_offsets(maps, np.arange(n * j), y, x, method="none" if subpixel == "offsets" else subpixel)
+    poses = np.stack([x + 0.5 + dx, y + 0.5 + dy, np.where(peak >= joint_threshold, peak, 0.0)], -1).reshape(n, j, 3)
+    if subpixel == "offsets":                         # every joint, dropped ones too: their place still counts
+        poses = place_by_offsets(poses, np.asarray(offsets, np.float64), only_found=False)
+    poses = poses.astype(np.float32)
     joint_score = np.clip(poses[..., 2], 0.0, 1.0).mean(1)
     stop = np.clip(np.nan_to_num(p[:n], nan=0.0), 0.0, 1.0)
     scores = {"joints": joint_score, "stop": stop, "product": joint_score * stop}[person_score]
@@ -137,30 +136,3 @@ def refine_people(poses, heatmaps, tags, *, subpixel: str = "quadratic", missing
     p[keep] = people
     p = np.where((p[..., 2:] == 0) & ~found[..., None], before, p)     # not found again: as it was
     return p.astype(np.float32)
-
-
-def count_figures(results: list[dict], gt: dict, image_ids=None) -> dict[str, float]:
-    """How many people the method returns against how many there are, per image.
-
-    results: COCO results (``image_id`` per entry); gt: COCO ground-truth dict, its true people
-    the non-crowd annotations with a labelled keypoint; image_ids: the images counted (None:
-    all of ``gt``'s). Returns ``count_error`` (mean |returned - true|), ``count_over`` (mean
-    max(returned - true, 0)), ``count_under`` (mean max(true - returned, 0)), ``people_returned``
-    and ``people_true`` (totals); zeros without images.
-    """
-    ids = [im["id"] for im in gt["images"]] if image_ids is None else list(image_ids)
-    returned = dict.fromkeys(ids, 0)
-    true = dict.fromkeys(ids, 0)
-    for r in results:
-        if r.get("image_id") in returned:
-            returned[r["image_id"]] += 1
-    for a in gt["annotations"]:
-        labelled = np.count_nonzero(np.asarray(a.get("keypoints") or [0, 0, 0])[2::3] > 0)
-        if a.get("image_id") in true and not a.get("iscrowd", 0) and labelled:
-            true[a["image_id"]] += 1
-    diff = np.array([returned[i] - true[i] for i in ids], np.float64)
-    if len(diff) == 0:
-        diff = np.zeros(1)
-    return {"count_error": float(np.abs(diff).mean()), "count_over": float(np.maximum(diff, 0).mean()),
-            "count_under": float(np.maximum(-diff, 0).mean()), "people_returned": float(sum(returned.values())),
-            "people_true": float(sum(true.values()))}
