@@ -323,6 +323,7 @@ def test_test_sizes_are_bounded(tmp_path, test, fault):
     ("personlab", "{}", "{nms_radius: -1}", "test.nms_radius", "-1"),
     ("recurrent", "{}", "{subpixel: foo}", "test.subpixel", "'foo'"),
     ("recurrent", "{}", "{subpixel: offsets}", "test.subpixel", "'offsets'"),
+    ("recurrent", "{}", "{subpixel_blur: -1}", "test.subpixel_blur", "-1"),
 ])
 def test_bad_test_values_name_file_key_and_value(tmp_path, method, options, test, key, value):
     """``test:`` values are checked by the method's inference settings when the config is read,

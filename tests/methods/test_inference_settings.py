@@ -23,7 +23,7 @@ AE_DEFAULTS = {"input_size": 512, "scales": (1.0,), "flip": False, "refine": Non
                "preset": "default", "seg_decode": "paper", "seg_threshold": 0.5, "seg_bin_width": 0.2,
                "seg_nms_radius": 1.0, "seg_min_cells": 2, "seg_anchor_radius": 1.5, "seg_anchor_statistic": "median"}
 RECURRENT_DEFAULTS = {"input_size": 512, "scales": (1.0,), "flip": False, "stop_threshold": OMEGA,
-                      "joint_threshold": 0.015, "subpixel": "quadratic", "person_score": "joints",
+                      "joint_threshold": 0.015, "subpixel": "dark", "subpixel_blur": 1.0, "person_score": "joints",
                       "refine": False, "refine_below": 0.0}      # no refinement: the paper's single-scale test
 
 
@@ -63,8 +63,8 @@ def test_recurrent_defaults_are_its_settings():
     values = dataclasses.asdict(build_method("recurrent", COCO17).inference_settings())
     assert values == RECURRENT_DEFAULTS
     trained = RecurrentSettings()
-    assert {k: getattr(trained, k) for k in ("stop_threshold", "joint_threshold", "subpixel", "person_score")} == \
-        {k: RECURRENT_DEFAULTS[k] for k in ("stop_threshold", "joint_threshold", "subpixel", "person_score")}
+    decode = ("stop_threshold", "joint_threshold", "subpixel", "subpixel_blur", "person_score")
+    assert {k: getattr(trained, k) for k in decode} == {k: RECURRENT_DEFAULTS[k] for k in decode}
 
 
 @pytest.mark.parametrize("name,method_options,test,expected", [
@@ -98,6 +98,7 @@ def test_method_options_set_the_defaults_test_options_override(name, method_opti
     ("personlab", {"with_masks": "no"}, "with_masks", "'no'"),
     ("recurrent", {"subpixel": "foo"}, "subpixel", "'foo'"),
     ("recurrent", {"stop_threshold": 2}, "stop_threshold", "2"),
+    ("recurrent", {"subpixel_blur": 0}, "subpixel_blur", "0"),
     ("recurrent", {"subpixel": "offsets"}, "subpixel", "'offsets'"),       # the model has no short offsets
 ])
 def test_bad_values_are_one_line_errors_naming_key_and_value(name, test, key, value):

@@ -51,6 +51,26 @@ def test_quadratic_subpixel_recovers_gaussian_centre():
     np.testing.assert_allclose(poses[0, :, :2], kp[0, :, :2], atol=1e-3)
 
 
+def test_dark_subpixel_recovers_centres_and_takes_its_blur():
+    """``subpixel="dark"`` on the method's own Gaussian targets (interior joints) puts each joint on
+    its true place (the bound of ``test_dark_subpixel_exact_on_gaussians_and_per_map``); on ragged
+    maps each ``subpixel_blur`` gives common.subpixel_offsets' placement with that blur."""
+    from posegroup.methods.common import subpixel_offsets
+    kp = np.array([[[14.3, 15.8, 2], [18.6, 13.2, 2]]])
+    heat, _ = person_heatmaps(kp, (32, 32), sigma=2.0, max_people=1)
+    poses, _ = decode_people(heat, [0.9], subpixel="dark")
+    np.testing.assert_allclose(poses[0, :, :2], kp[0, :, :2], atol=1e-3)
+    ragged = heat * np.random.default_rng(0).uniform(0.7, 1.3, size=heat.shape)
+    y, x = np.unravel_index(ragged[0].reshape(2, -1).argmax(1), (32, 32))
+    placed = []
+    for blur in (0.5, 2.0):
+        poses, _ = decode_people(ragged, [0.9], subpixel="dark", subpixel_blur=blur)
+        dx, dy = subpixel_offsets(ragged[0], np.arange(2), y, x, "dark", blur=blur)
+        np.testing.assert_allclose(poses[0, :, :2], np.stack([x + 0.5 + dx, y + 0.5 + dy], 1), atol=1e-5)
+        placed.append(poses[0, :, :2])
+    assert np.abs(placed[0] - placed[1]).max() > 0.01
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError):
         decode_people(np.zeros((2, 1, 3, 3)), [0.9])

@@ -28,7 +28,7 @@ from ..refine import refine_missing_joints
 #: omega = sigmoid(-1)
 STOP_THRESHOLD = 1.0 / (1.0 + math.e)
 PERSON_SCORES = ("joints", "stop", "product")
-SUBPIXEL = ("none", "quadratic", "quarter", "offsets")
+SUBPIXEL = ("none", "quadratic", "dark", "quarter", "offsets")
 
 __all__ = ["decode_people", "refine_people", "num_people", "count_figures", "STOP_THRESHOLD", "PERSON_SCORES", "SUBPIXEL"]
 
@@ -41,8 +41,8 @@ def num_people(stop_probs, stop_threshold: float = STOP_THRESHOLD) -> int:
 
 
 def decode_people(heatmaps, stop_probs, *, stop_threshold: float = STOP_THRESHOLD, joint_threshold: float = 0.015,
-                  subpixel: str = "none", person_score: str = "joints", offsets=None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  subpixel: str = "none", person_score: str = "joints", offsets=None,
+                  subpixel_blur: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """People of one image from the recurrent network's per-step heatmaps.
 
     Args:
@@ -51,12 +51,16 @@ def decode_people(heatmaps, stop_probs, *, stop_threshold: float = STOP_THRESHOL
         stop_threshold: omega; people are the steps before the first p_t < omega.
         joint_threshold: tau; a joint whose peak is below it is dropped (score 0, position kept).
         subpixel: "none" (paper: the argmax cell's centre), "quadratic" (log-parabola through
-            the peak and its neighbours), "quarter" (AE reference quarter-cell shift) or
+            the peak and its neighbours), "dark" (the same on the map smoothed by a Gaussian of
+            std ``subpixel_blur`` cells: a per-person map's broad peak made regular first, see
+            :func:`~posegroup.methods.common.subpixel_offsets`), "quarter" (AE reference
+            quarter-cell shift) or
             "offsets" (the argmax cell's centre plus that joint's short-range offset there, as
             PoseNet / PersonLab place joints; needs ``offsets``).
         person_score: "joints", "stop" or "product" (see the module doc).
         offsets: (J, 2, H, W) short-range offsets in cells (joint j's (x, y) from each cell's
             centre), for ``subpixel="offsets"``.
+        subpixel_blur: the smoothing std of ``subpixel="dark"``, in cells (> 0).
     Returns:
         poses (N, J, 3): x, y, score in heatmap cells; scores (N,).
     """
@@ -84,7 +88,8 @@ def decode_people(heatmaps, stop_probs, *, stop_threshold: float = STOP_THRESHOL
     best = flat.argmax(-1)
     peak = flat[np.arange(n * j), best]
     y, x = np.divmod(best, w)
-    dx, dy = subpixel_offsets(maps, np.arange(n * j), y, x, method="none" if subpixel == "offsets" else subpixel)
+    dx, dy = subpixel_offsets(maps, np.arange(n * j), y, x, method="none" if subpixel == "offsets" else subpixel,
+                              blur=subpixel_blur)
     poses = np.stack([x + 0.5 + dx, y + 0.5 + dy, np.where(peak >= joint_threshold, peak, 0.0)], -1).reshape(n, j, 3)
     if subpixel == "offsets":                         # every joint, dropped ones too: their place still counts
         poses = place_by_offsets(poses, np.asarray(offsets, np.float64), only_found=False)
@@ -108,8 +113,8 @@ def refine_people(poses, heatmaps, tags, *, subpixel: str = "quadratic", missing
     Args:
         poses: (N, J, 3) x, y, score in cells, as :func:`decode_people` gives them.
         heatmaps: (J, H, W) AE heatmaps (averaged over the scales); tags: (J, H, W, D).
-        subpixel: how a filled joint is placed ("offsets", which needs PoseNet's, counts as
-            "quadratic").
+        subpixel: how a filled joint is placed ("offsets", which needs PoseNet's, and "dark",
+            made for the broad per-person maps, count as "quadratic" on AE's sharp maps).
         missing_below: joints scored below it count as missing (0: only tau's).
     Returns a float32 copy of ``poses`` with the filled joints placed and scored by the heatmap.
     """
@@ -132,7 +137,8 @@ def refine_people(poses, heatmaps, tags, *, subpixel: str = "quadratic", missing
     np.add.at(sums, n_idx, tg[j_idx, cy, cx])
     means = sums[keep] / found[keep].sum(1, keepdims=True)
     people = p[keep]
-    refine_missing_joints(people, means, hm, tg, "l2", "quadratic" if subpixel == "offsets" else subpixel, "near")
+    refine_missing_joints(people, means, hm, tg, "l2", "quadratic" if subpixel in ("offsets", "dark") else subpixel,
+                          "near")
     p[keep] = people
     p = np.where((p[..., 2:] == 0) & ~found[..., None], before, p)     # not found again: as it was
     return p.astype(np.float32)
