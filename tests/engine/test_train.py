@@ -684,3 +684,22 @@ def test_ema_resume_is_exact(tiny_data, tmp_path):
     assert_same_run(a, b)
     model, _, _ = load_model(tmp_path / "b" / "last.pt")           # inference loads the average
     assert_same_state({k: v for k, v in model.state_dict().items()}, b["model"], "loaded")
+
+
+def test_validation_reports_the_method_figures(tiny_data):
+    """With its method, the training-time validation carries the figures ``evaluate`` prints for
+    it: a predictor that always returns three people is off by |3 - true people| per image."""
+    from posegroup.data.coco import CocoPoseDataset
+    from posegroup.engine.predict import evaluate_predictor
+    from posegroup.methods import build_method
+    from posegroup.skeleton import COCO17
+    people = np.zeros((3, 17, 3), np.float32)
+    people[:, :, :2], people[:, :, 2] = 20.0, 0.9
+    run = lambda image: (people, np.full(3, 0.9, np.float32))        # noqa: E731
+    ds = CocoPoseDataset(tiny_data)
+    gt = json.loads(Path(tiny_data).read_text())
+    true = [sum(a["image_id"] == im["id"] for a in gt["annotations"]) for im in gt["images"][:4]]
+    stats = evaluate_predictor(run, ds, max_images=4, method=build_method("recurrent", COCO17))
+    assert stats["count_error"] == pytest.approx(np.mean([abs(3 - t) for t in true]))
+    assert stats["people_returned"] == 12 and stats["people_true"] == sum(true)
+    assert "count_error" not in evaluate_predictor(run, ds, max_images=4)

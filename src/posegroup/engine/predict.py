@@ -438,14 +438,18 @@ def predict_dataset(predictor: Callable, dataset, *, max_images: int | None = No
 
 
 def evaluate_predictor(predictor: Callable, dataset, *, max_images: int | None = None, progress: bool = False,
-                       out_file: str | Path | None = None) -> dict:
+                       out_file: str | Path | None = None, method=None) -> dict:
     """Predict ``dataset`` and score it with COCO keypoint AP on the same images.
 
     Returns the figures of :func:`posegroup.engine.evaluate.score_results` (each keypoint
-    figure; all 0.0 without a result) plus ``num_images`` and ``num_results``."""
+    figure; all 0.0 without a result) plus ``num_images`` and ``num_results``, and with a
+    ``method`` the figures ``evaluate`` prints for it (``Method.evaluation_figures``: the
+    recurrent method's person count) on the same images."""
     from .evaluate import score_results
     ids = list(dataset.image_ids)[:max_images] if max_images is not None else list(dataset.image_ids)
     results = predict_dataset(predictor, dataset, max_images=max_images, progress=progress, out_file=out_file)
     stats = score_results(str(dataset.ann_file), results, ids, keypoint_set=dataset.keypoint_set)
     stats.update(num_images=len(ids), num_results=len(results))
+    if method is not None:
+        stats.update(method.evaluation_figures(results, dataset.data, ids))
     return stats

@@ -746,7 +746,7 @@ class _Evaluator:
         if self.dataset is None:
             self.dataset = CocoPoseDataset(dc["val_ann"], dc["val_images"], keypoint_set=dc["keypoint_set"])
         predictor = make_predictor(net, self.method, None, **inference_options(self.cfg, self.method))
-        stats = evaluate_predictor(predictor, self.dataset, max_images=dc["val_max_images"])
+        stats = evaluate_predictor(predictor, self.dataset, max_images=dc["val_max_images"], method=self.method)
         stats["step"] = step
         write_json_atomic(self.out_dir / f"eval_step{step}.json", stats, indent=1)
         return stats
