@@ -128,6 +128,8 @@ def test_perfect_outputs_decode_to_ap_1_on_real_layouts(coco_val_gt):
     results, ids = perfect_results(coco_val_gt, 150, subpixel="quadratic")
     ap = _coco_ap(coco_val_gt, results, ids)
     assert ap >= 0.985
+    dark, _ = perfect_results(coco_val_gt, 150, subpixel="dark")        # the default
+    assert _coco_ap(coco_val_gt, dark, ids) >= 0.985
     # the paper's plain argmax (cell centres, no sub-pixel) on the same maps scores lower:
     # this test can tell a worse decoder apart
     plain, _ = perfect_results(coco_val_gt, 150, subpixel="none")
