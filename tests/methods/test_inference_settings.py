@@ -23,7 +23,7 @@ AE_DEFAULTS = {"input_size": 512, "scales": (1.0,), "flip": False, "refine": Non
                "preset": "default", "seg_decode": "paper", "seg_threshold": 0.5, "seg_bin_width": 0.2,
                "seg_nms_radius": 1.0, "seg_min_cells": 2, "seg_anchor_radius": 1.5, "seg_anchor_statistic": "median"}
 RECURRENT_DEFAULTS = {"input_size": 512, "scales": (1.0,), "flip": False, "stop_threshold": OMEGA,
-                      "joint_threshold": 0.015, "subpixel": "dark", "subpixel_blur": 1.0, "person_score": "joints",
+                      "joint_threshold": 0.015, "subpixel": "dark", "subpixel_blur": 0.5, "person_score": "joints",
                       "refine": False, "refine_below": 0.0}      # no refinement: the paper's single-scale test
 
 

@@ -54,7 +54,7 @@ def test_quadratic_subpixel_recovers_gaussian_centre():
 def test_dark_subpixel_recovers_centres_and_takes_its_blur():
     """``subpixel="dark"`` on the method's own Gaussian targets (interior joints) puts each joint on
     its true place (the bound of ``test_dark_subpixel_exact_on_gaussians_and_per_map``); on ragged
-    maps each ``subpixel_blur`` gives common.subpixel_offsets' placement with that blur."""
+    maps each ``blur`` gives common.subpixel_offsets' placement with that blur."""
     from posegroup.methods.common import subpixel_offsets
     kp = np.array([[[14.3, 15.8, 2], [18.6, 13.2, 2]]])
     heat, _ = person_heatmaps(kp, (32, 32), sigma=2.0, max_people=1)
@@ -64,11 +64,33 @@ def test_dark_subpixel_recovers_centres_and_takes_its_blur():
     y, x = np.unravel_index(ragged[0].reshape(2, -1).argmax(1), (32, 32))
     placed = []
     for blur in (0.5, 2.0):
-        poses, _ = decode_people(ragged, [0.9], subpixel="dark", subpixel_blur=blur)
+        poses, _ = decode_people(ragged, [0.9], subpixel="dark", blur=blur)
         dx, dy = subpixel_offsets(ragged[0], np.arange(2), y, x, "dark", blur=blur)
         np.testing.assert_allclose(poses[0, :, :2], np.stack([x + 0.5 + dx, y + 0.5 + dy], 1), atol=1e-5)
         placed.append(poses[0, :, :2])
     assert np.abs(placed[0] - placed[1]).max() > 0.01
+
+
+def test_the_method_smooths_by_subpixel_blur_times_sigma():
+    """``subpixel_blur`` counts in the targets' sigma (the best smoothing measured was half of it
+    at sigma 1 and 2): sigma 2 at 0.5 and sigma 1 at 1.0 both smooth by 1 cell, sigma 1 at 0.5
+    by half a cell."""
+    from posegroup.methods import build_method
+    from posegroup.methods.recurrent import RecurrentOutputs
+    from posegroup.skeleton import COCO17
+    kp = np.concatenate([np.random.default_rng(3).uniform(10, 22, (1, 17, 2)), np.full((1, 17, 1), 2.0)], 2)
+    heat, _ = person_heatmaps(kp, (32, 32), sigma=2.0, max_people=1)
+    heat = heat * np.random.default_rng(0).uniform(0.7, 1.3, size=heat.shape)
+    outs = RecurrentOutputs(heat, np.array([0.9]), 1.0, 4)
+
+    def placed(sigma, blur):
+        method = build_method("recurrent", COCO17, sigma=sigma)
+        return method.decode(outs, method.inference_settings({"subpixel_blur": blur}), (128, 128))[0]
+    cells = lambda b: decode_people(heat, [0.9], subpixel="dark", blur=b)[0]          # noqa: E731
+    np.testing.assert_allclose(placed(2.0, 0.5), placed(1.0, 1.0))
+    np.testing.assert_allclose(placed(2.0, 0.5)[..., :2], cells(1.0)[..., :2] * 4, atol=1e-4)
+    np.testing.assert_allclose(placed(1.0, 0.5)[..., :2], cells(0.5)[..., :2] * 4, atol=1e-4)
+    assert np.abs(placed(1.0, 0.5) - placed(1.0, 1.0)).max() > 0.01
 
 
 def test_bad_inputs():

@@ -65,7 +65,8 @@ class RecurrentSettings:
     subpixel: str = setting("dark", one_of(*_decode.SUBPIXEL), "decode peak refinement [none: argmax cell]; dark: "
                             "+0.07-0.10 AP over quadratic on the memorisation ladder, +0.03 on held-out sparse "
                             "scenes; offsets: PoseNet's short-range offsets (needs short_offsets)")
-    subpixel_blur: float = setting(1.0, positive, "subpixel dark: std of the smoothing, output cells")
+    subpixel_blur: float = setting(0.5, positive, "subpixel dark: std of the smoothing in units of sigma (best "
+                                                  "measured 0.5 at sigma 1 and 2)")
     short_offsets: bool = setting(False, None, "model.backbone posenet_mobilenet only: the network keeps PoseNet's "
                                   "pretrained short-range offset head (frozen) for subpixel: offsets [not in the paper]")
     person_score: str = setting("joints", one_of(*_decode.PERSON_SCORES), "decode person score")
@@ -85,7 +86,7 @@ class RecurrentInference(InferenceSettings):
     stop_threshold: float = setting(OMEGA, unit_interval, "omega: the people are the steps before the first p_t below it")
     joint_threshold: float = setting(0.015, finite, "tau: a joint whose peak is below it gets score 0")
     subpixel: str = setting("dark", one_of(*_decode.SUBPIXEL), "peak refinement (offsets: needs short_offsets)")
-    subpixel_blur: float = setting(1.0, positive, "subpixel dark: std of the smoothing, output cells")
+    subpixel_blur: float = setting(0.5, positive, "subpixel dark: std of the smoothing in units of the model's sigma")
     person_score: str = setting("joints", one_of(*_decode.PERSON_SCORES), "the person score")
     refine: bool = setting(False, None, "the paper's multi-scale test: each person's missing joints filled by "
                                         "AE's single-person refinement on the AE backbone's heatmaps (averaged "
@@ -129,7 +130,7 @@ class RecurrentMethod(Method):
         "stop_threshold": {"type": float, "help": "recurrent: omega, stop at the first p_t below it"},
         "joint_threshold": {"type": float, "help": "recurrent: tau, joints below it get score 0"},
         "subpixel": {"type": str, "choices": list(_decode.SUBPIXEL), "help": "recurrent: peak refinement"},
-        "subpixel_blur": {"type": float, "help": "recurrent subpixel dark: smoothing std, output cells"},
+        "subpixel_blur": {"type": float, "help": "recurrent subpixel dark: smoothing std, in units of sigma"},
         "person_score": {"type": str, "choices": list(_decode.PERSON_SCORES), "help": "recurrent: person score"},
         "refine": {"type": bool, "help": "recurrent: fill missing joints by AE's refinement (an AE backbone)"},
         "refine_below": {"type": float, "help": "recurrent refine: joints scored below it count as missing"},
@@ -392,6 +393,7 @@ class RecurrentMethod(Method):
         """The people of :meth:`network_outputs`' ``outputs`` (:func:`.decode.decode_people`
         under ``settings``) in the pixels of an image of shape ``image_shape`` (H, W, ...)."""
         opts = {k: getattr(settings, k) for k in self.DECODE_OPTIONS}
+        opts["blur"] = opts.pop("subpixel_blur") * self.settings.sigma        # in cells
         poses, scores = _decode.decode_people(outputs.heatmaps, outputs.stop_probs, offsets=outputs.offsets, **opts)
         if settings.refine:
             poses = _decode.refine_people(poses, outputs.ae_heatmaps, outputs.ae_tags, subpixel=settings.subpixel,

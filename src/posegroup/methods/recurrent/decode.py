@@ -42,7 +42,7 @@ def num_people(stop_probs, stop_threshold: float = STOP_THRESHOLD) -> int:
 
 def decode_people(heatmaps, stop_probs, *, stop_threshold: float = STOP_THRESHOLD, joint_threshold: float = 0.015,
                   subpixel: str = "none", person_score: str = "joints", offsets=None,
-                  subpixel_blur: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                  blur: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """People of one image from the recurrent network's per-step heatmaps.
 
     Args:
@@ -52,7 +52,7 @@ def decode_people(heatmaps, stop_probs, *, stop_threshold: float = STOP_THRESHOL
         joint_threshold: tau; a joint whose peak is below it is dropped (score 0, position kept).
         subpixel: "none" (paper: the argmax cell's centre), "quadratic" (log-parabola through
             the peak and its neighbours), "dark" (the same on the map smoothed by a Gaussian of
-            std ``subpixel_blur`` cells: a per-person map's broad peak made regular first, see
+            std ``blur`` cells: a per-person map's broad peak made regular first, see
             :func:`~posegroup.methods.common.subpixel_offsets`), "quarter" (AE reference
             quarter-cell shift) or
             "offsets" (the argmax cell's centre plus that joint's short-range offset there, as
@@ -60,7 +60,7 @@ def decode_people(heatmaps, stop_probs, *, stop_threshold: float = STOP_THRESHOL
         person_score: "joints", "stop" or "product" (see the module doc).
         offsets: (J, 2, H, W) short-range offsets in cells (joint j's (x, y) from each cell's
             centre), for ``subpixel="offsets"``.
-        subpixel_blur: the smoothing std of ``subpixel="dark"``, in cells (> 0).
+        blur: the smoothing std of ``subpixel="dark"``, in cells (> 0).
     Returns:
         poses (N, J, 3): x, y, score in heatmap cells; scores (N,).
     """
@@ -89,7 +89,7 @@ def decode_people(heatmaps, stop_probs, *, stop_threshold: float = STOP_THRESHOL
     peak = flat[np.arange(n * j), best]
     y, x = np.divmod(best, w)
     dx, dy = subpixel_offsets(maps, np.arange(n * j), y, x, method="none" if subpixel == "offsets" else subpixel,
-                              blur=subpixel_blur)
+                              blur=blur)
     poses = np.stack([x + 0.5 + dx, y + 0.5 + dy, np.where(peak >= joint_threshold, peak, 0.0)], -1).reshape(n, j, 3)
     if subpixel == "offsets":                         # every joint, dropped ones too: their place still counts
         poses = place_by_offsets(poses, np.asarray(offsets, np.float64), only_found=False)
