@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from ..files import refuse_existing, write_json_atomic, write_text_atomic
-from .recipes import demo_methods
+from .recipes import demo_crowding, demo_methods
 from .shipped import MANIFEST, WEIGHTS_DIR, shipped_manifest  # noqa: F401 (MANIFEST: the demo's, re-exported)
 
 #: The methods of the demo, in training order (a method's INIT_FROM_METHOD comes before it), and
@@ -232,7 +232,7 @@ def _split_info(info: dict) -> dict:
 def train_split(recipe: dict) -> str:
     """The training split of a demo recipe entry: ``train`` for its ``crowding`` (default sparse)
     when sparse, else ``train_<crowding>`` (commas as ``_``), e.g. ``train_sparse_medium_heavy``."""
-    crowding = str(recipe.get("crowding", "sparse"))
+    crowding = demo_crowding(recipe)
     return "train" if crowding == "sparse" else "train_" + crowding.replace(",", "_")
 
 
@@ -247,7 +247,7 @@ def _synthesise(data: Path, size: int, *, images: int, val_images: int, seed: in
     if images > 0:
         for m in methods:
             recipe = demo_methods()[m]
-            splits[train_split(recipe)] = (str(recipe.get("crowding", "sparse")), images, seed)
+            splits[train_split(recipe)] = (demo_crowding(recipe), images, seed)
     stats = {}
     for name, (crowding, n, s) in splits.items():
         ann = data / name / "annotations.json"

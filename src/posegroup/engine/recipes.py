@@ -22,6 +22,12 @@ def recipes(path: str | Path = RECIPES) -> dict:
     return doc
 
 
+def demo_crowding(entry: dict) -> str:
+    """The crowding of a demo method's synthetic training scenes (``demo.methods.<name>.crowding``,
+    default ``sparse``; a comma list mixes levels)."""
+    return str(entry.get("crowding", "sparse"))
+
+
 def check_recipes(doc, source: str) -> None:
     """Every demo method and every stage names a known method and a bundled config; every row
     names a stage of its profile; a fault is a one-line :class:`RecipeError`."""
@@ -34,7 +40,7 @@ def check_recipes(doc, source: str) -> None:
         if name not in METHODS or entry.get("config") not in configs or not int(entry.get("steps", 0)) > 0:
             raise RecipeError(f"{source}: demo.methods.{name}: a method ({sorted(METHODS)}) with a bundled "
                               f"config and steps > 0, got {entry!r}")
-        levels = str(entry.get("crowding", "sparse")).split(",")
+        levels = demo_crowding(entry).split(",")
         if not set(levels) <= {"sparse", "medium", "heavy"}:
             raise RecipeError(f"{source}: demo.methods.{name}.crowding: a comma list of sparse, medium, heavy, "
                               f"got {entry.get('crowding')!r}")
