@@ -75,6 +75,28 @@ def test_two_people_missing_joint_both_push_forms():
         assert (p.item(), q.item()) == pytest.approx((0.5, 2 * math.exp(-2) / 4))
 
 
+def test_hinge_push_by_hand_and_its_slope_where_tags_meet():
+    """The hinge push: mean over ordered pairs of max(0, σ − |h̄_n − h̄_n'|); hand-worked on two
+    people, and where their tags (nearly) coincide its gradient still separates them, while the
+    paper's exp(−d²/2) has a slope near 0 there (the collapse it cannot undo)."""
+    tags, joints = _two_people()                       # person means 2 and 0: d = 2
+    _, push = grouping_loss(tags, joints, push_form="hinge", sigma=3.0)
+    assert push.item() == pytest.approx(3.0 - 2.0)     # both ordered pairs give 1, / N(N−1) = 2
+    _, push = grouping_loss(tags, joints, push_form="hinge")
+    assert push.item() == 0.0                          # beyond the margin σ = 1
+    near = torch.zeros(1, 1, 2, 2)
+    near[0, 0, 0, 0], near[0, 0, 0, 1] = 1e-3, -1e-3   # two one-joint people, tags 2e-3 apart
+    one_joint = torch.tensor([[[[0, 1]], [[1, 1]]]])   # (B=1, M=2, K=1, 2): cells 0 and 1
+    grads = {}
+    for form in ("hinge", "paper"):
+        t = near.clone().requires_grad_(True)
+        _, push = grouping_loss(t, one_joint, push_form=form)
+        push.backward()
+        grads[form] = t.grad[0, 0, 0, 0].item()
+    assert grads["hinge"] == pytest.approx(-1.0, rel=1e-3)        # push = σ − |a − b|, a > b
+    assert grads["paper"] == pytest.approx(-0.5 * 2e-3, rel=1e-3)  # ½ exp(−d²/2): slope −d/2
+
+
 def test_three_people_paper_vs_reference():
     # three single-joint people with tags 0, 1, 3: d² = 1, 9, 4
     tags = torch.tensor([0.0, 1.0, 3.0, 0.0]).reshape(1, 1, 2, 2)

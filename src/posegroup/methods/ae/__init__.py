@@ -156,6 +156,9 @@ class AESettings:
                                   "cell plus PoseNet's pretrained short-range offset there (its offset head, "
                                   "frozen, as 2K more channels; no loss) [not in the paper: the argmax + 1/4 "
                                   "cell shift]")
+    tag_coords: bool = setting(False, None, "model.backbone posenet_mobilenet and tag_dim >= 2 only: each joint's "
+                               "tag dimensions 0, 1 add the cell's (x, y) in cells, head.add_tag_coords [not in "
+                               "the paper: spatial embeddings]")
     seg_tag_dim: int = setting(1, positive, "> 0: E, the pixel-tag dimension [1]")
     seg_samples: int = setting(32, positive, "> 0: S, pixels sampled per instance")
     foreground_weight: float = setting(1.0, non_negative, ">= 0: foreground BCE weight")
@@ -245,6 +248,9 @@ class AEMethod(Method):
                             "push": settings.seg_push_weight}
         self.seg_push_sigma = settings.seg_push_sigma
         self.short_offsets = settings.short_offsets
+        self.tag_coords = settings.tag_coords
+        if self.tag_coords and self.tag_dim < 2:
+            raise ValueError(f"method.options.tag_coords needs tag_dim >= 2 (it adds x and y), got tag_dim {self.tag_dim}")
         self.offset_channels = 2 * self.num_keypoints if settings.short_offsets else 0   # last in the layout
 
     @classmethod
@@ -290,12 +296,13 @@ class AEMethod(Method):
         heads = ("heatmaps", "offsets") if self.short_offsets else ("heatmaps",)
         backbone = posenet_backbone(model_cfg, self.keypoint_set, heads=heads)
         if backbone is None:
-            if self.short_offsets:
-                raise ValueError("method.options.short_offsets needs model.backbone: posenet_mobilenet "
-                                 "(PoseNet's pretrained offset head)")
+            for key, what in (("short_offsets", "PoseNet's pretrained offset head"), ("tag_coords", "its tag head")):
+                if getattr(self, key):
+                    raise ValueError(f"method.options.{key} needs model.backbone: posenet_mobilenet ({what})")
             return None
         rest = self.num_channels - self.num_keypoints - self.offset_channels
-        return _head.PoseNetAE(backbone, rest, offsets=self.short_offsets)
+        return _head.PoseNetAE(backbone, rest, offsets=self.short_offsets,
+                               tag_coords=(self.num_keypoints, self.tag_dim) if self.tag_coords else None)
 
     # -- targets ----------------------------------------------------------------------------
     def encode(self, keypoints: np.ndarray, ignore_mask: np.ndarray | None, instance_masks: np.ndarray | None,

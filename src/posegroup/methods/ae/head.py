@@ -108,6 +108,9 @@ class PoseNetAE(torch.nn.Module):
     they read the hourglass's Gaussian-regressing maps) and a new head on the features for the
     other channels (K*D tags [+ 1 + E segmentation]).
 
+    With ``tag_coords`` (K, D), D >= 2, every joint's tag dimensions 0 and 1 add the cell's x
+    and y (:func:`add_tag_coords`).
+
     ``forward(x (B, 3, S, S))`` (ImageNet-normalised) -> ``[(B, K + C_rest (+ 2K), S/s, S/s)]``,
     one "stack" in :func:`num_channels`' layout, cells at the project's centres (see
     :class:`~posegroup.backbones.posenet.PoseNetBackbone`). ``stride`` / ``input_multiple``: s.
@@ -115,12 +118,19 @@ class PoseNetAE(torch.nn.Module):
     channels last: joint k's (x, y) offset from each cell's centre in input px at 2k, 2k + 1.
     """
 
-    def __init__(self, backbone: torch.nn.Module, rest_channels: int, width: int = 128, *, offsets: bool = False):
+    def __init__(self, backbone: torch.nn.Module, rest_channels: int, width: int = 128, *, offsets: bool = False,
+                 tag_coords: tuple[int, int] | None = None):
         super().__init__()
         from ..common import feature_head
         self.backbone = backbone
         self.tag_head = feature_head(backbone.feature_channels, rest_channels, width)
         self.stride = self.input_multiple = backbone.stride
+        self.tag_coords = tag_coords
+        if tag_coords is not None:
+            k, d = tag_coords
+            if d < 2 or rest_channels < k * d:
+                raise ValueError(f"PoseNetAE: tag_coords needs tag_dim >= 2 and K*D <= {rest_channels} channels, "
+                                 f"got K={k}, D={d}")
         self.offsets = bool(offsets)
         if self.offsets:
             backbone.net.heads["offsets"].requires_grad_(False)
@@ -130,7 +140,31 @@ class PoseNetAE(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = self.backbone(x)
-        maps = [torch.sigmoid(out["heatmaps"]), self.tag_head(out["features"])]
+        rest = self.tag_head(out["features"])
+        if self.tag_coords is not None:
+            rest = add_tag_coords(rest, *self.tag_coords)
+        maps = [torch.sigmoid(out["heatmaps"]), rest]
         if self.offsets:
             maps.append(out["offsets"].index_select(1, self.offset_index))
         return [torch.cat(maps, 1)]
+
+
+def add_tag_coords(rest: torch.Tensor, num_keypoints: int, tag_dim: int) -> torch.Tensor:
+    """Spatial tags (Neven et al. 2019's spatial embeddings; not in the AE paper): each joint's
+    tag dimensions 0 and 1 add the cell's column x and row y, in cells, so the head's output
+    there is a displacement and a person's joints agree when each points at one place of the
+    person, whatever the features know of who is who.
+
+    Args:
+        rest: (B, C, H, W), C >= K*D, joint k's tag dimension d at channel k*D + d (the tag part
+            of :func:`num_channels`' layout without the K heatmaps); channels past K*D unchanged.
+    Returns: (B, C, H, W).
+    """
+    b, c, h, w = rest.shape
+    k, d = num_keypoints, tag_dim
+    ys = torch.arange(h, device=rest.device, dtype=rest.dtype).view(h, 1).expand(h, w)
+    xs = torch.arange(w, device=rest.device, dtype=rest.dtype).view(1, w).expand(h, w)
+    grid = torch.zeros(d, h, w, device=rest.device, dtype=rest.dtype)
+    grid = torch.cat([torch.stack([xs, ys]), grid[2:]])                      # (D, H, W)
+    coords = torch.cat([grid.repeat(k, 1, 1), grid.new_zeros(c - k * d, h, w)])  # (C, H, W)
+    return rest + coords[None]

@@ -10,6 +10,10 @@ person n with labelled joints k in K_n and tags h_k(x):
                   = ½ · 1/(N(N−1)) Σ_n Σ_{n'≠n} exp(−‖h̄_n − h̄_n'‖²)
   (the code sums exp(−d²) over all ordered pairs, subtracts the N diagonal ones, divides by
   N(N−1) and halves.)
+- push (hinge)    = 1/(N(N−1)) Σ_n Σ_{n'≠n} max(0, σ − ‖h̄_n − h̄_n'‖)   (CornerNet's margin form,
+  Law & Deng 2018, margin Δ = σ; not in the AE paper). Its gradient does not vanish where two
+  people's tags coincide, unlike exp(−d²) whose slope is 0 at d = 0, so tags that start (or
+  fall) together are still pushed apart.
 
 Images with fewer than two people have push 0, images without people pull 0. Everything is
 vectorised over the batch and the people (no Python loop).
@@ -33,7 +37,7 @@ import torch.nn.functional as F
 
 from .head import split_outputs, split_segmentation
 
-PUSH_FORMS = ("paper", "reference")
+PUSH_FORMS = ("paper", "reference", "hinge")
 HEATMAP_FORMS = ("mse", "weight_adaptive")
 PULL_FORMS = ("paper", "reference")
 
@@ -114,9 +118,10 @@ def grouping_loss(tags: torch.Tensor, joints: torch.Tensor, *, push_form: str = 
         tags: (B, K, H, W, D), (B, K, H, W) (D = 1) or flattened (B, K*H*W, D).
         joints: (B, M, K, 2) integer: [flat index k·H·W + y·W + x, valid > 0] per person slot and
             joint (``targets.joint_indices``); slots with no valid joint are empty.
-        push_form: "paper" (1/N² Σ_{n≠n'} exp(−d²/(2σ²)), default) or "reference"
-            (½ mean over ordered pairs n≠n' of exp(−d²), the reference code).
-        sigma: σ of the paper's push (1 in the paper); unused by the reference form.
+        push_form: "paper" (1/N² Σ_{n≠n'} exp(−d²/(2σ²)), default), "reference"
+            (½ mean over ordered pairs n≠n' of exp(−d²), the reference code) or "hinge"
+            (mean over ordered pairs n≠n' of max(0, σ − d)).
+        sigma: σ of the paper's push (1 in the paper), the hinge's margin; unused by the reference form.
         pull_form: "paper" (squared Euclidean distance to h̄_n, default) or "reference" (the code's
             ``torch.mean`` also averages over the D tag dimensions). Equal when D = 1.
         window: r >= 0 cells. 0 is the paper (the pull reads each joint's own cell). r > 0: each
@@ -166,6 +171,10 @@ def grouping_loss(tags: torch.Tensor, joints: torch.Tensor, *, push_form: str = 
     if push_form == "paper":
         e = torch.exp(-d2 / (2.0 * sigma ** 2))
         norm = n_people ** 2
+    elif push_form == "hinge":
+        # sqrt's slope is infinite at 0: the distance of coinciding tags is taken as 1e-12 apart
+        e = torch.clamp(sigma - torch.sqrt(d2 + 1e-12), min=0)
+        norm = n_people * (n_people - 1)
     else:
         e = 0.5 * torch.exp(-d2)
         norm = n_people * (n_people - 1)
