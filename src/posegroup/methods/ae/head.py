@@ -164,7 +164,6 @@ def add_tag_coords(rest: torch.Tensor, num_keypoints: int, tag_dim: int) -> torc
     k, d = num_keypoints, tag_dim
     ys = torch.arange(h, device=rest.device, dtype=rest.dtype).view(h, 1).expand(h, w)
     xs = torch.arange(w, device=rest.device, dtype=rest.dtype).view(1, w).expand(h, w)
-    grid = torch.zeros(d, h, w, device=rest.device, dtype=rest.dtype)
-    grid = torch.cat([torch.stack([xs, ys]), grid[2:]])                      # (D, H, W)
-    coords = torch.cat([grid.repeat(k, 1, 1), grid.new_zeros(c - k * d, h, w)])  # (C, H, W)
+    per_joint = torch.cat([torch.stack([xs, ys]), rest.new_zeros(d - 2, h, w)])          # (D, H, W)
+    coords = torch.cat([per_joint.repeat(k, 1, 1), rest.new_zeros(c - k * d, h, w)])     # (C, H, W)
     return rest + coords[None]
