@@ -36,6 +36,13 @@ def test_posenet_profile_trains_and_scores_every_method(tmp_path, one_thread):
     assert benchmark_methods(tmp_path / "bm", **kw) == rows and (tmp_path / "bm" / "state.json").read_text() == state
     with pytest.raises(ValueError, match="other settings"):
         benchmark_methods(tmp_path / "bm", **{**kw, "backbone": "tiny"})
+    assert "scored on the first 2 images of each split" in (tmp_path / "bm" / "methods.md").read_text()
+    # another --images rescores the rows (nothing retrained), and says so
+    steps = json.loads(state)["stages"]
+    again = benchmark_methods(tmp_path / "bm", **{**kw, "max_images": 1})
+    assert [r["max_images"] for r in again] == [1, 1, 1] and [r["max_images"] for r in rows] == [2, 2, 2]
+    assert json.loads((tmp_path / "bm" / "state.json").read_text())["stages"] == steps
+    assert "scored on the first 1 images of each split" in (tmp_path / "bm" / "methods.md").read_text()
 
 
 def test_count_error_by_hand():

@@ -156,10 +156,11 @@ def train_stage(stage: dict, cfg: dict, state: dict, out: Path, *, minutes: floa
 
 def evaluate_row(name: str, stage: str, test: dict, anns: dict, out: Path, *, max_images: int | None) -> dict:
     """COCO AP, AP50, AP75, AR, network / decoder ms per split, and the true-id ceiling (methods
-    with ``predict_true_ids``) of one stage's final checkpoint with test overrides."""
+    with ``predict_true_ids``) of one stage's final checkpoint with test overrides, on the first
+    ``max_images`` images of each split (None: all; recorded in the row)."""
     from .checkpoint import load_model
     model, method, config = load_model(out / "runs" / stage / "last.pt")
-    return {"row": name, "method": method.name, "stage": stage, "test": test,
+    return {"row": name, "method": method.name, "stage": stage, "test": test, "max_images": max_images,
             "splits": score_splits(model, method, config, test, {k: v for k, v in anns.items() if k != "train"},
                                    max_images=max_images)}
 
@@ -339,7 +340,7 @@ def benchmark_methods(out_dir="runs/benchmark_methods", *, minutes: float = 20.0
                     progress=progress, save=save)
     rows = []
     for name, stage, test in profile["rows"] + (profile["ablation_rows"] if ablations else []):
-        if name not in state["rows"]:
+        if state["rows"].get(name, {}).get("max_images", "unknown") != max_images:   # rows of another --images rescored
             say(f"[benchmark methods] scoring {name}")
             state["rows"][name] = evaluate_row(name, stage, test, anns, out, max_images=max_images)
             save()
@@ -348,7 +349,8 @@ def benchmark_methods(out_dir="runs/benchmark_methods", *, minutes: float = 20.0
     what = profile["about"] + (f"; real-people scenes from {people_from}" if profile["data"] == "people" else "")
     header = (f"Budget {budget} per method ({what}), seed {seed}, "
               f"{images} training images (sparse, medium, heavy mixed), {size} px, held-out splits of "
-              f"{val_images} images; trained steps: "
+              f"{val_images} images, scored on {f'the first {max_images}' if max_images else 'all'} images of "
+              f"each split; trained steps: "
               + ", ".join(f"{k} {v['steps']} ({v['minutes']:.1f} min)" for k, v in state["stages"].items()) + ".\n")
     text = format_table(rows, header)
     write_text_atomic(out / "methods.md", text)
