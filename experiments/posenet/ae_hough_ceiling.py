@@ -4,6 +4,7 @@ network gives them against the same heatmaps Hough-voted by PoseNet's short-rang
 cell's probability splatted bilinearly at cell + offset, PersonLab's voting, on the same grid),
 so that a joint's evidence from the cells around it gathers on one cell before AE's peak step.
 Prints AP and true-id AP of both on the first N images (default 30)."""
+import math
 import sys
 
 import numpy as np
@@ -12,24 +13,16 @@ from posegroup.engine.benchmark import open_split, predict_split, timed_predicto
 from posegroup.engine.checkpoint import load_model
 from posegroup.engine.evaluate import score_results
 from posegroup.engine.predict import inference_options
+from posegroup.methods.personlab.hough import hough_scores
 
 
 def hough_vote(heat: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """heat (K, H, W) probabilities, offsets (K, 2, H, W) (x, y) in cells from each cell's centre
-    -> (K, H, W): each cell's value splatted bilinearly at its cell + offset."""
-    k, h, w = heat.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    out = np.zeros((k, h * w))
-    for j in range(k):
-        tx, ty = xs + offsets[j, 0], ys + offsets[j, 1]
-        x0, y0 = np.floor(tx), np.floor(ty)
-        for dx in (0, 1):
-            for dy in (0, 1):
-                cx, cy = x0 + dx, y0 + dy
-                wgt = (1 - np.abs(tx - cx)) * (1 - np.abs(ty - cy)) * heat[j]
-                ok = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
-                np.add.at(out[j], (cy[ok] * w + cx[ok]).astype(np.int64), wgt[ok])
-    return out.reshape(k, h, w).astype(np.float32)
+    -> (K, H, W): each cell's value splatted bilinearly at its cell + offset, through PersonLab's
+    :func:`~posegroup.methods.personlab.hough.hough_scores` on the grid itself (1 "px" per cell,
+    centres at j + 0.5, R = 1/sqrt(pi) so that a vote weighs its probability)."""
+    return hough_scores(heat, np.moveaxis(offsets, 1, -1), output_stride=1.0, grid_offset=0.5,
+                        radius=1.0 / math.sqrt(math.pi), hough_size_hw=heat.shape[1:])
 
 
 def main(ckpt, ann, n=30, root=None):

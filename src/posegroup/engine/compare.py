@@ -340,7 +340,8 @@ def benchmark_methods(out_dir="runs/benchmark_methods", *, minutes: float = 20.0
                     progress=progress, save=save)
     rows = []
     for name, stage, test in profile["rows"] + (profile["ablation_rows"] if ablations else []):
-        if state["rows"].get(name, {}).get("max_images", "unknown") != max_images:   # rows of another --images rescored
+        row = state["rows"].get(name)
+        if row is None or "max_images" not in row or row["max_images"] != max_images:   # another --images: rescored
             say(f"[benchmark methods] scoring {name}")
             state["rows"][name] = evaluate_row(name, stage, test, anns, out, max_images=max_images)
             save()

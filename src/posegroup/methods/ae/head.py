@@ -125,12 +125,7 @@ class PoseNetAE(torch.nn.Module):
         self.backbone = backbone
         self.tag_head = feature_head(backbone.feature_channels, rest_channels, width)
         self.stride = self.input_multiple = backbone.stride
-        self.tag_coords = tag_coords
-        if tag_coords is not None:
-            k, d = tag_coords
-            if d < 2 or rest_channels < k * d:
-                raise ValueError(f"PoseNetAE: tag_coords needs tag_dim >= 2 and K*D <= {rest_channels} channels, "
-                                 f"got K={k}, D={d}")
+        self.tag_coords = tag_coords          # (K, D), D >= 2 (AEMethod validates the options)
         self.offsets = bool(offsets)
         if self.offsets:
             backbone.net.heads["offsets"].requires_grad_(False)

@@ -172,7 +172,7 @@ def grouping_loss(tags: torch.Tensor, joints: torch.Tensor, *, push_form: str = 
         e = torch.exp(-d2 / (2.0 * sigma ** 2))
         norm = n_people ** 2
     elif push_form == "hinge":
-        # sqrt's slope is infinite at 0: the distance of coinciding tags is taken as 1e-12 apart
+        # d = sqrt(d² + 1e-12): finite slope where two means coincide (sqrt's is infinite at 0)
         e = torch.clamp(sigma - torch.sqrt(d2 + 1e-12), min=0)
         norm = n_people * (n_people - 1)
     else:
