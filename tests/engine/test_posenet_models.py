@@ -291,6 +291,52 @@ def test_recurrent_short_offsets_are_posenets_frozen_head(data, tmp_path):
     assert len(poses) and np.isfinite(poses).all()
 
 
+def test_recurrent_joint_prior_is_posenets_heatmaps(data, tmp_path):
+    """``joint_prior``: the features the LSTM reads end with PoseNet's J joint probabilities
+    (sigmoid of its frozen heatmap head), unnormalised; ``gate`` makes each step's heatmaps the
+    prior times sigmoid of LSTM1's output (hand-set output: 0.75 x prior), with a flip pass's
+    prior swapped left/right back to the image's joints; training leaves the head as shipped;
+    an hourglass or a bad value is one line."""
+    from posegroup.data.transforms import normalize_image
+    from posegroup.methods.recurrent.head import RecurrentHead
+    method = build_method("recurrent", COCO17, joint_prior="gate", hidden_width=8, lstm1_layers=1)
+    net = method.build_model({"backbone": "posenet_mobilenet", "output_stride": 8}).eval()
+    img = (np.random.default_rng(5).random((64, 64, 3)) * 255).astype(np.uint8)
+    x = torch.from_numpy(normalize_image(img))[None]
+    with torch.no_grad():
+        out, raw = net.export_forward(x), net.backbone(x)
+        mirrored = torch.sigmoid(net.backbone(x.flip(3))["heatmaps"][0]).flip(2)[list(COCO17.flip_index)]
+        net.head.norm.running_mean.fill_(0.5)                            # the features' statistics only
+        normed = net.head.norm(out)
+    prior = torch.sigmoid(raw["heatmaps"])[0]
+    assert out.shape[1] == 384 + 17
+    torch.testing.assert_close(out[0, 384:], prior)
+    torch.testing.assert_close(normed[:, 384:], out[:, 384:])            # left as probabilities
+    torch.testing.assert_close(normed[:, :384], out[:, :384] - 0.5, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():                                                # sigmoid(log 3) = 0.75
+        net.head.out1.weight.zero_()
+        net.head.out1.bias.fill_(float(np.log(3.0)))
+    plain = method.network_outputs(net, img, input_size=64).heatmaps[0]
+    np.testing.assert_allclose(plain, 0.75 * prior.numpy(), atol=1e-5)
+    both = method.network_outputs(net, img, input_size=64, flip=True).heatmaps[0]
+    np.testing.assert_allclose(both, 0.75 * (prior + mirrored).numpy() / 2, atol=1e-5)
+    assert not np.allclose(both, 0.75 * (prior + mirrored.flip(0)).numpy() / 2, atol=1e-3)   # swap matters
+    with pytest.raises(ValueError, match="joint_prior needs model.backbone: posenet_mobilenet"):
+        method.build_model({"backbone": "tiny"})
+    with pytest.raises(ValueError, match="joint_prior"):
+        build_method("recurrent", COCO17, joint_prior="sum")
+    with pytest.raises(ValueError, match="joint_prior must be one of"):
+        RecurrentHead(8, 2, joint_prior="sum")
+    cfg = small("recurrent_posenet", data, tmp_path / "run")
+    cfg["method"]["options"].update(joint_prior="input")
+    train(cfg, progress=False)
+    model, method, _ = load_model(tmp_path / "run" / "last.pt")
+    shipped = posenet_mobilenet(8).heads.state_dict()["heatmaps.weight"]
+    assert torch.equal(model.backbone.net.heads.state_dict()["heatmaps.weight"], shipped)
+    poses, _ = method.predict(model, read_image(data.parent / "img001.png"), input_size=64, stop_threshold=0.0)
+    assert len(poses) and np.isfinite(poses).all()
+
+
 def test_ae_tag_coords_add_each_cells_position_to_the_tags(data, tmp_path):
     """``tag_coords``: each joint's tag dimensions 0 and 1 are the head's output plus the cell's
     (x, y) in cells, the other dimensions and channels the head's alone; it trains and predicts

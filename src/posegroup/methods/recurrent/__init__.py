@@ -26,7 +26,7 @@ from ..settings import as_dict, finite, from_options, non_negative, one_of, posi
 from ...skeleton import KeypointSet
 from ..common import channel_groups
 from . import decode as _decode
-from .head import OMEGA, RecurrentHead, RecurrentPoseNet
+from .head import JOINT_PRIORS, OMEGA, RecurrentHead, RecurrentPoseNet
 from .loss import LOSS_CONFIGS, LSTM2_INPUTS, ORDERS, REDUCTIONS, first_stop, lstm2_sequence, order_people, recurrent_loss
 
 
@@ -70,6 +70,10 @@ class RecurrentSettings:
     short_offsets: bool = setting(False, None, "model.backbone posenet_mobilenet only: the network keeps PoseNet's "
                                   "pretrained short-range offset head (frozen) for subpixel: offsets [not in the paper]")
     person_score: str = setting("joints", one_of(*_decode.PERSON_SCORES), "decode person score")
+    joint_prior: str = setting("none", one_of(*JOINT_PRIORS), "model.backbone posenet_mobilenet only: PoseNet's "
+                               "pretrained heatmap head (frozen) gives J joint probabilities that LSTM1 reads "
+                               "(input) or reads and selects one person's joints from (gate: heatmaps = prior "
+                               "x sigmoid(output)) [none: not in the paper]")
 
     @property
     def step_limit(self) -> int:
@@ -178,15 +182,16 @@ class RecurrentMethod(Method):
         from ...backbones.posenet import BACKBONE_NAME
         from ..common import posenet_backbone
         cfg = dict(model_cfg or {})
-        offsets = self.settings.short_offsets
+        offsets, prior = self.settings.short_offsets, self.settings.joint_prior != "none"
         if cfg.get("backbone") == BACKBONE_NAME:      # PoseNet's features (output_stride 8 | 16)
-            keypoints = self.keypoint_set if offsets else None      # PoseNet's offsets are COCO-17's
-            heads = ("offsets",) if offsets else False
-            return self._with_head(posenet_backbone(cfg, keypoints, freeze_default=True, heads=heads),
+            keypoints = self.keypoint_set if offsets or prior else None      # PoseNet's heads are COCO-17's
+            heads = ("offsets",) * offsets + ("heatmaps",) * prior
+            return self._with_head(posenet_backbone(cfg, keypoints, freeze_default=True, heads=heads or False),
                                    cfg.get("freeze_backbone", True), offsets)
-        if offsets:
-            raise ValueError("method.options.short_offsets needs model.backbone: posenet_mobilenet "
-                             "(PoseNet's pretrained offset head)")
+        for key, on, head in (("short_offsets", offsets, "offset"), ("joint_prior", prior, "heatmap")):
+            if on:
+                raise ValueError(f"method.options.{key} needs model.backbone: posenet_mobilenet "
+                                 f"(PoseNet's pretrained {head} head)")
         unknown = sorted(set(cfg) - set(MODEL_KEYS))
         if unknown:
             raise ValueError(f"unknown key(s) {unknown} in model (recurrent method); valid: {list(MODEL_KEYS)}")
@@ -202,12 +207,14 @@ class RecurrentMethod(Method):
                    ae_tag_dim: int | None = None) -> RecurrentPoseNet:
         """``backbone`` (``feature_channels`` x ``num_stacks`` features) + the ConvLSTM head."""
         s = self.settings
-        head = RecurrentHead(backbone.feature_channels * backbone.num_stacks, self.num_keypoints,
+        prior = self.num_keypoints if s.joint_prior != "none" else 0
+        head = RecurrentHead(backbone.feature_channels * backbone.num_stacks + prior, self.num_keypoints,
                              hidden_width=s.hidden_width, lstm1_layers=s.lstm1_layers,
                              feedback_passes=s.feedback_passes,
                              lstm2_hidden_width=(s.lstm2_hidden_width or s.hidden_width) if s.lstm2 else None,
-                             lstm2_layers=s.lstm2_layers)
-        return RecurrentPoseNet(backbone, head, freeze_backbone=freeze, offsets=offsets, ae_tag_dim=ae_tag_dim)
+                             lstm2_layers=s.lstm2_layers, joint_prior=s.joint_prior)
+        return RecurrentPoseNet(backbone, head, freeze_backbone=freeze, offsets=offsets, ae_tag_dim=ae_tag_dim,
+                                joint_prior=bool(prior))
 
     # -- targets ----------------------------------------------------------------------------
     def encode(self, keypoints: np.ndarray, ignore_mask: np.ndarray | None, instance_masks: np.ndarray | None,
@@ -317,6 +324,7 @@ class RecurrentMethod(Method):
                 net, image, int(settings.input_size), settings.scales, bool(settings.flip), run)
             maps, ae = self._split_ae(maps, net, bool(settings.flip)) if settings.refine else (maps, (None, None))
             maps, offsets = self._split_offsets(maps, ratios, stride, bool(settings.flip))
+            maps = self._prior_unmirrored(maps, bool(settings.flip))
             feats = net.head.norm(torch.stack(maps).mean(0)[None].to(next(net.parameters()).device))
             gen = torch.Generator().manual_seed(int(generator_seed))
             heats, logits, lengths = net.head.unroll(feats, max_steps=self.settings.step_limit, normalized=True,
@@ -359,6 +367,14 @@ class RecurrentMethod(Method):
         offs = [offsets_on_grid(m[-2 * j:], stride, ratios[i], flip_index if flip and i % 2 else None)
                 for i, m in enumerate(maps)]
         return [m[:-2 * j] for m in maps], np.mean(offs, axis=0).astype(np.float32)
+
+    def _prior_unmirrored(self, maps: list, flip: bool) -> list:
+        """Each pass's (C, H, W) features; with ``joint_prior`` and ``flip``, a mirrored pass's
+        last J channels (the joint prior) swapped left/right, so that they are the image's joints."""
+        if self.settings.joint_prior == "none" or not flip:
+            return maps
+        j, index = self.num_keypoints, torch.as_tensor(np.asarray(self.keypoint_set.flip_index, np.int64))
+        return [torch.cat([m[:-j], m[-j:][index]]) if i % 2 else m for i, m in enumerate(maps)]
 
     def _refine(self, net, feats, heat, probs, gen) -> torch.Tensor:
         n = _decode.num_people(probs.cpu().numpy(), self.settings.stop_threshold)

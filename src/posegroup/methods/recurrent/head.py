@@ -25,6 +25,9 @@ from torch import nn
 #: The paper's stop threshold omega = sigmoid(-1).
 OMEGA = 1.0 / (1.0 + math.e)
 
+#: How the head uses a joint prior appended to its features (:class:`RecurrentHead`).
+JOINT_PRIORS = ("none", "input", "gate")
+
 
 class ConvLSTMCell(nn.Module):
     """One ConvLSTM layer. step(x (B, C_in, H, W), (h, c) each (B, C_h, H, W)) -> (h', c')."""
@@ -114,11 +117,13 @@ def chunk_ends(stop_probs, *, bptt_steps: int | None, stop_threshold: float = OM
 class RunningNorm(nn.Module):
     """Affine normalisation with running statistics (BatchNorm whose normalisation always uses
     the running mean / variance; in training they are updated from each batch first).
-    (B, C, H, W) -> (B, C, H, W)."""
+    (B, C + R, H, W) -> (B, C + R, H, W): the last R = ``passthrough`` channels (probabilities
+    already in [0, 1], e.g. a joint prior) are passed on as they are."""
 
-    def __init__(self, channels: int, momentum: float = 0.01, eps: float = 1e-5):
+    def __init__(self, channels: int, momentum: float = 0.01, eps: float = 1e-5, passthrough: int = 0):
         super().__init__()
         self.momentum, self.eps = float(momentum), float(eps)
+        self.passthrough = int(passthrough)
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
         self.register_buffer("running_mean", torch.zeros(channels))
@@ -126,6 +131,12 @@ class RunningNorm(nn.Module):
         self.register_buffer("num_batches", torch.zeros((), dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.passthrough:
+            r = self.passthrough
+            return torch.cat([self._normalise(x[:, :-r]), x[:, -r:]], 1)
+        return self._normalise(x)
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             with torch.no_grad():
                 xf = x.float()   # statistics in float32 (x may be bfloat16 under CPU autocast)
@@ -156,15 +167,24 @@ class RecurrentHead(nn.Module):
         lstm2_layers: paper 2.
         kernel: ConvLSTM kernel (paper 3).
         stop_bias_init: initial bias of the stop FC (-2: p = 0.12 < omega; see below).
+        joint_prior: how J joint probabilities appended to the features (the last J of the C
+            channels, left unnormalised) are used, :data:`JOINT_PRIORS`: "none" (there are none:
+            the paper), "input" (the LSTM reads them) or "gate" (read, and each step's heatmaps
+            are the prior times sigmoid of LSTM1's output: a step selects one person's joints
+            among those the prior finds; LSTM2's output is not gated).
     """
 
     def __init__(self, feature_channels: int, num_joints: int, *, hidden_width: int = 64, lstm1_layers: int = 3,
                  feedback_passes: int = 2, lstm2_hidden_width: int | None = None, lstm2_layers: int = 2,
-                 kernel: int = 3, stop_bias_init: float = -2.0):
+                 kernel: int = 3, stop_bias_init: float = -2.0, joint_prior: str = "none"):
         super().__init__()
+        if joint_prior not in JOINT_PRIORS:
+            raise ValueError(f"joint_prior must be one of {JOINT_PRIORS}, got {joint_prior!r}")
         self.num_joints = int(num_joints)
         self.feedback_passes = int(feedback_passes)
-        self.norm = RunningNorm(feature_channels)
+        self.joint_prior = joint_prior
+        prior = self.num_joints if joint_prior != "none" else 0
+        self.norm = RunningNorm(feature_channels - prior, passthrough=prior)
         widths = halving_widths(hidden_width, lstm1_layers)
         in1 = feature_channels + (self.num_joints if self.feedback_passes > 0 else 0)
         self.lstm1 = ConvLSTM(in1, widths, kernel)
@@ -202,6 +222,8 @@ class RecurrentHead(nn.Module):
             x = feats if heat is None else torch.cat([feats, heat], 1)
             state = self.lstm1(x, state)
             heat = self.out1(state[-1][0])
+            if self.joint_prior == "gate":
+                heat = feats[:, -self.num_joints:] * torch.sigmoid(heat)
         pooled = torch.cat([hh.amax(dim=(2, 3)) for hh, _ in state], 1)
         return heat, self.stop(pooled)[:, 0], state
 
@@ -276,11 +298,13 @@ class RecurrentPoseNet(nn.Module):
     the AE loss never trains) gets no gradient and stays in eval mode. With ``offsets`` the
     backbone is a PoseNet one that keeps its pretrained short-range offset head (frozen: no loss
     trains it); :meth:`features` then also stores them in ``last_offsets`` (B, 2J, H, W) and
-    :meth:`export_forward` returns them after the features.
+    :meth:`export_forward` returns them after the features. With ``joint_prior`` it keeps
+    PoseNet's pretrained heatmap head (frozen too) and :meth:`features` appends its J joint
+    probabilities (sigmoid of the logits) to the features: the head's joint prior.
     """
 
     def __init__(self, backbone: nn.Module, head: RecurrentHead, *, freeze_backbone: bool = True,
-                 offsets: bool = False, ae_tag_dim: int | None = None):
+                 offsets: bool = False, ae_tag_dim: int | None = None, joint_prior: bool = False):
         super().__init__()
         self.backbone = backbone
         self.ae_tag_dim = ae_tag_dim       # an AE hourglass: its last stack's J heatmaps and J*D tags
@@ -299,6 +323,9 @@ class RecurrentPoseNet(nn.Module):
             head_.requires_grad_(False)                     # no loss trains it
             j = head_.out_channels // 2                     # PoseNet's layout: J y-offsets, then J x-offsets
             self.offset_index = [c for k in range(j) for c in (j + k, k)]
+        self.joint_prior = bool(joint_prior)
+        if self.joint_prior:
+            backbone.net.heads["heatmaps"].requires_grad_(False)      # no loss trains it
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -324,13 +351,15 @@ class RecurrentPoseNet(nn.Module):
         return torch.cat([feats, self.last_offsets], 1)
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> (B, C, S/4, S/4): all stacks' features concatenated."""
+        """(B, 3, S, S) -> (B, C [+ J], S/s, S/s): all stacks' features concatenated (and
+        PoseNet's J joint probabilities with ``joint_prior``)."""
         frozen = self.freeze_backbone and getattr(self.backbone, "feature_proj", None) is None
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             out = self.last_outputs = self.backbone(image)
             if self.offset_index is not None:
                 self.last_offsets = out["offsets"][:, self.offset_index].detach()
-            return torch.cat(list(self.backbone.last_features), 1)
+            prior = [torch.sigmoid(out["heatmaps"]).detach()] if self.joint_prior else []
+            return torch.cat(list(self.backbone.last_features) + prior, 1)
 
     def ae_maps(self) -> torch.Tensor:
         """The AE backbone's last-stack prediction of the last :meth:`features` call, on the
