@@ -351,3 +351,28 @@ def test_new_settings_are_validated():
     assert (s.cut_at_stop, s.mask_matching, s.mask_stop, s.heatmap_reduction, s.lstm2_inputs,
             s.lstm2_detach_input, s.stop_weight) == (True, False, False, "sum", "predicted", False, 3.0)   # measured
     assert OMEGA == pytest.approx(1 / (1 + np.e))
+
+
+@pytest.mark.parametrize("prior", ["none", "gate"])
+def test_feature_width_reduces_the_features_and_keeps_the_prior(prior):
+    """``feature_width`` F: the LSTMs read a 1x1 convolution of the normalised features (F
+    channels), the joint prior's J channels after them as they came; LSTM1 and LSTM2 are sized
+    for F (+ J); 0 reads the features themselves."""
+    torch.manual_seed(1)
+    j = 2
+    head = RecurrentHead(6 + (j if prior != "none" else 0), j, hidden_width=4, lstm1_layers=1, feature_width=3,
+                         lstm2_hidden_width=4, joint_prior=prior)
+    x = torch.rand(2, head.norm.weight.numel() + head.norm.passthrough, 5, 5)
+    feats = x[:, :6]
+    want = torch.einsum("oc,bchw->bohw", head.reduce.weight[:, :, 0, 0], feats) + head.reduce.bias[None, :, None, None]
+    out = head.project(x)
+    assert out.shape == (2, 3 + (j if prior != "none" else 0), 5, 5)
+    torch.testing.assert_close(out[:, :3], want)
+    if prior != "none":
+        torch.testing.assert_close(out[:, 3:], x[:, 6:])
+    assert head.lstm1.cells[0].gates.in_channels == out.shape[1] + j + 4     # + feedback heatmaps + hidden
+    heats, _, _ = head.unroll(x, max_steps=2, min_steps=torch.full((2,), 2), normalized=True)
+    assert heats.shape == (2, 2, j, 5, 5)
+    assert head.refine(x, heats, normalized=True).shape == heats.shape
+    plain = RecurrentHead(6, j, hidden_width=4, lstm1_layers=1)
+    assert plain.reduce is None and torch.equal(plain.project(x[:, :6]), x[:, :6])

@@ -70,6 +70,8 @@ class RecurrentSettings:
     short_offsets: bool = setting(False, None, "model.backbone posenet_mobilenet only: the network keeps PoseNet's "
                                   "pretrained short-range offset head (frozen) for subpixel: offsets [not in the paper]")
     person_score: str = setting("joints", one_of(*_decode.PERSON_SCORES), "decode person score")
+    feature_width: int = setting(0, non_negative, "0: the LSTMs read the backbone's C features [the paper]; F: a "
+                                 "learned 1x1 convolution reduces them to F first (PoseNet's 384: a step costs half)")
     joint_prior: str = setting("none", one_of(*JOINT_PRIORS), "model.backbone posenet_mobilenet only: PoseNet's "
                                "pretrained heatmap head (frozen) gives J joint probabilities that LSTM1 reads "
                                "(input) or reads and selects one person's joints from (gate: heatmaps = prior "
@@ -212,7 +214,8 @@ class RecurrentMethod(Method):
                              hidden_width=s.hidden_width, lstm1_layers=s.lstm1_layers,
                              feedback_passes=s.feedback_passes,
                              lstm2_hidden_width=(s.lstm2_hidden_width or s.hidden_width) if s.lstm2 else None,
-                             lstm2_layers=s.lstm2_layers, joint_prior=s.joint_prior)
+                             lstm2_layers=s.lstm2_layers, joint_prior=s.joint_prior,
+                             feature_width=s.feature_width)
         return RecurrentPoseNet(backbone, head, freeze_backbone=freeze, offsets=offsets, ae_tag_dim=ae_tag_dim,
                                 joint_prior=bool(prior))
 

@@ -172,11 +172,15 @@ class RecurrentHead(nn.Module):
             the paper), "input" (the LSTM reads them) or "gate" (read, and each step's heatmaps
             are the prior times sigmoid of LSTM1's output: a step selects one person's joints
             among those the prior finds; LSTM2's output is not gated).
+        feature_width: 0 (the paper: the LSTMs read the C features) or F > 0: a learned 1x1
+            convolution (:meth:`project`) reduces the normalised features to F channels first
+            (the joint prior, if any, is kept as it is after them).
     """
 
     def __init__(self, feature_channels: int, num_joints: int, *, hidden_width: int = 64, lstm1_layers: int = 3,
                  feedback_passes: int = 2, lstm2_hidden_width: int | None = None, lstm2_layers: int = 2,
-                 kernel: int = 3, stop_bias_init: float = -2.0, joint_prior: str = "none"):
+                 kernel: int = 3, stop_bias_init: float = -2.0, joint_prior: str = "none",
+                 feature_width: int = 0):
         super().__init__()
         if joint_prior not in JOINT_PRIORS:
             raise ValueError(f"joint_prior must be one of {JOINT_PRIORS}, got {joint_prior!r}")
@@ -185,6 +189,10 @@ class RecurrentHead(nn.Module):
         self.joint_prior = joint_prior
         prior = self.num_joints if joint_prior != "none" else 0
         self.norm = RunningNorm(feature_channels - prior, passthrough=prior)
+        self.reduce = None
+        if feature_width:
+            self.reduce = nn.Conv2d(feature_channels - prior, int(feature_width), 1)
+            feature_channels = int(feature_width) + prior
         widths = halving_widths(hidden_width, lstm1_layers)
         in1 = feature_channels + (self.num_joints if self.feedback_passes > 0 else 0)
         self.lstm1 = ConvLSTM(in1, widths, kernel)
@@ -206,10 +214,21 @@ class RecurrentHead(nn.Module):
                 nn.init.normal_(conv.weight, std=1e-3)
                 nn.init.zeros_(conv.bias)
 
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised features (B, C, H, W) -> what the LSTMs read: themselves, or with
+        ``feature_width`` F their 1x1 reduction, the joint prior's J channels kept last:
+        (B, F [+ J], H, W)."""
+        if self.reduce is None:
+            return x
+        if self.joint_prior == "none":
+            return self.reduce(x)
+        j = self.num_joints
+        return torch.cat([self.reduce(x[:, :-j]), x[:, -j:]], 1)
+
     def person(self, feats: torch.Tensor, state, generator: torch.Generator | None = None):
         """One step t of LSTM1: the feedback loop for one person.
 
-        feats: (B, C, H, W) normalised features; state: LSTM1 state.
+        feats: (B, C, H, W) normalised and :meth:`project`-ed features; state: LSTM1 state.
         Returns heatmaps (B, J, H, W), stop logit (B,) (p_t = sigmoid of it), new state.
         """
         b, _, h, w = feats.shape
@@ -245,7 +264,7 @@ class RecurrentHead(nn.Module):
         Returns heatmaps (B, T, J, H, W), stop logits (B, T), lengths (B,) int64 (steps taken
         by each image; steps beyond an image's length are computed but meaningless).
         """
-        x = feats if normalized else self.norm(feats)
+        x = self.project(feats if normalized else self.norm(feats))
         b = x.shape[0]
         state = self.lstm1.zero_state(x)
         need = torch.ones(b, dtype=torch.long) if min_steps is None else min_steps.detach().cpu().long()
@@ -278,7 +297,7 @@ class RecurrentHead(nn.Module):
         """
         if self.lstm2 is None:
             raise ValueError("this head has no LSTM2 (lstm2: false)")
-        x = feats if normalized else self.norm(feats)
+        x = self.project(feats if normalized else self.norm(feats))
         state = self.lstm2.zero_state(x)
         outs = []
         for n in range(heats.shape[1]):
