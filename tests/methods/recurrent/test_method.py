@@ -173,3 +173,28 @@ def test_refine_reads_the_ae_backbones_maps():
         posenet.predict(pn, img, input_size=64, refine=True)
     with pytest.raises(ValueError, match="refine_below"):
         method.inference_settings({"refine_below": 1.5})
+
+
+@pytest.mark.parametrize("with_prior", [True, False])
+def test_true_ids_select_each_true_person_from_the_joints_found(with_prior, monkeypatch):
+    """The selection ceiling: the joints found (the prior, else the steps' per-cell maximum;
+    here 0.5 everywhere) times each true person's Gaussian target is a Gaussian at that
+    person's joints, so the log-parabola peak gives back the true joints exactly, one person per
+    true person with a labelled joint, each joint scored by its peak value."""
+    from posegroup.methods.recurrent import RecurrentOutputs
+    method = build_method("recurrent", COCO17)
+    found = np.full((17, 16, 16), 0.5, np.float32)
+    outs = RecurrentOutputs(np.zeros((1, 17, 16, 16), np.float32) if with_prior else found[None], np.array([0.1]),
+                            1.0, 4, prior=found if with_prior else None)
+    monkeypatch.setattr(method, "network_outputs", lambda *a, **k: outs)
+    rng = np.random.default_rng(2)
+    kp = np.concatenate([rng.uniform(12, 52, (3, 17, 2)), np.full((3, 17, 1), 2.0)], 2)
+    kp[1, :, 2] = 0                                                   # nobody labelled: no step
+    poses, scores = method.predict_true_ids(None, np.zeros((64, 64, 3), np.uint8), kp, subpixel="quadratic")
+    assert poses.shape == (2, 17, 3) and len(scores) == 2
+    order = [int(np.argmin(np.abs(kp[[0, 2], :, :2] - p[:, :2]).max((1, 2)))) for p in poses]   # any order
+    assert sorted(order) == [0, 1]
+    np.testing.assert_allclose(poses[..., :2], kp[[0, 2]][order][..., :2], atol=1e-3)
+    cell = kp[[0, 2], :, :2] / 4
+    peak = 0.5 * np.exp(-((np.floor(cell) + 0.5 - cell) ** 2).sum(-1) / (2 * 2.0 ** 2))   # nearest cell centre
+    assert np.all(poses[..., 2] <= 0.5 + 1e-6) and np.all(poses[..., 2] >= peak.min() - 1e-6)

@@ -106,7 +106,8 @@ class RecurrentOutputs(NamedTuple):
     steps taken, ``stop_probs`` (T,), ``factor`` and ``stride`` (image px = grid px * stride /
     factor), PoseNet's short-range ``offsets`` (J, 2, H, W) in grid cells (``short_offsets``) or
     None, and with ``refine`` the AE backbone's ``ae_heatmaps`` (J, H, W), averaged over the
-    passes, and ``ae_tags`` (J, H, W, D) of the first pass (else None)."""
+    passes, and ``ae_tags`` (J, H, W, D) of the first pass (else None); with ``joint_prior`` the
+    ``prior`` (J, H, W) the LSTM read (PoseNet's joint probabilities, averaged over the passes)."""
     heatmaps: np.ndarray
     stop_probs: np.ndarray
     factor: float
@@ -114,6 +115,7 @@ class RecurrentOutputs(NamedTuple):
     offsets: np.ndarray | None = None
     ae_heatmaps: np.ndarray | None = None
     ae_tags: np.ndarray | None = None
+    prior: np.ndarray | None = None
 
 
 #: ``model`` section keys of a recurrent config.
@@ -336,7 +338,29 @@ class RecurrentMethod(Method):
             heat, probs = heats[0, :length], torch.sigmoid(logits[0, :length])
             if net.head.lstm2 is not None:
                 heat = self._refine(net, feats, heat, probs, gen)
-        return RecurrentOutputs(heat.cpu().numpy(), probs.cpu().numpy(), factor, stride, offsets, *ae)
+        prior = feats[0, -self.num_keypoints:].float().cpu().numpy() if self.settings.joint_prior != "none" else None
+        return RecurrentOutputs(heat.cpu().numpy(), probs.cpu().numpy(), factor, stride, offsets, *ae, prior=prior)
+
+    def predict_true_ids(self, model: torch.nn.Module, image: np.ndarray, keypoints: np.ndarray, **test_opts: Any
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """The method's selection ceiling for one image: each true person selected perfectly from
+        the joints the network finds -- the joint prior (``joint_prior``), else its steps'
+        heatmaps at their per-cell maximum -- by that person's training target (a Gaussian of std
+        ``sigma`` cells at each labelled joint, peak 1, :func:`.targets.person_heatmaps`), one
+        step per true person, decoded as :meth:`decode` does.
+
+        Args: model, image uint8 (H, W, 3), keypoints (N, J, 3) true people in image px,
+        test_opts: the inference options (:class:`RecurrentInference`).
+        Returns (poses (N, J, 3) image px, scores (N,)) like ``self.predict``."""
+        from .targets import person_heatmaps
+        settings = self.inference_settings(test_opts)
+        outs = self.network_outputs(model, image, settings)
+        found = outs.prior if outs.prior is not None else outs.heatmaps.max(0, initial=0.0)
+        kp = np.asarray(keypoints, np.float64).reshape(-1, self.num_keypoints, 3).copy()
+        kp[..., :2] *= outs.factor / outs.stride                        # image px -> output grid
+        gates, n = person_heatmaps(kp, found.shape[-2:], sigma=self.settings.sigma, max_people=max(1, len(kp)))
+        selected = outs._replace(heatmaps=found[None] * gates[:n], stop_probs=np.ones(n, np.float32))
+        return self.decode(selected, settings, np.shape(image))
 
     @staticmethod
     def _ae_run(net) -> Any:
