@@ -45,7 +45,8 @@ def true_id_predictor(method, model, inference_opts):
     method has no ceiling.
 
     A method offers its ceiling by overriding ``Method.predict_true_ids(model, image, keypoints,
-    **inference_opts)`` (AE: true tags; PersonLab could follow true mid-range offsets)."""
+    **inference_opts)`` (AE: true tags; recurrent: each true person selected from the joints the
+    network finds; PersonLab could follow true mid-range offsets)."""
     from ..methods.base import Method
     if type(method).predict_true_ids is Method.predict_true_ids:
         return None

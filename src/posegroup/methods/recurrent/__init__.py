@@ -376,7 +376,7 @@ class RecurrentMethod(Method):
         heatmaps averaged over the passes (a mirrored pass's joints swapped back), the tags of the
         first pass: (features [(C, H, W)], (heatmaps (J, H, W), tags (J, H, W, D)))."""
         j, d = self.num_keypoints, int(net.ae_tag_dim)
-        ae = j * (1 + d)
+        ae = sum(channel_groups(j, d))                  # the AE backbone's [J heatmaps, J*D tags]
         flip_index = torch.as_tensor(np.asarray(self.keypoint_set.flip_index, dtype=np.int64))
         heats = [m[-ae:-ae + j][flip_index] if flip and i % 2 else m[-ae:-ae + j] for i, m in enumerate(maps)]
         first = maps[0][-ae + j:]
