@@ -36,7 +36,7 @@ def test_benchmark_methods_plumbing(tmp_path):
                                                       for s in ("sparse", "medium", "heavy")}
     for r in rows:
         assert r["network_ms"] > 0 and r["decoder_ms"] >= 0
-        assert (r["true_ids_AP"] is not None) == (r["row"] == "ae")
+        assert (r["true_ids_AP"] is not None) == (r["row"] != "personlab")     # AE and recurrent have a ceiling
     # the table's AP is COCOeval of the stage's checkpoint on that split's first images
     from posegroup.data.coco import CocoPoseDataset
     from posegroup.engine.predict import checkpoint_predictor, evaluate_predictor
