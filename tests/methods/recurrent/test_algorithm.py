@@ -360,7 +360,7 @@ def test_feature_width_reduces_the_features_and_keeps_the_prior(prior):
     for F (+ J); 0 reads the features themselves."""
     torch.manual_seed(1)
     j = 2
-    head = RecurrentHead(6 + (j if prior != "none" else 0), j, hidden_width=4, lstm1_layers=1, feature_width=3,
+    head = RecurrentHead(6, j, hidden_width=4, lstm1_layers=1, feature_width=3,
                          lstm2_hidden_width=4, joint_prior=prior)
     x = torch.rand(2, head.norm.weight.numel() + head.norm.passthrough, 5, 5)
     feats = x[:, :6]

@@ -211,15 +211,14 @@ class RecurrentMethod(Method):
                    ae_tag_dim: int | None = None) -> RecurrentPoseNet:
         """``backbone`` (``feature_channels`` x ``num_stacks`` features) + the ConvLSTM head."""
         s = self.settings
-        prior = self.num_keypoints if s.joint_prior != "none" else 0
-        head = RecurrentHead(backbone.feature_channels * backbone.num_stacks + prior, self.num_keypoints,
+        head = RecurrentHead(backbone.feature_channels * backbone.num_stacks, self.num_keypoints,
                              hidden_width=s.hidden_width, lstm1_layers=s.lstm1_layers,
                              feedback_passes=s.feedback_passes,
                              lstm2_hidden_width=(s.lstm2_hidden_width or s.hidden_width) if s.lstm2 else None,
                              lstm2_layers=s.lstm2_layers, joint_prior=s.joint_prior,
                              feature_width=s.feature_width)
         return RecurrentPoseNet(backbone, head, freeze_backbone=freeze, offsets=offsets, ae_tag_dim=ae_tag_dim,
-                                joint_prior=bool(prior))
+                                joint_prior=s.joint_prior != "none")
 
     # -- targets ----------------------------------------------------------------------------
     def encode(self, keypoints: np.ndarray, ignore_mask: np.ndarray | None, instance_masks: np.ndarray | None,
@@ -377,7 +376,7 @@ class RecurrentMethod(Method):
         first pass: (features [(C, H, W)], (heatmaps (J, H, W), tags (J, H, W, D)))."""
         j, d = self.num_keypoints, int(net.ae_tag_dim)
         ae = sum(channel_groups(j, d))                  # the AE backbone's [J heatmaps, J*D tags]
-        flip_index = torch.as_tensor(np.asarray(self.keypoint_set.flip_index, dtype=np.int64))
+        flip_index = self._flip_index()
         heats = [m[-ae:-ae + j][flip_index] if flip and i % 2 else m[-ae:-ae + j] for i, m in enumerate(maps)]
         first = maps[0][-ae + j:]
         tags = first.reshape(j, d, *first.shape[-2:]).permute(0, 2, 3, 1)
@@ -400,8 +399,12 @@ class RecurrentMethod(Method):
         last J channels (the joint prior) swapped left/right, so that they are the image's joints."""
         if self.settings.joint_prior == "none" or not flip:
             return maps
-        j, index = self.num_keypoints, torch.as_tensor(np.asarray(self.keypoint_set.flip_index, np.int64))
+        j, index = self.num_keypoints, self._flip_index()
         return [torch.cat([m[:-j], m[-j:][index]]) if i % 2 else m for i, m in enumerate(maps)]
+
+    def _flip_index(self) -> torch.Tensor:
+        """(J,) int64: joint j of a mirrored pass is joint flip_index[j] of the image."""
+        return torch.as_tensor(np.asarray(self.keypoint_set.flip_index, np.int64))
 
     def _refine(self, net, feats, heat, probs, gen) -> torch.Tensor:
         n = _decode.num_people(probs.cpu().numpy(), self.settings.stop_threshold)

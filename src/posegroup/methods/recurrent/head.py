@@ -156,7 +156,7 @@ class RecurrentHead(nn.Module):
     """LSTM1 (one person per step, feedback loop, stop head) and the optional LSTM2.
 
     Args:
-        feature_channels: C.
+        feature_channels: C, the backbone's (a joint prior's J channels come on top).
         num_joints: J.
         hidden_width: LSTM1's first hidden width (halved per layer). Paper: not given; GPU config 64.
         lstm1_layers: paper 3.
@@ -167,7 +167,7 @@ class RecurrentHead(nn.Module):
         lstm2_layers: paper 2.
         kernel: ConvLSTM kernel (paper 3).
         stop_bias_init: initial bias of the stop FC (-2: p = 0.12 < omega; see below).
-        joint_prior: how J joint probabilities appended to the features (the last J of the C
+        joint_prior: how J joint probabilities appended to the C features (the input's last J
             channels, left unnormalised) are used, :data:`JOINT_PRIORS`: "none" (there are none:
             the paper), "input" (the LSTM reads them) or "gate" (read, and each step's heatmaps
             are the prior times sigmoid of LSTM1's output: a step selects one person's joints
@@ -188,20 +188,18 @@ class RecurrentHead(nn.Module):
         self.feedback_passes = int(feedback_passes)
         self.joint_prior = joint_prior
         prior = self.num_joints if joint_prior != "none" else 0
-        self.norm = RunningNorm(feature_channels - prior, passthrough=prior)
-        self.reduce = None
-        if feature_width:
-            self.reduce = nn.Conv2d(feature_channels - prior, int(feature_width), 1)
-            feature_channels = int(feature_width) + prior
+        self.norm = RunningNorm(feature_channels, passthrough=prior)
+        self.reduce = nn.Conv2d(feature_channels, int(feature_width), 1) if feature_width else None
+        read = (int(feature_width) or feature_channels) + prior          # what the LSTMs read (project)
         widths = halving_widths(hidden_width, lstm1_layers)
-        in1 = feature_channels + (self.num_joints if self.feedback_passes > 0 else 0)
+        in1 = read + (self.num_joints if self.feedback_passes > 0 else 0)
         self.lstm1 = ConvLSTM(in1, widths, kernel)
         self.out1 = nn.Conv2d(widths[-1], self.num_joints, 1)
         self.stop = nn.Linear(sum(widths), 1)
         self.lstm2 = self.out2 = None
         if lstm2_hidden_width:
             w2 = halving_widths(lstm2_hidden_width, lstm2_layers)
-            self.lstm2 = ConvLSTM(feature_channels + self.num_joints, w2, kernel)
+            self.lstm2 = ConvLSTM(read + self.num_joints, w2, kernel)
             self.out2 = nn.Conv2d(w2[-1], self.num_joints, 1)
         with torch.no_grad():
             # p starts near sigmoid(stop_bias_init): below omega, the first training steps run the
@@ -215,15 +213,13 @@ class RecurrentHead(nn.Module):
                 nn.init.zeros_(conv.bias)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised features (B, C, H, W) -> what the LSTMs read: themselves, or with
+        """Normalised features (B, C [+ J], H, W) -> what the LSTMs read: themselves, or with
         ``feature_width`` F their 1x1 reduction, the joint prior's J channels kept last:
         (B, F [+ J], H, W)."""
         if self.reduce is None:
             return x
-        if self.joint_prior == "none":
-            return self.reduce(x)
-        j = self.num_joints
-        return torch.cat([self.reduce(x[:, :-j]), x[:, -j:]], 1)
+        c = x.shape[1] - self.norm.passthrough
+        return torch.cat([self.reduce(x[:, :c]), x[:, c:]], 1)
 
     def person(self, feats: torch.Tensor, state, generator: torch.Generator | None = None):
         """One step t of LSTM1: the feedback loop for one person.
