@@ -351,3 +351,24 @@ def test_tag_noise_degrades_gracefully_subset(perfect, coco_gt):
 def test_tag_noise_degrades_gracefully_all_511(perfect, coco_gt):
     aps = _noise_aps(coco_gt, perfect)
     assert aps[-1] >= 0.9
+
+
+def test_hough_vote_splats_each_cell_at_its_offset_by_hand():
+    """One cell (row 1, column 1; centre (1.5, 1.5) cells) of probability 0.8 with offset
+    (+0.25, 0) votes at (1.75, 1.5) cells = (3.5, 3.0) fine cells at n = 2; fine cell centres sit
+    at c + 0.5, so the vote is column 3 exactly and half-way between rows 2 and 3: 0.4 each. Every
+    other cell has probability 0. Tags: each fine cell keeps its cell's."""
+    from posegroup.methods.ae.decode import hough_vote
+    heat = np.zeros((1, 3, 4), np.float32)
+    heat[0, 1, 1] = 0.8
+    offsets = np.zeros((1, 2, 3, 4), np.float32)
+    offsets[0, 0] = 0.25
+    tags = np.arange(12, dtype=np.float32).reshape(1, 3, 4, 1)
+    votes, fine_tags = hough_vote(heat, tags, offsets, factor=2, blur=0.0)
+    assert votes.shape == (1, 6, 8) and fine_tags.shape == (1, 6, 8, 1)
+    expected = np.zeros((1, 6, 8))
+    expected[0, 2, 3] = expected[0, 3, 3] = 0.4
+    np.testing.assert_allclose(votes, expected, atol=1e-6)
+    assert fine_tags[0, 3, 3, 0] == tags[0, 1, 1, 0] and fine_tags[0, 5, 7, 0] == tags[0, 2, 3, 0]
+    blurred, _ = hough_vote(heat, tags, offsets, factor=2, blur=1.0)
+    assert abs(blurred.sum() - 0.8) < 0.05 and blurred.max() < 0.4     # smoothing spreads the same mass

@@ -364,3 +364,53 @@ def test_predict_true_ids_does_not_depend_on_the_tag_threshold():
         assert len(poses) == 2, thr
         err = np.abs(poses[:, None, :, :2] - truth[None, :, :, :2]).max(axis=(2, 3))   # (pred, true)
         assert sorted(err.argmin(axis=1)) == [0, 1] and err.min(axis=1).max() < 4, thr
+
+
+def _two_people_a_cell_apart(k: int, h: int = 32, w: int = 32):
+    """Perfect outputs of two people whose same joints lie 1.6 cells apart (grid cells): Gaussian
+    heatmaps (std 1 cell), true-id tags (:func:`targets.tag_maps`), and offsets from every cell to
+    the nearer person's joint (PoseNet's short-range offsets, exact). Returns (truth (2, K, 3)
+    grid cells, heat (K, H, W), tags (K, H, W, 1), offsets (K, 2, H, W))."""
+    from posegroup.methods.ae.targets import tag_maps
+    j = np.arange(k, dtype=np.float64)
+    truth = np.zeros((2, k, 3))
+    truth[0] = np.stack([3.3 + 1.5 * j, 8.6 + 0.9 * j, np.full(k, 2.0)], axis=1)
+    truth[1] = truth[0] + [1.6, 0.4, 0.0]
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    d2 = (xx[None, None] - truth[:, :, 0, None, None]) ** 2 + (yy[None, None] - truth[:, :, 1, None, None]) ** 2
+    heat = np.exp(-d2 / 2.0).max(axis=0).astype(np.float32)                       # (K, H, W)
+    nearer = d2.argmin(axis=0)                                                     # (K, H, W)
+    target = np.where(nearer[..., None] == 0, truth[0, :, None, None, :2], truth[1, :, None, None, :2])
+    offsets = np.moveaxis(target - np.stack([xx, yy], axis=-1), -1, 1).astype(np.float32)   # (K, 2, H, W)
+    return truth, heat, tag_maps(truth, (h, w)).astype(np.float32), offsets
+
+
+def test_hough_factor_finds_joints_one_cell_apart_at_their_places():
+    """Two people's joints 1.6 cells apart are one peak of the heatmaps (3x3 NMS keeps one of
+    each pair): without refine, the paper's candidates lose joints. Voted by exact offsets onto a
+    grid twice finer (``hough_factor`` 2) they are two peaks, and every joint of both people comes
+    back within a quarter cell of its true place (the smoothing's pull toward the other peak is
+    what is left; stride 4 px here, so 1 px)."""
+    from posegroup.methods.ae import AEOutputs
+    k = COCO17.num_keypoints
+    m = AEMethod(COCO17, short_offsets=True)
+    truth, heat, tags, offsets = _two_people_a_cell_apart(k)
+    outs = AEOutputs(heat, tags, 1.0, 4, None, offsets)
+    found = {}
+    for n in (0, 2):
+        poses, _ = m.decode(outs, m.inference_settings({"hough_factor": n, "refine": False}), (128, 128, 3))
+        err = np.full((2, k), np.inf)                         # each true joint's distance to its nearest found one
+        for p in poses:
+            ok = p[:, 2] > 0
+            d = np.hypot(*(p[None, :, :2] - 4 * truth[:, :, :2]).transpose(2, 0, 1))
+            err = np.minimum(err, np.where(ok[None], d, np.inf))
+        found[n] = err
+    assert (found[0] > 4.0).sum() >= k // 2                   # half the pairs merged into one peak
+    assert len(poses) == 2 and found[2].max() < 1.0
+    with pytest.raises(ValueError, match="'hough_factor' needs method.options.short_offsets"):
+        AEMethod(COCO17).decode(outs._replace(offsets=None), AEMethod(COCO17).inference_settings({"hough_factor": 2}),
+                                (128, 128, 3))
+    with pytest.raises(ValueError, match="hough_factor needs method.options.short_offsets"):
+        AEMethod(COCO17, hough_factor=2)
+    with pytest.raises(ValueError, match="option 'hough_factor'"):
+        AEMethod(COCO17, short_offsets=True, hough_factor=-1)

@@ -20,8 +20,8 @@ import torch
 
 from ..base import InferenceSettings, Method
 from ..common import downsample_ignore_mask, grid_to_image, scales_setting
-from ..settings import (as_dict, boolean, finite, finite_positive, from_options, integer_in, non_negative, one_of,
-                        positive, setting)
+from ..settings import (as_dict, boolean, finite, finite_non_negative, finite_positive, from_options, integer_in,
+                        non_negative, one_of, positive, setting)
 from ...skeleton import KeypointSet
 from . import decode
 from . import head as _head
@@ -61,6 +61,13 @@ class AEInference(InferenceSettings):
     (:func:`.segment.segment_people`)."""
     scales: tuple = scales_setting()
     flip: bool = setting(False, None, "average with the mirrored image (tags concatenated)")
+    # Not in the paper: PersonLab's Hough voting (its eq. 1) of AE's heatmaps by PoseNet's short-range
+    # offsets. The bundled ae_posenet sets 2: AP sparse / medium / heavy / real val2017 0.332 / 0.213 /
+    # 0.118 / 0.149 against 0.312 / 0.193 / 0.098 / 0.113 at 0 (docs/posenet_backbone.md).
+    hough_factor: int = setting(0, integer_in(0, 8), "0: candidates are the heatmaps' peaks [the paper]; n: each "
+                                "cell's probability votes at its centre + its short-range offset on a grid n times "
+                                "finer, candidates are that map's peaks (needs short_offsets)")
+    hough_blur: float = setting(1.0, finite_non_negative, ">= 0: std of the Gaussian smoothing of the voted maps, fine cells")
     # "scale1" (the reference's), not the paper's "concat": measured on the tiny AE trained on mixed
     # crowding (docs/test_time.md, 100 images per split, flip + refine), scales {1, 2, 0.5}: AP sparse /
     # medium / heavy 0.507 / 0.268 / 0.062 with scale-1 tags against 0.258 / 0.118 / 0.020 with
@@ -223,7 +230,10 @@ class AEMethod(Method):
         settings, decode_defaults = split_options(options)
         super().__init__(keypoint_set, **as_dict(settings), **decode_defaults)
         self.num_keypoints = keypoint_set.num_keypoints
-        self._check_decoder(self.check_inference_options(None, self.cfg))
+        defaults = self.check_inference_options(None, self.cfg)
+        self._check_decoder(defaults)
+        if defaults.hough_factor and not settings.short_offsets:
+            raise ValueError("method.options.hough_factor needs method.options.short_offsets: true (the offsets vote)")
         self.settings = settings
         self.seg_decode_defaults = {key: decode_defaults.pop(key) for key in SEG_DECODE_OPTIONS
                                     if key in decode_defaults}
@@ -443,6 +453,8 @@ class AEMethod(Method):
         "flip": {"type": bool, "help": "flip test: average with the mirrored image"},
         "scales": {"type": float, "nargs": "+", "help": "multi-scale test, e.g. 1 0.5 2"},
         "refine": {"type": bool, "help": "AE: fill missing joints by tag (refinement)"},
+        "hough_factor": {"type": int, "help": "AE with short_offsets: find joints on the heatmaps voted by the "
+                                              "offsets onto a grid N times finer (0: the heatmaps' peaks)"},
         "multiscale_tags": {"type": str, "choices": list(MULTISCALE_TAGS),
                             "help": "AE: tags of scale 1 (reference, default) or of every scale (paper)"},
         "seg_decode": {"type": str, "choices": list(SEG_DECODERS),
@@ -502,15 +514,23 @@ class AEMethod(Method):
     def _group(self, heat, tag, settings: AEInference, offsets=None) -> tuple[np.ndarray, np.ndarray]:
         """:func:`.decode.group` of heat (K, H, W) and tag (K, H, W, D) under ``settings``; with
         ``offsets`` (K, 2, H, W) (grid cells) the joints found are placed by them
-        (:func:`~posegroup.methods.common.place_by_offsets`); missing joints filled
+        (:func:`~posegroup.methods.common.place_by_offsets`), or, with ``hough_factor`` n, found
+        on the maps the offsets vote n times finer (:func:`.decode.hough_vote`); missing joints filled
         (:func:`.decode.fill_missing`).
         Returns (poses (N, K, 3) x, y, score on the output grid, scores (N,)), float64."""
         from ..common import place_by_offsets
 
+        n = int(settings.hough_factor)
+        if n:
+            if offsets is None:
+                raise ValueError("option 'hough_factor' needs method.options.short_offsets: true (the offsets vote)")
+            heat, tag = decode.hough_vote(heat, tag, offsets, factor=n, blur=settings.hough_blur)
         poses, scores = decode.group(heat, tag, **group_keywords(settings))
         poses = np.asarray(poses, dtype=np.float64).reshape(-1, self.num_keypoints, 3)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-        if offsets is not None:
+        if n:
+            poses[..., :2] /= n                                          # fine cells -> the grid's
+        elif offsets is not None:
             poses = place_by_offsets(poses, offsets)
         if len(poses):
             poses = np.array(decode.fill_missing(poses), dtype=np.float64)

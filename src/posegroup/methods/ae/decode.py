@@ -97,7 +97,7 @@ from .peaks import check_kernel, nms, top_candidates
 from .reference_decode import group_reference
 
 __all__ = ["COCO_JOINT_ORDER", "default_joint_order", "nms", "top_candidates", "group",
-           "fill_missing"]
+           "fill_missing", "hough_vote"]
 
 #: SPEC step 4: nose, eyes, ears, shoulders, hips, elbows, wrists, knees, ankles (0-based).
 COCO_JOINT_ORDER: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
@@ -381,6 +381,35 @@ def _assign(dist: np.ndarray, score: np.ndarray, thr: float, opts: dict) -> tupl
     rows, cols = linear_sum_assignment(cost)
     keep = cols < dist.shape[1]
     return rows[keep], cols[keep]
+
+
+def hough_vote(heatmaps: np.ndarray, tags: np.ndarray, offsets: np.ndarray, *, factor: int, blur: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates by short-range offsets: PersonLab's Hough voting (its eq. 1) on a finer grid.
+
+    Args:
+        heatmaps: (K, H, W) probabilities.
+        tags: (K, H, W, D).
+        offsets: (K, 2, H, W): joint k's (x, y) from each cell's centre, in cells.
+        factor: n >= 1, fine cells per cell along each axis.
+        blur: std of the Gaussian smoothing of the voted maps, fine cells (0: none).
+    Returns (votes (K, nH, nW) float32, tags (K, nH, nW, D)): each cell's probability splatted
+    bilinearly at its centre + offset, then smoothed (a joint's cells agree on one place, so its
+    mass gathers there, and two people's joints a cell apart stay two peaks); each fine cell
+    keeps its cell's tag. Fine cell (i, j) covers [j/n, (j+1)/n) x [i/n, (i+1)/n) of the grid.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    from ..personlab.hough import hough_scores
+
+    n = int(factor)
+    _, h, w = heatmaps.shape
+    votes = hough_scores(np.asarray(heatmaps, np.float32), np.moveaxis(np.asarray(offsets), 1, -1),
+                         output_stride=1.0, grid_offset=0.5, radius=1.0 / np.sqrt(np.pi),   # weight = p
+                         hough_stride=1.0 / n, hough_size_hw=(h * n, w * n))
+    if blur > 0:
+        votes = gaussian_filter(votes, (0.0, float(blur), float(blur)))
+    return votes.astype(np.float32), np.repeat(np.repeat(np.asarray(tags), n, axis=1), n, axis=2)
 
 
 def fill_missing(poses) -> np.ndarray:
