@@ -337,6 +337,26 @@ def test_recurrent_joint_prior_is_posenets_heatmaps(data, tmp_path):
     assert len(poses) and np.isfinite(poses).all()
 
 
+def test_recurrent_seed_prior_trains_resumes_and_predicts(data, tmp_path):
+    """``joint_prior: seed`` with ``seed_matching`` through the engine: 4 steps straight == 2
+    steps, stop, resume 2; then predict with omega 0, a test-time option: every step is
+    unrolled."""
+    def config(out):
+        cfg = small("recurrent_posenet", data, tmp_path / out, steps=4)
+        cfg["method"]["options"].update(joint_prior="seed", seed_matching=True, feature_width=16)
+        return cfg
+    straight = train(config("a"), progress=False)
+    cfg = config("b")
+    assert train(cfg, max_steps=2, progress=False)["steps"] == 2
+    second = train(cfg, resume=True, progress=False)
+    assert_same_run(load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt"))
+    assert straight["final_loss"] == second["final_loss"]
+    model, method, _ = load_model(tmp_path / "b" / "last.pt")
+    assert model.head.joint_prior == "seed"
+    poses, _ = method.predict(model, read_image(data.parent / "img001.png"), input_size=64, stop_threshold=0.0)
+    assert len(poses) == method.settings.step_limit and np.isfinite(poses).all()
+
+
 def test_ae_tag_coords_add_each_cells_position_to_the_tags(data, tmp_path):
     """``tag_coords``: each joint's tag dimensions 0 and 1 are the head's output plus the cell's
     (x, y) in cells, the other dimensions and channels the head's alone; it trains and predicts

@@ -4,6 +4,8 @@ cut), the stop targets of the training loss, the ignore mask, LSTM2's input and 
 normalisation. Each test runs in well under a second or two on one core."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from posegroup.methods import build_method
 from posegroup.methods.recurrent import loss as loss_module
 from posegroup.methods.recurrent.head import OMEGA, RecurrentHead, chunk_ends
 from posegroup.methods.recurrent.loss import (assign_people, lstm2_sequence, match_people, recurrent_loss,
-                                              stop_targets, stop_weights)
+                                              seed_owners, stop_targets, stop_weights)
 from posegroup.skeleton import COCO17
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -376,3 +378,78 @@ def test_feature_width_reduces_the_features_and_keeps_the_prior(prior):
     assert head.refine(x, heats, normalized=True).shape == heats.shape
     plain = RecurrentHead(6, j, hidden_width=4, lstm1_layers=1)
     assert plain.reduce is None and torch.equal(plain.project(x[:, :6]), x[:, :6])
+
+
+def test_seed_maps_mark_the_strongest_unclaimed_joint_by_hand():
+    """:func:`seed_maps`: the seed is the cell of the largest value over every joint (joint 1,
+    row 2, column 3: 0.9 beats joint 0's 0.5); channel 0 is a Gaussian of std SEED_SIGMA there,
+    channels 1-2 each cell's (x, y) from it over SEED_SCALE."""
+    from posegroup.methods.recurrent.head import SEED_SCALE, SEED_SIGMA, seed_maps
+    r = torch.zeros(1, 2, 4, 5)
+    r[0, 0, 0, 0], r[0, 1, 2, 3] = 0.5, 0.9
+    m = seed_maps(r)
+    assert m.shape == (1, 3, 4, 5)
+    assert float(m[0, 0, 2, 3]) == 1.0
+    torch.testing.assert_close(m[0, 0, 2, 4], torch.tensor(math.exp(-1 / (2 * SEED_SIGMA ** 2))))
+    torch.testing.assert_close(m[0, 0, 0, 0], torch.tensor(math.exp(-(9 + 4) / (2 * SEED_SIGMA ** 2))))
+    assert float(m[0, 1, 0, 0]) == -3 / SEED_SCALE and float(m[0, 2, 0, 0]) == -2 / SEED_SCALE
+    assert float(m[0, 1, 3, 4]) == 1 / SEED_SCALE and float(m[0, 2, 3, 4]) == 1 / SEED_SCALE
+
+
+@pytest.mark.parametrize("bias,shares", [(0.0, [0.5, 0.25, 0.125]), (20.0, [1.0, 0.0, 0.0])])
+def test_seed_prior_each_step_takes_its_share_of_what_is_left(bias, shares):
+    """``joint_prior: seed``: a step's heatmaps are the prior left by the earlier steps times
+    sigmoid(LSTM1's output), and what it selects is taken away: with a hand-set output of 0
+    (sigmoid 1/2) the steps give 1/2, 1/4, 1/8 of the prior; with a saturated one the first step
+    takes it all and nothing is left. LSTM1 reads 3 seed channels more than ``gate``; the stop
+    head reads each joint's strongest unclaimed probability."""
+    torch.manual_seed(2)
+    j, c = 3, 5
+    head = RecurrentHead(c, j, hidden_width=4, lstm1_layers=1, joint_prior="seed")
+    gate = RecurrentHead(c, j, hidden_width=4, lstm1_layers=1, joint_prior="gate")
+    assert head.lstm1.cells[0].gates.in_channels == gate.lstm1.cells[0].gates.in_channels + 3
+    assert head.stop.in_features == gate.stop.in_features + j
+    with torch.no_grad():
+        head.out1.weight.zero_()
+        head.out1.bias.fill_(bias)
+    x = torch.rand(2, c + j, 6, 7)
+    heats, _, lengths = head.unroll(x, max_steps=3, stop_threshold=0.0, normalized=True)
+    assert heats.shape == (2, 3, j, 6, 7) and lengths.tolist() == [3, 3]
+    for t, share in enumerate(shares):
+        torch.testing.assert_close(heats[:, t], share * x[:, c:], atol=1e-6, rtol=1e-5)
+
+
+def test_match_people_takes_the_preferred_pairs_first():
+    """``prefer``: every other pair costs n (max(C) - min(C)) + 1 more, so the assignment with
+    the most preferred pairs wins whatever C says, and C decides among the rest. Step 0 is the image of
+    true person 0 and step 1 of true person 1 (C picks the identity); preferring (0, 1) forces
+    the swap; preferring nothing (all False) changes nothing."""
+    true = np.zeros((2, 1, 4, 4), np.float32)
+    true[0, 0, 0, 0], true[1, 0, 3, 3] = 1.0, 1.0
+    pred = true.copy()
+    assert [list(a) for a in match_people(pred, true)] == [[0, 1], [0, 1]]
+    prefer = np.array([[False, True], [False, False]])
+    assert [list(a) for a in match_people(pred, true, prefer=prefer)] == [[0, 1], [1, 0]]
+    assert [list(a) for a in match_people(pred, true, prefer=np.zeros((2, 2), bool))] == [[0, 1], [0, 1]]
+
+
+def test_seed_owners_by_hand():
+    """A step's seed cell is owned by the person whose target is largest there over the joints;
+    a cell no target reaches has no owner. Cell 0: person 0 (0.9 against 0.5); cell 4: person 1
+    (its joint 1 at 0.8); cell 8: nobody."""
+    gt = np.zeros((2, 2, 3, 3), np.float32)
+    gt[0, 0, 0, 0], gt[1, 0, 0, 0], gt[1, 1, 1, 1] = 0.9, 0.5, 0.8
+    owned = seed_owners(gt, torch.tensor([0, 4, 8]))
+    assert owned.tolist() == [[True, False], [False, True], [False, False]]
+
+
+def test_training_loss_matches_each_step_to_its_seeds_owner():
+    """``seeds``: step 0 looks like person 0 but its seed is person 1's cell (3), step 1 the
+    other way round: the pairs follow the seeds; without seeds the heatmaps decide."""
+    gt = torch.zeros(1, 2, 1, 1, 4)
+    gt[0, 0, 0, 0, 0] = gt[0, 1, 0, 0, 3] = 1.0
+    heats = torch.zeros(1, 3, 1, 1, 4)
+    heats[0, 0, 0, 0, 0], heats[0, 1, 0, 0, 3] = 0.8, 0.8
+    args = (heats, torch.logit(torch.tensor([[0.9, 0.9, 0.1]])), torch.tensor([3]), gt, torch.tensor([2]))
+    assert recurrent_loss(*args)[2] == [[(0, 0), (1, 1)]]
+    assert recurrent_loss(*args, seeds=torch.tensor([[3, 0, 1]]))[2] == [[(0, 1), (1, 0)]]

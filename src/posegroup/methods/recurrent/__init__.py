@@ -75,7 +75,10 @@ class RecurrentSettings:
     joint_prior: str = setting("none", one_of(*JOINT_PRIORS), "model.backbone posenet_mobilenet only: PoseNet's "
                                "pretrained heatmap head (frozen) gives J joint probabilities that LSTM1 reads "
                                "(input) or reads and selects one person's joints from (gate: heatmaps = prior "
-                               "x sigmoid(output)) [none: not in the paper]")
+                               "x sigmoid(output); seed: the same on what earlier steps left, starting from "
+                               "the strongest joint left) [none: not in the paper]")
+    seed_matching: bool = setting(False, None, "joint_prior seed: the matching takes first each step's pair with "
+                                  "the true person owning its seed [false: the paper's Hungarian matching alone]")
 
     @property
     def step_limit(self) -> int:
@@ -253,15 +256,17 @@ class RecurrentMethod(Method):
         s = self.settings
         x = net.head.norm(net.features(image))          # normalised (running statistics updated) once
         z = batch["num_people"].reshape(-1)
+        seeds = [] if s.joint_prior == "seed" and s.seed_matching else None
         heats, logits, lengths = net.head.unroll(x, max_steps=s.step_limit, min_steps=z + 1, normalized=True,
                                                  stop_threshold=s.stop_threshold, bptt_steps=s.bptt_steps,
-                                                 cut_at_stop=s.cut_at_stop)
+                                                 cut_at_stop=s.cut_at_stop, record_seeds=seeds)
         gt, mask = batch["person_heatmaps"], batch.get("mask")
         loss, parts, pairs = recurrent_loss(heats, logits, lengths, gt, z, mask, config=s.loss_config,
                                             bptt_steps=s.bptt_steps, cut_at_stop=s.cut_at_stop,
                                             stop_threshold=s.stop_threshold, heatmap_weight=s.heatmap_weight,
                                             stop_weight=s.stop_weight, reduction=s.heatmap_reduction,
-                                            mask_matching=s.mask_matching, mask_stop=s.mask_stop)
+                                            mask_matching=s.mask_matching, mask_stop=s.mask_stop,
+                                            seeds=torch.stack(seeds, 1) if seeds else None)
         if net.head.lstm2 is not None:
             loss2 = self._lstm2_loss(net, x, heats, logits, lengths, pairs, gt, mask)
             parts["lstm2"] = float(loss2.detach())
@@ -306,7 +311,7 @@ class RecurrentMethod(Method):
                         **options: Any) -> RecurrentOutputs:
         """Features of every scale (and of the mirrored image, flipped back) of ``settings``
         (None: :meth:`inference_settings` of ``options``) averaged on the scale-1 grid, then
-        LSTM1 (+ LSTM2) unrolled until the first stop (omega of the method's settings).
+        LSTM1 (+ LSTM2) unrolled until the first stop (omega: ``settings.stop_threshold``).
 
         Averaging *features* (not per-person heatmaps, whose person order differs between
         passes) is the one place where scales and flips can meet before the LSTM. Mirrored
@@ -332,11 +337,11 @@ class RecurrentMethod(Method):
             feats = net.head.norm(torch.stack(maps).mean(0)[None].to(next(net.parameters()).device))
             gen = torch.Generator().manual_seed(int(generator_seed))
             heats, logits, lengths = net.head.unroll(feats, max_steps=self.settings.step_limit, normalized=True,
-                                                     stop_threshold=self.settings.stop_threshold, generator=gen)
+                                                     stop_threshold=settings.stop_threshold, generator=gen)
             length = int(lengths[0])
             heat, probs = heats[0, :length], torch.sigmoid(logits[0, :length])
             if net.head.lstm2 is not None:
-                heat = self._refine(net, feats, heat, probs, gen)
+                heat = self._refine(net, feats, heat, probs, gen, settings.stop_threshold)
         prior = feats[0, -self.num_keypoints:].float().cpu().numpy() if self.settings.joint_prior != "none" else None
         return RecurrentOutputs(heat.cpu().numpy(), probs.cpu().numpy(), factor, stride, offsets, *ae, prior=prior)
 
@@ -406,8 +411,8 @@ class RecurrentMethod(Method):
         """(J,) int64: joint j of a mirrored pass is joint flip_index[j] of the image."""
         return torch.as_tensor(np.asarray(self.keypoint_set.flip_index, np.int64))
 
-    def _refine(self, net, feats, heat, probs, gen) -> torch.Tensor:
-        n = _decode.num_people(probs.cpu().numpy(), self.settings.stop_threshold)
+    def _refine(self, net, feats, heat, probs, gen, stop_threshold: float) -> torch.Tensor:
+        n = _decode.num_people(probs.cpu().numpy(), stop_threshold)
         if n == 0:
             return heat
         rng = np.random.default_rng(int(torch.randint(0, 2 ** 31 - 1, (), generator=gen)))

@@ -26,7 +26,32 @@ from torch import nn
 OMEGA = 1.0 / (1.0 + math.e)
 
 #: How the head uses a joint prior appended to its features (:class:`RecurrentHead`).
-JOINT_PRIORS = ("none", "input", "gate")
+JOINT_PRIORS = ("none", "input", "gate", "seed")
+#: ``joint_prior: seed``: the seed blob's std and the scale of the coordinates from the seed, cells.
+SEED_SIGMA, SEED_SCALE = 1.5, 8.0
+
+
+def seed_cells(remaining: torch.Tensor) -> torch.Tensor:
+    """(B, J, H, W) -> (B,) int64: the flat index (row * W + column) of each image's strongest
+    unclaimed joint (the largest value over every joint and cell)."""
+    return remaining.detach().amax(1).flatten(1).argmax(1)
+
+
+def seed_maps(remaining: torch.Tensor) -> torch.Tensor:
+    """Where a step starts (``joint_prior: seed``): the cell of the strongest joint still unclaimed.
+
+    remaining: (B, J, H, W) the joint probabilities no earlier step has taken.
+    Returns (B, 3, H, W): a Gaussian of std :data:`SEED_SIGMA` cells (peak 1) at the seed cell,
+    then every cell's (x, y) from the seed in units of :data:`SEED_SCALE` cells. No gradient.
+    """
+    r = remaining.detach()
+    b, _, h, w = r.shape
+    best = seed_cells(r)
+    sy, sx = (best // w).to(r.dtype), (best % w).to(r.dtype)
+    ys = torch.arange(h, device=r.device, dtype=r.dtype)[None, :, None] - sy[:, None, None]
+    xs = torch.arange(w, device=r.device, dtype=r.dtype)[None, None, :] - sx[:, None, None]
+    blob = torch.exp(-(xs ** 2 + ys ** 2) / (2 * SEED_SIGMA ** 2))
+    return torch.stack([blob, xs.expand(b, h, w) / SEED_SCALE, ys.expand(b, h, w) / SEED_SCALE], 1)
 
 
 class ConvLSTMCell(nn.Module):
@@ -171,7 +196,11 @@ class RecurrentHead(nn.Module):
             channels, left unnormalised) are used, :data:`JOINT_PRIORS`: "none" (there are none:
             the paper), "input" (the LSTM reads them) or "gate" (read, and each step's heatmaps
             are the prior times sigmoid of LSTM1's output: a step selects one person's joints
-            among those the prior finds; LSTM2's output is not gated).
+            among those the prior finds; LSTM2's output is not gated) or "seed" (as "gate", on
+            the part of the prior no earlier step took: after each step the remaining prior is
+            multiplied by 1 - sigmoid(output); LSTM1 also reads :func:`seed_maps` of it, where
+            the strongest unclaimed joint is and each cell's place from it, and the stop head
+            also reads each joint's strongest unclaimed probability).
         feature_width: 0 (the paper: the LSTMs read the C features) or F > 0: a learned 1x1
             convolution (:meth:`project`) reduces the normalised features to F channels first
             (the joint prior, if any, is kept as it is after them).
@@ -192,10 +221,11 @@ class RecurrentHead(nn.Module):
         self.reduce = nn.Conv2d(feature_channels, int(feature_width), 1) if feature_width else None
         read = (int(feature_width) or feature_channels) + prior          # what the LSTMs read (project)
         widths = halving_widths(hidden_width, lstm1_layers)
-        in1 = read + (self.num_joints if self.feedback_passes > 0 else 0)
+        seeded = joint_prior == "seed"
+        in1 = read + (self.num_joints if self.feedback_passes > 0 else 0) + 3 * seeded
         self.lstm1 = ConvLSTM(in1, widths, kernel)
         self.out1 = nn.Conv2d(widths[-1], self.num_joints, 1)
-        self.stop = nn.Linear(sum(widths), 1)
+        self.stop = nn.Linear(sum(widths) + self.num_joints * seeded, 1)
         self.lstm2 = self.out2 = None
         if lstm2_hidden_width:
             w2 = halving_widths(lstm2_hidden_width, lstm2_layers)
@@ -221,31 +251,40 @@ class RecurrentHead(nn.Module):
         c = x.shape[1] - self.norm.passthrough
         return torch.cat([self.reduce(x[:, :c]), x[:, c:]], 1)
 
-    def person(self, feats: torch.Tensor, state, generator: torch.Generator | None = None):
+    def person(self, feats: torch.Tensor, state, generator: torch.Generator | None = None,
+               remaining: torch.Tensor | None = None):
         """One step t of LSTM1: the feedback loop for one person.
 
-        feats: (B, C, H, W) normalised and :meth:`project`-ed features; state: LSTM1 state.
-        Returns heatmaps (B, J, H, W), stop logit (B,) (p_t = sigmoid of it), new state.
+        feats: (B, C, H, W) normalised and :meth:`project`-ed features; state: LSTM1 state;
+        remaining: (B, J, H, W) the unclaimed prior (``joint_prior: seed``; None: the prior).
+        Returns heatmaps (B, J, H, W), stop logit (B,) (p_t = sigmoid of it), new state, and
+        with ``seed`` the prior left for the next step (else None).
         """
         b, _, h, w = feats.shape
         passes = max(1, self.feedback_passes)
+        seeded = self.joint_prior == "seed"
+        if seeded and remaining is None:
+            remaining = feats[:, -self.num_joints:]
+        base = torch.cat([feats, seed_maps(remaining).to(feats.dtype)], 1) if seeded else feats
         heat = None
         if self.feedback_passes > 0:
             noise = torch.rand((b, self.num_joints, h, w), generator=generator, device="cpu")
             heat = 0.1 * noise.to(feats.device, feats.dtype)
         for _ in range(passes):
-            x = feats if heat is None else torch.cat([feats, heat], 1)
+            x = base if heat is None else torch.cat([base, heat], 1)
             state = self.lstm1(x, state)
             heat = self.out1(state[-1][0])
-            if self.joint_prior == "gate":
-                heat = feats[:, -self.num_joints:] * torch.sigmoid(heat)
-        pooled = torch.cat([hh.amax(dim=(2, 3)) for hh, _ in state], 1)
-        return heat, self.stop(pooled)[:, 0], state
+            if self.joint_prior in ("gate", "seed"):
+                select = torch.sigmoid(heat)
+                heat = (remaining if seeded else feats[:, -self.num_joints:]) * select
+        pooled = [hh.amax(dim=(2, 3)) for hh, _ in state] + ([remaining.detach().amax(dim=(2, 3))] if seeded else [])
+        left = remaining.detach() * (1 - select.detach()) if seeded else None
+        return heat, self.stop(torch.cat(pooled, 1))[:, 0], state, left
 
     def unroll(self, feats: torch.Tensor, *, max_steps: int, min_steps: torch.Tensor | None = None,
                stop_threshold: float = OMEGA, bptt_steps: int | None = None, cut_at_stop: bool = False,
                normalized: bool = False, generator: torch.Generator | None = None,
-               record_states: list | None = None):
+               record_states: list | None = None, record_seeds: list | None = None):
         """Run LSTM1 person by person (Algorithm 1's loop).
 
         Image b finishes after step t when t >= min_steps[b] and some step <= t had
@@ -256,7 +295,8 @@ class RecurrentHead(nn.Module):
         the cut back-propagates into the chunk before it; the hidden state itself carries on.
 
         feats: (B, C, H, W) raw features, normalised here (``normalized``: already normalised
-        by :attr:`norm`, which then is not updated again).
+        by :attr:`norm`, which then is not updated again). ``record_seeds`` (``joint_prior:
+        seed``): each step's :func:`seed_cells` (B,) is appended to it.
         Returns heatmaps (B, T, J, H, W), stop logits (B, T), lengths (B,) int64 (steps taken
         by each image; steps beyond an image's length are computed but meaningless).
         """
@@ -267,8 +307,11 @@ class RecurrentHead(nn.Module):
         lengths = torch.zeros(b, dtype=torch.long)
         stopped = torch.zeros(b, dtype=torch.bool)
         heats, logits = [], []
+        remaining = x[:, -self.num_joints:] if self.joint_prior == "seed" else None
         for t in range(1, int(max_steps) + 1):
-            heat, logit, state = self.person(x, state, generator)
+            if record_seeds is not None and remaining is not None:
+                record_seeds.append(seed_cells(remaining))
+            heat, logit, state, remaining = self.person(x, state, generator, remaining)
             heats.append(heat)
             logits.append(logit)
             if record_states is not None:

@@ -48,7 +48,7 @@ REDUCTIONS = ("sum", "mean")
 IGNORED_SHARE = 0.5
 
 __all__ = ["stop_targets", "stop_weights", "match_people", "heatmap_candidates", "assign_people",
-           "recurrent_loss", "order_people", "first_stop", "lstm2_sequence", "LOSS_CONFIGS", "ORDERS",
+           "recurrent_loss", "order_people", "first_stop", "seed_owners", "lstm2_sequence", "LOSS_CONFIGS", "ORDERS",
            "REDUCTIONS", "LSTM2_INPUTS"]
 
 
@@ -73,13 +73,17 @@ def _masked(a: np.ndarray, mask) -> np.ndarray:
     return a if mask is None else a * _as_numpy(mask)[None, None]
 
 
-def match_people(pred, true, mask=None) -> tuple[np.ndarray, np.ndarray]:
+def match_people(pred, true, mask=None, prefer=None) -> tuple[np.ndarray, np.ndarray]:
     """Hungarian matching of predicted and true people.
 
     Args:
         pred: (T, J, H, W) predicted heatmaps (tensor or array).
         true: (Z, J, H, W) ground-truth heatmaps.
         mask: (H, W) 1 = counted, 0 = ignored, or None: the cost reads the counted cells only.
+        prefer: (T, Z) bool or None: pairs to take first (``joint_prior: seed``, a step and the
+            person owning its seed): each other pair costs M = n (max(C) - min(C)) + 1 more,
+            n = min(T, Z) the pairs of an assignment, so an assignment with fewer preferred pairs
+            costs at least M - n (max(C) - min(C)) > 0 more; among those with the most, C decides.
     Cost C[k', k] = sum_j ||H_kj - H^_k'j||_2, the Frobenius norm of each joint map's difference
     (not squared), minimised by scipy's ``linear_sum_assignment``.
     Returns (pred_index, true_index): the min(T, Z) matched pairs, sorted by pred_index.
@@ -95,6 +99,9 @@ def match_people(pred, true, mask=None) -> tuple[np.ndarray, np.ndarray]:
     # ||a - b||^2 = |a|^2 + |b|^2 - 2 a.b per joint, for every (pred, true) pair at once
     sq = (pf ** 2).sum(-1)[:, None] + (gf ** 2).sum(-1)[None] - 2 * np.einsum("tjn,zjn->tzj", pf, gf)
     cost = np.sqrt(np.maximum(sq, 0.0)).sum(-1)                                        # (T, Z)
+    if prefer is not None:
+        margin = min(cost.shape) * (cost.max() - cost.min()) + 1.0
+        cost = cost + margin * ~np.asarray(prefer, bool).reshape(cost.shape)
     rows, cols = linear_sum_assignment(cost)
     order = np.argsort(rows)
     return rows[order].astype(np.int64), cols[order].astype(np.int64)
@@ -151,12 +158,13 @@ def heatmap_candidates(stop_probs, num_true: int, *, config: str = "aa'", stop_t
     return keep
 
 
-def assign_people(heats, gt, candidates: np.ndarray, ends, mask=None) -> list[tuple[int, int]]:
+def assign_people(heats, gt, candidates: np.ndarray, ends, mask=None, prefer=None) -> list[tuple[int, int]]:
     """Algorithm 1's matching, chunk by chunk: (step, true person) pairs of one image.
 
     heats: (L, J, H, W) the image's steps; gt: (Z, J, H, W); candidates: (L,) bool;
     ends: (L,) bool, the steps that close a chunk (:func:`.head.chunk_ends`; the last step
-    closes one anyway); mask: (H, W) or None, passed to :func:`match_people`. The ground truth
+    closes one anyway); mask: (H, W) or None, and prefer: (L, Z) bool or None, passed to
+    :func:`match_people`. The ground truth
     matched in a chunk leaves the pool of the later chunks. Returns pairs sorted by step.
     """
     cand = np.asarray(candidates, bool).reshape(-1)
@@ -171,11 +179,29 @@ def assign_people(heats, gt, candidates: np.ndarray, ends, mask=None) -> list[tu
         start = stop
         if not steps or not pool:
             continue
-        pi, ti = match_people(heats[steps], gt[pool], mask)
+        pi, ti = match_people(heats[steps], gt[pool], mask,
+                              None if prefer is None else np.asarray(prefer, bool)[np.ix_(steps, pool)])
         matched = [pool[k] for k in ti]
         pairs.extend((steps[a], m) for a, m in zip(pi, matched))
         pool = [k for k in pool if k not in matched]
     return pairs
+
+
+def seed_owners(gt, seeds) -> np.ndarray:
+    """gt (Z, J, H, W) one image's targets, seeds (L,) flat cell indices -> (L, Z) bool: step
+    t's seed is owned by the person whose target is largest there over the joints (none when
+    every target is 0 there)."""
+    g = _as_numpy(gt)
+    z = len(g)
+    idx = np.asarray(seeds.detach().cpu() if isinstance(seeds, torch.Tensor) else seeds, np.int64).reshape(-1)
+    owned = np.zeros((len(idx), z), bool)
+    if z == 0 or len(idx) == 0:
+        return owned
+    at = g.reshape(z, g.shape[1], -1).max(1)[:, idx]                       # (Z, L)
+    best = at.argmax(0)
+    hit = at[best, np.arange(len(idx))] > 0
+    owned[np.arange(len(idx))[hit], best[hit]] = True
+    return owned
 
 
 def first_stop(probs: np.ndarray, stop_threshold: float) -> int:
@@ -202,7 +228,7 @@ def recurrent_loss(heats: torch.Tensor, stop_logits: torch.Tensor, lengths: torc
                    num_true: torch.Tensor, mask: torch.Tensor | None = None, *, config: str = "aa'",
                    bptt_steps: int | None = 8, cut_at_stop: bool = True, stop_threshold: float = OMEGA,
                    heatmap_weight: float = 1.0, stop_weight: float = 1.0, reduction: str = "sum",
-                   mask_matching: bool = True, mask_stop: bool = True
+                   mask_matching: bool = True, mask_stop: bool = True, seeds: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, dict[str, float], list[list[tuple[int, int]]]]:
     """The LSTM1 loss of a batch.
 
@@ -215,6 +241,8 @@ def recurrent_loss(heats: torch.Tensor, stop_logits: torch.Tensor, lengths: torc
             (:func:`stop_weights`).
         bptt_steps, cut_at_stop: the chunks (:func:`.head.chunk_ends`), as in the unroll.
         reduction: one matched person's squared error, "sum" (eq. 2) or "mean" over its cells.
+        seeds: (B, L) int64 flat cell indices of each step's seed (``joint_prior: seed``) or
+            None: the matching then prefers each step's :func:`seed_owners` pair.
     Returns (loss, {"heatmap", "stop", "people", "count_error"}, pairs per image).
     """
     if reduction not in REDUCTIONS:
@@ -229,8 +257,9 @@ def recurrent_loss(heats: torch.Tensor, stop_logits: torch.Tensor, lengths: torc
         cand = heatmap_candidates(probs[i, :length], z, config=config, stop_threshold=stop_threshold)
         ends = chunk_ends(probs[i, :length], bptt_steps=bptt_steps, stop_threshold=stop_threshold,
                           cut_at_stop=cut_at_stop).numpy()
+        prefer = None if seeds is None else seed_owners(gt[i, :z].detach(), seeds[i, :length])
         pairs = assign_people(steps.detach(), gt[i, :z].detach(), cand, ends,
-                              m.detach() if (m is not None and mask_matching) else None)
+                              m.detach() if (m is not None and mask_matching) else None, prefer)
         all_pairs.append(pairs)
         term = _heatmap_term(steps, gt[i], pairs, m, reduction)
         if term is not None:
