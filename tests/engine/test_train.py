@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -587,17 +588,20 @@ def _slowed(real, seconds: float):
     return build
 
 
-def test_steps_auto_ends_the_cosine_within_the_minutes(tiny_data, tmp_path, monkeypatch):
+def test_steps_auto_ends_the_cosine_within_the_minutes(tiny_data, tmp_path, monkeypatch, capsys):
     """``train.steps: auto``: the run times its first steps and sizes the cosine so that it ends,
     at its floor, inside ``max_minutes`` (without the sizing it would run until the clock stops
-    it, with the lr still at its peak)."""
+    it, with the lr still at its peak). The progress bar has no total until the sizing, then
+    the sized one."""
     monkeypatch.setattr(train_mod, "AUTO_STEPS", (1, 4, 0.85))
     monkeypatch.setattr(train_mod, "build_method_from_config", _slowed(train_mod.build_method_from_config, 0.1))
     cfg = tiny_config(tiny_data, tmp_path / "auto", steps="auto", max_minutes=0.1, log_every=1,
                       lr_schedule={"type": "cosine", "warmup_steps": 2, "min_lr_ratio": 0.1})
-    s = train(cfg, progress=False)
+    s = train(cfg, progress=True)
     assert s["stopped"] == "done" and s["steps"] == s["total_steps"]
     assert s["minutes"] < 0.1
+    bar = capsys.readouterr().err
+    assert str(sys.maxsize) not in bar and f"{s['total_steps']}/{s['total_steps']}" in bar
     # each step takes > 0.1 s, so at most 60 fit into 6 s; a sizing that ignored the pace would not stop "done"
     assert 15 <= s["total_steps"] <= 60, s["total_steps"]
     lines = [json.loads(x) for x in (tmp_path / "auto" / "log.jsonl").read_text().splitlines()]

@@ -410,7 +410,8 @@ def _open_outputs(r: _Run, start_step: int, *, fresh_overwrite: bool, progress: 
     r.log_file = open(log_path, "a")
     if progress:
         from tqdm import tqdm
-        r.bar = tqdm(total=r.end_step, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+        total = None if r.end_step == sys.maxsize else r.end_step      # train.steps auto: sized after its timing
+        r.bar = tqdm(total=total, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
 
 
 def _close_outputs(r: _Run) -> None:
