@@ -97,7 +97,7 @@ def test_feedback_heatmaps_carry_gradient_into_the_first_pass():
     feats = torch.randn(1, 4, 6, 6)
     seen = []
     hook = head.out1.register_forward_hook(lambda m, i, o: seen.append(o))
-    heat, _, _ = head.person(head.norm(feats), head.lstm1.zero_state(feats))
+    heat = head.person(head.norm(feats), head.lstm1.zero_state(feats))[0]
     hook.remove()
     first_pass = seen[0]
     g = torch.autograd.grad(heat.sum(), first_pass)[0]
@@ -133,10 +133,10 @@ def _matched_chunks(monkeypatch, heats, logits, lengths, gt, z, **kw):
     calls = []
     real = loss_module.match_people
 
-    def spy(pred, true, mask=None):
+    def spy(pred, true, mask=None, prefer=None):
         steps = [next(t for t in range(heats.shape[1]) if torch.equal(heats[0, t].detach(), row)) for row in pred]
         calls.append(steps)
-        return real(pred, true, mask)
+        return real(pred, true, mask, prefer)
 
     monkeypatch.setattr(loss_module, "match_people", spy)
     recurrent_loss(heats, logits, lengths, gt, torch.tensor([z]), **kw)
