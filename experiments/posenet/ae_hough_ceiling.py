@@ -13,13 +13,13 @@ from posegroup.engine.benchmark import open_split, predict_split, timed_predicto
 from posegroup.engine.checkpoint import load_model
 from posegroup.engine.evaluate import score_results
 from posegroup.engine.predict import inference_options
-from posegroup.methods.personlab.hough import hough_scores
+from posegroup.methods.common import hough_scores
 
 
 def hough_vote(heat: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """heat (K, H, W) probabilities, offsets (K, 2, H, W) (x, y) in cells from each cell's centre
     -> (K, H, W): each cell's value splatted bilinearly at its cell + offset, through PersonLab's
-    :func:`~posegroup.methods.personlab.hough.hough_scores` on the grid itself (1 "px" per cell,
+    :func:`~posegroup.methods.common.hough_scores` on the grid itself (1 "px" per cell,
     centres at j + 0.5, R = 1/sqrt(pi) so that a vote weighs its probability)."""
     return hough_scores(heat, np.moveaxis(offsets, 1, -1), output_stride=1.0, grid_offset=0.5,
                         radius=1.0 / math.sqrt(math.pi), hough_size_hw=heat.shape[1:])

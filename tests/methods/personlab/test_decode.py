@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from posegroup.methods.personlab.decode import PAPER_HOUGH, decode_poses, expected_oks, instance_scores
-from posegroup.methods.personlab.hough import bilinear_sample, find_peaks, hough_scores, refine_mid_offsets
+from posegroup.methods.common import hough_scores, hough_votes, raw_votes
+from posegroup.methods.personlab.hough import bilinear_sample, find_peaks, refine_mid_offsets
 from posegroup.methods.personlab.targets import encode
 from posegroup.skeleton import COCO17, CROWDPOSE14
 from tests.helpers import STANDING_PX
@@ -168,7 +169,7 @@ def test_empty_maps():
 
 # ------------------------------------------------------------------ fast paths vs dense reference
 from posegroup.methods.personlab.decode import expected_oks_sparse
-from posegroup.methods.personlab.hough import hough_votes, offset_targets, raw_votes, sparse_peaks
+from posegroup.methods.personlab.hough import offset_targets, sparse_peaks
 
 
 @pytest.mark.parametrize("hough_stride,blur_sigma", [(1.0, 2.0), (2.0, 2.0), (1.0, 0.0), (1.0, 1.0)])

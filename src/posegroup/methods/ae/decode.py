@@ -400,7 +400,7 @@ def hough_vote(heatmaps: np.ndarray, tags: np.ndarray, offsets: np.ndarray, *, f
     """
     from scipy.ndimage import gaussian_filter
 
-    from ..personlab.hough import hough_scores
+    from ..common import hough_scores
 
     n = int(factor)
     _, h, w = heatmaps.shape

@@ -10,7 +10,7 @@ Pipeline of :func:`decode_poses`:
    totals ~1. Optional Gaussian blur (σ = 2 input px, as in the reference implementations).
    By default a Hough cell is an output cell (``hough_stride`` = the output stride) and only
    cells with p_k > ``vote_threshold`` (0.01) vote; the paper's input-resolution map is
-   :data:`PAPER_HOUGH`. :func:`.hough.hough_scores` builds the dense (K, Hh, Wh) map; the decoder
+   :data:`PAPER_HOUGH`. :func:`~posegroup.methods.common.hough_scores` builds the dense (K, Hh, Wh) map; the decoder
    never does: on small maps (:data:`.hough.DENSE_HOUGH_CELLS`) it splats, blurs and max-filters only
    the box around each channel's votes (:func:`.hough.packed_peaks`), on large ones the rows and
    columns that votes can reach (:func:`.hough.sparse_peaks`); both give the peaks of
@@ -173,7 +173,7 @@ def expected_oks_sparse(poses_xy: np.ndarray, points: tuple, presence: np.ndarra
                         radius: float = 32.0, max_pairs: int = 1 << 21) -> np.ndarray:
     """:func:`expected_oks` with the Hough mass given as weighted points ``(k, x, y, h)``
     (input px): the non-zero Hough cells (``sparse_peaks(..., return_cells=True)``, at their
-    centres; then identical to :func:`expected_oks`) or the raw votes (:func:`.hough.raw_votes`).
+    centres; then identical to :func:`expected_oks`) or the raw votes (:func:`~posegroup.methods.common.raw_votes`).
     Cost O(N × points) instead of O(N × K × disk area)."""
     n, k = poses_xy.shape[:2]
     if n == 0:

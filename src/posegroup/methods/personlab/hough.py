@@ -11,6 +11,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..common import hough_size, hough_votes, raw_votes
+
 SAMPLING = ("bilinear", "nearest")
 #: Hough maps of at most this many cells (K x Hh x Wh) go through :func:`packed_peaks` (boxes
 #: around the votes in one canvas), larger ones through the sparse vote list
@@ -143,81 +145,6 @@ def cell_xy(h: int, w: int, stride: float, grid_offset: float) -> tuple[np.ndarr
     xs = np.arange(w, dtype=np.float64) * stride + grid_offset
     ys = np.arange(h, dtype=np.float64) * stride + grid_offset
     return np.meshgrid(xs, ys)
-
-
-def hough_size(grid_size: tuple[int, int], output_stride: float, grid_offset: float,
-               hough_stride: float) -> tuple[int, int]:
-    """(Hh, Wh) of the Hough map covering every cell position of a (H, W) grid."""
-    h, w = grid_size
-    ext = max(2.0 * grid_offset, 1.0)
-    return (int(math.ceil(((h - 1) * output_stride + ext) / hough_stride)),
-            int(math.ceil(((w - 1) * output_stride + ext) / hough_stride)))
-
-
-# ------------------------------------------------------------------------------------ hough
-def raw_votes(heatmaps: np.ndarray, short_offsets: np.ndarray, *, output_stride: float,
-              grid_offset: float = 0.0, radius: float = 32.0, min_p: float = 0.0
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The Hough votes before splatting: every cell with p_k > ``min_p`` (default 0) votes for
-    keypoint k at ``x + S_k(x)`` (input px) with weight ``p_k · stride² / (πR²)``. Returns
-    ``(k, x, y, w)`` sorted by k."""
-    kk, ii, jj = np.nonzero(heatmaps > min_p)
-    wv = heatmaps[kk, ii, jj].astype(np.float64) * (output_stride ** 2 / (math.pi * radius ** 2))
-    so = short_offsets[kk, ii, jj].astype(np.float64)
-    return kk, jj * output_stride + grid_offset + so[:, 0], ii * output_stride + grid_offset + so[:, 1], wv
-
-
-def hough_votes(heatmaps: np.ndarray, short_offsets: np.ndarray, *, output_stride: float,
-                grid_offset: float = 0.0, radius: float = 32.0, hough_stride: float = 1.0,
-                hough_size_hw: tuple[int, int] | None = None, votes: tuple | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
-    """Bilinearly splatted Hough votes as a sparse list (paper eq. 1, unblurred).
-
-    The votes of :func:`raw_votes` (or ``votes``) are each split over the 4 Hough cells around
-    them. Returns ``(k, r, c, w, (Hh, Wh))``: one entry per (vote, corner) inside the map (the
-    same Hough cell may appear several times; the dense map is their sum, :func:`hough_scores`).
-    """
-    k, h, w = heatmaps.shape
-    hh, wh = hough_size_hw or hough_size((h, w), output_stride, grid_offset, hough_stride)
-    kk, vx, vy, wv = votes if votes is not None else raw_votes(
-        heatmaps, short_offsets, output_stride=output_stride, grid_offset=grid_offset, radius=radius)
-    qx = vx / hough_stride - 0.5
-    qy = vy / hough_stride - 0.5
-    x0 = np.floor(qx).astype(np.int64)
-    y0 = np.floor(qy).astype(np.int64)
-    fx = qx - x0
-    fy = qy - y0
-    ks, rs, cs, ws = [], [], [], []
-    for dx, dy, wt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy),
-                       (1, 1, fx * fy)):
-        xi, yi = x0 + dx, y0 + dy
-        ok = (xi >= 0) & (xi < wh) & (yi >= 0) & (yi < hh) & (wt > 0)
-        ks.append(kk[ok])
-        rs.append(yi[ok])
-        cs.append(xi[ok])
-        ws.append(wv[ok] * wt[ok])
-    return np.concatenate(ks), np.concatenate(rs), np.concatenate(cs), np.concatenate(ws), (hh, wh)
-
-
-def hough_scores(heatmaps: np.ndarray, short_offsets: np.ndarray, *, output_stride: float,
-                 grid_offset: float = 0.0, radius: float = 32.0, hough_stride: float = 1.0,
-                 hough_size_hw: tuple[int, int] | None = None) -> np.ndarray:
-    """Dense Hough score maps h_k (paper eq. 1), unblurred.
-
-    Args:
-        heatmaps: (K, H, W) probabilities p_k.
-        short_offsets: (K, H, W, 2) (x, y) input pixels.
-        radius: R (paper 32); the votes are normalised by 1/(πR²).
-        hough_stride: input pixels per Hough cell (1 = input resolution, as in the paper).
-    Returns: (K, Hh, Wh) float32.
-    """
-    k = heatmaps.shape[0]
-    kk, rr, cc, ww, (hh, wh) = hough_votes(heatmaps, short_offsets, output_stride=output_stride,
-                                           grid_offset=grid_offset, radius=radius,
-                                           hough_stride=hough_stride, hough_size_hw=hough_size_hw)
-    out = np.bincount((kk * hh + rr) * wh + cc, weights=ww, minlength=k * hh * wh)
-    return out.reshape(k, hh, wh).astype(np.float32)
-
 
 
 def _cells_above(heatmaps: np.ndarray, min_p: float):
