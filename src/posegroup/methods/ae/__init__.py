@@ -67,7 +67,8 @@ class AEInference(InferenceSettings):
     hough_factor: int = setting(0, integer_in(0, 8), "0: candidates are the heatmaps' peaks [the paper]; n: each "
                                 "cell's probability votes at its centre + its short-range offset on a grid n times "
                                 "finer, candidates are that map's peaks (needs short_offsets)")
-    hough_blur: float = setting(1.0, finite_non_negative, ">= 0: std of the Gaussian smoothing of the voted maps, fine cells")
+    hough_blur: float = setting(1.0, finite_non_negative, ">= 0: std of the Gaussian smoothing of the voted maps, "
+                                "fine cells")
     # "scale1" (the reference's), not the paper's "concat": measured on the tiny AE trained on mixed
     # crowding (docs/test_time.md, 100 images per split, flip + refine), scales {1, 2, 0.5}: AP sparse /
     # medium / heavy 0.507 / 0.268 / 0.062 with scale-1 tags against 0.258 / 0.118 / 0.020 with
