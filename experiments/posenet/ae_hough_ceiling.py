@@ -4,7 +4,6 @@ network gives them against the same heatmaps Hough-voted by PoseNet's short-rang
 cell's probability splatted bilinearly at cell + offset, PersonLab's voting, on the same grid),
 so that a joint's evidence from the cells around it gathers on one cell before AE's peak step.
 Prints AP and true-id AP of both on the first N images (default 30)."""
-import math
 import sys
 
 import numpy as np
@@ -13,16 +12,14 @@ from posegroup.engine.benchmark import open_split, predict_split, timed_predicto
 from posegroup.engine.checkpoint import load_model
 from posegroup.engine.evaluate import score_results
 from posegroup.engine.predict import inference_options
-from posegroup.methods.common import hough_scores
+from posegroup.methods.ae import decode
 
 
 def hough_vote(heat: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """heat (K, H, W) probabilities, offsets (K, 2, H, W) (x, y) in cells from each cell's centre
-    -> (K, H, W): each cell's value splatted bilinearly at its cell + offset, through PersonLab's
-    :func:`~posegroup.methods.common.hough_scores` on the grid itself (1 "px" per cell,
-    centres at j + 0.5, R = 1/sqrt(pi) so that a vote weighs its probability)."""
-    return hough_scores(heat, np.moveaxis(offsets, 1, -1), output_stride=1.0, grid_offset=0.5,
-                        radius=1.0 / math.sqrt(math.pi), hough_size_hw=heat.shape[1:])
+    -> (K, H, W): each cell's value splatted bilinearly at its cell + offset on the grid itself,
+    unsmoothed (:func:`~posegroup.methods.ae.decode.hough_vote` with factor 1, blur 0)."""
+    return decode.hough_vote(heat, np.zeros(heat.shape + (1,), np.float32), offsets, factor=1, blur=0.0)[0]
 
 
 def main(ckpt, ann, n=30, root=None):

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from posegroup.engine.benchmark import open_split, predict_split, timed_predictor
+from posegroup.engine.benchmark import open_split
 from posegroup.engine.checkpoint import load_model
 from posegroup.engine.evaluate import score_results
 from posegroup.engine.predict import inference_options
+from posegroup.evaluation import to_coco_results
 from posegroup.methods.recurrent import decode as rdecode
 
 
@@ -44,43 +45,54 @@ def step_owners(heat: np.ndarray, truth: np.ndarray, joint_threshold: float) -> 
     return np.where(near, d.argmin(0), -1)
 
 
-def purity(method, model, settings, ds, ids, use_prior: bool) -> str:
-    pur, first, distinct, steps, people = [], [], 0, 0, 0
+class Purity:
+    """Running purity of steps (one map per step), their first steps and distinct majority people."""
+
+    def __init__(self):
+        self.all, self.first, self.distinct = [], [], 0
+
+    def add(self, maps, truth: np.ndarray, joint_threshold: float) -> None:
+        majors = set()
+        for t, heat in enumerate(maps if len(truth) else []):
+            owners = step_owners(heat, truth, joint_threshold)
+            counts = np.bincount(owners[owners >= 0], minlength=len(truth))
+            if counts.sum():
+                self.all.append(counts.max() / counts.sum())
+                self.first += [self.all[-1]] if t == 0 else []
+                majors.add(int(counts.argmax()))
+        self.distinct += len(majors)
+
+    def line(self, images: int, steps: int, people: int) -> str:
+        return (f"purity {np.mean(self.all):.2f} (first step {np.mean(self.first):.2f}), steps per image "
+                f"{steps / images:.2f}, distinct majority people {self.distinct / images:.2f}, annotated "
+                f"{people / images:.2f}")
+
+
+def score_split(method, model, settings, ds, ids) -> None:
+    """One network pass per image: the checkpoint's people and the trivial one-person answer
+    (each joint at the argmax of the prior, decoded as the steps are), both scored; the purity of
+    the steps before the stop and of the prior in their place."""
+    own, trivial, steps, people = [], [], 0, 0
+    purity = {"steps": Purity(), "prior": Purity()}
     for iid in ids:
-        outs = method.network_outputs(model, ds.load_image(iid), settings=settings)
+        image = ds.load_image(iid)
+        outs = method.network_outputs(model, image, settings=settings)
+        alone = outs._replace(heatmaps=outs.prior[None], stop_probs=np.ones(1, np.float32))
+        for results, o in ((own, outs), (trivial, alone)):
+            poses, scores = method.decode(o, settings, image.shape)[:2]
+            results += to_coco_results(iid, poses, scores)
         truth = ds.annotations(iid)["keypoints"].astype(np.float64)
         truth = truth[(truth[..., 2] > 0).any(1)]
         truth[..., :2] *= outs.factor / outs.stride
-        people += len(truth)
         k = rdecode.num_people(outs.stop_probs, settings.stop_threshold)
-        steps += k
-        majors = set()
-        for t in range(k if len(truth) else 0):
-            owners = step_owners(outs.prior if use_prior else outs.heatmaps[t], truth, settings.joint_threshold)
-            counts = np.bincount(owners[owners >= 0], minlength=len(truth))
-            if counts.sum():
-                pur.append(counts.max() / counts.sum())
-                first += [pur[-1]] if t == 0 else []
-                majors.add(int(counts.argmax()))
-        distinct += len(majors)
-    n = len(ids)
-    return (f"purity {np.mean(pur):.2f} (first step {np.mean(first):.2f}), steps per image {steps / n:.2f}, "
-            f"distinct majority people {distinct / n:.2f}, annotated {people / n:.2f}")
-
-
-def trivial_ap(method, model, opts, ds, ids) -> float:
-    """AP of one person per image: each joint at the argmax of the prior (placed as the steps are)."""
-    plain = type(method).network_outputs
-
-    def prior_only(self, *a, **k):
-        o = plain(self, *a, **k)
-        return o._replace(heatmaps=o.prior[None], stop_probs=np.ones(1, np.float32))
-    type(method).network_outputs = prior_only
-    try:
-        res = predict_split(timed_predictor(model, method, opts), ds, ids)
-    finally:
-        type(method).network_outputs = plain
-    return score_results(str(ds.ann_file), res["results"], ids, keypoint_set=ds.keypoint_set, keys=("AP",))["AP"]
+        purity["steps"].add(outs.heatmaps[:k], truth, settings.joint_threshold)
+        purity["prior"].add([outs.prior] * k, truth, settings.joint_threshold)
+        steps, people = steps + k, people + len(truth)
+    ap = [score_results(str(ds.ann_file), r, ids, keypoint_set=ds.keypoint_set, keys=("AP",))["AP"]
+          for r in (own, trivial)]
+    print(f"AP {ap[0]:.3f}, trivial one-person AP {ap[1]:.3f}", flush=True)
+    for name, p in purity.items():
+        print(f"  {name}: {p.line(len(ids), steps, people)}", flush=True)
 
 
 def main(ckpt, bench, n=30, *options):
@@ -91,12 +103,8 @@ def main(ckpt, bench, n=30, *options):
     settings = method.inference_settings(opts)
     for name, (ann, root) in splits(Path(bench)).items():
         ds, ids = open_split(ann, method.keypoint_set, int(n), root)
-        res = predict_split(timed_predictor(model, method, opts), ds, ids)
-        ap = score_results(str(ds.ann_file), res["results"], ids, keypoint_set=ds.keypoint_set, keys=("AP",))["AP"]
-        print(f"{name}: AP {ap:.3f}, trivial one-person AP {trivial_ap(method, model, opts, ds, ids):.3f}", flush=True)
-        print(f"  steps: {purity(method, model, settings, ds, ids, False)}", flush=True)
-        print(f"  prior: {purity(method, model, settings, ds, ids, True)}", flush=True)
-
+        print(f"{name}: ", end="")
+        score_split(method, model, settings, ds, ids)
 
 if __name__ == "__main__":
     main(*sys.argv[1:])

@@ -485,7 +485,10 @@ class AEMethod(Method):
         given = sorted(k for k, v in (options or {}).items() if k in SEG_DECODE_OPTIONS and v is not None)
         if given and not self.segmentation:
             raise ValueError(f"{given}: segmentation options need a method built with segmentation=True")
-        return super().inference_settings(options, what=what)
+        settings = super().inference_settings(options, what=what)
+        if settings.hough_factor and not self.short_offsets:
+            raise ValueError("option 'hough_factor' needs method.options.short_offsets: true (the offsets vote)")
+        return settings
 
     def predict_true_ids(self, model: torch.nn.Module, image: np.ndarray, keypoints: np.ndarray, **test_opts: Any
                          ) -> tuple[np.ndarray, np.ndarray]:
@@ -521,10 +524,8 @@ class AEMethod(Method):
         Returns (poses (N, K, 3) x, y, score on the output grid, scores (N,)), float64."""
         from ..common import place_by_offsets
 
-        n = int(settings.hough_factor)
+        n = int(settings.hough_factor)              # > 0 only with short_offsets (inference_settings)
         if n:
-            if offsets is None:
-                raise ValueError("option 'hough_factor' needs method.options.short_offsets: true (the offsets vote)")
             heat, tag = decode.hough_vote(heat, tag, offsets, factor=n, blur=settings.hough_blur)
         poses, scores = decode.group(heat, tag, **group_keywords(settings))
         poses = np.asarray(poses, dtype=np.float64).reshape(-1, self.num_keypoints, 3)

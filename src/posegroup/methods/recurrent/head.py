@@ -256,15 +256,14 @@ class RecurrentHead(nn.Module):
         """One step t of LSTM1: the feedback loop for one person.
 
         feats: (B, C, H, W) normalised and :meth:`project`-ed features; state: LSTM1 state;
-        remaining: (B, J, H, W) the unclaimed prior (``joint_prior: seed``; None: the prior).
+        remaining: (B, J, H, W) the unclaimed prior (``joint_prior: seed`` only; :meth:`unroll`
+        starts it at the prior).
         Returns heatmaps (B, J, H, W), stop logit (B,) (p_t = sigmoid of it), new state, and
         with ``seed`` the prior left for the next step (else None).
         """
         b, _, h, w = feats.shape
         passes = max(1, self.feedback_passes)
         seeded = self.joint_prior == "seed"
-        if seeded and remaining is None:
-            remaining = feats[:, -self.num_joints:]
         base = torch.cat([feats, seed_maps(remaining).to(feats.dtype)], 1) if seeded else feats
         heat = None
         if self.feedback_passes > 0:

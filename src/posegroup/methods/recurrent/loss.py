@@ -48,8 +48,8 @@ REDUCTIONS = ("sum", "mean")
 IGNORED_SHARE = 0.5
 
 __all__ = ["stop_targets", "stop_weights", "match_people", "heatmap_candidates", "assign_people",
-           "recurrent_loss", "order_people", "first_stop", "seed_owners", "lstm2_sequence", "LOSS_CONFIGS", "ORDERS",
-           "REDUCTIONS", "LSTM2_INPUTS"]
+           "recurrent_loss", "order_people", "first_stop", "seed_owners", "lstm2_sequence", "LOSS_CONFIGS",
+           "ORDERS", "REDUCTIONS", "LSTM2_INPUTS"]
 
 
 def stop_targets(num_predicted: int, num_true: int) -> np.ndarray:
@@ -164,8 +164,8 @@ def assign_people(heats, gt, candidates: np.ndarray, ends, mask=None, prefer=Non
     heats: (L, J, H, W) the image's steps; gt: (Z, J, H, W); candidates: (L,) bool;
     ends: (L,) bool, the steps that close a chunk (:func:`.head.chunk_ends`; the last step
     closes one anyway); mask: (H, W) or None, and prefer: (L, Z) bool or None, passed to
-    :func:`match_people`. The ground truth
-    matched in a chunk leaves the pool of the later chunks. Returns pairs sorted by step.
+    :func:`match_people`. The ground truth matched in a chunk leaves the pool of the later
+    chunks. Returns pairs sorted by step.
     """
     cand = np.asarray(candidates, bool).reshape(-1)
     closes = np.asarray(ends, bool).reshape(-1)
@@ -241,8 +241,8 @@ def recurrent_loss(heats: torch.Tensor, stop_logits: torch.Tensor, lengths: torc
             (:func:`stop_weights`).
         bptt_steps, cut_at_stop: the chunks (:func:`.head.chunk_ends`), as in the unroll.
         reduction: one matched person's squared error, "sum" (eq. 2) or "mean" over its cells.
-        seeds: (B, L) int64 flat cell indices of each step's seed (``joint_prior: seed``) or
-            None: the matching then prefers each step's :func:`seed_owners` pair.
+        seeds: (B, L) int64 flat cell indices of each step's seed (``joint_prior: seed``), or
+            None. With seeds the matching takes each step's :func:`seed_owners` pair first.
     Returns (loss, {"heatmap", "stop", "people", "count_error"}, pairs per image).
     """
     if reduction not in REDUCTIONS:
