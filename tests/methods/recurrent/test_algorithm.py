@@ -396,6 +396,44 @@ def test_seed_maps_mark_the_strongest_unclaimed_joint_by_hand():
     assert float(m[0, 1, 3, 4]) == 1 / SEED_SCALE and float(m[0, 2, 3, 4]) == 1 / SEED_SCALE
 
 
+def test_seed_context_is_each_cells_features_times_the_seeds_by_hand():
+    """:func:`seed_context`: channel c of every cell is its value times channel c at the seed
+    cell (image 0's seed at row 1, column 2 = flat 6; image 1's at flat 0); LSTM1 reads it as
+    many channels more as it reads; without ``joint_prior: seed`` it is one line."""
+    from posegroup.methods.recurrent.head import seed_context
+    f = torch.arange(2 * 2 * 3 * 4, dtype=torch.float32).view(2, 2, 3, 4)
+    out = seed_context(f, torch.tensor([6, 0]))
+    for b, (y, x) in enumerate([(1, 2), (0, 0)]):
+        for c in range(2):
+            torch.testing.assert_close(out[b, c], f[b, c] * f[b, c, y, x])
+    assert float(out[0, 1, 0, 0]) == 12.0 * 18.0
+    j, c = 3, 5
+    plain = RecurrentHead(c, j, hidden_width=4, lstm1_layers=1, joint_prior="seed")
+    ctx = RecurrentHead(c, j, hidden_width=4, lstm1_layers=1, joint_prior="seed", seed_context=True)
+    assert ctx.lstm1.cells[0].gates.in_channels == plain.lstm1.cells[0].gates.in_channels + c + j
+    heats, _, _ = ctx.unroll(torch.rand(2, c + j, 6, 7), max_steps=2, stop_threshold=0.0)
+    assert heats.shape == (2, 2, j, 6, 7) and torch.isfinite(heats).all()
+    with pytest.raises(ValueError, match="seed_context needs method.options.joint_prior: seed"):
+        RecurrentHead(c, j, joint_prior="gate", seed_context=True)
+
+
+@pytest.mark.parametrize("dilation,reach", [(1, 2), (2, 3), (3, 4)])
+def test_lstm1_dilation_widens_what_one_call_sees(dilation, reach):
+    """Two 3x3 layers, the second dilated by d, see 1 + d cells either side in one call: the
+    output at the centre has a gradient from an input cell ``reach`` = 1 + d columns away and
+    none from reach + 1."""
+    from posegroup.methods.recurrent.head import ConvLSTM
+    torch.manual_seed(0)
+    lstm = ConvLSTM(2, [4, 4], 3, dilation)
+    assert [cell.gates.dilation for cell in lstm.cells] == [(1, 1), (dilation, dilation)]
+    x = torch.rand(1, 2, 15, 15, requires_grad=True)
+    h = lstm(x, lstm.zero_state(x))[-1][0]
+    h[0, :, 7, 7].sum().backward()
+    seen = x.grad[0].abs().sum(0)[7]
+    assert float(seen[7 + reach]) > 0 and float(seen[7 - reach]) > 0
+    assert float(seen[7 + reach + 1]) == 0 and float(seen[7 - reach - 1]) == 0
+
+
 @pytest.mark.parametrize("bias,shares", [(0.0, [0.5, 0.25, 0.125]), (20.0, [1.0, 0.0, 0.0])])
 def test_seed_prior_each_step_takes_its_share_of_what_is_left(bias, shares):
     """``joint_prior: seed``: a step's heatmaps are the prior left by the earlier steps times

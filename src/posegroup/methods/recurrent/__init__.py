@@ -79,6 +79,10 @@ class RecurrentSettings:
                                "the strongest joint left) [none: not in the paper]")
     seed_matching: bool = setting(False, None, "joint_prior seed: the matching takes first each step's pair with "
                                   "the true person owning its seed [false: the paper's Hungarian matching alone]")
+    seed_context: bool = setting(False, None, "joint_prior seed: LSTM1 also reads each cell's features times the "
+                                 "seed cell's, a similarity to the seed however far it is [false: not in the paper]")
+    lstm1_dilation: int = setting(1, positive, "dilation of LSTM1's layers after the first: their reach per call "
+                                  "d (kernel - 1) cells [1]")
 
     @property
     def step_limit(self) -> int:
@@ -219,7 +223,8 @@ class RecurrentMethod(Method):
                              feedback_passes=s.feedback_passes,
                              lstm2_hidden_width=(s.lstm2_hidden_width or s.hidden_width) if s.lstm2 else None,
                              lstm2_layers=s.lstm2_layers, joint_prior=s.joint_prior,
-                             feature_width=s.feature_width)
+                             feature_width=s.feature_width, seed_context=s.seed_context,
+                             lstm1_dilation=s.lstm1_dilation)
         return RecurrentPoseNet(backbone, head, freeze_backbone=freeze, offsets=offsets, ae_tag_dim=ae_tag_dim,
                                 joint_prior=s.joint_prior != "none")
 

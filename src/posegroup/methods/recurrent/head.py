@@ -37,16 +37,17 @@ def seed_cells(remaining: torch.Tensor) -> torch.Tensor:
     return remaining.detach().amax(1).flatten(1).argmax(1)
 
 
-def seed_maps(remaining: torch.Tensor) -> torch.Tensor:
+def seed_maps(remaining: torch.Tensor, best: torch.Tensor | None = None) -> torch.Tensor:
     """Where a step starts (``joint_prior: seed``): the cell of the strongest joint still unclaimed.
 
-    remaining: (B, J, H, W) the joint probabilities no earlier step has taken.
+    remaining: (B, J, H, W) the joint probabilities no earlier step has taken; best: (B,) its
+    :func:`seed_cells` (None: found here).
     Returns (B, 3, H, W): a Gaussian of std :data:`SEED_SIGMA` cells (peak 1) at the seed cell,
     then every cell's (x, y) from the seed in units of :data:`SEED_SCALE` cells. No gradient.
     """
     r = remaining.detach()
     b, _, h, w = r.shape
-    best = seed_cells(r)
+    best = seed_cells(r) if best is None else best
     sy, sx = (best // w).to(r.dtype), (best % w).to(r.dtype)
     ys = torch.arange(h, device=r.device, dtype=r.dtype)[None, :, None] - sy[:, None, None]
     xs = torch.arange(w, device=r.device, dtype=r.dtype)[None, None, :] - sx[:, None, None]
@@ -54,13 +55,26 @@ def seed_maps(remaining: torch.Tensor) -> torch.Tensor:
     return torch.stack([blob, xs.expand(b, h, w) / SEED_SCALE, ys.expand(b, h, w) / SEED_SCALE], 1)
 
 
+def seed_context(feats: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
+    """Every cell's features times the seed cell's (``seed_context``): channel c of cell (y, x)
+    is feats[c, y, x] * feats[c, seed], so a 1x1 convolution of it is a learned similarity to the
+    seed, image-wide, however far the seed is.
+
+    feats: (B, C, H, W); best: (B,) flat seed cells (:func:`seed_cells`). Returns (B, C, H, W).
+    """
+    b, c, h, w = feats.shape
+    at_seed = feats.flatten(2).gather(2, best.to(feats.device).view(b, 1, 1).expand(b, c, 1))
+    return feats * at_seed.view(b, c, 1, 1)
+
+
 class ConvLSTMCell(nn.Module):
     """One ConvLSTM layer. step(x (B, C_in, H, W), (h, c) each (B, C_h, H, W)) -> (h', c')."""
 
-    def __init__(self, in_channels: int, hidden: int, kernel: int = 3):
+    def __init__(self, in_channels: int, hidden: int, kernel: int = 3, dilation: int = 1):
         super().__init__()
         self.hidden = int(hidden)
-        self.gates = nn.Conv2d(in_channels + self.hidden, 4 * self.hidden, kernel, padding=kernel // 2)
+        self.gates = nn.Conv2d(in_channels + self.hidden, 4 * self.hidden, kernel,
+                               padding=int(dilation) * (kernel // 2), dilation=int(dilation))
         with torch.no_grad():  # forget-gate bias 1: remember by default (Jozefowicz et al. 2015)
             self.gates.bias.zero_()
             self.gates.bias[self.hidden:2 * self.hidden] = 1.0
@@ -83,13 +97,16 @@ def halving_widths(first: int, layers: int) -> list[int]:
 class ConvLSTM(nn.Module):
     """Stacked ConvLSTM cells; the input of layer l > 0 is layer l-1's new hidden state.
 
-    forward(x (B, C_in, H, W), state list of (h, c)) -> new state (same layout)."""
+    forward(x (B, C_in, H, W), state list of (h, c)) -> new state (same layout).
+    ``dilation`` d: the layers after the first convolve with dilation d (their reach per call
+    grows from kernel - 1 to d (kernel - 1) cells; the first layer keeps 1)."""
 
-    def __init__(self, in_channels: int, widths: list[int], kernel: int = 3):
+    def __init__(self, in_channels: int, widths: list[int], kernel: int = 3, dilation: int = 1):
         super().__init__()
         self.widths = [int(w) for w in widths]
         ins = [int(in_channels)] + self.widths[:-1]
-        self.cells = nn.ModuleList(ConvLSTMCell(i, w, kernel) for i, w in zip(ins, self.widths))
+        self.cells = nn.ModuleList(ConvLSTMCell(i, w, kernel, 1 if layer == 0 else dilation)
+                                   for layer, (i, w) in enumerate(zip(ins, self.widths)))
 
     def zero_state(self, like: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         b, _, h, w = like.shape
@@ -204,15 +221,21 @@ class RecurrentHead(nn.Module):
         feature_width: 0 (the paper: the LSTMs read the C features) or F > 0: a learned 1x1
             convolution (:meth:`project`) reduces the normalised features to F channels first
             (the joint prior, if any, is kept as it is after them).
+        seed_context: (``joint_prior: seed`` only) LSTM1 also reads :func:`seed_context` of what
+            it reads: each cell's features times the seed cell's.
+        lstm1_dilation: dilation of LSTM1's layers after the first (1: the paper's).
     """
 
     def __init__(self, feature_channels: int, num_joints: int, *, hidden_width: int = 64, lstm1_layers: int = 3,
                  feedback_passes: int = 2, lstm2_hidden_width: int | None = None, lstm2_layers: int = 2,
                  kernel: int = 3, stop_bias_init: float = -2.0, joint_prior: str = "none",
-                 feature_width: int = 0):
+                 feature_width: int = 0, seed_context: bool = False, lstm1_dilation: int = 1):
         super().__init__()
         if joint_prior not in JOINT_PRIORS:
             raise ValueError(f"joint_prior must be one of {JOINT_PRIORS}, got {joint_prior!r}")
+        if seed_context and joint_prior != "seed":
+            raise ValueError(f"method.options.seed_context needs method.options.joint_prior: seed, got {joint_prior!r}")
+        self.seed_context = bool(seed_context)
         self.num_joints = int(num_joints)
         self.feedback_passes = int(feedback_passes)
         self.joint_prior = joint_prior
@@ -222,8 +245,8 @@ class RecurrentHead(nn.Module):
         read = (int(feature_width) or feature_channels) + prior          # what the LSTMs read (project)
         widths = halving_widths(hidden_width, lstm1_layers)
         seeded = joint_prior == "seed"
-        in1 = read + (self.num_joints if self.feedback_passes > 0 else 0) + 3 * seeded
-        self.lstm1 = ConvLSTM(in1, widths, kernel)
+        in1 = read * (1 + self.seed_context) + (self.num_joints if self.feedback_passes > 0 else 0) + 3 * seeded
+        self.lstm1 = ConvLSTM(in1, widths, kernel, lstm1_dilation)
         self.out1 = nn.Conv2d(widths[-1], self.num_joints, 1)
         self.stop = nn.Linear(sum(widths) + self.num_joints * seeded, 1)
         self.lstm2 = self.out2 = None
@@ -264,7 +287,11 @@ class RecurrentHead(nn.Module):
         b, _, h, w = feats.shape
         passes = max(1, self.feedback_passes)
         seeded = self.joint_prior == "seed"
-        base = torch.cat([feats, seed_maps(remaining).to(feats.dtype)], 1) if seeded else feats
+        base = feats
+        if seeded:
+            best = seed_cells(remaining)
+            extra = [seed_context(feats, best)] if self.seed_context else []
+            base = torch.cat([feats, *extra, seed_maps(remaining, best).to(feats.dtype)], 1)
         heat = None
         if self.feedback_passes > 0:
             noise = torch.rand((b, self.num_joints, h, w), generator=generator, device="cpu")
