@@ -275,12 +275,12 @@ class RecurrentHead(nn.Module):
         return torch.cat([self.reduce(x[:, :c]), x[:, c:]], 1)
 
     def person(self, feats: torch.Tensor, state, generator: torch.Generator | None = None,
-               remaining: torch.Tensor | None = None):
+               remaining: torch.Tensor | None = None, best: torch.Tensor | None = None):
         """One step t of LSTM1: the feedback loop for one person.
 
         feats: (B, C, H, W) normalised and :meth:`project`-ed features; state: LSTM1 state;
         remaining: (B, J, H, W) the unclaimed prior (``joint_prior: seed`` only; :meth:`unroll`
-        starts it at the prior).
+        starts it at the prior); best: (B,) its :func:`seed_cells` (None: found here).
         Returns heatmaps (B, J, H, W), stop logit (B,) (p_t = sigmoid of it), new state, and
         with ``seed`` the prior left for the next step (else None).
         """
@@ -289,7 +289,7 @@ class RecurrentHead(nn.Module):
         seeded = self.joint_prior == "seed"
         base = feats
         if seeded:
-            best = seed_cells(remaining)
+            best = seed_cells(remaining) if best is None else best
             extra = [seed_context(feats, best)] if self.seed_context else []
             base = torch.cat([feats, *extra, seed_maps(remaining, best).to(feats.dtype)], 1)
         heat = None
@@ -335,9 +335,10 @@ class RecurrentHead(nn.Module):
         heats, logits = [], []
         remaining = x[:, -self.num_joints:] if self.joint_prior == "seed" else None
         for t in range(1, int(max_steps) + 1):
-            if record_seeds is not None and remaining is not None:
-                record_seeds.append(seed_cells(remaining))
-            heat, logit, state, remaining = self.person(x, state, generator, remaining)
+            best = seed_cells(remaining) if remaining is not None else None
+            if record_seeds is not None and best is not None:
+                record_seeds.append(best)
+            heat, logit, state, remaining = self.person(x, state, generator, remaining, best)
             heats.append(heat)
             logits.append(logit)
             if record_states is not None:
