@@ -328,7 +328,7 @@ def test_recurrent_joint_prior_is_posenets_heatmaps(data, tmp_path):
     with pytest.raises(ValueError, match="joint_prior must be one of"):
         RecurrentHead(8, 2, joint_prior="sum")
     cfg = small("recurrent_posenet", data, tmp_path / "run")
-    cfg["method"]["options"].update(joint_prior="input", feature_width=16)
+    cfg["method"]["options"].update(joint_prior="input", seed_context=False, feature_width=16)
     train(cfg, progress=False)
     model, method, _ = load_model(tmp_path / "run" / "last.pt")
     shipped = posenet_mobilenet(8).heads.state_dict()["heatmaps.weight"]
