@@ -81,8 +81,8 @@ class RecurrentSettings:
                                   "the true person owning its seed [false: the paper's Hungarian matching alone]")
     seed_context: bool = setting(False, None, "joint_prior seed: LSTM1 also reads each cell's features times the "
                                  "seed cell's, a similarity to the seed however far it is [false: not in the paper]")
-    lstm1_dilation: int = setting(1, positive, "dilation of LSTM1's layers after the first: their reach per call "
-                                  "d (kernel - 1) cells [1]")
+    lstm1_dilation: int = setting(1, positive, "dilation d of LSTM1's layers after the first: each reaches d "
+                                  "cells either side instead of 1 [1]")
 
     @property
     def step_limit(self) -> int:

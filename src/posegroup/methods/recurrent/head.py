@@ -98,8 +98,8 @@ class ConvLSTM(nn.Module):
     """Stacked ConvLSTM cells; the input of layer l > 0 is layer l-1's new hidden state.
 
     forward(x (B, C_in, H, W), state list of (h, c)) -> new state (same layout).
-    ``dilation`` d: the layers after the first convolve with dilation d (their reach per call
-    grows from kernel - 1 to d (kernel - 1) cells; the first layer keeps 1)."""
+    ``dilation`` d: the layers after the first convolve with dilation d (each reaches
+    d (kernel // 2) cells either side instead of kernel // 2; the first layer keeps 1)."""
 
     def __init__(self, in_channels: int, widths: list[int], kernel: int = 3, dilation: int = 1):
         super().__init__()
