@@ -68,10 +68,10 @@ class Purity:
                 f"{people / images:.2f}")
 
 
-def score_split(method, model, settings, ds, ids) -> None:
+def score_split(method, model, settings, ds, ids) -> list[str]:
     """One network pass per image: the checkpoint's people and the trivial one-person answer
     (each joint at the argmax of the prior, decoded as the steps are), both scored; the purity of
-    the steps before the stop and of the prior in their place."""
+    the steps before the stop and of the prior in their place. Returns the report's lines."""
     own, trivial, steps, people = [], [], 0, 0
     purity = {"steps": Purity(), "prior": Purity()}
     for iid in ids:
@@ -90,9 +90,8 @@ def score_split(method, model, settings, ds, ids) -> None:
         steps, people = steps + k, people + len(truth)
     ap = [score_results(str(ds.ann_file), r, ids, keypoint_set=ds.keypoint_set, keys=("AP",))["AP"]
           for r in (own, trivial)]
-    print(f"AP {ap[0]:.3f}, trivial one-person AP {ap[1]:.3f}", flush=True)
-    for name, p in purity.items():
-        print(f"  {name}: {p.line(len(ids), steps, people)}", flush=True)
+    return [f"AP {ap[0]:.3f}, trivial one-person AP {ap[1]:.3f}"] + [
+        f"  {name}: {p.line(len(ids), steps, people)}" for name, p in purity.items()]
 
 
 def main(ckpt, bench, n=30, *options):
@@ -103,8 +102,9 @@ def main(ckpt, bench, n=30, *options):
     settings = method.inference_settings(opts)
     for name, (ann, root) in splits(Path(bench)).items():
         ds, ids = open_split(ann, method.keypoint_set, int(n), root)
-        print(f"{name}: ", end="")
-        score_split(method, model, settings, ds, ids)
+        first, *rest = score_split(method, model, settings, ds, ids)
+        print("\n".join([f"{name}: {first}", *rest]), flush=True)
+
 
 if __name__ == "__main__":
     main(*sys.argv[1:])
