@@ -415,6 +415,9 @@ def test_seed_context_is_each_cells_features_times_the_seeds_by_hand():
     assert heats.shape == (2, 2, j, 6, 7) and torch.isfinite(heats).all()
     with pytest.raises(ValueError, match="seed_context needs method.options.joint_prior: seed"):
         RecurrentHead(c, j, joint_prior="gate", seed_context=True)
+    for prior in ("none", "input", "gate"):     # refused with the options, before any model is built
+        with pytest.raises(ValueError, match=f"'seed_context' needs joint_prior: seed, got '{prior}'"):
+            build_method("recurrent", COCO17, joint_prior=prior, seed_context=True)
 
 
 @pytest.mark.parametrize("dilation,reach", [(1, 2), (2, 3), (3, 4)])

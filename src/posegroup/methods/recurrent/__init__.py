@@ -84,6 +84,10 @@ class RecurrentSettings:
     lstm1_dilation: int = setting(1, positive, "dilation d of LSTM1's layers after the first: each reaches d "
                                   "cells either side instead of 1 [1]")
 
+    def __post_init__(self):
+        if self.seed_context and self.joint_prior != "seed":
+            raise ValueError(f"option 'seed_context' needs joint_prior: seed, got {self.joint_prior!r}")
+
     @property
     def step_limit(self) -> int:
         return self.max_steps or self.max_people + 1
