@@ -1,7 +1,6 @@
 """The CLI verbs end to end on small real or synthetic inputs."""
 import json
 
-import numpy as np
 import pytest
 
 from posegroup.cli import main

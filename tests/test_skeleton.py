@@ -1,6 +1,3 @@
-import json
-
-import numpy as np
 import pytest
 
 from posegroup.skeleton import COCO17, CROWDPOSE14, KeypointSet, get_keypoint_set

@@ -10,7 +10,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from pycocotools import mask as mask_util
 
 from posegroup.cli import main
 from posegroup.data import paste as P

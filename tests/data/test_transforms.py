@@ -27,7 +27,6 @@ def test_affine_inverse_is_exact():
 def test_image_and_keypoints_move_together_with_flip():
     s = _sample()
     m = affine_matrix((40, 30), 2.0, 0.0, (64, 64), flip_width=128)
-    out = RandomAffine(128, flip_index=COCO17.flip_index)  # only to reuse warp; use warp directly below
     from posegroup.data.transforms import warp_sample
     w = warp_sample(s, m, 128, flip_index=COCO17.flip_index)
     # x: (20.5-40)*2+64 = 25 -> flipped 128-25 = 103; y: (10.5-30)*2+64 = 25

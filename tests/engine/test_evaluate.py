@@ -1,12 +1,9 @@
-import json
-
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
 from posegroup.data.coco import DatasetError
 from posegroup.engine.evaluate import (evaluate_all, evaluate_results, format_table, gt_as_results)
-from tests.conftest import shared_file
 
 
 def test_ground_truth_scores_one_on_real_coco_layouts(coco_val_gt):

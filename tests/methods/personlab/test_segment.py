@@ -1,12 +1,9 @@
-import json
-
 import numpy as np
 
 from posegroup.methods.personlab.segment import embedding_distances, refine_long_offsets, segment
 from posegroup.methods.personlab.targets import encode
 from posegroup.skeleton import COCO17
 
-from ...conftest import shared_file
 
 
 def _iou(a, b):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from posegroup.methods.recurrent.head import OMEGA, RecurrentHead
-from posegroup.methods.recurrent.loss import (assign_people, heatmap_candidates, match_people, order_people,
+from posegroup.methods.recurrent.head import RecurrentHead
+from posegroup.methods.recurrent.loss import (heatmap_candidates, match_people, order_people,
                                               recurrent_loss, stop_targets)
 
 
