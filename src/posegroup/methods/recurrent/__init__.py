@@ -81,12 +81,15 @@ class RecurrentSettings:
                                   "the true person owning its seed [false: the paper's Hungarian matching alone]")
     seed_context: bool = setting(False, None, "joint_prior seed: LSTM1 also reads each cell's features times the "
                                  "seed cell's, a similarity to the seed however far it is [false: not in the paper]")
+    seed_type: bool = setting(False, None, "joint_prior seed: LSTM1 also reads which joint the seed is, image-wide, "
+                              "and each cell's place from the seed in that joint's channels [false: not in the paper]")
     lstm1_dilation: int = setting(1, positive, "dilation d of LSTM1's layers after the first: each reaches d "
                                   "cells either side instead of 1 [1]")
 
     def __post_init__(self):
-        if self.seed_context and self.joint_prior != "seed":
-            raise ValueError(f"option 'seed_context' needs joint_prior: seed, got {self.joint_prior!r}")
+        for name in ("seed_context", "seed_type"):
+            if getattr(self, name) and self.joint_prior != "seed":
+                raise ValueError(f"option '{name}' needs joint_prior: seed, got {self.joint_prior!r}")
 
     @property
     def step_limit(self) -> int:
@@ -227,7 +230,7 @@ class RecurrentMethod(Method):
                              feedback_passes=s.feedback_passes,
                              lstm2_hidden_width=(s.lstm2_hidden_width or s.hidden_width) if s.lstm2 else None,
                              lstm2_layers=s.lstm2_layers, joint_prior=s.joint_prior,
-                             feature_width=s.feature_width, seed_context=s.seed_context,
+                             feature_width=s.feature_width, seed_context=s.seed_context, seed_type=s.seed_type,
                              lstm1_dilation=s.lstm1_dilation)
         return RecurrentPoseNet(backbone, head, freeze_backbone=freeze, offsets=offsets, ae_tag_dim=ae_tag_dim,
                                 joint_prior=s.joint_prior != "none")

@@ -67,6 +67,22 @@ def seed_context(feats: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
     return feats * at_seed.view(b, c, 1, 1)
 
 
+def seed_type_maps(remaining: torch.Tensor, best: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Which joint the seed is (``seed_type``): k, the joint strongest at the seed cell.
+
+    remaining: (B, J, H, W); best: (B,) flat seed cells (:func:`seed_cells`); coords: (B, 2, H, W)
+    every cell's (x, y) from the seed (:func:`seed_maps`' last two channels).
+    Returns (B, 3J, H, W): J channels one-hot in k, the same everywhere, then 2J channels that are
+    zero but for the pair (2k, 2k + 1), which holds ``coords``. No gradient.
+    """
+    r = remaining.detach()
+    b, j, h, w = r.shape
+    kind = r.flatten(2).gather(2, best.to(r.device).view(b, 1, 1).expand(b, j, 1))[..., 0].argmax(1)
+    onehot = torch.nn.functional.one_hot(kind, j).to(r.dtype)                       # (B, J)
+    placed = onehot[:, :, None, None, None] * coords.to(r.dtype)[:, None]            # (B, J, 2, H, W)
+    return torch.cat([onehot[:, :, None, None].expand(b, j, h, w), placed.reshape(b, 2 * j, h, w)], 1)
+
+
 class ConvLSTMCell(nn.Module):
     """One ConvLSTM layer. step(x (B, C_in, H, W), (h, c) each (B, C_h, H, W)) -> (h', c')."""
 
@@ -223,19 +239,24 @@ class RecurrentHead(nn.Module):
             (the joint prior, if any, is kept as it is after them).
         seed_context: (``joint_prior: seed`` only) LSTM1 also reads :func:`seed_context` of what
             it reads: each cell's features times the seed cell's.
+        seed_type: (``joint_prior: seed`` only) LSTM1 also reads :func:`seed_type_maps`: which
+            joint the seed is, image-wide, and each cell's place from the seed in that joint's
+            channels.
         lstm1_dilation: dilation of LSTM1's layers after the first (1: the paper's).
     """
 
     def __init__(self, feature_channels: int, num_joints: int, *, hidden_width: int = 64, lstm1_layers: int = 3,
                  feedback_passes: int = 2, lstm2_hidden_width: int | None = None, lstm2_layers: int = 2,
                  kernel: int = 3, stop_bias_init: float = -2.0, joint_prior: str = "none",
-                 feature_width: int = 0, seed_context: bool = False, lstm1_dilation: int = 1):
+                 feature_width: int = 0, seed_context: bool = False, seed_type: bool = False,
+                 lstm1_dilation: int = 1):
         super().__init__()
         if joint_prior not in JOINT_PRIORS:
             raise ValueError(f"joint_prior must be one of {JOINT_PRIORS}, got {joint_prior!r}")
-        if seed_context and joint_prior != "seed":
-            raise ValueError(f"method.options.seed_context needs method.options.joint_prior: seed, got {joint_prior!r}")
-        self.seed_context = bool(seed_context)
+        for name, on in (("seed_context", seed_context), ("seed_type", seed_type)):
+            if on and joint_prior != "seed":
+                raise ValueError(f"method.options.{name} needs method.options.joint_prior: seed, got {joint_prior!r}")
+        self.seed_context, self.seed_type = bool(seed_context), bool(seed_type)
         self.num_joints = int(num_joints)
         self.feedback_passes = int(feedback_passes)
         self.joint_prior = joint_prior
@@ -245,7 +266,8 @@ class RecurrentHead(nn.Module):
         read = (int(feature_width) or feature_channels) + prior          # what the LSTMs read (project)
         widths = halving_widths(hidden_width, lstm1_layers)
         seeded = joint_prior == "seed"
-        in1 = read * (1 + self.seed_context) + (self.num_joints if self.feedback_passes > 0 else 0) + 3 * seeded
+        in1 = (read * (1 + self.seed_context) + (self.num_joints if self.feedback_passes > 0 else 0) + 3 * seeded
+               + 3 * self.num_joints * self.seed_type)
         self.lstm1 = ConvLSTM(in1, widths, kernel, lstm1_dilation)
         self.out1 = nn.Conv2d(widths[-1], self.num_joints, 1)
         self.stop = nn.Linear(sum(widths) + self.num_joints * seeded, 1)
@@ -291,7 +313,9 @@ class RecurrentHead(nn.Module):
         if seeded:
             best = seed_cells(remaining) if best is None else best
             extra = [seed_context(feats, best)] if self.seed_context else []
-            base = torch.cat([feats, *extra, seed_maps(remaining, best).to(feats.dtype)], 1)
+            where = seed_maps(remaining, best).to(feats.dtype)
+            kind = [seed_type_maps(remaining, best, where[:, 1:]).to(feats.dtype)] if self.seed_type else []
+            base = torch.cat([feats, *extra, where, *kind], 1)
         heat = None
         if self.feedback_passes > 0:
             noise = torch.rand((b, self.num_joints, h, w), generator=generator, device="cpu")
