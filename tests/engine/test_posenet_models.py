@@ -338,13 +338,13 @@ def test_recurrent_joint_prior_is_posenets_heatmaps(data, tmp_path):
 
 
 def test_recurrent_seed_prior_trains_resumes_and_predicts(data, tmp_path):
-    """``joint_prior: seed`` with ``seed_matching``, ``seed_context`` and ``lstm1_dilation``
+    """``joint_prior: seed`` with ``seed_matching``, ``seed_context``, ``seed_type`` and ``lstm1_dilation``
     through the engine: 4 steps straight == 2 steps, stop, resume 2; then predict with omega 0,
     a test-time option: every step is unrolled."""
     def config(out):
         cfg = small("recurrent_posenet", data, tmp_path / out, steps=4)
         cfg["method"]["options"].update(joint_prior="seed", seed_matching=True, feature_width=16,
-                                        seed_context=True, lstm1_dilation=2)
+                                        seed_context=True, seed_type=True, lstm1_dilation=2)
         return cfg
     straight = train(config("a"), progress=False)
     cfg = config("b")
@@ -353,7 +353,7 @@ def test_recurrent_seed_prior_trains_resumes_and_predicts(data, tmp_path):
     assert_same_run(load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt"))
     assert straight["final_loss"] == second["final_loss"]
     model, method, _ = load_model(tmp_path / "b" / "last.pt")
-    assert model.head.joint_prior == "seed" and model.head.seed_context
+    assert model.head.joint_prior == "seed" and model.head.seed_context and model.head.seed_type
     assert model.head.lstm1.cells[-1].gates.dilation == (2, 2)
     poses, _ = method.predict(model, read_image(data.parent / "img001.png"), input_size=64, stop_threshold=0.0)
     assert len(poses) == method.settings.step_limit and np.isfinite(poses).all()

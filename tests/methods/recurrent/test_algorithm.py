@@ -420,6 +420,39 @@ def test_seed_context_is_each_cells_features_times_the_seeds_by_hand():
             build_method("recurrent", COCO17, joint_prior=prior, seed_context=True)
 
 
+def test_seed_type_maps_name_the_seeds_joint_and_place_the_coordinates_by_hand():
+    """:func:`seed_type_maps`: image 0's seed cell (row 1, column 3) holds joints 0 and 2 at 0.5
+    and 0.9, so it is joint 2: channel 2 is 1 everywhere, channels 3 + 2*2 and 3 + 2*2 + 1 are the
+    cell's (x, y) from the seed, every other channel 0. Image 1's seed (row 3, column 0) is joint
+    1. LSTM1 reads 3J channels more; without ``joint_prior: seed`` it is one line."""
+    from posegroup.methods.recurrent.head import SEED_SCALE, seed_cells, seed_maps, seed_type_maps
+    j = 3
+    r = torch.zeros(2, j, 4, 5)
+    r[0, 2, 1, 3], r[0, 0, 1, 3], r[1, 1, 3, 0] = 0.9, 0.5, 0.7
+    best = seed_cells(r)
+    assert best.tolist() == [1 * 5 + 3, 3 * 5 + 0]
+    m = seed_type_maps(r, best, seed_maps(r, best)[:, 1:])
+    assert m.shape == (2, 3 * j, 4, 5)
+    for b, (k, (sy, sx)) in enumerate([(2, (1, 3)), (1, (3, 0))]):
+        assert torch.equal(m[b, :j], torch.eye(j)[k][:, None, None].expand(j, 4, 5))
+        for y in range(4):
+            for x in range(5):
+                assert float(m[b, j + 2 * k, y, x]) == (x - sx) / SEED_SCALE
+                assert float(m[b, j + 2 * k + 1, y, x]) == (y - sy) / SEED_SCALE
+        others = [c for c in range(j, 3 * j) if c not in (j + 2 * k, j + 2 * k + 1)]
+        assert float(m[b, others].abs().sum()) == 0.0
+    c = 5
+    plain = RecurrentHead(c, j, hidden_width=4, lstm1_layers=1, joint_prior="seed")
+    typed = RecurrentHead(c, j, hidden_width=4, lstm1_layers=1, joint_prior="seed", seed_type=True)
+    assert typed.lstm1.cells[0].gates.in_channels == plain.lstm1.cells[0].gates.in_channels + 3 * j
+    heats, _, _ = typed.unroll(torch.rand(2, c + j, 6, 7), max_steps=2, stop_threshold=0.0)
+    assert heats.shape == (2, 2, j, 6, 7) and torch.isfinite(heats).all()
+    with pytest.raises(ValueError, match="seed_type needs method.options.joint_prior: seed"):
+        RecurrentHead(c, j, joint_prior="gate", seed_type=True)
+    with pytest.raises(ValueError, match="'seed_type' needs joint_prior: seed, got 'input'"):
+        build_method("recurrent", COCO17, joint_prior="input", seed_type=True)
+
+
 @pytest.mark.parametrize("dilation,reach", [(1, 2), (2, 3), (3, 4)])
 def test_lstm1_dilation_widens_what_one_call_sees(dilation, reach):
     """Two 3x3 layers, the second dilated by d, see 1 + d cells either side in one call: the
