@@ -14,7 +14,6 @@ images of a ``benchmark methods --backbone posenet_mobilenet`` output's held-out
 
 KEY=VALUE: test options (``stop_threshold=0``), read as YAML."""
 import sys
-from pathlib import Path
 
 import numpy as np
 import yaml
@@ -26,11 +25,7 @@ from posegroup.engine.predict import inference_options
 from posegroup.evaluation import to_coco_results
 from posegroup.methods.recurrent import decode as rdecode
 
-
-def splits(bench: Path) -> dict:
-    out = {s: (str(bench / f"data/{s}/annotations.json"), None) for s in ("sparse", "medium", "heavy")}
-    out["real_val2017"] = (str(bench / "data/real_val2017/annotations.json"), "../shared/data/coco_images")
-    return out
+from common import held_out_splits
 
 
 def step_owners(heat: np.ndarray, truth: np.ndarray, joint_threshold: float) -> np.ndarray:
@@ -100,7 +95,8 @@ def main(ckpt, bench, n=30, *options):
         raise SystemExit(f"{ckpt}: the purity of the prior needs a checkpoint with joint_prior")
     opts = {**inference_options(config, method), **{k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in options)}}
     settings = method.inference_settings(opts)
-    for name, (ann, root) in splits(Path(bench)).items():
+    for name, split in held_out_splits(bench).items():
+        ann, root = split if isinstance(split, tuple) else (split, None)
         ds, ids = open_split(ann, method.keypoint_set, int(n), root)
         first, *rest = score_split(method, model, settings, ds, ids)
         print("\n".join([f"{name}: {first}", *rest]), flush=True)

@@ -14,12 +14,11 @@ from posegroup.engine.checkpoint import load_model
 from posegroup.engine.compare import score_splits
 from posegroup.engine.demo import find_shared_data
 
+from common import held_out_splits
+
 
 def main(bench, ae_ckpt, n):
-    d = Path(bench) / "data"
-    anns = {s: str(d / s / "annotations.json") for s in ("sparse", "medium", "heavy")}
-    people = find_shared_data("coco_images/person_keypoints_local_images.json")
-    anns["real_val2017"] = (str(d / "real_val2017" / "annotations.json"), str(people.parent))
+    anns = held_out_splits(bench)
     anns["ochuman"] = str(find_shared_data("fixtures/ochuman/test_ochuman.json"))
     personlab = Path(bench) / "runs" / "personlab" / "last.pt"
     rows = [("personlab", personlab, {}),

@@ -19,6 +19,8 @@ from posegroup.engine.compare import score_splits
 from posegroup.engine.config import load_config
 from posegroup.engine.train import train
 
+from common import held_out_splits
+
 
 def main(config, bench, out, minutes, seed, n, *options):
     bench, out = Path(bench), Path(out)
@@ -37,9 +39,7 @@ def main(config, bench, out, minutes, seed, n, *options):
         run = train(cfg, progress=False, schedule_minutes=float(minutes))
         print(f"trained {run['steps']} steps", flush=True)
     model, method, trained = load_model(out / "last.pt")
-    anns = {s: str(bench / f"data/{s}/annotations.json") for s in ("sparse", "medium", "heavy")}
-    anns["real_val2017"] = (str(bench / "data/real_val2017/annotations.json"), "../shared/data/coco_images")
-    cells = score_splits(model, method, trained, {}, anns, max_images=int(n))
+    cells = score_splits(model, method, trained, {}, held_out_splits(bench), max_images=int(n))
     (out / "scores.json").write_text(json.dumps(cells, indent=1))
     for split, c in cells.items():
         ceiling = "-" if c["true_ids_AP"] is None else f"{c['true_ids_AP']:.3f}"
