@@ -453,6 +453,40 @@ def test_seed_type_maps_name_the_seeds_joint_and_place_the_coordinates_by_hand()
         build_method("recurrent", COCO17, joint_prior="input", seed_type=True)
 
 
+@pytest.mark.parametrize("prior", ["gate", "seed"])
+def test_select_power_raises_the_selection_to_a_power_and_changes_nothing_else(prior):
+    """``select_power`` p: a step's heatmaps are the prior times sigmoid(output)^p, so with
+    p = 1/2 each heatmap squared is the prior times the p = 1 heatmap (the first step's prior is
+    the whole prior, for ``seed`` too); the stop logits and the steps taken do not move (the
+    feedback passes and the prior left use the selection itself). Without a gated prior the
+    option is refused in one line."""
+    j, c = 3, 5
+    torch.manual_seed(0)
+    head = RecurrentHead(c, j, hidden_width=4, lstm1_layers=1, joint_prior=prior)
+    with torch.no_grad():
+        head.out1.weight.normal_(std=0.5)     # a selection far from sigmoid(0) everywhere
+    x = torch.rand(2, c + j, 6, 7)
+
+    def run(p):
+        return head.unroll(x, max_steps=3, stop_threshold=0.0, normalized=True,
+                           generator=torch.Generator().manual_seed(1), select_power=p)
+    (h1, l1, n1), (h2, l2, n2), (h0, _, _) = run(1.0), run(0.5), run(0.0)
+    torch.testing.assert_close(l2, l1)
+    assert torch.equal(n2, n1)
+    prior_maps = head.project(x)[:, -j:]
+    torch.testing.assert_close(h2[:, 0] ** 2, prior_maps * h1[:, 0], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(h0[:, 0], prior_maps)                       # p = 0: the prior itself
+    assert not torch.allclose(h2[:, 0], h1[:, 0])
+    if prior == "gate":                                                     # every step reads the whole prior
+        torch.testing.assert_close(h2 ** 2, prior_maps[:, None] * h1, rtol=1e-5, atol=1e-7)
+    method = build_method("recurrent", COCO17, joint_prior=prior)
+    assert method.inference_settings({"select_power": 0.5}).select_power == 0.5
+    with pytest.raises(ValueError, match="'select_power' in test is 0.5, which needs method.options.joint_prior"):
+        build_method("recurrent", COCO17, joint_prior="input").inference_settings({"select_power": 0.5})
+    with pytest.raises(ValueError, match="select_power"):
+        method.inference_settings({"select_power": -1.0})
+
+
 @pytest.mark.parametrize("dilation,reach", [(1, 2), (2, 3), (3, 4)])
 def test_lstm1_dilation_widens_what_one_call_sees(dilation, reach):
     """Two 3x3 layers, the second dilated by d, see 1 + d cells either side in one call: the

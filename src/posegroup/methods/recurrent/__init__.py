@@ -22,7 +22,7 @@ import torch
 
 from ..base import InferenceSettings, Method
 from ..common import grid_to_image, scales_setting
-from ..settings import as_dict, finite, from_options, non_negative, one_of, positive, setting, unit_interval
+from ..settings import as_dict, finite, finite_non_negative, from_options, non_negative, one_of, positive, setting, unit_interval
 from ...skeleton import KeypointSet
 from ..common import channel_groups
 from . import decode as _decode
@@ -108,6 +108,9 @@ class RecurrentInference(InferenceSettings):
     subpixel: str = setting("dark", one_of(*_decode.SUBPIXEL), "peak refinement (offsets: needs short_offsets)")
     subpixel_blur: float = setting(0.5, positive, "subpixel dark: std of the smoothing in units of the model's sigma")
     person_score: str = setting("joints", one_of(*_decode.PERSON_SCORES), "the person score")
+    select_power: float = setting(1.0, finite_non_negative, "joint_prior gate / seed: a step's heatmaps are the "
+                                  "prior times its selection sigmoid(output) to this power [1: as trained]; below 1 "
+                                  "the prior weighs more where the selection is unsure")
     refine: bool = setting(False, None, "the paper's multi-scale test: each person's missing joints filled by "
                                         "AE's single-person refinement on the AE backbone's heatmaps (averaged "
                                         "over the passes) and tags (the first scale's); needs an AE backbone")
@@ -154,6 +157,8 @@ class RecurrentMethod(Method):
         "subpixel": {"type": str, "choices": list(_decode.SUBPIXEL), "help": "recurrent: peak refinement"},
         "subpixel_blur": {"type": float, "help": "recurrent subpixel dark: smoothing std, in units of sigma"},
         "person_score": {"type": str, "choices": list(_decode.PERSON_SCORES), "help": "recurrent: person score"},
+        "select_power": {"type": float, "help": "recurrent gate / seed: a step's heatmaps are the prior times its "
+                                                "selection to this power (1: as trained)"},
         "refine": {"type": bool, "help": "recurrent: fill missing joints by AE's refinement (an AE backbone)"},
         "refine_below": {"type": float, "help": "recurrent refine: joints scored below it count as missing"},
     }
@@ -174,11 +179,16 @@ class RecurrentMethod(Method):
     def check_inference_options(cls, options: dict | None, method_options: dict | None = None, *,
                                 what: str = "test") -> RecurrentInference:
         """:meth:`Method.check_inference_options`; ``subpixel: offsets`` given to a model
-        without ``short_offsets`` is a one-line ValueError."""
+        without ``short_offsets``, or ``select_power`` other than 1 to one without a gated
+        ``joint_prior``, is a one-line ValueError."""
         settings = super().check_inference_options(options, method_options, what=what)
         if settings.subpixel == "offsets" and not (method_options or {}).get("short_offsets", False):
             raise ValueError(f"option 'subpixel' in {what} is 'offsets', which needs "
                              "method.options.short_offsets: true (PoseNet's offset head)")
+        if settings.select_power != 1 and (method_options or {}).get("joint_prior", "none") not in ("gate", "seed"):
+            raise ValueError(f"option 'select_power' in {what} is {settings.select_power}, which needs "
+                             "method.options.joint_prior: gate or seed (a step's heatmaps are the prior times "
+                             "its selection)")
         return settings
 
     def load_init_state(self, model: torch.nn.Module, state_dict: dict, source: str) -> None:
@@ -349,7 +359,8 @@ class RecurrentMethod(Method):
             feats = net.head.norm(torch.stack(maps).mean(0)[None].to(next(net.parameters()).device))
             gen = torch.Generator().manual_seed(int(generator_seed))
             heats, logits, lengths = net.head.unroll(feats, max_steps=self.settings.step_limit, normalized=True,
-                                                     stop_threshold=settings.stop_threshold, generator=gen)
+                                                     stop_threshold=settings.stop_threshold, generator=gen,
+                                                     select_power=float(settings.select_power))
             length = int(lengths[0])
             heat, probs = heats[0, :length], torch.sigmoid(logits[0, :length])
             if net.head.lstm2 is not None:

@@ -297,12 +297,16 @@ class RecurrentHead(nn.Module):
         return torch.cat([self.reduce(x[:, :c]), x[:, c:]], 1)
 
     def person(self, feats: torch.Tensor, state, generator: torch.Generator | None = None,
-               remaining: torch.Tensor | None = None, best: torch.Tensor | None = None):
+               remaining: torch.Tensor | None = None, best: torch.Tensor | None = None,
+               select_power: float = 1.0):
         """One step t of LSTM1: the feedback loop for one person.
 
         feats: (B, C, H, W) normalised and :meth:`project`-ed features; state: LSTM1 state;
         remaining: (B, J, H, W) the unclaimed prior (``joint_prior: seed`` only; :meth:`unroll`
-        starts it at the prior); best: (B,) its :func:`seed_cells` (None: found here).
+        starts it at the prior); best: (B,) its :func:`seed_cells` (None: found here);
+        select_power: (``gate`` / ``seed``, inference) the heatmaps returned are the prior times
+        the last pass's selection to this power (1: as trained; the feedback passes and the prior
+        left for the next step use the selection itself).
         Returns heatmaps (B, J, H, W), stop logit (B,) (p_t = sigmoid of it), new state, and
         with ``seed`` the prior left for the next step (else None).
         """
@@ -327,6 +331,8 @@ class RecurrentHead(nn.Module):
             if self.joint_prior in ("gate", "seed"):
                 select = torch.sigmoid(heat)
                 heat = (remaining if seeded else feats[:, -self.num_joints:]) * select
+        if select_power != 1.0 and self.joint_prior in ("gate", "seed"):
+            heat = (remaining if seeded else feats[:, -self.num_joints:]) * select ** select_power
         pooled = [hh.amax(dim=(2, 3)) for hh, _ in state] + ([remaining.detach().amax(dim=(2, 3))] if seeded else [])
         left = remaining.detach() * (1 - select.detach()) if seeded else None
         return heat, self.stop(torch.cat(pooled, 1))[:, 0], state, left
@@ -334,7 +340,7 @@ class RecurrentHead(nn.Module):
     def unroll(self, feats: torch.Tensor, *, max_steps: int, min_steps: torch.Tensor | None = None,
                stop_threshold: float = OMEGA, bptt_steps: int | None = None, cut_at_stop: bool = False,
                normalized: bool = False, generator: torch.Generator | None = None,
-               record_states: list | None = None, record_seeds: list | None = None):
+               record_states: list | None = None, record_seeds: list | None = None, select_power: float = 1.0):
         """Run LSTM1 person by person (Algorithm 1's loop).
 
         Image b finishes after step t when t >= min_steps[b] and some step <= t had
@@ -346,7 +352,8 @@ class RecurrentHead(nn.Module):
 
         feats: (B, C, H, W) raw features, normalised here (``normalized``: already normalised
         by :attr:`norm`, which then is not updated again). ``record_seeds`` (``joint_prior:
-        seed``): each step's :func:`seed_cells` (B,) is appended to it.
+        seed``): each step's :func:`seed_cells` (B,) is appended to it. ``select_power``: see
+        :meth:`person`.
         Returns heatmaps (B, T, J, H, W), stop logits (B, T), lengths (B,) int64 (steps taken
         by each image; steps beyond an image's length are computed but meaningless).
         """
@@ -362,7 +369,7 @@ class RecurrentHead(nn.Module):
             best = seed_cells(remaining) if remaining is not None else None
             if record_seeds is not None and best is not None:
                 record_seeds.append(best)
-            heat, logit, state, remaining = self.person(x, state, generator, remaining, best)
+            heat, logit, state, remaining = self.person(x, state, generator, remaining, best, select_power)
             heats.append(heat)
             logits.append(logit)
             if record_states is not None:
