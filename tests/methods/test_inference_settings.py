@@ -24,6 +24,7 @@ AE_DEFAULTS = {"input_size": 512, "scales": (1.0,), "flip": False, "refine": Non
                "seg_nms_radius": 1.0, "seg_min_cells": 2, "seg_anchor_radius": 1.5, "seg_anchor_statistic": "median"}
 RECURRENT_DEFAULTS = {"input_size": 512, "scales": (1.0,), "flip": False, "stop_threshold": OMEGA,
                       "joint_threshold": 0.015, "subpixel": "dark", "subpixel_blur": 0.5, "person_score": "joints",
+                      "select_power": 1.0,                                         # the selection as trained
                       "refine": False, "refine_below": 0.0}      # no refinement: the paper's single-scale test
 
 
