@@ -95,8 +95,7 @@ def main(ckpt, bench, n=30, *options):
         raise SystemExit(f"{ckpt}: the purity of the prior needs a checkpoint with joint_prior")
     opts = {**inference_options(config, method), **{k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in options)}}
     settings = method.inference_settings(opts)
-    for name, split in held_out_splits(bench).items():
-        ann, root = split if isinstance(split, tuple) else (split, None)
+    for name, (ann, root) in held_out_splits(bench).items():
         ds, ids = open_split(ann, method.keypoint_set, int(n), root)
         first, *rest = score_split(method, model, settings, ds, ids)
         print("\n".join([f"{name}: {first}", *rest]), flush=True)

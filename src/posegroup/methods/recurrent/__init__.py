@@ -26,7 +26,7 @@ from ..settings import as_dict, finite, finite_non_negative, from_options, non_n
 from ...skeleton import KeypointSet
 from ..common import channel_groups
 from . import decode as _decode
-from .head import JOINT_PRIORS, OMEGA, RecurrentHead, RecurrentPoseNet
+from .head import GATED_PRIORS, JOINT_PRIORS, OMEGA, RecurrentHead, RecurrentPoseNet
 from .loss import LOSS_CONFIGS, LSTM2_INPUTS, ORDERS, REDUCTIONS, first_stop, lstm2_sequence, order_people, recurrent_loss
 
 
@@ -182,10 +182,11 @@ class RecurrentMethod(Method):
         without ``short_offsets``, or ``select_power`` other than 1 to one without a gated
         ``joint_prior``, is a one-line ValueError."""
         settings = super().check_inference_options(options, method_options, what=what)
-        if settings.subpixel == "offsets" and not (method_options or {}).get("short_offsets", False):
+        model = method_options or {}
+        if settings.subpixel == "offsets" and not model.get("short_offsets", False):
             raise ValueError(f"option 'subpixel' in {what} is 'offsets', which needs "
                              "method.options.short_offsets: true (PoseNet's offset head)")
-        if settings.select_power != 1 and (method_options or {}).get("joint_prior", "none") not in ("gate", "seed"):
+        if settings.select_power != 1 and model.get("joint_prior", "none") not in GATED_PRIORS:
             raise ValueError(f"option 'select_power' in {what} is {settings.select_power}, which needs "
                              "method.options.joint_prior: gate or seed (a step's heatmaps are the prior times "
                              "its selection)")

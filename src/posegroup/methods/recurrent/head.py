@@ -27,6 +27,8 @@ OMEGA = 1.0 / (1.0 + math.e)
 
 #: How the head uses a joint prior appended to its features (:class:`RecurrentHead`).
 JOINT_PRIORS = ("none", "input", "gate", "seed")
+#: The joint priors whose steps select from the prior: heatmaps = prior x sigmoid(LSTM1's output).
+GATED_PRIORS = ("gate", "seed")
 #: ``joint_prior: seed``: the seed blob's std and the scale of the coordinates from the seed, cells.
 SEED_SIGMA, SEED_SCALE = 1.5, 8.0
 
@@ -324,15 +326,17 @@ class RecurrentHead(nn.Module):
         if self.feedback_passes > 0:
             noise = torch.rand((b, self.num_joints, h, w), generator=generator, device="cpu")
             heat = 0.1 * noise.to(feats.device, feats.dtype)
+        gated = self.joint_prior in GATED_PRIORS
+        source = remaining if seeded else feats[:, -self.num_joints:]      # what a gated step selects from
         for _ in range(passes):
             x = base if heat is None else torch.cat([base, heat], 1)
             state = self.lstm1(x, state)
             heat = self.out1(state[-1][0])
-            if self.joint_prior in ("gate", "seed"):
+            if gated:
                 select = torch.sigmoid(heat)
-                heat = (remaining if seeded else feats[:, -self.num_joints:]) * select
-        if select_power != 1.0 and self.joint_prior in ("gate", "seed"):
-            heat = (remaining if seeded else feats[:, -self.num_joints:]) * select ** select_power
+                heat = source * select
+        if gated and select_power != 1.0:
+            heat = source * select ** select_power
         pooled = [hh.amax(dim=(2, 3)) for hh, _ in state] + ([remaining.detach().amax(dim=(2, 3))] if seeded else [])
         left = remaining.detach() * (1 - select.detach()) if seeded else None
         return heat, self.stop(torch.cat(pooled, 1))[:, 0], state, left
