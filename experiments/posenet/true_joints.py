@@ -1,4 +1,4 @@
-"""python experiments/posenet/true_joints.py CKPT SPLIT_JSON [N] [IMAGE_ROOT]: a method's grouping
+"""python experiments/posenet/true_joints.py CKPT SPLIT_JSON [N] [IMAGE_ROOT] [KEY=VALUE ...]: a method's grouping
 with the joints given, on a PoseNet-backed checkpoint of any of the three methods. The network
 runs as trained; where the method reads where the joints are, the true joints (every labelled
 joint, v > 0) replace the network's, each placed exactly; what groups them stays the network's:
@@ -15,7 +15,7 @@ Printed beside AP and the method's ceiling (AE: true ids on the network's joints
 selection ceiling): ``true joints`` (the network's grouping) and ``both`` (the grouping made
 true too: AE the true ids, PersonLab the mid-range offset targets, recurrent each true person
 selected by its training target), which loses only what the grid itself loses. First N images
-(default 30).
+(default 30); KEY=VALUE: test options over the checkpoint's (``nms_radius=5``, VALUE read as YAML).
 
     K joints, E directed edges, H x W grid cells, N true people, D tag dims."""
 import dataclasses
@@ -23,6 +23,7 @@ import sys
 
 import numpy as np
 import torch
+import yaml
 
 from posegroup.engine.benchmark import open_split, predict_split, timed_predictor, true_id_predictor
 from posegroup.engine.checkpoint import load_model
@@ -139,9 +140,9 @@ def recurrent_oracle(method, model, opts: dict, both: bool):
 ORACLES = {"ae": ae_oracle, "personlab": personlab_oracle, "recurrent": recurrent_oracle}
 
 
-def main(ckpt, ann, n=30, root=None):
+def main(ckpt, ann, n=30, root=None, **test):
     model, method, config = load_model(ckpt)[:3]
-    opts = inference_options(config, method)
+    opts = {**inference_options(config, method), **test}
     ds, ids = open_split(ann, method.keypoint_set, n, root)
 
     def ap(results):
@@ -159,5 +160,6 @@ def main(ckpt, ann, n=30, root=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 30,
-         sys.argv[4] if len(sys.argv) > 4 else None)
+    args = [a for a in sys.argv[1:] if "=" not in a]
+    test = {k: yaml.safe_load(v) for k, v in (a.split("=", 1) for a in sys.argv[1:] if "=" in a)}
+    main(args[0], args[1], int(args[2]) if len(args) > 2 else 30, args[3] if len(args) > 3 else None, **test)
