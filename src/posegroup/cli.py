@@ -769,12 +769,30 @@ def _leave_distributed(code: int) -> None:
     """A DDP process that stops on an error leaves its process group open (the other ranks wait
     for its exit, engine.distributed); the group's C++ teardown at interpreter exit can then
     abort ("terminate called without an active exception", SIGABRT instead of ``code``). Such a
-    process flushes its output and leaves with ``os._exit(code)``."""
+    process ends its child processes (:func:`_end_children`), flushes its output and leaves with
+    ``os._exit(code)``."""
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
+        _end_children()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _end_children(grace_s: float = 2.0) -> None:
+    """End this process's multiprocessing children (data-loader workers): ``os._exit`` skips
+    the exit handler that would, and a worker whose parent is gone can block for ever on its
+    result queue, keeping the launcher's output pipes open. SIGTERM, ``grace_s`` seconds, then
+    SIGKILL; each is reaped."""
+    import multiprocessing
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(grace_s)
+        if child.is_alive():
+            child.kill()
+            child.join()
 
 
 def _main(argv=None) -> int:

@@ -83,3 +83,37 @@ def test_ddp_fault_is_one_line(tmp_path, missing, workers):
     assert "Connection closed" not in out.stderr and "[rank" not in out.stderr, out.stderr[-3000:]
     assert out.stderr.count("Traceback") <= 1          # torchrun's own ChildFailedError, nothing of ours
     assert "exitcode  : 2" in out.stderr                # the launcher's root cause: the rank that failed
+
+
+_LEAVE = """
+import multiprocessing, sys, time
+import torch.distributed as dist
+from posegroup.cli import _leave_distributed
+dist.init_process_group("gloo", init_method=sys.argv[1], rank=0, world_size=1)
+worker = multiprocessing.Process(target=time.sleep, args=(300,), daemon=True)   # a data-loader worker's place
+worker.start()
+print(worker.pid, flush=True)
+_leave_distributed(2)
+print("not reached", flush=True)
+"""
+
+
+def test_a_failing_ddp_rank_ends_its_workers_before_it_exits(tmp_path):
+    """A rank that leaves on an error (``os._exit``, which skips multiprocessing's exit handler)
+    ends its children first: none outlives it to hold the launcher's output pipes open."""
+    import os
+    import time
+    proc = subprocess.run([sys.executable, "-c", _LEAVE, f"file://{tmp_path / 'store'}"],
+                          capture_output=True, text=True, timeout=120)
+    pid = int(proc.stdout.split()[0])
+    try:
+        assert proc.returncode == 2, proc.stderr
+        assert "not reached" not in proc.stdout
+        time.sleep(0.2)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)             # ended and reaped: no such process
+    finally:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
