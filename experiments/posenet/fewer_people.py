@@ -26,13 +26,14 @@ def half_people(ann_file: Path, dst: Path) -> tuple[int, int]:
     people = collections.Counter(int(i) for i in bank.image_id)
     photos = sorted((im["id"] for im in doc["images"] if im["file_name"].startswith("train2017/")),
                     key=lambda i: (-people[i], i))
-    kept, dropped, counts = [], [], [0, 0]
+    dropped, counts = set(), [0, 0]
     for i in photos:
         side = 0 if counts[0] <= counts[1] else 1
-        (kept, dropped)[side].append(i)
+        if side:
+            dropped.add(i)
         counts[side] += people[i]
-    doc["images"] = [im for im in doc["images"] if im["id"] not in set(dropped)]
-    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] not in set(dropped)]
+    doc["images"] = [im for im in doc["images"] if im["id"] not in dropped]
+    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] not in dropped]
     dst.write_text(json.dumps(doc))
     return counts[0], counts[1]
 

@@ -53,7 +53,7 @@ def on_grid(keypoints, num_keypoints: int, scale: float) -> np.ndarray:
 
 def ae_oracle(method, model, opts: dict, both: bool):
     """AE on a 1 at each true joint's cell (exact offsets) with the network's tags (or the true ids)."""
-    from posegroup.methods.ae import targets
+    from posegroup.methods.ae import true_tags
     settings = dataclasses.replace(method.inference_settings(opts), hough_factor=0)
 
     def run(image, keypoints):
@@ -65,10 +65,7 @@ def ae_oracle(method, model, opts: dict, both: bool):
         for _, j, cx, cy, ox, oy in exact_cells(kp, hw):
             if not heat[j, cy, cx]:                      # two people's same joint in one cell: the first
                 heat[j, cy, cx], offsets[j, :, cy, cx] = 1.0, (ox, oy)
-        tags = outs.tags
-        if both:
-            gap = 2.0 * max(1.0, float(settings.tag_threshold or 1.0))
-            tags = targets.tag_maps(kp, hw, person_tags=gap * np.arange(len(kp))).astype(np.float32)
+        tags = true_tags(kp, hw, settings) if both else outs.tags
         poses, scores = method._group(heat, tags, settings, offsets)
         return grid_to_image(poses, scores, outs.stride, outs.factor, np.asarray(image).shape)
     return run
@@ -124,8 +121,7 @@ def recurrent_oracle(method, model, opts: dict, both: bool):
         for _, j, cx, cy, ox, oy in exact_cells(kp, hw):
             offsets[j, :, cy, cx] = (ox, oy)
         if both:
-            gates, n = person_heatmaps(kp, hw, sigma=method.settings.sigma, max_people=max(1, len(kp)))
-            outs = plain._replace(heatmaps=prior[None] * gates[:n], stop_probs=np.ones(n, np.float32))
+            outs = method.true_selection(plain, prior, kp)
         else:
             norm = head.norm
             head.norm = PriorSwap(norm, torch.from_numpy(prior))

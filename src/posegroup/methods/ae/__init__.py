@@ -117,6 +117,15 @@ def group_keywords(settings: AEInference) -> dict:
     return {name: getattr(settings, name) for name in GROUP_KEYWORDS}
 
 
+def true_tags(keypoints: np.ndarray, output_size: tuple[int, int], settings: AEInference) -> np.ndarray:
+    """Perfect tags for the true people (the true-id ceiling): keypoints (N, K, 3) on the output
+    grid, output_size (H, W) -> (K, H, W, 1) float32 tag maps whose people's ids lie twice
+    ``tag_threshold`` (at least 2) apart, further than any match (:func:`.targets.tag_maps`)."""
+    from . import targets
+    gap = 2.0 * max(1.0, float(settings.tag_threshold or 1.0))
+    return targets.tag_maps(keypoints, output_size, person_tags=gap * np.arange(len(keypoints))).astype(np.float32)
+
+
 def seg_keywords(settings: AEInference) -> dict:
     """The :func:`.segment.segment_people` keywords of ``settings``."""
     return {"mode": settings.seg_decode, "threshold": float(settings.seg_threshold),
@@ -502,17 +511,12 @@ class AEMethod(Method):
         Returns (poses (M, K, 3) image px, scores (M,)) like ``self.predict``, through the same
         decoding (:meth:`_group`, ``refine`` included): the ceiling of what the prediction does.
         """
-        from . import targets
-
         settings = self.inference_settings({k: v for k, v in test_opts.items() if k not in SEG_DECODE_OPTIONS})
         outs = self.network_outputs(model, image, settings=settings)
         heat = np.asarray(outs.heatmaps, np.float32)
         kp = np.asarray(keypoints, np.float64).copy()
         kp[..., :2] *= outs.factor / outs.stride                        # image px -> output grid
-        gap = 2.0 * max(1.0, float(settings.tag_threshold or 1.0))     # ids further apart than any match
-        ids = gap * np.arange(len(kp))
-        true_tags = targets.tag_maps(kp, heat.shape[-2:], person_tags=ids).astype(np.float32)
-        poses, scores = self._group(heat, true_tags, settings, outs.offsets)
+        poses, scores = self._group(heat, true_tags(kp, heat.shape[-2:], settings), settings, outs.offsets)
         return grid_to_image(poses, scores, outs.stride, outs.factor, np.asarray(image).shape)
 
     def _group(self, heat, tag, settings: AEInference, offsets=None) -> tuple[np.ndarray, np.ndarray]:

@@ -380,15 +380,21 @@ class RecurrentMethod(Method):
         Args: model, image uint8 (H, W, 3), keypoints (N, J, 3) true people in image px,
         test_opts: the inference options (:class:`RecurrentInference`).
         Returns (poses (N, J, 3) image px, scores (N,)) like ``self.predict``."""
-        from .targets import person_heatmaps
         settings = self.inference_settings(test_opts)
         outs = self.network_outputs(model, image, settings)
         found = outs.prior if outs.prior is not None else outs.heatmaps.max(0, initial=0.0)
         kp = np.asarray(keypoints, np.float64).reshape(-1, self.num_keypoints, 3).copy()
         kp[..., :2] *= outs.factor / outs.stride                        # image px -> output grid
-        gates, n = person_heatmaps(kp, found.shape[-2:], sigma=self.settings.sigma, max_people=max(1, len(kp)))
-        selected = outs._replace(heatmaps=found[None] * gates[:n], stop_probs=np.ones(n, np.float32))
-        return self.decode(selected, settings, np.shape(image))
+        return self.decode(self.true_selection(outs, found, kp), settings, np.shape(image))
+
+    def true_selection(self, outputs: RecurrentOutputs, found: np.ndarray, keypoints: np.ndarray) -> RecurrentOutputs:
+        """``outputs`` with one step per true person, each selecting that person from the joints
+        ``found`` (J, H, W) by its training target (:func:`.targets.person_heatmaps`, std
+        ``sigma``); keypoints (N, J, 3) on the output grid. Every step's stop probability is 1."""
+        from .targets import person_heatmaps
+        gates, n = person_heatmaps(keypoints, found.shape[-2:], sigma=self.settings.sigma,
+                                   max_people=max(1, len(keypoints)))
+        return outputs._replace(heatmaps=found[None] * gates[:n], stop_probs=np.ones(n, np.float32))
 
     @staticmethod
     def _ae_run(net) -> Any:
